@@ -1,0 +1,184 @@
+//! clap definitions. Flag names and meanings follow `docker buildx build` so existing scripts work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// hako: build container images from Dockerfiles, with no daemon.
+#[derive(Debug, Parser)]
+#[command(name = "hako", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile and a context (like `docker buildx build`).
+    Build(Box<BuildArgs>),
+    /// Developer tools for the Dockerfile frontend.
+    Debug {
+        /// Which tool.
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+}
+
+/// `hako debug` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print a Dockerfile's parse tree in BuildKit's dump format (`-` reads stdin).
+    Dump {
+        /// The Dockerfile.
+        file: String,
+    },
+}
+
+/// How build progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ProgressMode {
+    /// `tty` when stderr is a terminal, `plain` otherwise.
+    #[default]
+    Auto,
+    /// Live progress bars.
+    Tty,
+    /// One line per event.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `hako build` options.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+CONTEXT is a directory, or `-` to read a tar archive of the context from stdin (as `docker build -`).
+
+Exit status: 0 success; 1 the build failed because of its input (a Dockerfile error, a failing step); \
+2 usage error, unsupported option or internal error.
+
+This version plans builds (`--dry-run`); building images, outputs and the cache are not supported yet \
+and fail with a clear error instead of being ignored.")]
+pub struct BuildArgs {
+    /// Build context: a directory, or `-` for a tar stream on stdin.
+    #[arg(value_name = "CONTEXT")]
+    pub context: String,
+
+    /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`; `-` reads it from stdin).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<String>,
+
+    /// Name and optionally a tag (`name:tag`); repeatable.
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+
+    /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment); repeatable.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// Build only up to this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Target platform(s) (`os/arch[/variant]`, comma-separated or repeated).
+    #[arg(long = "platform", value_name = "PLATFORM", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+
+    /// Set metadata for the image (`KEY=VALUE`); repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Do not use the cache when building.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Progress output on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    pub progress: ProgressMode,
+
+    /// Output destination (`type=oci,dest=FILE`, `type=docker,dest=FILE`, `type=local,dest=DIR`, …).
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+
+    /// Shorthand for `--output=type=registry`: push every `-t` tag.
+    #[arg(long)]
+    pub push: bool,
+
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
+    /// Write build result metadata (JSON) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// Secret to expose to RUN steps (`id=NAME,src=FILE` or `id=NAME,env=VAR`); repeatable.
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+
+    /// SSH agent socket or keys to expose (`default` or `ID=PATH`); repeatable.
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
+
+    /// External cache source (`type=registry,ref=…`, `type=local,src=…`); repeatable.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+
+    /// Cache export destination (`type=registry,ref=…`, `type=local,dest=…`); repeatable.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+
+    /// Additional named build context (`NAME=VALUE`: a directory, `docker-image://REF`, `oci-layout://DIR`); repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+
+    /// Print the build plan (stages, steps, expanded values, skipped stages) without building.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_buildx_style_flags() {
+        let cli = Cli::try_parse_from([
+            "hako",
+            "build",
+            "-t",
+            "a:1",
+            "-t",
+            "b",
+            "--build-arg",
+            "X=1",
+            "--build-arg",
+            "Y",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-f",
+            "-",
+            "--progress=plain",
+            "--target",
+            "t",
+            "--dry-run",
+            ".",
+        ])
+        .expect("parses");
+        let Command::Build(b) = cli.command else { panic!("not build") };
+        assert_eq!(b.tags, ["a:1", "b"]);
+        assert_eq!(b.build_args, ["X=1", "Y"]);
+        assert_eq!(b.platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(b.file.as_deref(), Some("-"));
+        assert_eq!(b.progress, ProgressMode::Plain);
+        assert!(b.dry_run);
+        assert_eq!(b.context, ".");
+    }
+}

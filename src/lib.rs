@@ -1,0 +1,10 @@
+//! hako: a daemonless, single-binary container image builder.
+//!
+//! Data flows one way: [`dockerfile`] (parse, expand, type) → [`plan`] (stages, ARG scoping, the stage graph) →
+//! later the sandbox, layers and exporters. [`context`] owns the build context (`.dockerignore`).
+//! The binary (`src/main.rs`) is a thin shell around [`cli`].
+
+pub mod cli;
+pub mod context;
+pub mod dockerfile;
+pub mod plan;

@@ -1,0 +1,1 @@
+//! Build planning: stages, ARG/ENV scoping, the stage graph and `--target` pruning.

@@ -1,0 +1,5 @@
+//! hako's integration tests: one test binary (so the crate is linked once), one module per area.
+//! They run the real `hako` binary and read BuildKit's conformance data from `../shared`.
+
+mod common;
+mod parser_conformance;
