@@ -7,4 +7,6 @@
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod plan;

@@ -8,8 +8,9 @@ pub fn run(cmd: DebugCommand) -> Result<(), Failure> {
     match cmd {
         DebugCommand::Dump { file } => {
             let (name, bytes) = super::build::read_dockerfile_arg(&file)?;
-            let ast = parse_bytes(&bytes)
-                .map_err(|d| Failure::user(d.render(&name, &String::from_utf8_lossy(&bytes))))?;
+            let ast = parse_bytes(&bytes).map_err(|d| {
+                Failure::user(format!("error: {}", d.render(&name, &String::from_utf8_lossy(&bytes))))
+            })?;
             print_stdout(&dump(&ast))
         }
     }

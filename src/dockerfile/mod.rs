@@ -5,6 +5,7 @@
 pub mod dump;
 pub mod error;
 pub mod gostr;
+pub mod instructions;
 pub mod json;
 pub mod lexer;
 pub mod parser;

@@ -1,5 +1,8 @@
 //! hako's integration tests: one test binary (so the crate is linked once), one module per area.
 //! They run the real `hako` binary and read BuildKit's conformance data from `../shared`.
 
+mod cli;
 mod common;
+mod dry_run_conformance;
 mod parser_conformance;
+mod shell_conformance;

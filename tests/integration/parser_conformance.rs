@@ -46,8 +46,9 @@ fn every_negative_case_fails_naming_a_line() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{df} must fail with exit 1: {err}");
         assert!(out.stdout.is_empty(), "{df}: nothing on stdout");
-        assert!(err.starts_with(&format!("{df}:")), "{df}: error must name the file and line: {err}");
-        let line_part = err[df.len() + 1..].split(':').next().unwrap_or("");
+        let prefix = format!("error: {df}:");
+        assert!(err.starts_with(&prefix), "{df}: error must name the file and line: {err}");
+        let line_part = err[prefix.len()..].split(':').next().unwrap_or("");
         assert!(line_part.parse::<usize>().is_ok_and(|n| n >= 1), "{df}: no line number in {err}");
         let name = case.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let (_, msg) = expected_messages

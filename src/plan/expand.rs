@@ -1,0 +1,659 @@
+//! Planning one stage: its base, then each instruction expanded in the stage's ARG/ENV scope the way
+//! BuildKit's dispatcher does (which instructions expand, which build args each step used, where
+//! `--from` and mount sources point, relative paths against WORKDIR).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::scope::{EnvList, PROXY_ARGS, Scope, resolve_arg};
+use super::{BaseImages, CopyOp, Op, Options, Platform, Source, StagePlan, StageState, Step};
+use crate::dockerfile::Diagnostic;
+use crate::dockerfile::instructions::{Copy, Dockerfile, Kind, Loc, MountType, Stage, parse_mount};
+use crate::dockerfile::shell::{Lexer, ShellError};
+
+/// An expansion error, pointing at the word in the instruction.
+pub fn err(df: &Dockerfile, loc: &Loc, word: &str, e: ShellError) -> Diagnostic {
+    Diagnostic::new(format!("cannot expand `{word}`: {e}"), df.locate(loc, word))
+        .with_width(word.chars().count())
+}
+
+fn fail(loc: &Loc, msg: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(msg, loc.pos())
+}
+
+/// Plans `stage` (all earlier stages are in `done`). Returns the plan and the ARG names it declared.
+#[allow(clippy::too_many_arguments)]
+pub fn stage(
+    stage: &Stage,
+    done: &[StagePlan],
+    df: &Dockerfile,
+    opts: &Options,
+    globals: &EnvList,
+    lexer: &Lexer,
+    images: &dyn BaseImages,
+    default_platform: &Platform,
+) -> Result<(StagePlan, Vec<String>), Diagnostic> {
+    let loc = &stage.loc;
+    let base =
+        lexer.process_word_with_matches(&stage.base, globals).map_err(|e| err(df, loc, &stage.base, e))?;
+    let mut used: BTreeMap<String, String> =
+        base.matched.iter().filter_map(|k| Some((k.clone(), globals.get(k)?.to_string()))).collect();
+    if base.value.is_empty() {
+        return Err(fail(loc, format!("base name ({}) should not be blank", stage.base))
+            .with_hint("set the ARG it uses with --build-arg or give the ARG a default"));
+    }
+    let platform = match &stage.platform {
+        None => default_platform.clone(),
+        Some(raw) => {
+            let p = lexer.process_word_with_matches(raw, globals).map_err(|e| err(df, loc, raw, e))?;
+            if p.value.is_empty() {
+                return Err(fail(loc, format!("empty platform value from expression {raw}")));
+            }
+            used.extend(p.matched.iter().filter_map(|k| Some((k.clone(), globals.get(k)?.to_string()))));
+            Platform::parse(&p.value)
+                .map_err(|e| fail(loc, format!("failed to parse platform {raw}: {e}")))?
+        }
+    };
+
+    let name = stage.name.clone();
+    let context_override = name.as_ref().and_then(|n| opts.build_contexts.get(n));
+    let source = if let Some(value) = context_override {
+        // A named context replaces the stage of the same name entirely (buildx semantics).
+        Source::Context { name: name.clone().unwrap_or_default(), value: value.clone() }
+    } else if let Some(parent) = done.iter().find(|s| s.name.as_deref() == Some(base.value.as_str())) {
+        Source::Stage(parent.index)
+    } else if let Some(value) = opts.build_contexts.get(&base.value) {
+        Source::Context { name: base.value.clone(), value: value.clone() }
+    } else if base.value == "scratch" {
+        Source::Scratch
+    } else {
+        check_reference(&base.value).map_err(|e| fail(loc, e))?;
+        Source::Image(base.value.clone())
+    };
+    let state = match &source {
+        Source::Stage(i) => done[*i].final_state.clone(),
+        Source::Image(r) => images.config(r, &platform),
+        _ => StageState::default(),
+    };
+
+    let mut cx = StageCx {
+        lexer,
+        df,
+        opts,
+        globals,
+        index: stage.index,
+        scope: Scope::new(state.env.clone()),
+        state,
+        deps: BTreeSet::new(),
+    };
+    if let Source::Stage(i) = source {
+        cx.deps.insert(i);
+    }
+    let mut steps = Vec::new();
+    if context_override.is_none() {
+        for ins in &stage.commands {
+            steps.push(cx.step(&ins.kind, &ins.loc)?);
+        }
+    }
+    cx.state.env = cx.scope.image_env.clone();
+    let declared = cx.scope.declared.iter().cloned().collect();
+    let plan = StagePlan {
+        index: stage.index,
+        name,
+        base: source,
+        platform,
+        loc: loc.clone(),
+        used_args: used,
+        steps,
+        deps: cx.deps.into_iter().collect(),
+        needed: false,
+        final_state: cx.state,
+    };
+    Ok((plan, declared))
+}
+
+struct StageCx<'a> {
+    lexer: &'a Lexer,
+    df: &'a Dockerfile,
+    opts: &'a Options,
+    globals: &'a EnvList,
+    index: usize,
+    scope: Scope,
+    state: StageState,
+    deps: BTreeSet<usize>,
+}
+
+impl StageCx<'_> {
+    fn step(&mut self, kind: &Kind, loc: &Loc) -> Result<Step, Diagnostic> {
+        let mut used = BTreeMap::new();
+        let (op, display) = self.op(kind, loc, &mut used)?;
+        Ok(Step { loc: loc.clone(), op, used_args: used, display })
+    }
+
+    /// Expands one word, recording which ARGs it used.
+    fn word(&self, w: &str, loc: &Loc, used: &mut BTreeMap<String, String>) -> Result<String, Diagnostic> {
+        let r =
+            self.lexer.process_word_with_matches(w, &self.scope.env).map_err(|e| err(self.df, loc, w, e))?;
+        for name in r.matched {
+            if self.scope.is_arg(&name)
+                && let Some(v) = self.scope.env.get(&name)
+            {
+                used.insert(name, v.to_string());
+            }
+        }
+        Ok(r.value)
+    }
+
+    fn words(
+        &self,
+        w: &str,
+        loc: &Loc,
+        used: &mut BTreeMap<String, String>,
+    ) -> Result<Vec<String>, Diagnostic> {
+        let r = self.lexer.process_words(w, &self.scope.env).map_err(|e| err(self.df, loc, w, e))?;
+        // process_words has no match tracking; record ARGs the word mentions by name.
+        for (name, v) in self.scope.arg_values() {
+            if w.contains(&format!("${name}")) || w.contains(&format!("${{{name}")) {
+                used.insert(name, v);
+            }
+        }
+        Ok(r)
+    }
+
+    fn op(
+        &mut self,
+        kind: &Kind,
+        loc: &Loc,
+        used: &mut BTreeMap<String, String>,
+    ) -> Result<(Op, String), Diagnostic> {
+        Ok(match kind {
+            Kind::Env(pairs) | Kind::Label(pairs) => {
+                let mut out = Vec::new();
+                for kv in pairs {
+                    let k = self.word(&kv.key, loc, used)?;
+                    let v = self.word(&kv.value, loc, used)?;
+                    if matches!(kind, Kind::Env(_)) {
+                        self.scope.set_env(&k, &v);
+                    }
+                    out.push((k, v));
+                }
+                let text = out
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", display_quote(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                match kind {
+                    Kind::Env(_) => (Op::Env(out), format!("ENV {text}")),
+                    _ => (Op::Label(out), format!("LABEL {text}")),
+                }
+            }
+            Kind::Arg(decls) => {
+                let mut out = Vec::new();
+                for d in decls {
+                    let default = match &d.default {
+                        Some(raw) if !self.opts.build_args.contains_key(&d.name) => {
+                            Some(self.word(raw, loc, used)?)
+                        }
+                        _ => None,
+                    };
+                    let value = resolve_arg(&d.name, default, &self.opts.build_args, self.globals);
+                    self.scope.declare_arg(&d.name, value.clone());
+                    out.push((d.name.clone(), value));
+                }
+                let text = out
+                    .iter()
+                    .map(|(k, v)| v.as_ref().map_or(k.clone(), |v| format!("{k}={v}")))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (Op::Arg(out), format!("ARG {text}"))
+            }
+            Kind::Workdir(raw) => {
+                let w = self.word(raw, loc, used)?;
+                let abs = join_path(&self.state.workdir, &w);
+                self.state.workdir = abs.clone();
+                (Op::Workdir(abs.clone()), format!("WORKDIR {abs}"))
+            }
+            Kind::User(raw) => {
+                let u = self.word(raw, loc, used)?;
+                if u.is_empty() {
+                    return Err(fail(loc, format!("USER `{raw}` expands to an empty string")));
+                }
+                self.state.user = u.clone();
+                (Op::User(u.clone()), format!("USER {u}"))
+            }
+            Kind::Volume(vols) => {
+                let mut out = Vec::new();
+                for v in vols {
+                    out.push(self.word(v, loc, used)?);
+                }
+                let text = format!("VOLUME {}", json_list(&out));
+                (Op::Volume(out), text)
+            }
+            Kind::Expose(ports) => {
+                let mut out = Vec::new();
+                for p in ports {
+                    for w in self.words(p, loc, used)? {
+                        out.push(normalize_port(&w).map_err(|e| fail(loc, e))?);
+                    }
+                }
+                let text = format!("EXPOSE {}", out.join(" "));
+                (Op::Expose(out), text)
+            }
+            Kind::StopSignal(raw) => {
+                let s = self.word(raw, loc, used)?;
+                check_signal(&s).map_err(|e| fail(loc, e))?;
+                (Op::StopSignal(s.clone()), format!("STOPSIGNAL {s}"))
+            }
+            Kind::Shell(sh) => {
+                self.state.shell = sh.clone();
+                (Op::Shell(sh.clone()), format!("SHELL {}", json_list(sh)))
+            }
+            Kind::Cmd(c) => (Op::Cmd(c.clone()), format!("CMD {}", command_text(c))),
+            Kind::Entrypoint(c) => (Op::Entrypoint(c.clone()), format!("ENTRYPOINT {}", command_text(c))),
+            Kind::Healthcheck(h) => (Op::Healthcheck(h.clone()), one_line(&loc.original)),
+            Kind::Onbuild(t) => (Op::Onbuild(t.clone()), format!("ONBUILD {}", one_line(t))),
+            Kind::Maintainer(m) => (Op::Maintainer(m.clone()), format!("MAINTAINER {m}")),
+            Kind::Copy(c) => self.copy(c, false, loc, used)?,
+            Kind::Add(c) => self.copy(c, true, loc, used)?,
+            Kind::Run(run) => {
+                let mut mounts = Vec::new();
+                let mut ssh_count = 0;
+                for spec in &run.mounts {
+                    let expand = |w: &str| -> Result<String, String> {
+                        self.word(w, loc, &mut BTreeMap::new()).map_err(|d| d.message)
+                    };
+                    let mut m = parse_mount(spec, &expand).map_err(|e| {
+                        fail(loc, e).with_hint("see the RUN --mount reference for the keys each type accepts")
+                    })?;
+                    let source = match &m.from {
+                        Some(from) => self.mount_source(from, m.target.as_deref().unwrap_or(""), loc)?,
+                        None => Source::BuildContext,
+                    };
+                    mount_defaults(&mut m, &self.state.workdir, &mut ssh_count).map_err(|e| fail(loc, e))?;
+                    mounts.push((m, source));
+                }
+                // Every ARG in scope is in the command's environment, so all of them key the step.
+                used.extend(self.scope.arg_values());
+                let mut env = self.scope.env.clone();
+                for name in PROXY_ARGS {
+                    if let Some(v) = self.opts.build_args.get(name) {
+                        env.set(name, v);
+                    }
+                }
+                let op = Op::Run {
+                    command: run.command.clone(),
+                    shell: self.state.shell.clone(),
+                    env,
+                    mounts,
+                    network: run.network.clone().unwrap_or_else(|| "default".into()),
+                    security: run.security.clone().unwrap_or_else(|| "sandbox".into()),
+                    devices: run.devices.clone(),
+                    workdir: self.state.workdir.clone(),
+                    user: self.state.user.clone(),
+                };
+                (op, one_line(&loc.original))
+            }
+        })
+    }
+
+    fn copy(
+        &mut self,
+        c: &Copy,
+        add: bool,
+        loc: &Loc,
+        used: &mut BTreeMap<String, String>,
+    ) -> Result<(Op, String), Diagnostic> {
+        let from = match &c.from {
+            None => Source::BuildContext,
+            Some(f) => self.copy_source(f, loc)?,
+        };
+        if let Source::Stage(i) = from {
+            self.deps.insert(i);
+        }
+        let mut sources = Vec::new();
+        for s in &c.sources {
+            sources.push(self.word(s, loc, used)?);
+        }
+        let mut inline = c.inline.clone();
+        for f in &mut inline {
+            if f.expand {
+                let lexer = self.lexer.with_options(crate::dockerfile::shell::Options {
+                    raw_quotes: true,
+                    raw_escapes: true,
+                    skip_unset_env: false,
+                });
+                f.data = lexer
+                    .process_word(&f.data, &self.scope.env)
+                    .map_err(|e| err(self.df, loc, &f.name, e))?;
+            }
+        }
+        let dest_raw = self.word(&c.dest, loc, used)?;
+        let opt =
+            |v: &Option<String>, used: &mut BTreeMap<String, String>| -> Result<Option<String>, Diagnostic> {
+                v.as_ref().map(|v| self.word(v, loc, used)).transpose()
+            };
+        let chown = opt(&c.chown, used)?;
+        let chmod = opt(&c.chmod, used)?;
+        if let Some(m) = &chmod {
+            check_chmod(m).map_err(|e| fail(loc, e))?;
+        }
+        let checksum = opt(&c.checksum, used)?;
+        let mut excludes = Vec::new();
+        for e in &c.excludes {
+            excludes.push(self.word(e, loc, used)?);
+        }
+        let dest = join_path(&self.state.workdir, &dest_raw);
+        let mut text = vec![if add { "ADD".to_string() } else { "COPY".to_string() }];
+        if let Some(f) = &c.from {
+            text.push(format!("--from={f}"));
+        }
+        for (flag, v) in [("chown", &chown), ("chmod", &chmod), ("checksum", &checksum)] {
+            if let Some(v) = v {
+                text.push(format!("--{flag}={v}"));
+            }
+        }
+        if c.link {
+            text.push("--link".into());
+        }
+        if c.parents {
+            text.push("--parents".into());
+        }
+        text.extend(excludes.iter().map(|e| format!("--exclude={e}")));
+        text.extend(c.inline.iter().map(|f| format!("<<{}", f.name)));
+        text.extend(sources.iter().cloned());
+        text.push(dest_raw.clone());
+        let op = CopyOp {
+            add,
+            from,
+            sources,
+            inline,
+            dest,
+            dest_raw,
+            chown,
+            chmod,
+            link: c.link,
+            parents: c.parents,
+            excludes,
+            checksum,
+            keep_git_dir: c.keep_git_dir,
+            unpack: c.unpack,
+        };
+        Ok((Op::Copy(op), text.join(" ")))
+    }
+
+    /// `COPY --from=`: a stage index or name (any stage, cycles are checked later), a named
+    /// context, or an image. Variables are not allowed, as in BuildKit.
+    fn copy_source(&self, from: &str, loc: &Loc) -> Result<Source, Diagnostic> {
+        let no_env = EnvList::default();
+        if self.lexer.process_word(from, &no_env).ok().as_deref() != Some(from) {
+            return Err(fail(
+                loc,
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+            ));
+        }
+        if let Ok(i) = from.parse::<usize>() {
+            return if i < self.df.stages.len() {
+                Ok(Source::Stage(i))
+            } else {
+                Err(fail(loc, format!("invalid stage index {i}")).with_hint(format!(
+                    "the Dockerfile has {} stage(s), numbered from 0",
+                    self.df.stages.len()
+                )))
+            };
+        }
+        let lower = from.to_lowercase();
+        if let Some(s) = self.df.stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+            return Ok(Source::Stage(s.index));
+        }
+        if let Some(v) = self.opts.build_contexts.get(from) {
+            return Ok(Source::Context { name: from.to_string(), value: v.clone() });
+        }
+        check_reference(from)
+            .map_err(|e| fail(loc, format!("--from={from} is not a stage, named context or image: {e}")))?;
+        Ok(Source::Image(from.to_string()))
+    }
+
+    /// `RUN --mount from=`: like `--from`, but a stage must be defined before this step.
+    fn mount_source(&mut self, from: &str, target: &str, loc: &Loc) -> Result<Source, Diagnostic> {
+        let source = self.copy_source(from, loc)?;
+        if let Source::Stage(i) = source {
+            if i >= self.index {
+                return Err(fail(
+                    loc,
+                    format!(
+                        "cannot mount from stage \"{from}\" to \"{target}\", stage needs to be defined before current command"
+                    ),
+                ));
+            }
+            self.deps.insert(i);
+        }
+        Ok(source)
+    }
+}
+
+/// BuildKit's defaults for mount ids and targets.
+fn mount_defaults(
+    m: &mut crate::dockerfile::instructions::Mount,
+    workdir: &str,
+    ssh_count: &mut usize,
+) -> Result<(), String> {
+    match m.kind {
+        MountType::Secret => {
+            if m.id.is_none() {
+                m.id = m.source.clone().or_else(|| m.target.as_deref().map(basename));
+            }
+            let id = m.id.clone().unwrap_or_default();
+            if m.target.is_none() && m.env.is_none() {
+                m.target = Some(format!("/run/secrets/{}", basename(&id)));
+            }
+        }
+        MountType::Ssh => {
+            m.id.get_or_insert_with(|| "default".into());
+            if m.target.is_none() {
+                m.target = Some(format!("/run/buildkit/ssh_agent.{ssh_count}"));
+            }
+            *ssh_count += 1;
+        }
+        MountType::Bind | MountType::Cache | MountType::Tmpfs => {
+            let Some(t) = m.target.as_deref().filter(|t| !t.is_empty()) else {
+                return Err(format!("--mount type={} needs a target (target=/path)", m.kind));
+            };
+            let abs = join_path(workdir, t);
+            if abs == "/" {
+                return Err(format!("invalid mount target \"{t}\": cannot mount over /"));
+            }
+            if m.kind == MountType::Cache && m.id.is_none() {
+                m.id = Some(abs.clone());
+            }
+            m.target = Some(abs);
+        }
+    }
+    if let Some(t) = &m.target
+        && !t.starts_with('/')
+    {
+        m.target = Some(join_path(workdir, t));
+    }
+    Ok(())
+}
+
+fn basename(p: &str) -> String {
+    p.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string()
+}
+
+/// Joins `p` onto `base` unless absolute, and cleans `.`/`..` (never above `/`). A trailing `/`
+/// is dropped (callers keep the raw form where it matters).
+pub fn join_path(base: &str, p: &str) -> String {
+    let full = if p.starts_with('/') { p.to_string() } else { format!("{base}/{p}") };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in full.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            x => parts.push(x),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// A light check of an image reference (the registry module parses it fully).
+pub fn check_reference(r: &str) -> Result<(), String> {
+    if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("invalid reference format: \"{r}\" contains whitespace"));
+    }
+    let name = r.split('@').next().unwrap_or(r);
+    let repo = match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    };
+    let path = repo.split_once('/').map_or(repo, |(host, rest)| {
+        if host.contains('.') || host.contains(':') || host == "localhost" { rest } else { repo }
+    });
+    if path.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!("invalid reference format: repository name \"{repo}\" must be lowercase"));
+    }
+    if path.is_empty()
+        || !path.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
+    {
+        return Err(format!("invalid reference format: \"{r}\""));
+    }
+    Ok(())
+}
+
+/// `80`, `80/tcp`, `8000-8010/udp` → `port/proto` (Docker's nat.ParsePortSpecs rules).
+fn normalize_port(p: &str) -> Result<String, String> {
+    let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+    let proto = proto.to_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("invalid proto \"{proto}\" in EXPOSE {p} (use tcp, udp or sctp)"));
+    }
+    let valid = |n: &str| n.parse::<u16>().is_ok_and(|n| n > 0);
+    let ok = match ports.split_once('-') {
+        Some((a, b)) => valid(a) && valid(b) && a.parse::<u16>().ok() <= b.parse::<u16>().ok(),
+        None => valid(ports),
+    };
+    if !ok {
+        return Err(format!(
+            "invalid containerPort: {ports} (EXPOSE takes PORT[/PROTO] or FROM-TO[/PROTO], ports 1-65535)"
+        ));
+    }
+    Ok(format!("{ports}/{proto}"))
+}
+
+const SIGNALS: [&str; 31] = [
+    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
+    "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
+    "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+];
+
+/// STOPSIGNAL takes a number or a signal name, with or without `SIG`, or `RTMIN+n`.
+fn check_signal(s: &str) -> Result<(), String> {
+    if s.parse::<u8>().is_ok_and(|n| n > 0 && n <= 64) {
+        return Ok(());
+    }
+    let upper = s.to_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if SIGNALS.contains(&name)
+        || name.strip_prefix("RTMIN+").is_some_and(|n| n.parse::<u8>().is_ok_and(|n| n <= 30))
+    {
+        return Ok(());
+    }
+    Err(format!("invalid signal: {s} (use a name such as SIGTERM or a number)"))
+}
+
+/// `--chmod`: octal (`755`, `0644`) or symbolic (`u+x,g-w`, `a=rX`).
+fn check_chmod(m: &str) -> Result<(), String> {
+    let bad =
+        || format!("invalid chmod parameter: {m} (use octal such as 0755 or symbolic such as u+x,go-w)");
+    if m.chars().all(|c| c.is_ascii_digit()) {
+        return u32::from_str_radix(m, 8).ok().filter(|v| *v <= 0o7777).map(|_| ()).ok_or_else(bad);
+    }
+    for clause in m.split(',') {
+        let who_len = clause.find(|c: char| !"ugoa".contains(c)).unwrap_or(clause.len());
+        let mut rest = &clause[who_len..];
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let mut chars = rest.chars();
+            if !matches!(chars.next(), Some('+' | '-' | '=')) {
+                return Err(bad());
+            }
+            let perms = chars.as_str();
+            let n = perms.find(['+', '-', '=']).unwrap_or(perms.len());
+            let p = &perms[..n];
+            if !(p.chars().all(|c| "rwxXst".contains(c)) || matches!(p, "u" | "g" | "o")) {
+                return Err(bad());
+            }
+            rest = &perms[n..];
+        }
+    }
+    Ok(())
+}
+
+/// A JSON array as the image history shows exec-form lists.
+fn json_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| crate::dockerfile::gostr::quote(s)).collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+fn command_text(c: &crate::dockerfile::instructions::CommandLine) -> String {
+    if c.shell_form { c.args.join(" ") } else { json_list(&c.args) }
+}
+
+fn display_quote(v: &str) -> String {
+    if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '"') {
+        crate::dockerfile::gostr::quote(v)
+    } else {
+        v.to_string()
+    }
+}
+
+/// Collapses an instruction's text onto one line for progress output.
+fn one_line(s: &str) -> String {
+    let t = crate::dockerfile::gostr::trim_space(s);
+    match t.split_once('\n') {
+        Some((first, _)) => format!("{first} …"),
+        None => t.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_ports_signals_chmod() {
+        assert_eq!(join_path("/", "app"), "/app");
+        assert_eq!(join_path("/app", "../x/./y/"), "/x/y");
+        assert_eq!(join_path("/a", "/b/../../c"), "/c");
+        assert_eq!(normalize_port("80"), Ok("80/tcp".into()));
+        assert_eq!(normalize_port("53/UDP"), Ok("53/udp".into()));
+        assert_eq!(normalize_port("8000-8010"), Ok("8000-8010/tcp".into()));
+        assert!(
+            normalize_port("0").is_err()
+                && normalize_port("70000").is_err()
+                && normalize_port("80/icmp").is_err()
+        );
+        assert!(normalize_port("9-1").is_err());
+        assert!(check_signal("SIGTERM").is_ok() && check_signal("kill").is_ok() && check_signal("9").is_ok());
+        assert!(check_signal("SIGRTMIN+3").is_ok());
+        assert!(check_signal("SIGFOO").is_err() && check_signal("0").is_err());
+        for ok in ["755", "0644", "u+x", "go-w", "a=rX", "u+x,g+s", "ug=u"] {
+            assert!(check_chmod(ok).is_ok(), "{ok}");
+        }
+        for bad in ["888", "77777", "u", "u+q", "x+r", ""] {
+            assert!(check_chmod(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn references() {
+        assert!(check_reference("busybox").is_ok());
+        assert!(check_reference("localhost:5000/a/b:tag@sha256:abc").is_ok());
+        assert!(check_reference("Registry.Example.com/x").is_ok());
+        assert!(check_reference("Busybox").is_err());
+        assert!(check_reference("a b").is_err());
+        assert!(check_reference("a$b").is_err());
+    }
+}

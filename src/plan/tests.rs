@@ -1,0 +1,234 @@
+//! Planner tests: ARG/ENV scoping, stage references, the graph, target pruning and errors.
+
+use super::*;
+use crate::dockerfile::instructions::from_ast;
+use crate::dockerfile::parse;
+
+fn plan_with(src: &str, build_args: &[(&str, &str)], target: Option<&str>) -> Result<Plan, Diagnostic> {
+    let ast = parse(src)?;
+    let df = from_ast(&ast, src)?;
+    let opts = Options {
+        build_args: build_args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        target: target.map(str::to_string),
+        platform: Some(Platform::parse("linux/amd64").expect("platform")),
+        build_contexts: BTreeMap::new(),
+    };
+    plan(&df, &opts, &Unresolved)
+}
+
+fn ok(src: &str) -> Plan {
+    plan_with(src, &[], None).unwrap_or_else(|e| panic!("{}", e.message))
+}
+
+fn env_of(step: &Step) -> &EnvList {
+    match &step.op {
+        Op::Run { env, .. } => env,
+        op => panic!("not a RUN: {op:?}"),
+    }
+}
+
+#[test]
+fn global_args_reach_from_but_not_stages_unless_redeclared() {
+    let src = "ARG BASE=busy\nARG TAG=1\nFROM ${BASE}box:$TAG\nRUN a\nARG TAG\nRUN b\n";
+    let p = ok(src);
+    let s = &p.stages[0];
+    assert_eq!(s.base, Source::Image("busybox:1".into()));
+    assert_eq!(s.used_args, BTreeMap::from([("BASE".into(), "busy".into()), ("TAG".into(), "1".into())]));
+    assert_eq!(env_of(&s.steps[0]).get("TAG"), None, "global ARG is not visible before re-declaration");
+    assert_eq!(env_of(&s.steps[2]).get("TAG"), Some("1"), "re-declared ARG takes the global value");
+    assert_eq!(s.steps[2].used_args, BTreeMap::from([("TAG".into(), "1".into())]));
+}
+
+#[test]
+fn build_args_override_defaults_everywhere() {
+    let src = "ARG V=global\nFROM img:$V\nARG V=stage\nARG W=${V}-w\nENV E=$W\nRUN x\n";
+    let p = plan_with(src, &[("V", "cli")], None).expect("plan");
+    let s = &p.stages[0];
+    assert_eq!(s.base, Source::Image("img:cli".into()));
+    assert_eq!(s.steps[2].op, Op::Env(vec![("E".into(), "cli-w".into())]));
+    assert_eq!(s.steps[2].used_args, BTreeMap::from([("W".into(), "cli-w".into())]));
+    let env = env_of(&s.steps[3]);
+    assert_eq!((env.get("V"), env.get("W"), env.get("E")), (Some("cli"), Some("cli-w"), Some("cli-w")));
+    assert!(p.unused_build_args.is_empty());
+}
+
+#[test]
+fn env_is_inherited_from_parent_stages_args_are_not() {
+    let src = "FROM scratch AS a\nARG X=1\nENV Y=$X\nWORKDIR /w\nFROM a\nRUN echo\nCOPY f rel/\n";
+    let p = ok(src);
+    let b = &p.stages[1];
+    assert_eq!(b.base, Source::Stage(0));
+    let env = env_of(&b.steps[0]);
+    assert_eq!((env.get("Y"), env.get("X")), (Some("1"), None));
+    let Op::Copy(c) = &b.steps[1].op else { panic!() };
+    assert_eq!((c.dest.as_str(), c.dest_raw.as_str()), ("/w/rel", "rel/"));
+    assert_eq!(p.order, [0, 1]);
+}
+
+#[test]
+fn platform_args_and_from_platform() {
+    let src = "FROM --platform=$BUILDPLATFORM img AS b\nARG TARGETARCH\nARG BUILDOS\nRUN x\nFROM --platform=linux/arm64 img\n";
+    let p = ok(src);
+    let env = env_of(&p.stages[0].steps[2]);
+    assert_eq!((env.get("TARGETARCH"), env.get("BUILDOS")), (Some("amd64"), Some("linux")));
+    assert_eq!(
+        p.stages[0].used_args.get("BUILDPLATFORM").map(String::as_str),
+        Some(&*Platform::host().to_string())
+    );
+    assert_eq!(p.stages[1].platform.to_string(), "linux/arm64");
+}
+
+#[test]
+fn copy_from_resolves_names_indexes_forward_refs_and_images() {
+    let src = "FROM scratch AS one\nCOPY --from=later /x /\nFROM scratch AS later\nCOPY --from=alpine:3 /c /d\nFROM scratch\nCOPY --from=ONE /e /f\nCOPY --from=1 /g /h\n";
+    let p = ok(src);
+    let from = |s: usize, i: usize| match &p.stages[s].steps[i].op {
+        Op::Copy(c) => c.from.clone(),
+        _ => panic!(),
+    };
+    assert_eq!(from(0, 0), Source::Stage(1), "forward reference by name");
+    assert_eq!(from(1, 0), Source::Image("alpine:3".into()));
+    assert_eq!(from(2, 0), Source::Stage(0), "names match case-insensitively");
+    assert_eq!(from(2, 1), Source::Stage(1), "by index");
+    assert_eq!(p.order, [1, 0, 2], "dependencies first");
+}
+
+#[test]
+fn cycles_and_bad_references_are_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM busybox AS stage0\nCOPY --from=stage0 f1 /sub/\n",
+            "circular dependency detected on stage: stage0",
+        ),
+        (
+            "FROM busybox AS stage0\nCOPY --from=stage2 f1 /sub/\nFROM busybox AS stage1\nCOPY --from=stage0 f2 /sub/\nFROM busybox AS stage2\nCOPY --from=stage1 f2 /sub/\n",
+            "circular dependency detected on stage: stage0",
+        ),
+        ("FROM a\nCOPY --from=5 x y\n", "invalid stage index 5"),
+        ("ARG S=a\nFROM a\nCOPY --from=$S x y\n", "variable expansion is not supported for --from"),
+        (
+            "FROM scratch AS a\nRUN --mount=from=b,target=/x true\nFROM scratch AS b\n",
+            "cannot mount from stage \"b\" to \"/x\", stage needs to be defined before current command",
+        ),
+        ("ARG B\nFROM $B\n", "base name ($B) should not be blank"),
+        ("FROM --platform=beos/amd64 img\n", "failed to parse platform beos/amd64"),
+        ("FROM Busybox\n", "repository name \"Busybox\" must be lowercase"),
+        ("FROM a\nEXPOSE 99999\n", "invalid containerPort: 99999"),
+        ("FROM a\nSTOPSIGNAL SIGNOPE\n", "invalid signal: SIGNOPE"),
+        ("FROM a\nCOPY --chmod=999 a b\n", "invalid chmod parameter: 999"),
+        ("FROM a\nRUN --mount=type=cache true\n", "--mount type=cache needs a target"),
+        (
+            "FROM a\nRUN --mount=type=bind,target=/x,size=1 true\n",
+            "unexpected key 'size' for mount type 'bind'",
+        ),
+        ("FROM a\nUSER $NOPE\n", "USER `$NOPE` expands to an empty string"),
+        ("FROM a\nENV X=${Y:?required}\n", "cannot expand `${Y:?required}`: Y: required"),
+    ];
+    for (src, msg) in cases {
+        match plan_with(src, &[], None) {
+            Ok(_) => panic!("{src:?} should fail with {msg:?}"),
+            Err(e) => assert!(e.message.contains(msg), "{src:?}: {:?} does not contain {msg:?}", e.message),
+        }
+    }
+}
+
+#[test]
+fn target_prunes_and_orders() {
+    let src = "FROM scratch AS deps\nFROM scratch AS build\nCOPY --from=deps / /\nFROM scratch AS test\nCOPY --from=build / /\nFROM scratch AS final\nCOPY --from=build / /\n";
+    let p = plan_with(src, &[], Some("FINAL")).expect("plan");
+    assert_eq!(p.order, [0, 1, 3]);
+    assert!(!p.stages[2].needed);
+    let text = p.to_string();
+    assert!(text.contains("skipped: stage 2 \"test\""), "{text}");
+    let p = plan_with(src, &[], Some("build")).expect("plan");
+    assert_eq!(p.order, [0, 1]);
+    let e = plan_with(src, &[], Some("tset")).unwrap_err();
+    assert_eq!(e.message, "target stage \"tset\" could not be found (did you mean test?)");
+    assert_eq!(e.hints, ["stages named in this Dockerfile: deps, build, test, final"]);
+}
+
+#[test]
+fn unused_build_args_are_reported_and_proxies_are_free() {
+    let p = plan_with(
+        "FROM a\nARG USED\nRUN x\n",
+        &[("USED", "1"), ("NOPE", "2"), ("HTTP_PROXY", "http://p")],
+        None,
+    )
+    .expect("plan");
+    assert_eq!(p.unused_build_args, ["NOPE"]);
+    let run = &p.stages[0].steps[1];
+    assert_eq!(env_of(run).get("HTTP_PROXY"), Some("http://p"), "proxy args reach RUN");
+    assert!(!run.used_args.contains_key("HTTP_PROXY"), "proxy args stay out of cache keys");
+}
+
+#[test]
+fn run_mounts_get_buildkit_defaults() {
+    let src = "FROM a AS s\nWORKDIR /w\nRUN --mount=type=cache,target=c --mount=type=secret,id=tok --mount=type=ssh --mount=type=bind,from=s,target=/m true\n";
+    let e = plan_with(src, &[], None).unwrap_err();
+    assert!(e.message.contains("stage needs to be defined before"), "{}", e.message);
+    let src = "FROM a AS s\nFROM a\nWORKDIR /w\nRUN --mount=type=cache,target=c --mount=type=secret,id=tok --mount=type=ssh --mount=type=bind,from=s,target=/m true\n";
+    let p = ok(src);
+    let Op::Run { mounts, .. } = &p.stages[1].steps[1].op else { panic!() };
+    let summary: Vec<(MountTypeName, Option<String>, Option<String>)> =
+        mounts.iter().map(|(m, _)| (m.kind.as_str(), m.id.clone(), m.target.clone())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("cache", Some("/w/c".into()), Some("/w/c".into())),
+            ("secret", Some("tok".into()), Some("/run/secrets/tok".into())),
+            ("ssh", Some("default".into()), Some("/run/buildkit/ssh_agent.0".into())),
+            ("bind", None, Some("/m".into())),
+        ]
+    );
+    assert_eq!(mounts[3].1, Source::Stage(0));
+    assert_eq!(p.stages[1].deps, [0]);
+}
+
+type MountTypeName = &'static str;
+
+#[test]
+fn build_contexts_override_images_and_stages() {
+    let src = "FROM alpine AS base\nRUN x\nFROM base\nCOPY --from=extra /a /b\n";
+    let ast = parse(src).expect("parse");
+    let df = from_ast(&ast, src).expect("typed");
+    let opts = Options {
+        build_contexts: BTreeMap::from([
+            ("alpine".into(), "docker-image://mirror/alpine".into()),
+            ("extra".into(), "./extra".into()),
+        ]),
+        ..Options::default()
+    };
+    let p = plan(&df, &opts, &Unresolved).expect("plan");
+    assert_eq!(
+        p.stages[0].base,
+        Source::Context { name: "alpine".into(), value: "docker-image://mirror/alpine".into() }
+    );
+    let Op::Copy(c) = &p.stages[1].steps[0].op else { panic!() };
+    assert_eq!(c.from, Source::Context { name: "extra".into(), value: "./extra".into() });
+    let opts = Options {
+        build_contexts: BTreeMap::from([("base".into(), "./prebuilt".into())]),
+        ..Options::default()
+    };
+    let p = plan(&df, &opts, &Unresolved).expect("plan");
+    assert!(p.stages[0].steps.is_empty(), "a context named like a stage replaces the stage");
+}
+
+#[test]
+fn heredoc_copy_bodies_expand_unless_quoted() {
+    let src = "FROM a\nARG N=world\nCOPY <<EOF <<'RAW' /d/\nhello $N \"q\"\nEOF\nkeep $N\nRAW\n";
+    let p = ok(src);
+    let Op::Copy(c) = &p.stages[0].steps[1].op else { panic!() };
+    assert_eq!(c.inline[0].data, "hello world \"q\"\n");
+    assert_eq!(c.inline[1].data, "keep $N\n");
+}
+
+#[test]
+fn display_is_stable() {
+    let p = ok(
+        "ARG B=busybox\nFROM $B AS base\nENV A=\"x y\"\nWORKDIR app\nFROM base\nCOPY --from=base --chmod=755 a* /app/\nEXPOSE 80 53/udp\nCMD [\"sh\"]\n",
+    );
+    let text = p.to_string();
+    let expected = "target: 1 (stage 1 of 2)\nplatform: linux/amd64 (build platform HOST)\n\nstage 0 \"base\": FROM busybox (image)  (line 2)\n      uses build args: B=busybox\n  [base 1/2] ENV A=\"x y\"\n  [base 2/2] WORKDIR /app\n\nstage 1: FROM base (stage 0)  (line 5)\n  [stage-1 1/3] COPY --from=base --chmod=755 a* /app/\n  [stage-1 2/3] EXPOSE 53/udp 80/tcp\n  [stage-1 3/3] CMD [\"sh\"]\n"
+        .replace("HOST", &Platform::host().to_string());
+    assert_eq!(text, expected);
+}

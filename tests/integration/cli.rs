@@ -1,0 +1,162 @@
+//! The command line as scripts see it: help text, exit codes, error rendering, `--dry-run` output,
+//! and every way of handing hako a Dockerfile and context.
+
+use std::path::Path;
+
+use crate::common::{run, text};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["--version"], None);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), format!("hako {}\n", env!("CARGO_PKG_VERSION")));
+    let out = run(&["build", "--help"], None);
+    assert!(out.status.success());
+    insta::assert_snapshot!("build_help", text(&out.stdout));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = run(&["build"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("<CONTEXT>"), "{}", text(&out.stderr));
+    let out = run(&["build", "--progress=fancy", "."], None);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["build", "--dry-run", "/nonexistent/ctx"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("build context `/nonexistent/ctx` is not a directory"));
+}
+
+#[test]
+fn unbuilt_features_are_refused_not_ignored() {
+    let ctx = repo().join("examples/hello");
+    let ctx = ctx.to_str().expect("utf-8");
+    for flags in [
+        &["--output", "type=local,dest=out"][..],
+        &["--push"],
+        &["--secret", "id=a,src=/dev/null"],
+        &["--ssh", "default"],
+        &["--cache-from", "type=local,src=x"],
+        &["--cache-to", "type=local,dest=x"],
+        &["--iidfile", "x"],
+        &["--metadata-file", "x"],
+        &["--platform", "linux/amd64,linux/arm64"],
+    ] {
+        let mut args = vec!["build", "--dry-run"];
+        args.extend_from_slice(flags);
+        args.push(ctx);
+        let out = run(&args, None);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}");
+        assert!(
+            text(&out.stderr).starts_with("error: not supported yet: "),
+            "{flags:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // Without --dry-run, building itself is refused (until image building lands).
+    let out = run(&["build", ctx], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not supported yet: building images"));
+}
+
+#[test]
+fn dry_run_prints_the_plan() {
+    let ctx = repo().join("examples/hello");
+    let out = run(&["build", "--dry-run", "-t", "hello:latest", ctx.to_str().expect("utf-8")], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let host = hako::plan::Platform::host().to_string();
+    insta::assert_snapshot!("dry_run_hello", text(&out.stdout).replace(&host, "HOST"));
+}
+
+#[test]
+fn dry_run_target_and_build_args() {
+    let ctx = repo().join("examples/hello");
+    let ctx = ctx.to_str().expect("utf-8");
+    let out = run(
+        &[
+            "build",
+            "--dry-run",
+            "--target",
+            "build",
+            "--build-arg",
+            "BASE=alpine:3",
+            "--build-arg",
+            "NOPE=1",
+            ctx,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("target: 1 \"build\""), "{stdout}");
+    assert!(stdout.contains("FROM alpine:3 (image)"), "{stdout}");
+    assert!(stdout.contains("skipped: stage 2"), "{stdout}");
+    assert!(text(&out.stderr).contains("warning: build-arg NOPE was not consumed by any ARG"));
+    let out = run(&["build", "--dry-run", "--target", "bild", ctx], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("target stage \"bild\" could not be found (did you mean build?)"));
+}
+
+#[test]
+fn dockerfile_errors_exit_1_with_location_and_caret() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM busybox\n\nCOPPY . /app\n").expect("write");
+    let out = run(&["build", "--dry-run", dir.path().to_str().expect("utf-8")], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let name = dir.path().join("Dockerfile");
+    let expected = format!(
+        "error: {}:3:1: unknown instruction \"COPPY\" (did you mean COPY?)\n  |\n3 | COPPY . /app\n  | ^^^^^\nhint: see https://docs.docker.com/reference/dockerfile/ for the instructions\n",
+        name.display()
+    );
+    assert_eq!(err, expected);
+}
+
+#[test]
+fn dockerfile_from_stdin_and_context_tar_from_stdin() {
+    let ctx = tempdir();
+    let ctx_path = ctx.path().to_str().expect("utf-8");
+    // -f - with a directory context.
+    let out = run(&["build", "--dry-run", "-f", "-", ctx_path], Some(b"FROM scratch\nENV A=1\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ENV A=1"));
+    // CONTEXT `-` that is a plain Dockerfile (docker build - < Dockerfile).
+    let out = run(&["build", "--dry-run", "-"], Some(b"FROM scratch\nENV B=2\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ENV B=2"));
+    // CONTEXT `-` as a tar archive, plain and gzip-compressed, with -f naming a file inside it.
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, body) in [
+        ("Dockerfile", &b"FROM scratch\nENV C=3\n"[..]),
+        ("sub/Other.Dockerfile", b"FROM scratch\nENV D=4\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, body).expect("append");
+    }
+    let bytes = tar.into_inner().expect("tar");
+    let out = run(&["build", "--dry-run", "-"], Some(&bytes));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ENV C=3"));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let out = run(&["build", "--dry-run", "-f", "sub/Other.Dockerfile", "-"], Some(&gz));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ENV D=4"));
+    let out = run(&["build", "--dry-run", "-f", "missing", "-"], Some(&bytes));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("the context archive on stdin has no `missing`"));
+    let out = run(&["build", "--dry-run", "-f", "-", "-"], Some(b""));
+    assert_eq!(out.status.code(), Some(2));
+}
