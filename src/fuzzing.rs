@@ -45,3 +45,14 @@ pub fn shell_words(data: &[u8]) {
         }
     }
 }
+/// `.dockerignore` reading and matching on arbitrary text: the first line is the path to match.
+pub fn dockerignore(data: &[u8]) {
+    use crate::context::dockerignore::{PatternMatcher, parse_ignore_file};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (path, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let patterns = parse_ignore_file(rest);
+    if let Ok(m) = PatternMatcher::new(&patterns) {
+        let _ = m.is_excluded(path);
+        let _ = m.can_skip_dir(path);
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::scope::{EnvList, PROXY_ARGS, Scope, resolve_arg};
+use super::values::{check_chmod, check_reference, check_signal, join_path, normalize_port};
 use super::{BaseImages, CopyOp, Op, Options, Platform, Source, StagePlan, StageState, Step};
 use crate::dockerfile::Diagnostic;
 use crate::dockerfile::instructions::{Copy, Dockerfile, Kind, Loc, MountType, Stage, parse_mount};
@@ -479,118 +480,6 @@ fn basename(p: &str) -> String {
     p.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string()
 }
 
-/// Joins `p` onto `base` unless absolute, and cleans `.`/`..` (never above `/`). A trailing `/`
-/// is dropped (callers keep the raw form where it matters).
-pub fn join_path(base: &str, p: &str) -> String {
-    let full = if p.starts_with('/') { p.to_string() } else { format!("{base}/{p}") };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in full.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            x => parts.push(x),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-/// A light check of an image reference (the registry module parses it fully).
-pub fn check_reference(r: &str) -> Result<(), String> {
-    if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("invalid reference format: \"{r}\" contains whitespace"));
-    }
-    let name = r.split('@').next().unwrap_or(r);
-    let repo = match name.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => name,
-    };
-    let path = repo.split_once('/').map_or(repo, |(host, rest)| {
-        if host.contains('.') || host.contains(':') || host == "localhost" { rest } else { repo }
-    });
-    if path.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!("invalid reference format: repository name \"{repo}\" must be lowercase"));
-    }
-    if path.is_empty()
-        || !path.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
-    {
-        return Err(format!("invalid reference format: \"{r}\""));
-    }
-    Ok(())
-}
-
-/// `80`, `80/tcp`, `8000-8010/udp` → `port/proto` (Docker's nat.ParsePortSpecs rules).
-fn normalize_port(p: &str) -> Result<String, String> {
-    let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
-    let proto = proto.to_lowercase();
-    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto \"{proto}\" in EXPOSE {p} (use tcp, udp or sctp)"));
-    }
-    let valid = |n: &str| n.parse::<u16>().is_ok_and(|n| n > 0);
-    let ok = match ports.split_once('-') {
-        Some((a, b)) => valid(a) && valid(b) && a.parse::<u16>().ok() <= b.parse::<u16>().ok(),
-        None => valid(ports),
-    };
-    if !ok {
-        return Err(format!(
-            "invalid containerPort: {ports} (EXPOSE takes PORT[/PROTO] or FROM-TO[/PROTO], ports 1-65535)"
-        ));
-    }
-    Ok(format!("{ports}/{proto}"))
-}
-
-const SIGNALS: [&str; 31] = [
-    "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE",
-    "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ",
-    "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
-];
-
-/// STOPSIGNAL takes a number or a signal name, with or without `SIG`, or `RTMIN+n`.
-fn check_signal(s: &str) -> Result<(), String> {
-    if s.parse::<u8>().is_ok_and(|n| n > 0 && n <= 64) {
-        return Ok(());
-    }
-    let upper = s.to_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if SIGNALS.contains(&name)
-        || name.strip_prefix("RTMIN+").is_some_and(|n| n.parse::<u8>().is_ok_and(|n| n <= 30))
-    {
-        return Ok(());
-    }
-    Err(format!("invalid signal: {s} (use a name such as SIGTERM or a number)"))
-}
-
-/// `--chmod`: octal (`755`, `0644`) or symbolic (`u+x,g-w`, `a=rX`).
-fn check_chmod(m: &str) -> Result<(), String> {
-    let bad =
-        || format!("invalid chmod parameter: {m} (use octal such as 0755 or symbolic such as u+x,go-w)");
-    if m.chars().all(|c| c.is_ascii_digit()) {
-        return u32::from_str_radix(m, 8).ok().filter(|v| *v <= 0o7777).map(|_| ()).ok_or_else(bad);
-    }
-    for clause in m.split(',') {
-        let who_len = clause.find(|c: char| !"ugoa".contains(c)).unwrap_or(clause.len());
-        let mut rest = &clause[who_len..];
-        if rest.is_empty() {
-            return Err(bad());
-        }
-        while !rest.is_empty() {
-            let mut chars = rest.chars();
-            if !matches!(chars.next(), Some('+' | '-' | '=')) {
-                return Err(bad());
-            }
-            let perms = chars.as_str();
-            let n = perms.find(['+', '-', '=']).unwrap_or(perms.len());
-            let p = &perms[..n];
-            if !(p.chars().all(|c| "rwxXst".contains(c)) || matches!(p, "u" | "g" | "o")) {
-                return Err(bad());
-            }
-            rest = &perms[n..];
-        }
-    }
-    Ok(())
-}
-
 /// A JSON array as the image history shows exec-form lists.
 fn json_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| crate::dockerfile::gostr::quote(s)).collect();
@@ -615,45 +504,5 @@ fn one_line(s: &str) -> String {
     match t.split_once('\n') {
         Some((first, _)) => format!("{first} …"),
         None => t.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_ports_signals_chmod() {
-        assert_eq!(join_path("/", "app"), "/app");
-        assert_eq!(join_path("/app", "../x/./y/"), "/x/y");
-        assert_eq!(join_path("/a", "/b/../../c"), "/c");
-        assert_eq!(normalize_port("80"), Ok("80/tcp".into()));
-        assert_eq!(normalize_port("53/UDP"), Ok("53/udp".into()));
-        assert_eq!(normalize_port("8000-8010"), Ok("8000-8010/tcp".into()));
-        assert!(
-            normalize_port("0").is_err()
-                && normalize_port("70000").is_err()
-                && normalize_port("80/icmp").is_err()
-        );
-        assert!(normalize_port("9-1").is_err());
-        assert!(check_signal("SIGTERM").is_ok() && check_signal("kill").is_ok() && check_signal("9").is_ok());
-        assert!(check_signal("SIGRTMIN+3").is_ok());
-        assert!(check_signal("SIGFOO").is_err() && check_signal("0").is_err());
-        for ok in ["755", "0644", "u+x", "go-w", "a=rX", "u+x,g+s", "ug=u"] {
-            assert!(check_chmod(ok).is_ok(), "{ok}");
-        }
-        for bad in ["888", "77777", "u", "u+q", "x+r", ""] {
-            assert!(check_chmod(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn references() {
-        assert!(check_reference("busybox").is_ok());
-        assert!(check_reference("localhost:5000/a/b:tag@sha256:abc").is_ok());
-        assert!(check_reference("Registry.Example.com/x").is_ok());
-        assert!(check_reference("Busybox").is_err());
-        assert!(check_reference("a b").is_err());
-        assert!(check_reference("a$b").is_err());
     }
 }

@@ -8,7 +8,8 @@
 
 mod display;
 mod expand;
-pub use expand::check_reference;
+mod values;
+pub use values::{check_reference, join_path};
 mod graph;
 pub mod platform;
 pub mod scope;

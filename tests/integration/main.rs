@@ -3,6 +3,8 @@
 
 mod cli;
 mod common;
+mod dockerignore_conformance;
 mod dry_run_conformance;
+mod fuzz_seeds;
 mod parser_conformance;
 mod shell_conformance;
