@@ -419,3 +419,82 @@ pub fn heredoc_from_word(word: &str) -> Result<Option<Heredoc>, String> {
     let expand = raw_words.first().is_some_and(|raw_name| quotes(name) == quotes(raw_name));
     Ok(Some(Heredoc { name: name.clone(), fd, expand, chomp, content: String::new() }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error the raw parser can raise: (Dockerfile, message, line).
+    #[test]
+    fn parse_errors_have_messages_and_lines() {
+        let long = format!("FROM a\nRUN {}\n", "x".repeat(MAX_LINE));
+        let cases: &[(&str, &str, usize)] = &[
+            ("", "file with no instructions", 1),
+            ("# only\n\n# comments\n", "file with no instructions", 3),
+            ("# escape=\\\n# escape=`\nFROM a", "only one escape parser directive can be used", 2),
+            ("# syntax=a\n# SYNTAX=b\nFROM a", "only one syntax parser directive can be used", 2),
+            ("# escape=x\nFROM a", "invalid escape token 'x' does not match ` or \\", 1),
+            (&long, "dockerfile line greater than max allowed size of 65535", 2),
+            ("FROM a\nRUN <<EOF\necho hi\n", "unterminated heredoc: no line `EOF` ends the body", 2),
+            (
+                "FROM a\nCMD [\"a\", [\"b\"]]",
+                "when using JSON array syntax, arrays must be comprised of strings only",
+                2,
+            ),
+            ("FROM a\nENV PATH", "ENV must have two arguments", 2),
+            ("FROM a\nLABEL x", "LABEL must have two arguments", 2),
+            ("FROM a\nENV a=b c", "Syntax error - can't find = in \"c\". Must be of the form: name=value", 2),
+        ];
+        for (src, msg, line) in cases {
+            let e = parse(src).expect_err(msg);
+            assert_eq!(&e.message, msg, "{src:?}");
+            assert_eq!(e.pos.line, *line, "{src:?}");
+        }
+        // A line of exactly the maximum is fine.
+        assert!(parse(&format!("FROM a\nRUN {}\n", "x".repeat(MAX_LINE - 4))).is_ok());
+    }
+
+    #[test]
+    fn heredoc_recognition() {
+        let h = |w: &str| heredoc_from_word(w).expect("no error").map(|d| (d.name, d.fd, d.chomp, d.expand));
+        assert_eq!(h("<<EOF"), Some(("EOF".into(), 0, false, true)));
+        assert_eq!(h("3<<-'E F'"), Some(("E F".into(), 3, true, false)));
+        assert_eq!(h("<<EO\"F\""), Some(("EOF".into(), 0, false, false)));
+        assert_eq!(h("<<file.txt"), Some(("file.txt".into(), 0, false, true)));
+        assert_eq!(h("<<$EOF"), Some(("$EOF".into(), 0, false, true)));
+        for not in ["<<", "<<<EOF", "<EOF", "cat<<EOF", "'<<EOF'"] {
+            assert_eq!(h(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn heredoc_bodies_and_lines() {
+        let ast = parse("FROM a\nRUN <<A cat && cat <<-B\nline 1\nA\n\tline 2\n\tB\nUSER <<NOT\nNOT\n")
+            .expect("parses");
+        let run = &ast.nodes[1];
+        assert_eq!((run.start_line, run.end_line), (2, 6));
+        assert_eq!(run.heredocs.len(), 2);
+        assert_eq!(run.heredocs[0].content, "line 1\n");
+        assert_eq!(run.heredocs[1].content, "\tline 2\n");
+        // USER cannot have a heredoc, so the next line is an instruction of its own.
+        assert_eq!(ast.nodes[3].keyword, "NOT");
+        // An unsplittable line opens no heredoc; JSON form opens none.
+        let ast = parse("FROM a\nRUN <<'EOF\nRUN [\"<<EOF\"]\n").expect("parses");
+        assert_eq!(ast.nodes.len(), 3);
+    }
+
+    #[test]
+    fn directives_comments_and_columns() {
+        let ast =
+            parse("\u{feff}# syntax=docker/dockerfile:1\n# escape=`\n# doc for x\n  FROM a `\n  AS x\n")
+                .expect("parses");
+        assert_eq!(ast.syntax(), Some("docker/dockerfile:1"));
+        assert_eq!(ast.escape, '`');
+        let from = &ast.nodes[0];
+        assert_eq!((from.col, from.start_line, from.end_line), (3, 4, 5));
+        assert_eq!(from.comments, ["doc for x"]);
+        assert_eq!(from.args, ["a", "AS", "x"]);
+        let ast = parse_bytes(b"FROM a\nRUN echo \xff\n").expect("lossy");
+        assert_eq!(ast.warnings[0].pos.line, 2);
+    }
+}
