@@ -240,12 +240,8 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
                     blank_ok = true;
                 }
                 if ch == escape {
-                    if at_last {
-                        continue;
-                    }
-                    word.push(ch);
-                    if let Some(next) = chars.next() {
-                        word.push(next);
+                    if !at_last {
+                        push_escaped(&mut word, ch, &mut chars);
                     }
                     continue;
                 }
@@ -258,11 +254,8 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
                 if ch == escape && q != '\'' {
                     if at_last {
                         quote = None;
-                        continue;
-                    }
-                    word.push(ch);
-                    if let Some(next) = chars.next() {
-                        word.push(next);
+                    } else {
+                        push_escaped(&mut word, ch, &mut chars);
                     }
                     continue;
                 }
@@ -274,6 +267,14 @@ pub fn parse_words(rest: &str, escape: char) -> Vec<String> {
         words.push(word);
     }
     words
+}
+
+/// Keeps an escape token and the character it escapes (both stay in ENV/LABEL/ARG words).
+fn push_escaped(word: &mut String, escape: char, chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    word.push(escape);
+    if let Some(next) = chars.next() {
+        word.push(next);
+    }
 }
 
 /// Splits off the instruction keyword: up to the first run of `[\t\v\f\r ]`.
