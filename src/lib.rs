@@ -6,7 +6,9 @@
 
 pub mod cli;
 pub mod context;
+pub mod digest;
 pub mod dockerfile;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod plan;
+pub mod store;

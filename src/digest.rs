@@ -1,0 +1,178 @@
+//! Content digests (`sha256:<hex>`) and hashing adapters, so blobs are digested while they stream
+//! instead of being held in memory.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use sha2::{Digest as _, Sha256};
+
+/// A validated `sha256:` digest.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest {
+    hex: String,
+}
+
+/// A string that is not a sha256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid digest {0:?}: expected sha256: followed by 64 lower-case hex digits")]
+pub struct BadDigest(pub String);
+
+impl Digest {
+    /// Parses `sha256:<64 lower-case hex>`; other algorithms are refused (hako writes only sha256).
+    pub fn parse(s: &str) -> Result<Digest, BadDigest> {
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| BadDigest(s.to_string()))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(BadDigest(s.to_string()));
+        }
+        Ok(Digest { hex: hex.to_string() })
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest::from_hasher(Sha256::new_with_prefix(bytes))
+    }
+
+    fn from_hasher(h: Sha256) -> Digest {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for b in h.finalize().iter() {
+            hex.push(HEX[usize::from(b >> 4)] as char);
+            hex.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        Digest { hex }
+    }
+
+    /// The 64 hex digits.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = BadDigest;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Digest::parse(s)
+    }
+}
+
+/// A writer that digests and counts what passes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        HashingWriter { inner, hasher: Sha256::new(), len: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::from_hasher(self.hasher), self.len)
+    }
+
+    /// The inner writer (for flushing compressors layered below).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A reader that digests and counts what is read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader { inner, hasher: Sha256::new(), len: 0 }
+    }
+
+    /// The digest and byte count of everything read.
+    pub fn finish(self) -> (Digest, u64) {
+        (Digest::from_hasher(self.hasher), self.len)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parse_and_hash() {
+        assert_eq!(Digest::of(b"").to_string(), EMPTY);
+        assert_eq!(Digest::parse(EMPTY).map(|d| d.to_string()).as_deref(), Ok(EMPTY));
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:00",
+            &EMPTY.to_uppercase(),
+            &format!("{EMPTY}0"),
+            "sha256:../../etc/passwd",
+        ] {
+            assert!(Digest::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashing_adapters_agree() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"hello").expect("write");
+        let (out, d, n) = w.finish();
+        assert_eq!((out.as_slice(), n), (&b"hello"[..], 5));
+        let mut r = HashingReader::new(&b"hello"[..]);
+        io::copy(&mut r, &mut io::sink()).expect("read");
+        assert_eq!(r.finish(), (d.clone(), 5));
+        assert_eq!(d, Digest::of(b"hello"));
+    }
+}

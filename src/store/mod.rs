@@ -1,0 +1,299 @@
+//! The local content-addressed store, under `$XDG_CACHE_HOME/hako` (or `--root`).
+//!
+//! The store root is itself an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`), so
+//! images kept in it can be read by any OCI tool and exported by hard links. Every write goes to a
+//! temporary file in `tmp/` and is renamed into place after its digest is checked, so a build killed
+//! at any point (kill -9 included) never leaves a partial blob under its final name; shared state
+//! (`index.json`) is only rewritten under an exclusive file lock, so concurrent builds are safe.
+
+mod lock;
+
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use lock::Lock;
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+use tempfile::NamedTempFile;
+
+use crate::digest::{Digest, HashingWriter};
+
+/// Annotation naming an image in an OCI layout's `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Filesystem error (fs-err messages name the path).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Content did not hash to what was expected.
+    #[error("content digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What the caller expected.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// Content had the wrong length.
+    #[error("content of {digest} has {actual} bytes, expected {expected}")]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// Expected length.
+        expected: u64,
+        /// Actual length.
+        actual: u64,
+    },
+    /// A blob is not in the store.
+    #[error("blob {0} is not in the store")]
+    Missing(Digest),
+    /// `index.json` is unreadable.
+    #[error("{path}: {source}")]
+    Index {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A lock could not be taken.
+    #[error("locking {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: nix::errno::Errno,
+    },
+}
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An open store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// `$XDG_CACHE_HOME/hako`, else `$HOME/.cache/hako`.
+    pub fn default_root() -> Option<PathBuf> {
+        if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+            return Some(PathBuf::from(x).join("hako"));
+        }
+        std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache/hako"))
+    }
+
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        for dir in ["blobs/sha256", "tmp", "locks"] {
+            fs_err::create_dir_all(root.join(dir))?;
+        }
+        let store = Store { root: root.to_path_buf() };
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            store.write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a blob lives (whether or not it is present).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// Whether a blob is present.
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// A writer for a new blob; call [`BlobWriter::commit`] to keep it.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let tmp = NamedTempFile::new_in(self.root.join("tmp"))?;
+        let file = tmp.reopen()?;
+        Ok(BlobWriter {
+            tmp,
+            out: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            store: self.clone(),
+        })
+    }
+
+    /// Stores `bytes` as a blob.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(Digest, u64)> {
+        let d = Digest::of(bytes);
+        if self.has_blob(&d) {
+            return Ok((d, bytes.len() as u64));
+        }
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes)?;
+        w.commit(Some(&d))
+    }
+
+    /// Streams `reader` into the store, verifying `expected` (digest and size) when given.
+    pub fn put_reader(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<(&Digest, u64)>,
+    ) -> Result<(Digest, u64)> {
+        let mut w = self.blob_writer()?;
+        io::copy(reader, &mut w)?;
+        let (d, n) = w.commit(expected.map(|(d, _)| d))?;
+        if let Some((_, size)) = expected
+            && size != n
+        {
+            return Err(StoreError::SizeMismatch { digest: d, expected: size, actual: n });
+        }
+        Ok((d, n))
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, d: &Digest) -> Result<fs_err::File> {
+        let path = self.blob_path(d);
+        if !path.is_file() {
+            return Err(StoreError::Missing(d.clone()));
+        }
+        Ok(fs_err::File::open(path)?)
+    }
+
+    /// Reads a (small) blob fully and checks its digest: configs, manifests, indexes.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open_blob(d)?.read_to_end(&mut bytes)?;
+        let actual = Digest::of(&bytes);
+        if &actual != d {
+            return Err(StoreError::DigestMismatch { expected: d.clone(), actual });
+        }
+        Ok(bytes)
+    }
+
+    /// A fresh temporary directory inside the store (same filesystem as the blobs, so results can
+    /// be renamed or hard-linked into place). Removed when dropped.
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        Ok(tempfile::Builder::new().prefix(prefix).tempdir_in(self.root.join("tmp"))?)
+    }
+
+    /// Takes the exclusive lock `name` (blocking until it is free).
+    pub fn lock(&self, name: &str) -> Result<Lock> {
+        Lock::exclusive(&self.root.join("locks").join(name))
+    }
+
+    /// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
+    pub fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        let mut tmp = NamedTempFile::new_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// The store's `index.json` (empty when there is none yet).
+    pub fn index(&self) -> Result<ImageIndex> {
+        let path = self.root.join("index.json");
+        match fs_err::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Index { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(empty_index()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Names `desc` (a manifest or index) as `name` in `index.json`, replacing an older image of the
+    /// same name.
+    pub fn tag(&self, name: &str, desc: &Descriptor) -> Result<()> {
+        let _lock = self.lock("index")?;
+        let mut index = self.index()?;
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|m| {
+                m.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) != Some(name)
+            })
+            .cloned()
+            .collect();
+        let mut named = desc.clone();
+        let mut annotations = named.annotations().clone().unwrap_or_default();
+        annotations.insert(REF_NAME.to_string(), name.to_string());
+        named.set_annotations(Some(annotations));
+        manifests.push(named);
+        index.set_manifests(manifests);
+        let bytes = serde_json::to_vec(&index)
+            .map_err(|source| StoreError::Index { path: self.root.join("index.json"), source })?;
+        self.write_atomic(&self.root.join("index.json"), &bytes)
+    }
+
+    /// The descriptor named `name` in `index.json`.
+    pub fn resolve(&self, name: &str) -> Result<Option<Descriptor>> {
+        Ok(self
+            .index()?
+            .manifests()
+            .iter()
+            .find(|m| {
+                m.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name)
+            })
+            .cloned())
+    }
+}
+
+fn empty_index() -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(Vec::<Descriptor>::new())
+        .build()
+        .unwrap_or_default()
+}
+
+/// A blob being written: digested as it streams; discarded unless committed.
+pub struct BlobWriter {
+    tmp: NamedTempFile,
+    out: HashingWriter<BufWriter<std::fs::File>>,
+    store: Store,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.out.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    /// Flushes, syncs and checks the content, then moves it to its final name. With `expected`, a
+    /// mismatch discards the content and fails.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let BlobWriter { tmp, out, store } = self;
+        let (buf, digest, len) = out.finish();
+        let file = buf.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()?;
+        if let Some(exp) = expected
+            && exp != &digest
+        {
+            return Err(StoreError::DigestMismatch { expected: exp.clone(), actual: digest });
+        }
+        let path = store.blob_path(&digest);
+        if !path.is_file() {
+            tmp.persist(&path).map_err(|e| e.error)?;
+        }
+        Ok((digest, len))
+    }
+}
+
+#[cfg(test)]
+mod tests;

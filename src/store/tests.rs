@@ -1,0 +1,90 @@
+//! Store tests: atomic, verified blob writes; tagging; concurrent writers.
+
+use std::io::Write;
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(dir.path()).expect("open");
+    (dir, s)
+}
+
+#[test]
+fn blobs_are_verified_and_atomic() {
+    let (_d, s) = store();
+    let (d, n) = s.put_bytes(b"hello").expect("put");
+    assert_eq!(n, 5);
+    assert_eq!(s.read_blob(&d).expect("read"), b"hello");
+    // A wrong expectation leaves nothing behind, neither under the final name nor in tmp/.
+    let mut w = s.blob_writer().expect("writer");
+    w.write_all(b"other").expect("write");
+    let err = w.commit(Some(&d)).unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert!(!s.has_blob(&Digest::of(b"other")));
+    assert_eq!(fs_err::read_dir(s.root().join("tmp")).expect("tmp").count(), 0);
+    // A dropped writer is discarded too.
+    let mut w = s.blob_writer().expect("writer");
+    w.write_all(b"dropped").expect("write");
+    drop(w);
+    assert_eq!(fs_err::read_dir(s.root().join("tmp")).expect("tmp").count(), 0);
+    let size_err = s.put_reader(&mut &b"abc"[..], Some((&Digest::of(b"abc"), 4))).unwrap_err();
+    assert!(matches!(size_err, StoreError::SizeMismatch { .. }));
+}
+
+#[test]
+fn corrupted_blobs_are_detected_on_read() {
+    let (_d, s) = store();
+    let (d, _) = s.put_bytes(b"{}").expect("put");
+    fs_err::write(s.blob_path(&d), b"{ }").expect("corrupt");
+    assert!(matches!(s.read_blob(&d), Err(StoreError::DigestMismatch { .. })));
+    assert!(matches!(s.read_blob(&Digest::of(b"nope")), Err(StoreError::Missing(_))));
+}
+
+#[test]
+fn tags_replace_and_resolve() {
+    let (_d, s) = store();
+    let desc = |bytes: &[u8]| {
+        let (d, n) = s.put_bytes(bytes).expect("put");
+        Descriptor::new(
+            MediaType::ImageManifest,
+            n,
+            oci_spec::image::Digest::try_from(d.to_string()).expect("digest"),
+        )
+    };
+    let a = desc(b"a");
+    let b = desc(b"b");
+    s.tag("app:1", &a).expect("tag");
+    s.tag("app:2", &a).expect("tag");
+    s.tag("app:1", &b).expect("retag");
+    assert_eq!(s.index().expect("index").manifests().len(), 2);
+    assert_eq!(
+        s.resolve("app:1").expect("resolve").map(|d| d.digest().to_string()),
+        Some(b.digest().to_string())
+    );
+    assert!(s.resolve("nope").expect("resolve").is_none());
+    assert!(s.root().join("oci-layout").is_file());
+}
+
+#[test]
+fn concurrent_taggers_do_not_lose_updates() {
+    let (_d, s) = store();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let (d, n) = s.put_bytes(format!("m{i}").as_bytes()).expect("put");
+                let desc = Descriptor::new(
+                    MediaType::ImageManifest,
+                    n,
+                    oci_spec::image::Digest::try_from(d.to_string()).expect("digest"),
+                );
+                s.tag(&format!("t{i}"), &desc).expect("tag");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("join");
+    }
+    assert_eq!(s.index().expect("index").manifests().len(), 8);
+}
