@@ -1,0 +1,511 @@
+//! An in-memory metadata index of an image's filesystem, built from layer tar headers alone.
+//!
+//! [`FsIndex::apply_tar`] reads a layer the way [`super::extract::apply_layer`] writes one (same
+//! name rules, whiteouts, opaque directories, and symlinked parents resolved inside the root), so
+//! after the same layers the index describes what extraction produces, without touching a disk:
+//! a hard link is recorded as [`Kind::Hardlink`] carrying its target's metadata (one inode), and
+//! device nodes are always recorded (the index describes the image, not a rootless extraction).
+//!
+//! Keys are normalised relative paths: no leading `/`, no trailing `/`, no `.` components; the
+//! root is `""`. Names that are not UTF-8 are stored lossily (U+FFFD).
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::{self, Read};
+use std::ops::Bound;
+
+use tar::EntryType;
+
+use super::extract::{EntryName, MAX_SYMLINK_HOPS, classify, clean_components, entry_mtime, entry_owner};
+
+/// What a filesystem entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link, with its target as written.
+    Symlink(String),
+    /// A hard link to the (normalised, resolved) path of an earlier entry. The target is named as
+    /// it was at link time (a later layer may remove or replace it); the [`Meta`] is the link's
+    /// own, copied from the target then, as the two shared one inode.
+    Hardlink(String),
+    /// A character device (major, minor).
+    Char(u32, u32),
+    /// A block device (major, minor).
+    Block(u32, u32),
+    /// A named pipe.
+    Fifo,
+}
+
+/// An entry's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// What it is.
+    pub kind: Kind,
+    /// Permission bits plus setuid/setgid/sticky (`mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, in seconds since the epoch (floored).
+    pub mtime: i64,
+    /// Content size for files and hard links to them; 0 for everything else.
+    pub size: u64,
+}
+
+impl Meta {
+    /// What a directory created implicitly (a missing parent) gets: `0o755`, root, mtime 0.
+    pub fn implicit_dir() -> Self {
+        Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 }
+    }
+}
+
+/// Why a layer could not be indexed. Each variant names the entry concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The archive itself is unreadable.
+    #[error("reading layer archive at entry {path:?}: {source}")]
+    Tar {
+        /// The entry being read, or the last one read whole when the next header is bad.
+        path: String,
+        /// The reader's error.
+        source: io::Error,
+    },
+    /// An entry name (or hard-link target) that could reach outside the root, or means nothing.
+    #[error("unsafe path {path:?} in layer: {reason}")]
+    UnsafePath {
+        /// The name as written in the archive.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Resolving a path went through more than [`MAX_SYMLINK_HOPS`] symbolic links.
+    #[error("too many levels of symbolic links resolving {path:?}")]
+    SymlinkLoop {
+        /// The entry name.
+        path: String,
+    },
+    /// A parent component of an entry is neither a directory nor a symlink to one.
+    #[error("{path:?}: parent {parent:?} is not a directory")]
+    NotADirectory {
+        /// The entry name.
+        path: String,
+        /// The offending component's key.
+        parent: String,
+    },
+    /// A hard link whose target is missing or not a file or symlink.
+    #[error("hard link {path:?} -> {target:?}: {reason}")]
+    BadHardlink {
+        /// The entry name.
+        path: String,
+        /// The link target as written in the archive.
+        target: String,
+        /// What is wrong with the target.
+        reason: &'static str,
+    },
+    /// A header field that cannot be read or represented.
+    #[error("invalid entry {path:?}: {reason}")]
+    InvalidEntry {
+        /// The entry name.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The metadata of every path in an image's filesystem, sorted by key.
+#[derive(Debug, Clone)]
+pub struct FsIndex {
+    entries: BTreeMap<String, Meta>,
+}
+
+impl Default for FsIndex {
+    /// Same as [`FsIndex::new`]: the root is always present.
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Normalises a caller's path: `/a/b/`, `a/b`, `./a/b` and `a//b/.` are all `a/b`; `..` is
+/// lexical and stops at the root.
+fn normalize(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out.join("/")
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Records that a layer wrote `key`, and so its ancestors.
+fn mark(touched: &mut HashSet<String>, key: &str) {
+    let mut k = key;
+    while touched.insert(k.to_string()) && !k.is_empty() {
+        k = k.rfind('/').map_or("", |i| &k[..i]);
+    }
+}
+
+/// A path resolution in progress: real directories so far, components still to go.
+struct Walk {
+    resolved: Vec<String>,
+    pending: VecDeque<String>,
+    hops: u32,
+}
+
+enum Step {
+    Done,
+    Missing(String),
+    NotDir(String),
+    Loop,
+}
+
+impl Walk {
+    fn new(comps: impl IntoIterator<Item = String>) -> Self {
+        let pending = comps.into_iter().filter(|c| !c.is_empty() && c != ".").collect();
+        Walk { resolved: Vec::new(), pending, hops: 0 }
+    }
+
+    fn key(&self) -> String {
+        self.resolved.join("/")
+    }
+}
+
+impl FsIndex {
+    /// An index holding only the root directory (`0o755`, root-owned, mtime 0).
+    pub fn new() -> Self {
+        FsIndex { entries: BTreeMap::from([(String::new(), Meta::implicit_dir())]) }
+    }
+
+    /// Applies one uncompressed layer tar stream: same name, whiteout and opaque rules as
+    /// extraction. On error the index is left unchanged.
+    pub fn apply_tar(&mut self, tar_stream: impl Read) -> Result<(), IndexError> {
+        let mut next = self.clone();
+        let mut touched = HashSet::new();
+        let mut archive = tar::Archive::new(tar_stream);
+        let entries = archive.entries().map_err(|source| IndexError::Tar { path: String::new(), source })?;
+        let mut last = String::new();
+        for entry in entries {
+            let mut entry = entry.map_err(|source| IndexError::Tar { path: last.clone(), source })?;
+            let name = lossy(&entry.path_bytes());
+            next.apply_entry(&mut entry, &name, &mut touched)?;
+            last = name;
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// Sets the metadata of `path` (normalised, taken literally: no symlink following). Missing
+    /// parents, and parents that are not directories, become [`Meta::implicit_dir`]. A directory
+    /// over a directory keeps its children; anything else replaces the old entry and its subtree.
+    /// The root only takes directory metadata (anything else is ignored).
+    pub fn insert(&mut self, path: &str, meta: Meta) {
+        let key = normalize(path);
+        if key.is_empty() {
+            if meta.kind == Kind::Dir {
+                self.entries.insert(key, meta);
+            }
+            return;
+        }
+        for (i, _) in key.match_indices('/') {
+            let parent = &key[..i];
+            if !self.entries.get(parent).is_some_and(|m| m.kind == Kind::Dir) {
+                self.put(parent, Meta::implicit_dir());
+            }
+        }
+        self.put(&key, meta);
+    }
+
+    /// Removes `path` and everything below it. Removing the root empties the index but keeps the
+    /// root itself.
+    pub fn remove(&mut self, path: &str) {
+        let key = normalize(path);
+        if key.is_empty() {
+            self.entries.retain(|k, _| k.is_empty());
+            return;
+        }
+        self.entries.remove(&key);
+        let mut below = self.entries.split_off(&format!("{key}/"));
+        let mut after = below.split_off(&format!("{key}0"));
+        self.entries.append(&mut after);
+    }
+
+    /// The metadata at `path` (normalised, symlinks not followed).
+    pub fn get(&self, path: &str) -> Option<&Meta> {
+        self.entries.get(&normalize(path))
+    }
+
+    /// Follows symlinks in every component, the last included, inside the root (an absolute
+    /// target starts again at the root, `..` stops there, at most [`MAX_SYMLINK_HOPS`] links).
+    /// Returns the key of what `path` names, if it exists.
+    pub fn resolve(&self, path: &str) -> Option<String> {
+        let mut w = Walk::new(path.split('/').map(str::to_string));
+        match self.advance(&mut w, true) {
+            Step::Done => Some(w.key()),
+            _ => None,
+        }
+    }
+
+    /// The direct children of `dir` (normalised, not followed), sorted by name.
+    pub fn children<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, &'a Meta)> + use<'a> {
+        let key = normalize(dir);
+        let prefix = if key.is_empty() { key } else { format!("{key}/") };
+        let mut cursor =
+            if prefix.is_empty() { Bound::Excluded(String::new()) } else { Bound::Included(prefix.clone()) };
+        std::iter::from_fn(move || {
+            loop {
+                let (k, m) = self.entries.range::<String, _>((cursor.clone(), Bound::Unbounded)).next()?;
+                let rest = k.strip_prefix(prefix.as_str())?;
+                match rest.find('/') {
+                    None => {
+                        cursor = Bound::Excluded(k.clone());
+                        return Some((k.as_str(), m));
+                    }
+                    // A grandchild: skip the whole subtree of that child (`child/` < `child0`).
+                    Some(i) => cursor = Bound::Included(format!("{prefix}{}0", &rest[..i])),
+                }
+            }
+        })
+    }
+
+    /// `dir` itself (normalised, not followed) and everything below it, in key order: parents
+    /// come before their children. Empty when `dir` does not exist.
+    pub fn walk<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a str, &'a Meta)> + use<'a> {
+        let key = normalize(dir);
+        let below = if key.is_empty() {
+            (Bound::Excluded(String::new()), Bound::Unbounded)
+        } else {
+            (Bound::Included(format!("{key}/")), Bound::Excluded(format!("{key}0")))
+        };
+        let me = self.entries.get_key_value(&key);
+        let below = self.entries.range::<String, _>(below).filter(move |_| me.is_some());
+        me.into_iter().chain(below).map(|(k, m)| (k.as_str(), m))
+    }
+
+    /// How many entries there are below the root (the root itself is not counted).
+    pub fn len(&self) -> usize {
+        self.entries.len().saturating_sub(1)
+    }
+
+    /// Whether the index holds nothing but the root.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the entry at `key` (a directory over a directory keeps its children).
+    fn put(&mut self, key: &str, meta: Meta) {
+        let dir_over_dir =
+            meta.kind == Kind::Dir && self.entries.get(key).is_some_and(|m| m.kind == Kind::Dir);
+        if !dir_over_dir {
+            self.remove(key);
+        }
+        self.entries.insert(key.to_string(), meta);
+    }
+
+    /// Resolves `w` as far as it goes. Every component must be a directory (after following
+    /// symlinks) except, when `last_any`, the last one.
+    fn advance(&self, w: &mut Walk, last_any: bool) -> Step {
+        while let Some(c) = w.pending.pop_front() {
+            if c == ".." {
+                w.resolved.pop();
+                continue;
+            }
+            let key = join(&w.key(), &c);
+            match self.entries.get(&key).map(|m| &m.kind) {
+                None => return Step::Missing(c),
+                Some(Kind::Dir) => w.resolved.push(c),
+                Some(Kind::Symlink(t)) if !t.is_empty() => {
+                    w.hops += 1;
+                    if w.hops > MAX_SYMLINK_HOPS {
+                        return Step::Loop;
+                    }
+                    if t.starts_with('/') {
+                        w.resolved.clear();
+                    }
+                    for part in t.split('/').rev().filter(|p| !p.is_empty() && *p != ".") {
+                        w.pending.push_front(part.to_string());
+                    }
+                }
+                Some(_) if last_any && w.pending.is_empty() => w.resolved.push(c),
+                Some(_) => return Step::NotDir(key),
+            }
+        }
+        Step::Done
+    }
+
+    /// Resolves directory components like extraction does: missing ones are created (`create`)
+    /// or end the walk with `None`, as does a non-directory when not creating.
+    fn resolve_dir(
+        &mut self,
+        comps: &[&[u8]],
+        create: bool,
+        name: &str,
+        touched: &mut HashSet<String>,
+    ) -> Result<Option<String>, IndexError> {
+        let mut w = Walk::new(comps.iter().map(|c| lossy(c)));
+        loop {
+            match self.advance(&mut w, false) {
+                Step::Done => return Ok(Some(w.key())),
+                Step::Loop => return Err(IndexError::SymlinkLoop { path: name.to_string() }),
+                Step::NotDir(parent) if create => {
+                    return Err(IndexError::NotADirectory { path: name.to_string(), parent });
+                }
+                Step::Missing(c) if create => {
+                    let key = join(&w.key(), &c);
+                    self.entries.insert(key.clone(), Meta::implicit_dir());
+                    mark(touched, &key);
+                    w.resolved.push(c);
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Removes what the lower layers put at `key`, keeping what this layer wrote.
+    fn remove_lower(&mut self, key: &str, touched: &HashSet<String>) {
+        let Some(meta) = self.entries.get(key) else { return };
+        if !touched.contains(key) {
+            self.remove(key);
+        } else if meta.kind == Kind::Dir {
+            let kids: Vec<String> = self.children(key).map(|(k, _)| k.to_string()).collect();
+            for k in kids {
+                self.remove_lower(&k, touched);
+            }
+        }
+    }
+
+    fn apply_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        touched: &mut HashSet<String>,
+    ) -> Result<(), IndexError> {
+        let ty = entry.header().entry_type();
+        if ty.is_pax_global_extensions() {
+            return Ok(());
+        }
+        let raw = entry.path_bytes().into_owned();
+        let unsafe_path = |reason| IndexError::UnsafePath { path: name.to_string(), reason };
+        match classify(&raw).map_err(unsafe_path)? {
+            EntryName::AufsMeta => {}
+            EntryName::Whiteout { dir, name: victim } => {
+                if let Some(dir) = self.resolve_dir(&dir, false, name, touched)? {
+                    self.remove_lower(&join(&dir, &lossy(victim)), touched);
+                }
+            }
+            EntryName::Opaque(dir) => {
+                if let Some(dir) = self.resolve_dir(&dir, false, name, touched)? {
+                    let kids: Vec<String> = self.children(&dir).map(|(k, _)| k.to_string()).collect();
+                    for k in kids {
+                        self.remove_lower(&k, touched);
+                    }
+                }
+            }
+            EntryName::Root => {
+                if ty != EntryType::Directory {
+                    return Err(unsafe_path("the root entry must be a directory"));
+                }
+                let meta = meta_of(entry, Kind::Dir, name)?;
+                self.entries.insert(String::new(), meta);
+            }
+            EntryName::Path(mut comps) => {
+                let Some(last) = comps.pop() else { return Ok(()) };
+                let parent = self.resolve_dir(&comps, true, name, touched)?.unwrap_or_default();
+                let key = join(&parent, &lossy(last));
+                let invalid =
+                    |reason: &str| IndexError::InvalidEntry { path: name.to_string(), reason: reason.into() };
+                let dev = |r: io::Result<Option<u32>>| {
+                    r.ok().flatten().ok_or_else(|| invalid("bad device numbers"))
+                };
+                let kind = match ty {
+                    EntryType::Directory => Kind::Dir,
+                    EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::File,
+                    EntryType::Symlink => match entry.link_name_bytes() {
+                        Some(t) if !t.is_empty() && !t.contains(&0) => Kind::Symlink(lossy(&t)),
+                        _ => return Err(invalid("symlink with an empty target or a NUL byte")),
+                    },
+                    EntryType::Char => {
+                        Kind::Char(dev(entry.header().device_major())?, dev(entry.header().device_minor())?)
+                    }
+                    EntryType::Block => {
+                        Kind::Block(dev(entry.header().device_major())?, dev(entry.header().device_minor())?)
+                    }
+                    EntryType::Fifo => Kind::Fifo,
+                    EntryType::Link => {
+                        let target = self.hardlink_target(entry, name, touched)?;
+                        if target != key {
+                            let mut meta =
+                                self.entries.get(&target).cloned().unwrap_or_else(Meta::implicit_dir);
+                            meta.kind = Kind::Hardlink(target);
+                            self.put(&key, meta);
+                        }
+                        mark(touched, &key);
+                        return Ok(());
+                    }
+                    _ => return Ok(()),
+                };
+                let meta = meta_of(entry, kind, name)?;
+                self.put(&key, meta);
+                mark(touched, &key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves and checks a hard link's target: existing, a file, hard link or symlink.
+    fn hardlink_target<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        name: &str,
+        touched: &mut HashSet<String>,
+    ) -> Result<String, IndexError> {
+        let raw = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+        let shown = lossy(&raw);
+        let bad = |reason| IndexError::BadHardlink { path: name.to_string(), target: shown.clone(), reason };
+        let mut comps = clean_components(&raw)
+            .map_err(|reason| IndexError::UnsafePath { path: shown.clone(), reason })?;
+        let last = comps.pop().ok_or_else(|| bad("the target is the root directory"))?;
+        let dir = self
+            .resolve_dir(&comps, false, name, touched)?
+            .ok_or_else(|| bad("the target does not exist"))?;
+        let target = join(&dir, &lossy(last));
+        match self.entries.get(&target).map(|m| &m.kind) {
+            None => Err(bad("the target does not exist")),
+            Some(Kind::File | Kind::Hardlink(_) | Kind::Symlink(_)) => Ok(target),
+            Some(_) => Err(bad("the target is not a regular file or symlink")),
+        }
+    }
+}
+
+/// Metadata from an entry's header (PAX owner, size and mtime included).
+fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, kind: Kind, name: &str) -> Result<Meta, IndexError> {
+    let invalid = |reason: String| IndexError::InvalidEntry { path: name.to_string(), reason };
+    let header = entry.header();
+    let mode = header.mode().map_err(|e| invalid(e.to_string()))? & 0o7777;
+    let (uid, gid) = entry_owner(header).map_err(invalid)?;
+    let size = match header.entry_type() {
+        _ if kind != Kind::File => 0,
+        EntryType::GNUSparse => header.size().map_err(|e| invalid(e.to_string()))?,
+        _ => entry.size(),
+    };
+    let (mtime, _) = entry_mtime(entry).map_err(|e| invalid(e.to_string()))?;
+    Ok(Meta { kind, mode, uid, gid, mtime, size })
+}
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod tests;

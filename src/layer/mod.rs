@@ -1,0 +1,43 @@
+//! Layers: writing them reproducibly ([`writer`]), reading them back ([`open_layer`]), applying
+//! them safely to a directory ([`extract`]) and indexing their metadata ([`index`]).
+
+pub mod archive;
+pub mod extract;
+pub mod index;
+pub mod writer;
+
+use std::io::{BufReader, Read};
+
+pub use writer::{Compression, LayerWriter};
+
+use crate::image::manifest::Layer;
+use crate::store::{Store, StoreError};
+
+/// Opens a stored layer as an uncompressed tar stream, by its media type.
+pub fn open_layer(store: &Store, layer: &Layer) -> Result<Box<dyn Read>, StoreError> {
+    let file = BufReader::with_capacity(1 << 20, store.open_blob(&layer.digest)?);
+    let mt = layer.media_type.to_string();
+    Ok(if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
+        Box::new(zstd::Decoder::with_buffer(file)?)
+    } else if mt.ends_with("gzip") || mt.ends_with(".gzip") || mt.ends_with("tar.gzip") {
+        Box::new(flate2::bufread::MultiGzDecoder::new(file))
+    } else if mt.ends_with(".tar") || mt.ends_with("layer.v1.tar") {
+        Box::new(file)
+    } else {
+        // Docker's media type `application/vnd.docker.image.rootfs.diff.tar.gzip` ends in `gzip`;
+        // anything else is sniffed.
+        sniff(file)?
+    })
+}
+
+fn sniff(mut file: BufReader<fs_err::File>) -> Result<Box<dyn Read>, StoreError> {
+    use std::io::BufRead;
+    let head = file.fill_buf()?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(file))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    })
+}

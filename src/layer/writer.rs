@@ -1,0 +1,205 @@
+//! Writing a layer: entries → tar → (uncompressed digest = diff_id) → gzip/zstd → (blob digest) →
+//! a temporary file in the store, renamed into place when done. Nothing is held in memory.
+//!
+//! Reproducible by construction: the caller adds entries in sorted order, headers carry only path,
+//! mode, numeric uid/gid, mtime (clamped to `SOURCE_DATE_EPOCH` when set), size and link target —
+//! no user/group names, no atime/ctime, no xattrs — and the compressors write no timestamps.
+
+use std::io::{self, Read, Write};
+
+use oci_spec::image::MediaType;
+
+use super::index::{Kind, Meta};
+use crate::digest::HashingWriter;
+use crate::image::manifest::Layer;
+use crate::store::{BlobWriter, Store, StoreError};
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// gzip (the default, what every registry and runtime accepts).
+    #[default]
+    Gzip,
+    /// zstd (smaller and faster; needs containerd ≥ 1.5 / podman ≥ 3 to run).
+    Zstd,
+    /// No compression.
+    None,
+}
+
+impl Compression {
+    /// The OCI layer media type.
+    pub fn media_type(self) -> MediaType {
+        match self {
+            Compression::Gzip => MediaType::ImageLayerGzip,
+            Compression::Zstd => MediaType::ImageLayerZstd,
+            Compression::None => MediaType::ImageLayer,
+        }
+    }
+}
+
+enum Encoder {
+    Gzip(flate2::write::GzEncoder<HashingWriter<BlobWriter>>),
+    Zstd(zstd::Encoder<'static, HashingWriter<BlobWriter>>),
+    None(HashingWriter<BlobWriter>),
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(e) => e.write(buf),
+            Encoder::Zstd(e) => e.write(buf),
+            Encoder::None(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.flush(),
+            Encoder::Zstd(e) => e.flush(),
+            Encoder::None(e) => e.flush(),
+        }
+    }
+}
+
+impl Encoder {
+    fn finish(self) -> io::Result<HashingWriter<BlobWriter>> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
+            Encoder::None(e) => Ok(e),
+        }
+    }
+}
+
+/// A layer being written.
+pub struct LayerWriter {
+    tar: tar::Builder<HashingWriter<Encoder>>,
+    compression: Compression,
+    clamp: Option<i64>,
+    entries: u64,
+}
+
+impl LayerWriter {
+    /// Starts a layer in `store`. With `clamp` (`SOURCE_DATE_EPOCH`), no mtime is later than it.
+    pub fn new(
+        store: &Store,
+        compression: Compression,
+        clamp: Option<i64>,
+    ) -> Result<LayerWriter, StoreError> {
+        let blob = HashingWriter::new(store.blob_writer()?);
+        let enc = match compression {
+            // Level 6 is gzip's default; flate2 writes mtime 0 and no file name.
+            Compression::Gzip => {
+                Encoder::Gzip(flate2::write::GzEncoder::new(blob, flate2::Compression::new(6)))
+            }
+            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(blob, 3)?),
+            Compression::None => Encoder::None(blob),
+        };
+        let mut tar = tar::Builder::new(HashingWriter::new(enc));
+        tar.mode(tar::HeaderMode::Complete);
+        Ok(LayerWriter { tar, compression, clamp, entries: 0 })
+    }
+
+    /// Entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Appends one entry. `path` is relative (no leading `/`); `content` is read for regular files
+    /// (exactly `meta.size` bytes).
+    pub fn add(&mut self, path: &str, meta: &Meta, content: Option<&mut dyn Read>) -> io::Result<()> {
+        let mut h = LayerWriter::header(meta, self.clamp);
+        let path = path.trim_start_matches('/');
+        self.entries += 1;
+        match &meta.kind {
+            Kind::File => {
+                let mut empty = io::empty();
+                let reader: &mut dyn Read = match content {
+                    Some(r) => r,
+                    None => &mut empty,
+                };
+                // Guard against files that change size while being read: never write more or
+                // less than the header says.
+                let mut limited = ExactReader { inner: reader.take(meta.size), remaining: meta.size };
+                self.tar.append_data(&mut h, path, &mut limited)
+            }
+            Kind::Dir => {
+                let p = if path.is_empty() { "./".to_string() } else { format!("{path}/") };
+                self.tar.append_data(&mut h, p, io::empty())
+            }
+            Kind::Symlink(target) => self.tar.append_link(&mut h, path, target),
+            Kind::Hardlink(target) => self.tar.append_link(&mut h, path, target.trim_start_matches('/')),
+            Kind::Char(..) | Kind::Block(..) | Kind::Fifo => self.tar.append_data(&mut h, path, io::empty()),
+        }
+    }
+
+    /// A tar header carrying exactly what hako keeps of an entry: type, mode, numeric owner,
+    /// mtime (clamped), size for files and device numbers; nothing that varies between machines.
+    pub fn header(meta: &Meta, clamp: Option<i64>) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(meta.mode & 0o7777);
+        h.set_uid(u64::from(meta.uid));
+        h.set_gid(u64::from(meta.gid));
+        let mtime = match clamp {
+            Some(c) => meta.mtime.min(c),
+            None => meta.mtime,
+        };
+        h.set_mtime(mtime.max(0) as u64);
+        h.set_size(0);
+        let kind = match &meta.kind {
+            Kind::File => {
+                h.set_size(meta.size);
+                tar::EntryType::Regular
+            }
+            Kind::Dir => tar::EntryType::Directory,
+            Kind::Symlink(_) => tar::EntryType::Symlink,
+            Kind::Hardlink(_) => tar::EntryType::Link,
+            Kind::Char(..) => tar::EntryType::Char,
+            Kind::Block(..) => tar::EntryType::Block,
+            Kind::Fifo => tar::EntryType::Fifo,
+        };
+        h.set_entry_type(kind);
+        if let Kind::Char(maj, min) | Kind::Block(maj, min) = meta.kind {
+            // ustar headers have device fields; setting them cannot fail.
+            let _ = h.set_device_major(maj);
+            let _ = h.set_device_minor(min);
+        }
+        h
+    }
+
+    /// Finishes the tar and the compression and stores the blob.
+    pub fn finish(self) -> Result<Layer, StoreError> {
+        let LayerWriter { tar, compression, .. } = self;
+        let hashed = tar.into_inner()?;
+        let (enc, diff_id, _) = hashed.finish();
+        let blob = enc.finish()?;
+        let (writer, digest, size) = blob.finish();
+        let (committed, _) = writer.commit(Some(&digest))?;
+        Ok(Layer { digest: committed, diff_id, size, media_type: compression.media_type() })
+    }
+}
+
+/// Reads exactly `remaining` bytes: pads with zeros if the source ends early (a file truncated
+/// while being read), so the tar stays well-formed; the caller's `take` stops overlong sources.
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        let n = if n == 0 {
+            buf[..max].fill(0);
+            max
+        } else {
+            n
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
