@@ -96,6 +96,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Reads an existing OCI layout (or store) without creating anything in it.
+    pub fn open_readonly(root: &Path) -> Store {
+        Store { root: root.to_path_buf() }
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
