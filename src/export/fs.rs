@@ -1,0 +1,88 @@
+//! The final filesystem as plain files (`--output type=local,dest=DIR`) or as one tar
+//! (`type=tar`): the image's layers applied in order, whiteouts honoured, never writing outside
+//! the destination.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::image::manifest::Image;
+use crate::layer::extract::{ApplyOptions, apply_layer};
+use crate::layer::index::{FsIndex, Kind};
+use crate::layer::{LayerWriter, open_layer};
+use crate::store::Store;
+
+/// Errors of the filesystem exporters.
+#[derive(Debug, thiserror::Error)]
+pub enum FsExportError {
+    /// Store or I/O failure.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// I/O (fs-err messages name the path).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A layer could not be applied.
+    #[error("applying layer {digest}: {message}")]
+    Apply {
+        /// The layer.
+        digest: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Writes the image's filesystem into `dest` (created if missing). Files belong to the caller;
+/// device nodes are skipped.
+pub fn write_local(store: &Store, image: &Image, dest: &Path) -> Result<(), FsExportError> {
+    fs_err::create_dir_all(dest)?;
+    for layer in &image.layers {
+        apply_layer(open_layer(store, layer)?, dest, ApplyOptions { chown: false, devices: false })
+            .map_err(|e| FsExportError::Apply { digest: layer.digest.to_string(), message: e.to_string() })?;
+    }
+    Ok(())
+}
+
+/// Streams the image's filesystem as one uncompressed, deterministic tar (owners and modes as in
+/// the image, sorted paths).
+pub fn write_tar(
+    store: &Store,
+    image: &Image,
+    clamp: Option<i64>,
+    out: &mut dyn Write,
+) -> Result<(), FsExportError> {
+    let tmp = store.temp_dir("flatten-")?;
+    let root = tmp.path().join("root");
+    write_local(store, image, &root)?;
+    let mut index = FsIndex::new();
+    for layer in &image.layers {
+        index
+            .apply_tar(open_layer(store, layer)?)
+            .map_err(|e| FsExportError::Apply { digest: layer.digest.to_string(), message: e.to_string() })?;
+    }
+    let mut tar = tar::Builder::new(out);
+    tar.mode(tar::HeaderMode::Deterministic);
+    for (path, meta) in index.walk("") {
+        if path.is_empty() {
+            continue;
+        }
+        let mut h = LayerWriter::header(meta, clamp);
+        match &meta.kind {
+            Kind::File => {
+                let mut f = fs_err::File::open(root.join(path))?;
+                tar.append_data(&mut h, path, &mut f)?;
+            }
+            Kind::Dir => tar.append_data(&mut h, format!("{path}/"), std::io::empty())?,
+            // A flattened tree has no layer order to keep link targets ahead of links (and a
+            // later layer may have removed a target), so hard links become plain copies.
+            Kind::Hardlink(_) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(meta.size);
+                let mut f = fs_err::File::open(root.join(path))?;
+                tar.append_data(&mut h, path, &mut f)?;
+            }
+            Kind::Symlink(t) => tar.append_link(&mut h, path, t)?,
+            _ => tar.append_data(&mut h, path, std::io::empty())?,
+        }
+    }
+    tar.finish()?;
+    Ok(())
+}

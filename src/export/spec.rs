@@ -1,0 +1,414 @@
+//! The buildx `--output` syntax: one CSV record of `key=value` fields (a field or a value may be
+//! double-quoted, so `"name=a,b"` and `name="a,b"` both carry two names), with the shorthands
+//! `-o DIR` (`type=local,dest=DIR`) and `-o -` (`type=tar,dest=-`).
+//!
+//! As in buildx, keys are case-insensitive and trimmed, values are taken verbatim, a repeated key's
+//! last value wins, and `type=registry` is `type=image,push=true`. Unlike BuildKit, which ignores
+//! options it does not know, every option hako does not implement is an error, so nothing the user
+//! asked for is silently dropped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A parsed `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// An OCI image layout: a tar (to `dest`, or stdout when `dest` is none) or, with `tar=false`,
+    /// a directory (`dest` then always set).
+    Oci {
+        /// The file or directory; none for stdout.
+        dest: Option<PathBuf>,
+        /// Write a tar (default) rather than a directory.
+        tar: bool,
+        /// The `name=` option as given (comma-separated names; see [`OutputSpec::names`]).
+        name: Option<String>,
+        /// Layer compression: `gzip`, `zstd` or `uncompressed`.
+        compression: Option<String>,
+    },
+    /// A `docker load` archive, to `dest` or stdout.
+    Docker {
+        /// The file; none for stdout.
+        dest: Option<PathBuf>,
+        /// The `name=` option as given.
+        name: Option<String>,
+    },
+    /// The final stage's filesystem, into a directory.
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
+    /// The final stage's filesystem as a tar, to `dest` or stdout.
+    Tar {
+        /// The file; none for stdout.
+        dest: Option<PathBuf>,
+    },
+    /// An image pushed to a registry (`type=registry`, or `type=image` with `push=true`).
+    Registry {
+        /// The `name=` option as given.
+        name: Option<String>,
+        /// Always true.
+        push: bool,
+    },
+    /// An image kept in hako's store (`type=image` without push).
+    Image {
+        /// The `name=` option as given.
+        name: Option<String>,
+        /// Always false.
+        push: bool,
+    },
+}
+
+impl OutputSpec {
+    /// The image names of the `name=` option (split at commas, blanks dropped).
+    pub fn names(&self) -> Vec<String> {
+        let name = match self {
+            OutputSpec::Oci { name, .. }
+            | OutputSpec::Docker { name, .. }
+            | OutputSpec::Registry { name, .. }
+            | OutputSpec::Image { name, .. } => name.as_deref(),
+            OutputSpec::Local { .. } | OutputSpec::Tar { .. } => None,
+        };
+        name.unwrap_or("").split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()
+    }
+}
+
+/// Output types buildx accepts.
+const TYPES: &str = "oci, docker, local, tar, image, registry";
+
+/// Parses one `--output` value.
+pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
+    let fields = split_csv(s)?;
+    if fields.len() == 1 && fields[0] == s && !s.starts_with("type=") {
+        // buildx: a lone field that is not `type=…` is a destination.
+        return Ok(if s == "-" {
+            OutputSpec::Tar { dest: None }
+        } else {
+            OutputSpec::Local { dest: s.into() }
+        });
+    }
+    let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+    for field in &fields {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(format!("invalid output option {field:?} in {s:?}: expected key=value"));
+        };
+        attrs.insert(key.trim().to_ascii_lowercase(), value.to_string());
+    }
+    let Some(kind) = attrs.remove("type") else {
+        return Err(format!("output {s:?} has no type= (one of {TYPES})"));
+    };
+    let mut o = Opts { kind: &kind, attrs };
+    let spec = match kind.as_str() {
+        "oci" => {
+            let dest = o.dest();
+            let tar = o.bool("tar")?.unwrap_or(true);
+            let name = o.name();
+            let compression = o.compression()?;
+            o.image_options()?;
+            if !tar && dest.is_none() {
+                return Err("type=oci,tar=false needs dest= (the layout directory)".into());
+            }
+            OutputSpec::Oci { dest, tar, name, compression }
+        }
+        "docker" => {
+            let dest = o.dest();
+            let name = o.name();
+            o.image_options()?;
+            OutputSpec::Docker { dest, name }
+        }
+        "local" => match o.attrs.remove("dest").filter(|d| !d.is_empty()) {
+            None => return Err("type=local needs dest= (a directory)".into()),
+            Some(d) if d == "-" => {
+                return Err("type=local writes a directory; use type=tar,dest=- for stdout".into());
+            }
+            Some(d) => OutputSpec::Local { dest: d.into() },
+        },
+        "tar" => OutputSpec::Tar { dest: o.dest() },
+        "image" | "registry" => {
+            let push = o.bool("push")?.unwrap_or(kind == "registry");
+            let name = o.name();
+            o.image_options()?;
+            if push { OutputSpec::Registry { name, push } } else { OutputSpec::Image { name, push } }
+        }
+        "cacheonly" => return Err("not supported yet: output type cacheonly".into()),
+        other => return Err(format!("unknown output type {other:?}: valid types are {TYPES}")),
+    };
+    o.finish()?;
+    Ok(spec)
+}
+
+/// The options of one output, consumed as they are interpreted; what is left is refused.
+struct Opts<'a> {
+    kind: &'a str,
+    attrs: BTreeMap<String, String>,
+}
+
+impl Opts<'_> {
+    /// `dest`, none when absent, empty or `-` (stdout).
+    fn dest(&mut self) -> Option<PathBuf> {
+        self.attrs.remove("dest").filter(|d| !d.is_empty() && d != "-").map(PathBuf::from)
+    }
+
+    fn name(&mut self) -> Option<String> {
+        self.attrs.remove("name").filter(|n| !n.trim().is_empty())
+    }
+
+    fn bool(&mut self, key: &str) -> Result<Option<bool>, String> {
+        self.attrs.remove(key).map(|v| parse_bool(key, &v)).transpose()
+    }
+
+    fn compression(&mut self) -> Result<Option<String>, String> {
+        match self.attrs.remove("compression") {
+            None => Ok(None),
+            Some(c) => match c.as_str() {
+                "gzip" | "zstd" | "uncompressed" => Ok(Some(c)),
+                "estargz" => Err("not supported yet: output option compression=estargz".into()),
+                _ => Err(format!("invalid compression {c:?}: expected gzip, zstd or uncompressed")),
+            },
+        }
+    }
+
+    /// Options whose only value hako can honour is what it does anyway: OCI media types, and
+    /// timestamps left as built.
+    fn image_options(&mut self) -> Result<(), String> {
+        if self.bool("oci-mediatypes")? == Some(false) {
+            return Err(
+                "not supported yet: output option oci-mediatypes=false (hako writes OCI media types)".into(),
+            );
+        }
+        if self.bool("rewrite-timestamp")? == Some(true) {
+            return Err("not supported yet: output option rewrite-timestamp=true".into());
+        }
+        Ok(())
+    }
+
+    /// Refuses whatever was not consumed.
+    fn finish(self) -> Result<(), String> {
+        let Some(key) = self.attrs.keys().next() else { return Ok(()) };
+        let elsewhere: &[&str] = match key.as_str() {
+            "dest" => &["oci", "docker", "local", "tar"],
+            "name" | "oci-mediatypes" | "rewrite-timestamp" => &["oci", "docker", "image", "registry"],
+            "push" => &["image", "registry"],
+            "tar" => &["oci"],
+            _ => &[],
+        };
+        let not_here = !elsewhere.is_empty() && !elsewhere.contains(&self.kind);
+        // BuildKit's docker exporter takes `tar`; hako's does not yet.
+        if not_here && !(key == "tar" && self.kind == "docker") {
+            return Err(format!("output option {key} does not apply to type={}", self.kind));
+        }
+        Err(format!("not supported yet: output option {key}"))
+    }
+}
+
+/// Go's `strconv.ParseBool`, which buildx and BuildKit use.
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("invalid value {v:?} for output option {key}: expected true or false")),
+    }
+}
+
+/// Splits one CSV record as Go's `encoding/csv` does (a field that starts with `"` runs to the
+/// closing quote, `""` inside being a quote), and also accepts a quoted value after `key=`.
+fn split_csv(s: &str) -> Result<Vec<String>, String> {
+    if s.is_empty() {
+        return Err("empty output specification".into());
+    }
+    let mut fields = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let mut field = String::new();
+        let mut quoted_value = false;
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            read_quoted(&mut chars, &mut field, s)?;
+            quoted_value = true;
+        }
+        loop {
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => break,
+                Some(c) if quoted_value => {
+                    return Err(format!("unexpected {c:?} after a closing quote in output {s:?}"));
+                }
+                Some('"') if field.ends_with('=') && field.matches('=').count() == 1 => {
+                    read_quoted(&mut chars, &mut field, s)?;
+                    quoted_value = true;
+                }
+                Some('"') => {
+                    return Err(format!("stray quote in output {s:?}: quote a whole field or value"));
+                }
+                Some('\n' | '\r') => return Err(format!("line break in output {s:?}")),
+                Some(c) => field.push(c),
+            }
+        }
+        fields.push(field);
+    }
+}
+
+/// Reads up to (and consumes) the closing quote.
+fn read_quoted(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    field: &mut String,
+    s: &str,
+) -> Result<(), String> {
+    loop {
+        match chars.next() {
+            None => return Err(format!("unterminated quote in output {s:?}")),
+            Some('"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            Some('"') => return Ok(()),
+            Some(c) => field.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> OutputSpec {
+        parse_output(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn err(s: &str) -> String {
+        match parse_output(s) {
+            Ok(spec) => panic!("{s} parsed as {spec:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn shorthands() {
+        assert_eq!(ok("out"), OutputSpec::Local { dest: "out".into() });
+        assert_eq!(ok("./a b/c"), OutputSpec::Local { dest: "./a b/c".into() });
+        assert_eq!(ok("-"), OutputSpec::Tar { dest: None });
+        // As in buildx, any lone field not starting with `type=` is a path.
+        assert_eq!(ok("dest=x"), OutputSpec::Local { dest: "dest=x".into() });
+    }
+
+    #[test]
+    fn oci() {
+        assert_eq!(ok("type=oci"), OutputSpec::Oci { dest: None, tar: true, name: None, compression: None });
+        assert_eq!(
+            ok("type=oci,dest=out.tar,name=app:1"),
+            OutputSpec::Oci {
+                dest: Some("out.tar".into()),
+                tar: true,
+                name: Some("app:1".into()),
+                compression: None
+            }
+        );
+        assert_eq!(
+            ok("type=oci,dest=-"),
+            OutputSpec::Oci { dest: None, tar: true, name: None, compression: None }
+        );
+        assert_eq!(
+            ok("type=oci,dest=dir,tar=false,compression=zstd,oci-mediatypes=true,rewrite-timestamp=false"),
+            OutputSpec::Oci {
+                dest: Some("dir".into()),
+                tar: false,
+                name: None,
+                compression: Some("zstd".into())
+            }
+        );
+        assert_eq!(
+            ok(" TYPE =oci,Tar=0,dest=d"),
+            OutputSpec::Oci { dest: Some("d".into()), tar: false, name: None, compression: None }
+        );
+    }
+
+    #[test]
+    fn quoted_names() {
+        for s in [r#"type=oci,"name=a:1,b:2""#, r#"type=oci,name="a:1,b:2""#, r#""type=oci","name=a:1,b:2""#]
+        {
+            let spec = ok(s);
+            assert_eq!(spec.names(), ["a:1", "b:2"], "{s}");
+        }
+        assert_eq!(
+            ok(r#"type=oci,dest="x,""y""",tar=false"#),
+            OutputSpec::Oci { dest: Some(r#"x,"y""#.into()), tar: false, name: None, compression: None }
+        );
+        assert_eq!(ok(r#"type=image,"name= a , ,b""#).names(), ["a", "b"]);
+        assert!(ok("type=tar").names().is_empty());
+    }
+
+    #[test]
+    fn docker_local_tar() {
+        assert_eq!(ok("type=docker"), OutputSpec::Docker { dest: None, name: None });
+        assert_eq!(
+            ok("type=docker,dest=img.tar,name=app"),
+            OutputSpec::Docker { dest: Some("img.tar".into()), name: Some("app".into()) }
+        );
+        assert_eq!(ok("type=local,dest=out"), OutputSpec::Local { dest: "out".into() });
+        assert_eq!(ok("type=tar,dest=fs.tar"), OutputSpec::Tar { dest: Some("fs.tar".into()) });
+        assert_eq!(ok("type=tar"), OutputSpec::Tar { dest: None });
+        assert_eq!(ok("type=tar,dest=-"), OutputSpec::Tar { dest: None });
+    }
+
+    #[test]
+    fn registry_and_image() {
+        let reg = |name: &str| OutputSpec::Registry { name: Some(name.into()), push: true };
+        let img = |name: &str| OutputSpec::Image { name: Some(name.into()), push: false };
+        assert_eq!(ok("type=registry,name=r.io/app"), reg("r.io/app"));
+        assert_eq!(ok("type=image,name=r.io/app,push=true"), reg("r.io/app"));
+        assert_eq!(ok("type=image,name=app"), img("app"));
+        assert_eq!(ok("type=image,name=app,push=false"), img("app"));
+        assert_eq!(ok("type=registry,name=app,push=false"), img("app"));
+        assert_eq!(ok("type=registry"), OutputSpec::Registry { name: None, push: true });
+    }
+
+    #[test]
+    fn errors() {
+        let cases = [
+            ("", "empty output specification"),
+            ("type=oci,", "invalid output option \"\""),
+            ("type=oci,dest", "invalid output option \"dest\""),
+            ("name=a,dest=b", "has no type="),
+            (
+                "type=foo",
+                "unknown output type \"foo\": valid types are oci, docker, local, tar, image, registry",
+            ),
+            ("type=cacheonly", "not supported yet: output type cacheonly"),
+            ("type=local", "type=local needs dest="),
+            ("type=local,dest=", "type=local needs dest="),
+            ("type=local,dest=-", "use type=tar,dest=- for stdout"),
+            ("type=oci,tar=false", "type=oci,tar=false needs dest="),
+            ("type=oci,tar=maybe", "invalid value \"maybe\" for output option tar"),
+            ("type=image,push=yes", "invalid value \"yes\" for output option push"),
+            ("type=oci,compression=lz4", "invalid compression \"lz4\""),
+            ("type=oci,compression=estargz", "not supported yet: output option compression=estargz"),
+            ("type=oci,oci-mediatypes=false", "not supported yet: output option oci-mediatypes=false"),
+            ("type=docker,rewrite-timestamp=true", "not supported yet: output option rewrite-timestamp=true"),
+            (
+                "type=oci,annotation.org.opencontainers.image.title=x",
+                "not supported yet: output option annotation.org.opencontainers.image.title",
+            ),
+            ("type=image,annotation-index.foo=x", "not supported yet: output option annotation-index.foo"),
+            ("type=oci,compression-level=3", "not supported yet: output option compression-level"),
+            ("type=image,push-by-digest=true", "not supported yet: output option push-by-digest"),
+            ("type=docker,compression=gzip", "not supported yet: output option compression"),
+            ("type=docker,tar=false,dest=d", "not supported yet: output option tar"),
+            ("type=local,dest=d,platform-split=true", "not supported yet: output option platform-split"),
+            ("type=local,dest=d,name=x", "output option name does not apply to type=local"),
+            ("type=tar,push=true", "output option push does not apply to type=tar"),
+            ("type=oci,push=true", "output option push does not apply to type=oci"),
+            ("type=registry,dest=x", "output option dest does not apply to type=registry"),
+            ("type=image,tar=true", "output option tar does not apply to type=image"),
+            ("type=oci,name=\"a", "unterminated quote"),
+            ("type=oci,name=\"a\"b", "unexpected 'b' after a closing quote"),
+            ("type=oci,na\"me=a", "stray quote"),
+            ("type=oci\ndest=x", "line break"),
+        ];
+        for (input, want) in cases {
+            let e = err(input);
+            assert!(e.contains(want), "{input:?}: {e:?} does not contain {want:?}");
+        }
+    }
+}
