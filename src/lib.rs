@@ -4,11 +4,15 @@
 //! later the sandbox, layers and exporters. [`context`] owns the build context (`.dockerignore`).
 //! The binary (`src/main.rs`) is a thin shell around [`cli`].
 
+pub mod build;
 pub mod cli;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;
+pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod image;
+pub mod layer;
 pub mod plan;
 pub mod store;

@@ -58,8 +58,12 @@ CONTEXT is a directory, or `-` to read a tar archive of the context from stdin (
 Exit status: 0 success; 1 the build failed because of its input (a Dockerfile error, a failing step); \
 2 usage error, unsupported option or internal error.
 
-This version plans builds (`--dry-run`); building images, outputs and the cache are not supported yet \
-and fail with a clear error instead of being ignored.")]
+Without --output or --push the image is kept in hako's store (see --root), tagged with every -t, and its \
+digest is printed on stdout. SOURCE_DATE_EPOCH, when set, is used for image timestamps and clamps file \
+mtimes in new layers; otherwise timestamps are the Unix epoch, so builds are reproducible.
+
+Not built yet (each fails with `not supported yet` instead of being ignored): RUN steps, pulling or pushing \
+registry images (use --build-context NAME=oci-layout://DIR for bases), --secret, --ssh, --cache-from, --cache-to.")]
 pub struct BuildArgs {
     /// Build context: a directory, or `-` for a tar stream on stdin.
     #[arg(value_name = "CONTEXT")]
@@ -136,6 +140,10 @@ pub struct BuildArgs {
     /// Print the build plan (stages, steps, expanded values, skipped stages) without building.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// hako's store (images, layers, cache) [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
 }
 
 #[cfg(test)]

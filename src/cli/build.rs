@@ -1,18 +1,24 @@
-//! `hako build`: reads the Dockerfile and context, plans the build, and (for now) prints the plan
-//! with `--dry-run`. Options whose feature is not built yet are refused, never ignored.
+//! `hako build`: reads the Dockerfile and context, plans, builds, and writes the outputs.
+//! Options whose feature is not built yet are refused, never ignored.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{BuildArgs, Failure, print_stdout};
+use super::{BuildArgs, Failure, print_stdout, progress};
+use crate::build::{BuildError, Builder};
+use crate::context::Context;
 use crate::dockerfile::instructions::from_ast;
 use crate::dockerfile::{Diagnostic, Warning, parse_bytes};
+use crate::export::spec::{OutputSpec, parse_output};
+use crate::layer::Compression;
 use crate::plan::{self, Platform};
+use crate::store::Store;
 
 /// Runs `hako build`.
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     refuse_unbuilt(&args)?;
+    let outputs = outputs(&args)?;
     let options = plan_options(&args)?;
     let input = read_input(&args)?;
     let source = String::from_utf8_lossy(&input.dockerfile).into_owned();
@@ -20,7 +26,14 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let ast = parse_bytes(&input.dockerfile).map_err(located)?;
     let df = from_ast(&ast, &source).map_err(located)?;
     print_warnings(&input.name, &df.warnings);
-    let plan = plan::plan(&df, &options, &plan::Unresolved).map_err(located)?;
+    // A real build knows its base images (so `$PATH` in ENV expands against the base's PATH); a
+    // dry run reads nothing and treats bases as empty.
+    let store = if args.dry_run { None } else { Some(open_store(&args)?) };
+    let plan = match &store {
+        Some(store) => plan::plan(&df, &options, &crate::build::StoreImages { store }),
+        None => plan::plan(&df, &options, &plan::Unresolved),
+    }
+    .map_err(located)?;
     if !plan.unused_build_args.is_empty() {
         eprintln!(
             "warning: build-arg {} {} not consumed by any ARG in the Dockerfile",
@@ -28,21 +41,84 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             if plan.unused_build_args.len() == 1 { "was" } else { "were" }
         );
     }
-    if !args.dry_run {
-        return Err(Failure::not_supported("building images (use --dry-run to see the plan)"));
+    if args.dry_run {
+        return print_stdout(&plan.to_string());
     }
-    print_stdout(&plan.to_string())
+
+    let Some(store) = store else { return Err(Failure::usage("error: no store")) };
+    let root = store.root().to_path_buf();
+    let context = input.context.into_context(&store)?;
+    let reporter = progress::reporter(args.progress);
+    let builder = Builder {
+        store: &store,
+        dockerfile: &df,
+        plan: &plan,
+        context: &context,
+        options: crate::build::Options {
+            compression: compression(&outputs)?,
+            source_date_epoch: source_date_epoch()?,
+            labels: labels(&args)?,
+        },
+        reporter: reporter.as_ref(),
+        temps: Default::default(),
+    };
+    let image = builder.build().map_err(|e| match &e {
+        BuildError::Input(d) => located(d.clone()),
+        BuildError::NotSupported(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
+        BuildError::Internal(msg) => Failure::usage(format!("error: {msg}")),
+    })?;
+    let written =
+        image.write(&store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
+    let digest = written.manifest.digest().to_string();
+    for tag in &args.tags {
+        store
+            .tag(tag, &written.manifest)
+            .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
+    }
+    for out in &outputs {
+        export(&store, &written.manifest, out, &args.tags, &builder, &image)?;
+    }
+    if let Some(path) = &args.iidfile {
+        fs_err::write(path, written.config_digest.to_string())
+            .map_err(|e| Failure::usage(format!("error: {e}")))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.digest": digest,
+            "containerimage.config.digest": written.config_digest.to_string(),
+            "containerimage.descriptor": written.manifest,
+            "image.name": args.tags.join(","),
+        });
+        let text = serde_json::to_string_pretty(&meta).unwrap_or_default();
+        fs_err::write(path, text).map_err(|e| Failure::usage(format!("error: {e}")))?;
+    }
+    if outputs.is_empty() {
+        if args.tags.is_empty() {
+            eprintln!("image kept in the store {} (untagged; give -t to name it)", root.display());
+        } else {
+            eprintln!("image kept in the store {} as {}", root.display(), args.tags.join(", "));
+        }
+        print_stdout(&format!("{digest}\n"))?;
+    }
+    Ok(())
+}
+
+fn open_store(args: &BuildArgs) -> Result<Store, Failure> {
+    let root = args
+        .root
+        .clone()
+        .or_else(Store::default_root)
+        .ok_or_else(|| Failure::usage("error: no store location: set --root, XDG_CACHE_HOME or HOME"))?;
+    Store::open(&root)
+        .map_err(|e| Failure::usage(format!("error: opening the store {}: {e}", root.display())))
 }
 
 /// Options accepted on the command line whose feature does not exist yet.
 fn refuse_unbuilt(args: &BuildArgs) -> Result<(), Failure> {
-    let checks: [(bool, &str); 8] = [
-        (!args.outputs.is_empty(), "--output"),
-        (args.push, "--push"),
-        (args.iidfile.is_some(), "--iidfile"),
-        (args.metadata_file.is_some(), "--metadata-file"),
-        (!args.secrets.is_empty(), "--secret"),
-        (!args.ssh.is_empty(), "--ssh"),
+    let checks: [(bool, &str); 5] = [
+        (args.push, "--push (pushing to a registry)"),
+        (!args.secrets.is_empty(), "--secret (secrets are for RUN steps, which need the sandbox)"),
+        (!args.ssh.is_empty(), "--ssh (SSH forwarding is for RUN steps, which need the sandbox)"),
         (!args.cache_from.is_empty(), "--cache-from"),
         (!args.cache_to.is_empty(), "--cache-to"),
     ];
@@ -53,6 +129,136 @@ fn refuse_unbuilt(args: &BuildArgs) -> Result<(), Failure> {
         return Err(Failure::not_supported("building for several platforms at once (give one --platform)"));
     }
     Ok(())
+}
+
+fn outputs(args: &BuildArgs) -> Result<Vec<OutputSpec>, Failure> {
+    let mut out = Vec::new();
+    for o in &args.outputs {
+        let spec = parse_output(o).map_err(|e| {
+            if e.starts_with("not supported yet") {
+                Failure::usage(format!("error: {e}"))
+            } else {
+                Failure::usage(format!("error: --output {o}: {e}"))
+            }
+        })?;
+        if matches!(spec, OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. }) {
+            return Err(Failure::not_supported("--output type=registry (pushing to a registry)"));
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+fn compression(outputs: &[OutputSpec]) -> Result<Compression, Failure> {
+    let mut chosen = None;
+    for o in outputs {
+        if let OutputSpec::Oci { compression: Some(c), .. } = o {
+            let c = match c.as_str() {
+                "gzip" => Compression::Gzip,
+                "zstd" => Compression::Zstd,
+                "uncompressed" => Compression::None,
+                other => {
+                    return Err(Failure::usage(format!(
+                        "error: unknown compression {other:?} (gzip, zstd, uncompressed)"
+                    )));
+                }
+            };
+            if chosen.is_some_and(|p| p != c) {
+                return Err(Failure::usage("error: outputs ask for different layer compressions"));
+            }
+            chosen = Some(c);
+        }
+    }
+    Ok(chosen.unwrap_or_default())
+}
+
+fn source_date_epoch() -> Result<Option<i64>, Failure> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v.parse::<i64>().map(Some).map_err(|_| {
+            Failure::usage(format!("error: SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
+        }),
+        _ => Ok(None),
+    }
+}
+
+fn labels(args: &BuildArgs) -> Result<BTreeMap<String, String>, Failure> {
+    let mut out = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            return Err(Failure::usage(format!("error: --label {l}: expected KEY=VALUE")));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Writes one `--output`.
+fn export(
+    store: &Store,
+    manifest: &oci_spec::image::Descriptor,
+    spec: &OutputSpec,
+    tags: &[String],
+    builder: &Builder<'_>,
+    image: &crate::image::manifest::Image,
+) -> Result<(), Failure> {
+    let fail = |e: &dyn std::fmt::Display| Failure::usage(format!("error: writing the output: {e}"));
+    let names = {
+        let n = spec.names();
+        if n.is_empty() { tags.to_vec() } else { n }
+    };
+    match spec {
+        OutputSpec::Oci { dest, tar: false, .. } => {
+            let dir =
+                dest.as_ref().ok_or_else(|| Failure::usage("error: type=oci,tar=false needs dest=DIR"))?;
+            crate::export::oci::write_layout_dir(store, manifest, &names, dir).map_err(|e| fail(&e))
+        }
+        OutputSpec::Oci { dest, .. } => with_output(dest.as_deref(), |w| {
+            crate::export::oci::write_layout_tar(store, manifest, &names, w).map_err(|e| fail(&e))
+        }),
+        OutputSpec::Docker { dest, .. } => with_output(dest.as_deref(), |w| {
+            crate::export::docker::write_docker_archive(store, manifest, &names, w).map_err(|e| fail(&e))
+        }),
+        OutputSpec::Local { dest } => {
+            crate::export::fs::write_local(store, image, dest).map_err(|e| fail(&e))
+        }
+        OutputSpec::Tar { dest } => with_output(dest.as_deref(), |w| {
+            crate::export::fs::write_tar(store, image, builder.options.source_date_epoch, w)
+                .map_err(|e| fail(&e))
+        }),
+        OutputSpec::Image { .. } => {
+            for n in &names {
+                store.tag(n, manifest).map_err(|e| fail(&e))?;
+            }
+            Ok(())
+        }
+        OutputSpec::Registry { .. } => Err(Failure::not_supported("pushing to a registry")),
+    }
+}
+
+/// Runs `f` on the destination file (written atomically: temp file + rename) or on stdout.
+fn with_output(
+    dest: Option<&Path>,
+    f: impl FnOnce(&mut dyn std::io::Write) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    match dest {
+        None => f(&mut std::io::stdout().lock()),
+        Some(p) if p.as_os_str() == "-" => f(&mut std::io::stdout().lock()),
+        Some(p) => {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .map_err(|e| Failure::usage(format!("error: creating {}: {e}", p.display())))?;
+            {
+                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+                f(&mut w)?;
+                std::io::Write::flush(&mut w)
+                    .map_err(|e| Failure::usage(format!("error: writing {}: {e}", p.display())))?;
+            }
+            tmp.persist(p)
+                .map_err(|e| Failure::usage(format!("error: writing {}: {}", p.display(), e.error)))?;
+            Ok(())
+        }
+    }
 }
 
 /// Turns the command line into planner options.
@@ -88,33 +294,87 @@ fn plan_options(args: &BuildArgs) -> Result<plan::Options, Failure> {
     Ok(plan::Options { build_args, target: args.target.clone(), platform, build_contexts })
 }
 
-/// The Dockerfile to build, with the name to show in messages.
+/// Where the context comes from.
+enum ContextInput {
+    Dir(PathBuf, Option<PathBuf>),
+    Unpacked(tempfile::TempDir, String),
+    Empty,
+}
+
+impl ContextInput {
+    fn into_context(self, store: &Store) -> Result<Context, Failure> {
+        let bad = |e: crate::context::ContextError| Failure::user(format!("error: build context: {e}"));
+        match self {
+            ContextInput::Dir(dir, df) => Context::from_dir(&dir, df.as_deref()).map_err(bad),
+            ContextInput::Unpacked(tmp, df) => Context::from_unpacked(tmp, &df).map_err(bad),
+            ContextInput::Empty => {
+                let tmp = store.temp_dir("context-").map_err(|e| Failure::usage(format!("error: {e}")))?;
+                Ok(Context::empty(tmp))
+            }
+        }
+    }
+}
+
+/// The Dockerfile to build, with the name to show in messages, and the context.
 struct Input {
     name: String,
     dockerfile: Vec<u8>,
+    context: ContextInput,
 }
 
-/// Finds the Dockerfile: `-f -` (stdin), `-f PATH`, `CONTEXT/Dockerfile`, or inside a context tar
-/// read from stdin (`CONTEXT` = `-`). A stdin that is not a tar archive is the Dockerfile itself,
-/// with an empty context (as `docker build - < Dockerfile`).
+/// Finds the Dockerfile and context: `-f -` (stdin), `-f PATH`, `CONTEXT/Dockerfile`, or inside a
+/// context tar read from stdin (`CONTEXT` = `-`), which is unpacked (safely) as it streams. A stdin
+/// that is not a tar archive is the Dockerfile itself, with an empty context.
 fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
     let file = args.file.as_deref();
     if args.context == "-" {
         if file == Some("-") {
             return Err(Failure::usage("error: cannot read both the context and the Dockerfile from stdin"));
         }
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| Failure::usage(format!("error: reading the context from stdin: {e}")))?;
+        // Peek at the first 512 bytes (one tar header) to tell an archive from a Dockerfile.
+        let mut stdin = BufReader::with_capacity(1 << 16, std::io::stdin().lock());
+        let mut head = Vec::with_capacity(512);
+        while head.len() < 512 {
+            let buf = stdin.fill_buf().map_err(|e| Failure::usage(format!("error: reading stdin: {e}")))?;
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len().min(512 - head.len());
+            head.extend_from_slice(&buf[..n]);
+            stdin.consume(n);
+        }
+        let stdin = std::io::Cursor::new(head.clone()).chain(stdin);
         let name = file.unwrap_or("Dockerfile");
-        return match context_tar_entry(&buf, name)? {
-            Some(dockerfile) => Ok(Input { name: name.to_string(), dockerfile }),
-            None if is_archive(&buf) => Err(Failure::user(format!(
-                "error: the context archive on stdin has no `{name}`\nhint: name the Dockerfile inside the archive with -f"
-            ))),
-            None => Ok(Input { name: "Dockerfile".into(), dockerfile: buf }),
+        if !is_archive(&head) {
+            let mut buf = Vec::new();
+            let mut stdin = stdin;
+            stdin.read_to_end(&mut buf).map_err(|e| Failure::usage(format!("error: reading stdin: {e}")))?;
+            return Ok(Input { name: "Dockerfile".into(), dockerfile: buf, context: ContextInput::Empty });
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("hako-context-")
+            .tempdir()
+            .map_err(|e| Failure::usage(format!("error: creating a temporary directory: {e}")))?;
+        let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(stdin))
+        } else {
+            Box::new(stdin)
         };
+        let opts = crate::layer::extract::ApplyOptions { chown: false, devices: false };
+        crate::layer::extract::apply_layer(reader, tmp.path(), opts)
+            .map_err(|e| Failure::user(format!("error: reading the context archive from stdin: {e}")))?;
+        let path = crate::build::resolve_in_root(tmp.path(), name)
+            .map_err(|e| Failure::user(format!("error: the context archive: {e}")))?;
+        let dockerfile = fs_err::read(&path).map_err(|_| {
+            Failure::user(format!(
+                "error: the context archive on stdin has no `{name}`\nhint: name the Dockerfile inside the archive with -f"
+            ))
+        })?;
+        return Ok(Input {
+            name: name.to_string(),
+            dockerfile,
+            context: ContextInput::Unpacked(tmp, name.to_string()),
+        });
     }
     let context = Path::new(&args.context);
     if !context.is_dir() {
@@ -126,7 +386,7 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
     let path = match file {
         Some("-") => {
             let (name, dockerfile) = read_dockerfile_arg("-")?;
-            return Ok(Input { name, dockerfile });
+            return Ok(Input { name, dockerfile, context: ContextInput::Dir(context.to_path_buf(), None) });
         }
         Some(f) => PathBuf::from(f),
         None => context.join("Dockerfile"),
@@ -135,38 +395,15 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
         let hint = if file.is_none() { "\nhint: name the Dockerfile with -f PATH" } else { "" };
         Failure::usage(format!("error: reading the Dockerfile: {e}{hint}"))
     })?;
-    Ok(Input { name: path.display().to_string(), dockerfile })
+    Ok(Input {
+        name: path.display().to_string(),
+        dockerfile,
+        context: ContextInput::Dir(context.to_path_buf(), Some(path)),
+    })
 }
 
 fn is_archive(buf: &[u8]) -> bool {
     buf.starts_with(&[0x1f, 0x8b]) || buf.get(257..262) == Some(b"ustar")
-}
-
-/// Reads `name` out of a (possibly gzip-compressed) tar archive; `None` when `buf` is not an
-/// archive or has no such entry.
-fn context_tar_entry(buf: &[u8], name: &str) -> Result<Option<Vec<u8>>, Failure> {
-    if !is_archive(buf) {
-        return Ok(None);
-    }
-    let reader: Box<dyn Read + '_> = if buf.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(buf))
-    } else {
-        Box::new(buf)
-    };
-    let bad =
-        |e: std::io::Error| Failure::user(format!("error: reading the context archive from stdin: {e}"));
-    let want = name.trim_start_matches("./");
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let path = entry.path().map_err(bad)?.to_string_lossy().trim_start_matches("./").to_string();
-        if path == want {
-            let mut out = Vec::new();
-            entry.read_to_end(&mut out).map_err(bad)?;
-            return Ok(Some(out));
-        }
-    }
-    Ok(None)
 }
 
 fn print_warnings(name: &str, warnings: &[Warning]) {

@@ -4,6 +4,7 @@
 mod args;
 mod build;
 mod debug;
+mod progress;
 
 use std::io::Write;
 use std::process::ExitCode;

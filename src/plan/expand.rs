@@ -73,6 +73,7 @@ pub fn stage(
     let state = match &source {
         Source::Stage(i) => done[*i].final_state.clone(),
         Source::Image(r) => images.config(r, &platform),
+        Source::Context { value, .. } => images.config(value, &platform),
         _ => StageState::default(),
     };
 

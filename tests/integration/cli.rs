@@ -40,15 +40,14 @@ fn unbuilt_features_are_refused_not_ignored() {
     let ctx = repo().join("examples/hello");
     let ctx = ctx.to_str().expect("utf-8");
     for flags in [
-        &["--output", "type=local,dest=out"][..],
-        &["--push"],
+        &["--push"][..],
+        &["--output", "type=registry"],
         &["--secret", "id=a,src=/dev/null"],
         &["--ssh", "default"],
         &["--cache-from", "type=local,src=x"],
         &["--cache-to", "type=local,dest=x"],
-        &["--iidfile", "x"],
-        &["--metadata-file", "x"],
         &["--platform", "linux/amd64,linux/arm64"],
+        &["--output", "type=oci,dest=x,annotation.a=b"],
     ] {
         let mut args = vec!["build", "--dry-run"];
         args.extend_from_slice(flags);
@@ -61,10 +60,16 @@ fn unbuilt_features_are_refused_not_ignored() {
             text(&out.stderr)
         );
     }
-    // Without --dry-run, building itself is refused (until image building lands).
-    let out = run(&["build", ctx], None);
+    // A registry base is refused with a hint at the offline alternative (until pulling lands).
+    let root = tempdir();
+    let out = run(&["build", "--root", root.path().to_str().expect("utf-8"), ctx], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not supported yet: building images"));
+    let err = text(&out.stderr);
+    assert!(err.contains("not supported yet: pulling busybox from a registry"), "{err}");
+    assert!(
+        err.contains("hint: give the base as an OCI layout: --build-context busybox=oci-layout://DIR[:TAG]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -138,9 +143,12 @@ fn dockerfile_from_stdin_and_context_tar_from_stdin() {
         ("Dockerfile", &b"FROM scratch\nENV C=3\n"[..]),
         ("sub/Other.Dockerfile", b"FROM scratch\nENV D=4\n"),
     ] {
-        let mut h = tar::Header::new_gnu();
+        let mut h = tar::Header::new_ustar();
         h.set_size(body.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_cksum();
         tar.append_data(&mut h, name, body).expect("append");
     }

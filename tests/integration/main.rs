@@ -1,10 +1,12 @@
 //! hako's integration tests: one test binary (so the crate is linked once), one module per area.
 //! They run the real `hako` binary and read BuildKit's conformance data from `../shared`.
 
+mod build;
 mod cli;
 mod common;
 mod dockerignore_conformance;
 mod dry_run_conformance;
+mod export;
 mod fuzz_seeds;
 mod parser_conformance;
 mod shell_conformance;

@@ -1,0 +1,423 @@
+//! COPY/ADD with Docker's semantics: sources relative to a root (the context, a stage's
+//! filesystem or a named context), wildcards (Go `path.Match`), a directory's *contents* are copied,
+//! destination rules (trailing `/`, several sources need a directory), `--parents`, `--exclude`,
+//! `--chown`, `--chmod`, and symlinks never followed out of their root.
+//!
+//! The result is a set of entries for the new layer (destination path → metadata + where to read
+//! the content), in sorted order, plus the parent directories the layer must carry.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::context::dockerignore::PatternMatcher;
+use crate::context::glob;
+use crate::layer::index::{FsIndex, Kind, Meta};
+
+/// Why a COPY cannot be done.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A source matched nothing.
+    #[error("{0}")]
+    NotFound(String),
+    /// Bad destination, pattern or option.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading the source failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, CopyError>;
+
+/// Where sources are read from.
+pub struct SourceRoot<'a> {
+    /// A directory holding the files.
+    pub dir: &'a Path,
+    /// Ownership and metadata of the files when they come from an image (`COPY --from`); `None`
+    /// for the build context (files become root-owned, as in Docker).
+    pub index: Option<&'a FsIndex>,
+    /// `.dockerignore` rules (build context only).
+    pub ignore: Option<&'a PatternMatcher>,
+    /// What to call the root in messages ("the build context", "stage build").
+    pub name: String,
+}
+
+/// One file or directory to write into the layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Metadata as it will be in the image.
+    pub meta: Meta,
+    /// A regular file's content.
+    pub content: Content,
+}
+
+/// Where a regular file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// Not a regular file.
+    None,
+    /// A file on disk (read while the layer is written).
+    File(PathBuf),
+    /// Bytes from the Dockerfile (heredocs).
+    Bytes(Vec<u8>),
+}
+
+/// How the copied entries are owned and moded.
+#[derive(Debug, Clone, Default)]
+pub struct Ownership {
+    /// `--chown` resolved to ids.
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod` as written.
+    pub chmod: Option<String>,
+}
+
+/// The entries of one COPY, keyed by destination path (relative, no leading `/`).
+pub type Entries = BTreeMap<String, Entry>;
+
+/// Resolves `sources` against `root` and lays them out under `dest` (absolute, as written, so a
+/// trailing `/` is visible). `target` is the destination image's filesystem (to know whether the
+/// destination is an existing directory).
+#[allow(clippy::too_many_arguments)]
+pub fn collect(
+    root: &SourceRoot<'_>,
+    sources: &[String],
+    dest: &str,
+    target: &FsIndex,
+    own: &Ownership,
+    parents: bool,
+    excludes: &[String],
+    clamp_mtime: Option<i64>,
+) -> Result<Entries> {
+    let exclude = if excludes.is_empty() {
+        None
+    } else {
+        Some(PatternMatcher::new(excludes).map_err(|e| CopyError::Invalid(format!("--exclude: {e}")))?)
+    };
+    let mut matched: Vec<String> = Vec::new();
+    for src in sources {
+        let found = matches_for(root, src)?;
+        if found.is_empty() {
+            return Err(not_found(root, src));
+        }
+        matched.extend(found);
+    }
+    let dest_is_dir_syntax = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
+    let dest_clean = clean(dest);
+    let several = matched.len() > 1;
+    if several && !dest_is_dir_syntax && !is_dir(target, &dest_clean) {
+        return Err(CopyError::Invalid(
+            "when using COPY with more than one source file, the destination must be a directory and end with a /"
+                .into(),
+        ));
+    }
+    let into_dir = dest_is_dir_syntax || several || is_dir(target, &dest_clean);
+    let mut out = Entries::new();
+    let mut walker = Walker { root, out: &mut out, own, exclude: exclude.as_ref(), clamp: clamp_mtime };
+    for rel in &matched {
+        let src_path = resolve_in_root(root.dir, rel)?;
+        let to = if parents {
+            join(&dest_clean, rel)
+        } else if std::fs::metadata(&src_path).is_ok_and(|m| m.is_dir()) || !into_dir {
+            dest_clean.clone()
+        } else {
+            join(&dest_clean, rel.rsplit('/').next().unwrap_or(rel))
+        };
+        if std::fs::metadata(&src_path)?.is_dir() {
+            walker.dir_contents(rel, &to)?;
+        } else {
+            walker.one(rel, &to, true)?;
+        }
+    }
+    Ok(out)
+}
+
+struct Walker<'a, 'b> {
+    root: &'a SourceRoot<'b>,
+    out: &'a mut Entries,
+    own: &'a Ownership,
+    exclude: Option<&'a PatternMatcher>,
+    clamp: Option<i64>,
+}
+
+impl Walker<'_, '_> {
+    /// Copies the contents of directory `rel` (relative to the root) to `to`; `to` itself becomes a
+    /// directory with the source directory's metadata.
+    fn dir_contents(&mut self, rel: &str, to: &str) -> Result<()> {
+        if !to.is_empty() {
+            self.one(rel, to, true)?;
+        }
+        let mut stack = vec![(rel.to_string(), to.to_string(), String::new())];
+        while let Some((src, dst, inner)) = stack.pop() {
+            let dir = resolve_in_root(self.root.dir, &src)?;
+            let mut names: Vec<String> = Vec::new();
+            for e in fs_err::read_dir(&dir)? {
+                names.push(e?.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            for name in names {
+                let child_src = join(&src, &name);
+                let child_inner = join(&inner, &name);
+                if let Some(ig) = self.root.ignore
+                    && ig.is_excluded(&child_src).unwrap_or(false)
+                {
+                    if !ig.has_exclusions() {
+                        continue;
+                    }
+                    // A `!` exception may re-include something below: descend but skip the entry.
+                    if std::fs::symlink_metadata(dir.join(&name))?.is_dir() && !ig.can_skip_dir(&child_src) {
+                        stack.push((child_src, join(&dst, &name), child_inner));
+                    }
+                    continue;
+                }
+                if let Some(ex) = self.exclude
+                    && ex.is_excluded(&child_inner).unwrap_or(false)
+                {
+                    continue;
+                }
+                let child_dst = join(&dst, &name);
+                let is_dir = std::fs::symlink_metadata(dir.join(&name))?.is_dir();
+                self.one(&child_src, &child_dst, false)?;
+                if is_dir {
+                    stack.push((child_src, child_dst, child_inner));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one entry. `follow`: the top-level source is followed if it is a symlink (within the
+    /// root); anything found while walking is copied as it is.
+    fn one(&mut self, rel: &str, to: &str, follow: bool) -> Result<()> {
+        let path = if follow { resolve_in_root(self.root.dir, rel)? } else { self.root.dir.join(rel) };
+        let md = std::fs::symlink_metadata(&path)?;
+        let ft = md.file_type();
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink(fs_err::read_link(&path)?.to_string_lossy().into_owned())
+        } else if ft.is_file() {
+            Kind::File
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_char_device() || ft.is_block_device() {
+            let (maj, min) =
+                (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32);
+            if ft.is_char_device() { Kind::Char(maj, min) } else { Kind::Block(maj, min) }
+        } else {
+            return Ok(()); // sockets are not copied
+        };
+        let (mut uid, mut gid) = (0, 0);
+        let mut mode = md.mode() & 0o7777;
+        let mut mtime = md.mtime();
+        if let Some(index) = self.root.index
+            && let Some(m) = index.get(&resolved_rel(self.root.dir, &path))
+        {
+            (uid, gid, mode, mtime) = (m.uid, m.gid, m.mode, m.mtime);
+        }
+        if let Some((u, g)) = self.own.chown {
+            (uid, gid) = (u, g);
+        }
+        if let Some(chmod) = &self.own.chmod
+            && !matches!(kind, Kind::Symlink(_))
+        {
+            mode = apply_chmod(chmod, mode, kind == Kind::Dir)?;
+        }
+        if let Some(c) = self.clamp {
+            mtime = mtime.min(c);
+        }
+        let size = if kind == Kind::File { md.len() } else { 0 };
+        let content = if kind == Kind::File { Content::File(path) } else { Content::None };
+        self.out.insert(to.to_string(), Entry { meta: Meta { kind, mode, uid, gid, mtime, size }, content });
+        Ok(())
+    }
+}
+
+/// The sources a pattern names, relative to the root, sorted. Wildcards match each path segment
+/// by segment (Go `path.Match` on the whole relative path).
+fn matches_for(root: &SourceRoot<'_>, src: &str) -> Result<Vec<String>> {
+    let pattern = clean(src);
+    if !glob::has_meta(&pattern) {
+        if pattern.is_empty() {
+            return Ok(vec![String::new()]);
+        }
+        let visible = !excluded(root, &pattern)
+            && resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
+        return Ok(if visible { vec![pattern] } else { Vec::new() });
+    }
+    glob::matches(&pattern, "").map_err(|e| CopyError::Invalid(format!("COPY source {src:?}: {e}")))?;
+    let depth = pattern.split('/').count();
+    let mut found = Vec::new();
+    let mut stack = vec![(String::new(), 0usize)];
+    while let Some((dir, level)) = stack.pop() {
+        let abs = if dir.is_empty() { root.dir.to_path_buf() } else { root.dir.join(&dir) };
+        let Ok(rd) = std::fs::read_dir(&abs) else { continue };
+        for e in rd.flatten() {
+            let rel = join(&dir, &e.file_name().to_string_lossy());
+            if excluded(root, &rel) {
+                continue;
+            }
+            if level + 1 == depth {
+                if glob::matches(&pattern, &rel).unwrap_or(false) {
+                    found.push(rel);
+                }
+            } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push((rel, level + 1));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn excluded(root: &SourceRoot<'_>, rel: &str) -> bool {
+    root.ignore.is_some_and(|ig| ig.is_excluded(rel).unwrap_or(false))
+}
+
+fn not_found(root: &SourceRoot<'_>, src: &str) -> CopyError {
+    let pattern = clean(src);
+    let exists = resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
+    let what = if glob::has_meta(&pattern) { "matched no files" } else { "not found" };
+    if exists && excluded(root, &pattern) {
+        CopyError::NotFound(format!(
+            "\"{src}\" is excluded by .dockerignore: it exists in {} but a .dockerignore pattern hides it",
+            root.name
+        ))
+    } else {
+        CopyError::NotFound(format!("\"{src}\" {what} in {}", root.name))
+    }
+}
+
+/// Cleans a source or destination path: relative, no `.`/`..` above the root, no trailing `/`.
+pub fn clean(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            x => parts.push(x),
+        }
+    }
+    parts.join("/")
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+fn is_dir(index: &FsIndex, path: &str) -> bool {
+    index.resolve(path).and_then(|p| index.get(&p).cloned()).is_some_and(|m| m.kind == Kind::Dir)
+}
+
+/// The path of `abs` relative to `root` (for index lookups).
+fn resolved_rel(root: &Path, abs: &Path) -> String {
+    abs.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Resolves `rel` inside `root`, following symlinks as if `root` were `/` (so nothing outside it
+/// is ever reached). The last component is followed too.
+pub fn resolve_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    let mut done: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = rel.split('/').filter(|s| !s.is_empty()).map(str::to_string).rev().collect();
+    let mut hops = 0;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                done.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = root.join(done.iter().map(String::as_str).collect::<Vec<_>>().join("/")).join(&part);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(md) if md.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(std::io::Error::other(format!("too many levels of symbolic links: {rel}")));
+                }
+                let target = std::fs::read_link(&candidate)?;
+                let target = target.to_string_lossy();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                todo.extend(target.split('/').filter(|s| !s.is_empty()).map(str::to_string).rev());
+            }
+            _ => done.push(part),
+        }
+    }
+    Ok(root.join(done.join("/")))
+}
+
+/// Applies `--chmod` (octal, or symbolic like `u+x,go-w`, `a=rX`) to `mode`.
+pub fn apply_chmod(spec: &str, mode: u32, is_dir: bool) -> Result<u32> {
+    if spec.chars().all(|c| c.is_ascii_digit()) {
+        return u32::from_str_radix(spec, 8)
+            .map_err(|_| CopyError::Invalid(format!("invalid --chmod {spec:?}")))
+            .map(|m| m & 0o7777);
+    }
+    let mut m = mode & 0o7777;
+    for clause in spec.split(',') {
+        let who_len = clause.find(|c: char| !"ugoa".contains(c)).unwrap_or(clause.len());
+        let who = &clause[..who_len];
+        let mask = if who.is_empty() || who.contains('a') {
+            0o777
+        } else {
+            who.chars()
+                .map(|c| match c {
+                    'u' => 0o700,
+                    'g' => 0o070,
+                    _ => 0o007,
+                })
+                .fold(0, |a, b| a | b)
+        };
+        let mut rest = &clause[who_len..];
+        while let Some(op) = rest.chars().next() {
+            let perms_end = rest[1..].find(['+', '-', '=']).map_or(rest.len(), |i| i + 1);
+            let perms = &rest[1..perms_end];
+            let mut bits = 0;
+            for c in perms.chars() {
+                bits |= match c {
+                    'r' => 0o444,
+                    'w' => 0o222,
+                    'x' => 0o111,
+                    'X' if is_dir || m & 0o111 != 0 => 0o111,
+                    'X' => 0,
+                    's' => 0o6000,
+                    't' => 0o1000,
+                    _ => return Err(CopyError::Invalid(format!("invalid --chmod {spec:?}"))),
+                };
+            }
+            // setuid/setgid follow the u/g in `who`; sticky goes with o (or all).
+            let special_mask = if who.is_empty() || who.contains('a') {
+                0o7000
+            } else {
+                who.chars()
+                    .map(|c| match c {
+                        'u' => 0o4000,
+                        'g' => 0o2000,
+                        _ => 0o1000,
+                    })
+                    .fold(0, |a, b| a | b)
+            };
+            let bits = (bits & mask) | (bits & special_mask & 0o7000);
+            match op {
+                '+' => m |= bits,
+                '-' => m &= !bits,
+                '=' => m = (m & !mask) | bits,
+                _ => return Err(CopyError::Invalid(format!("invalid --chmod {spec:?}"))),
+            }
+            rest = &rest[perms_end..];
+        }
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests;

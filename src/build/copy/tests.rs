@@ -1,0 +1,156 @@
+//! COPY semantics against a real directory tree.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = Fixture { dir };
+        f.file("a.txt", "a");
+        f.file("b.txt", "bb");
+        f.file("src/main.rs", "fn main() {}");
+        f.file("src/lib/util.rs", "util");
+        f.file("src/README.md", "doc");
+        f.file("secret/key", "k");
+        symlink("/etc", f.dir.path().join("etc-link")).expect("symlink");
+        symlink("src/main.rs", f.dir.path().join("main-link")).expect("symlink");
+        f
+    }
+
+    fn file(&self, rel: &str, body: &str) {
+        let p = self.dir.path().join(rel);
+        fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs_err::write(&p, body).expect("write");
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    }
+
+    fn collect(&self, sources: &[&str], dest: &str, ignore: Option<&PatternMatcher>) -> Result<Entries> {
+        self.collect_with(sources, dest, ignore, &Ownership::default(), false, &[])
+    }
+
+    fn collect_with(
+        &self,
+        sources: &[&str],
+        dest: &str,
+        ignore: Option<&PatternMatcher>,
+        own: &Ownership,
+        parents: bool,
+        excludes: &[&str],
+    ) -> Result<Entries> {
+        let root = SourceRoot { dir: self.dir.path(), index: None, ignore, name: "the build context".into() };
+        let mut target = FsIndex::new();
+        target.insert("existing", Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 });
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        collect(&root, &sources, dest, &target, own, parents, &excludes, Some(1_000))
+    }
+}
+
+fn keys(e: &Entries) -> Vec<&str> {
+    e.keys().map(String::as_str).collect()
+}
+
+#[test]
+fn file_destinations() {
+    let f = Fixture::new();
+    assert_eq!(keys(&f.collect(&["a.txt"], "/dst/", None).expect("ok")), ["dst/a.txt"]);
+    assert_eq!(keys(&f.collect(&["a.txt"], "/dst", None).expect("ok")), ["dst"]);
+    assert_eq!(keys(&f.collect(&["a.txt"], "/existing", None).expect("ok")), ["existing/a.txt"]);
+    assert_eq!(
+        keys(&f.collect(&["/../a.txt"], "/", None).expect("ok")),
+        ["a.txt"],
+        "sources cannot climb out"
+    );
+    let e = f.collect(&["a.txt"], "/x", None).expect("ok");
+    let entry = &e["x"];
+    assert_eq!((entry.meta.uid, entry.meta.gid, entry.meta.mode, entry.meta.size), (0, 0, 0o640, 1));
+    assert!(entry.meta.mtime <= 1_000, "mtime clamped to SOURCE_DATE_EPOCH");
+}
+
+#[test]
+fn directories_copy_their_contents() {
+    let f = Fixture::new();
+    let e = f.collect(&["src"], "/app", None).expect("ok");
+    assert_eq!(keys(&e), ["app", "app/README.md", "app/lib", "app/lib/util.rs", "app/main.rs"]);
+    assert_eq!(e["app/lib"].meta.kind, Kind::Dir);
+}
+
+#[test]
+fn wildcards_and_several_sources() {
+    let f = Fixture::new();
+    assert_eq!(keys(&f.collect(&["*.txt"], "/d/", None).expect("ok")), ["d/a.txt", "d/b.txt"]);
+    assert_eq!(
+        keys(&f.collect(&["src/*.rs"], "/one", None).expect("ok")),
+        ["one"],
+        "a single match may name a file"
+    );
+    let err = f.collect(&["*.txt"], "/d", None).unwrap_err().to_string();
+    assert!(err.contains("destination must be a directory and end with a /"), "{err}");
+    let err = f.collect(&["a.txt", "b.txt"], "/d", None).unwrap_err().to_string();
+    assert!(err.contains("end with a /"), "{err}");
+    let err = f.collect(&["*.nope"], "/d/", None).unwrap_err().to_string();
+    assert_eq!(err, "\"*.nope\" matched no files in the build context");
+    let err = f.collect(&["missing.txt"], "/d/", None).unwrap_err().to_string();
+    assert_eq!(err, "\"missing.txt\" not found in the build context");
+}
+
+#[test]
+fn dockerignore_hides_sources_and_says_so() {
+    let f = Fixture::new();
+    let ig = PatternMatcher::new(&["secret", "src/*.md", "*.txt", "!b.txt"]).expect("patterns");
+    let err = f.collect(&["secret/key"], "/d/", Some(&ig)).unwrap_err().to_string();
+    assert!(err.contains("is excluded by .dockerignore"), "{err}");
+    let e = f.collect(&["."], "/", Some(&ig)).expect("ok");
+    let k = keys(&e);
+    assert!(k.contains(&"b.txt") && !k.contains(&"a.txt"), "{k:?}");
+    assert!(!k.iter().any(|p| p.starts_with("secret")), "{k:?}");
+    assert!(!k.contains(&"src/README.md") && k.contains(&"src/main.rs"), "{k:?}");
+}
+
+#[test]
+fn symlinks_stay_inside_the_root() {
+    let f = Fixture::new();
+    // etc-link -> /etc resolves inside the context, where there is no etc/passwd.
+    let err = f.collect(&["etc-link/passwd"], "/d/", None).unwrap_err().to_string();
+    assert!(err.contains("not found"), "{err}");
+    // A top-level symlink source is followed (within the root) and copied as the file it names.
+    let e = f.collect(&["main-link"], "/m", None).expect("ok");
+    assert_eq!(e["m"].meta.kind, Kind::File);
+    // Symlinks found while walking a directory are copied as symlinks.
+    let e = f.collect(&["."], "/all/", None).expect("ok");
+    assert_eq!(e["all/etc-link"].meta.kind, Kind::Symlink("/etc".into()));
+    assert_eq!(
+        resolve_in_root(f.dir.path(), "etc-link/../../../a.txt").expect("resolve"),
+        f.dir.path().join("a.txt")
+    );
+}
+
+#[test]
+fn parents_excludes_chown_chmod() {
+    let f = Fixture::new();
+    let own = Ownership { chown: Some((1000, 50)), chmod: Some("u+x,go-rwx".into()) };
+    let e = f.collect_with(&["src/lib/util.rs", "a.txt"], "/out/", None, &own, true, &[]).expect("ok");
+    assert_eq!(keys(&e), ["out/a.txt", "out/src/lib/util.rs"]);
+    let m = &e["out/a.txt"].meta;
+    assert_eq!((m.uid, m.gid, m.mode), (1000, 50, 0o700));
+    let e = f.collect_with(&["src"], "/s", None, &Ownership::default(), false, &["*.md", "lib"]).expect("ok");
+    assert_eq!(keys(&e), ["s", "s/main.rs"]);
+}
+
+#[test]
+fn chmod_forms() {
+    assert_eq!(apply_chmod("755", 0o600, false).expect("ok"), 0o755);
+    assert_eq!(apply_chmod("a=rX", 0o600, true).expect("ok"), 0o555);
+    assert_eq!(apply_chmod("a=rX", 0o600, false).expect("ok"), 0o444);
+    assert_eq!(apply_chmod("u+s,g+w", 0o755, false).expect("ok"), 0o4775);
+    assert_eq!(apply_chmod("o=", 0o777, false).expect("ok"), 0o770);
+    assert_eq!(apply_chmod("+t", 0o755, true).expect("ok"), 0o1755);
+    assert_eq!(apply_chmod("g+s", 0o755, true).expect("ok"), 0o2755);
+    assert!(apply_chmod("u+q", 0o644, false).is_err());
+}

@@ -1,0 +1,51 @@
+//! Build progress as events; the CLI decides how to show them (plain lines, JSON, a TTY display).
+//! The library never prints.
+
+/// Something that happened during a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A stage's base is being prepared.
+    Base {
+        /// Stage label (`build`, `stage-2`).
+        stage: &'a str,
+        /// What the base is.
+        what: &'a str,
+    },
+    /// A step starts.
+    Step {
+        /// Stage label.
+        stage: &'a str,
+        /// 1-based step number in the stage.
+        n: usize,
+        /// Steps in the stage.
+        total: usize,
+        /// The instruction.
+        text: &'a str,
+    },
+    /// A step made a layer.
+    Layer {
+        /// Stage label.
+        stage: &'a str,
+        /// Layer digest.
+        digest: &'a str,
+        /// Compressed size.
+        size: u64,
+        /// Entries in the layer.
+        entries: u64,
+    },
+    /// A note worth showing (fallbacks, skipped device nodes).
+    Note(&'a str),
+}
+
+/// Receives progress events.
+pub trait Reporter {
+    /// Called for each event, in order.
+    fn event(&self, e: &Event<'_>);
+}
+
+/// Discards events.
+pub struct Quiet;
+
+impl Reporter for Quiet {
+    fn event(&self, _e: &Event<'_>) {}
+}

@@ -1,0 +1,87 @@
+//! `--chown` and `USER` names resolved through the image's own `/etc/passwd` and `/etc/group`, as
+//! Docker does: numbers are taken as they are, names must exist in the image.
+
+/// A `user[:group]` spec that cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// The name is not in the image's passwd/group file.
+    #[error("unable to find {what} {name:?} in the image's {file}")]
+    Unknown {
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// `/etc/passwd` or `/etc/group`.
+        file: &'static str,
+    },
+    /// The spec is empty or malformed.
+    #[error("invalid user spec {0:?}: expected USER[:GROUP] with names or numeric ids")]
+    Invalid(String),
+}
+
+/// Resolves `spec` (`user`, `uid`, `user:group`, `uid:gid`) to numeric ids. A missing group
+/// takes the same number as the user id (Docker's rule for `--chown`). `passwd`/`group` are
+/// the files' contents, or `None` when the image has none.
+pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<(u32, u32), UserError> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() || grp == Some("") {
+        return Err(UserError::Invalid(spec.to_string()));
+    }
+    let uid = match user.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => lookup(passwd, user, 2).ok_or_else(|| UserError::Unknown {
+            what: "user",
+            name: user.to_string(),
+            file: "/etc/passwd",
+        })?,
+    };
+    let gid = match grp {
+        None => uid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup(group, g, 2).ok_or_else(|| UserError::Unknown {
+                what: "group",
+                name: g.to_string(),
+                file: "/etc/group",
+            })?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+/// Field `field` (the id) of the line whose first field is `name`.
+fn lookup(file: Option<&str>, name: &str, field: usize) -> Option<u32> {
+    file?.lines().find_map(|line| {
+        let parts: Vec<&str> = line.split(':').collect();
+        (parts.first() == Some(&name)).then(|| parts.get(field)?.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:app\n";
+
+    #[test]
+    fn docker_chown_rules() {
+        let r = |s: &str| resolve_chown(s, Some(PASSWD), Some(GROUP));
+        assert_eq!(r("1000"), Ok((1000, 1000)));
+        assert_eq!(r("55:66"), Ok((55, 66)));
+        assert_eq!(r("app"), Ok((1000, 1000)));
+        assert_eq!(r("app:staff"), Ok((1000, 50)));
+        assert_eq!(r("0:staff"), Ok((0, 50)));
+        assert_eq!(
+            r("nobody"),
+            Err(UserError::Unknown { what: "user", name: "nobody".into(), file: "/etc/passwd" })
+        );
+        assert!(matches!(r("app:wheel"), Err(UserError::Unknown { what: "group", .. })));
+        assert!(matches!(r(""), Err(UserError::Invalid(_))));
+        assert!(matches!(r("app:"), Err(UserError::Invalid(_))));
+        assert!(matches!(resolve_chown("app", None, None), Err(UserError::Unknown { .. })));
+    }
+}

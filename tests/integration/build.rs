@@ -1,0 +1,469 @@
+//! Real builds with the `hako` binary: the offline busybox base from `testdata/`, every metadata
+//! instruction, multi-stage COPY --from, ADD of archives, .dockerignore, every output type, and
+//! reproducibility. Independent tools (skopeo, umoci) check what we write; a test that needs one
+//! that is missing says so and skips.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{hako, text};
+
+fn busybox_context() -> String {
+    format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `hako build` with a fresh store (unless `--root` is given) and the busybox context.
+fn build(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let root = dir.join("store");
+    let mut cmd = hako();
+    cmd.args(["build", "--progress=plain", "--root"])
+        .arg(&root)
+        .args(["--build-context", &busybox_context()]);
+    cmd.args(extra);
+    cmd.env_remove("SOURCE_DATE_EPOCH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hako")
+}
+
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipping the {tool} check: {tool} is not installed (scripts/install-deps.sh installs it)");
+    }
+    found
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, body) in files {
+        let p = dir.join(name);
+        fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs_err::write(p, body).expect("write");
+    }
+}
+
+/// A context exercising every instruction that does not need RUN.
+fn full_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE} AS build
+WORKDIR /src
+COPY app/ ./
+COPY --chown=app:staff --chmod=750 tool.sh /usr/local/bin/tool
+ADD vendor.tar.gz /opt/vendor/
+
+FROM busybox
+LABEL org.example.a="1" org.example.b="two words"
+ENV APP_HOME=/app PATH=/app/bin:$PATH
+COPY --from=build /src/ $APP_HOME/
+COPY --from=build /usr/local/bin/tool /app/bin/tool
+COPY --from=build /opt/vendor /opt/vendor
+COPY --link secret-free.txt /etc/
+EXPOSE 8080 53/udp
+VOLUME ["/data"]
+STOPSIGNAL SIGINT
+HEALTHCHECK --interval=30s --retries=3 CMD tool --check
+ONBUILD COPY . /onbuild
+SHELL ["/bin/sh", "-ec"]
+USER app:staff
+WORKDIR /app
+ENTRYPOINT ["/app/bin/tool"]
+CMD ["--serve"]
+"#,
+            ),
+            ("app/main.txt", "main\n"),
+            ("app/sub/data.txt", "data\n"),
+            ("app/skip.log", "ignored\n"),
+            ("tool.sh", "#!/bin/sh\necho tool\n"),
+            ("secret-free.txt", "fine\n"),
+            (".dockerignore", "**/*.log\n"),
+        ],
+    );
+    // vendor.tar.gz: a gzip tar with its own owners, unpacked by ADD.
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, body, uid) in [("lib/a.so", "A", 42u64), ("lib/b.so", "BB", 65534)] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o755);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_mtime(1_000_000);
+        h.set_cksum();
+        tar.append_data(&mut h, path, body.as_bytes()).expect("append");
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar.into_inner().expect("tar")).expect("gz");
+    fs_err::write(ctx.join("vendor.tar.gz"), gz.finish().expect("gz")).expect("write");
+    ctx
+}
+
+fn config_of(layout: &Path, tag: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(layout.join("index.json")).expect("index")).expect("json");
+    let entry = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .expect("tag in index");
+    let blob = |d: &serde_json::Value| {
+        let d = d.as_str().expect("digest").trim_start_matches("sha256:");
+        serde_json::from_slice::<serde_json::Value>(
+            &fs_err::read(layout.join("blobs/sha256").join(d)).expect("blob"),
+        )
+        .expect("json")
+    };
+    let manifest = blob(&entry["digest"]);
+    blob(&manifest["config"]["digest"])
+}
+
+#[test]
+fn full_dockerfile_builds_and_checkers_agree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = full_context(dir.path());
+    let layout = dir.path().join("layout");
+    let dest = format!("type=oci,dest={},tar=false", layout.display());
+    let out =
+        build(dir.path(), &["-t", "example.com/app:1.0", "-o", &dest, ctx.to_str().expect("utf-8")], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let c = config_of(&layout, "1.0");
+    let cfg = &c["config"];
+    assert_eq!(cfg["User"], "app:staff");
+    assert_eq!(cfg["WorkingDir"], "/app");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/app/bin/tool"]));
+    assert_eq!(cfg["Cmd"], serde_json::json!(["--serve"]), "CMD after ENTRYPOINT in the same stage stays");
+    // ENV replaces PATH in place (expanded against the base image's PATH) and appends APP_HOME.
+    assert_eq!(
+        cfg["Env"],
+        serde_json::json!([
+            "PATH=/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "APP_HOME=/app"
+        ])
+    );
+    assert_eq!(cfg["Labels"]["org.example.b"], "two words");
+    assert_eq!(cfg["ExposedPorts"], serde_json::json!({"53/udp": {}, "8080/tcp": {}}));
+    assert_eq!(cfg["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(
+        cfg["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "tool --check"], "Interval": 30_000_000_000i64, "Retries": 3})
+    );
+    assert_eq!(cfg["OnBuild"], serde_json::json!(["COPY . /onbuild"]));
+    assert_eq!(cfg["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(c["created"], "1970-01-01T00:00:00Z");
+    let history: Vec<&str> =
+        c["history"].as_array().expect("history").iter().filter_map(|h| h["created_by"].as_str()).collect();
+    assert!(history.contains(&"COPY --from=build /src/ /app/"), "{history:?}");
+    assert_eq!(c["rootfs"]["diff_ids"].as_array().expect("diff_ids").len(), 5, "base + 4 COPY layers");
+
+    if have("skopeo") {
+        let o = Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}:1.0", layout.display()))
+            .output()
+            .expect("skopeo");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let copy = dir.path().join("skopeo-copy");
+        let o = Command::new("skopeo")
+            .args(["copy", &format!("oci:{}:1.0", layout.display()), &format!("dir:{}", copy.display())])
+            .output()
+            .expect("skopeo copy");
+        assert!(o.status.success(), "skopeo copy verifies every digest: {}", text(&o.stderr));
+    }
+    if have("umoci") {
+        let bundle = dir.path().join("bundle");
+        let o = Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:1.0", layout.display())])
+            .arg(&bundle)
+            .output()
+            .expect("umoci");
+        assert!(o.status.success(), "umoci verifies diff_ids: {}", text(&o.stderr));
+        let rootfs = bundle.join("rootfs");
+        let files = tree(&rootfs, &["app", "opt/vendor", "etc/secret-free.txt"]);
+        use std::os::unix::fs::MetadataExt;
+        let meta = |p: &str| fs_err::symlink_metadata(rootfs.join(p)).expect(p);
+        assert_eq!(
+            files,
+            [
+                "app",
+                "app/bin",
+                "app/bin/tool",
+                "app/main.txt",
+                "app/sub",
+                "app/sub/data.txt",
+                "etc/secret-free.txt",
+                "opt/vendor",
+                "opt/vendor/lib",
+                "opt/vendor/lib/a.so",
+                "opt/vendor/lib/b.so"
+            ]
+        );
+        let tool = meta("app/bin/tool");
+        assert_eq!(
+            (tool.uid(), tool.gid(), tool.mode() & 0o7777),
+            (1000, 50, 0o750),
+            "--chown names from the image, --chmod"
+        );
+        let a = meta("opt/vendor/lib/a.so");
+        assert_eq!((a.uid(), a.gid(), a.mode() & 0o7777), (42, 42, 0o755), "ADD keeps the archive's owners");
+        assert_eq!(meta("opt/vendor/lib/b.so").uid(), 65534);
+        assert_eq!(meta("app/main.txt").uid(), 0, "COPY from the context is root-owned");
+        assert_eq!(fs_err::read_to_string(rootfs.join("app/sub/data.txt")).expect("read"), "data\n");
+        assert!(rootfs.join("bin/busybox").is_file(), "base layer present");
+    }
+}
+
+/// Relative paths under `root` that start with one of `prefixes`, sorted.
+fn tree(root: &Path, prefixes: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs_err::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            let rel = p.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p.clone());
+            }
+            if prefixes.iter().any(|pre| rel == *pre || rel.starts_with(&format!("{pre}/"))) {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn digest_of(out: &Output) -> String {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn same_inputs_same_digest_from_clean_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = full_context(dir.path());
+    let ctx = ctx.to_str().expect("utf-8");
+    let run = |name: &str, env: &[(&str, &str)]| {
+        let d = dir.path().join(name);
+        fs_err::create_dir_all(&d).expect("mkdir");
+        digest_of(&build(&d, &[ctx], env))
+    };
+    let a = run("a", &[]);
+    let b = run("b", &[]);
+    assert!(a.starts_with("sha256:") && a.len() == 71, "{a}");
+    assert_eq!(a, b, "same digest from two clean stores");
+    let c = run("c", &[("SOURCE_DATE_EPOCH", "1700000000")]);
+    let d = run("d", &[("SOURCE_DATE_EPOCH", "1700000000")]);
+    assert_eq!(c, d, "same digest with SOURCE_DATE_EPOCH");
+    assert_ne!(a, c, "SOURCE_DATE_EPOCH changes the timestamps");
+}
+
+#[test]
+fn source_date_epoch_sets_created_and_clamps_mtimes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = full_context(dir.path());
+    let out_dir = dir.path().join("out.tar");
+    let dest = format!("type=tar,dest={}", out_dir.display());
+    let layout = dir.path().join("layout");
+    let oci = format!("type=oci,dest={},tar=false", layout.display());
+    let out = build(
+        dir.path(),
+        &["-t", "x", "-o", &dest, "-o", &oci, ctx.to_str().expect("utf-8")],
+        &[("SOURCE_DATE_EPOCH", "86400")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(config_of(&layout, "latest")["created"], "1970-01-02T00:00:00Z");
+    let mut archive = tar::Archive::new(fs_err::File::open(&out_dir).expect("open"));
+    let mut seen = BTreeMap::new();
+    for e in archive.entries().expect("entries") {
+        let e = e.expect("entry");
+        let path = e.path().expect("path").to_string_lossy().into_owned();
+        seen.insert(path, e.header().mtime().expect("mtime"));
+    }
+    assert!(
+        seen.contains_key("app/main.txt") && seen.contains_key("bin/busybox"),
+        "{:?}",
+        seen.keys().take(5).collect::<Vec<_>>()
+    );
+    assert!(seen.values().all(|&m| m <= 86_400), "every mtime clamped");
+}
+
+#[test]
+fn every_output_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = full_context(dir.path());
+    let ctx = ctx.to_str().expect("utf-8");
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let iid = p("iid");
+    let meta = p("meta.json");
+    let out = build(
+        dir.path(),
+        &[
+            "-t",
+            "app:1",
+            "--iidfile",
+            &iid,
+            "--metadata-file",
+            &meta,
+            "-o",
+            &format!("type=oci,dest={}", p("image.oci.tar")),
+            "-o",
+            &format!("type=docker,dest={}", p("image.docker.tar")),
+            "-o",
+            &format!("type=local,dest={}", p("local")),
+            "-o",
+            &format!("type=tar,dest={}", p("fs.tar")),
+            ctx,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).is_empty(), "with outputs, stdout stays empty");
+    assert_eq!(fs_err::read_to_string(dir.path().join("local/app/main.txt")).expect("local"), "main\n");
+    let iid = fs_err::read_to_string(&iid).expect("iid");
+    assert!(iid.starts_with("sha256:"), "{iid}");
+    let meta: serde_json::Value = serde_json::from_slice(&fs_err::read(&meta).expect("meta")).expect("json");
+    assert_eq!(meta["containerimage.config.digest"], iid.as_str());
+    assert!(meta["containerimage.digest"].as_str().is_some_and(|d| d.starts_with("sha256:")));
+    if have("skopeo") {
+        for src in [
+            format!("oci-archive:{}:1", p("image.oci.tar")),
+            format!("docker-archive:{}", p("image.docker.tar")),
+        ] {
+            let o = Command::new("skopeo").args(["inspect", &src]).output().expect("skopeo");
+            assert!(o.status.success(), "{src}: {}", text(&o.stderr));
+        }
+    }
+    // No output: the image stays in the store, tagged, and its digest is printed.
+    let out = build(dir.path(), &["-t", "kept:1", ctx], &[]);
+    let digest = digest_of(&out);
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(dir.path().join("store/index.json")).expect("store index"))
+            .expect("json");
+    assert!(index["manifests"].as_array().expect("manifests").iter().any(|m| m["digest"] == digest.as_str()
+        && m["annotations"]["org.opencontainers.image.ref.name"] == "kept:1"));
+}
+
+#[test]
+fn bad_input_fails_clearly_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let dest = dir.path().join("out.tar");
+    let cases: &[(&str, &str, i32)] = &[
+        ("FROM busybox\nCOPY missing.txt /\n", "\"missing.txt\" not found in the build context", 1),
+        ("FROM busybox\nCOPY app.log /\n", "\"app.log\" is excluded by .dockerignore", 1),
+        (
+            "FROM busybox\nCOPY --chown=nobody2 f /\n",
+            "unable to find user \"nobody2\" in the image's /etc/passwd",
+            1,
+        ),
+        (
+            "FROM busybox\nCOPY --from=nope /x /\n",
+            "not supported yet: COPY --from=nope (pulling images from a registry)",
+            2,
+        ),
+        ("FROM busybox\nRUN echo hi\n", "not supported yet: RUN", 2),
+        ("FROM busybox AS a\nCOPY --from=a f /\n", "circular dependency detected on stage: a", 1),
+    ];
+    for (dockerfile, msg, code) in cases {
+        write(
+            &ctx,
+            &[("Dockerfile", dockerfile), ("f", "x"), ("app.log", "x"), (".dockerignore", "*.log\n")],
+        );
+        let out = build(
+            dir.path(),
+            &["-o", &format!("type=oci,dest={}", dest.display()), ctx.to_str().expect("utf-8")],
+            &[],
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{dockerfile}: {err}");
+        assert!(err.contains(msg), "{dockerfile}: expected {msg:?} in {err}");
+        assert!(err.contains("Dockerfile:2") || err.contains("Dockerfile:1"), "names the line: {err}");
+        assert!(!dest.exists(), "{dockerfile}: no partial output");
+    }
+    let tmp_left = fs_err::read_dir(dir.path().join("store/tmp")).expect("tmp").count();
+    assert_eq!(tmp_left, 0, "failed builds leave no temporary files in the store");
+}
+
+#[test]
+fn context_from_stdin_tar() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = full_context(dir.path());
+    let tar = Command::new("tar").arg("-C").arg(&ctx).args(["-cf", "-", "."]).output().expect("tar");
+    assert!(tar.status.success());
+    let mut cmd = hako();
+    cmd.args(["build", "--progress=plain", "--root"]).arg(dir.path().join("store"));
+    cmd.args(["--build-context", &busybox_context(), "-"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &tar.stdout).expect("feed");
+    let out = child.wait_with_output().expect("wait");
+    let from_stdin = digest_of(&out);
+    let from_dir = digest_of(&build(dir.path(), &[ctx.to_str().expect("utf-8")], &[]));
+    assert_ne!(from_stdin, "", "a digest");
+    // File mtimes travel through tar, so both contexts give the same image.
+    assert_eq!(from_stdin, from_dir);
+}
+
+#[test]
+fn podman_runs_the_built_image() {
+    if !have("podman") || !have("runc") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("hello.tar");
+    let hello = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+    let out = build(
+        dir.path(),
+        &[
+            "-t",
+            "hello:test",
+            "-o",
+            &format!("type=docker,dest={}", archive.display()),
+            hello.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A private podman store, so the test leaves nothing behind on the machine.
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(dir.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(dir.path().join("podman-run"))
+            .args(["--storage-driver", "vfs", "--runtime", "runc"])
+            .args(args)
+            .output()
+            .expect("podman")
+    };
+    let load = podman(&["load", "-i", archive.to_str().expect("utf-8")]);
+    assert!(load.status.success(), "podman load: {}", text(&load.stderr));
+    // This host's rlimits are below podman's defaults (see ../shared/ci-profiles), hence the ulimits.
+    let run =
+        podman(&["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "hello:test"]);
+    let err = text(&run.stderr);
+    if !run.status.success() && (err.contains("cgroup") || err.contains("OCI permission denied")) {
+        eprintln!("skipping the podman run check: the runtime cannot start containers here: {err}");
+        return;
+    }
+    assert!(run.status.success(), "podman run: {err}");
+    assert_eq!(
+        text(&run.stdout),
+        "hello\nhello from hako\n",
+        "CMD runs as USER app and reads the 0640 app:staff file"
+    );
+}
