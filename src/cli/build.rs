@@ -254,6 +254,10 @@ fn with_output(
                 std::io::Write::flush(&mut w)
                     .map_err(|e| Failure::usage(format!("error: writing {}: {e}", p.display())))?;
             }
+            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+            tmp.as_file()
+                .set_permissions(mode)
+                .map_err(|e| Failure::usage(format!("error: writing {}: {e}", p.display())))?;
             tmp.persist(p)
                 .map_err(|e| Failure::usage(format!("error: writing {}: {}", p.display(), e.error)))?;
             Ok(())

@@ -191,6 +191,7 @@ impl Store {
         let dir = path.parent().unwrap_or(&self.root);
         let mut tmp = NamedTempFile::new_in(dir)?;
         tmp.write_all(bytes)?;
+        tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
@@ -286,6 +287,8 @@ impl BlobWriter {
         let BlobWriter { tmp, out, store } = self;
         let (buf, digest, len) = out.finish();
         let file = buf.into_inner().map_err(|e| e.into_error())?;
+        // Temporary files start 0600; blobs are shared content (layouts hard-link them).
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         file.sync_data()?;
         if let Some(exp) = expected
             && exp != &digest

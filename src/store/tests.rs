@@ -15,6 +15,9 @@ fn blobs_are_verified_and_atomic() {
     let (_d, s) = store();
     let (d, n) = s.put_bytes(b"hello").expect("put");
     assert_eq!(n, 5);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs_err::metadata(s.blob_path(&d)).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "blobs are world-readable like any layout blob");
     assert_eq!(s.read_blob(&d).expect("read"), b"hello");
     // A wrong expectation leaves nothing behind, neither under the final name nor in tmp/.
     let mut w = s.blob_writer().expect("writer");
