@@ -15,4 +15,5 @@ pub mod fuzzing;
 pub mod image;
 pub mod layer;
 pub mod plan;
+pub mod registry;
 pub mod store;

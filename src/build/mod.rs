@@ -88,6 +88,8 @@ pub struct Builder<'a> {
     pub options: Options,
     /// Progress events go here.
     pub reporter: &'a dyn Reporter,
+    /// Base images (layouts and registries).
+    pub bases: &'a Bases<'a>,
     /// Temporary directories to remove when the build ends.
     pub temps: std::cell::RefCell<Vec<std::path::PathBuf>>,
 }
@@ -132,24 +134,54 @@ impl Builder<'_> {
     }
 }
 
-/// Base-image facts for the planner, from the store: `oci-layout://` contexts are imported (their
-/// blobs verified) so the planner sees their ENV, WORKDIR, USER and SHELL. Registry images are not
-/// pulled yet, so they read as empty configs (the build then stops at their FROM).
-pub struct StoreImages<'a> {
-    /// The store to import into.
+/// Where base images come from: `oci-layout://DIR[:TAG|@DIGEST]` layouts (imported into the
+/// store, every blob verified) and registry references (pulled, when a registry client is
+/// given). Each image is resolved once per build; the planner asks for configs (so ENV
+/// PATH=/x:$PATH sees the base's PATH) and the builder for the image itself.
+pub struct Bases<'a> {
+    /// The store images are imported into.
     pub store: &'a Store,
+    /// Registry access (None: registry references are refused).
+    pub registry: Option<&'a crate::registry::Registry>,
+    cache: std::cell::RefCell<std::collections::HashMap<(String, String), Result<Image, String>>>,
 }
 
-impl crate::plan::BaseImages for StoreImages<'_> {
+impl<'a> Bases<'a> {
+    /// A resolver over `store` and, optionally, registries.
+    pub fn new(store: &'a Store, registry: Option<&'a crate::registry::Registry>) -> Bases<'a> {
+        Bases { store, registry, cache: Default::default() }
+    }
+
+    /// The image `reference` names for `platform`.
+    pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, String> {
+        let key = (reference.to_string(), platform.to_string());
+        if let Some(hit) = self.cache.borrow().get(&key) {
+            return hit.clone();
+        }
+        let result = if let Some(rest) = reference.strip_prefix("oci-layout://") {
+            let (dir, tag) = stage::split_layout_ref(rest);
+            crate::image::manifest::import_layout(self.store, std::path::Path::new(dir), tag, platform)
+                .map(|(image, _)| image)
+                .map_err(|e| e.to_string())
+        } else {
+            let reference = reference.strip_prefix("docker-image://").unwrap_or(reference);
+            match self.registry {
+                Some(r) => {
+                    r.pull(self.store, reference, platform).map(|(image, _)| image).map_err(|e| e.to_string())
+                }
+                None => Err(format!("{reference}: registry access is off")),
+            }
+        };
+        self.cache.borrow_mut().insert(key, result.clone());
+        result
+    }
+}
+
+impl crate::plan::BaseImages for Bases<'_> {
     fn config(&self, reference: &str, platform: &crate::plan::Platform) -> crate::plan::StageState {
         let mut state = crate::plan::StageState::default();
-        let Some(rest) = reference.strip_prefix("oci-layout://") else { return state };
-        let (dir, tag) = stage::split_layout_ref(rest);
-        let Ok((image, _)) =
-            crate::image::manifest::import_layout(self.store, std::path::Path::new(dir), tag, platform)
-        else {
-            return state;
-        };
+        // A base that cannot be resolved fails later, at its FROM, with the reason.
+        let Ok(image) = self.image(reference, platform) else { return state };
         let c = &image.config.config;
         state.env = crate::plan::scope::EnvList(image.config.env_pairs());
         if let Some(w) = c.working_dir.as_ref().filter(|w| !w.is_empty()) {

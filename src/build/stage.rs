@@ -12,7 +12,7 @@ use super::{BuildError, Builder, input_error, users};
 use crate::dockerfile::instructions::{CommandLine, Health, Loc};
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::config::{Empty, Healthcheck, History, ImageConfig};
-use crate::image::manifest::{Image, Layer, import_layout};
+use crate::image::manifest::{Image, Layer};
 use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::index::{FsIndex, Kind, Meta};
 use crate::layer::{LayerWriter, open_layer};
@@ -178,14 +178,16 @@ fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<St
             let image = named_context_image(b, name, value, &sp.platform, at)?;
             indexed(b, image)
         }
-        Source::Image(r) => Err(BuildError::NotSupported(
-            Diagnostic::new(format!("not supported yet: pulling {r} from a registry"), at).with_hint(
-                format!(
-                    "give the base as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
-                    r.split([':', '@']).next().unwrap_or(r)
-                ),
-            ),
-        )),
+        Source::Image(r) => {
+            b.reporter.event(&Event::Base { stage: &label, what: r });
+            let image = b.bases.image(r, &sp.platform).map_err(|e| {
+                BuildError::Input(Diagnostic::new(format!("FROM {r}: {e}"), at).with_hint(format!(
+                    "for an offline base, give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
+                    r.rsplit('/').next().unwrap_or(r).split([':', '@']).next().unwrap_or(r)
+                )))
+            })?;
+            indexed(b, image)
+        }
         Source::BuildContext => {
             Err(BuildError::Internal("a stage cannot start from the build context".into()))
         }
@@ -203,7 +205,7 @@ fn indexed(b: &Builder<'_>, image: Image) -> Result<StageOut, BuildError> {
     Ok(StageOut::new(image, index))
 }
 
-/// An image from a named context: `oci-layout://DIR[:TAG|@DIGEST]`.
+/// An image from a named context: `oci-layout://DIR[:TAG|@DIGEST]` or `docker-image://REF`.
 fn named_context_image(
     b: &Builder<'_>,
     name: &str,
@@ -211,19 +213,17 @@ fn named_context_image(
     platform: &Platform,
     at: Pos,
 ) -> Result<Image, BuildError> {
-    let Some(rest) = value.strip_prefix("oci-layout://") else {
+    if !value.starts_with("oci-layout://") && !value.starts_with("docker-image://") {
         return Err(BuildError::NotSupported(Diagnostic::new(
             format!(
-                "not supported yet: --build-context {name}={value} as a base image (only oci-layout:// is)"
+                "not supported yet: --build-context {name}={value} as a base image (use oci-layout:// or docker-image://)"
             ),
             at,
         )));
-    };
-    let (dir, reference) = split_layout_ref(rest);
-    let (image, _) = import_layout(b.store, Path::new(dir), reference, platform).map_err(|e| {
-        BuildError::Input(Diagnostic::new(format!("--build-context {name}={value}: {e}"), at))
-    })?;
-    Ok(image)
+    }
+    b.bases
+        .image(value, platform)
+        .map_err(|e| BuildError::Input(Diagnostic::new(format!("--build-context {name}={value}: {e}"), at)))
 }
 
 /// `DIR`, `DIR:TAG` or `DIR@sha256:…`.
@@ -365,13 +365,15 @@ fn copy_step(
             copy::collect(&root, &c.sources, &dest, &out.index, &own, c.parents, &c.excludes, clamp)
         }
         Source::Image(r) => {
-            return Err(BuildError::NotSupported(
-                Diagnostic::new(
-                    format!("not supported yet: COPY --from={r} (pulling images from a registry)"),
-                    pos,
-                )
-                .with_hint(format!("give it as a named context: --build-context {r}=oci-layout://DIR[:TAG]")),
-            ));
+            let image = b
+                .bases
+                .image(r, &b.plan.target_platform)
+                .map_err(|e| input_error(format!("COPY --from={r}: {e}"), pos))?;
+            let src = indexed(b, image)?;
+            let dir = src.rootfs(b)?;
+            let root =
+                SourceRoot { dir: &dir, index: Some(&src.index), ignore: None, name: format!("image {r}") };
+            copy::collect(&root, &c.sources, &dest, &out.index, &own, c.parents, &c.excludes, clamp)
         }
         Source::Scratch => Ok(Entries::new()),
     }

@@ -62,8 +62,11 @@ Without --output or --push the image is kept in hako's store (see --root), tagge
 digest is printed on stdout. SOURCE_DATE_EPOCH, when set, is used for image timestamps and clamps file \
 mtimes in new layers; otherwise timestamps are the Unix epoch, so builds are reproducible.
 
-Not built yet (each fails with `not supported yet` instead of being ignored): RUN steps, pulling or pushing \
-registry images (use --build-context NAME=oci-layout://DIR for bases), --secret, --ssh, --cache-from, --cache-to.")]
+Registries: plain HTTP is used for loopback registries and --insecure-registry hosts; credentials come \
+from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsStore).
+
+Not built yet (each fails with `not supported yet` instead of being ignored): RUN steps, --secret, --ssh, \
+--cache-from, --cache-to.")]
 pub struct BuildArgs {
     /// Build context: a directory, or `-` for a tar stream on stdin.
     #[arg(value_name = "CONTEXT")]
@@ -140,6 +143,10 @@ pub struct BuildArgs {
     /// Print the build plan (stages, steps, expanded values, skipped stages) without building.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
 
     /// hako's store (images, layers, cache) [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]

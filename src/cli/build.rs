@@ -19,6 +19,7 @@ use crate::store::Store;
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     refuse_unbuilt(&args)?;
     let outputs = outputs(&args)?;
+    let pushes = push_names(&args, &outputs)?;
     let options = plan_options(&args)?;
     let input = read_input(&args)?;
     let source = String::from_utf8_lossy(&input.dockerfile).into_owned();
@@ -29,8 +30,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     // A real build knows its base images (so `$PATH` in ENV expands against the base's PATH); a
     // dry run reads nothing and treats bases as empty.
     let store = if args.dry_run { None } else { Some(open_store(&args)?) };
-    let plan = match &store {
-        Some(store) => plan::plan(&df, &options, &crate::build::StoreImages { store }),
+    let registry = crate::registry::Registry::new(&args.insecure_registries)
+        .map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let bases = store.as_ref().map(|s| crate::build::Bases::new(s, Some(&registry)));
+    let plan = match &bases {
+        Some(bases) => plan::plan(&df, &options, bases),
         None => plan::plan(&df, &options, &plan::Unresolved),
     }
     .map_err(located)?;
@@ -45,12 +49,14 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         return print_stdout(&plan.to_string());
     }
 
-    let Some(store) = store else { return Err(Failure::usage("error: no store")) };
+    let (Some(store), Some(bases)) = (store.as_ref(), bases.as_ref()) else {
+        return Err(Failure::usage("error: no store"));
+    };
     let root = store.root().to_path_buf();
-    let context = input.context.into_context(&store)?;
+    let context = input.context.into_context(store)?;
     let reporter = progress::reporter(args.progress);
     let builder = Builder {
-        store: &store,
+        store,
         dockerfile: &df,
         plan: &plan,
         context: &context,
@@ -60,6 +66,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             labels: labels(&args)?,
         },
         reporter: reporter.as_ref(),
+        bases,
         temps: Default::default(),
     };
     let image = builder.build().map_err(|e| match &e {
@@ -67,8 +74,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         BuildError::NotSupported(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
         BuildError::Internal(msg) => Failure::usage(format!("error: {msg}")),
     })?;
-    let written =
-        image.write(&store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
+    let written = image.write(store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
     let digest = written.manifest.digest().to_string();
     for tag in &args.tags {
         store
@@ -76,7 +82,12 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
     }
     for out in &outputs {
-        export(&store, &written.manifest, out, &args.tags, &builder, &image)?;
+        export(store, &written.manifest, out, &args.tags, &builder, &image)?;
+    }
+    for name in &pushes {
+        eprintln!("pushing {name}");
+        registry.push(store, &written.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
+        eprintln!("pushed {name}@{digest}");
     }
     if let Some(path) = &args.iidfile {
         fs_err::write(path, written.config_digest.to_string())
@@ -92,7 +103,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         let text = serde_json::to_string_pretty(&meta).unwrap_or_default();
         fs_err::write(path, text).map_err(|e| Failure::usage(format!("error: {e}")))?;
     }
-    if outputs.is_empty() {
+    if outputs.is_empty() && !args.push {
         if args.tags.is_empty() {
             eprintln!("image kept in the store {} (untagged; give -t to name it)", root.display());
         } else {
@@ -115,8 +126,7 @@ fn open_store(args: &BuildArgs) -> Result<Store, Failure> {
 
 /// Options accepted on the command line whose feature does not exist yet.
 fn refuse_unbuilt(args: &BuildArgs) -> Result<(), Failure> {
-    let checks: [(bool, &str); 5] = [
-        (args.push, "--push (pushing to a registry)"),
+    let checks: [(bool, &str); 4] = [
         (!args.secrets.is_empty(), "--secret (secrets are for RUN steps, which need the sandbox)"),
         (!args.ssh.is_empty(), "--ssh (SSH forwarding is for RUN steps, which need the sandbox)"),
         (!args.cache_from.is_empty(), "--cache-from"),
@@ -141,12 +151,32 @@ fn outputs(args: &BuildArgs) -> Result<Vec<OutputSpec>, Failure> {
                 Failure::usage(format!("error: --output {o}: {e}"))
             }
         })?;
-        if matches!(spec, OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. }) {
-            return Err(Failure::not_supported("--output type=registry (pushing to a registry)"));
-        }
         out.push(spec);
     }
     Ok(out)
+}
+
+/// The names to push: every `-t` with `--push`, and the names of `type=registry` outputs
+/// (their `name=`, else the `-t` tags).
+fn push_names(args: &BuildArgs, outputs: &[OutputSpec]) -> Result<Vec<String>, Failure> {
+    let mut names: Vec<String> = Vec::new();
+    if args.push {
+        if args.tags.is_empty() {
+            return Err(Failure::usage("error: --push needs at least one -t NAME to push to"));
+        }
+        names.extend(args.tags.iter().cloned());
+    }
+    for o in outputs {
+        if matches!(o, OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. }) {
+            let n = o.names();
+            if n.is_empty() && args.tags.is_empty() {
+                return Err(Failure::usage("error: --output type=registry needs name=NAME or -t NAME"));
+            }
+            names.extend(if n.is_empty() { args.tags.clone() } else { n });
+        }
+    }
+    names.dedup();
+    Ok(names)
 }
 
 fn compression(outputs: &[OutputSpec]) -> Result<Compression, Failure> {
@@ -226,13 +256,14 @@ fn export(
             crate::export::fs::write_tar(store, image, builder.options.source_date_epoch, w)
                 .map_err(|e| fail(&e))
         }),
-        OutputSpec::Image { .. } => {
+        OutputSpec::Image { push: false, .. } => {
             for n in &names {
                 store.tag(n, manifest).map_err(|e| fail(&e))?;
             }
             Ok(())
         }
-        OutputSpec::Registry { .. } => Err(Failure::not_supported("pushing to a registry")),
+        // Pushed after all local outputs are written (see `push_names`).
+        OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. } => Ok(()),
     }
 }
 

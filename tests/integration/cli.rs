@@ -40,9 +40,7 @@ fn unbuilt_features_are_refused_not_ignored() {
     let ctx = repo().join("examples/hello");
     let ctx = ctx.to_str().expect("utf-8");
     for flags in [
-        &["--push"][..],
-        &["--output", "type=registry"],
-        &["--secret", "id=a,src=/dev/null"],
+        &["--secret", "id=a,src=/dev/null"][..],
         &["--ssh", "default"],
         &["--cache-from", "type=local,src=x"],
         &["--cache-to", "type=local,dest=x"],
@@ -60,16 +58,20 @@ fn unbuilt_features_are_refused_not_ignored() {
             text(&out.stderr)
         );
     }
-    // A registry base is refused with a hint at the offline alternative (until pulling lands).
+    // A registry base that cannot be pulled (no network here) fails naming it, with the offline hint.
     let root = tempdir();
     let out = run(&["build", "--root", root.path().to_str().expect("utf-8"), ctx], None);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("not supported yet: pulling busybox from a registry"), "{err}");
+    assert!(err.contains("FROM busybox: "), "{err}");
     assert!(
-        err.contains("hint: give the base as an OCI layout: --build-context busybox=oci-layout://DIR[:TAG]"),
+        err.contains("hint: for an offline base, give it as an OCI layout: --build-context busybox=oci-layout://DIR[:TAG]"),
         "{err}"
     );
+    // --push needs somewhere to push to.
+    let out = run(&["build", "--push", "--root", root.path().to_str().expect("utf-8"), ctx], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--push needs at least one -t NAME"));
 }
 
 #[test]

@@ -1,0 +1,333 @@
+//! Pulling and pushing images with oci-client: manifests (OCI and Docker schema 2, indexes with
+//! platform selection), blobs streamed straight between the network and the store with their
+//! digests verified, blobs the registry already has skipped, cross-repository mounts, and
+//! credentials from `~/.docker/config.json`, credential helpers or `REGISTRY_AUTH_FILE`.
+//!
+//! oci-client is async; hako drives it from a private current-thread tokio runtime, so the rest
+//! of the program stays synchronous (and no runtime threads exist when the sandbox forks later).
+
+mod auth;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context as TaskContext, Poll};
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciDescriptor;
+use oci_client::{Client, Reference, RegistryOperation};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+
+use crate::digest::Digest;
+use crate::image::manifest::{DOCKER_MANIFEST, Image, our_digest, select};
+use crate::plan::Platform;
+use crate::store::{BlobWriter, Store};
+
+/// Docker's manifest list media type.
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Registry failures, each naming the registry and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A reference that does not parse.
+    #[error("invalid image reference {reference:?}: {reason}")]
+    Reference {
+        /// As given.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry could not be reached or answered with an error.
+    #[error("{action} {reference}: {reason}")]
+    Remote {
+        /// What hako was doing (`pulling`, `pushing`).
+        action: &'static str,
+        /// The image.
+        reference: String,
+        /// The error, made readable.
+        reason: String,
+    },
+    /// The content does not describe a usable image.
+    #[error("{reference}: {reason}")]
+    Content {
+        /// The image.
+        reference: String,
+        /// Why.
+        reason: String,
+    },
+    /// Local store failure.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The async runtime could not start.
+    #[error("starting the network runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// A connection to registries.
+pub struct Registry {
+    client: Client,
+    rt: tokio::runtime::Runtime,
+    /// Where each pulled blob came from (for cross-repository mounts on push).
+    origins: Mutex<HashMap<Digest, Reference>>,
+}
+
+/// Media types hako accepts for manifests.
+const ACCEPT: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+];
+
+impl Registry {
+    /// A client that speaks plain HTTP to `localhost`, `127.0.0.1`, `[::1]` (any port) and the
+    /// `insecure` registries, and HTTPS everywhere else.
+    pub fn new(insecure: &[String]) -> Result<Registry> {
+        let config = ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
+            // One streamed PUT per blob: fastest and constant memory (see ../shared/FACTS.md).
+            use_monolithic_push: true,
+            connect_timeout: Some(std::time::Duration::from_secs(15)),
+            ..ClientConfig::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(RegistryError::Runtime)?;
+        Ok(Registry { client: Client::new(config), rt, origins: Mutex::new(HashMap::new()) })
+    }
+
+    /// Whether `host[:port]` gets plain HTTP.
+    fn plain_http(host: &str) -> bool {
+        let name = host
+            .rsplit_once(':')
+            .map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
+        matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") || name.starts_with("127.")
+    }
+
+    fn parse(reference: &str) -> Result<Reference> {
+        reference
+            .parse::<Reference>()
+            .map_err(|e| RegistryError::Reference { reference: reference.to_string(), reason: e.to_string() })
+    }
+
+    /// The client for `r`: loopback registries are reached over plain HTTP.
+    fn client_for(&self, r: &Reference) -> Client {
+        let registry = r.resolve_registry().to_string();
+        if Registry::plain_http(&registry) {
+            let config = ClientConfig {
+                protocol: ClientProtocol::HttpsExcept(vec![registry]),
+                use_monolithic_push: true,
+                connect_timeout: Some(std::time::Duration::from_secs(15)),
+                ..ClientConfig::default()
+            };
+            Client::new(config)
+        } else {
+            self.client.clone()
+        }
+    }
+
+    /// Pulls `reference` for `platform` into the store; returns the image and its manifest digest.
+    pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
+        let r = Registry::parse(reference)?;
+        let client = self.client_for(&r);
+        let creds = auth::credentials(r.resolve_registry());
+        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
+            action: "pulling",
+            reference: reference.to_string(),
+            reason: auth::explain(&e, r.resolve_registry(), &creds),
+        };
+        self.rt.block_on(async {
+            client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
+            let (mut bytes, mut digest) =
+                client.pull_manifest_raw(&r, &creds.auth, &ACCEPT).await.map_err(remote)?;
+            let mut manifest_ref = r.clone();
+            // An index: pick the platform's manifest and fetch it by digest.
+            for _ in 0..4 {
+                let kind: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| content(reference, e))?;
+                let mt = kind["mediaType"].as_str().unwrap_or_default();
+                let is_index = mt == DOCKER_LIST
+                    || mt.ends_with("image.index.v1+json")
+                    || kind.get("manifests").is_some();
+                if !is_index {
+                    break;
+                }
+                let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| content(reference, e))?;
+                let entry = select(index.manifests(), platform).ok_or_else(|| RegistryError::Content {
+                    reference: reference.to_string(),
+                    reason: format!(
+                        "no image for {platform} in its index (it has {})",
+                        platforms(index.manifests())
+                    ),
+                })?;
+                manifest_ref = r.clone_with_digest(entry.digest().to_string());
+                (bytes, digest) =
+                    client.pull_manifest_raw(&manifest_ref, &creds.auth, &ACCEPT).await.map_err(remote)?;
+            }
+            let manifest_digest = Digest::parse(&digest).map_err(|e| content(reference, e))?;
+            if Digest::of(&bytes) != manifest_digest {
+                return Err(content(reference, "manifest digest mismatch"));
+            }
+            let manifest: ImageManifest =
+                serde_json::from_slice(&bytes).map_err(|e| content(reference, e))?;
+            store.put_bytes(&bytes)?;
+            let mut blobs = vec![manifest.config().clone()];
+            blobs.extend(manifest.layers().iter().cloned());
+            for desc in &blobs {
+                let d = our_digest(desc.digest()).map_err(|e| content(reference, e))?;
+                if let Ok(mut o) = self.origins.lock() {
+                    o.insert(d.clone(), r.clone());
+                }
+                if store.has_blob(&d) {
+                    continue;
+                }
+                let writer = store.blob_writer()?;
+                let mut sink = SyncWriter { inner: writer };
+                let oci_desc = OciDescriptor {
+                    media_type: desc.media_type().to_string(),
+                    digest: d.to_string(),
+                    size: desc.size() as i64,
+                    ..OciDescriptor::default()
+                };
+                client.pull_blob(&manifest_ref, &oci_desc, &mut sink).await.map_err(remote)?;
+                let (got, size) = sink.inner.commit(Some(&d))?;
+                if size != desc.size() {
+                    return Err(content(
+                        reference,
+                        format!("blob {got} has {size} bytes, its manifest says {}", desc.size()),
+                    ));
+                }
+            }
+            let image = Image::load(store, &manifest_digest).map_err(|e| content(reference, e))?;
+            Ok((image, manifest_digest))
+        })
+    }
+
+    /// Pushes the image `manifest` (already in the store) as `name`: blobs the registry has are
+    /// skipped, blobs pulled from another repository of the same registry are mounted, the rest is
+    /// streamed from the store. Returns the pushed manifest's digest.
+    pub fn push(&self, store: &Store, manifest: &Descriptor, name: &str) -> Result<Digest> {
+        let r = Registry::parse(name)?;
+        let client = self.client_for(&r);
+        let creds = auth::credentials(r.resolve_registry());
+        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
+            action: "pushing",
+            reference: name.to_string(),
+            reason: auth::explain(&e, r.resolve_registry(), &creds),
+        };
+        let manifest_digest = our_digest(manifest.digest()).map_err(|e| content(name, e))?;
+        let bytes = store.read_blob(&manifest_digest)?;
+        let parsed: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| content(name, e))?;
+        let mut blobs = parsed.layers().clone();
+        blobs.push(parsed.config().clone());
+        self.rt.block_on(async {
+            client.auth(&r, &creds.auth, RegistryOperation::Push).await.map_err(remote)?;
+            for desc in &blobs {
+                let d = our_digest(desc.digest()).map_err(|e| content(name, e))?;
+                if client.blob_exists(&r, &d.to_string()).await.map_err(remote)? {
+                    continue;
+                }
+                let origin = self.origins.lock().ok().and_then(|o| o.get(&d).cloned());
+                if let Some(src) = origin.filter(|s| {
+                    s.resolve_registry() == r.resolve_registry() && s.repository() != r.repository()
+                }) && client.mount_blob(&r, &src, &d.to_string()).await.is_ok()
+                {
+                    continue;
+                }
+                let file = store.open_blob(&d)?;
+                client
+                    .push_blob_stream(&r, chunks(file), &d.to_string(), Some(desc.size()))
+                    .await
+                    .map_err(remote)?;
+            }
+            let media_type = match manifest.media_type() {
+                MediaType::ImageManifest => "application/vnd.oci.image.manifest.v1+json".to_string(),
+                other => other.to_string(),
+            };
+            let header = media_type.parse().map_err(|_| content(name, "bad manifest media type"))?;
+            // Push the exact stored bytes so the registry's digest is the one we computed.
+            client.push_manifest_raw(&r, bytes.clone(), header).await.map_err(remote)?;
+            Ok(manifest_digest)
+        })
+    }
+}
+
+fn content(reference: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Content { reference: reference.to_string(), reason: e.to_string() }
+}
+
+fn platforms(entries: &[Descriptor]) -> String {
+    let list: Vec<String> = entries
+        .iter()
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| format!("{}/{}", p.os(), p.architecture()))
+        .collect();
+    if list.is_empty() { "no platforms".into() } else { list.join(", ") }
+}
+
+/// A blob file as a stream of 4 MiB chunks (each chunk is one write on the wire; small chunks
+/// make pushes slow, see ../shared/FACTS.md).
+fn chunks(
+    file: fs_err::File,
+) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send {
+    futures_util::stream::unfold(Some(file), |state| async move {
+        let mut file = state?;
+        let mut buf = vec![0u8; 4 << 20];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => return Some((Err(oci_client::errors::OciDistributionError::IoError(e)), None)),
+            }
+        }
+        if filled == 0 {
+            return None;
+        }
+        buf.truncate(filled);
+        Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+    })
+}
+
+/// Lets oci-client's async blob download write into the store's synchronous blob writer (local
+/// file writes; the runtime is single-threaded and only does this build's I/O).
+struct SyncWriter {
+    inner: BlobWriter,
+}
+
+impl tokio::io::AsyncWrite for SyncWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(std::io::Write::write(&mut self.inner, buf))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(std::io::Write::flush(&mut self.inner))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_use_plain_http() {
+        for h in ["localhost:5000", "127.0.0.1:35123", "127.0.0.1", "localhost", "[::1]:5000"] {
+            assert!(Registry::plain_http(h), "{h}");
+        }
+        for h in ["registry.example.com", "docker.io", "10.0.0.1:5000", "localhost.example.com"] {
+            assert!(!Registry::plain_http(h), "{h}");
+        }
+    }
+}
