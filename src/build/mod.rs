@@ -4,6 +4,7 @@
 //! copies from it.
 
 mod copy;
+mod fetch;
 pub mod progress;
 mod stage;
 pub mod users;

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use super::copy::{self, Entries, Ownership, SourceRoot};
 use super::progress::Event;
-use super::{BuildError, Builder, input_error, users};
+use super::{BuildError, Builder, fetch, input_error, users};
 use crate::dockerfile::instructions::{CommandLine, Health, Loc};
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::config::{Empty, Healthcheck, History, ImageConfig};
@@ -295,11 +295,18 @@ fn copy_step(
     done: &[Option<StageOut>],
 ) -> Result<Layer, BuildError> {
     let pos = loc.pos();
-    if c.add && c.sources.iter().any(|s| s.contains("://") || s.starts_with("git@")) {
+    let is_url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+    let is_git = |s: &String| {
+        s.starts_with("git@") || s.starts_with("git://") || s.ends_with(".git") || s.contains(".git#")
+    };
+    if c.add && c.sources.iter().any(is_git) {
         return Err(BuildError::NotSupported(Diagnostic::new(
-            "not supported yet: ADD from a URL or git repository",
+            "not supported yet: ADD of a git repository",
             pos,
         )));
+    }
+    if c.checksum.is_some() && !(c.add && c.sources.len() == 1 && c.sources.iter().all(is_url)) {
+        return Err(input_error("--checksum needs exactly one http(s) source", pos));
     }
     let chown = match &c.chown {
         Some(spec) => {
@@ -311,7 +318,9 @@ fn copy_step(
     let clamp = b.options.source_date_epoch;
     let dest = if c.dest_raw.ends_with('/') { format!("{}/", c.dest) } else { c.dest.clone() };
     let mut archives: Vec<(PathBuf, crate::layer::archive::Archive)> = Vec::new();
-    let mut sources = c.sources.clone();
+    let urls: Vec<String> =
+        if c.add { c.sources.iter().filter(|s| is_url(s)).cloned().collect() } else { Vec::new() };
+    let mut sources: Vec<String> = c.sources.iter().filter(|s| !urls.contains(s)).cloned().collect();
     if c.add && c.unpack != Some(false) && c.from == Source::BuildContext {
         sources.retain(|s| match local_archive(b, s) {
             Some(found) => {
@@ -381,6 +390,40 @@ fn copy_step(
         copy::CopyError::Io(io) => BuildError::Internal(io.to_string()),
         other => input_error(format!("{} failed: {other}", if c.add { "ADD" } else { "COPY" }), pos),
     })?;
+    let several = c.sources.len() + c.inline.len() > 1;
+    for url in &urls {
+        let fetched = fetch::fetch(b.store, url, c.checksum.as_deref())
+            .map_err(|e| input_error(format!("ADD: {e}"), pos))?;
+        let into_dir = several
+            || dest.ends_with('/')
+            || out
+                .index
+                .resolve(&copy::clean(&dest))
+                .is_some_and(|p| out.index.get(&p).is_some_and(|m| m.kind == Kind::Dir));
+        let path = if into_dir {
+            let name = fetch::file_name(url).ok_or_else(|| {
+                input_error(format!("ADD {url}: the URL names no file; give a destination file name"), pos)
+            })?;
+            copy::clean(&format!("{dest}/{name}"))
+        } else {
+            copy::clean(&dest)
+        };
+        let mut mtime = fetched.mtime.unwrap_or(0);
+        if let Some(c) = clamp {
+            mtime = mtime.min(c);
+        }
+        // Docker gives downloaded files mode 0600.
+        let mode = match &own.chmod {
+            Some(m) => copy::apply_chmod(m, 0o600, false).map_err(|e| input_error(e.to_string(), pos))?,
+            None => 0o600,
+        };
+        let (uid, gid) = own.chown.unwrap_or((0, 0));
+        let meta = Meta { kind: Kind::File, mode, uid, gid, mtime, size: fetched.size };
+        entries.insert(
+            path,
+            copy::Entry { meta, content: copy::Content::File(b.store.blob_path(&fetched.digest)) },
+        );
+    }
     for (path, kind) in &archives {
         entries.extend(unpack_archive(b, out, path, *kind, &dest, &own, c, pos)?);
     }

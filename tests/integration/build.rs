@@ -463,3 +463,78 @@ fn podman_runs_the_built_image() {
         "CMD runs as USER app and reads the 0640 app:staff file"
     );
 }
+
+/// Serves `body` for every GET on a loopback port (a few requests), with a Last-Modified header.
+fn serve(body: &'static [u8], requests: usize) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn add_from_url_with_checksum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let url = serve(b"downloaded\n", 3);
+    let sum = "sha256:9dc2b3ab4d6b61e9e8b2ed50ae6ac3c97d1b6f3ec89d58c82838b54b0b0a9f09";
+    let real = format!("sha256:{}", sha256_hex(b"downloaded\n"));
+    assert_ne!(sum, real);
+    let layout = dir.path().join("layout");
+    write(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM scratch\nADD --checksum={real} {url}/files/tool.txt /opt/\nADD {url}/x /named\n"),
+        )],
+    );
+    let out = build(
+        dir.path(),
+        &[
+            "-t",
+            "t",
+            "-o",
+            &format!("type=oci,dest={},tar=false", layout.display()),
+            ctx.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    if have("umoci") {
+        let bundle = dir.path().join("bundle");
+        let o = Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:latest", layout.display())])
+            .arg(&bundle)
+            .output()
+            .expect("umoci");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        use std::os::unix::fs::MetadataExt;
+        let m = fs_err::metadata(bundle.join("rootfs/opt/tool.txt")).expect("downloaded file");
+        assert_eq!((m.mode() & 0o7777, m.mtime()), (0o600, 784_111_777), "Docker's 0600 and Last-Modified");
+        assert_eq!(fs_err::read_to_string(bundle.join("rootfs/named")).expect("named"), "downloaded\n");
+    }
+    // A wrong checksum fails the build and names both digests.
+    let url2 = serve(b"downloaded\n", 1);
+    write(&ctx, &[("Dockerfile", &format!("FROM scratch\nADD --checksum={sum} {url2}/f /f\n"))]);
+    let out = build(dir.path(), &[ctx.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("checksum mismatch for {url2}/f: expected {sum}, got {real}")), "{err}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hako::digest::Digest::of(bytes).hex().to_string()
+}
