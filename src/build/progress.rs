@@ -41,6 +41,9 @@ pub enum Event<'a> {
 pub trait Reporter {
     /// Called for each event, in order.
     fn event(&self, e: &Event<'_>);
+
+    /// The build is over (successfully or not): settle the display before other output follows.
+    fn finish(&self) {}
 }
 
 /// Discards events.

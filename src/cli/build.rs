@@ -69,7 +69,9 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         bases,
         temps: Default::default(),
     };
-    let image = builder.build().map_err(|e| match &e {
+    let built = builder.build();
+    reporter.finish();
+    let image = built.map_err(|e| match &e {
         BuildError::Input(d) => located(d.clone()),
         BuildError::NotSupported(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
         BuildError::Internal(msg) => Failure::usage(format!("error: {msg}")),

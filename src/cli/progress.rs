@@ -1,16 +1,72 @@
-//! Showing build progress on stderr: one line per event (`plain`, also used for `tty` until the
-//! live display lands) or one JSON object per line (`json`).
+//! Showing build progress on stderr: a live display on a terminal (`tty`: indicatif, finished steps
+//! scroll above a spinner for the running one), one line per event (`plain`), or one JSON object
+//! per line (`json`). `auto` picks `tty` when stderr is a terminal (and `TERM` is not `dumb`),
+//! `plain` elsewhere (CI logs, pipes).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ProgressMode;
 use crate::build::{Event, Reporter};
 
 /// The reporter for a `--progress` mode.
 pub fn reporter(mode: ProgressMode) -> Box<dyn Reporter> {
+    let tty = std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
     match mode {
         ProgressMode::Json => Box::new(Json),
+        ProgressMode::Tty => Box::new(Tty::new()),
+        ProgressMode::Auto if tty => Box::new(Tty::new()),
         _ => Box::new(Plain),
+    }
+}
+
+/// A spinner for the running step; finished steps are printed above it with their duration.
+struct Tty {
+    bar: ProgressBar,
+    current: std::cell::RefCell<Option<(String, Instant)>>,
+}
+
+impl Tty {
+    fn new() -> Tty {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Tty { bar, current: std::cell::RefCell::new(None) }
+    }
+
+    fn finish_current(&self) {
+        if let Some((line, start)) = self.current.borrow_mut().take() {
+            self.bar.println(format!("{line}  ({:.1}s)", start.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+impl Reporter for Tty {
+    fn event(&self, e: &Event<'_>) {
+        match e {
+            Event::Step { stage, n, total, text } => {
+                self.finish_current();
+                let line = format!("[{stage} {n}/{total}] {text}");
+                self.bar.set_message(line.clone());
+                *self.current.borrow_mut() = Some((line, Instant::now()));
+            }
+            Event::Base { stage, what } => {
+                self.finish_current();
+                self.bar.println(format!("[{stage}] FROM {what}"));
+            }
+            Event::Layer { .. } => {}
+            Event::Note(n) => self.bar.println(format!("note: {n}")),
+        }
+    }
+
+    fn finish(&self) {
+        self.finish_current();
+        self.bar.finish_and_clear();
     }
 }
 
