@@ -183,7 +183,7 @@ fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<St
             let image = b.bases.image(r, &sp.platform).map_err(|e| {
                 BuildError::Input(Diagnostic::new(format!("FROM {r}: {e}"), at).with_hint(format!(
                     "for an offline base, give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
-                    r.rsplit('/').next().unwrap_or(r).split([':', '@']).next().unwrap_or(r)
+                    crate::plan::context_key(r.split('@').next().unwrap_or(r))
                 )))
             })?;
             indexed(b, image)

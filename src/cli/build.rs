@@ -177,7 +177,8 @@ fn push_names(args: &BuildArgs, outputs: &[OutputSpec]) -> Result<Vec<String>, F
             names.extend(if n.is_empty() { args.tags.clone() } else { n });
         }
     }
-    names.dedup();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
     Ok(names)
 }
 

@@ -62,8 +62,8 @@ pub fn stage(
         Source::Context { name: name.clone().unwrap_or_default(), value: value.clone() }
     } else if let Some(parent) = done.iter().find(|s| s.name.as_deref() == Some(base.value.as_str())) {
         Source::Stage(parent.index)
-    } else if let Some(value) = opts.build_contexts.get(&base.value) {
-        Source::Context { name: base.value.clone(), value: value.clone() }
+    } else if let Some((name, value)) = named_context(opts, &base.value) {
+        Source::Context { name, value }
     } else if base.value == "scratch" {
         Source::Scratch
     } else {
@@ -406,8 +406,8 @@ impl StageCx<'_> {
         if let Some(s) = self.df.stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
             return Ok(Source::Stage(s.index));
         }
-        if let Some(v) = self.opts.build_contexts.get(from) {
-            return Ok(Source::Context { name: from.to_string(), value: v.clone() });
+        if let Some((name, value)) = named_context(self.opts, from) {
+            return Ok(Source::Context { name, value });
         }
         check_reference(from)
             .map_err(|e| fail(loc, format!("--from={from} is not a stage, named context or image: {e}")))?;
@@ -430,6 +430,15 @@ impl StageCx<'_> {
         }
         Ok(source)
     }
+}
+
+/// The `--build-context` whose name matches `reference` after BuildKit's normalisation.
+fn named_context(opts: &Options, reference: &str) -> Option<(String, String)> {
+    let key = super::values::context_key(reference);
+    opts.build_contexts
+        .iter()
+        .find(|(name, _)| super::values::context_key(name) == key)
+        .map(|(name, value)| (name.clone(), value.clone()))
 }
 
 /// BuildKit's defaults for mount ids and targets.

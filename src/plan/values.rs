@@ -42,6 +42,15 @@ pub fn check_reference(r: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The key a `--build-context` name and a FROM / `--from` reference are compared by, as BuildKit
+/// normalises them: Docker Hub's `docker.io/library/` and `docker.io/` prefixes and a `:latest`
+/// tag are dropped, so `busybox`, `busybox:latest` and `docker.io/library/busybox` all match.
+pub fn context_key(name: &str) -> String {
+    let n = name.strip_prefix("docker.io/").or_else(|| name.strip_prefix("index.docker.io/")).unwrap_or(name);
+    let n = n.strip_prefix("library/").filter(|_| n.len() != name.len()).unwrap_or(n);
+    n.strip_suffix(":latest").unwrap_or(n).to_string()
+}
+
 /// `80`, `80/tcp`, `8000-8010/udp` → `port/proto` (Docker's nat.ParsePortSpecs rules).
 pub fn normalize_port(p: &str) -> Result<String, String> {
     let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
@@ -140,6 +149,27 @@ mod tests {
         for bad in ["888", "77777", "u", "u+q", "x+r", ""] {
             assert!(check_chmod(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn context_keys_match_like_buildkit() {
+        for same in [
+            "busybox",
+            "busybox:latest",
+            "docker.io/library/busybox",
+            "docker.io/library/busybox:latest",
+            "index.docker.io/library/busybox",
+        ] {
+            assert_eq!(context_key(same), "busybox", "{same}");
+        }
+        assert_eq!(context_key("docker.io/me/app:latest"), "me/app");
+        assert_eq!(context_key("127.0.0.1:5000/base/busybox:latest"), "127.0.0.1:5000/base/busybox");
+        assert_eq!(context_key("busybox:1.36"), "busybox:1.36");
+        assert_eq!(
+            context_key("library/busybox"),
+            "library/busybox",
+            "only Docker Hub's library/ is implied"
+        );
     }
 
     #[test]

@@ -393,6 +393,19 @@ fn bad_input_fails_clearly_and_writes_nothing() {
 }
 
 #[test]
+fn named_contexts_match_normalised_references() {
+    // Regression: BuildKit matches `--build-context busybox=…` for `FROM busybox:latest` and
+    // `FROM docker.io/library/busybox` too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    for from in ["busybox:latest", "docker.io/library/busybox", "docker.io/library/busybox:latest"] {
+        write(&ctx, &[("Dockerfile", &format!("FROM {from}\nENV X=1\n"))]);
+        let out = build(dir.path(), &[ctx.to_str().expect("utf-8")], &[]);
+        assert!(out.status.success(), "FROM {from}: {}", text(&out.stderr));
+    }
+}
+
+#[test]
 fn context_from_stdin_tar() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = full_context(dir.path());

@@ -9,4 +9,6 @@ mod dry_run_conformance;
 mod export;
 mod fuzz_seeds;
 mod parser_conformance;
+mod registry;
+mod registry_fixture;
 mod shell_conformance;

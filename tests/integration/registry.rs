@@ -1,0 +1,398 @@
+//! Pulling and pushing against a real registry (`docker-registry`, see `registry_fixture`): a
+//! base pulled FROM the registry, the image pushed with `--push` and `-o type=registry`, checked
+//! by skopeo (digest, blob verification) and umoci; blobs the registry has are not uploaded again;
+//! htpasswd auth through DOCKER_CONFIG and REGISTRY_AUTH_FILE; and the failures (refused,
+//! unreachable, missing tag, `--push` without `-t`) with their exit codes and messages.
+//!
+//! Every `hako` run gets a private HOME, DOCKER_CONFIG, XDG_RUNTIME_DIR and XDG_CONFIG_HOME, so
+//! the machine's own registry logins are never read.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+use crate::common::{hako, text};
+use crate::registry_fixture::{PASS, Registry, USER, auth_json, free_port, installed};
+
+const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello");
+
+fn busybox_context() -> String {
+    format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A private home for `hako` runs: no credentials unless a test writes some.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["home/.docker", "home/.config", "run"] {
+            fs_err::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        Sandbox { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `<name>/config.json` (a DOCKER_CONFIG directory) with `user:pass` for `host`.
+    fn docker_config(&self, name: &str, host: &str, user: &str, pass: &str) -> PathBuf {
+        let d = self.path(name);
+        fs_err::create_dir_all(&d).expect("mkdir");
+        fs_err::write(d.join("config.json"), auth_json(host, user, pass)).expect("write config.json");
+        d
+    }
+
+    /// Writes a podman-style `<name>.json` auth file with `user:pass` for `host`.
+    fn auth_file(&self, name: &str, host: &str, user: &str, pass: &str) -> PathBuf {
+        let f = self.path(&format!("{name}.json"));
+        fs_err::write(&f, auth_json(host, user, pass)).expect("write auth file");
+        f
+    }
+
+    /// `hako build --progress=plain --root <sandbox>/<root> ARGS… examples/hello` with the private
+    /// environment, then `env` on top.
+    fn build(&self, root: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Output {
+        let mut cmd = hako();
+        cmd.args(["build", "--progress=plain", "--root"]).arg(self.path(root)).args(args).arg(HELLO);
+        for var in ["REGISTRY_AUTH_FILE", "HAKO_ROOT", "SOURCE_DATE_EPOCH", "XDG_CACHE_HOME"] {
+            cmd.env_remove(var);
+        }
+        cmd.env("HOME", self.path("home"))
+            .env("DOCKER_CONFIG", self.path("home/.docker"))
+            .env("XDG_CONFIG_HOME", self.path("home/.config"))
+            .env("XDG_RUNTIME_DIR", self.path("run"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run hako")
+    }
+}
+
+/// Panics with hako's stderr unless it exited 0.
+fn ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what}: exit {:?}\n{}", out.status.code(), text(&out.stderr));
+}
+
+/// Checks the exit code and returns stderr.
+fn failed(out: &Output, code: i32, what: &str) -> String {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{what}: wrong exit status; stderr:\n{err}");
+    assert!(err.contains("error:"), "{what}: no `error:` line in stderr:\n{err}");
+    err
+}
+
+/// The digest in hako's `pushed NAME@DIGEST` line.
+fn pushed_digest(out: &Output, name: &str) -> String {
+    let err = text(&out.stderr);
+    assert!(err.lines().any(|l| l == format!("pushing {name}")), "no `pushing {name}` in:\n{err}");
+    let prefix = format!("pushed {name}@");
+    let digest = err
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}DIGEST` line in:\n{err}"))
+        .to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "not a sha256 digest: {digest:?} in:\n{err}"
+    );
+    digest
+}
+
+/// The JSON value of the last `KEYWORD ` line of examples/hello/Dockerfile (or the bare word).
+fn dockerfile_value(keyword: &str) -> serde_json::Value {
+    let df = fs_err::read_to_string(Path::new(HELLO).join("Dockerfile")).expect("read Dockerfile");
+    let raw = df
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(keyword)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {keyword} in examples/hello/Dockerfile"))
+        .trim();
+    serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(path).expect("read")).expect("json")
+}
+
+/// The manifest digest and image config of `tag` in an OCI layout.
+fn layout_image(layout: &Path, tag: &str) -> (String, serde_json::Value) {
+    let index = read_json(&layout.join("index.json"));
+    let entry = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("tag {tag} not in {index}"))
+        .clone();
+    let blob = |d: &serde_json::Value| {
+        let hex = d.as_str().expect("digest").trim_start_matches("sha256:");
+        read_json(&layout.join("blobs/sha256").join(hex))
+    };
+    let manifest = blob(&entry["digest"]);
+    let digest = entry["digest"].as_str().expect("digest").to_string();
+    (digest, blob(&manifest["config"]["digest"]))
+}
+
+/// Every `_layers/.../link` file of `repo` in the registry's storage, with its modification time:
+/// the registry rewrites a link whenever a blob is uploaded (or mounted) again.
+fn layer_links(registry: &Registry, repo: &str) -> BTreeMap<PathBuf, SystemTime> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, SystemTime>) {
+        for e in fs_err::read_dir(dir).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.file_name() == Some(OsStr::new("link")) {
+                let m = fs_err::metadata(&p).expect("stat").modified().expect("mtime");
+                out.insert(p, m);
+            }
+        }
+    }
+    let dir = registry.storage().join("docker/registry/v2/repositories").join(repo).join("_layers");
+    let mut out = BTreeMap::new();
+    walk(&dir, &mut out);
+    out
+}
+
+#[test]
+fn pull_build_push_and_pull_back() {
+    let Some(reg) = Registry::start() else { return };
+    let sb = Sandbox::new();
+    let name = reg.image("app/hello:1");
+    let base = format!("BASE={}", reg.base());
+    let out = sb.build("root", &["--build-arg", &base, "-t", &name, "--push"], &[]);
+    ok(&out, "build FROM the registry and push");
+    let digest = pushed_digest(&out, &name);
+    assert!(
+        text(&out.stderr).contains(&format!("FROM {}", reg.base())),
+        "the base did not come from the registry:\n{}",
+        text(&out.stderr)
+    );
+
+    // The registry serves what hako said it pushed.
+    assert_eq!(reg.digest_of("app/hello:1"), digest, "skopeo inspect disagrees with hako's digest");
+
+    // skopeo can pull it all back (it verifies every blob's digest), byte for byte.
+    let layout = sb.path("pulled");
+    let copy = reg.copy_to_layout("app/hello:1", &layout, "1");
+    assert!(copy.status.success(), "skopeo copy from the registry: {}", text(&copy.stderr));
+    let (pulled, config) = layout_image(&layout, "1");
+    assert_eq!(pulled, digest, "the pulled manifest is not the pushed one");
+    assert_eq!(config["config"]["User"], dockerfile_value("USER"), "{config}");
+    assert_eq!(config["config"]["User"], "app");
+    assert_eq!(config["config"]["Cmd"], dockerfile_value("CMD"), "{config}");
+    assert_eq!(config["os"], "linux");
+
+    // The strongest check of the layers: umoci applies them (checking diff_ids) and we read files.
+    if installed("umoci", "it") {
+        let bundle = sb.path("bundle");
+        let unpack = Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:1", layout.display()))
+            .arg(&bundle)
+            .output()
+            .expect("run umoci");
+        assert!(unpack.status.success(), "umoci unpack: {}", text(&unpack.stderr));
+        let rootfs = bundle.join("rootfs");
+        assert_eq!(
+            fs_err::read(rootfs.join("app/hello.txt")).expect("hello.txt in the pulled image"),
+            fs_err::read(Path::new(HELLO).join("hello.txt")).expect("hello.txt"),
+        );
+        assert_eq!(fs_err::read_to_string(rootfs.join("app/motd")).expect("motd"), "hello from hako\n");
+        assert!(rootfs.join("bin/busybox").exists(), "the base layer is missing");
+    }
+
+    // The registry's base is byte-identical to the offline one: same image, same digest.
+    let offline = sb.build("offline-root", &["--build-context", &busybox_context()], &[]);
+    ok(&offline, "offline build");
+    assert_eq!(text(&offline.stdout).trim(), digest, "the offline build differs from the pulled-base build");
+}
+
+#[test]
+fn second_push_skips_existing_blobs_and_other_repository_gets_the_same_digest() {
+    let Some(reg) = Registry::start() else { return };
+    let sb = Sandbox::new();
+    let name = reg.image("app/hello:1");
+    let base = format!("BASE={}", reg.base());
+    let args = ["--build-arg", base.as_str(), "-t", name.as_str(), "--push"];
+
+    let first = sb.build("root", &args, &[]);
+    ok(&first, "first push");
+    let digest = pushed_digest(&first, &name);
+    let links = layer_links(&reg, "app/hello");
+    // The base's layer, the layers this build adds, the config.
+    assert!(links.len() >= 3, "too few blobs linked into app/hello: {links:?}");
+
+    let second = sb.build("root", &args, &[]);
+    ok(&second, "second push of the same image");
+    assert_eq!(pushed_digest(&second, &name), digest, "the same build pushed a different digest");
+    assert_eq!(
+        layer_links(&reg, "app/hello"),
+        links,
+        "the second push uploaded blobs the registry already had"
+    );
+
+    // Another repository of the same registry, from a fresh store.
+    let other = reg.image("other/hello:2");
+    let third = sb.build("root2", &["--build-arg", &base, "-t", &other, "--push"], &[]);
+    ok(&third, "push to another repository");
+    assert_eq!(pushed_digest(&third, &other), digest);
+    assert_eq!(reg.digest_of("app/hello:1"), digest);
+    assert_eq!(reg.digest_of("other/hello:2"), digest);
+    assert_eq!(
+        layer_links(&reg, "other/hello").len(),
+        links.len(),
+        "other/hello does not have every blob of the image"
+    );
+    let copy = reg.copy_to_layout("other/hello:2", &sb.path("pulled"), "2");
+    assert!(copy.status.success(), "skopeo copy other/hello:2: {}", text(&copy.stderr));
+}
+
+#[test]
+fn registry_outputs_push() {
+    let Some(reg) = Registry::start() else { return };
+    let sb = Sandbox::new();
+    let base = format!("BASE={}", reg.base());
+
+    let name = reg.image("app/viaoutput:1");
+    let out = sb.build("root", &["--build-arg", &base, "-o", &format!("type=registry,name={name}")], &[]);
+    ok(&out, "-o type=registry");
+    let digest = pushed_digest(&out, &name);
+    assert_eq!(reg.digest_of("app/viaoutput:1"), digest);
+
+    // `type=image,push=true` is the same thing spelled BuildKit's other way.
+    let image = reg.image("app/viaimage:1");
+    let out =
+        sb.build("root", &["--build-arg", &base, "-o", &format!("type=image,name={image},push=true")], &[]);
+    ok(&out, "-o type=image,push=true");
+    assert_eq!(pushed_digest(&out, &image), digest);
+    assert_eq!(reg.digest_of("app/viaimage:1"), digest);
+
+    // Regression: --push and an unnamed type=registry output name the same tags; each is pushed once.
+    let (t1, t2) = (reg.image("app/once:1"), reg.image("app/once:2"));
+    let out =
+        sb.build("root", &["--build-arg", &base, "-t", &t1, "-t", &t2, "--push", "-o", "type=registry"], &[]);
+    ok(&out, "--push with -o type=registry");
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("pushing ").count(), 2, "each name pushed once:\n{err}");
+
+    // type=registry without any name is a usage error, and nothing is pushed.
+    let out = sb.build("root", &["--build-arg", &base, "-o", "type=registry"], &[]);
+    let err = failed(&out, 2, "-o type=registry without a name");
+    assert!(err.contains("name="), "the message does not say a name is needed:\n{err}");
+    assert!(!err.contains("pushing"), "{err}");
+}
+
+#[test]
+fn auth_registry_takes_credentials_from_docker_config_or_registry_auth_file() {
+    let Some(reg) = Registry::start_with_auth() else { return };
+    let sb = Sandbox::new();
+    let host = reg.host();
+    let base = format!("BASE={}", reg.base());
+    let refused = |err: &str, what: &str| {
+        assert!(err.contains(&host), "{what}: the message does not name the registry {host}:\n{err}");
+        assert!(
+            err.contains("refused access"),
+            "{what}: the message does not say access was refused:\n{err}"
+        );
+        assert!(!err.contains("pushed"), "{what}: {err}");
+    };
+
+    // Anonymous pull.
+    let out = sb.build("root", &["--build-arg", &base], &[]);
+    refused(&failed(&out, 1, "anonymous pull"), "anonymous pull");
+
+    // Anonymous push (the base comes from the offline layout).
+    let name = reg.image("app/hello:1");
+    let out = sb.build("root", &["--build-context", &busybox_context(), "-t", &name, "--push"], &[]);
+    let err = failed(&out, 1, "anonymous push");
+    refused(&err, "anonymous push");
+    assert!(err.contains(&format!("pushing {name}")), "{err}");
+
+    // A wrong password from DOCKER_CONFIG: the message says whose and from where.
+    let bad_docker = sb.docker_config("docker-bad", &host, USER, "wrong-password");
+    let out = sb.build("root", &["--build-arg", &base], &[("DOCKER_CONFIG", bad_docker.as_os_str())]);
+    let err = failed(&out, 1, "wrong password in DOCKER_CONFIG");
+    refused(&err, "wrong password in DOCKER_CONFIG");
+    assert!(err.contains(USER), "the message does not name the user {USER}:\n{err}");
+    assert!(
+        err.contains("config.json") || err.contains(&bad_docker.display().to_string()),
+        "the message does not say the user came from the docker config:\n{err}"
+    );
+
+    // The right password from DOCKER_CONFIG: pull and push work.
+    let good_docker = sb.docker_config("docker-good", &host, USER, PASS);
+    let out = sb.build(
+        "root",
+        &["--build-arg", &base, "-t", &name, "--push"],
+        &[("DOCKER_CONFIG", good_docker.as_os_str())],
+    );
+    ok(&out, "pull and push with DOCKER_CONFIG");
+    let digest = pushed_digest(&out, &name);
+    assert_eq!(reg.digest_of("app/hello:1"), digest);
+
+    // REGISTRY_AUTH_FILE (podman's auth.json) wins over DOCKER_CONFIG: right there, wrong here...
+    let good_podman = sb.auth_file("podman-good", &host, USER, PASS);
+    let name2 = reg.image("app/hello:2");
+    let out = sb.build(
+        "root2",
+        &["--build-arg", &base, "-t", &name2, "--push"],
+        &[("DOCKER_CONFIG", bad_docker.as_os_str()), ("REGISTRY_AUTH_FILE", good_podman.as_os_str())],
+    );
+    ok(&out, "pull and push with REGISTRY_AUTH_FILE");
+    assert_eq!(pushed_digest(&out, &name2), digest);
+    assert_eq!(reg.digest_of("app/hello:2"), digest);
+
+    // ...and wrong there, right here.
+    let bad_podman = sb.auth_file("podman-bad", &host, USER, "wrong-password");
+    let out = sb.build(
+        "root3",
+        &["--build-arg", &base],
+        &[("DOCKER_CONFIG", good_docker.as_os_str()), ("REGISTRY_AUTH_FILE", bad_podman.as_os_str())],
+    );
+    let err = failed(&out, 1, "wrong password in REGISTRY_AUTH_FILE");
+    refused(&err, "wrong password in REGISTRY_AUTH_FILE");
+    assert!(err.contains(USER), "the message does not name the user {USER}:\n{err}");
+    assert!(
+        err.contains("from REGISTRY_AUTH_FILE") || err.contains(&bad_podman.display().to_string()),
+        "the message does not say the user came from REGISTRY_AUTH_FILE:\n{err}"
+    );
+}
+
+#[test]
+fn unreachable_registry_and_missing_tag_fail_with_exit_1() {
+    let sb = Sandbox::new();
+
+    // Nothing listens on this port.
+    let host = format!("127.0.0.1:{}", free_port());
+    let out = sb.build("root", &["--build-arg", &format!("BASE={host}/base/busybox:latest")], &[]);
+    let err = failed(&out, 1, "FROM an unreachable registry");
+    assert!(err.contains(&format!("cannot reach registry {host}")), "{err}");
+
+    let name = format!("{host}/app/hello:1");
+    let out = sb.build("root", &["--build-context", &busybox_context(), "-t", &name, "--push"], &[]);
+    let err = failed(&out, 1, "push to an unreachable registry");
+    assert!(err.contains(&format!("cannot reach registry {host}")), "{err}");
+    assert!(!err.contains("pushed"), "{err}");
+
+    let Some(reg) = Registry::start() else { return };
+    let missing = reg.image("base/busybox:nope");
+    let out = sb.build("root", &["--build-arg", &format!("BASE={missing}")], &[]);
+    let err = failed(&out, 1, "FROM a missing tag");
+    assert!(err.contains(&missing), "the message does not name the image {missing}:\n{err}");
+    assert!(err.to_lowercase().contains("not found"), "the message does not say not found:\n{err}");
+}
+
+#[test]
+fn push_without_a_tag_is_a_usage_error() {
+    let sb = Sandbox::new();
+    let out = sb.build("root", &["--build-context", &busybox_context(), "--push"], &[]);
+    let err = failed(&out, 2, "--push without -t");
+    assert!(err.contains("--push") && err.contains("-t"), "the message does not say --push needs -t:\n{err}");
+    assert!(text(&out.stdout).is_empty(), "printed a result: {}", text(&out.stdout));
+}
