@@ -25,6 +25,18 @@ measure "build + gzip layer + oci tar" $hako build --root "$work/store" -o "type
 measure "build + zstd layer + oci tar" $hako build --root "$work/store2" -o "type=oci,dest=$work/img2.tar,compression=zstd" "$work/ctx"
 measure "build + docker archive" $hako build --root "$work/store" -o "type=docker,dest=$work/img.docker.tar" "$work/ctx"
 measure "build + oci layout dir (hard links)" $hako build --root "$work/store" -o "type=oci,dest=$work/layout,tar=false" "$work/ctx"
+if command -v docker-registry >/dev/null; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$work/registry" "$port" > "$work/registry.yml"
+  docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
+  reg_pid=$!
+  trap 'kill $reg_pid 2>/dev/null; rm -rf "$work"' EXIT
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+  measure "build + push to a local registry" $hako build --root "$work/store" -t "127.0.0.1:$port/bench/big:1" --push "$work/ctx"
+else
+  echo "(push not measured: docker-registry is not installed)"
+fi
 echo "reference points on this machine:"
 measure "  sha256sum of the file" sha256sum "$work/ctx/big"
 measure "  gzip -6 of the file" sh -c "gzip -6 -c '$work/ctx/big' >/dev/null"

@@ -48,7 +48,7 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
 }
 
 /// A context exercising every instruction that does not need RUN.
-fn full_context(dir: &Path) -> PathBuf {
+pub(crate) fn full_context(dir: &Path) -> PathBuf {
     let ctx = dir.join("ctx");
     write(
         &ctx,
@@ -63,7 +63,7 @@ COPY app/ ./
 COPY --chown=app:staff --chmod=750 tool.sh /usr/local/bin/tool
 ADD vendor.tar.gz /opt/vendor/
 
-FROM busybox
+FROM ${BASE}
 LABEL org.example.a="1" org.example.b="two words"
 ENV APP_HOME=/app PATH=/app/bin:$PATH
 COPY --from=build /src/ $APP_HOME/
@@ -108,7 +108,7 @@ CMD ["--serve"]
     ctx
 }
 
-fn config_of(layout: &Path, tag: &str) -> serde_json::Value {
+pub(crate) fn config_of(layout: &Path, tag: &str) -> serde_json::Value {
     let index: serde_json::Value =
         serde_json::from_slice(&fs_err::read(layout.join("index.json")).expect("index")).expect("json");
     let entry = index["manifests"]
@@ -225,7 +225,7 @@ fn full_dockerfile_builds_and_checkers_agree() {
 }
 
 /// Relative paths under `root` that start with one of `prefixes`, sorted.
-fn tree(root: &Path, prefixes: &[&str]) -> Vec<String> {
+pub(crate) fn tree(root: &Path, prefixes: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -58,8 +58,18 @@ impl Sandbox {
     /// `hako build --progress=plain --root <sandbox>/<root> ARGS… examples/hello` with the private
     /// environment, then `env` on top.
     fn build(&self, root: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Output {
+        let mut cmd = self.hako(root);
+        cmd.args(args).arg(HELLO);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run hako")
+    }
+
+    /// `hako build --progress=plain --root <sandbox>/<root>` with the private environment.
+    fn hako(&self, root: &str) -> Command {
         let mut cmd = hako();
-        cmd.args(["build", "--progress=plain", "--root"]).arg(self.path(root)).args(args).arg(HELLO);
+        cmd.args(["build", "--progress=plain", "--root"]).arg(self.path(root));
         for var in ["REGISTRY_AUTH_FILE", "HAKO_ROOT", "SOURCE_DATE_EPOCH", "XDG_CACHE_HOME"] {
             cmd.env_remove(var);
         }
@@ -67,10 +77,7 @@ impl Sandbox {
             .env("DOCKER_CONFIG", self.path("home/.docker"))
             .env("XDG_CONFIG_HOME", self.path("home/.config"))
             .env("XDG_RUNTIME_DIR", self.path("run"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run hako")
+        cmd
     }
 }
 
@@ -395,4 +402,52 @@ fn push_without_a_tag_is_a_usage_error() {
     let err = failed(&out, 2, "--push without -t");
     assert!(err.contains("--push") && err.contains("-t"), "the message does not say --push needs -t:\n{err}");
     assert!(text(&out.stdout).is_empty(), "printed a result: {}", text(&out.stdout));
+}
+
+/// The acceptance test in one go: a Dockerfile with a registry base, multi-stage COPY --from,
+/// every metadata instruction, ADD of a tar and .dockerignore builds and is pushed; skopeo pulls it
+/// back and umoci unpacks it; files, owners, modes and config are as written.
+#[test]
+fn full_dockerfile_from_registry_pushed_pulled_back_and_unpacked() {
+    let Some(reg) = Registry::start() else { return };
+    if !installed("umoci", "umoci") {
+        return;
+    }
+    let sb = Sandbox::new();
+    let ctx = crate::build::full_context(&sb.path("work"));
+    let name = reg.image("app/full:1");
+    let out = sb
+        .hako("root")
+        .args(["--build-arg", &format!("BASE={}", reg.base()), "-t", &name, "--push"])
+        .arg(&ctx)
+        .output()
+        .expect("run hako");
+    ok(&out, "build FROM the registry base and push");
+    let digest = pushed_digest(&out, &name);
+    let layout = sb.path("pulled");
+    let copy = reg.copy_to_layout("app/full:1", &layout, "1");
+    assert!(copy.status.success(), "skopeo copy: {}", text(&copy.stderr));
+    let config = crate::build::config_of(&layout, "1");
+    assert_eq!(config["config"]["User"], "app:staff");
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/app/bin/tool"]));
+    assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"53/udp": {}, "8080/tcp": {}}));
+    let bundle = sb.path("bundle");
+    let unpack = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:1", layout.display())])
+        .arg(&bundle)
+        .output()
+        .expect("umoci");
+    assert!(unpack.status.success(), "umoci unpack: {}", text(&unpack.stderr));
+    let rootfs = bundle.join("rootfs");
+    let files = crate::build::tree(&rootfs, &["app", "opt/vendor"]);
+    assert!(!files.iter().any(|f| f.ends_with(".log")), ".dockerignore kept *.log out: {files:?}");
+    use std::os::unix::fs::MetadataExt;
+    let meta = |p: &str| fs_err::symlink_metadata(rootfs.join(p)).expect(p);
+    let tool = meta("app/bin/tool");
+    assert_eq!((tool.uid(), tool.gid(), tool.mode() & 0o7777), (1000, 50, 0o750));
+    let a = meta("opt/vendor/lib/a.so");
+    assert_eq!((a.uid(), a.gid(), a.mode() & 0o7777), (42, 42, 0o755));
+    assert_eq!(meta("app/main.txt").uid(), 0);
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert!(digest.starts_with("sha256:"));
 }
