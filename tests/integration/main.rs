@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod dockerignore_conformance;
 mod dry_run_conformance;
+mod examples;
 mod export;
 mod fuzz_seeds;
 mod parser_conformance;
