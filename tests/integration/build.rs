@@ -551,3 +551,80 @@ fn add_from_url_with_checksum() {
 fn sha256_hex(bytes: &[u8]) -> String {
     hako::digest::Digest::of(bytes).hex().to_string()
 }
+
+/// Every blob in a store hashes to its file name (nothing partial or corrupt under a final name).
+fn assert_store_intact(store: &Path) {
+    let blobs = store.join("blobs/sha256");
+    for e in fs_err::read_dir(&blobs).expect("blobs") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+        let mut f = fs_err::File::open(&p).expect("open");
+        let mut r = hako::digest::HashingReader::new(&mut f);
+        std::io::copy(&mut r, &mut std::io::sink()).expect("read");
+        assert_eq!(r.finish().0.hex(), name, "blob {} is corrupt", p.display());
+    }
+    let index = fs_err::read(store.join("index.json")).unwrap_or_else(|_| b"{\"manifests\":[]}".to_vec());
+    serde_json::from_slice::<serde_json::Value>(&index).expect("index.json stays valid JSON");
+}
+
+#[test]
+fn concurrent_builds_share_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = full_context(dir.path());
+    let store = dir.path().join("store");
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let mut cmd = hako();
+            cmd.args(["build", "--progress=plain", "--root"]).arg(&store);
+            cmd.args(["--build-context", &busybox_context(), "-t", &format!("app:{i}")]).arg(&ctx);
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            cmd.spawn().expect("spawn")
+        })
+        .collect();
+    let digests: Vec<String> =
+        children.into_iter().map(|c| digest_of(&c.wait_with_output().expect("wait"))).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(store.join("index.json")).expect("index")).expect("json");
+    let tags: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+        .collect();
+    for i in 0..4 {
+        assert!(
+            tags.contains(&format!("app:{i}").as_str()),
+            "no tag lost under concurrent updates: {tags:?}"
+        );
+    }
+    assert_store_intact(&store);
+}
+
+#[test]
+fn kill_9_mid_build_leaves_a_usable_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    fs_err::create_dir_all(&ctx).expect("mkdir");
+    // Big enough that the layer is still being written when the build is killed.
+    let big: Vec<u8> =
+        (0..64u32 * 1024 * 1024).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs_err::write(ctx.join("big"), &big).expect("write");
+    fs_err::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY big /big\n").expect("write");
+    let store = dir.path().join("store");
+    for delay_ms in [50u64, 300, 900] {
+        let mut cmd = hako();
+        cmd.args(["build", "--progress=plain", "--root"]).arg(&store);
+        cmd.args(["--build-context", &busybox_context(), "-t", "big:1"]).arg(&ctx);
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        assert_store_intact(&store);
+    }
+    // The same store still builds, and the result is complete.
+    let out = build(dir.path(), &["-t", "big:1", ctx.to_str().expect("utf-8")], &[]);
+    assert!(digest_of(&out).starts_with("sha256:"));
+    assert_store_intact(&store);
+}

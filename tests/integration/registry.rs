@@ -451,3 +451,36 @@ fn full_dockerfile_from_registry_pushed_pulled_back_and_unpacked() {
     assert!(rootfs.join("bin/busybox").is_file());
     assert!(digest.starts_with("sha256:"));
 }
+
+#[test]
+fn credential_helpers_from_docker_config() {
+    let Some(reg) = Registry::start_with_auth() else { return };
+    let sb = Sandbox::new();
+    let host = reg.host();
+    // A docker-credential helper on PATH, named in config.json's credHelpers for this registry.
+    let bin = sb.path("bin");
+    fs_err::create_dir_all(&bin).expect("mkdir");
+    let helper = bin.join("docker-credential-hakotest");
+    fs_err::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"{{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"{USER}\\\",\\\"Secret\\\":\\\"{PASS}\\\"}}\"\n"
+        ),
+    )
+    .expect("write helper");
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let config = sb.path("helper-config");
+    fs_err::create_dir_all(&config).expect("mkdir");
+    fs_err::write(config.join("config.json"), format!("{{\"credHelpers\":{{\"{host}\":\"hakotest\"}}}}"))
+        .expect("write");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let name = reg.image("app/viahelper:1");
+    let out = sb.build(
+        "root",
+        &["--build-arg", &format!("BASE={}", reg.base()), "-t", &name, "--push"],
+        &[("DOCKER_CONFIG", config.as_os_str()), ("PATH", OsStr::new(&path))],
+    );
+    ok(&out, "pull and push with credentials from a credential helper");
+    assert_eq!(reg.digest_of("app/viahelper:1"), pushed_digest(&out, &name));
+}
