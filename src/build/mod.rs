@@ -192,6 +192,7 @@ impl crate::plan::BaseImages for Bases<'_> {
         if let Some(sh) = &c.shell {
             state.shell = sh.clone();
         }
+        state.onbuild = c.on_build.clone().unwrap_or_default();
         state
     }
 }

@@ -65,6 +65,8 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &[Option<StageOut>]) -> Resu
     let sp = &b.plan.stages[i];
     let label = sp.label();
     let mut out = base(b, sp, done)?;
+    // The base's ONBUILD triggers are steps of this stage now (see the planner); they do not pass on.
+    out.image.config.config.on_build = None;
     let total = sp.steps.len();
     let mut cmd_set = false;
     for (n, step) in sp.steps.iter().enumerate() {

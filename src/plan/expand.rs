@@ -92,6 +92,14 @@ pub fn stage(
     }
     let mut steps = Vec::new();
     if context_override.is_none() {
+        // The base's ONBUILD triggers run first, as if written right after FROM (Docker's rule);
+        // the new image does not carry them on.
+        for trigger in std::mem::take(&mut cx.state.onbuild) {
+            let ins = crate::dockerfile::instructions::parse_trigger(&trigger, loc)?;
+            let mut step = cx.step(&ins.kind, &ins.loc)?;
+            step.display = format!("ONBUILD {}", step.display);
+            steps.push(step);
+        }
         for ins in &stage.commands {
             steps.push(cx.step(&ins.kind, &ins.loc)?);
         }
@@ -252,7 +260,10 @@ impl StageCx<'_> {
             Kind::Cmd(c) => (Op::Cmd(c.clone()), format!("CMD {}", command_text(c))),
             Kind::Entrypoint(c) => (Op::Entrypoint(c.clone()), format!("ENTRYPOINT {}", command_text(c))),
             Kind::Healthcheck(h) => (Op::Healthcheck(h.clone()), one_line(&loc.original)),
-            Kind::Onbuild(t) => (Op::Onbuild(t.clone()), format!("ONBUILD {}", one_line(t))),
+            Kind::Onbuild(t) => {
+                self.state.onbuild.push(t.clone());
+                (Op::Onbuild(t.clone()), format!("ONBUILD {}", one_line(t)))
+            }
             Kind::Maintainer(m) => (Op::Maintainer(m.clone()), format!("MAINTAINER {m}")),
             Kind::Copy(c) => self.copy(c, false, loc, used)?,
             Kind::Add(c) => self.copy(c, true, loc, used)?,

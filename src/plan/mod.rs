@@ -210,11 +210,14 @@ pub struct StageState {
     pub user: String,
     /// SHELL for shell-form commands.
     pub shell: Vec<String>,
+    /// ONBUILD triggers, run first by any stage built on this one.
+    pub onbuild: Vec<String>,
 }
 
 impl Default for StageState {
     fn default() -> Self {
         StageState {
+            onbuild: Vec::new(),
             env: EnvList::default(),
             workdir: "/".into(),
             user: String::new(),

@@ -628,3 +628,77 @@ fn kill_9_mid_build_leaves_a_usable_store() {
     assert!(digest_of(&out).starts_with("sha256:"));
     assert_store_intact(&store);
 }
+
+#[test]
+fn onbuild_triggers_run_when_the_image_is_a_base() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let parent = dir.path().join("parent");
+    write(
+        &parent,
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD COPY marker.txt /from-onbuild.txt\nONBUILD ENV TRIGGERED=yes\n",
+        )],
+    );
+    let layout = dir.path().join("parent-layout");
+    let out = build(
+        dir.path(),
+        &[
+            "-t",
+            "parent",
+            "-o",
+            &format!("type=oci,dest={},tar=false", layout.display()),
+            parent.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        config_of(&layout, "latest")["config"]["OnBuild"],
+        serde_json::json!(["COPY marker.txt /from-onbuild.txt", "ENV TRIGGERED=yes"])
+    );
+    let child = dir.path().join("child");
+    write(
+        &child,
+        &[("Dockerfile", "FROM parent\nENV AFTER=1\n"), ("marker.txt", "from the child's context\n")],
+    );
+    let child_layout = dir.path().join("child-layout");
+    let out = build(
+        dir.path(),
+        &[
+            "--build-context",
+            &format!("parent=oci-layout://{}", layout.display()),
+            "-t",
+            "child",
+            "-o",
+            &format!("type=oci,dest={},tar=false", child_layout.display()),
+            child.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let c = config_of(&child_layout, "latest");
+    assert_eq!(c["config"]["OnBuild"], serde_json::Value::Null, "triggers are consumed");
+    let env = c["config"]["Env"].as_array().expect("env");
+    assert!(env.iter().any(|e| e == "TRIGGERED=yes") && env.iter().any(|e| e == "AFTER=1"), "{env:?}");
+    let history: Vec<&str> =
+        c["history"].as_array().expect("history").iter().filter_map(|h| h["created_by"].as_str()).collect();
+    assert!(history.contains(&"ONBUILD COPY marker.txt /from-onbuild.txt"), "{history:?}");
+    let local = dir.path().join("fs");
+    let out = build(
+        dir.path(),
+        &[
+            "--build-context",
+            &format!("parent=oci-layout://{}", layout.display()),
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            child.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        fs_err::read_to_string(local.join("from-onbuild.txt")).expect("copied by the trigger"),
+        "from the child's context\n"
+    );
+}

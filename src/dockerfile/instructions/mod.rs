@@ -360,5 +360,21 @@ pub fn from_ast(ast: &Ast, source: &str) -> Result<Dockerfile, Diagnostic> {
     Ok(df)
 }
 
+/// Parses an ONBUILD trigger (as recorded in an image config) into an instruction, located at
+/// `at` (the FROM line that runs it, as BuildKit reports trigger errors).
+pub fn parse_trigger(text: &str, at: &Loc) -> Result<Instruction, Diagnostic> {
+    let located = |message: String| Diagnostic::new(format!("ONBUILD trigger {text:?}: {message}"), at.pos());
+    let ast = super::parser::parse(text).map_err(|d| located(d.message))?;
+    let [node] = ast.nodes.as_slice() else {
+        return Err(located("an ONBUILD trigger must be a single instruction".into()));
+    };
+    let name = node.name();
+    if matches!(name.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+        return Err(located(format!("{name} isn't allowed as an ONBUILD trigger")));
+    }
+    let kind = (Cx { node, source: text }).command().map_err(|d| located(d.message))?;
+    Ok(Instruction { kind, loc: at.clone() })
+}
+
 #[cfg(test)]
 mod tests;
