@@ -62,58 +62,9 @@ impl Meta {
     }
 }
 
-/// Why a layer could not be indexed. Each variant names the entry concerned.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    /// The archive itself is unreadable.
-    #[error("reading layer archive at entry {path:?}: {source}")]
-    Tar {
-        /// The entry being read, or the last one read whole when the next header is bad.
-        path: String,
-        /// The reader's error.
-        source: io::Error,
-    },
-    /// An entry name (or hard-link target) that could reach outside the root, or means nothing.
-    #[error("unsafe path {path:?} in layer: {reason}")]
-    UnsafePath {
-        /// The name as written in the archive.
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Resolving a path went through more than [`MAX_SYMLINK_HOPS`] symbolic links.
-    #[error("too many levels of symbolic links resolving {path:?}")]
-    SymlinkLoop {
-        /// The entry name.
-        path: String,
-    },
-    /// A parent component of an entry is neither a directory nor a symlink to one.
-    #[error("{path:?}: parent {parent:?} is not a directory")]
-    NotADirectory {
-        /// The entry name.
-        path: String,
-        /// The offending component's key.
-        parent: String,
-    },
-    /// A hard link whose target is missing or not a file or symlink.
-    #[error("hard link {path:?} -> {target:?}: {reason}")]
-    BadHardlink {
-        /// The entry name.
-        path: String,
-        /// The link target as written in the archive.
-        target: String,
-        /// What is wrong with the target.
-        reason: &'static str,
-    },
-    /// A header field that cannot be read or represented.
-    #[error("invalid entry {path:?}: {reason}")]
-    InvalidEntry {
-        /// The entry name.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
+/// Why a layer could not be indexed: the same failures as applying it to a directory (the
+/// path rules are shared), except that indexing touches no files, so never `Io`.
+pub use super::extract::ExtractError as IndexError;
 
 /// The metadata of every path in an image's filesystem, sorted by key.
 #[derive(Debug, Clone)]
