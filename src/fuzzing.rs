@@ -56,3 +56,21 @@ pub fn dockerignore(data: &[u8]) {
         let _ = m.can_skip_dir(path);
     }
 }
+
+/// A layer tar from arbitrary bytes: indexing and applying it must never panic, and applying it
+/// must never create anything outside the target directory.
+pub fn layer(data: &[u8]) {
+    let mut index = crate::layer::index::FsIndex::new();
+    let _ = index.apply_tar(data);
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let root = dir.path().join("root");
+    if fs_err::create_dir(&root).is_err() {
+        return;
+    }
+    let opts = crate::layer::extract::ApplyOptions { chown: false, devices: false };
+    let _ = crate::layer::extract::apply_layer(data, &root, opts);
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert_eq!(outside, [std::ffi::OsString::from("root")], "an entry escaped the root");
+}

@@ -34,7 +34,9 @@ fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("skipping the {tool} check: {tool} is not installed (scripts/install-deps.sh installs it)");
+        crate::common::skip(&format!(
+            "the {tool} check: {tool} is not installed (scripts/install-deps.sh installs it)"
+        ));
     }
     found
 }
@@ -466,7 +468,9 @@ fn podman_runs_the_built_image() {
         podman(&["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "hello:test"]);
     let err = text(&run.stderr);
     if !run.status.success() && (err.contains("cgroup") || err.contains("OCI permission denied")) {
-        eprintln!("skipping the podman run check: the runtime cannot start containers here: {err}");
+        crate::common::skip(&format!(
+            "the podman run check: the runtime cannot start containers here: {err}"
+        ));
         return;
     }
     assert!(run.status.success(), "podman run: {err}");

@@ -44,3 +44,15 @@ pub fn cases(dir: &std::path::Path) -> Vec<PathBuf> {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Records that a check was skipped and why: printed (visible with `--nocapture`) and appended to
+/// `target/tmp/skipped-tests.txt`, which `scripts/test.sh` prints and counts after the run, so a
+/// skip is never silent in CI.
+pub fn skip(reason: &str) {
+    eprintln!("skipping: {reason}");
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        use std::io::Write;
+        let _ = writeln!(f, "{} ({})", reason, std::thread::current().name().unwrap_or("?"));
+    }
+}

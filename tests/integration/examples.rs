@@ -528,7 +528,7 @@ fn expected_created() -> Option<String> {
 #[test]
 fn makefile_image_target_writes_the_archive_and_image_id() {
     if !have("make") {
-        eprintln!("skipping: make is not installed");
+        crate::common::skip("make is not installed");
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -609,11 +609,11 @@ fn parsed_yaml() -> Option<Vec<(PathBuf, Value)>> {
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(_) => {
-            eprintln!("skipping the YAML checks: PyYAML is not installed (pip install pyyaml)");
+            crate::common::skip("the YAML checks: PyYAML is not installed (pip install pyyaml)");
             return None;
         }
         Err(e) => {
-            eprintln!("skipping the YAML checks: python3 cannot be run ({e})");
+            crate::common::skip(&format!("the YAML checks: python3 cannot be run ({e})"));
             return None;
         }
     }

@@ -73,7 +73,7 @@ fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
     if found.is_none() {
-        eprintln!("skipping: {name} is not installed");
+        crate::common::skip(&format!("{name} is not installed"));
     }
     found
 }
@@ -240,7 +240,7 @@ fn podman_loads_the_docker_archive() {
     };
     let smoke = run(podman().args(["images", "-q"]));
     if !smoke.status.success() {
-        eprintln!("skipping: podman cannot run here: {}", text(&smoke.stderr).trim());
+        crate::common::skip(&format!("podman cannot run here: {}", text(&smoke.stderr).trim()));
         return;
     }
     check(podman().args(["load", "-q", "-i"]).arg(&archive));

@@ -30,7 +30,7 @@ pub fn installed(tool: &str, package: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("skipping: {tool} is not installed (scripts/install-deps.sh installs {package})");
+        crate::common::skip(&format!("{tool} is not installed (scripts/install-deps.sh installs {package})"));
     }
     found
 }
