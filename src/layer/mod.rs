@@ -1,7 +1,9 @@
 //! Layers: writing them reproducibly ([`writer`]), reading them back ([`open_layer`]), applying
-//! them safely to a directory ([`extract`]) and indexing their metadata ([`index`]).
+//! them safely to a directory ([`extract`]), indexing their metadata ([`index`]), recognising ADD
+//! archives ([`archive`]) and turning an overlayfs upperdir into a layer ([`diff`], for RUN).
 
 pub mod archive;
+pub mod diff;
 pub mod extract;
 pub mod index;
 pub mod writer;

@@ -1,0 +1,347 @@
+//! Turning an overlayfs upper directory into layer entries: after a RUN step the overlay's
+//! `upperdir` *is* the layer, once its overlay-specific encodings are translated to OCI ones.
+//!
+//! - A character device 0/0 is an overlay whiteout: it becomes `<dir>/.wh.<name>`, an empty
+//!   regular file (mode 0, owned 0:0, mtime = the clamp or 0). The kernel hard-links all its
+//!   whiteouts to one inode (with a spare in the workdir), so whiteouts are recognised *before*
+//!   hard links are grouped and never become [`Kind::Hardlink`] entries.
+//! - A directory whose `trusted.overlay.opaque` (root mounts) or `user.overlay.opaque` (`userxattr`
+//!   mounts) is `y` hides everything below it in the lower layers: its entry is followed by
+//!   `<dir>/.wh..wh..opq`. Both namespaces are accepted whichever [`XattrPrefix`] is configured; the
+//!   value `x` (recent kernels: "holds xwhiteouts", made by tools for *lower* layers) is not opaque.
+//! - Hard links between paths of the upper directory become one file (the first path in sorted
+//!   order holds the data) and [`Kind::Hardlink`] entries naming it. A copied-up file whose lower
+//!   twin was not copied up is a plain file (overlay with `index=off` breaks such links).
+//! - Every other entry keeps its `lstat` metadata (mode with setuid/setgid/sticky, numeric owner,
+//!   mtime floored to seconds and clamped); other xattrs (`impure`, `origin`, `uuid`…, and the
+//!   step's own) are not carried (the layer writer records none).
+//!
+//! The overlay must be mounted with `redirect_dir=off,metacopy=off,index=off` (as root; `userxattr`
+//! implies `redirect_dir=nofollow`, which creates no redirects): a directory carrying an
+//! `overlay.redirect` xattr, or a file carrying `overlay.metacopy`, keeps its content in a lower
+//! layer, so it fails the diff with [`DiffError::Unsupported`] rather than silently losing data.
+//!
+//! Not part of the layer: the upper directory itself (its metadata is the sandbox's, not the
+//! step's, so the base image's root stays as it was), sockets (skipped and counted: no layer
+//! format carries them), and the overlay `workdir` (the kernel refuses a workdir inside the
+//! upperdir, so it is never met when walking `upper` alone — never walk their common parent). A
+//! name starting with `.wh.` cannot be represented in an OCI layer and fails the diff, as do
+//! names that are not UTF-8 and a filesystem mounted inside the upper directory.
+//!
+//! Entries come out sorted by path (byte order, as in the COPY layers: parents before children),
+//! so the same upper directory always gives the same layer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::index::{Kind, Meta};
+use super::writer::LayerWriter;
+
+/// The OCI whiteout prefix.
+const WH_PREFIX: &str = ".wh.";
+/// The OCI opaque-directory marker.
+const WH_OPAQUE: &str = ".wh..wh..opq";
+
+/// Which xattr namespace the overlay used for its private attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XattrPrefix {
+    /// `trusted.overlay.*`: a mount made with `CAP_SYS_ADMIN` in the initial user namespace.
+    #[default]
+    Trusted,
+    /// `user.overlay.*`: a mount made with `userxattr` (rootless, in a user namespace).
+    User,
+}
+
+impl XattrPrefix {
+    /// The namespace with its trailing dot: `trusted.overlay.` or `user.overlay.`.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            XattrPrefix::Trusted => "trusted.overlay.",
+            XattrPrefix::User => "user.overlay.",
+        }
+    }
+
+    fn other(self) -> XattrPrefix {
+        match self {
+            XattrPrefix::Trusted => XattrPrefix::User,
+            XattrPrefix::User => XattrPrefix::Trusted,
+        }
+    }
+}
+
+/// Ownership overrides: the `(uid, gid)` to record for a path (relative, no leading `/`), or
+/// `None` to keep what `lstat` says.
+pub type OwnershipFn<'a> = &'a dyn Fn(&str) -> Option<(u32, u32)>;
+
+/// How to read an upper directory.
+#[derive(Clone, Copy, Default)]
+pub struct DiffOptions<'a> {
+    /// `SOURCE_DATE_EPOCH`: no mtime is later than this; whiteouts get exactly this (else 0).
+    pub clamp: Option<i64>,
+    /// Which overlay xattr namespace marks opaque directories (the other is accepted too).
+    pub xattr_prefix: XattrPrefix,
+    /// Owners to record instead of the ones on disk (a rootless build records the ids a step
+    /// asked for but could not set). Asked for every entry except whiteouts and the second and
+    /// later paths of a hard link, which take the first path's metadata.
+    pub ownership: Option<OwnershipFn<'a>>,
+}
+
+impl fmt::Debug for DiffOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiffOptions")
+            .field("clamp", &self.clamp)
+            .field("xattr_prefix", &self.xattr_prefix)
+            .field("ownership", &self.ownership.map(|_| "Fn"))
+            .finish()
+    }
+}
+
+/// One layer entry: its path in the layer, its metadata (mtime already clamped), and for a
+/// regular file holding data, the file in the upper directory to read it from.
+pub type DiffEntry = (String, Meta, Option<PathBuf>);
+
+/// What [`write_diff`] wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DiffSummary {
+    /// Entries written, whiteouts and opaque markers included.
+    pub entries: u64,
+    /// `.wh.<name>` entries (opaque markers not included).
+    pub whiteouts: u64,
+    /// Directories marked opaque (one `.wh..wh..opq` each).
+    pub opaque_dirs: u64,
+    /// [`Kind::Hardlink`] entries.
+    pub hardlinks: u64,
+    /// Sockets left out of the layer.
+    pub skipped_sockets: u64,
+}
+
+/// Why an upper directory could not be turned into a layer. Each variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// A filesystem operation on the upper directory failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"read directory"`, `"lstat"`…).
+        op: &'static str,
+        /// The file, under the upper directory.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+    /// A file name (or symlink target) that is not UTF-8: layer entries are named by `str`.
+    #[error("{}: name or symlink target is not UTF-8", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A name starting with `.wh.`, which every layer reader takes for a whiteout.
+    #[error("{}: names starting with `.wh.` are reserved for whiteouts and cannot be stored in a layer", path.display())]
+    ReservedName {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An overlay xattr meaning part of the entry lives in a lower layer (the mount had
+    /// `redirect_dir` or `metacopy` on).
+    #[error("{}: has overlay xattr `{xattr}`; mount the overlay with redirect_dir=off,metacopy=off", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The xattr found.
+        xattr: String,
+    },
+    /// Another filesystem is mounted inside the upper directory.
+    #[error("{}: another filesystem is mounted here", path.display())]
+    MountPoint {
+        /// The mount point.
+        path: PathBuf,
+    },
+    /// Adding an entry to the layer failed (reading its content or writing the blob).
+    #[error("writing layer entry {path:?}: {source}")]
+    Write {
+        /// The entry's path in the layer.
+        path: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+type Result<T, E = DiffError> = std::result::Result<T, E>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DiffError + 'a {
+    move |source| DiffError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// Walks `upper` and writes its entries (see the module docs) to `writer`, in sorted order.
+pub fn write_diff(upper: &Path, writer: &mut LayerWriter, opts: &DiffOptions) -> Result<DiffSummary> {
+    let (entries, summary) = collect(upper, opts)?;
+    for (path, meta, source) in &entries {
+        let written = match source {
+            Some(src) => {
+                // The walk saw a regular file here; refuse to follow a symlink put in its place.
+                let mut file = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(src)
+                    .map_err(io_err("open", src))?;
+                writer.add(path, meta, Some(&mut file))
+            }
+            None => writer.add(path, meta, None),
+        };
+        written.map_err(|source| DiffError::Write { path: path.clone(), source })?;
+    }
+    Ok(summary)
+}
+
+/// The entries [`write_diff`] would write, in order: path in the layer, metadata (mtime already
+/// clamped), and for regular files holding data the file to read it from.
+pub fn diff_entries(upper: &Path, opts: &DiffOptions) -> Result<Vec<DiffEntry>> {
+    Ok(collect(upper, opts)?.0)
+}
+
+/// One entry found by the walk, before hard links are resolved.
+struct Found {
+    path: String,
+    meta: Meta,
+    source: Option<PathBuf>,
+    /// `(dev, ino)` of a regular file or symlink with more than one link.
+    inode: Option<(u64, u64)>,
+    /// A whiteout or opaque marker (fixed metadata, no ownership override).
+    marker: bool,
+}
+
+fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSummary)> {
+    let root = fs::symlink_metadata(upper).map_err(io_err("lstat", upper))?;
+    if !root.is_dir() {
+        return Err(io_err("open upper directory", upper)(io::Error::from_raw_os_error(nix::libc::ENOTDIR)));
+    }
+    let mut summary = DiffSummary::default();
+    let mut found = Vec::new();
+    let mut stack = vec![(upper.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let entry = entry.map_err(io_err("read directory", &dir))?;
+            let abs = entry.path();
+            let name = entry.file_name();
+            let name = name.to_str().ok_or_else(|| DiffError::NotUtf8 { path: abs.clone() })?;
+            let md = fs::symlink_metadata(&abs).map_err(io_err("lstat", &abs))?;
+            let ft = md.file_type();
+            if ft.is_char_device() && md.rdev() == 0 {
+                found.push(marker(join(&rel, &format!("{WH_PREFIX}{name}")), opts.clamp));
+                summary.whiteouts += 1;
+                continue;
+            }
+            if name.starts_with(WH_PREFIX) {
+                return Err(DiffError::ReservedName { path: abs });
+            }
+            if md.dev() != root.dev() {
+                return Err(DiffError::MountPoint { path: abs });
+            }
+            let path = join(&rel, name);
+            let mut source = None;
+            let kind = if ft.is_dir() {
+                let opaque = check_xattrs(&abs, opts.xattr_prefix)?;
+                stack.push((abs.clone(), path.clone()));
+                if opaque {
+                    found.push(marker(join(&path, WH_OPAQUE), opts.clamp));
+                    summary.opaque_dirs += 1;
+                }
+                Kind::Dir
+            } else if ft.is_file() {
+                check_xattrs(&abs, opts.xattr_prefix)?;
+                source = Some(abs.clone());
+                Kind::File
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&abs).map_err(io_err("read link", &abs))?;
+                let target = target.into_os_string().into_string();
+                Kind::Symlink(target.map_err(|_| DiffError::NotUtf8 { path: abs.clone() })?)
+            } else if ft.is_char_device() || ft.is_block_device() {
+                // glibc's dev_t encoding holds 32-bit majors and minors: no truncation.
+                let (maj, min) =
+                    (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32);
+                if ft.is_char_device() { Kind::Char(maj, min) } else { Kind::Block(maj, min) }
+            } else if ft.is_fifo() {
+                Kind::Fifo
+            } else {
+                summary.skipped_sockets += 1;
+                continue;
+            };
+            let linkable = matches!(kind, Kind::File | Kind::Symlink(_)) && md.nlink() > 1;
+            let inode = linkable.then(|| (md.dev(), md.ino()));
+            let mtime = clamp(md.mtime(), opts.clamp);
+            let size = if kind == Kind::File { md.len() } else { 0 };
+            let meta = Meta { kind, mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime, size };
+            found.push(Found { path, meta, source, inode, marker: false });
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+
+    // Holders come before the other paths of their inode in sorted order.
+    let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
+    let mut out = Vec::with_capacity(found.len());
+    for Found { path, mut meta, mut source, inode, marker } in found {
+        if let Some((holder, held)) = inode.and_then(|i| holders.get(&i)) {
+            meta = Meta { kind: Kind::Hardlink(holder.clone()), ..held.clone() };
+            source = None;
+            summary.hardlinks += 1;
+        } else {
+            if let (false, Some(f)) = (marker, opts.ownership)
+                && let Some((uid, gid)) = f(&path)
+            {
+                (meta.uid, meta.gid) = (uid, gid);
+            }
+            if let Some(i) = inode {
+                holders.insert(i, (path.clone(), meta.clone()));
+            }
+        }
+        out.push((path, meta, source));
+    }
+    summary.entries = out.len() as u64;
+    Ok((out, summary))
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+}
+
+fn clamp(mtime: i64, clamp: Option<i64>) -> i64 {
+    clamp.map_or(mtime, |c| mtime.min(c))
+}
+
+/// A whiteout or opaque marker: an empty file, mode 0, owned by root, mtime = the clamp or 0.
+fn marker(path: String, clamp: Option<i64>) -> Found {
+    let meta = Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime: clamp.unwrap_or(0), size: 0 };
+    Found { path, meta, source: None, inode: None, marker: true }
+}
+
+/// Reads the overlay xattrs of a directory or file: fails on `redirect` or `metacopy` in the
+/// configured namespace, returns whether it is opaque (`opaque=y` in either namespace).
+fn check_xattrs(path: &Path, prefix: XattrPrefix) -> Result<bool> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => return Ok(false),
+        Err(e) => return Err(io_err("list xattrs of", path)(e)),
+    };
+    let mut opaque = false;
+    for name in names {
+        let Some(name) = name.to_str() else { continue };
+        for (ns, own) in [(prefix, true), (prefix.other(), false)] {
+            let Some(attr) = name.strip_prefix(ns.namespace()) else { continue };
+            if own && (attr == "redirect" || attr == "metacopy") {
+                return Err(DiffError::Unsupported { path: path.to_path_buf(), xattr: name.to_string() });
+            }
+            if attr == "opaque" {
+                let value = xattr::get(path, name).map_err(io_err("read xattr of", path))?;
+                opaque |= value.as_deref() == Some(b"y");
+            }
+        }
+    }
+    Ok(opaque)
+}
+
+#[cfg(test)]
+#[path = "diff_tests.rs"]
+mod tests;
