@@ -355,68 +355,9 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
     Ok(root.join(done.join("/")))
 }
 
-/// Applies `--chmod` (octal, or symbolic like `u+x,go-w`, `a=rX`) to `mode`.
+/// Applies `--chmod` to a copied entry's mode.
 pub fn apply_chmod(spec: &str, mode: u32, is_dir: bool) -> Result<u32> {
-    if spec.chars().all(|c| c.is_ascii_digit()) {
-        return u32::from_str_radix(spec, 8)
-            .map_err(|_| CopyError::Invalid(format!("invalid --chmod {spec:?}")))
-            .map(|m| m & 0o7777);
-    }
-    let mut m = mode & 0o7777;
-    for clause in spec.split(',') {
-        let who_len = clause.find(|c: char| !"ugoa".contains(c)).unwrap_or(clause.len());
-        let who = &clause[..who_len];
-        let mask = if who.is_empty() || who.contains('a') {
-            0o777
-        } else {
-            who.chars()
-                .map(|c| match c {
-                    'u' => 0o700,
-                    'g' => 0o070,
-                    _ => 0o007,
-                })
-                .fold(0, |a, b| a | b)
-        };
-        let mut rest = &clause[who_len..];
-        while let Some(op) = rest.chars().next() {
-            let perms_end = rest[1..].find(['+', '-', '=']).map_or(rest.len(), |i| i + 1);
-            let perms = &rest[1..perms_end];
-            let mut bits = 0;
-            for c in perms.chars() {
-                bits |= match c {
-                    'r' => 0o444,
-                    'w' => 0o222,
-                    'x' => 0o111,
-                    'X' if is_dir || m & 0o111 != 0 => 0o111,
-                    'X' => 0,
-                    's' => 0o6000,
-                    't' => 0o1000,
-                    _ => return Err(CopyError::Invalid(format!("invalid --chmod {spec:?}"))),
-                };
-            }
-            // setuid/setgid follow the u/g in `who`; sticky goes with o (or all).
-            let special_mask = if who.is_empty() || who.contains('a') {
-                0o7000
-            } else {
-                who.chars()
-                    .map(|c| match c {
-                        'u' => 0o4000,
-                        'g' => 0o2000,
-                        _ => 0o1000,
-                    })
-                    .fold(0, |a, b| a | b)
-            };
-            let bits = (bits & mask) | (bits & special_mask & 0o7000);
-            match op {
-                '+' => m |= bits,
-                '-' => m &= !bits,
-                '=' => m = (m & !mask) | bits,
-                _ => return Err(CopyError::Invalid(format!("invalid --chmod {spec:?}"))),
-            }
-            rest = &rest[perms_end..];
-        }
-    }
-    Ok(m)
+    crate::plan::apply_chmod(spec, mode, is_dir).map_err(CopyError::Invalid)
 }
 
 #[cfg(test)]

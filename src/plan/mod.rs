@@ -9,7 +9,7 @@
 mod display;
 mod expand;
 mod values;
-pub use values::{check_reference, context_key, join_path};
+pub use values::{apply_chmod, check_reference, context_key, join_path};
 mod graph;
 pub mod platform;
 pub mod scope;

@@ -92,34 +92,76 @@ pub fn check_signal(s: &str) -> Result<(), String> {
     Err(format!("invalid signal: {s} (use a name such as SIGTERM or a number)"))
 }
 
-/// `--chmod`: octal (`755`, `0644`) or symbolic (`u+x,g-w`, `a=rX`).
+/// `--chmod`: octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=rX`, `g=u`).
 pub fn check_chmod(m: &str) -> Result<(), String> {
+    apply_chmod(m, 0o644, false).map(|_| ())
+}
+
+/// Applies a `--chmod` spec to `mode` (chmod(1) semantics): octal replaces the mode; symbolic
+/// clauses `[ugoa]*([-+=]([rwxXst]*|[ugo]))+` adjust it, `X` meaning x for directories or when
+/// someone already has x.
+pub fn apply_chmod(spec: &str, mode: u32, is_dir: bool) -> Result<u32, String> {
     let bad =
-        || format!("invalid chmod parameter: {m} (use octal such as 0755 or symbolic such as u+x,go-w)");
-    if m.chars().all(|c| c.is_ascii_digit()) {
-        return u32::from_str_radix(m, 8).ok().filter(|v| *v <= 0o7777).map(|_| ()).ok_or_else(bad);
+        || format!("invalid chmod parameter: {spec} (use octal such as 0755 or symbolic such as u+x,go-w)");
+    if spec.chars().all(|c| c.is_ascii_digit()) {
+        return u32::from_str_radix(spec, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(bad);
     }
-    for clause in m.split(',') {
+    let mut m = mode & 0o7777;
+    for clause in spec.split(',') {
         let who_len = clause.find(|c: char| !"ugoa".contains(c)).unwrap_or(clause.len());
+        let who = &clause[..who_len];
+        // Permission bits and special bits (setuid/setgid/sticky) each class may change.
+        let (mask, special) = if who.is_empty() || who.contains('a') {
+            (0o777, 0o7000)
+        } else {
+            who.chars().fold((0, 0), |(p, s), c| match c {
+                'u' => (p | 0o700, s | 0o4000),
+                'g' => (p | 0o070, s | 0o2000),
+                _ => (p | 0o007, s | 0o1000),
+            })
+        };
         let mut rest = &clause[who_len..];
         if rest.is_empty() {
             return Err(bad());
         }
-        while !rest.is_empty() {
-            let mut chars = rest.chars();
-            if !matches!(chars.next(), Some('+' | '-' | '=')) {
+        while let Some(op) = rest.chars().next() {
+            if !matches!(op, '+' | '-' | '=') {
                 return Err(bad());
             }
-            let perms = chars.as_str();
-            let n = perms.find(['+', '-', '=']).unwrap_or(perms.len());
-            let p = &perms[..n];
-            if !(p.chars().all(|c| "rwxXst".contains(c)) || matches!(p, "u" | "g" | "o")) {
-                return Err(bad());
+            let end = rest[1..].find(['+', '-', '=']).map_or(rest.len(), |i| i + 1);
+            let perms = &rest[1..end];
+            let bits = match perms {
+                // Copy another class's bits (`g=u`).
+                "u" => ((m >> 6) & 0o7) * 0o111,
+                "g" => ((m >> 3) & 0o7) * 0o111,
+                "o" => (m & 0o7) * 0o111,
+                _ => {
+                    let mut bits = 0;
+                    for c in perms.chars() {
+                        bits |= match c {
+                            'r' => 0o444,
+                            'w' => 0o222,
+                            'x' => 0o111,
+                            'X' if is_dir || m & 0o111 != 0 => 0o111,
+                            'X' => 0,
+                            's' => 0o6000,
+                            't' => 0o1000,
+                            _ => return Err(bad()),
+                        };
+                    }
+                    bits
+                }
+            };
+            let bits = (bits & mask) | (bits & special);
+            match op {
+                '+' => m |= bits,
+                '-' => m &= !bits,
+                _ => m = (m & !(mask | special)) | bits,
             }
-            rest = &perms[n..];
+            rest = &rest[end..];
         }
     }
-    Ok(())
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -149,6 +191,16 @@ mod tests {
         for bad in ["888", "77777", "u", "u+q", "x+r", ""] {
             assert!(check_chmod(bad).is_err(), "{bad}");
         }
+        assert_eq!(apply_chmod("755", 0o600, false), Ok(0o755));
+        assert_eq!(apply_chmod("a=rX", 0o600, true), Ok(0o555));
+        assert_eq!(apply_chmod("a=rX", 0o600, false), Ok(0o444));
+        assert_eq!(apply_chmod("u+s,g+w", 0o755, false), Ok(0o4775));
+        assert_eq!(apply_chmod("o=", 0o777, false), Ok(0o770));
+        assert_eq!(apply_chmod("+t", 0o755, true), Ok(0o1755));
+        assert_eq!(apply_chmod("g+s", 0o755, true), Ok(0o2755));
+        assert_eq!(apply_chmod("u+x,go-w", 0o664, false), Ok(0o744));
+        assert_eq!(apply_chmod("g=u", 0o640, false), Ok(0o660));
+        assert_eq!(apply_chmod("u=rw,o=", 0o4755, false), Ok(0o650), "= clears setuid too");
     }
 
     #[test]

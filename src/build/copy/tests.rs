@@ -142,15 +142,3 @@ fn parents_excludes_chown_chmod() {
     let e = f.collect_with(&["src"], "/s", None, &Ownership::default(), false, &["*.md", "lib"]).expect("ok");
     assert_eq!(keys(&e), ["s", "s/main.rs"]);
 }
-
-#[test]
-fn chmod_forms() {
-    assert_eq!(apply_chmod("755", 0o600, false).expect("ok"), 0o755);
-    assert_eq!(apply_chmod("a=rX", 0o600, true).expect("ok"), 0o555);
-    assert_eq!(apply_chmod("a=rX", 0o600, false).expect("ok"), 0o444);
-    assert_eq!(apply_chmod("u+s,g+w", 0o755, false).expect("ok"), 0o4775);
-    assert_eq!(apply_chmod("o=", 0o777, false).expect("ok"), 0o770);
-    assert_eq!(apply_chmod("+t", 0o755, true).expect("ok"), 0o1755);
-    assert_eq!(apply_chmod("g+s", 0o755, true).expect("ok"), 0o2755);
-    assert!(apply_chmod("u+q", 0o644, false).is_err());
-}
