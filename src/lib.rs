@@ -16,4 +16,5 @@ pub mod image;
 pub mod layer;
 pub mod plan;
 pub mod registry;
+pub mod sandbox;
 pub mod store;
