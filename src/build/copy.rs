@@ -158,7 +158,7 @@ impl Walker<'_, '_> {
                 let child_src = join(&src, &name);
                 let child_inner = join(&inner, &name);
                 if let Some(ig) = self.root.ignore
-                    && ig.is_excluded(&child_src).unwrap_or(false)
+                    && ig.is_excluded(&child_src).map_err(ignore_error)?
                 {
                     if !ig.has_exclusions() {
                         continue;
@@ -170,7 +170,9 @@ impl Walker<'_, '_> {
                     continue;
                 }
                 if let Some(ex) = self.exclude
-                    && ex.is_excluded(&child_inner).unwrap_or(false)
+                    && ex
+                        .is_excluded(&child_inner)
+                        .map_err(|e| CopyError::Invalid(format!("--exclude: {e}")))?
                 {
                     continue;
                 }
@@ -241,7 +243,7 @@ fn matches_for(root: &SourceRoot<'_>, src: &str) -> Result<Vec<String>> {
         if pattern.is_empty() {
             return Ok(vec![String::new()]);
         }
-        let visible = !excluded(root, &pattern)
+        let visible = !excluded(root, &pattern)?
             && resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
         return Ok(if visible { vec![pattern] } else { Vec::new() });
     }
@@ -254,7 +256,7 @@ fn matches_for(root: &SourceRoot<'_>, src: &str) -> Result<Vec<String>> {
         let Ok(rd) = std::fs::read_dir(&abs) else { continue };
         for e in rd.flatten() {
             let rel = join(&dir, &e.file_name().to_string_lossy());
-            if excluded(root, &rel) {
+            if excluded(root, &rel)? {
                 continue;
             }
             if level + 1 == depth {
@@ -270,15 +272,24 @@ fn matches_for(root: &SourceRoot<'_>, src: &str) -> Result<Vec<String>> {
     Ok(found)
 }
 
-fn excluded(root: &SourceRoot<'_>, rel: &str) -> bool {
-    root.ignore.is_some_and(|ig| ig.is_excluded(rel).unwrap_or(false))
+/// Whether `.dockerignore` hides `rel`. A pattern that cannot be matched (e.g. `[Local-Only]/`,
+/// an inverted range) fails the build, as in BuildKit, rather than silently hiding nothing.
+fn excluded(root: &SourceRoot<'_>, rel: &str) -> Result<bool> {
+    match root.ignore {
+        Some(ig) => ig.is_excluded(rel).map_err(ignore_error),
+        None => Ok(false),
+    }
+}
+
+fn ignore_error(e: crate::context::dockerignore::IgnoreError) -> CopyError {
+    CopyError::Invalid(format!(".dockerignore: {e}"))
 }
 
 fn not_found(root: &SourceRoot<'_>, src: &str) -> CopyError {
     let pattern = clean(src);
     let exists = resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
     let what = if glob::has_meta(&pattern) { "matched no files" } else { "not found" };
-    if exists && excluded(root, &pattern) {
+    if exists && matches!(excluded(root, &pattern), Ok(true)) {
         CopyError::NotFound(format!(
             "\"{src}\" is excluded by .dockerignore: it exists in {} but a .dockerignore pattern hides it",
             root.name

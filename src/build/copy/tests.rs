@@ -114,6 +114,16 @@ fn dockerignore_hides_sources_and_says_so() {
 }
 
 #[test]
+fn unmatchable_dockerignore_patterns_fail_the_copy() {
+    let f = Fixture::new();
+    let ig = PatternMatcher::new(&["[Local-Only]/"]).expect("accepted when loaded");
+    let err = f.collect(&["a.txt"], "/d/", Some(&ig)).unwrap_err().to_string();
+    assert!(err.starts_with(".dockerignore: "), "{err}");
+    let err = f.collect(&["src"], "/d/", Some(&ig)).unwrap_err().to_string();
+    assert!(err.starts_with(".dockerignore: "), "{err}");
+}
+
+#[test]
 fn symlinks_stay_inside_the_root() {
     let f = Fixture::new();
     // etc-link -> /etc resolves inside the context, where there is no etc/passwd.
