@@ -104,13 +104,13 @@ pub fn collect(
     let dest_is_dir_syntax = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
     let dest_clean = clean(dest);
     let several = matched.len() > 1;
-    if several && !dest_is_dir_syntax && !is_dir(target, &dest_clean) {
+    if several && !dest_is_dir_syntax && !target.is_dir(&dest_clean) {
         return Err(CopyError::Invalid(
             "when using COPY with more than one source file, the destination must be a directory and end with a /"
                 .into(),
         ));
     }
-    let into_dir = dest_is_dir_syntax || several || is_dir(target, &dest_clean);
+    let into_dir = dest_is_dir_syntax || several || target.is_dir(&dest_clean);
     let mut out = Entries::new();
     let mut walker = Walker { root, out: &mut out, own, exclude: exclude.as_ref(), clamp: clamp_mtime };
     for rel in &matched {
@@ -320,10 +320,6 @@ fn join(a: &str, b: &str) -> String {
         (_, true) => a.to_string(),
         _ => format!("{a}/{b}"),
     }
-}
-
-fn is_dir(index: &FsIndex, path: &str) -> bool {
-    index.resolve(path).and_then(|p| index.get(&p).cloned()).is_some_and(|m| m.kind == Kind::Dir)
 }
 
 /// The path of `abs` relative to `root` (for index lookups).

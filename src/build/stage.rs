@@ -267,9 +267,7 @@ fn healthcheck(h: &Health) -> Healthcheck {
 /// WORKDIR creates its directory (owned by the current USER, as BuildKit does) when missing.
 fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<Layer>, BuildError> {
     let rel = copy::clean(dir);
-    if rel.is_empty()
-        || out.index.resolve(&rel).is_some_and(|p| out.index.get(&p).is_some_and(|m| m.kind == Kind::Dir))
-    {
+    if rel.is_empty() || out.index.is_dir(&rel) {
         return Ok(None);
     }
     let (uid, gid) = match out.image.config.config.user.as_deref().filter(|u| !u.is_empty()) {
@@ -393,16 +391,11 @@ fn copy_step(
         other => input_error(format!("{} failed: {other}", if c.add { "ADD" } else { "COPY" }), pos),
     })?;
     let several = c.sources.len() + c.inline.len() > 1;
+    let dest_is_dir = dest.ends_with('/') || out.index.is_dir(&copy::clean(&dest));
     for url in &urls {
         let fetched = fetch::fetch(b.store, url, c.checksum.as_deref())
             .map_err(|e| input_error(format!("ADD: {e}"), pos))?;
-        let into_dir = several
-            || dest.ends_with('/')
-            || out
-                .index
-                .resolve(&copy::clean(&dest))
-                .is_some_and(|p| out.index.get(&p).is_some_and(|m| m.kind == Kind::Dir));
-        let path = if into_dir {
+        let path = if several || dest_is_dir {
             let name = fetch::file_name(url).ok_or_else(|| {
                 input_error(format!("ADD {url}: the URL names no file; give a destination file name"), pos)
             })?;
@@ -432,11 +425,6 @@ fn copy_step(
     // Heredoc sources follow the same destination rule as files: a lone source whose destination
     // does not end in `/` (and is not an existing directory) is written at the destination itself.
     let lone = c.sources.is_empty() && c.inline.len() == 1;
-    let dest_is_dir = dest.ends_with('/')
-        || out
-            .index
-            .resolve(&copy::clean(&dest))
-            .is_some_and(|p| out.index.get(&p).is_some_and(|m| m.kind == Kind::Dir));
     for f in &c.inline {
         let path = if lone && !dest_is_dir {
             copy::clean(&dest)

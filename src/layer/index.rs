@@ -200,6 +200,12 @@ impl FsIndex {
         self.entries.get(&normalize(path))
     }
 
+    /// Whether `path` names an existing directory, following symlinks inside the root (what
+    /// COPY's and WORKDIR's "is the destination a directory" rules ask).
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.resolve(path).and_then(|p| self.get(&p).map(|m| m.kind == Kind::Dir)).unwrap_or(false)
+    }
+
     /// Follows symlinks in every component, the last included, inside the root (an absolute
     /// target starts again at the root, `..` stops there, at most [`MAX_SYMLINK_HOPS`] links).
     /// Returns the key of what `path` names, if it exists.
