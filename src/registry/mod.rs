@@ -86,18 +86,23 @@ impl Registry {
     /// A client that speaks plain HTTP to `localhost`, `127.0.0.1`, `[::1]` (any port) and the
     /// `insecure` registries, and HTTPS everywhere else.
     pub fn new(insecure: &[String]) -> Result<Registry> {
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
-            // One streamed PUT per blob: fastest and constant memory (see ../shared/FACTS.md).
-            use_monolithic_push: true,
-            connect_timeout: Some(std::time::Duration::from_secs(15)),
-            ..ClientConfig::default()
-        };
+        let config = Registry::config(insecure.to_vec());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(RegistryError::Runtime)?;
         Ok(Registry { client: Client::new(config), rt, origins: Mutex::new(HashMap::new()) })
+    }
+
+    /// The client settings hako uses; `plain_http` registries are spoken to without TLS.
+    fn config(plain_http: Vec<String>) -> ClientConfig {
+        ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(plain_http),
+            // One streamed PUT per blob: fastest and constant memory (see ../shared/FACTS.md).
+            use_monolithic_push: true,
+            connect_timeout: Some(std::time::Duration::from_secs(15)),
+            ..ClientConfig::default()
+        }
     }
 
     /// Whether `host[:port]` gets plain HTTP.
@@ -118,13 +123,7 @@ impl Registry {
     fn client_for(&self, r: &Reference) -> Client {
         let registry = r.resolve_registry().to_string();
         if Registry::plain_http(&registry) {
-            let config = ClientConfig {
-                protocol: ClientProtocol::HttpsExcept(vec![registry]),
-                use_monolithic_push: true,
-                connect_timeout: Some(std::time::Duration::from_secs(15)),
-                ..ClientConfig::default()
-            };
-            Client::new(config)
+            Client::new(Registry::config(vec![registry]))
         } else {
             self.client.clone()
         }
