@@ -6,6 +6,7 @@
 mod copy;
 mod fetch;
 pub mod progress;
+mod run;
 mod stage;
 pub mod users;
 
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 pub use copy::{CopyError, apply_chmod, resolve_in_root};
 pub use progress::{Event, Reporter};
+pub use run::SecretSource;
 
 use crate::context::Context;
 use crate::dockerfile::instructions::Dockerfile;
@@ -31,6 +33,12 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
     /// `--label`s for the final image.
     pub labels: BTreeMap<String, String>,
+    /// `--isolation`.
+    pub isolation: crate::sandbox::Isolation,
+    /// `--secret`s by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agent sockets by id.
+    pub ssh: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Why a build failed.
@@ -42,6 +50,9 @@ pub enum BuildError {
     /// A feature that is not built yet (exit 2).
     #[error("{0}")]
     NotSupported(Diagnostic),
+    /// The machine cannot do what the step needs (no user namespaces, no overlayfs…); exit 2.
+    #[error("{0}")]
+    Environment(Diagnostic),
     /// Store, I/O or other internal failure (exit 2).
     #[error("{0}")]
     Internal(String),
@@ -51,7 +62,7 @@ impl BuildError {
     /// The diagnostic to render, if the error points into the Dockerfile.
     pub fn diagnostic(&self) -> Option<&Diagnostic> {
         match self {
-            BuildError::Input(d) | BuildError::NotSupported(d) => Some(d),
+            BuildError::Input(d) | BuildError::NotSupported(d) | BuildError::Environment(d) => Some(d),
             BuildError::Internal(_) => None,
         }
     }
@@ -93,6 +104,8 @@ pub struct Builder<'a> {
     pub bases: &'a Bases<'a>,
     /// Temporary directories to remove when the build ends.
     pub temps: std::cell::RefCell<Vec<std::path::PathBuf>>,
+    /// The sandbox helper, started by the first RUN.
+    pub sandbox: std::cell::RefCell<Option<crate::sandbox::Sandbox>>,
 }
 
 impl Drop for Builder<'_> {

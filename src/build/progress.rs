@@ -33,6 +33,15 @@ pub enum Event<'a> {
         /// Entries in the layer.
         entries: u64,
     },
+    /// Output of a RUN step (one line, or a piece of a very long one, newline included).
+    Output {
+        /// Stage label.
+        stage: &'a str,
+        /// 1-based step number in the stage.
+        n: usize,
+        /// The text.
+        text: &'a str,
+    },
     /// A note worth showing (fallbacks, skipped device nodes).
     Note(&'a str),
 }

@@ -119,15 +119,12 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &[Option<StageOut>]) -> Resu
             }
             Op::Copy(c) => layer = Some(copy_step(b, &mut out, c, &step.loc, done)?),
             Op::Run { .. } => {
-                return Err(BuildError::NotSupported(
-                    Diagnostic::new(
-                        "not supported yet: RUN (steps run in the rootless sandbox, which is not built yet)",
-                        step.loc.pos(),
-                    )
-                    .with_hint(
-                        "hako can build Dockerfiles made of FROM, COPY/ADD and metadata instructions today",
-                    ),
-                ));
+                layer = super::run::run_step(b, &out, &step.op, &step.loc, (&label, n + 1), done)?;
+                if let Some(l) = &layer {
+                    out.index
+                        .apply_tar(open_layer(b.store, l)?)
+                        .map_err(|e| BuildError::Internal(format!("reading layer {}: {e}", l.digest)))?;
+                }
             }
         }
         let empty_layer = layer.is_none();
@@ -554,7 +551,7 @@ fn chown_ids(b: &Builder<'_>, out: &StageOut, spec: &str) -> Result<(u32, u32), 
 }
 
 /// Reads a small file from the stage's layers (topmost layer that has it), without extracting.
-fn read_file(b: &Builder<'_>, out: &StageOut, path: &str) -> Option<String> {
+pub(super) fn read_file(b: &Builder<'_>, out: &StageOut, path: &str) -> Option<String> {
     let resolved = out.index.resolve(path)?;
     out.index.get(&resolved).filter(|m| m.kind == Kind::File)?;
     for layer in out.image.layers.iter().rev() {

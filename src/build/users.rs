@@ -52,6 +52,69 @@ pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> R
     Ok((uid, gid))
 }
 
+/// Resolves a `USER` spec for running a step, with runc's rules (which Docker and BuildKit use):
+/// a name must be in `/etc/passwd` and brings its primary group and the groups that list it as a
+/// member; a numeric uid need not exist (its group is then the passwd entry's, or 0);
+/// `user:group` sets the primary group and no supplementary ones.
+pub fn resolve_user(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<(u32, u32, Vec<u32>), UserError> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() || grp == Some("") {
+        return Err(UserError::Invalid(spec.to_string()));
+    }
+    let entry = passwd.and_then(|p| {
+        p.lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 3 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user)))
+    });
+    let (name, uid, mut gid) = match (&entry, user.parse::<u32>()) {
+        (Some(f), _) => {
+            let uid = f[2].parse().map_err(|_| UserError::Invalid(spec.to_string()))?;
+            let gid = f[3].parse().map_err(|_| UserError::Invalid(spec.to_string()))?;
+            (Some(f[0]), uid, gid)
+        }
+        (None, Ok(n)) => (None, n, 0),
+        (None, Err(_)) => {
+            return Err(UserError::Unknown { what: "user", name: user.to_string(), file: "/etc/passwd" });
+        }
+    };
+    let mut groups = Vec::new();
+    match grp {
+        Some(g) => {
+            gid = match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => lookup(group, g, 2).ok_or_else(|| UserError::Unknown {
+                    what: "group",
+                    name: g.to_string(),
+                    file: "/etc/group",
+                })?,
+            };
+        }
+        None => {
+            if let (Some(name), Some(group)) = (name, group) {
+                for line in group.lines() {
+                    let f: Vec<&str> = line.split(':').collect();
+                    if f.len() > 3
+                        && f[3].split(',').any(|m| m == name)
+                        && let Ok(id) = f[2].parse::<u32>()
+                        && id != gid
+                        && !groups.contains(&id)
+                    {
+                        groups.push(id);
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid, gid, groups))
+}
+
 /// Field `field` (the id) of the line whose first field is `name`.
 fn lookup(file: Option<&str>, name: &str, field: usize) -> Option<u32> {
     file?.lines().find_map(|line| {
@@ -66,6 +129,19 @@ mod tests {
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nstaff:x:50:app\n";
+
+    #[test]
+    fn runc_user_rules() {
+        let r = |s: &str| resolve_user(s, Some(PASSWD), Some(GROUP));
+        assert_eq!(r("app"), Ok((1000, 1000, vec![50])));
+        assert_eq!(r("1000"), Ok((1000, 1000, vec![50])), "a uid in passwd brings its groups");
+        assert_eq!(r("4242"), Ok((4242, 0, vec![])), "an unknown uid runs with group 0");
+        assert_eq!(r("app:root"), Ok((1000, 0, vec![])));
+        assert_eq!(r("0:5"), Ok((0, 5, vec![])));
+        assert!(matches!(r("nobody"), Err(UserError::Unknown { what: "user", .. })));
+        assert!(matches!(r("app:wheel"), Err(UserError::Unknown { what: "group", .. })));
+        assert!(matches!(resolve_user("app", None, None), Err(UserError::Unknown { .. })));
+    }
 
     #[test]
     fn docker_chown_rules() {

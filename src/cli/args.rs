@@ -65,8 +65,10 @@ mtimes in new layers; otherwise timestamps are the Unix epoch, so builds are rep
 Registries: plain HTTP is used for loopback registries and --insecure-registry hosts; credentials come \
 from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsStore).
 
-Not built yet (each fails with `not supported yet` instead of being ignored): RUN steps, --secret, --ssh, \
---cache-from, --cache-to.")]
+RUN steps run in a sandbox: as root in new namespaces, as any other user in a user namespace that maps \
+your id to 0 and your /etc/subuid and /etc/subgid ranges after it (see --isolation).
+
+Not built yet (each fails with `not supported yet` instead of being ignored): --cache-from, --cache-to.")]
 pub struct BuildArgs {
     /// Build context: a directory, or `-` for a tar stream on stdin.
     #[arg(value_name = "CONTEXT")]
@@ -127,6 +129,11 @@ pub struct BuildArgs {
     /// SSH agent socket or keys to expose (`default` or `ID=PATH`); repeatable.
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<String>,
+
+    /// How RUN steps are isolated: `rootless` (a user namespace), `root` (needs root), or `auto`
+    /// (rootless unless running as root).
+    #[arg(long, value_enum, default_value_t = IsolationMode::Auto, value_name = "MODE")]
+    pub isolation: IsolationMode,
 
     /// External cache source (`type=registry,ref=…`, `type=local,src=…`); repeatable.
     #[arg(long = "cache-from", value_name = "SPEC")]
@@ -196,4 +203,15 @@ mod tests {
         assert!(b.dry_run);
         assert_eq!(b.context, ".");
     }
+}
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationMode {
+    /// Rootless unless running as root.
+    Auto,
+    /// A user namespace (also as root).
+    Rootless,
+    /// Real root in new namespaces.
+    Root,
 }

@@ -64,16 +64,25 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             compression: compression(&outputs)?,
             source_date_epoch: source_date_epoch()?,
             labels: labels(&args)?,
+            isolation: match args.isolation {
+                super::args::IsolationMode::Auto => crate::sandbox::Isolation::Auto,
+                super::args::IsolationMode::Rootless => crate::sandbox::Isolation::Rootless,
+                super::args::IsolationMode::Root => crate::sandbox::Isolation::Root,
+            },
+            secrets: secrets(&args.secrets)?,
+            ssh: ssh(&args.ssh)?,
         },
         reporter: reporter.as_ref(),
         bases,
         temps: Default::default(),
+        sandbox: Default::default(),
     };
     let built = builder.build();
     reporter.finish();
     let image = built.map_err(|e| match &e {
         BuildError::Input(d) => located(d.clone()),
         BuildError::NotSupported(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
+        BuildError::Environment(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
         BuildError::Internal(msg) => Failure::usage(format!("error: {msg}")),
     })?;
     let written = image.write(store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
@@ -128,12 +137,8 @@ fn open_store(args: &BuildArgs) -> Result<Store, Failure> {
 
 /// Options accepted on the command line whose feature does not exist yet.
 fn refuse_unbuilt(args: &BuildArgs) -> Result<(), Failure> {
-    let checks: [(bool, &str); 4] = [
-        (!args.secrets.is_empty(), "--secret (secrets are for RUN steps, which need the sandbox)"),
-        (!args.ssh.is_empty(), "--ssh (SSH forwarding is for RUN steps, which need the sandbox)"),
-        (!args.cache_from.is_empty(), "--cache-from"),
-        (!args.cache_to.is_empty(), "--cache-to"),
-    ];
+    let checks: [(bool, &str); 2] =
+        [(!args.cache_from.is_empty(), "--cache-from"), (!args.cache_to.is_empty(), "--cache-to")];
     if let Some((_, flag)) = checks.iter().find(|(used, _)| *used) {
         return Err(Failure::not_supported(flag));
     }
@@ -222,6 +227,83 @@ fn labels(args: &BuildArgs) -> Result<BTreeMap<String, String>, Failure> {
             return Err(Failure::usage(format!("error: --label {l}: expected KEY=VALUE")));
         }
         out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// `--secret` as buildx parses it: `id=NAME` with `src=FILE` (or `source=`), `env=VAR`, and
+/// `type=file|env`; with neither, the environment variable NAME if set, else the file NAME.
+fn secrets(specs: &[String]) -> Result<BTreeMap<String, crate::build::SecretSource>, Failure> {
+    use crate::build::SecretSource;
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let bad = |why: &str| Failure::usage(format!("error: --secret {spec}: {why}"));
+        let (mut id, mut typ, mut src, mut env) = (None, None, None, None);
+        for field in spec.split(',') {
+            let (k, v) = field.split_once('=').ok_or_else(|| bad("expected KEY=VALUE fields"))?;
+            match k.trim().to_ascii_lowercase().as_str() {
+                "id" => id = Some(v.to_string()),
+                "type" => typ = Some(v.to_string()),
+                "src" | "source" => src = Some(v.to_string()),
+                "env" => env = Some(v.to_string()),
+                other => return Err(bad(&format!("unknown key {other:?} (expected id, type, src or env)"))),
+            }
+        }
+        let source = match (typ.as_deref(), src, env) {
+            (Some("env"), Some(v), None) | (_, None, Some(v)) => SecretSource::Env(v),
+            (Some("file") | None, Some(p), None) => SecretSource::File(p.into()),
+            (Some(t), _, _) if t != "file" && t != "env" => return Err(bad("type must be file or env")),
+            (_, Some(_), Some(_)) => return Err(bad("give src or env, not both")),
+            (typ, None, None) => {
+                let id = id.clone().ok_or_else(|| bad("needs id=NAME"))?;
+                if typ == Some("env") || (typ.is_none() && std::env::var_os(&id).is_some()) {
+                    SecretSource::Env(id)
+                } else {
+                    SecretSource::File(id.into())
+                }
+            }
+            (Some(_), Some(p), None) => SecretSource::File(p.into()),
+        };
+        let id = match (id, &source) {
+            (Some(id), _) => id,
+            (None, SecretSource::File(p)) => {
+                p.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| bad("needs id=NAME"))?
+            }
+            (None, SecretSource::Env(v)) => v.clone(),
+        };
+        if id.is_empty() {
+            return Err(bad("the id is empty"));
+        }
+        out.insert(id, source);
+    }
+    Ok(out)
+}
+
+/// `--ssh default` (the agent in `$SSH_AUTH_SOCK`) or `--ssh ID=SOCKET`.
+fn ssh(specs: &[String]) -> Result<BTreeMap<String, PathBuf>, Failure> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (id, paths) = spec.split_once('=').unwrap_or((spec.as_str(), ""));
+        let path = if paths.is_empty() {
+            std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from).ok_or_else(|| {
+                Failure::usage(format!(
+                    "error: --ssh {spec}: SSH_AUTH_SOCK is not set; start an agent (eval $(ssh-agent); ssh-add) or give --ssh {id}=SOCKET"
+                ))
+            })?
+        } else {
+            PathBuf::from(paths)
+        };
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata(&path) {
+            Ok(m) if m.file_type().is_socket() => {}
+            Ok(_) => {
+                return Err(Failure::not_supported(&format!(
+                    "--ssh {spec}: key files (give the socket of an ssh-agent holding the key)"
+                )));
+            }
+            Err(e) => return Err(Failure::usage(format!("error: --ssh {spec}: {}: {e}", path.display()))),
+        }
+        out.insert(id.to_string(), path);
     }
     Ok(out)
 }

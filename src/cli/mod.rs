@@ -61,6 +61,12 @@ impl From<anyhow::Error> for Failure {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // The sandbox helper is hako re-executed by itself; it must start single-threaded and is not
+    // a user-facing command, so it is dispatched before clap.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("__sandbox") {
+        return crate::sandbox::helper::main(&argv[2..]);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -60,6 +60,7 @@ impl Reporter for Tty {
                 self.bar.println(format!("[{stage}] FROM {what}"));
             }
             Event::Layer { .. } => {}
+            Event::Output { text, .. } => self.bar.println(format!("  | {}", text.trim_end_matches('\n'))),
             Event::Note(n) => self.bar.println(format!("note: {n}")),
         }
     }
@@ -80,6 +81,7 @@ impl Reporter for Plain {
             Event::Layer { stage, digest, size, .. } => {
                 format!("[{stage}] layer {digest} ({})", human(*size))
             }
+            Event::Output { stage, n, text } => format!("[{stage} {n}] {}", text.trim_end_matches('\n')),
             Event::Note(n) => format!("note: {n}"),
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
@@ -97,6 +99,9 @@ impl Reporter for Json {
             }
             Event::Layer { stage, digest, size, .. } => {
                 serde_json::json!({"event": "layer", "stage": stage, "digest": digest, "size": size})
+            }
+            Event::Output { stage, n, text } => {
+                serde_json::json!({"event": "output", "stage": stage, "step": n, "text": text})
             }
             Event::Note(n) => serde_json::json!({"event": "note", "message": n}),
         };

@@ -1,5 +1,286 @@
-//! Running RUN steps (not built yet): the rootless process model, user-namespace id maps, overlay
-//! snapshots and libcontainer execution will live here. Today it holds the id-map logic the
-//! rootless helper needs, checked up front because newuidmap reports bad ranges only as EINVAL.
+//! Running RUN steps: the builder's side of the sandbox.
+//!
+//! A [`Sandbox`] is a helper process (`hako __sandbox`, see [`helper`]) started on the first RUN
+//! of a build and kept for the rest of it. As root it runs in its own mount and cgroup
+//! namespaces; as any other user it first enters a user namespace whose maps the builder writes
+//! here: the caller's id becomes 0 and the caller's `/etc/subuid`/`/etc/subgid` ranges follow
+//! (through `newuidmap`/`newgidmap`), so image files owned by 42 or 65534 keep their owners.
+//! Without sub-ids, only the caller's own id is mapped and a warning says what is squashed.
+//!
+//! The two talk in JSON lines ([`protocol`]). Everything the kernel can refuse is checked and
+//! named here or in the helper: a missing user namespace, a bad sub-id range, no newuidmap.
 
+pub mod helper;
 pub mod idmap;
+pub mod overlay;
+pub mod protocol;
+pub mod spec;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use protocol::{Reply, Request, RunRequest, RunResult};
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Rootless when not root, root otherwise.
+    #[default]
+    Auto,
+    /// A user namespace, even as root.
+    Rootless,
+    /// Real root, no user namespace.
+    Root,
+}
+
+/// Why the sandbox could not start or run a step.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Setting up the helper failed (namespaces, id maps); the message says what to do.
+    #[error("{0}")]
+    Setup(String),
+    /// The helper could not run the step (mounts, runtime).
+    #[error("{0}")]
+    Step(String),
+    /// The helper died or spoke nonsense.
+    #[error("the sandbox helper failed: {0}")]
+    Helper(String),
+}
+
+/// The directory under `<store>/sandbox` for a helper mode: root and rootless snapshots differ in
+/// owners and xattrs, so they never share.
+pub fn mode_dir(mode: &str) -> &str {
+    match mode {
+        "root" => "root",
+        "rootless-squash" => "rootless-squash",
+        _ => "rootless",
+    }
+}
+
+/// What stops unprivileged user namespaces on this machine, if it can be told.
+pub fn userns_hint() -> Option<String> {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Some("kernel.unprivileged_userns_clone=0: enable it with `sysctl -w kernel.unprivileged_userns_clone=1`, or build as root with --isolation=root".into());
+    }
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Some("user.max_user_namespaces=0: raise it with `sysctl -w user.max_user_namespaces=15000`, or build as root with --isolation=root".into());
+    }
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return Some("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)".into());
+    }
+    Some("a seccomp profile (e.g. a container's default one) may deny unshare(CLONE_NEWUSER): run the CI container with a profile that allows it, or as root with --isolation=root".into())
+}
+
+/// A running helper.
+pub struct Sandbox {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// One-line warnings from setting it up (e.g. a single-id map).
+    pub warnings: Vec<String>,
+    /// Whether steps run in a user namespace.
+    pub rootless: bool,
+}
+
+impl Sandbox {
+    /// Starts a helper for the store at `store_root`.
+    pub fn start(store_root: &Path, isolation: Isolation) -> Result<Sandbox, SandboxError> {
+        let euid = nix::unistd::geteuid().as_raw();
+        let rootless = match isolation {
+            Isolation::Auto => euid != 0,
+            Isolation::Rootless => true,
+            Isolation::Root if euid != 0 => {
+                return Err(SandboxError::Setup(
+                    "--isolation=root needs root; as an unprivileged user use --isolation=rootless (the default)"
+                        .into(),
+                ));
+            }
+            Isolation::Root => false,
+        };
+        let mut warnings = Vec::new();
+        let maps = if rootless { Some(id_maps(euid, &mut warnings)?) } else { None };
+        let mode = match &maps {
+            None => "root",
+            Some(m) if m.single => "rootless-squash",
+            Some(_) => "rootless",
+        };
+        let exe = std::env::current_exe().map_err(|e| {
+            SandboxError::Setup(format!("cannot find the hako executable to start the sandbox: {e}"))
+        })?;
+        let mut child = Command::new(exe)
+            .arg("__sandbox")
+            .arg(store_root)
+            .arg(mode)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| SandboxError::Setup(format!("starting the sandbox helper: {e}")))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(BufReader::new);
+        let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
+            return Err(SandboxError::Setup("the sandbox helper has no pipes".into()));
+        };
+        let mut sb = Sandbox { child, stdin: Some(stdin), stdout, warnings, rootless };
+        if let Some(maps) = maps {
+            let mut line = String::new();
+            sb.stdout.read_line(&mut line).map_err(|e| SandboxError::Helper(e.to_string()))?;
+            if line.trim() != "ready" {
+                return Err(sb.setup_failure(&line));
+            }
+            let pid = sb.child.id();
+            let written = maps.write(pid);
+            let go = if written.is_ok() { "go\n" } else { "stop\n" };
+            if let Some(i) = sb.stdin.as_mut() {
+                let _ = i.write_all(go.as_bytes()).and_then(|()| i.flush());
+            }
+            written?;
+        }
+        let mut line = String::new();
+        sb.stdout.read_line(&mut line).map_err(|e| SandboxError::Helper(e.to_string()))?;
+        match serde_json::from_str::<Reply>(&line) {
+            Ok(Reply::Note(n)) if n == "ready" => Ok(sb),
+            _ => Err(sb.setup_failure(&line)),
+        }
+    }
+
+    fn setup_failure(&mut self, line: &str) -> SandboxError {
+        let msg = match serde_json::from_str::<Reply>(line) {
+            Ok(Reply::Failed(m)) => m,
+            _ if line.is_empty() => {
+                let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                format!("the sandbox helper exited during set-up ({status})")
+            }
+            _ => format!("unexpected reply from the sandbox helper: {}", line.trim()),
+        };
+        SandboxError::Setup(msg)
+    }
+
+    /// Runs a step; `output` gets its output line by line, `note` the helper's notes.
+    pub fn run(
+        &mut self,
+        req: &RunRequest,
+        output: &mut dyn FnMut(&str),
+        note: &mut dyn FnMut(&str),
+    ) -> Result<RunResult, SandboxError> {
+        let mut line = serde_json::to_vec(&Request::Run(Box::new(req.clone())))
+            .map_err(|e| SandboxError::Helper(e.to_string()))?;
+        line.push(b'\n');
+        let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::Helper("closed".into()))?;
+        stdin
+            .write_all(&line)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| SandboxError::Helper(e.to_string()))?;
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            let n = self.stdout.read_line(&mut buf).map_err(|e| SandboxError::Helper(e.to_string()))?;
+            if n == 0 {
+                let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(SandboxError::Helper(format!("it exited ({status})")));
+            }
+            match serde_json::from_str::<Reply>(&buf) {
+                Ok(Reply::Output(s)) => output(&s),
+                Ok(Reply::Note(s)) => note(&s),
+                Ok(Reply::Done(r)) => return Ok(r),
+                Ok(Reply::Failed(e)) => return Err(SandboxError::Step(e)),
+                Err(e) => return Err(SandboxError::Helper(format!("bad reply {:?}: {e}", buf.trim()))),
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // EOF on its stdin ends the helper; its mounts go with its mount namespace.
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+/// The user namespace's maps for the caller.
+struct Maps {
+    uid: Vec<idmap::IdMapping>,
+    gid: Vec<idmap::IdMapping>,
+    single: bool,
+}
+
+fn id_maps(euid: u32, warnings: &mut Vec<String>) -> Result<Maps, SandboxError> {
+    let egid = nix::unistd::getegid().as_raw();
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| euid.to_string());
+    let ranges = |file: &str, id: u32| -> Result<Vec<idmap::IdRange>, SandboxError> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(SandboxError::Setup(format!("{file}: {e}"))),
+        };
+        let entries = idmap::parse_subid(&text, file).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        Ok(idmap::ranges_for(&entries, &user, id))
+    };
+    let uid_ranges = ranges("/etc/subuid", euid)?;
+    let gid_ranges = ranges("/etc/subgid", euid)?;
+    let have_tools = which("newuidmap") && which("newgidmap");
+    if uid_ranges.is_empty() || gid_ranges.is_empty() || !have_tools {
+        let file = if uid_ranges.is_empty() { "/etc/subuid" } else { "/etc/subgid" };
+        let mut w = idmap::single_id_warning(file, &user);
+        if !have_tools {
+            w = "newuidmap/newgidmap not found (Debian: apt-get install uidmap), so only your own id is mapped \
+                 (to 0): files owned by other ids will be owned by root inside RUN steps"
+                .to_string();
+        }
+        warnings.push(w);
+        let one = |id| vec![idmap::IdMapping { inside: 0, outside: id, count: 1 }];
+        return Ok(Maps { uid: one(euid), gid: one(egid), single: true });
+    }
+    let uid =
+        idmap::build_map(euid, &uid_ranges, "/etc/subuid").map_err(|e| SandboxError::Setup(e.to_string()))?;
+    let gid =
+        idmap::build_map(egid, &gid_ranges, "/etc/subgid").map_err(|e| SandboxError::Setup(e.to_string()))?;
+    Ok(Maps { uid, gid, single: false })
+}
+
+impl Maps {
+    /// Writes the maps of process `pid`: with newuidmap/newgidmap for sub-id ranges, or directly
+    /// (allowed for one's own id once setgroups is denied) for a single-id map.
+    fn write(&self, pid: u32) -> Result<(), SandboxError> {
+        if self.single {
+            let w = |file: &str, text: String| {
+                std::fs::write(format!("/proc/{pid}/{file}"), text)
+                    .map_err(|e| SandboxError::Setup(format!("writing /proc/{pid}/{file}: {e}")))
+            };
+            w("setgroups", "deny".into())?;
+            w("uid_map", format!("0 {} 1\n", self.uid[0].outside))?;
+            return w("gid_map", format!("0 {} 1\n", self.gid[0].outside));
+        }
+        for (tool, maps) in [("newuidmap", &self.uid), ("newgidmap", &self.gid)] {
+            let out = Command::new(tool)
+                .arg(pid.to_string())
+                .args(idmap::map_args(maps))
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| SandboxError::Setup(format!("running {tool}: {e}")))?;
+            if !out.status.success() {
+                return Err(SandboxError::Setup(format!(
+                    "{tool} failed ({}): {}; check that {tool} is setuid root (Debian package uidmap) and that the ranges in {} belong to you",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    if tool == "newuidmap" { "/etc/subuid" } else { "/etc/subgid" },
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/bin").join(tool).is_file()
+}

@@ -371,7 +371,7 @@ fn bad_input_fails_clearly_and_writes_nothing() {
             1,
         ),
         ("FROM busybox\nCOPY --from=nope.invalid/x /x /\n", "COPY --from=nope.invalid/x: ", 1),
-        ("FROM busybox\nRUN echo hi\n", "not supported yet: RUN", 2),
+        ("FROM busybox\nRUN echo doomed; exit 3\n", "RUN failed (exit 3): echo doomed; exit 3", 1),
         ("FROM busybox AS a\nCOPY --from=a f /\n", "circular dependency detected on stage: a", 1),
     ];
     for (dockerfile, msg, code) in cases {

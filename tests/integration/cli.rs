@@ -40,9 +40,7 @@ fn unbuilt_features_are_refused_not_ignored() {
     let ctx = repo().join("examples/hello");
     let ctx = ctx.to_str().expect("utf-8");
     for flags in [
-        &["--secret", "id=a,src=/dev/null"][..],
-        &["--ssh", "default"],
-        &["--cache-from", "type=local,src=x"],
+        &["--cache-from", "type=local,src=x"][..],
         &["--cache-to", "type=local,dest=x"],
         &["--platform", "linux/amd64,linux/arm64"],
         &["--output", "type=oci,dest=x,annotation.a=b"],

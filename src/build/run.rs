@@ -1,0 +1,435 @@
+//! RUN steps: everything the builder resolves before handing a step to the sandbox (argv, user,
+//! environment, mounts), and what it does with the result (a layer, or a located error with the
+//! step's last output lines).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use super::progress::Event;
+use super::stage::StageOut;
+use super::{BuildError, Builder, input_error, users};
+use crate::dockerfile::instructions::{CommandLine, InlineFile, Loc, Mount, MountType, Sharing};
+use crate::dockerfile::{Diagnostic, Pos};
+use crate::image::manifest::Layer;
+use crate::plan::{Op, Source};
+use crate::sandbox::protocol::{BindFrom, Exit, LayerRef, MountRequest, Network, RunRequest};
+use crate::sandbox::{Sandbox, SandboxError};
+
+/// The PATH a step gets when neither the image nor the Dockerfile sets one (BuildKit's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How many output lines a failing step's error shows.
+const TAIL: usize = 10;
+
+/// Where `--secret id=…` values come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `src=FILE`.
+    File(PathBuf),
+    /// `env=VAR`.
+    Env(String),
+}
+
+/// Runs a RUN step of stage `label`; returns its layer, if it changed anything.
+pub fn run_step(
+    b: &Builder<'_>,
+    out: &StageOut,
+    op: &Op,
+    loc: &Loc,
+    (label, n): (&str, usize),
+    done: &[Option<StageOut>],
+) -> Result<Option<Layer>, BuildError> {
+    let Op::Run { command, shell, env, mounts, network, security, devices, workdir, user } = op else {
+        return Err(BuildError::Internal("run_step called for another instruction".into()));
+    };
+    let pos = loc.pos();
+    if !devices.is_empty() {
+        return Err(BuildError::NotSupported(Diagnostic::new("not supported yet: RUN --device", pos)));
+    }
+    if security == "insecure" {
+        return Err(BuildError::NotSupported(
+            Diagnostic::new("not supported yet: RUN --security=insecure", pos)
+                .with_hint("privileged steps are not offered by hako; drop the flag"),
+        ));
+    }
+    let network = match network.as_str() {
+        "default" | "host" | "" => Network::Host,
+        "none" => Network::None,
+        other => {
+            return Err(input_error(format!("RUN --network={other}: expected default, host or none"), pos));
+        }
+    };
+    let (uid, gid, groups) = resolve_user(b, out, user).map_err(|e| {
+        BuildError::Input(Diagnostic::new(format!("RUN as USER {user}: {e}"), pos).with_hint(
+            "create the user in an earlier step (e.g. RUN adduser) or give numeric ids, USER 1000:1000",
+        ))
+    })?;
+    let mut envs: Vec<String> = env.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !env.0.iter().any(|(k, _)| k == "PATH") {
+        envs.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    let mut requests = Vec::new();
+    for (m, source) in mounts {
+        if let Some(r) = mount_request(b, out, m, source, done, &mut envs, pos)? {
+            requests.push(r);
+        }
+    }
+    let (args, script) = argv(command, shell);
+    if let Some((target, data)) = script {
+        requests.push(MountRequest::Secret { data, target, mode: 0o755, uid: 0, gid: 0 });
+    }
+    let req = RunRequest {
+        layers: out.image.layers.iter().map(LayerRef::from_layer).collect(),
+        args,
+        env: envs,
+        cwd: if workdir.is_empty() { "/".into() } else { workdir.clone() },
+        uid,
+        gid,
+        groups,
+        network,
+        mounts: requests,
+        commit: true,
+        clamp: b.options.source_date_epoch,
+        compression: match b.options.compression {
+            crate::layer::Compression::Gzip => "gzip",
+            crate::layer::Compression::Zstd => "zstd",
+            crate::layer::Compression::None => "none",
+        }
+        .into(),
+    };
+
+    let mut slot = b.sandbox.borrow_mut();
+    if slot.is_none() {
+        let sb = Sandbox::start(b.store.root(), b.options.isolation).map_err(|e| environment(e, pos))?;
+        for w in &sb.warnings {
+            b.reporter.event(&Event::Note(&format!("warning: {w}")));
+        }
+        *slot = Some(sb);
+    }
+    let Some(sandbox) = slot.as_mut() else { return Err(BuildError::Internal("no sandbox".into())) };
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut on_output = |line: &str| {
+        b.reporter.event(&Event::Output { stage: label, n, text: line });
+        if tail.len() == TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.trim_end_matches('\n').to_string());
+    };
+    let mut on_note = |n: &str| b.reporter.event(&Event::Note(n));
+    let result = sandbox.run(&req, &mut on_output, &mut on_note).map_err(|e| match e {
+        SandboxError::Step(msg) if msg.contains("not found") => input_error(format!("RUN: {msg}"), pos),
+        other => environment(other, pos),
+    })?;
+    drop(slot);
+    for n in &result.notes {
+        b.reporter.event(&Event::Note(n));
+    }
+    if result.exit != Exit::Code(0) {
+        let how = match result.exit {
+            Exit::Code(c) => format!("exit {c}"),
+            Exit::Signal(s) => format!("killed by signal {s}"),
+        };
+        let mut d = Diagnostic::new(format!("RUN failed ({how}): {}", command_text(command)), pos);
+        if !tail.is_empty() {
+            let lines: Vec<String> = tail.iter().map(|l| format!("  | {l}")).collect();
+            d = d.with_hint(format!("the step's last output lines:\n{}", lines.join("\n")));
+        }
+        return Err(BuildError::Input(d));
+    }
+    result
+        .layer
+        .map(|l| l.to_layer().map_err(|e| BuildError::Internal(format!("layer from the sandbox: {e}"))))
+        .transpose()
+}
+
+fn environment(e: SandboxError, pos: Pos) -> BuildError {
+    BuildError::Environment(Diagnostic::new(format!("cannot run the step: {e}"), pos))
+}
+
+/// The argv of a step and, for a heredoc script with a `#!` line, the file to provide for it
+/// (BuildKit runs it from `/dev/pipes/NAME`).
+fn argv(c: &CommandLine, shell: &[String]) -> (Vec<String>, Option<(String, Vec<u8>)>) {
+    let with_shell = |s: String| {
+        let mut v: Vec<String> =
+            if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
+        v.push(s);
+        v
+    };
+    if !c.shell_form {
+        return (c.args.clone(), None);
+    }
+    let text = c.args.first().cloned().unwrap_or_default();
+    if c.files.is_empty() {
+        return (with_shell(text), None);
+    }
+    if let (true, Some(f)) = (is_heredoc_word(&text), c.files.first()) {
+        let data = body(f);
+        if data.starts_with("#!") {
+            let path = format!("/dev/pipes/{}", f.name);
+            return (vec![path.clone()], Some((path, data.into_bytes())));
+        }
+        return (with_shell(data), None);
+    }
+    // A command with heredoc redirections: the shell gets the whole thing back.
+    let mut full = text;
+    for f in &c.files {
+        full.push('\n');
+        full.push_str(&f.data);
+        full.push_str(&f.name);
+    }
+    (with_shell(full), None)
+}
+
+fn body(f: &InlineFile) -> String {
+    if f.chomp {
+        f.data.lines().map(|l| format!("{}\n", l.trim_start_matches('\t'))).collect()
+    } else {
+        f.data.clone()
+    }
+}
+
+/// `<<EOF`, `<<-EOF`, `<<"EOF"`: a command that is nothing but one heredoc.
+fn is_heredoc_word(s: &str) -> bool {
+    let Some(rest) = s.trim().strip_prefix("<<") else { return false };
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let name = rest.trim_matches(|c| c == '"' || c == '\'');
+    !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
+fn command_text(c: &CommandLine) -> String {
+    if c.shell_form { c.args.join(" ") } else { format!("{:?}", c.args) }
+}
+
+/// USER → uid, primary gid and supplementary groups, through the image's passwd and group files
+/// (Docker's rules: a name must exist; a numeric uid need not, its group is then 0).
+fn resolve_user(
+    b: &Builder<'_>,
+    out: &StageOut,
+    spec: &str,
+) -> Result<(u32, u32, Vec<u32>), users::UserError> {
+    if spec.is_empty() {
+        return Ok((0, 0, Vec::new()));
+    }
+    let passwd = super::stage::read_file(b, out, "etc/passwd");
+    let group = super::stage::read_file(b, out, "etc/group");
+    users::resolve_user(spec, passwd.as_deref(), group.as_deref())
+}
+
+/// A `--mount` as the helper needs it; `None` for an optional secret that was not given.
+fn mount_request(
+    b: &Builder<'_>,
+    out: &StageOut,
+    m: &Mount,
+    source: &Source,
+    done: &[Option<StageOut>],
+    env: &mut Vec<String>,
+    pos: Pos,
+) -> Result<Option<MountRequest>, BuildError> {
+    let target = m.target.clone().unwrap_or_default();
+    let _ = out;
+    Ok(Some(match m.kind {
+        MountType::Bind => {
+            let from = match source {
+                Source::BuildContext => BindFrom::Host(b.context.root().to_string_lossy().into_owned()),
+                Source::Context { value, .. } if !value.contains("://") => BindFrom::Host(value.clone()),
+                Source::Stage(j) => {
+                    let s = done
+                        .get(*j)
+                        .and_then(Option::as_ref)
+                        .ok_or_else(|| BuildError::Internal(format!("stage {j} not built")))?;
+                    BindFrom::Layers(s.image.layers.iter().map(LayerRef::from_layer).collect())
+                }
+                Source::Image(r) => {
+                    let image = b
+                        .bases
+                        .image(r, &b.plan.target_platform)
+                        .map_err(|e| input_error(format!("--mount from={r}: {e}"), pos))?;
+                    BindFrom::Layers(image.layers.iter().map(LayerRef::from_layer).collect())
+                }
+                Source::Context { name, value } => {
+                    let image = b
+                        .bases
+                        .image(value, &b.plan.target_platform)
+                        .map_err(|e| input_error(format!("--mount from={name}: {e}"), pos))?;
+                    BindFrom::Layers(image.layers.iter().map(LayerRef::from_layer).collect())
+                }
+                Source::Scratch => BindFrom::Layers(Vec::new()),
+            };
+            MountRequest::Bind {
+                from,
+                source: m.source.clone().unwrap_or_else(|| ".".into()),
+                target,
+                rw: !m.readonly,
+            }
+        }
+        MountType::Cache => {
+            if m.from.is_some() {
+                return Err(BuildError::NotSupported(Diagnostic::new(
+                    "not supported yet: RUN --mount=type=cache,from=… (a cache seeded from a stage)",
+                    pos,
+                )));
+            }
+            let id = m.id.clone().unwrap_or_else(|| target.clone());
+            MountRequest::Cache {
+                key: cache_key(&id),
+                target,
+                sharing: match m.sharing.unwrap_or(Sharing::Shared) {
+                    Sharing::Shared => "shared",
+                    Sharing::Private => "private",
+                    Sharing::Locked => "locked",
+                }
+                .into(),
+                mode: m.mode.unwrap_or(0o755),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+                readonly: m.readonly,
+            }
+        }
+        MountType::Tmpfs => MountRequest::Tmpfs { target, size: m.size.unwrap_or(0) },
+        MountType::Secret => {
+            let id = m.id.clone().unwrap_or_default();
+            let Some(data) = secret(b, &id, pos)? else {
+                if m.required {
+                    return Err(input_error(format!("secret {id:?} is required but was not given"), pos)
+                        .with_hint(format!(
+                            "pass it with --secret id={id},src=FILE or --secret id={id},env=VAR"
+                        )));
+                }
+                return Ok(None);
+            };
+            if let Some(var) = &m.env {
+                let value = String::from_utf8(data).map_err(|_| {
+                    input_error(format!("secret {id:?} is not UTF-8 text, so it cannot be env={var}"), pos)
+                })?;
+                env.retain(|e| !e.starts_with(&format!("{var}=")));
+                env.push(format!("{var}={value}"));
+                if m.target.is_none() {
+                    return Ok(None);
+                }
+                return Ok(Some(MountRequest::Secret {
+                    data: value.into_bytes(),
+                    target,
+                    mode: m.mode.unwrap_or(0o400),
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                }));
+            }
+            MountRequest::Secret {
+                data,
+                target,
+                mode: m.mode.unwrap_or(0o400),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+            }
+        }
+        MountType::Ssh => {
+            let id = m.id.clone().unwrap_or_else(|| "default".into());
+            let Some(socket) = b.options.ssh.get(&id) else {
+                if m.required {
+                    return Err(input_error(format!("ssh agent {id:?} is required but was not given"), pos)
+                        .with_hint(format!(
+                            "pass it with --ssh {id} (the agent in $SSH_AUTH_SOCK) or --ssh {id}=SOCKET"
+                        )));
+                }
+                return Ok(None);
+            };
+            if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                env.push(format!("SSH_AUTH_SOCK={target}"));
+            }
+            MountRequest::Ssh {
+                socket: socket.to_string_lossy().into_owned(),
+                target,
+                mode: m.mode.unwrap_or(0o600),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+            }
+        }
+    }))
+}
+
+/// A file-name-safe key for a cache id (ids are free text, paths included).
+fn cache_key(id: &str) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(id.as_bytes());
+    h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The value of secret `id`, if it was given.
+fn secret(b: &Builder<'_>, id: &str, pos: Pos) -> Result<Option<Vec<u8>>, BuildError> {
+    match b.options.secrets.get(id) {
+        None => Ok(None),
+        Some(SecretSource::File(p)) => std::fs::read(p)
+            .map(Some)
+            .map_err(|e| input_error(format!("secret {id:?}: reading {}: {e}", p.display()), pos)),
+        Some(SecretSource::Env(var)) => match std::env::var_os(var) {
+            Some(v) => Ok(Some(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())),
+            None => Err(input_error(format!("secret {id:?}: environment variable {var} is not set"), pos)),
+        },
+    }
+}
+
+trait WithHint {
+    fn with_hint(self, hint: String) -> Self;
+}
+
+impl WithHint for BuildError {
+    fn with_hint(self, hint: String) -> Self {
+        match self {
+            BuildError::Input(d) => BuildError::Input(d.with_hint(hint)),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cl(text: &str, files: &[(&str, &str)]) -> CommandLine {
+        CommandLine {
+            args: vec![text.into()],
+            shell_form: true,
+            files: files
+                .iter()
+                .map(|(n, d)| InlineFile { name: (*n).into(), data: (*d).into(), chomp: false, expand: true })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn shell_exec_and_heredoc_forms() {
+        let sh = vec!["/bin/sh".to_string(), "-c".into()];
+        assert_eq!(argv(&cl("echo hi", &[]), &sh).0, ["/bin/sh", "-c", "echo hi"]);
+        let exec = CommandLine { args: vec!["/bin/true".into()], shell_form: false, files: vec![] };
+        assert_eq!(argv(&exec, &sh).0, ["/bin/true"]);
+        assert_eq!(
+            argv(&cl("<<EOF", &[("EOF", "echo a\necho b\n")]), &sh).0,
+            ["/bin/sh", "-c", "echo a\necho b\n"]
+        );
+        let (args, file) = argv(&cl("<<EOF", &[("EOF", "#!/bin/sh\necho x\n")]), &sh);
+        assert_eq!(args, ["/dev/pipes/EOF"]);
+        assert_eq!(file.unwrap().0, "/dev/pipes/EOF");
+        assert_eq!(
+            argv(&cl("python3 <<EOT", &[("EOT", "print(1)\n")]), &sh).0,
+            ["/bin/sh", "-c", "python3 <<EOT\nprint(1)\nEOT"]
+        );
+        let pwsh = vec!["pwsh".to_string(), "-c".into()];
+        assert_eq!(argv(&cl("x", &[]), &pwsh).0, ["pwsh", "-c", "x"]);
+    }
+
+    #[test]
+    fn heredoc_words() {
+        assert!(is_heredoc_word("<<EOF"));
+        assert!(is_heredoc_word("<<-EOF"));
+        assert!(is_heredoc_word("<<\"EOF\""));
+        assert!(!is_heredoc_word("cat <<EOF"));
+        assert!(!is_heredoc_word("<<"));
+    }
+
+    #[test]
+    fn cache_keys_are_stable_and_safe() {
+        assert_eq!(cache_key("/root/.cache"), cache_key("/root/.cache"));
+        assert_ne!(cache_key("a"), cache_key("b"));
+        assert!(cache_key("../x/y").chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,636 @@
+//! The sandbox helper: `hako __sandbox STORE MODE`, started by the builder (see [`super::Sandbox`]).
+//!
+//! It is a separate, single-threaded process because libcontainer forks with a raw `clone3` from
+//! the calling thread, leaves the process non-dumpable and changes the process-wide working
+//! directory; none of that is safe inside the multi-threaded builder. The helper:
+//!
+//! 1. rootless only: enters a new user namespace, says `ready`, and waits for the builder to
+//!    write its uid/gid maps (newuidmap/newgidmap) and say `go`; from then on it is root in there;
+//! 2. enters new mount and cgroup namespaces, makes every mount private and mounts `cgroup2` at
+//!    `/sys/fs/cgroup`, so libcontainer's cgroup manager has a tree it may write (or may fail to
+//!    write, which its rootless mode tolerates) whatever the host runs;
+//! 3. serves requests: for each RUN step it prepares snapshots, mounts the overlay and the step's
+//!    mounts, runs the container, turns the upper directory into a layer and makes it a snapshot.
+//!
+//! Everything it mounts lives in its private mount namespace and vanishes when it exits, even
+//! after kill -9. Files it writes under `<store>/sandbox/<mode>` belong to ids of its namespace,
+//! which is why that tree is only ever changed from in here.
+
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+
+use super::overlay::{self, Flavor, Mounted};
+use super::protocol::{
+    BindFrom, Exit, LayerRef, MountRequest, Network, Reply, Request, RunRequest, RunResult,
+};
+use super::spec::{self, StepMount, StepSpec};
+use crate::layer::diff::{DiffOptions, XattrPrefix};
+use crate::layer::extract::{ApplyOptions, apply_layer};
+use crate::layer::{Compression, LayerWriter};
+use crate::store::Store;
+
+/// The hostname of every step (BuildKit's).
+pub const HOSTNAME: &str = "buildkitsandbox";
+
+/// Entry point of `hako __sandbox STORE MODE` where MODE is `root`, `rootless` or
+/// `rootless-squash` (a single-id map: owners other than 0 cannot be set).
+pub fn main(args: &[String]) -> ExitCode {
+    let (Some(store), Some(mode)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: hako __sandbox STORE root|rootless|rootless-squash (started by hako build)");
+        return ExitCode::from(2);
+    };
+    let mut out = std::io::stdout().lock();
+    let mut input = std::io::stdin().lock();
+    let rootless = mode != "root";
+    match setup(rootless, &mut input, &mut out) {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = reply(&mut out, &Reply::Failed(e));
+            return ExitCode::from(1);
+        }
+    }
+    let base = Path::new(store).join("sandbox").join(super::mode_dir(mode));
+    let mut ctx = match Ctx::new(Path::new(store), &base, rootless, mode == "rootless-squash") {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = reply(&mut out, &Reply::Failed(e));
+            return ExitCode::from(1);
+        }
+    };
+    let _ = reply(&mut out, &Reply::Note("ready".into()));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) | Err(_) => return ExitCode::SUCCESS,
+            Ok(_) => {}
+        }
+        let result = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Run(req)) => ctx.run(&req, &mut out),
+            Err(e) => Err(format!("bad request from the builder: {e}")),
+        };
+        let r = match result {
+            Ok(done) => reply(&mut out, &Reply::Done(done)),
+            Err(e) => reply(&mut out, &Reply::Failed(e)),
+        };
+        if r.is_err() {
+            return ExitCode::from(1);
+        }
+    }
+}
+
+fn reply(out: &mut impl Write, r: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line)?;
+    out.flush()
+}
+
+fn setup(rootless: bool, input: &mut impl BufRead, out: &mut impl Write) -> Result<(), String> {
+    if rootless {
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
+            format!(
+                "cannot create a user namespace: {e}{}",
+                super::userns_hint().map(|h| format!(" ({h})")).unwrap_or_default()
+            )
+        })?;
+        writeln!(out, "ready").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+        let mut go = String::new();
+        input.read_line(&mut go).map_err(|e| e.to_string())?;
+        if go.trim() != "go" {
+            return Err("the builder could not set up the user namespace's id maps".into());
+        }
+    }
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| format!("cannot create mount and cgroup namespaces: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("making mounts private: {e}"))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), flags, None::<&str>)
+        .map_err(|e| format!("mounting cgroup2 in the sandbox's cgroup namespace: {e}"))?;
+    Ok(())
+}
+
+struct Ctx {
+    store: Store,
+    snapshots: PathBuf,
+    runs: PathBuf,
+    caches: PathBuf,
+    state: PathBuf,
+    flavor: Flavor,
+    rootless: bool,
+    squash: bool,
+    steps: u64,
+    /// A process holding a private network namespace with loopback up (`--network=none`).
+    netns: Option<(nix::unistd::Pid, PathBuf)>,
+}
+
+impl Ctx {
+    fn new(store: &Path, base: &Path, rootless: bool, squash: bool) -> Result<Ctx, String> {
+        let dir = |name: &str| -> Result<PathBuf, String> {
+            let p = base.join(name);
+            fs_err::create_dir_all(&p).map_err(|e| e.to_string())?;
+            Ok(p)
+        };
+        let ctx = Ctx {
+            store: Store::open_readonly(store),
+            snapshots: dir("snapshots")?,
+            runs: dir("runs")?,
+            caches: dir("cache")?,
+            state: dir("state")?,
+            flavor: if rootless { Flavor::UserNs } else { Flavor::Root },
+            rootless,
+            squash,
+            steps: 0,
+            netns: None,
+        };
+        ctx.sweep();
+        Ok(ctx)
+    }
+
+    /// Removes what killed helpers left behind (run directories name their helper's pid).
+    fn sweep(&self) {
+        for dir in [&self.runs, &self.state] {
+            let Ok(rd) = std::fs::read_dir(dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+                let alive = pid.is_some_and(|p| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+                        || p == std::process::id() as i32
+                });
+                if !alive {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    fn next_name(&mut self, what: &str) -> String {
+        self.steps += 1;
+        format!("{what}-{}-{}", std::process::id(), self.steps)
+    }
+
+    /// The snapshot directories of `layers`, bottom first, extracting the missing ones.
+    fn snapshots(&mut self, layers: &[LayerRef], out: &mut impl Write) -> Result<Vec<PathBuf>, String> {
+        let ids = overlay::chain_ids(layers);
+        let mut paths: Vec<PathBuf> = Vec::with_capacity(layers.len());
+        for (layer, id) in layers.iter().zip(&ids) {
+            let path = self.snapshots.join(id);
+            if !path.is_dir() {
+                let name = self.next_name("snap");
+                let tmp = self.runs.join(name);
+                fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+                let r = self.extract(layer, &paths, &tmp, out);
+                let r = r.and_then(|()| rename_into_place(&tmp.join("upper"), &path));
+                let _ = std::fs::remove_dir_all(&tmp);
+                r?;
+            }
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+
+    fn extract(
+        &self,
+        layer: &LayerRef,
+        below: &[PathBuf],
+        tmp: &Path,
+        out: &mut impl Write,
+    ) -> Result<(), String> {
+        let l = layer.to_layer().map_err(|e| e.to_string())?;
+        let reader = crate::layer::open_layer(&self.store, &l).map_err(|e| e.to_string())?;
+        let opts = ApplyOptions { chown: !self.squash, devices: !self.rootless };
+        let report = if below.is_empty() {
+            let upper = tmp.join("upper");
+            fs_err::create_dir_all(&upper).map_err(|e| e.to_string())?;
+            apply_layer(reader, &upper, opts)
+        } else {
+            let lowers: Vec<PathBuf> = below.iter().rev().cloned().collect();
+            let m = overlay::mount_overlay(tmp, &lowers, true, self.flavor).map_err(|e| e.to_string())?;
+            let r = apply_layer(reader, m.path(), opts);
+            m.unmount().map_err(|e| format!("unmounting {}: {e}", tmp.display()))?;
+            r
+        }
+        .map_err(|e| format!("extracting layer {}: {e}", layer.digest))?;
+        if report.skipped_devices > 0 {
+            let note = format!(
+                "{} device node(s) of layer {} not created (a user namespace cannot make device nodes)",
+                report.skipped_devices, layer.digest
+            );
+            reply(out, &Reply::Note(note)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, req: &RunRequest, out: &mut impl Write) -> Result<RunResult, String> {
+        let snaps = self.snapshots(&req.layers, out)?;
+        let name = self.next_name("run");
+        let dir = self.runs.join(&name);
+        fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let result = self.run_in(req, &snaps, &dir, &name, out);
+        // Mounts made for the step are gone by now (dropped in run_in); the directory may hold
+        // an upper that did not become a snapshot.
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn run_in(
+        &mut self,
+        req: &RunRequest,
+        snaps: &[PathBuf],
+        dir: &Path,
+        name: &str,
+        out: &mut impl Write,
+    ) -> Result<RunResult, String> {
+        let lowers: Vec<PathBuf> = snaps.iter().rev().cloned().collect();
+        let rootfs = dir.join("rootfs");
+        fs_err::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
+        let root = overlay::mount_overlay(&rootfs, &lowers, true, self.flavor).map_err(|e| e.to_string())?;
+        let mut held = Held::default();
+        let mut mounts = self.etc_files(dir)?;
+        let mut env = req.env.clone();
+        for (i, m) in req.mounts.iter().enumerate() {
+            mounts.push(self.prepare_mount(m, &dir.join(format!("m{i}")), &mut held, &mut env, out)?);
+        }
+        let mut stubs = Vec::new();
+        let mut copied_up = Vec::new();
+        let targets =
+            ["/proc", "/dev", "/sys"].into_iter().map(String::from).chain(mounts.iter().map(|m| match m {
+                StepMount::Bind { target, .. } | StepMount::Tmpfs { target, .. } => target.clone(),
+            }));
+        for t in targets {
+            if let Some(stub) = overlay::missing_stub(root.path(), &t) {
+                let parent = Path::new(&stub).parent().map(|p| root.path().join(p));
+                copied_up.extend(overlay::ancestors(root.path(), &stub));
+                stubs.push((stub, parent.and_then(|p| std::fs::symlink_metadata(p).ok())));
+            }
+        }
+        let netns = match req.network {
+            Network::Host => None,
+            Network::None => Some(self.none_netns()?),
+        };
+        let step = StepSpec {
+            root: root.path().to_path_buf(),
+            args: req.args.clone(),
+            env,
+            cwd: req.cwd.clone(),
+            uid: req.uid,
+            gid: req.gid,
+            groups: req.groups.clone(),
+            hostname: HOSTNAME.into(),
+            netns,
+            rootless: self.rootless,
+            cgroups_path: format!("/hako/{name}"),
+            mounts,
+        };
+        let spec = spec::build(&step).map_err(|e| format!("runtime spec: {e}"))?;
+        let bundle = dir.join("bundle");
+        fs_err::create_dir_all(&bundle).map_err(|e| e.to_string())?;
+        spec.save(bundle.join("config.json")).map_err(|e| format!("writing the runtime spec: {e}"))?;
+
+        let started = Instant::now();
+        let exit = self.execute(name, &bundle, out)?;
+        let run_ms = started.elapsed().as_secs_f64() * 1000.0;
+        overlay::remove_stubs(root.path(), &stubs);
+        drop(held);
+        root.unmount().map_err(|e| format!("unmounting the step's root: {e}"))?;
+
+        let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms };
+        if exit != Exit::Code(0) || !req.commit {
+            return Ok(result);
+        }
+        let upper = rootfs.join("upper");
+        overlay::prune_copied_up(&upper, &copied_up);
+        let compression = match req.compression.as_str() {
+            "zstd" => Compression::Zstd,
+            "none" => Compression::None,
+            _ => Compression::Gzip,
+        };
+        let mut w = LayerWriter::new(&self.store, compression, req.clamp).map_err(|e| e.to_string())?;
+        let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
+        let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
+        let summary = crate::layer::diff::write_diff(&upper, &mut w, &opts)
+            .map_err(|e| format!("turning the step's changes into a layer: {e}"))?;
+        if summary.skipped_sockets > 0 {
+            result.notes.push(format!("{} socket(s) left out of the layer", summary.skipped_sockets));
+        }
+        if summary.entries == 0 {
+            return Ok(result);
+        }
+        let layer = LayerRef::from_layer(&w.finish().map_err(|e| e.to_string())?);
+        let mut chain = req.layers.clone();
+        chain.push(layer.clone());
+        let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
+        rename_into_place(&upper, &self.snapshots.join(id))?;
+        result.layer = Some(layer);
+        Ok(result)
+    }
+
+    /// `/etc/resolv.conf` (the host's) and `/etc/hosts` for the step: bind-mounted, so what the
+    /// step writes to them is discarded and they never reach the layer.
+    fn etc_files(&self, dir: &Path) -> Result<Vec<StepMount>, String> {
+        let hosts = dir.join("hosts");
+        let text = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        fs_err::write(&hosts, text).map_err(|e| e.to_string())?;
+        let resolv = dir.join("resolv.conf");
+        let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+        fs_err::write(&resolv, host).map_err(|e| e.to_string())?;
+        for f in [&hosts, &resolv] {
+            let _ = std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644));
+        }
+        Ok(vec![
+            StepMount::Bind { source: resolv, target: "/etc/resolv.conf".into(), readonly: false },
+            StepMount::Bind { source: hosts, target: "/etc/hosts".into(), readonly: false },
+        ])
+    }
+
+    fn prepare_mount(
+        &mut self,
+        m: &MountRequest,
+        dir: &Path,
+        held: &mut Held,
+        env: &mut Vec<String>,
+        out: &mut impl Write,
+    ) -> Result<StepMount, String> {
+        let _ = env;
+        fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+        Ok(match m {
+            MountRequest::Bind { from, source, target, rw } => {
+                let lowers: Vec<PathBuf> = match from {
+                    BindFrom::Host(p) => vec![PathBuf::from(p)],
+                    BindFrom::Layers(layers) => self.snapshots(layers, out)?.into_iter().rev().collect(),
+                };
+                let merged =
+                    overlay::mount_overlay(dir, &lowers, *rw, self.flavor).map_err(|e| e.to_string())?;
+                let src = crate::build::resolve_in_root(merged.path(), source.trim_start_matches('/'))
+                    .map_err(|e| format!("--mount source {source}: {e}"))?;
+                if std::fs::symlink_metadata(&src).is_err() {
+                    return Err(format!("--mount source {source} does not exist"));
+                }
+                held.mounts.push(merged);
+                StepMount::Bind { source: src, target: target.clone(), readonly: !*rw }
+            }
+            MountRequest::Cache { key, target, sharing, mode, uid, gid, readonly } => {
+                let path = self.caches.join(key);
+                let lock_path = self.caches.join(format!("{key}.lock"));
+                let lock = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+                let mut path = path;
+                match sharing.as_str() {
+                    "locked" => {
+                        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                            .map(|l| held.locks.push(l))
+                            .map_err(|(_, e)| format!("locking cache {key}: {e}"))?;
+                    }
+                    "private" => {
+                        match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                            Ok(l) => held.locks.push(l),
+                            // In use by another step: this one gets a fresh, throwaway cache.
+                            Err(_) => path = dir.join("private"),
+                        }
+                    }
+                    _ => {}
+                }
+                if !path.exists() {
+                    let tmp = dir.join("new-cache");
+                    fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))
+                        .map_err(|e| e.to_string())?;
+                    if !self.squash {
+                        std::os::unix::fs::chown(&tmp, Some(*uid), Some(*gid)).map_err(|e| e.to_string())?;
+                    }
+                    rename_into_place(&tmp, &path)?;
+                }
+                StepMount::Bind { source: path, target: target.clone(), readonly: *readonly }
+            }
+            MountRequest::Tmpfs { target, size } => StepMount::Tmpfs { target: target.clone(), size: *size },
+            MountRequest::Secret { data, target, mode, uid, gid } => {
+                // The secret lives only in a tmpfs of this helper's private mount namespace.
+                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("mode=0700,size=1m"))
+                    .map_err(|e| format!("mounting a tmpfs for a secret: {e}"))?;
+                held.tmpfs.push(dir.to_path_buf());
+                let file = dir.join("secret");
+                let mut f = std::fs::OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&file)
+                    .map_err(|e| e.to_string())?;
+                f.write_all(data).map_err(|e| e.to_string())?;
+                drop(f);
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                    .map_err(|e| e.to_string())?;
+                if !self.squash {
+                    std::os::unix::fs::chown(&file, Some(*uid), Some(*gid)).map_err(|e| e.to_string())?;
+                }
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| e.to_string())?;
+                StepMount::Bind { source: file, target: target.clone(), readonly: true }
+            }
+            MountRequest::Ssh { socket, target, mode, uid, gid } => {
+                // The agent socket is bind-mounted through a directory of its own so its mode and
+                // owner can be set without touching the user's socket.
+                let link = dir.join("agent.sock");
+                let meta =
+                    std::fs::metadata(socket).map_err(|e| format!("ssh agent socket {socket}: {e}"))?;
+                let _ = (mode, uid, gid, meta.mode());
+                fs_err::write(&link, b"").map_err(|e| e.to_string())?;
+                mount(Some(Path::new(socket)), &link, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(|e| format!("ssh agent socket {socket}: {e}"))?;
+                held.binds.push(link.clone());
+                StepMount::Bind { source: link, target: target.clone(), readonly: false }
+            }
+        })
+    }
+
+    /// The path of a network namespace with only loopback, made once per helper by a child that
+    /// holds it open and dies with the helper.
+    fn none_netns(&mut self) -> Result<PathBuf, String> {
+        if let Some((_, p)) = &self.netns {
+            return Ok(p.clone());
+        }
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        // SAFETY: the helper is single-threaded; the child only makes syscalls and exits.
+        match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+            nix::unistd::ForkResult::Child => {
+                drop(r);
+                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+                let ok = unshare(CloneFlags::CLONE_NEWNET).is_ok() && loopback_up().is_ok();
+                let _ = nix::unistd::write(&w, if ok { b"y" } else { b"n" });
+                drop(w);
+                if !ok {
+                    unsafe { nix::libc::_exit(1) };
+                }
+                loop {
+                    nix::unistd::pause();
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(w);
+                let mut b = [0u8; 1];
+                let mut f = std::fs::File::from(r);
+                let ok = f.read_exact(&mut b).is_ok() && b[0] == b'y';
+                if !ok {
+                    return Err("cannot create a network namespace for --network=none".into());
+                }
+                let p = PathBuf::from(format!("/proc/{child}/ns/net"));
+                self.netns = Some((child, p.clone()));
+                Ok(p)
+            }
+        }
+    }
+
+    fn execute(&self, name: &str, bundle: &Path, out: &mut impl Write) -> Result<Exit, String> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let w2 = w.try_clone().map_err(|e| e.to_string())?;
+        let null: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?.into();
+        let lc = |what: &str, e: libcontainer::error::LibcontainerError| format!("{what}: {e}");
+        let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
+            .with_executor(DefaultExecutor {})
+            .with_root_path(&self.state)
+            .map_err(|e| lc("container state directory", e))?
+            .with_stdin(null)
+            .with_stdout(w)
+            .with_stderr(w2)
+            .validate_id()
+            .map_err(|e| lc("container id", e))?
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| start_error(&e))?;
+        let started = container.start();
+        // The builder's copies of the write ends are gone: the pipe ends when the step's
+        // processes do (the pid namespace dies with its first process).
+        let mut output = Ok(());
+        if started.is_ok() {
+            output = forward(r.as_fd(), out);
+        }
+        drop(r);
+        let exit = match (started, container.pid()) {
+            (Ok(()), Some(pid)) => wait(pid.as_raw()),
+            (Err(e), _) => Err(start_error(&e)),
+            (Ok(()), None) => Err("the step's process has no pid".into()),
+        };
+        let _ = container.refresh_status();
+        let _ = container.delete(true);
+        output.map_err(|e| format!("forwarding the step's output: {e}"))?;
+        exit
+    }
+}
+
+fn start_error(e: &libcontainer::error::LibcontainerError) -> String {
+    let text = e.to_string();
+    // libcontainer names a missing executable as "executable '/bin/x' not found in $PATH".
+    if text.contains("not found") {
+        return text;
+    }
+    format!("starting the step: {text}")
+}
+
+/// Copies the step's output to the builder as `Output` replies, a line at a time (a long line
+/// without a newline goes out in 8 KiB pieces).
+fn forward(fd: std::os::fd::BorrowedFd<'_>, out: &mut impl Write) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 8192];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            reply(out, &Reply::Output(String::from_utf8_lossy(&line).into_owned()))?;
+        }
+        if pending.len() >= 8192 {
+            reply(out, &Reply::Output(String::from_utf8_lossy(&pending).into_owned()))?;
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        reply(out, &Reply::Output(String::from_utf8_lossy(&pending).into_owned()))?;
+    }
+    Ok(())
+}
+
+fn wait(pid: i32) -> Result<Exit, String> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waiting for the step: {e}")),
+        }
+    }
+}
+
+/// Renames `from` to `to` unless `to` already exists (another build made the same thing).
+fn rename_into_place(from: &Path, to: &Path) -> Result<(), String> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(_) if to.is_dir() => Ok(()),
+        Err(e) => Err(format!("renaming {} to {}: {e}", from.display(), to.display())),
+    }
+}
+
+/// Brings `lo` up in the current network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    use nix::libc;
+    // SAFETY: plain ioctls on a socket we own, with an ifreq we initialise.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if r != 0 { Err(err) } else { Ok(()) }
+    }
+}
+
+/// Mounts and locks that must outlive the container and go right after it.
+#[derive(Default)]
+struct Held {
+    mounts: Vec<Mounted>,
+    tmpfs: Vec<PathBuf>,
+    binds: Vec<PathBuf>,
+    locks: Vec<nix::fcntl::Flock<std::fs::File>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for p in self.tmpfs.iter().chain(&self.binds) {
+            let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! What the builder and its sandbox helper say to each other: one JSON object per line, requests
+//! on the helper's stdin, replies on its stdout. A request gets any number of [`Reply::Output`]
+//! lines and then exactly one [`Reply::Done`] or [`Reply::Failed`].
+
+use serde::{Deserialize, Serialize};
+
+/// A layer as the helper needs it: where its blob is and what it contains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// Blob digest (`sha256:…`).
+    pub digest: String,
+    /// Uncompressed digest.
+    pub diff_id: String,
+    /// Blob size.
+    pub size: u64,
+    /// Media type (tells the compression).
+    pub media_type: String,
+}
+
+impl LayerRef {
+    /// The wire form of an image layer.
+    pub fn from_layer(l: &crate::image::manifest::Layer) -> LayerRef {
+        LayerRef {
+            digest: l.digest.to_string(),
+            diff_id: l.diff_id.to_string(),
+            size: l.size,
+            media_type: l.media_type.to_string(),
+        }
+    }
+
+    /// Back to an image layer.
+    pub fn to_layer(&self) -> Result<crate::image::manifest::Layer, crate::digest::BadDigest> {
+        Ok(crate::image::manifest::Layer {
+            digest: crate::digest::Digest::parse(&self.digest)?,
+            diff_id: crate::digest::Digest::parse(&self.diff_id)?,
+            size: self.size,
+            media_type: self.media_type.as_str().into(),
+        })
+    }
+}
+
+/// `--network` of a RUN step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Network {
+    /// The host's network (BuildKit's default for RUN).
+    Host,
+    /// A private network namespace with only loopback.
+    None,
+}
+
+/// Where a bind mount's files come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindFrom {
+    /// A host directory (the build context, a named context).
+    Host(String),
+    /// An image or stage: its layers, bottom first.
+    Layers(Vec<LayerRef>),
+}
+
+/// One `RUN --mount`, resolved by the builder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountRequest {
+    /// `type=bind`.
+    Bind {
+        /// The tree the source is in.
+        from: BindFrom,
+        /// Path inside that tree (relative; symlinks resolve inside it).
+        source: String,
+        /// Absolute target in the step.
+        target: String,
+        /// `rw`: writable, writes discarded after the step.
+        rw: bool,
+    },
+    /// `type=cache`.
+    Cache {
+        /// A file-name-safe key derived from the cache id.
+        key: String,
+        /// Absolute target in the step.
+        target: String,
+        /// `shared`, `private` or `locked`.
+        sharing: String,
+        /// Mode, owner and group of a new cache directory.
+        mode: u32,
+        /// Owner of a new cache directory.
+        uid: u32,
+        /// Group of a new cache directory.
+        gid: u32,
+        /// `ro`.
+        readonly: bool,
+    },
+    /// `type=tmpfs`.
+    Tmpfs {
+        /// Absolute target.
+        target: String,
+        /// Bytes (0: kernel default).
+        size: u64,
+    },
+    /// `type=secret` (as a file; secrets given as `env=` are in the request's env).
+    Secret {
+        /// The secret's bytes (never written outside the helper's private tmpfs).
+        data: Vec<u8>,
+        /// Absolute target.
+        target: String,
+        /// File mode.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
+    /// `type=ssh`: an agent socket on the host, bind-mounted at `target`.
+    Ssh {
+        /// The host socket.
+        socket: String,
+        /// Absolute target.
+        target: String,
+        /// Mode of the socket file in the step.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
+}
+
+/// Run one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The parent filesystem's layers, bottom first.
+    pub layers: Vec<LayerRef>,
+    /// argv.
+    pub args: Vec<String>,
+    /// `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: String,
+    /// User id in the step.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// `--network`.
+    pub network: Network,
+    /// `--mount`s.
+    pub mounts: Vec<MountRequest>,
+    /// Turn the change into a layer (false: discard it, e.g. for benchmarks).
+    pub commit: bool,
+    /// `SOURCE_DATE_EPOCH` clamp for the layer's mtimes.
+    pub clamp: Option<i64>,
+    /// `gzip`, `zstd` or `none`.
+    pub compression: String,
+}
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Run a step.
+    Run(Box<RunRequest>),
+}
+
+/// How the step's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Exit {
+    /// Exited with this status.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// The result of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// How the command ended.
+    pub exit: Exit,
+    /// The layer (when the command succeeded, `commit` was asked and something changed).
+    pub layer: Option<LayerRef>,
+    /// Things worth telling the user (fallbacks, skipped device nodes).
+    pub notes: Vec<String>,
+    /// Milliseconds spent in create → start → wait → delete.
+    pub run_ms: f64,
+}
+
+/// A reply line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Output of the step (stdout and stderr, in order), lossily UTF-8.
+    Output(String),
+    /// A progress note.
+    Note(String),
+    /// The request finished.
+    Done(RunResult),
+    /// The request could not be carried out.
+    Failed(String),
+}

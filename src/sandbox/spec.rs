@@ -1,0 +1,269 @@
+//! The OCI runtime spec of one RUN step.
+//!
+//! Pure: everything it needs comes in a [`StepSpec`], so the shape of the container (namespaces,
+//! mounts, capabilities) is unit-tested without running anything.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use libcontainer::oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder, get_default_mounts,
+    get_rootless_mounts,
+};
+
+/// A mount the step asked for, with its source already prepared by the helper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepMount {
+    /// A bind mount of a host path (a directory or a file).
+    Bind {
+        /// Host path.
+        source: PathBuf,
+        /// Path in the container.
+        target: String,
+        /// Read-only.
+        readonly: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Path in the container.
+        target: String,
+        /// `size=` in bytes (0: the kernel's default, half of RAM).
+        size: u64,
+    },
+}
+
+/// Everything that varies between steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSpec {
+    /// The merged overlay (or copied) root filesystem.
+    pub root: PathBuf,
+    /// argv.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// Working directory (absolute).
+    pub cwd: String,
+    /// User, group and supplementary groups (ids inside the container).
+    pub uid: u32,
+    /// Primary group.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// The hostname (BuildKit uses `buildkitsandbox`).
+    pub hostname: String,
+    /// `None`: the host's network namespace; `Some(path)`: join that namespace (a private one with
+    /// loopback up, for `--network=none`).
+    pub netns: Option<PathBuf>,
+    /// The helper runs inside its own user namespace (rootless): `/sys` is bind-mounted and devpts
+    /// gets no `gid=5`, as a non-initial user namespace requires.
+    pub rootless: bool,
+    /// `linux.cgroupsPath`, absolute (libcontainer otherwise assumes systemd).
+    pub cgroups_path: String,
+    /// `/etc/resolv.conf` and `/etc/hosts` for the step, and the step's `--mount`s, in order.
+    pub mounts: Vec<StepMount>,
+}
+
+/// Docker's default capability set: what a RUN step gets in docker build and BuildKit.
+pub const DOCKER_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// Builds the spec. Errors only if oci-spec's builders reject a value.
+pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError> {
+    let caps: HashSet<Capability> = DOCKER_CAPS.into_iter().collect();
+    // Inheritable and ambient stay empty: ambient capabilities would survive the exec of a non-root
+    // USER, which Docker never grants.
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()?;
+    let mut user = UserBuilder::default().uid(s.uid).gid(s.gid);
+    if !s.groups.is_empty() {
+        user = user.additional_gids(s.groups.clone());
+    }
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(s.args.clone())
+        .env(s.env.clone())
+        .cwd(PathBuf::from(&s.cwd))
+        .user(user.build()?)
+        .capabilities(capabilities)
+        // Docker leaves no_new_privileges off; with it on, setuid tools (su, sudo) and file
+        // capabilities stop working in steps.
+        .no_new_privileges(false)
+        // No rlimits: the step inherits the helper's (the spec default's 1024 files is lower
+        // than Docker's, and a rootless helper may not raise a hard limit).
+        .rlimits(Vec::new())
+        .build()?;
+
+    let mut namespaces = vec![
+        ns(LinuxNamespaceType::Mount, None)?,
+        ns(LinuxNamespaceType::Pid, None)?,
+        ns(LinuxNamespaceType::Uts, None)?,
+        ns(LinuxNamespaceType::Ipc, None)?,
+    ];
+    if let Some(path) = &s.netns {
+        namespaces.push(ns(LinuxNamespaceType::Network, Some(path.clone()))?);
+    }
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(&s.cgroups_path))
+        .build()?;
+
+    let mut mounts: Vec<Mount> = if s.rootless { get_rootless_mounts() } else { get_default_mounts() };
+    // A build step has no business with the cgroup tree; mqueue is not mountable in every
+    // user namespace and nothing a build runs needs it.
+    mounts.retain(|m| {
+        let d = m.destination().to_string_lossy();
+        d != "/sys/fs/cgroup" && d != "/dev/mqueue"
+    });
+    if s.netns.is_none() {
+        // sysfs may only be mounted by the owner of the network namespace: in the host's, bind it.
+        for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/sys") {
+            *m = MountBuilder::default()
+                .destination("/sys")
+                .typ("bind")
+                .source("/sys")
+                .options(vec!["rbind".into(), "ro".into(), "nosuid".into(), "noexec".into(), "nodev".into()])
+                .build()?;
+        }
+    }
+    for m in &s.mounts {
+        mounts.push(match m {
+            StepMount::Bind { source, target, readonly } => {
+                let mut options = vec!["rbind".to_string()];
+                options.push(if *readonly { "ro" } else { "rw" }.into());
+                MountBuilder::default()
+                    .destination(target)
+                    .typ("bind")
+                    .source(source)
+                    .options(options)
+                    .build()?
+            }
+            StepMount::Tmpfs { target, size } => {
+                let mut options = vec!["nosuid".to_string(), "nodev".into(), "mode=1777".into()];
+                if *size > 0 {
+                    options.push(format!("size={size}"));
+                }
+                MountBuilder::default()
+                    .destination(target)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(options)
+                    .build()?
+            }
+        });
+    }
+
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path(&s.root).readonly(false).build()?)
+        .hostname(s.hostname.clone())
+        .process(process)
+        .mounts(mounts)
+        .linux(linux)
+        .build()
+}
+
+fn ns(
+    typ: LinuxNamespaceType,
+    path: Option<PathBuf>,
+) -> Result<libcontainer::oci_spec::runtime::LinuxNamespace, libcontainer::oci_spec::OciSpecError> {
+    let mut b = LinuxNamespaceBuilder::default().typ(typ);
+    if let Some(p) = path {
+        b = b.path(p);
+    }
+    b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step() -> StepSpec {
+        StepSpec {
+            root: "/r".into(),
+            args: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/".into(),
+            uid: 1000,
+            gid: 1000,
+            groups: vec![50],
+            hostname: "buildkitsandbox".into(),
+            netns: None,
+            rootless: true,
+            cgroups_path: "/hako/x".into(),
+            mounts: vec![
+                StepMount::Bind { source: "/h/hosts".into(), target: "/etc/hosts".into(), readonly: true },
+                StepMount::Tmpfs { target: "/cache".into(), size: 4096 },
+            ],
+        }
+    }
+
+    fn destinations(spec: &Spec) -> Vec<String> {
+        spec.mounts().iter().flatten().map(|m| m.destination().to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn docker_like_process() {
+        let spec = build(&step()).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.no_new_privileges(), Some(false));
+        let caps = p.capabilities().as_ref().unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 14);
+        assert!(caps.effective().as_ref().unwrap().contains(&Capability::Chown));
+        assert!(caps.ambient().as_ref().unwrap().is_empty());
+        assert_eq!(p.user().uid(), 1000);
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[50][..]));
+        assert!(p.rlimits().as_ref().is_none_or(Vec::is_empty));
+        assert_eq!(spec.hostname().as_deref(), Some("buildkitsandbox"));
+    }
+
+    #[test]
+    fn namespaces_follow_the_network_choice() {
+        let kinds = |s: &StepSpec| -> Vec<LinuxNamespaceType> {
+            let spec = build(s).unwrap();
+            spec.linux().as_ref().unwrap().namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect()
+        };
+        let host = kinds(&step());
+        assert!(!host.contains(&LinuxNamespaceType::Network));
+        assert!(!host.contains(&LinuxNamespaceType::User), "the helper already is in its user namespace");
+        let mut none = step();
+        none.netns = Some("/proc/1/ns/net".into());
+        assert!(kinds(&none).contains(&LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn mounts_have_no_cgroup_tree_and_bind_sys_on_the_host_network() {
+        let spec = build(&step()).unwrap();
+        let d = destinations(&spec);
+        assert!(!d.contains(&"/sys/fs/cgroup".to_string()));
+        assert_eq!(d.iter().filter(|d| *d == "/etc/hosts").count(), 1);
+        let sys =
+            spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/sys").unwrap();
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+        let tmpfs = spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/cache");
+        assert!(tmpfs.unwrap().options().as_ref().unwrap().contains(&"size=4096".to_string()));
+        assert_eq!(
+            spec.linux().as_ref().unwrap().cgroups_path().as_deref(),
+            Some(std::path::Path::new("/hako/x"))
+        );
+    }
+}
