@@ -117,7 +117,7 @@ pub fn run_step(
     };
     let mut on_note = |n: &str| b.reporter.event(&Event::Note(n));
     let result = sandbox.run(&req, &mut on_output, &mut on_note).map_err(|e| match e {
-        SandboxError::Step(msg) if msg.contains("not found") => input_error(format!("RUN: {msg}"), pos),
+        SandboxError::Refused(msg) => input_error(format!("RUN: {msg}"), pos),
         other => environment(other, pos),
     })?;
     drop(slot);

@@ -77,15 +77,28 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         let result = match serde_json::from_str::<Request>(&line) {
             Ok(Request::Run(req)) => ctx.run(&req, &mut out),
-            Err(e) => Err(format!("bad request from the builder: {e}")),
+            Err(e) => Err(Fail::Env(format!("bad request from the builder: {e}"))),
         };
         let r = match result {
             Ok(done) => reply(&mut out, &Reply::Done(done)),
-            Err(e) => reply(&mut out, &Reply::Failed(e)),
+            Err(Fail::Env(e)) => reply(&mut out, &Reply::Failed(e)),
+            Err(Fail::Input(e)) => reply(&mut out, &Reply::Refused(e)),
         };
         if r.is_err() {
             return ExitCode::from(1);
         }
+    }
+}
+
+/// Why a request failed: the step's fault (`Input`) or the machine's.
+enum Fail {
+    Input(String),
+    Env(String),
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Fail {
+        Fail::Env(s)
     }
 }
 
@@ -233,7 +246,7 @@ impl Ctx {
         Ok(())
     }
 
-    fn run(&mut self, req: &RunRequest, out: &mut impl Write) -> Result<RunResult, String> {
+    fn run(&mut self, req: &RunRequest, out: &mut impl Write) -> Result<RunResult, Fail> {
         let snaps = self.snapshots(&req.layers, out)?;
         let name = self.next_name("run");
         let dir = self.runs.join(&name);
@@ -252,16 +265,21 @@ impl Ctx {
         dir: &Path,
         name: &str,
         out: &mut impl Write,
-    ) -> Result<RunResult, String> {
+    ) -> Result<RunResult, Fail> {
         let lowers: Vec<PathBuf> = snaps.iter().rev().cloned().collect();
         let rootfs = dir.join("rootfs");
         fs_err::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
         let root = overlay::mount_overlay(&rootfs, &lowers, true, self.flavor).map_err(|e| e.to_string())?;
         let mut held = Held::default();
         let mut mounts = self.etc_files(dir)?;
-        let mut env = req.env.clone();
         for (i, m) in req.mounts.iter().enumerate() {
-            mounts.push(self.prepare_mount(m, &dir.join(format!("m{i}")), &mut held, &mut env, out)?);
+            mounts.push(self.prepare_mount(m, &dir.join(format!("m{i}")), &mut held, out)?);
+        }
+        // runc (and so BuildKit) creates a missing working directory; libcontainer does not.
+        let cwd = crate::build::resolve_in_root(root.path(), req.cwd.trim_start_matches('/'))
+            .map_err(|e| Fail::Input(format!("working directory {}: {e}", req.cwd)))?;
+        if std::fs::symlink_metadata(&cwd).is_err() {
+            fs_err::create_dir_all(&cwd).map_err(|e| e.to_string())?;
         }
         let mut stubs = Vec::new();
         let mut copied_up = Vec::new();
@@ -283,7 +301,7 @@ impl Ctx {
         let step = StepSpec {
             root: root.path().to_path_buf(),
             args: req.args.clone(),
-            env,
+            env: req.env.clone(),
             cwd: req.cwd.clone(),
             uid: req.uid,
             gid: req.gid,
@@ -360,10 +378,8 @@ impl Ctx {
         m: &MountRequest,
         dir: &Path,
         held: &mut Held,
-        env: &mut Vec<String>,
         out: &mut impl Write,
-    ) -> Result<StepMount, String> {
-        let _ = env;
+    ) -> Result<StepMount, Fail> {
         fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
         Ok(match m {
             MountRequest::Bind { from, source, target, rw } => {
@@ -374,9 +390,9 @@ impl Ctx {
                 let merged =
                     overlay::mount_overlay(dir, &lowers, *rw, self.flavor).map_err(|e| e.to_string())?;
                 let src = crate::build::resolve_in_root(merged.path(), source.trim_start_matches('/'))
-                    .map_err(|e| format!("--mount source {source}: {e}"))?;
+                    .map_err(|e| Fail::Input(format!("--mount source {source}: {e}")))?;
                 if std::fs::symlink_metadata(&src).is_err() {
-                    return Err(format!("--mount source {source} does not exist"));
+                    return Err(Fail::Input(format!("--mount source {source:?} does not exist")));
                 }
                 held.mounts.push(merged);
                 StepMount::Bind { source: src, target: target.clone(), readonly: !*rw }
@@ -471,6 +487,9 @@ impl Ctx {
             nix::unistd::ForkResult::Child => {
                 drop(r);
                 let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+                // libcontainer leaves the helper non-dumpable, which makes /proc/<pid>/ns/* of a
+                // child belong to the host's root: unreachable from this user namespace.
+                let _ = nix::sys::prctl::set_dumpable(true);
                 let ok = unshare(CloneFlags::CLONE_NEWNET).is_ok() && loopback_up().is_ok();
                 let _ = nix::unistd::write(&w, if ok { b"y" } else { b"n" });
                 drop(w);
@@ -496,11 +515,11 @@ impl Ctx {
         }
     }
 
-    fn execute(&self, name: &str, bundle: &Path, out: &mut impl Write) -> Result<Exit, String> {
+    fn execute(&self, name: &str, bundle: &Path, out: &mut impl Write) -> Result<Exit, Fail> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
         let w2 = w.try_clone().map_err(|e| e.to_string())?;
         let null: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?.into();
-        let lc = |what: &str, e: libcontainer::error::LibcontainerError| format!("{what}: {e}");
+        let lc = |what: &str, e: libcontainer::error::LibcontainerError| Fail::Env(format!("{what}: {e}"));
         let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
             .with_executor(DefaultExecutor {})
             .with_root_path(&self.state)
@@ -524,24 +543,29 @@ impl Ctx {
         }
         drop(r);
         let exit = match (started, container.pid()) {
-            (Ok(()), Some(pid)) => wait(pid.as_raw()),
+            (Ok(()), Some(pid)) => wait(pid.as_raw()).map_err(Fail::Env),
             (Err(e), _) => Err(start_error(&e)),
-            (Ok(()), None) => Err("the step's process has no pid".into()),
+            (Ok(()), None) => Err(Fail::Env("the step's process has no pid".into())),
         };
         let _ = container.refresh_status();
         let _ = container.delete(true);
-        output.map_err(|e| format!("forwarding the step's output: {e}"))?;
+        output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
         exit
     }
 }
 
-fn start_error(e: &libcontainer::error::LibcontainerError) -> String {
+fn start_error(e: &libcontainer::error::LibcontainerError) -> Fail {
     let text = e.to_string();
     // libcontainer names a missing executable as "executable '/bin/x' not found in $PATH".
-    if text.contains("not found") {
-        return text;
+    if let Some(i) = text.find("executable '")
+        && text.contains("not found")
+    {
+        return Fail::Input(format!(
+            "{} (the image has no such program: install it in an earlier step, or name another one)",
+            &text[i..]
+        ));
     }
-    format!("starting the step: {text}")
+    Fail::Env(format!("starting the step: {text}"))
 }
 
 /// Copies the step's output to the builder as `Output` replies, a line at a time (a long line

@@ -43,6 +43,9 @@ pub enum SandboxError {
     /// The helper could not run the step (mounts, runtime).
     #[error("{0}")]
     Step(String),
+    /// The step asks for something that does not exist (an executable, a mount source).
+    #[error("{0}")]
+    Refused(String),
     /// The helper died or spoke nonsense.
     #[error("the sandbox helper failed: {0}")]
     Helper(String),
@@ -186,6 +189,7 @@ impl Sandbox {
                 Ok(Reply::Note(s)) => note(&s),
                 Ok(Reply::Done(r)) => return Ok(r),
                 Ok(Reply::Failed(e)) => return Err(SandboxError::Step(e)),
+                Ok(Reply::Refused(e)) => return Err(SandboxError::Refused(e)),
                 Err(e) => return Err(SandboxError::Helper(format!("bad reply {:?}: {e}", buf.trim()))),
             }
         }

@@ -186,7 +186,9 @@ pub fn prune_copied_up(upper: &Path, dirs: &[(String, std::fs::Metadata)]) {
             && now.gid() == before.gid()
             && now.mtime() == before.mtime()
             && now.mtime_nsec() == before.mtime_nsec();
-        let opaque = xattr::list(&p).map(|mut l| l.any(|n| n.to_string_lossy().ends_with("overlay.opaque"))).unwrap_or(true);
+        let opaque = xattr::list(&p)
+            .map(|mut l| l.any(|n| n.to_string_lossy().ends_with("overlay.opaque")))
+            .unwrap_or(true);
         // rmdir fails on a non-empty directory, which is what must stay. Removing an entry
         // touches the parent, which gets its old times back so it can go too.
         if same && !opaque && std::fs::remove_dir(&p).is_ok() {

@@ -190,6 +190,8 @@ pub enum Reply {
     Note(String),
     /// The request finished.
     Done(RunResult),
-    /// The request could not be carried out.
+    /// The request could not be carried out (the machine, the store, the runtime).
     Failed(String),
+    /// The step itself is wrong (a missing executable or mount source): the Dockerfile must change.
+    Refused(String),
 }

@@ -12,4 +12,5 @@ mod fuzz_seeds;
 mod parser_conformance;
 mod registry;
 mod registry_fixture;
+mod run;
 mod shell_conformance;

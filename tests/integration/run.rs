@@ -1,0 +1,443 @@
+//! RUN steps in the real sandbox, as root and as an unprivileged user (rootless, through the user
+//! `scripts/test-user.sh` creates with sub-id ranges). Every check runs in each mode the machine
+//! offers; a mode that is not available is skipped with its reason.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{skip, text};
+
+/// The unprivileged user rootless tests run as (see scripts/test-user.sh).
+const TEST_USER: &str = "hakotest";
+
+/// How a build is run.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// As root (real root, no user namespace).
+    Root,
+    /// As an unprivileged user: `None` is the current (non-root) user.
+    Rootless(Option<String>),
+}
+
+impl Mode {
+    fn name(&self) -> &'static str {
+        match self {
+            Mode::Root => "root",
+            Mode::Rootless(_) => "rootless",
+        }
+    }
+}
+
+/// The modes this machine can test, skipping (with the reason) those it cannot.
+fn modes(what: &str) -> Vec<Mode> {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        skip(&format!("{what} as root: the tests do not run as root"));
+        return vec![Mode::Rootless(None)];
+    }
+    let mut v = vec![Mode::Root];
+    let has_user = Command::new("id").arg(TEST_USER).output().is_ok_and(|o| o.status.success());
+    let has_runuser = Path::new("/usr/sbin/runuser").exists() || Path::new("/sbin/runuser").exists();
+    if has_user && has_runuser {
+        v.push(Mode::Rootless(Some(TEST_USER.into())));
+    } else {
+        skip(&format!(
+            "{what} rootless: no user {TEST_USER} (scripts/test-user.sh creates it) or no runuser"
+        ));
+    }
+    v
+}
+
+/// A directory the build (and the rootless user) may use, removed at the end.
+struct Dir {
+    tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new(mode: &Mode) -> Dir {
+        let tmp = tempfile::Builder::new().prefix("hako-run-").tempdir().expect("tempdir");
+        if let Mode::Rootless(Some(user)) = mode {
+            let o = Command::new("chown")
+                .args([format!("{user}:{user}")])
+                .arg(tmp.path())
+                .output()
+                .expect("chown");
+            assert!(o.status.success(), "chown: {}", text(&o.stderr));
+        }
+        Dir { tmp }
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Writes files (making them the rootless user's).
+    fn write(&self, mode: &Mode, files: &[(&str, &str)]) {
+        for (name, body) in files {
+            let p = self.path().join(name);
+            fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs_err::write(&p, body).expect("write");
+        }
+        if let Mode::Rootless(Some(user)) = mode {
+            let o = Command::new("chown")
+                .args(["-R".to_string(), format!("{user}:{user}")])
+                .arg(self.path())
+                .output()
+                .expect("chown");
+            assert!(o.status.success());
+        }
+    }
+}
+
+/// The hako binary, where the rootless user can run it.
+fn binary(dir: &Dir, mode: &Mode) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_hako"));
+    if let Mode::Rootless(Some(user)) = mode {
+        let ok = Command::new("runuser")
+            .args(["-u", user, "--", "test", "-x"])
+            .arg(&bin)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let copy = dir.path().join("hako");
+            fs_err::copy(&bin, &copy).expect("copy hako");
+            return copy;
+        }
+    }
+    bin
+}
+
+/// Runs `hako build` in `mode` with a store in `dir` and the offline busybox base.
+fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
+    let bin = binary(dir, mode);
+    let mut cmd = match mode {
+        Mode::Rootless(Some(user)) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(&bin);
+            c
+        }
+        _ => Command::new(&bin),
+    };
+    let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
+    cmd.args(["build", "--progress=plain", "--root"])
+        .arg(dir.path().join("store"))
+        .args(["--build-context", &base])
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH");
+    cmd.output().expect("run hako")
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what}: exit {:?}\n{}", out.status.code(), text(&out.stderr));
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Lists a tree as `path mode uid:gid kind`, with symlink targets, for exact comparisons.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let p = root.join(&rel);
+        let m = fs_err::symlink_metadata(&p).expect("stat");
+        let kind = if m.file_type().is_symlink() {
+            format!("-> {}", fs_err::read_link(&p).expect("readlink").display())
+        } else if m.is_dir() {
+            for e in fs_err::read_dir(&p).expect("read_dir") {
+                todo.push(rel.join(e.expect("entry").file_name()));
+            }
+            "dir".into()
+        } else {
+            format!("file {}", m.len())
+        };
+        out.insert(
+            rel.to_string_lossy().into_owned(),
+            format!("{:o} {}:{} {kind}", m.mode() & 0o7777, m.uid(), m.gid()),
+        );
+    }
+    out
+}
+
+const TREE_DOCKERFILE: &str = r#"FROM busybox AS base
+RUN mkdir -p /data/keep /data/gone /data/redo \
+ && echo keep > /data/keep/f && echo gone > /data/gone/f && echo old > /data/redo/old \
+ && echo x > /data/file-to-delete && echo y > /data/owned && echo z > /data/hard1
+
+FROM busybox AS other
+RUN echo from-other > /other.txt
+
+FROM base
+RUN rm -rf /data/gone /data/file-to-delete \
+ && rm -rf /data/redo && mkdir /data/redo && echo new > /data/redo/new \
+ && chown 42:4242 /data/owned && chmod 0640 /data/owned \
+ && mkdir /data/app && chown 1000:1000 /data/app && chmod 2775 /data/app \
+ && echo u > /data/app/userfile && chown 65534:65534 /data/app/userfile \
+ && ln -s ../keep/f /data/link && ln /data/hard1 /data/hard2 \
+ && chmod 0700 /data/keep
+COPY --from=other /other.txt /data/other.txt
+USER 1000
+RUN echo "$(id -u):$(id -g)" > /tmp/whoami && cp /tmp/whoami /data/app/whoami
+CMD ["cat", "/data/app/whoami"]
+"#;
+
+/// The done-when tree: files created, deleted, chmod/chown'd to other ids, a deleted directory
+/// re-created, symlinks and hard links, across stages; umoci (an independent unpacker) must
+/// see exactly that tree, whiteouts applied.
+#[test]
+fn run_steps_make_the_expected_tree() {
+    for mode in modes("the RUN tree build") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", TREE_DOCKERFILE)]);
+        let layout = dir.path().join("image.oci");
+        let dest = format!("type=oci,dest={},tar=false", layout.display());
+        let ctx = dir.path().join("ctx");
+        let archive = format!("type=docker,dest={}", dir.path().join("image.tar").display());
+        let out =
+            build(&dir, &mode, &["-t", "tree:1", "-o", &dest, "-o", &archive, ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let log = text(&out.stderr);
+        assert!(!log.contains("warning: no range"), "{}: sub-ids are used: {log}", mode.name());
+        if !have("umoci") {
+            skip("the RUN tree umoci check: umoci is not installed");
+            continue;
+        }
+        let bundle = dir.path().join("bundle");
+        let o = Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:1", layout.display())])
+            .arg(&bundle)
+            .output()
+            .expect("umoci");
+        assert!(o.status.success(), "{}: umoci unpack: {}", mode.name(), text(&o.stderr));
+        let data = tree(&bundle.join("rootfs/data"));
+        let want: BTreeMap<String, String> = [
+            ("", "755 0:0 dir"),
+            ("app", "2775 1000:1000 dir"),
+            ("app/userfile", "644 65534:65534 file 2"),
+            ("app/whoami", "644 1000:1000 file 10"),
+            ("hard1", "644 0:0 file 2"),
+            ("hard2", "644 0:0 file 2"),
+            ("keep", "700 0:0 dir"),
+            ("keep/f", "644 0:0 file 5"),
+            ("link", "777 0:0 -> ../keep/f"),
+            ("other.txt", "644 0:0 file 11"),
+            ("owned", "640 42:4242 file 2"),
+            ("redo", "755 0:0 dir"),
+            ("redo/new", "644 0:0 file 4"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(data, want, "{}: the unpacked /data", mode.name());
+        let ino = |p: &str| fs_err::metadata(bundle.join("rootfs/data").join(p)).expect(p).ino();
+        assert_eq!(ino("hard1"), ino("hard2"), "{}: hard links stay links", mode.name());
+        let rootfs = bundle.join("rootfs");
+        assert_eq!(fs_err::read_to_string(rootfs.join("data/app/whoami")).expect("whoami"), "1000:1000\n");
+        for stub in ["run", "etc/hosts", "etc/resolv.conf"] {
+            assert!(
+                !rootfs.join(stub).exists(),
+                "{}: /{stub} (a mount target) is not in the image",
+                mode.name()
+            );
+        }
+        podman_runs(&dir, &mode, &dir.path().join("image.tar"));
+    }
+}
+
+/// `podman run` of the built image prints the CMD's output, when podman can run containers here.
+fn podman_runs(dir: &Dir, mode: &Mode, archive: &Path) {
+    if !matches!(mode, Mode::Root) {
+        return;
+    }
+    if !have("podman") || !have("runc") {
+        skip("the RUN tree podman check: podman or runc is not installed");
+        return;
+    }
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(dir.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(dir.path().join("podman-run"))
+            .args(["--storage-driver", "vfs", "--runtime", "runc"])
+            .args(args)
+            .output()
+            .expect("podman")
+    };
+    let load = podman(&["load", "-i", archive.to_str().expect("utf-8")]);
+    assert!(load.status.success(), "podman load: {}", text(&load.stderr));
+    let run =
+        podman(&["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "tree:1"]);
+    let err = text(&run.stderr);
+    if !run.status.success() && (err.contains("cgroup") || err.contains("OCI permission denied")) {
+        skip(&format!("the RUN tree podman check: the runtime cannot start containers here: {err}"));
+        return;
+    }
+    assert!(run.status.success(), "podman run: {err}");
+    assert_eq!(text(&run.stdout), "1000:1000\n");
+}
+
+const SECRET: &str = "s3cr3t-VALUE-42";
+
+const MOUNTS_DOCKERFILE: &str = r#"FROM busybox AS src
+RUN echo from-stage > /stagefile
+
+FROM busybox
+RUN --mount=type=bind,source=ctxdir,target=/ctx cat /ctx/a.txt > /from-ctx
+RUN --mount=type=bind,from=src,source=/stagefile,target=/sf cat /sf > /from-stage
+RUN --mount=type=bind,source=ctxdir,target=/ctx,rw echo scribble > /ctx/new && test -f /ctx/new && echo rw-ok > /rw-ok
+RUN --mount=type=cache,id=counter,target=/cache,uid=1000,mode=0750 \
+    n=$(cat /cache/count 2>/dev/null || echo 0); echo $n > /seen; echo $((n+1)) > /cache/count; stat -c '%a %u' /cache > /cache-stat
+RUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/t && df -k /scratch | tail -1 | awk '{print $2}' > /tmpfs-kb
+RUN --mount=type=secret,id=tok,required=true \
+    echo "$(wc -c < /run/secrets/tok) $(head -c 6 /run/secrets/tok)" > /secret-file && stat -c '%a %u' /run/secrets/tok > /secret-stat
+RUN --mount=type=secret,id=tok,env=TOKEN,required=true echo "${#TOKEN} ${TOKEN%%-*}" > /secret-env
+RUN --mount=type=secret,id=absent echo optional-secret-ok > /optional
+RUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo "$SSH_AUTH_SOCK" > /ssh-sock
+RUN --network=none grep -c : /proc/net/dev > /netdev-none && cat /sys/class/net/lo/operstate > /lo-state
+RUN grep -c : /proc/net/dev > /netdev-host
+"#;
+
+/// Every mount type end to end, `--network=none`, and a secret that is readable in its step and
+/// absent from every blob, the output and the config afterwards.
+#[test]
+fn every_mount_type_works_and_secrets_leave_no_trace() {
+    for mode in modes("the RUN mount checks") {
+        let dir = Dir::new(&mode);
+        dir.write(
+            &mode,
+            &[
+                ("ctx/Dockerfile", MOUNTS_DOCKERFILE),
+                ("ctx/ctxdir/a.txt", "from-context\n"),
+                ("secret.txt", SECRET),
+            ],
+        );
+        let sock = dir.path().join("agent.sock");
+        let _agent = std::os::unix::net::UnixListener::bind(&sock).expect("agent socket");
+        let ctx = dir.path().join("ctx");
+        let secret = format!("id=tok,src={}", dir.path().join("secret.txt").display());
+        let ssh = format!("default={}", sock.display());
+        let outdir = |n: u32| dir.path().join(format!("out{n}"));
+        for n in 1..=2 {
+            let dest = format!("type=local,dest={}", outdir(n).display());
+            let out = build(
+                &dir,
+                &mode,
+                &["--secret", &secret, "--ssh", &ssh, "-o", &dest, ctx.to_str().expect("utf-8")],
+            );
+            ok(&out, &format!("{} build {n}", mode.name()));
+            assert!(!text(&out.stderr).contains(SECRET), "the secret is not in the build log");
+        }
+        let read = |n: u32, f: &str| fs_err::read_to_string(outdir(n).join(f)).expect(f).trim().to_string();
+        let m = mode.name();
+        assert_eq!(read(1, "from-ctx"), "from-context", "{m}: bind from the context");
+        assert_eq!(read(1, "from-stage"), "from-stage", "{m}: bind from a stage");
+        assert_eq!(read(1, "rw-ok"), "rw-ok");
+        assert!(!ctx.join("ctxdir/new").exists(), "{m}: writes to an rw bind are discarded");
+        assert_eq!(read(1, "seen"), "0", "{m}: a new cache starts empty");
+        assert_eq!(read(2, "seen"), "1", "{m}: the cache persists across builds");
+        assert_eq!(read(1, "cache-stat"), "750 1000", "{m}: cache mode and uid");
+        assert_eq!(read(1, "tmpfs-kb"), "1024", "{m}: tmpfs size");
+        assert_eq!(read(1, "secret-stat"), "400 0", "{m}: secret file mode and owner");
+        assert_eq!(read(1, "secret-file"), "15 s3cr3t", "{m}: the secret file is readable in its step");
+        assert_eq!(read(1, "secret-env"), "15 s3cr3t", "{m}: the secret as an environment variable");
+        assert_eq!(read(1, "optional"), "optional-secret-ok", "{m}: a missing optional secret is no error");
+        assert_eq!(read(1, "ssh-sock"), "/run/buildkit/ssh_agent.0");
+        assert_eq!(read(1, "netdev-none"), "1", "{m}: --network=none has only loopback");
+        assert_eq!(read(1, "lo-state"), "unknown", "{m}: loopback is up (operstate of lo reads unknown)");
+        let host_ifaces: usize = read(1, "netdev-host").parse().expect("count");
+        let here = fs_err::read_to_string("/proc/net/dev")
+            .expect("netdev")
+            .lines()
+            .filter(|l| l.contains(':'))
+            .count();
+        assert_eq!(host_ifaces, here, "{m}: the default network is the host's");
+        for gone in ["ctx", "sf", "cache", "scratch", "run", "ctxdir"] {
+            assert!(!outdir(1).join(gone).exists(), "{m}: mount target /{gone} is not in the image");
+        }
+        // The secret value appears in no blob (layers decompressed), output file or config.
+        let store = dir.path().join("store");
+        for blob in fs_err::read_dir(store.join("blobs/sha256")).expect("blobs") {
+            let path = blob.expect("blob").path();
+            let raw = fs_err::read(&path).expect("blob");
+            let mut plain = Vec::new();
+            use std::io::Read;
+            if flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut plain).is_err() {
+                plain = raw;
+            }
+            assert!(!contains(&plain, SECRET.as_bytes()), "{m}: secret found in blob {}", path.display());
+        }
+        for n in 1..=2 {
+            for (path, _) in tree(&outdir(n)) {
+                let p = outdir(n).join(&path);
+                if p.is_file() {
+                    let body = fs_err::read(&p).expect("read");
+                    assert!(!contains(&body, SECRET.as_bytes()), "{m}: secret found in {path}");
+                }
+            }
+        }
+        let sandbox = store.join("sandbox");
+        let o = Command::new("grep").args(["-r", "-l", SECRET]).arg(&sandbox).output().expect("grep");
+        assert!(o.stdout.is_empty(), "{m}: secret left in the sandbox tree: {}", text(&o.stdout));
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A failing step, a missing shell, a bad user and a bad mount: each a clear error naming the line.
+#[test]
+fn run_errors_name_the_line() {
+    let cases: &[(&str, &[&str], i32)] = &[
+        (
+            "FROM busybox\nRUN echo first; echo second >&2; exit 7\n",
+            &[
+                "Dockerfile:2:1: RUN failed (exit 7): echo first; echo second >&2; exit 7",
+                "| first",
+                "| second",
+            ],
+            1,
+        ),
+        ("FROM scratch\nRUN true\n", &["Dockerfile:2:1: RUN: executable '/bin/sh' not found"], 1),
+        (
+            "FROM busybox\nUSER nobody2\nRUN true\n",
+            &["Dockerfile:3:1: RUN as USER nobody2: unable to find user \"nobody2\""],
+            1,
+        ),
+        (
+            "FROM busybox\nRUN --mount=type=bind,source=nope,target=/x true\n",
+            &["Dockerfile:2:1: RUN: --mount source \"nope\" does not exist"],
+            1,
+        ),
+        ("FROM busybox\nRUN --mount=type=cache true\n", &["Dockerfile:2", "needs a target"], 1),
+        (
+            "FROM busybox\nRUN --mount=type=secret,id=x,required=true true\n",
+            &["Dockerfile:2:1: secret \"x\" is required but was not given", "--secret id=x,src=FILE"],
+            1,
+        ),
+    ];
+    for mode in modes("the RUN error checks") {
+        let dir = Dir::new(&mode);
+        for (dockerfile, wants, code) in cases {
+            dir.write(&mode, &[("ctx/Dockerfile", dockerfile)]);
+            let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(*code), "{}: {dockerfile}: {err}", mode.name());
+            for want in *wants {
+                assert!(err.contains(want), "{}: {dockerfile}: expected {want:?} in\n{err}", mode.name());
+            }
+        }
+        let tmp = dir.path().join("store/tmp");
+        assert_eq!(fs_err::read_dir(&tmp).expect("tmp").count(), 0, "failed steps leave no temporary files");
+        let runs = dir.path().join("store/sandbox").join(if matches!(mode, Mode::Root) {
+            "root"
+        } else {
+            "rootless"
+        });
+        assert_eq!(fs_err::read_dir(runs.join("runs")).expect("runs").count(), 0, "no step directories left");
+    }
+}
