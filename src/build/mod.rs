@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 pub use copy::{CopyError, apply_chmod, resolve_in_root};
 pub use progress::{Event, Reporter};
-pub use run::SecretSource;
+pub use run::{DEFAULT_PATH, SecretSource};
 
 use crate::context::Context;
 use crate::dockerfile::instructions::Dockerfile;

@@ -34,6 +34,22 @@ pub enum DebugCommand {
         /// The Dockerfile.
         file: String,
     },
+    /// Measure the sandbox's per-step cost: run `/bin/true` N times on an image's filesystem and
+    /// print the median of create → start → wait → delete, and of the whole step (overlay and
+    /// mounts included).
+    SandboxBench {
+        /// An OCI layout directory holding the base image (its only or first image).
+        layout: PathBuf,
+        /// Steps to time (after one warm-up step that extracts the snapshots).
+        #[arg(short = 'n', long, default_value_t = 50)]
+        runs: usize,
+        /// Store to use (default: a temporary one).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// `auto`, `rootless` or `root`.
+        #[arg(long, value_enum, default_value_t = IsolationMode::Auto, value_name = "MODE")]
+        isolation: IsolationMode,
+    },
 }
 
 /// How build progress is shown on stderr.

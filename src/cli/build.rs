@@ -64,11 +64,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             compression: compression(&outputs)?,
             source_date_epoch: source_date_epoch()?,
             labels: labels(&args)?,
-            isolation: match args.isolation {
-                super::args::IsolationMode::Auto => crate::sandbox::Isolation::Auto,
-                super::args::IsolationMode::Rootless => crate::sandbox::Isolation::Rootless,
-                super::args::IsolationMode::Root => crate::sandbox::Isolation::Root,
-            },
+            isolation: isolation(args.isolation),
             secrets: secrets(&args.secrets)?,
             ssh: ssh(&args.ssh)?,
         },
@@ -229,6 +225,15 @@ fn labels(args: &BuildArgs) -> Result<BTreeMap<String, String>, Failure> {
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
+}
+
+/// The sandbox setting for `--isolation`.
+pub fn isolation(mode: super::args::IsolationMode) -> crate::sandbox::Isolation {
+    match mode {
+        super::args::IsolationMode::Auto => crate::sandbox::Isolation::Auto,
+        super::args::IsolationMode::Rootless => crate::sandbox::Isolation::Rootless,
+        super::args::IsolationMode::Root => crate::sandbox::Isolation::Root,
+    }
 }
 
 /// `--secret` as buildx parses it: `id=NAME` with `src=FILE` (or `source=`), `env=VAR`, and

@@ -13,5 +13,63 @@ pub fn run(cmd: DebugCommand) -> Result<(), Failure> {
             })?;
             print_stdout(&dump(&ast))
         }
+        DebugCommand::SandboxBench { layout, runs, root, isolation } => {
+            sandbox_bench(&layout, runs, root, isolation)
+        }
     }
+}
+
+fn sandbox_bench(
+    layout: &std::path::Path,
+    runs: usize,
+    root: Option<std::path::PathBuf>,
+    isolation: super::args::IsolationMode,
+) -> Result<(), Failure> {
+    use crate::sandbox::protocol::{LayerRef, Network, RunRequest};
+    let fail = |e: &dyn std::fmt::Display| Failure::usage(format!("error: {e}"));
+    let tmp = match &root {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("hako-bench-").tempdir().map_err(|e| fail(&e))?),
+    };
+    let store_dir = root.unwrap_or_else(|| tmp.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default());
+    let store = crate::store::Store::open(&store_dir).map_err(|e| fail(&e))?;
+    let (image, _) =
+        crate::image::manifest::import_layout(&store, layout, None, &crate::plan::Platform::host())
+            .map_err(|e| fail(&e))?;
+    let mut sandbox = crate::sandbox::Sandbox::start(&store_dir, super::build::isolation(isolation))
+        .map_err(|e| fail(&e))?;
+    let req = RunRequest {
+        layers: image.layers.iter().map(LayerRef::from_layer).collect(),
+        args: vec!["/bin/true".into()],
+        env: vec![format!("PATH={}", crate::build::DEFAULT_PATH)],
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+        network: Network::Host,
+        mounts: Vec::new(),
+        commit: false,
+        clamp: None,
+        compression: "gzip".into(),
+    };
+    let mut runtime = Vec::new();
+    let mut whole = Vec::new();
+    for i in 0..=runs {
+        let started = std::time::Instant::now();
+        let r = sandbox.run(&req, &mut |_| {}, &mut |_| {}).map_err(|e| fail(&e))?;
+        if i > 0 {
+            whole.push(started.elapsed().as_secs_f64() * 1000.0);
+            runtime.push(r.run_ms);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let mode = if sandbox.rootless { "rootless" } else { "root" };
+    print_stdout(&format!(
+        "{mode}: median of {runs}: create+start+wait+delete {:.1} ms, whole step (overlay, mounts, cleanup) {:.1} ms\n",
+        median(&mut runtime),
+        median(&mut whole)
+    ))
 }
