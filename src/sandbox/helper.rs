@@ -539,7 +539,15 @@ impl Ctx {
         // processes do (the pid namespace dies with its first process).
         let mut output = Ok(());
         if started.is_ok() {
-            output = forward(r.as_fd(), out);
+            // If the builder goes away (killed, even with -9), the step is killed rather than left
+            // running with nobody to report to.
+            // Killing the first process of the step's pid namespace kills all of it.
+            let init = container.pid().map(|p| nix::unistd::Pid::from_raw(p.as_raw()));
+            output = forward(r.as_fd(), out, &mut || {
+                if let Some(pid) = init {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            });
         }
         drop(r);
         let exit = match (started, container.pid()) {
@@ -569,11 +577,39 @@ fn start_error(e: &libcontainer::error::LibcontainerError) -> Fail {
 }
 
 /// Copies the step's output to the builder as `Output` replies, a line at a time (a long line
-/// without a newline goes out in 8 KiB pieces).
-fn forward(fd: std::os::fd::BorrowedFd<'_>, out: &mut impl Write) -> std::io::Result<()> {
+/// without a newline goes out in 8 KiB pieces). Calls `hangup` when the builder's end of the
+/// request pipe (the helper's stdin) closes.
+fn forward(
+    fd: std::os::fd::BorrowedFd<'_>,
+    out: &mut impl Write,
+    hangup: &mut dyn FnMut(),
+) -> std::io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut buf = vec![0u8; 8192];
     let mut pending: Vec<u8> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut watch_stdin = true;
     loop {
+        let mut fds = vec![PollFd::new(fd, PollFlags::POLLIN)];
+        if watch_stdin {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::empty()));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let gone = fds
+            .get(1)
+            .and_then(PollFd::revents)
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        if gone {
+            watch_stdin = false;
+            hangup();
+        }
+        let ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if !ready {
+            continue;
+        }
         let n = match nix::unistd::read(fd, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -441,3 +441,76 @@ fn run_errors_name_the_line() {
         assert_eq!(fs_err::read_dir(runs.join("runs")).expect("runs").count(), 0, "no step directories left");
     }
 }
+
+/// kill -9 of the builder mid-step kills the step too (nothing keeps running), and the next build
+/// on the same store works and sweeps what the killed one left.
+#[test]
+fn kill_9_mid_step_leaves_nothing_running() {
+    use std::io::BufRead;
+    for mode in modes("the kill -9 during RUN check") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo started; sleep 4242\n")]);
+        let bin = binary(&dir, &mode);
+        let mut cmd = match &mode {
+            Mode::Rootless(Some(user)) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&bin);
+                c
+            }
+            _ => Command::new(&bin),
+        };
+        let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
+        let mut child = cmd
+            .args(["build", "--progress=plain", "--root"])
+            .arg(dir.path().join("store"))
+            .args(["--build-context", &base])
+            .arg(dir.path().join("ctx"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let started = lines.by_ref().map_while(Result::ok).any(|l| l.ends_with("] started"));
+        assert!(started, "{}: the step started", mode.name());
+        // runuser forwards signals but SIGKILL cannot be forwarded: kill the hako process itself.
+        let hako_pid = builder_pid(child.id());
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(hako_pid), nix::sys::signal::Signal::SIGKILL)
+            .expect("kill -9");
+        let _ = child.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sleepers() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(sleepers(), 0, "{}: the step died with the builder", mode.name());
+        dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo again > /again\n")]);
+        let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
+        ok(&out, &format!("{}: a build after kill -9", mode.name()));
+        let runs = dir.path().join("store/sandbox").join(if matches!(mode, Mode::Root) {
+            "root"
+        } else {
+            "rootless"
+        });
+        assert_eq!(fs_err::read_dir(runs.join("runs")).expect("runs").count(), 0, "leftovers swept");
+    }
+}
+
+/// The pid of the hako process: `pid` itself, or its child when it is runuser.
+fn builder_pid(pid: u32) -> i32 {
+    let comm = fs_err::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "runuser" {
+        return pid as i32;
+    }
+    let children = fs_err::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(pid as i32)
+}
+
+/// Processes running `sleep 4242`.
+fn sleepers() -> usize {
+    fs_err::read_dir("/proc")
+        .expect("proc")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"4242"))
+        })
+        .count()
+}
