@@ -6,6 +6,7 @@ pub mod archive;
 pub mod diff;
 pub mod extract;
 pub mod index;
+pub mod walkdiff;
 pub mod writer;
 
 use std::io::{BufReader, Read};

@@ -144,6 +144,10 @@ struct Ctx {
     rootless: bool,
     squash: bool,
     steps: u64,
+    /// Overlay snapshots, or plain copies where overlayfs cannot be mounted.
+    copy: bool,
+    /// Said once, with the first step's replies (why steps run on copies).
+    pending_note: Option<String>,
     /// A process holding a private network namespace with loopback up (`--network=none`).
     netns: Option<(nix::unistd::Pid, PathBuf)>,
 }
@@ -165,9 +169,23 @@ impl Ctx {
             rootless,
             squash,
             steps: 0,
+            copy: false,
+            pending_note: None,
             netns: None,
         };
+        let mut ctx = ctx;
         ctx.sweep();
+        if std::env::var("HAKO_SNAPSHOTTER").as_deref() == Ok("copy") {
+            ctx.copy = true;
+            ctx.pending_note =
+                Some("HAKO_SNAPSHOTTER=copy: each step runs on a copy of its parent's filesystem".into());
+        } else if let Err(e) = ctx.probe_overlay() {
+            ctx.copy = true;
+            ctx.pending_note = Some(format!(
+                "overlayfs cannot be mounted here ({e}): each step runs on a copy of its parent's filesystem instead \
+                 (same result, slower for big images)"
+            ));
+        }
         Ok(ctx)
     }
 
@@ -187,6 +205,47 @@ impl Ctx {
                 }
             }
         }
+    }
+
+    /// Mounts and unmounts a small overlay, to know whether steps can use overlay snapshots.
+    fn probe_overlay(&mut self) -> Result<(), String> {
+        let name = self.next_name("probe");
+        let dir = self.runs.join(name);
+        let lower = dir.join("lower");
+        fs_err::create_dir_all(&lower).map_err(|e| e.to_string())?;
+        let r = overlay::mount_overlay(&dir.join("o"), &[lower], true, self.flavor)
+            .and_then(|m| m.unmount())
+            .map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    /// The filesystem of `layers` at `dir`: an overlay of their snapshots (with an upper
+    /// directory when `writable`), or, for the copy snapshotter, the layers applied to a new
+    /// directory.
+    fn tree(
+        &mut self,
+        layers: &[LayerRef],
+        dir: &Path,
+        writable: bool,
+        out: &mut impl Write,
+    ) -> Result<Tree, Fail> {
+        fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+        if !self.copy {
+            let lowers: Vec<PathBuf> = self.snapshots(layers, out)?.into_iter().rev().collect();
+            let m = overlay::mount_overlay(dir, &lowers, writable, self.flavor).map_err(|e| e.to_string())?;
+            return Ok(Tree::Overlay(m));
+        }
+        let root = dir.join("copy");
+        fs_err::create_dir_all(&root).map_err(|e| e.to_string())?;
+        let opts = ApplyOptions { chown: !self.squash, devices: !self.rootless };
+        for layer in layers {
+            let l = layer.to_layer().map_err(|e| e.to_string())?;
+            let reader = crate::layer::open_layer(&self.store, &l).map_err(|e| e.to_string())?;
+            apply_layer(reader, &root, opts)
+                .map_err(|e| format!("extracting layer {}: {e}", layer.digest))?;
+        }
+        Ok(Tree::Plain(root))
     }
 
     fn next_name(&mut self, what: &str) -> String {
@@ -247,11 +306,13 @@ impl Ctx {
     }
 
     fn run(&mut self, req: &RunRequest, out: &mut impl Write) -> Result<RunResult, Fail> {
-        let snaps = self.snapshots(&req.layers, out)?;
+        if let Some(note) = self.pending_note.take() {
+            reply(out, &Reply::Note(note)).map_err(|e| e.to_string())?;
+        }
         let name = self.next_name("run");
         let dir = self.runs.join(&name);
         fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let result = self.run_in(req, &snaps, &dir, &name, out);
+        let result = self.run_in(req, &dir, &name, out);
         // Mounts made for the step are gone by now (dropped in run_in); the directory may hold
         // an upper that did not become a snapshot.
         let _ = std::fs::remove_dir_all(&dir);
@@ -261,15 +322,17 @@ impl Ctx {
     fn run_in(
         &mut self,
         req: &RunRequest,
-        snaps: &[PathBuf],
         dir: &Path,
         name: &str,
         out: &mut impl Write,
     ) -> Result<RunResult, Fail> {
-        let lowers: Vec<PathBuf> = snaps.iter().rev().cloned().collect();
         let rootfs = dir.join("rootfs");
-        fs_err::create_dir_all(&rootfs).map_err(|e| e.to_string())?;
-        let root = overlay::mount_overlay(&rootfs, &lowers, true, self.flavor).map_err(|e| e.to_string())?;
+        let root = self.tree(&req.layers, &rootfs, true, out)?;
+        // The copy snapshotter finds the change by comparing with a record taken now.
+        let before = match &root {
+            Tree::Plain(p) => Some(crate::layer::walkdiff::record(p).map_err(|e| e.to_string())?),
+            Tree::Overlay(_) => None,
+        };
         let mut held = Held::default();
         let mut mounts = self.etc_files(dir)?;
         for (i, m) in req.mounts.iter().enumerate() {
@@ -322,14 +385,22 @@ impl Ctx {
         let run_ms = started.elapsed().as_secs_f64() * 1000.0;
         overlay::remove_stubs(root.path(), &stubs);
         drop(held);
-        root.unmount().map_err(|e| format!("unmounting the step's root: {e}"))?;
+        let plain = match root {
+            Tree::Overlay(m) => {
+                m.unmount().map_err(|e| format!("unmounting the step's root: {e}"))?;
+                None
+            }
+            Tree::Plain(p) => Some(p),
+        };
 
         let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms };
         if exit != Exit::Code(0) || !req.commit {
             return Ok(result);
         }
         let upper = rootfs.join("upper");
-        overlay::prune_copied_up(&upper, &copied_up);
+        if plain.is_none() {
+            overlay::prune_copied_up(&upper, &copied_up);
+        }
         let compression = match req.compression.as_str() {
             "zstd" => Compression::Zstd,
             "none" => Compression::None,
@@ -338,8 +409,11 @@ impl Ctx {
         let mut w = LayerWriter::new(&self.store, compression, req.clamp).map_err(|e| e.to_string())?;
         let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
         let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
-        let summary = crate::layer::diff::write_diff(&upper, &mut w, &opts)
-            .map_err(|e| format!("turning the step's changes into a layer: {e}"))?;
+        let summary = match (&plain, &before) {
+            (Some(p), Some(before)) => crate::layer::walkdiff::write_changes(p, before, &mut w, req.clamp),
+            _ => crate::layer::diff::write_diff(&upper, &mut w, &opts),
+        }
+        .map_err(|e| format!("turning the step's changes into a layer: {e}"))?;
         if summary.skipped_sockets > 0 {
             result.notes.push(format!("{} socket(s) left out of the layer", summary.skipped_sockets));
         }
@@ -347,10 +421,12 @@ impl Ctx {
             return Ok(result);
         }
         let layer = LayerRef::from_layer(&w.finish().map_err(|e| e.to_string())?);
-        let mut chain = req.layers.clone();
-        chain.push(layer.clone());
-        let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
-        rename_into_place(&upper, &self.snapshots.join(id))?;
+        if plain.is_none() {
+            let mut chain = req.layers.clone();
+            chain.push(layer.clone());
+            let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
+            rename_into_place(&upper, &self.snapshots.join(id))?;
+        }
         result.layer = Some(layer);
         Ok(result)
     }
@@ -383,18 +459,35 @@ impl Ctx {
         fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
         Ok(match m {
             MountRequest::Bind { from, source, target, rw } => {
-                let lowers: Vec<PathBuf> = match from {
-                    BindFrom::Host(p) => vec![PathBuf::from(p)],
-                    BindFrom::Layers(layers) => self.snapshots(layers, out)?.into_iter().rev().collect(),
+                let merged = match from {
+                    // A read-only host directory is bound as it is.
+                    BindFrom::Host(p) if !*rw => Tree::Plain(PathBuf::from(p)),
+                    BindFrom::Host(p) if self.copy => {
+                        // Writes must not reach the context: they go to a throwaway copy.
+                        let copy = dir.join("copy");
+                        let st = std::process::Command::new("cp")
+                            .arg("-a")
+                            .arg(p)
+                            .arg(&copy)
+                            .status()
+                            .map_err(|e| format!("copying {p} for an rw bind mount: {e}"))?;
+                        if !st.success() {
+                            return Err(Fail::Env(format!("copying {p} for an rw bind mount failed ({st})")));
+                        }
+                        Tree::Plain(copy)
+                    }
+                    BindFrom::Host(p) => Tree::Overlay(
+                        overlay::mount_overlay(dir, &[PathBuf::from(p)], true, self.flavor)
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    BindFrom::Layers(layers) => self.tree(layers, dir, *rw, out)?,
                 };
-                let merged =
-                    overlay::mount_overlay(dir, &lowers, *rw, self.flavor).map_err(|e| e.to_string())?;
                 let src = crate::build::resolve_in_root(merged.path(), source.trim_start_matches('/'))
                     .map_err(|e| Fail::Input(format!("--mount source {source}: {e}")))?;
                 if std::fs::symlink_metadata(&src).is_err() {
                     return Err(Fail::Input(format!("--mount source {source:?} does not exist")));
                 }
-                held.mounts.push(merged);
+                held.trees.push(merged);
                 StepMount::Bind { source: src, target: target.clone(), readonly: !*rw }
             }
             MountRequest::Cache { key, target, sharing, mode, uid, gid, readonly } => {
@@ -678,10 +771,27 @@ fn loopback_up() -> std::io::Result<()> {
     }
 }
 
+/// A filesystem tree for a step's root or a bind mount's source.
+enum Tree {
+    /// Mounted overlay (unmounted on drop).
+    Overlay(Mounted),
+    /// A plain directory (a copy, or a host directory).
+    Plain(PathBuf),
+}
+
+impl Tree {
+    fn path(&self) -> &Path {
+        match self {
+            Tree::Overlay(m) => m.path(),
+            Tree::Plain(p) => p,
+        }
+    }
+}
+
 /// Mounts and locks that must outlive the container and go right after it.
 #[derive(Default)]
 struct Held {
-    mounts: Vec<Mounted>,
+    trees: Vec<Tree>,
     tmpfs: Vec<PathBuf>,
     binds: Vec<PathBuf>,
     locks: Vec<nix::fcntl::Flock<std::fs::File>>,

@@ -19,6 +19,9 @@ enum Mode {
     Root,
     /// As an unprivileged user: `None` is the current (non-root) user.
     Rootless(Option<String>),
+    /// Either of the above with the copy snapshotter (HAKO_SNAPSHOTTER=copy), the fallback for
+    /// machines where overlayfs cannot be mounted.
+    Copy(Box<Mode>),
 }
 
 impl Mode {
@@ -26,8 +29,30 @@ impl Mode {
         match self {
             Mode::Root => "root",
             Mode::Rootless(_) => "rootless",
+            Mode::Copy(m) if matches!(**m, Mode::Root) => "root, copy snapshotter",
+            Mode::Copy(_) => "rootless, copy snapshotter",
         }
     }
+
+    /// The mode without the snapshotter choice.
+    fn user(&self) -> &Mode {
+        match self {
+            Mode::Copy(m) => m,
+            m => m,
+        }
+    }
+
+    /// The store's sandbox directory for this mode.
+    fn sandbox_dir(&self) -> &'static str {
+        if matches!(self.user(), Mode::Root) { "root" } else { "rootless" }
+    }
+}
+
+/// [`modes`] and each of them again with the copy snapshotter.
+fn modes_and_snapshotters(what: &str) -> Vec<Mode> {
+    let base = modes(what);
+    let copies: Vec<Mode> = base.iter().map(|m| Mode::Copy(Box::new(m.clone()))).collect();
+    base.into_iter().chain(copies).collect()
 }
 
 /// The modes this machine can test, skipping (with the reason) those it cannot.
@@ -58,7 +83,7 @@ struct Dir {
 impl Dir {
     fn new(mode: &Mode) -> Dir {
         let tmp = tempfile::Builder::new().prefix("hako-run-").tempdir().expect("tempdir");
-        if let Mode::Rootless(Some(user)) = mode {
+        if let Mode::Rootless(Some(user)) = mode.user() {
             let o = Command::new("chown")
                 .args([format!("{user}:{user}")])
                 .arg(tmp.path())
@@ -80,7 +105,7 @@ impl Dir {
             fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             fs_err::write(&p, body).expect("write");
         }
-        if let Mode::Rootless(Some(user)) = mode {
+        if let Mode::Rootless(Some(user)) = mode.user() {
             let o = Command::new("chown")
                 .args(["-R".to_string(), format!("{user}:{user}")])
                 .arg(self.path())
@@ -94,7 +119,7 @@ impl Dir {
 /// The hako binary, where the rootless user can run it.
 fn binary(dir: &Dir, mode: &Mode) -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_hako"));
-    if let Mode::Rootless(Some(user)) = mode {
+    if let Mode::Rootless(Some(user)) = mode.user() {
         let ok = Command::new("runuser")
             .args(["-u", user, "--", "test", "-x"])
             .arg(&bin)
@@ -112,13 +137,18 @@ fn binary(dir: &Dir, mode: &Mode) -> PathBuf {
 /// Runs `hako build` in `mode` with a store in `dir` and the offline busybox base.
 fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
     let bin = binary(dir, mode);
-    let mut cmd = match mode {
+    let snapshotter = if matches!(mode, Mode::Copy(_)) { "copy" } else { "auto" };
+    let mut cmd = match mode.user() {
         Mode::Rootless(Some(user)) => {
             let mut c = Command::new("runuser");
-            c.args(["-u", user, "--"]).arg(&bin);
+            c.args(["-u", user, "--", "env", &format!("HAKO_SNAPSHOTTER={snapshotter}")]).arg(&bin);
             c
         }
-        _ => Command::new(&bin),
+        _ => {
+            let mut c = Command::new(&bin);
+            c.env("HAKO_SNAPSHOTTER", snapshotter);
+            c
+        }
     };
     let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
     cmd.args(["build", "--progress=plain", "--root"])
@@ -189,7 +219,7 @@ CMD ["cat", "/data/app/whoami"]
 /// see exactly that tree, whiteouts applied.
 #[test]
 fn run_steps_make_the_expected_tree() {
-    for mode in modes("the RUN tree build") {
+    for mode in modes_and_snapshotters("the RUN tree build") {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", TREE_DOCKERFILE)]);
         let layout = dir.path().join("image.oci");
@@ -201,6 +231,13 @@ fn run_steps_make_the_expected_tree() {
         ok(&out, mode.name());
         let log = text(&out.stderr);
         assert!(!log.contains("warning: no range"), "{}: sub-ids are used: {log}", mode.name());
+        let copying = log.contains("each step runs on a copy");
+        assert_eq!(
+            copying,
+            matches!(mode, Mode::Copy(_)),
+            "{}: the snapshotter in use is said: {log}",
+            mode.name()
+        );
         if !have("umoci") {
             skip("the RUN tree umoci check: umoci is not installed");
             continue;
@@ -249,7 +286,7 @@ fn run_steps_make_the_expected_tree() {
 
 /// `podman run` of the built image prints the CMD's output, when podman can run containers here.
 fn podman_runs(dir: &Dir, mode: &Mode, archive: &Path) {
-    if !matches!(mode, Mode::Root) {
+    if !matches!(mode, Mode::Root | Mode::Copy(_)) || !matches!(mode.user(), Mode::Root) {
         return;
     }
     if !have("podman") || !have("runc") {
@@ -305,7 +342,7 @@ RUN grep -c : /proc/net/dev > /netdev-host
 /// absent from every blob, the output and the config afterwards.
 #[test]
 fn every_mount_type_works_and_secrets_leave_no_trace() {
-    for mode in modes("the RUN mount checks") {
+    for mode in modes_and_snapshotters("the RUN mount checks") {
         let dir = Dir::new(&mode);
         dir.write(
             &mode,
@@ -433,11 +470,7 @@ fn run_errors_name_the_line() {
         }
         let tmp = dir.path().join("store/tmp");
         assert_eq!(fs_err::read_dir(&tmp).expect("tmp").count(), 0, "failed steps leave no temporary files");
-        let runs = dir.path().join("store/sandbox").join(if matches!(mode, Mode::Root) {
-            "root"
-        } else {
-            "rootless"
-        });
+        let runs = dir.path().join("store/sandbox").join(mode.sandbox_dir());
         assert_eq!(fs_err::read_dir(runs.join("runs")).expect("runs").count(), 0, "no step directories left");
     }
 }
@@ -485,11 +518,7 @@ fn kill_9_mid_step_leaves_nothing_running() {
         dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo again > /again\n")]);
         let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
         ok(&out, &format!("{}: a build after kill -9", mode.name()));
-        let runs = dir.path().join("store/sandbox").join(if matches!(mode, Mode::Root) {
-            "root"
-        } else {
-            "rootless"
-        });
+        let runs = dir.path().join("store/sandbox").join(mode.sandbox_dir());
         assert_eq!(fs_err::read_dir(runs.join("runs")).expect("runs").count(), 0, "leftovers swept");
     }
 }

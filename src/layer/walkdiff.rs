@@ -1,0 +1,237 @@
+//! The copy-based snapshotter's diff: where overlayfs cannot be mounted, a step runs on a plain
+//! copy of its parent's filesystem, and its layer is found by comparing the tree after the step
+//! with a record taken before it (containerd's "naive" diff).
+//!
+//! An entry is changed when anything `lstat` reports about it differs (inode, type, mode, link
+//! count, owner, size, mtime to the nanosecond, device number, link target); a changed entry's
+//! parent directories are written too, with their current metadata, as an overlay diff would. A
+//! path that is gone becomes a whiteout in its parent, unless the parent itself is gone. Hard
+//! links among written files are kept as links (a new link changes the link count of the old
+//! path, so both are written). Sockets are skipped and counted. Entries come out sorted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use super::diff::{DiffError, DiffSummary};
+use super::index::{Kind, Meta};
+use super::writer::LayerWriter;
+
+/// What `lstat` said about one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+    rdev: u64,
+    link: Option<std::ffi::OsString>,
+}
+
+/// A record of a tree: relative path → stamp (the root itself is not recorded).
+pub type Record = BTreeMap<String, Stamp>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DiffError + 'a {
+    move |source| DiffError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// Records every entry under `root`. Names must be UTF-8 (as in any layer).
+pub fn record(root: &Path) -> Result<Record, DiffError> {
+    let mut out = Record::new();
+    let root_dev = fs::symlink_metadata(root).map_err(io_err("lstat", root))?.dev();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let entry = entry.map_err(io_err("read directory", &dir))?;
+            let abs = entry.path();
+            let name = entry.file_name();
+            let name = name.to_str().ok_or_else(|| DiffError::NotUtf8 { path: abs.clone() })?;
+            let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            let md = fs::symlink_metadata(&abs).map_err(io_err("lstat", &abs))?;
+            // Filesystems mounted inside (a step's /proc, /dev) are not part of the tree.
+            if md.dev() != root_dev {
+                continue;
+            }
+            let link = if md.file_type().is_symlink() {
+                Some(fs::read_link(&abs).map_err(io_err("read link", &abs))?.into_os_string())
+            } else {
+                None
+            };
+            if md.is_dir() {
+                stack.push((abs.clone(), path.clone()));
+            }
+            out.insert(
+                path,
+                Stamp {
+                    dev: md.dev(),
+                    ino: md.ino(),
+                    mode: md.mode(),
+                    nlink: md.nlink(),
+                    uid: md.uid(),
+                    gid: md.gid(),
+                    size: md.len(),
+                    mtime: (md.mtime(), md.mtime_nsec()),
+                    rdev: md.rdev(),
+                    link,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Writes what changed under `root` since `before` to `writer` (see the module docs).
+pub fn write_changes(
+    root: &Path,
+    before: &Record,
+    writer: &mut LayerWriter,
+    clamp: Option<i64>,
+) -> Result<DiffSummary, DiffError> {
+    let after = record(root)?;
+    let mut summary = DiffSummary::default();
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for (path, stamp) in &after {
+        if before.get(path) != Some(stamp) {
+            let mut p = path.as_str();
+            wanted.insert(p.to_string());
+            while let Some((parent, _)) = p.rsplit_once('/') {
+                if !wanted.insert(parent.to_string()) {
+                    break;
+                }
+                p = parent;
+            }
+        }
+    }
+    // path → (metadata, file to read); whiteouts have no file.
+    let mut entries: BTreeMap<String, (Meta, Option<std::path::PathBuf>)> = BTreeMap::new();
+    for path in before.keys().filter(|p| !after.contains_key(*p)) {
+        let (parent, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(d, n)| (d, n));
+        if !parent.is_empty() && !after.contains_key(parent) {
+            continue;
+        }
+        let wh = if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
+        let meta = Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime: clamp.unwrap_or(0), size: 0 };
+        entries.insert(wh, (meta, None));
+        summary.whiteouts += 1;
+    }
+    let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
+    for path in &wanted {
+        let Some(st) = after.get(path) else { continue };
+        let abs = root.join(path);
+        let ft = fs::symlink_metadata(&abs).map_err(io_err("lstat", &abs))?.file_type();
+        let mut source = None;
+        let kind = if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            source = Some(abs.clone());
+            Kind::File
+        } else if ft.is_symlink() {
+            let target = st.link.clone().unwrap_or_default().into_string();
+            Kind::Symlink(target.map_err(|_| DiffError::NotUtf8 { path: abs.clone() })?)
+        } else if ft.is_char_device() || ft.is_block_device() {
+            let (maj, min) = (nix::sys::stat::major(st.rdev) as u32, nix::sys::stat::minor(st.rdev) as u32);
+            if ft.is_char_device() { Kind::Char(maj, min) } else { Kind::Block(maj, min) }
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else {
+            summary.skipped_sockets += 1;
+            continue;
+        };
+        let mtime = clamp.map_or(st.mtime.0, |c| st.mtime.0.min(c));
+        let size = if kind == Kind::File { st.size } else { 0 };
+        let mut meta = Meta { kind, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, size };
+        if matches!(meta.kind, Kind::File | Kind::Symlink(_)) && st.nlink > 1 {
+            let key = (st.dev, st.ino);
+            if let Some((holder, held)) = holders.get(&key) {
+                meta = Meta { kind: Kind::Hardlink(holder.clone()), ..held.clone() };
+                source = None;
+                summary.hardlinks += 1;
+            } else {
+                holders.insert(key, (path.clone(), meta.clone()));
+            }
+        }
+        entries.insert(path.clone(), (meta, source));
+    }
+    for (path, (meta, source)) in &entries {
+        let written = match source {
+            Some(src) => {
+                let mut file = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(src)
+                    .map_err(io_err("open", src))?;
+                writer.add(path, meta, Some(&mut file))
+            }
+            None => writer.add(path, meta, None),
+        };
+        written.map_err(|source| DiffError::Write { path: path.clone(), source })?;
+    }
+    summary.entries = entries.len() as u64;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Compression;
+    use std::io::Read;
+
+    /// The layer's entries as `path kind` lines.
+    fn layer_of(root: &Path, before: &Record) -> Vec<String> {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(store_dir.path()).unwrap();
+        let mut w = LayerWriter::new(&store, Compression::None, None).unwrap();
+        write_changes(root, before, &mut w, None).unwrap();
+        let layer = w.finish().unwrap();
+        let mut data = Vec::new();
+        store.open_blob(&layer.digest).unwrap().read_to_end(&mut data).unwrap();
+        let mut a = tar::Archive::new(&data[..]);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = e.link_name().unwrap().map(|l| format!(" -> {}", l.display())).unwrap_or_default();
+                format!("{}{link}", e.path().unwrap().display())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_deletions_and_links() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("keep/sub")).unwrap();
+        fs::create_dir_all(r.join("gone/deep")).unwrap();
+        fs::write(r.join("keep/sub/same"), "same").unwrap();
+        fs::write(r.join("keep/edit"), "old").unwrap();
+        fs::write(r.join("gone/deep/f"), "x").unwrap();
+        fs::write(r.join("lone"), "x").unwrap();
+        let before = record(r).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(r.join("keep/edit"), "new!").unwrap();
+        fs::remove_dir_all(r.join("gone")).unwrap();
+        fs::remove_file(r.join("lone")).unwrap();
+        fs::write(r.join("keep/sub/a"), "a").unwrap();
+        fs::hard_link(r.join("keep/sub/a"), r.join("keep/sub/b")).unwrap();
+        let entries = layer_of(r, &before);
+        assert_eq!(
+            entries,
+            [
+                ".wh.gone",
+                ".wh.lone",
+                "keep/",
+                "keep/edit",
+                "keep/sub/",
+                "keep/sub/a",
+                "keep/sub/b -> keep/sub/a"
+            ]
+        );
+        assert!(layer_of(r, &record(r).unwrap()).is_empty(), "nothing changed: empty layer");
+    }
+}
