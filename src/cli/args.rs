@@ -146,8 +146,8 @@ pub struct BuildArgs {
     #[arg(long = "ssh", value_name = "SPEC")]
     pub ssh: Vec<String>,
 
-    /// How RUN steps are isolated: `rootless` (a user namespace), `root` (needs root), or `auto`
-    /// (rootless unless running as root).
+    /// How RUN steps are isolated: `rootless` (a user namespace), `root` (needs root), `chroot`
+    /// (root, no namespaces: for locked-down CI containers), or `auto` (rootless unless root).
     #[arg(long, value_enum, default_value_t = IsolationMode::Auto, value_name = "MODE")]
     pub isolation: IsolationMode,
 
@@ -230,4 +230,7 @@ pub enum IsolationMode {
     Rootless,
     /// Real root in new namespaces.
     Root,
+    /// chroot only, no namespaces: for running as root in a throwaway CI container that denies
+    /// namespaces and mounts (kaniko's model).
+    Chroot,
 }

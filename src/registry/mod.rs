@@ -59,6 +59,16 @@ pub enum RegistryError {
     /// Local store failure.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The HTTP client could not be set up (e.g. no CA certificates for HTTPS).
+    #[error(
+        "cannot set up HTTPS for {registry}: {reason}; install CA certificates (Debian: ca-certificates) or point SSL_CERT_FILE at a bundle"
+    )]
+    Tls {
+        /// The registry.
+        registry: String,
+        /// What failed.
+        reason: String,
+    },
     /// The async runtime could not start.
     #[error("starting the network runtime: {0}")]
     Runtime(std::io::Error),
@@ -68,7 +78,11 @@ type Result<T> = std::result::Result<T, RegistryError>;
 
 /// A connection to registries.
 pub struct Registry {
-    client: Client,
+    /// The HTTPS client, made on first use: a build that never talks to a registry must not
+    /// depend on CA certificates being installed.
+    https: std::sync::OnceLock<std::result::Result<Client, String>>,
+    /// `--insecure-registry` hosts.
+    insecure: Vec<String>,
     rt: tokio::runtime::Runtime,
     /// Where each pulled blob came from (for cross-repository mounts on push).
     origins: Mutex<HashMap<Digest, Reference>>,
@@ -86,12 +100,16 @@ impl Registry {
     /// A client that speaks plain HTTP to `localhost`, `127.0.0.1`, `[::1]` (any port) and the
     /// `insecure` registries, and HTTPS everywhere else.
     pub fn new(insecure: &[String]) -> Result<Registry> {
-        let config = Registry::config(insecure.to_vec());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(RegistryError::Runtime)?;
-        Ok(Registry { client: Client::new(config), rt, origins: Mutex::new(HashMap::new()) })
+        Ok(Registry {
+            https: std::sync::OnceLock::new(),
+            insecure: insecure.to_vec(),
+            rt,
+            origins: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The client settings hako uses; `plain_http` registries are spoken to without TLS.
@@ -119,20 +137,31 @@ impl Registry {
             .map_err(|e| RegistryError::Reference { reference: reference.to_string(), reason: e.to_string() })
     }
 
-    /// The client for `r`: loopback registries are reached over plain HTTP.
-    fn client_for(&self, r: &Reference) -> Client {
+    /// The client for `r`: loopback and `--insecure-registry` registries are reached over plain
+    /// HTTP, the rest over HTTPS.
+    fn client_for(&self, r: &Reference) -> Result<Client> {
         let registry = r.resolve_registry().to_string();
-        if Registry::plain_http(&registry) {
-            Client::new(Registry::config(vec![registry]))
-        } else {
-            self.client.clone()
+        let tls = |reason: String| RegistryError::Tls { registry: registry.clone(), reason };
+        if Registry::plain_http(&registry) || self.insecure.contains(&registry) {
+            // No TLS is spoken, so no certificate store is needed (reqwest otherwise insists on one).
+            let config = ClientConfig {
+                accept_invalid_certificates: true,
+                ..Registry::config(vec![registry.clone()])
+            };
+            return Client::try_from(config).map_err(|e| tls(e.to_string()));
         }
+        self.https
+            .get_or_init(|| {
+                Client::try_from(Registry::config(self.insecure.clone())).map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(tls)
     }
 
     /// Pulls `reference` for `platform` into the store; returns the image and its manifest digest.
     pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
         let r = Registry::parse(reference)?;
-        let client = self.client_for(&r);
+        let client = self.client_for(&r)?;
         let creds = auth::credentials(r.resolve_registry());
         let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
             action: "pulling",
@@ -211,7 +240,7 @@ impl Registry {
     /// streamed from the store. Returns the pushed manifest's digest.
     pub fn push(&self, store: &Store, manifest: &Descriptor, name: &str) -> Result<Digest> {
         let r = Registry::parse(name)?;
-        let client = self.client_for(&r);
+        let client = self.client_for(&r)?;
         let creds = auth::credentials(r.resolve_registry());
         let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
             action: "pushing",

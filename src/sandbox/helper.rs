@@ -51,8 +51,11 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     let mut input = std::io::stdin().lock();
-    let rootless = mode != "root";
-    match setup(rootless, &mut input, &mut out) {
+    let rootless = mode.starts_with("rootless");
+    let chroot = mode == "chroot";
+    // chroot isolation is for machines that allow no namespaces at all: nothing to set up.
+    let ready = if chroot { Ok(()) } else { setup(rootless, &mut input, &mut out) };
+    match ready {
         Ok(()) => {}
         Err(e) => {
             let _ = reply(&mut out, &Reply::Failed(e));
@@ -60,7 +63,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     let base = Path::new(store).join("sandbox").join(super::mode_dir(mode));
-    let mut ctx = match Ctx::new(Path::new(store), &base, rootless, mode == "rootless-squash") {
+    let mut ctx = match Ctx::new(Path::new(store), &base, rootless, mode == "rootless-squash", chroot) {
         Ok(c) => c,
         Err(e) => {
             let _ = reply(&mut out, &Reply::Failed(e));
@@ -124,8 +127,17 @@ fn setup(rootless: bool, input: &mut impl BufRead, out: &mut impl Write) -> Resu
             return Err("the builder could not set up the user namespace's id maps".into());
         }
     }
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| format!("cannot create mount and cgroup namespaces: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP).map_err(|e| {
+        let fallback = if rootless {
+            "run hako as root with --isolation=chroot"
+        } else {
+            "run hako with --isolation=chroot (steps then share the machine's processes and network)"
+        };
+        format!(
+            "cannot create mount and cgroup namespaces: {e}; inside a container whose seccomp profile or \
+             capabilities deny namespaces (Docker's default profile does), {fallback}"
+        )
+    })?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("making mounts private: {e}"))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -146,6 +158,10 @@ struct Ctx {
     steps: u64,
     /// Overlay snapshots, or plain copies where overlayfs cannot be mounted.
     copy: bool,
+    /// `--isolation=chroot`: no namespaces, no mounts.
+    chroot: bool,
+    /// The no-device-nodes note was given.
+    said_no_devices: bool,
     /// Said once, with the first step's replies (why steps run on copies).
     pending_note: Option<String>,
     /// A process holding a private network namespace with loopback up (`--network=none`).
@@ -153,7 +169,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(store: &Path, base: &Path, rootless: bool, squash: bool) -> Result<Ctx, String> {
+    fn new(store: &Path, base: &Path, rootless: bool, squash: bool, chroot: bool) -> Result<Ctx, String> {
         let dir = |name: &str| -> Result<PathBuf, String> {
             let p = base.join(name);
             fs_err::create_dir_all(&p).map_err(|e| e.to_string())?;
@@ -170,12 +186,21 @@ impl Ctx {
             squash,
             steps: 0,
             copy: false,
+            chroot,
+            said_no_devices: false,
             pending_note: None,
             netns: None,
         };
         let mut ctx = ctx;
         ctx.sweep();
-        if std::env::var("HAKO_SNAPSHOTTER").as_deref() == Ok("copy") {
+        if chroot {
+            ctx.copy = true;
+            ctx.pending_note = Some(
+                "--isolation=chroot: steps run chrooted into a copy of their parent's filesystem, as root, with \
+                 no namespaces: they share the machine's processes and network and get no /proc or /sys"
+                    .into(),
+            );
+        } else if std::env::var("HAKO_SNAPSHOTTER").as_deref() == Ok("copy") {
             ctx.copy = true;
             ctx.pending_note =
                 Some("HAKO_SNAPSHOTTER=copy: each step runs on a copy of its parent's filesystem".into());
@@ -312,7 +337,8 @@ impl Ctx {
         let name = self.next_name("run");
         let dir = self.runs.join(&name);
         fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let result = self.run_in(req, &dir, &name, out);
+        let result =
+            if self.chroot { self.run_chroot(req, &dir, out) } else { self.run_in(req, &dir, &name, out) };
         // Mounts made for the step are gone by now (dropped in run_in); the directory may hold
         // an upper that did not become a snapshot.
         let _ = std::fs::remove_dir_all(&dir);
@@ -393,13 +419,29 @@ impl Ctx {
             Tree::Plain(p) => Some(p),
         };
 
+        self.finish(req, exit, run_ms, &rootfs, plain.as_deref(), before.as_ref(), &copied_up)
+    }
+
+    /// The layer of a finished step: the overlay's upper directory (`plain` is None), or the
+    /// changes to the copy at `plain` since `before`.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        req: &RunRequest,
+        exit: Exit,
+        run_ms: f64,
+        rootfs: &Path,
+        plain: Option<&Path>,
+        before: Option<&crate::layer::walkdiff::Record>,
+        copied_up: &[(String, std::fs::Metadata)],
+    ) -> Result<RunResult, Fail> {
         let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms };
         if exit != Exit::Code(0) || !req.commit {
             return Ok(result);
         }
         let upper = rootfs.join("upper");
         if plain.is_none() {
-            overlay::prune_copied_up(&upper, &copied_up);
+            overlay::prune_copied_up(&upper, copied_up);
         }
         let compression = match req.compression.as_str() {
             "zstd" => Compression::Zstd,
@@ -409,7 +451,7 @@ impl Ctx {
         let mut w = LayerWriter::new(&self.store, compression, req.clamp).map_err(|e| e.to_string())?;
         let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
         let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
-        let summary = match (&plain, &before) {
+        let summary = match (plain, before) {
             (Some(p), Some(before)) => crate::layer::walkdiff::write_changes(p, before, &mut w, req.clamp),
             _ => crate::layer::diff::write_diff(&upper, &mut w, &opts),
         }
@@ -429,6 +471,126 @@ impl Ctx {
         }
         result.layer = Some(layer);
         Ok(result)
+    }
+
+    /// A step under `--isolation=chroot` (see [`super::chroot`]).
+    fn run_chroot(&mut self, req: &RunRequest, dir: &Path, out: &mut impl Write) -> Result<RunResult, Fail> {
+        use super::chroot::{Content, Injections};
+        if req.network == Network::None {
+            return Err(Fail::Input(
+                "RUN --network=none needs a network namespace, which --isolation=chroot does not make".into(),
+            ));
+        }
+        let rootfs = dir.join("rootfs");
+        let Tree::Plain(root) = self.tree(&req.layers, &rootfs, true, out)? else {
+            return Err(Fail::Env("chroot isolation needs a copied root".into()));
+        };
+        let before = crate::layer::walkdiff::record(&root).map_err(|e| e.to_string())?;
+        let cwd = crate::build::resolve_in_root(&root, req.cwd.trim_start_matches('/'))
+            .map_err(|e| Fail::Input(format!("working directory {}: {e}", req.cwd)))?;
+        if std::fs::symlink_metadata(&cwd).is_err() {
+            fs_err::create_dir_all(&cwd).map_err(|e| e.to_string())?;
+        }
+        let exe = super::chroot::find_executable(&root, req.args.first().map_or("", String::as_str), &req.env)
+            .ok_or_else(|| {
+                Fail::Input(format!(
+                    "executable '{}' not found in $PATH (the image has no such program: install it in an earlier step, or name another one)",
+                    req.args.first().map_or("", String::as_str)
+                ))
+            })?;
+        let mut inj = Injections::new(&root, &dir.join("aside"));
+        let mut held = Held::default();
+        let prepared = (|| -> Result<(), Fail> {
+            for (name, major, minor) in super::chroot::DEVICES {
+                inj.add(&format!("/dev/{name}"), Content::Char(major, minor))?;
+            }
+            for m in self.etc_files(dir)? {
+                if let StepMount::Bind { source, target, .. } = m {
+                    let data = fs_err::read(&source).map_err(|e| e.to_string())?;
+                    inj.add(&target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
+                }
+            }
+            for (i, m) in req.mounts.iter().enumerate() {
+                let mdir = dir.join(format!("m{i}"));
+                fs_err::create_dir_all(&mdir).map_err(|e| e.to_string())?;
+                match m {
+                    MountRequest::Tmpfs { target, .. } => inj.add(target, Content::Dir(0o1777))?,
+                    MountRequest::Secret { data, target, mode, uid, gid } => inj.add(
+                        target,
+                        Content::File { data: data.clone(), mode: *mode, uid: *uid, gid: *gid },
+                    )?,
+                    MountRequest::Cache { key, target, sharing, mode, uid, gid, .. } => {
+                        let path = self.cache_dir(key, sharing, (*mode, *uid, *gid), &mdir, &mut held)?;
+                        inj.add(target, Content::MoveIn(path))?;
+                    }
+                    MountRequest::Bind { from, source, target, .. } => {
+                        let tree = match from {
+                            BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
+                            BindFrom::Layers(layers) => self.tree(layers, &mdir, false, out)?,
+                        };
+                        let src = crate::build::resolve_in_root(tree.path(), source.trim_start_matches('/'))
+                            .map_err(|e| Fail::Input(format!("--mount source {source}: {e}")))?;
+                        if std::fs::symlink_metadata(&src).is_err() {
+                            return Err(Fail::Input(format!("--mount source {source:?} does not exist")));
+                        }
+                        inj.add(target, Content::CopyIn(src))?;
+                    }
+                    MountRequest::Ssh { .. } => {
+                        return Err(Fail::Input(
+                            "RUN --mount=type=ssh needs a bind mount, which --isolation=chroot cannot make"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = inj.undo();
+            return Err(e);
+        }
+        if inj.no_devices && !self.said_no_devices {
+            self.said_no_devices = true;
+            let note = "device nodes cannot be created here (no CAP_MKNOD): /dev/null and the other devices are \
+                        plain files in RUN steps";
+            reply(out, &Reply::Note(note.into())).map_err(|e| e.to_string())?;
+        }
+        let started = Instant::now();
+        let exit = self.execute_chroot(&root, req, &exe, out);
+        let run_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let undone = inj.undo();
+        drop(held);
+        let exit = exit?;
+        undone?;
+        self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[])
+    }
+
+    fn execute_chroot(
+        &self,
+        root: &Path,
+        req: &RunRequest,
+        exe: &str,
+        out: &mut impl Write,
+    ) -> Result<Exit, Fail> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let cmd = super::chroot::Command {
+            exe,
+            args: &req.args,
+            env: &req.env,
+            cwd: &req.cwd,
+            uid: req.uid,
+            gid: req.gid,
+            groups: &req.groups,
+        };
+        let pid = super::chroot::spawn(root, &cmd, &w).map_err(Fail::Env)?;
+        drop(w);
+        // The step is its own session: killing the group takes its children too.
+        let output = forward(r.as_fd(), out, &mut || {
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        });
+        let exit = wait(pid.as_raw()).map_err(Fail::Env)?;
+        output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
+        Ok(exit)
     }
 
     /// `/etc/resolv.conf` (the host's) and `/etc/hosts` for the step: bind-mounted, so what the
@@ -491,40 +653,7 @@ impl Ctx {
                 StepMount::Bind { source: src, target: target.clone(), readonly: !*rw }
             }
             MountRequest::Cache { key, target, sharing, mode, uid, gid, readonly } => {
-                let path = self.caches.join(key);
-                let lock_path = self.caches.join(format!("{key}.lock"));
-                let lock = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-                let mut path = path;
-                match sharing.as_str() {
-                    "locked" => {
-                        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-                            .map(|l| held.locks.push(l))
-                            .map_err(|(_, e)| format!("locking cache {key}: {e}"))?;
-                    }
-                    "private" => {
-                        match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                            Ok(l) => held.locks.push(l),
-                            // In use by another step: this one gets a fresh, throwaway cache.
-                            Err(_) => path = dir.join("private"),
-                        }
-                    }
-                    _ => {}
-                }
-                if !path.exists() {
-                    let tmp = dir.join("new-cache");
-                    fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))
-                        .map_err(|e| e.to_string())?;
-                    if !self.squash {
-                        std::os::unix::fs::chown(&tmp, Some(*uid), Some(*gid)).map_err(|e| e.to_string())?;
-                    }
-                    rename_into_place(&tmp, &path)?;
-                }
+                let path = self.cache_dir(key, sharing, (*mode, *uid, *gid), dir, held)?;
                 StepMount::Bind { source: path, target: target.clone(), readonly: *readonly }
             }
             MountRequest::Tmpfs { target, size } => StepMount::Tmpfs { target: target.clone(), size: *size },
@@ -566,6 +695,50 @@ impl Ctx {
                 StepMount::Bind { source: link, target: target.clone(), readonly: false }
             }
         })
+    }
+
+    /// The directory of cache `key`, created with `(mode, uid, gid)` when new. `locked` waits for
+    /// other users; `private` gets a throwaway directory under `dir` when another step has it.
+    fn cache_dir(
+        &self,
+        key: &str,
+        sharing: &str,
+        (mode, uid, gid): (u32, u32, u32),
+        dir: &Path,
+        held: &mut Held,
+    ) -> Result<PathBuf, Fail> {
+        let mut path = self.caches.join(key);
+        let lock_path = self.caches.join(format!("{key}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        match sharing {
+            "locked" => {
+                nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                    .map(|l| held.locks.push(l))
+                    .map_err(|(_, e)| format!("locking cache {key}: {e}"))?;
+            }
+            "private" => match nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+                Ok(l) => held.locks.push(l),
+                // In use by another step: this one gets a fresh, throwaway cache.
+                Err(_) => path = dir.join("private"),
+            },
+            _ => {}
+        }
+        if !path.exists() {
+            let tmp = dir.join("new-cache");
+            fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| e.to_string())?;
+            if !self.squash {
+                std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+            }
+            rename_into_place(&tmp, &path)?;
+        }
+        Ok(path)
     }
 
     /// The path of a network namespace with only loopback, made once per helper by a child that

@@ -10,6 +10,7 @@
 //! The two talk in JSON lines ([`protocol`]). Everything the kernel can refuse is checked and
 //! named here or in the helper: a missing user namespace, a bad sub-id range, no newuidmap.
 
+pub mod chroot;
 pub mod helper;
 pub mod idmap;
 pub mod overlay;
@@ -32,6 +33,8 @@ pub enum Isolation {
     Rootless,
     /// Real root, no user namespace.
     Root,
+    /// No namespaces at all, only chroot (root in a throwaway CI container).
+    Chroot,
 }
 
 /// Why the sandbox could not start or run a step.
@@ -57,6 +60,7 @@ pub fn mode_dir(mode: &str) -> &str {
     match mode {
         "root" => "root",
         "rootless-squash" => "rootless-squash",
+        "chroot" => "chroot",
         _ => "rootless",
     }
 }
@@ -73,7 +77,7 @@ pub fn userns_hint() -> Option<String> {
     if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         return Some("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)".into());
     }
-    Some("a seccomp profile (e.g. a container's default one) may deny unshare(CLONE_NEWUSER): run the CI container with a profile that allows it, or as root with --isolation=root".into())
+    Some("a seccomp profile (Docker's default one does) may deny unshare(CLONE_NEWUSER): run the CI container with a profile that allows it, or run hako as root there with --isolation=chroot".into())
 }
 
 /// A running helper.
@@ -100,11 +104,19 @@ impl Sandbox {
                         .into(),
                 ));
             }
-            Isolation::Root => false,
+            Isolation::Root | Isolation::Chroot => false,
         };
+        if isolation == Isolation::Chroot && euid != 0 {
+            return Err(SandboxError::Setup(
+                "--isolation=chroot needs root (it is for throwaway CI containers that run hako as root); \
+                 as an unprivileged user use --isolation=rootless"
+                    .into(),
+            ));
+        }
         let mut warnings = Vec::new();
         let maps = if rootless { Some(id_maps(euid, &mut warnings)?) } else { None };
         let mode = match &maps {
+            None if isolation == Isolation::Chroot => "chroot",
             None => "root",
             Some(m) if m.single => "rootless-squash",
             Some(_) => "rootless",

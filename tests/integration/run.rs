@@ -19,6 +19,8 @@ enum Mode {
     Root,
     /// As an unprivileged user: `None` is the current (non-root) user.
     Rootless(Option<String>),
+    /// As root with `--isolation=chroot` (no namespaces).
+    Chroot,
     /// Either of the above with the copy snapshotter (HAKO_SNAPSHOTTER=copy), the fallback for
     /// machines where overlayfs cannot be mounted.
     Copy(Box<Mode>),
@@ -28,6 +30,7 @@ impl Mode {
     fn name(&self) -> &'static str {
         match self {
             Mode::Root => "root",
+            Mode::Chroot => "chroot",
             Mode::Rootless(_) => "rootless",
             Mode::Copy(m) if matches!(**m, Mode::Root) => "root, copy snapshotter",
             Mode::Copy(_) => "rootless, copy snapshotter",
@@ -44,15 +47,20 @@ impl Mode {
 
     /// The store's sandbox directory for this mode.
     fn sandbox_dir(&self) -> &'static str {
-        if matches!(self.user(), Mode::Root) { "root" } else { "rootless" }
+        match self.user() {
+            Mode::Root => "root",
+            Mode::Chroot => "chroot",
+            _ => "rootless",
+        }
     }
 }
 
-/// [`modes`] and each of them again with the copy snapshotter.
+/// [`modes`], each of them again with the copy snapshotter, and chroot isolation when root.
 fn modes_and_snapshotters(what: &str) -> Vec<Mode> {
     let base = modes(what);
     let copies: Vec<Mode> = base.iter().map(|m| Mode::Copy(Box::new(m.clone()))).collect();
-    base.into_iter().chain(copies).collect()
+    let chroot = base.iter().any(|m| matches!(m, Mode::Root)).then_some(Mode::Chroot);
+    base.into_iter().chain(copies).chain(chroot).collect()
 }
 
 /// The modes this machine can test, skipping (with the reason) those it cannot.
@@ -154,8 +162,11 @@ fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
     cmd.args(["build", "--progress=plain", "--root"])
         .arg(dir.path().join("store"))
         .args(["--build-context", &base])
-        .args(args)
         .env_remove("SOURCE_DATE_EPOCH");
+    if matches!(mode, Mode::Chroot) {
+        cmd.arg("--isolation=chroot");
+    }
+    cmd.args(args);
     cmd.output().expect("run hako")
 }
 
@@ -344,10 +355,20 @@ RUN grep -c : /proc/net/dev > /netdev-host
 fn every_mount_type_works_and_secrets_leave_no_trace() {
     for mode in modes_and_snapshotters("the RUN mount checks") {
         let dir = Dir::new(&mode);
+        // chroot isolation has no namespaces and no mounts: no ssh socket, no private network,
+        // no /proc, and a tmpfs is an empty directory.
+        let chroot = matches!(mode, Mode::Chroot);
+        let dockerfile: String = MOUNTS_DOCKERFILE
+            .lines()
+            .filter(|l| {
+                !chroot || !(l.contains("type=ssh") || l.contains("/proc/net/dev") || l.contains("tmpfs"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         dir.write(
             &mode,
             &[
-                ("ctx/Dockerfile", MOUNTS_DOCKERFILE),
+                ("ctx/Dockerfile", &dockerfile),
                 ("ctx/ctxdir/a.txt", "from-context\n"),
                 ("secret.txt", SECRET),
             ],
@@ -377,21 +398,22 @@ fn every_mount_type_works_and_secrets_leave_no_trace() {
         assert_eq!(read(1, "seen"), "0", "{m}: a new cache starts empty");
         assert_eq!(read(2, "seen"), "1", "{m}: the cache persists across builds");
         assert_eq!(read(1, "cache-stat"), "750 1000", "{m}: cache mode and uid");
-        assert_eq!(read(1, "tmpfs-kb"), "1024", "{m}: tmpfs size");
+        if !chroot {
+            assert_eq!(read(1, "tmpfs-kb"), "1024", "{m}: tmpfs size");
+        }
         assert_eq!(read(1, "secret-stat"), "400 0", "{m}: secret file mode and owner");
         assert_eq!(read(1, "secret-file"), "15 s3cr3t", "{m}: the secret file is readable in its step");
         assert_eq!(read(1, "secret-env"), "15 s3cr3t", "{m}: the secret as an environment variable");
         assert_eq!(read(1, "optional"), "optional-secret-ok", "{m}: a missing optional secret is no error");
-        assert_eq!(read(1, "ssh-sock"), "/run/buildkit/ssh_agent.0");
-        assert_eq!(read(1, "netdev-none"), "1", "{m}: --network=none has only loopback");
-        assert_eq!(read(1, "lo-state"), "unknown", "{m}: loopback is up (operstate of lo reads unknown)");
-        let host_ifaces: usize = read(1, "netdev-host").parse().expect("count");
-        let here = fs_err::read_to_string("/proc/net/dev")
-            .expect("netdev")
-            .lines()
-            .filter(|l| l.contains(':'))
-            .count();
-        assert_eq!(host_ifaces, here, "{m}: the default network is the host's");
+        if !chroot {
+            assert_eq!(read(1, "ssh-sock"), "/run/buildkit/ssh_agent.0");
+            assert_eq!(read(1, "netdev-none"), "1", "{m}: --network=none has only loopback");
+            assert_eq!(read(1, "lo-state"), "unknown", "{m}: loopback is up (operstate of lo reads unknown)");
+            let host_ifaces: usize = read(1, "netdev-host").parse().expect("count");
+            let netdev = fs_err::read_to_string("/proc/net/dev").expect("netdev");
+            let here = netdev.lines().filter(|l| l.contains(':')).count();
+            assert_eq!(host_ifaces, here, "{m}: the default network is the host's");
+        }
         for gone in ["ctx", "sf", "cache", "scratch", "run", "ctxdir"] {
             assert!(!outdir(1).join(gone).exists(), "{m}: mount target /{gone} is not in the image");
         }
@@ -542,4 +564,87 @@ fn sleepers() -> usize {
             std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"4242"))
         })
         .count()
+}
+
+/// Inside a container run with Docker's default seccomp profile (no unshare, no mount: a GitLab or
+/// GitHub Actions job container), the default isolation fails naming `--isolation=chroot`, and
+/// with it the build works and the layer is right (umoci-checked).
+#[test]
+fn chroot_isolation_in_a_locked_down_container() {
+    let profile =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/ci-profiles/docker-default-seccomp.json");
+    if !nix::unistd::geteuid().is_root() {
+        skip("the locked-down container check: needs root to run podman");
+        return;
+    }
+    if !have("podman") || !have("runc") || !have("umoci") || !profile.is_file() {
+        skip("the locked-down container check: needs podman, runc, umoci and ../shared/ci-profiles");
+        return;
+    }
+    // podman names an oci: image after its path, which must be lowercase.
+    let dir = PathBuf::from(format!("/tmp/hako-ci-test-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&dir);
+    fs_err::create_dir_all(dir.join("ctx")).expect("mkdir");
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/busybox"))
+        .arg(dir.join("bb"))
+        .output()
+        .expect("cp");
+    assert!(o.status.success());
+    fs_err::copy(env!("CARGO_BIN_EXE_hako"), dir.join("hako")).expect("copy hako");
+    fs_err::write(
+        dir.join("ctx/Dockerfile"),
+        "FROM busybox\nRUN --mount=type=cache,target=/c --mount=type=tmpfs,target=/t \\\n    echo hi > /made && chown 42 /made && echo x > /dev/null\n",
+    )
+    .expect("write");
+    let script = "/w/hako build --root /w/store --build-context busybox=oci-layout:///w/bb /w/ctx; echo auto=$?; \
+                  /w/hako build --isolation=chroot --root /w/store --build-context busybox=oci-layout:///w/bb \
+                  -t ci:1 -o type=oci,dest=/w/image,tar=false /w/ctx; echo chroot=$?";
+    let out = Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("podman-root"))
+        .arg("--runroot")
+        .arg(dir.join("podman-run"))
+        .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
+        .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+        .arg("--security-opt")
+        .arg(format!("seccomp={}", profile.display()))
+        .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro"])
+        .arg("-v")
+        .arg(format!("{}:/w", dir.display()))
+        .arg(format!("oci:{}/bb:latest", dir.display()))
+        .args(["sh", "-c", script])
+        .output()
+        .expect("podman");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    if !out.status.success() && (stderr.contains("cgroup") || stderr.contains("OCI permission denied")) {
+        skip(&format!("the locked-down container check: podman cannot run containers here: {stderr}"));
+        return;
+    }
+    assert!(stdout.contains("auto=2"), "the default isolation cannot work there:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("run hako with --isolation=chroot"),
+        "and the error names the way out:\n{stderr}"
+    );
+    assert!(stdout.contains("chroot=0"), "--isolation=chroot builds:\n{stdout}\n{stderr}");
+    let bundle = dir.join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:1", dir.join("image").display())])
+        .arg(&bundle)
+        .output()
+        .expect("umoci");
+    assert!(o.status.success(), "umoci unpack: {}", text(&o.stderr));
+    let made = fs_err::metadata(bundle.join("rootfs/made")).expect("made");
+    assert_eq!((made.uid(), made.len()), (42, 3));
+    for stub in ["c", "t", "dev/null", "etc/hosts"] {
+        assert!(!bundle.join("rootfs").join(stub).exists(), "/{stub} is not in the image");
+    }
 }
