@@ -230,8 +230,10 @@ fn mount_request(
     Ok(Some(match m.kind {
         MountType::Bind => {
             let from = match source {
-                Source::BuildContext => BindFrom::Host(b.context.root().to_string_lossy().into_owned()),
-                Source::Context { value, .. } if !value.contains("://") => BindFrom::Host(value.clone()),
+                Source::BuildContext => BindFrom::Host(absolute(b.context.root())?),
+                Source::Context { value, .. } if !value.contains("://") => {
+                    BindFrom::Host(absolute(std::path::Path::new(value))?)
+                }
                 Source::Stage(j) => {
                     let s = done
                         .get(*j)
@@ -337,7 +339,7 @@ fn mount_request(
                 env.push(format!("SSH_AUTH_SOCK={target}"));
             }
             MountRequest::Ssh {
-                socket: socket.to_string_lossy().into_owned(),
+                socket: absolute(socket)?,
                 target,
                 mode: m.mode.unwrap_or(0o600),
                 uid: m.uid.unwrap_or(0),
@@ -345,6 +347,13 @@ fn mount_request(
             }
         }
     }))
+}
+
+/// `p` as an absolute path string (the helper works in other directories).
+fn absolute(p: &std::path::Path) -> Result<String, BuildError> {
+    std::path::absolute(p)
+        .map(|a| a.to_string_lossy().into_owned())
+        .map_err(|e| BuildError::Internal(format!("{}: {e}", p.display())))
 }
 
 /// A file-name-safe key for a cache id (ids are free text, paths included).

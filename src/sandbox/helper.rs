@@ -18,7 +18,7 @@
 
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -681,18 +681,13 @@ impl Ctx {
                     .map_err(|e| e.to_string())?;
                 StepMount::Bind { source: file, target: target.clone(), readonly: true }
             }
-            MountRequest::Ssh { socket, target, mode, uid, gid } => {
-                // The agent socket is bind-mounted through a directory of its own so its mode and
-                // owner can be set without touching the user's socket.
-                let link = dir.join("agent.sock");
-                let meta =
-                    std::fs::metadata(socket).map_err(|e| format!("ssh agent socket {socket}: {e}"))?;
-                let _ = (mode, uid, gid, meta.mode());
-                fs_err::write(&link, b"").map_err(|e| e.to_string())?;
-                mount(Some(Path::new(socket)), &link, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| format!("ssh agent socket {socket}: {e}"))?;
-                held.binds.push(link.clone());
-                StepMount::Bind { source: link, target: target.clone(), readonly: false }
+            MountRequest::Ssh { socket, target, .. } => {
+                // The user's own agent socket is bound in, so the step sees its owner and mode
+                // (the caller, 0600 as ssh-agent makes it: BuildKit's defaults); BuildKit proxies
+                // the agent instead, which is what a non-default uid/gid/mode would need.
+                std::fs::metadata(socket)
+                    .map_err(|e| Fail::Input(format!("ssh agent socket {socket}: {e}")))?;
+                StepMount::Bind { source: PathBuf::from(socket), target: target.clone(), readonly: false }
             }
         })
     }
@@ -966,13 +961,12 @@ impl Tree {
 struct Held {
     trees: Vec<Tree>,
     tmpfs: Vec<PathBuf>,
-    binds: Vec<PathBuf>,
     locks: Vec<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        for p in self.tmpfs.iter().chain(&self.binds) {
+        for p in &self.tmpfs {
             let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
         }
     }

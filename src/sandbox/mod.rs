@@ -94,6 +94,11 @@ pub struct Sandbox {
 impl Sandbox {
     /// Starts a helper for the store at `store_root`.
     pub fn start(store_root: &Path, isolation: Isolation) -> Result<Sandbox, SandboxError> {
+        // The helper changes directory (overlay mounts) and hands paths to libcontainer, which
+        // wants them absolute.
+        let store_root = std::path::absolute(store_root)
+            .map_err(|e| SandboxError::Setup(format!("{}: {e}", store_root.display())))?;
+        let store_root = store_root.as_path();
         let euid = nix::unistd::geteuid().as_raw();
         let rootless = match isolation {
             Isolation::Auto => euid != 0,

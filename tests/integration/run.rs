@@ -648,3 +648,34 @@ fn chroot_isolation_in_a_locked_down_container() {
         assert!(!bundle.join("rootfs").join(stub).exists(), "/{stub} is not in the image");
     }
 }
+
+/// A relative store and context (as in `hako build --root store .`) work for RUN and bind mounts.
+#[test]
+fn relative_store_and_context() {
+    let Some(mode) = modes("the relative paths check").into_iter().next() else { return };
+    let dir = Dir::new(&mode);
+    dir.write(
+        &mode,
+        &[
+            ("ctx/Dockerfile", "FROM busybox\nRUN --mount=target=/src cat /src/f > /copied\n"),
+            ("ctx/f", "relative\n"),
+        ],
+    );
+    let bin = binary(&dir, &mode);
+    let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = match mode.user() {
+        Mode::Rootless(Some(user)) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--"]).arg(&bin);
+            c
+        }
+        _ => Command::new(&bin),
+    };
+    let out = cmd
+        .current_dir(dir.path())
+        .args(["build", "--root", "store", "--build-context", &base, "-o", "type=local,dest=out", "ctx"])
+        .output()
+        .expect("hako");
+    ok(&out, "relative paths");
+    assert_eq!(fs_err::read_to_string(dir.path().join("out/copied")).expect("copied"), "relative\n");
+}
