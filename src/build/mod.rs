@@ -106,6 +106,8 @@ pub struct Builder<'a> {
     pub temps: std::cell::RefCell<Vec<std::path::PathBuf>>,
     /// The sandbox helper, started by the first RUN.
     pub sandbox: std::cell::RefCell<Option<crate::sandbox::Sandbox>>,
+    /// The build context as RUN bind mounts see it (`.dockerignore` applied), made on first use.
+    pub mount_context: std::cell::OnceCell<String>,
 }
 
 impl Drop for Builder<'_> {

@@ -230,7 +230,7 @@ fn mount_request(
     Ok(Some(match m.kind {
         MountType::Bind => {
             let from = match source {
-                Source::BuildContext => BindFrom::Host(absolute(b.context.root())?),
+                Source::BuildContext => BindFrom::Host(context_for_mounts(b)?),
                 Source::Context { value, .. } if !value.contains("://") => {
                     BindFrom::Host(absolute(std::path::Path::new(value))?)
                 }
@@ -347,6 +347,52 @@ fn mount_request(
             }
         }
     }))
+}
+
+/// The build context as a bind mount sees it: the directory itself, or, when a `.dockerignore`
+/// applies, a view without what it hides (hard links where possible), made once per build — as in
+/// BuildKit, where ignored files never reach the builder at all.
+fn context_for_mounts(b: &Builder<'_>) -> Result<String, BuildError> {
+    use super::copy::{Content, Ownership, SourceRoot};
+    use crate::layer::index::Kind;
+    let Some(ignore) = b.context.ignore() else { return absolute(b.context.root()) };
+    if let Some(p) = b.mount_context.get() {
+        return Ok(p.clone());
+    }
+    let tmp = b.store.temp_dir("context-")?;
+    let view = tmp.path().join("context");
+    fs_err::create_dir(&view)?;
+    let src = SourceRoot {
+        dir: b.context.root(),
+        index: None,
+        ignore: Some(ignore),
+        name: "the build context".into(),
+    };
+    let empty = crate::layer::index::FsIndex::new();
+    let entries =
+        super::copy::collect(&src, &[".".to_string()], "/", &empty, &Ownership::default(), false, &[], None)
+            .map_err(|e| BuildError::Internal(format!("preparing the build context for RUN --mount: {e}")))?;
+    for (path, e) in &entries {
+        let dst = view.join(path);
+        match (&e.meta.kind, &e.content) {
+            (Kind::Dir, _) => fs_err::create_dir_all(&dst)?,
+            (Kind::File, Content::File(from)) => {
+                if let Some(parent) = dst.parent() {
+                    fs_err::create_dir_all(parent)?;
+                }
+                if std::fs::hard_link(from, &dst).is_err() {
+                    fs_err::copy(from, &dst)?;
+                }
+            }
+            (Kind::Symlink(target), _) => std::os::unix::fs::symlink(target, &dst)?,
+            _ => {}
+        }
+    }
+    let kept = tmp.keep();
+    b.keep_temp(kept);
+    let path = absolute(&view)?;
+    let _ = b.mount_context.set(path.clone());
+    Ok(path)
 }
 
 /// `p` as an absolute path string (the helper works in other directories).

@@ -72,6 +72,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         bases,
         temps: Default::default(),
         sandbox: Default::default(),
+        mount_context: Default::default(),
     };
     let built = builder.build();
     reporter.finish();

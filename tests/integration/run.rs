@@ -334,7 +334,7 @@ const MOUNTS_DOCKERFILE: &str = r#"FROM busybox AS src
 RUN echo from-stage > /stagefile
 
 FROM busybox
-RUN --mount=type=bind,source=ctxdir,target=/ctx cat /ctx/a.txt > /from-ctx
+RUN --mount=type=bind,source=ctxdir,target=/ctx cat /ctx/a.txt > /from-ctx && test ! -e /ctx/hidden.txt
 RUN --mount=type=bind,from=src,source=/stagefile,target=/sf cat /sf > /from-stage
 RUN --mount=type=bind,source=ctxdir,target=/ctx,rw echo scribble > /ctx/new && test -f /ctx/new && echo rw-ok > /rw-ok
 RUN --mount=type=cache,id=counter,target=/cache,uid=1000,mode=0750 \
@@ -370,6 +370,9 @@ fn every_mount_type_works_and_secrets_leave_no_trace() {
             &[
                 ("ctx/Dockerfile", &dockerfile),
                 ("ctx/ctxdir/a.txt", "from-context\n"),
+                // .dockerignore hides files from bind mounts too, as in BuildKit.
+                ("ctx/ctxdir/hidden.txt", "ignored\n"),
+                ("ctx/.dockerignore", "ctxdir/hidden.txt\n"),
                 ("secret.txt", SECRET),
             ],
         );
@@ -678,4 +681,83 @@ fn relative_store_and_context() {
         .expect("hako");
     ok(&out, "relative paths");
     assert_eq!(fs_err::read_to_string(dir.path().join("out/copied")).expect("copied"), "relative\n");
+}
+
+/// The layout scripts/make-debian-base.sh makes (Debian bookworm minbase), if it is there.
+fn debian_base() -> Option<PathBuf> {
+    let p = PathBuf::from(
+        std::env::var("HAKO_TEST_DEBIAN").unwrap_or("/var/cache/hako-test/debian-bookworm".into()),
+    );
+    if p.join("index.json").is_file() {
+        return Some(p);
+    }
+    skip(&format!(
+        "the Debian base checks: no layout at {} (scripts/make-debian-base.sh makes it)",
+        p.display()
+    ));
+    None
+}
+
+const DEBIAN_DOCKERFILE: &str = r#"FROM debian
+RUN set -e; mkdir -p /tmp/pkg/DEBIAN /tmp/pkg/usr/share/hako-test; echo packaged > /tmp/pkg/usr/share/hako-test/hello; \
+    printf 'Package: hako-test\nVersion: 1.0\nArchitecture: all\nMaintainer: hako <hako@example.com>\nDescription: test\n' \
+      > /tmp/pkg/DEBIAN/control; \
+    dpkg-deb --root-owner-group --build /tmp/pkg /tmp/hako-test.deb >/dev/null; dpkg -i /tmp/hako-test.deb; rm -rf /tmp/pkg /tmp/hako-test.deb
+RUN useradd --create-home --uid 1234 builder && install -d -o _apt -g nogroup /var/cache/hako-apt \
+    && dpkg -s hako-test | grep -q 'Status: install ok installed' && apt-get --version | head -1
+USER builder
+WORKDIR /home/builder
+RUN id -un > whoami && touch made-by-builder
+"#;
+
+/// A realistic base: dpkg installs a package built in the step, useradd adds a user, files end up
+/// owned by _apt (42) and by the new user, rootless as well as root (umoci checks the result).
+#[test]
+fn debian_base_dpkg_and_users() {
+    let Some(base) = debian_base() else { return };
+    if !have("umoci") {
+        skip("the Debian base checks: umoci is not installed");
+        return;
+    }
+    for mode in modes("the Debian base checks") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DEBIAN_DOCKERFILE)]);
+        let layout = dir.path().join("image");
+        let dest = format!("type=oci,dest={},tar=false", layout.display());
+        let ctx = dir.path().join("ctx");
+        let debian = format!("debian=oci-layout://{}:bookworm", base.display());
+        let out = build(
+            &dir,
+            &mode,
+            &["--build-context", &debian, "-t", "deb:1", "-o", &dest, ctx.to_str().expect("utf-8")],
+        );
+        ok(&out, mode.name());
+        assert!(text(&out.stderr).contains("apt "), "{}: apt-get runs in a step", mode.name());
+        let bundle = dir.path().join("bundle");
+        let o = Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:1", layout.display())])
+            .arg(&bundle)
+            .output()
+            .expect("umoci");
+        assert!(o.status.success(), "{}: umoci: {}", mode.name(), text(&o.stderr));
+        let root = bundle.join("rootfs");
+        let m = mode.name();
+        assert_eq!(
+            fs_err::read_to_string(root.join("usr/share/hako-test/hello")).expect("hello"),
+            "packaged\n"
+        );
+        let status = fs_err::read_to_string(root.join("var/lib/dpkg/status")).expect("status");
+        assert!(status.contains("Package: hako-test\nStatus: install ok installed"), "{m}: dpkg recorded it");
+        let owner = |p: &str| {
+            let md = fs_err::symlink_metadata(root.join(p)).expect(p);
+            (md.uid(), md.gid())
+        };
+        assert_eq!(owner("var/cache/hako-apt"), (42, 65534), "{m}: _apt:nogroup");
+        assert_eq!(owner("home/builder"), (1234, 1234), "{m}: the new user's home");
+        assert_eq!(owner("home/builder/made-by-builder"), (1234, 1234), "{m}: made by USER builder");
+        assert_eq!(fs_err::read_to_string(root.join("home/builder/whoami")).expect("whoami"), "builder\n");
+        assert!(
+            fs_err::read_to_string(root.join("etc/passwd")).expect("passwd").contains("builder:x:1234:1234")
+        );
+    }
 }
