@@ -20,3 +20,12 @@ for f in /etc/subuid /etc/subgid; do
   fi
 done
 echo "test-user: $user ($(id -u "$user")) with $(grep "^$user:" /etc/subuid | tr '\n' ' ')"
+# A second user with no sub-id ranges: rootless builds then map only the user's own id.
+plain=hakotest-nosubid
+if ! id "$plain" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash "$plain"
+fi
+for f in /etc/subuid /etc/subgid; do
+  sed -i "/^$plain:/d" "$f"
+done
+echo "test-user: $plain ($(id -u "$plain")) without sub-ids"

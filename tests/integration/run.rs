@@ -761,3 +761,92 @@ fn debian_base_dpkg_and_users() {
         );
     }
 }
+
+/// A user without /etc/subuid ranges still builds rootless: only their own id is mapped, and a
+/// one-line warning says what that squashes.
+#[test]
+fn rootless_without_sub_ids_maps_one_id_and_says_so() {
+    const USER: &str = "hakotest-nosubid";
+    if !nix::unistd::geteuid().is_root() {
+        skip("the single-id map check: needs root to run as the test user");
+        return;
+    }
+    if !Command::new("id").arg(USER).output().is_ok_and(|o| o.status.success()) {
+        skip(&format!("the single-id map check: no user {USER} (scripts/test-user.sh creates it)"));
+        return;
+    }
+    let mode = Mode::Rootless(Some(USER.into()));
+    let dir = Dir::new(&mode);
+    dir.write(
+        &mode,
+        &[("ctx/Dockerfile", "FROM busybox\nRUN echo hi > /made && stat -c %u /home/app > /app-owner\n")],
+    );
+    let dest = format!("type=local,dest={}", dir.path().join("out").display());
+    let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
+    ok(&out, "single-id map");
+    let log = text(&out.stderr);
+    assert!(
+        log.contains(&format!(
+            "warning: no range for {USER} in /etc/subuid, so only your own id is mapped (to 0)"
+        )),
+        "{log}"
+    );
+    assert_eq!(fs_err::read_to_string(dir.path().join("out/made")).expect("made"), "hi\n");
+    // /home/app belongs to 1000 in the image; with one id mapped it is root's inside the step.
+    assert_eq!(fs_err::read_to_string(dir.path().join("out/app-owner")).expect("owner"), "0\n");
+}
+
+/// Builds sharing a store run RUN steps at the same time: snapshots of the same layers are made
+/// once (the loser of a race keeps the winner's), a locked cache is taken in turns, and every
+/// build gets its own right result.
+#[test]
+fn concurrent_run_builds_share_a_store() {
+    for mode in modes("the concurrent RUN builds check") {
+        let dir = Dir::new(&mode);
+        let mut files = Vec::new();
+        for i in 0..4 {
+            files.push((
+                format!("ctx{i}/Dockerfile"),
+                format!(
+                    "FROM busybox\nRUN echo base > /base\nRUN --mount=type=cache,id=shared,target=/c,sharing=locked \
+                     echo {i} >> /c/log && cp /c/log /log-{i}\nRUN echo {i} > /mine\n"
+                ),
+            ));
+        }
+        let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        dir.write(&mode, &refs);
+        let outs: Vec<Output> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let (dir, mode) = (&dir, &mode);
+                    scope.spawn(move || {
+                        let ctx = dir.path().join(format!("ctx{i}"));
+                        let dest =
+                            format!("type=local,dest={}", dir.path().join(format!("out{i}")).display());
+                        build(dir, mode, &["-o", &dest, ctx.to_str().expect("utf-8")])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        for (i, out) in outs.iter().enumerate() {
+            ok(out, &format!("{} build {i}", mode.name()));
+            let mine = fs_err::read_to_string(dir.path().join(format!("out{i}/mine"))).expect("mine");
+            assert_eq!(mine, format!("{i}\n"), "{}: build {i} got its own step", mode.name());
+        }
+        // The locked cache saw every build, one after another (whole lines, no interleaving).
+        let logs: Vec<String> = (0..4)
+            .map(|i| fs_err::read_to_string(dir.path().join(format!("out{i}/log-{i}"))).expect("log"))
+            .collect();
+        let longest = logs.iter().max_by_key(|l| l.len()).expect("logs");
+        let mut seen: Vec<&str> = longest.lines().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, ["0", "1", "2", "3"], "{}: every build used the cache: {logs:?}", mode.name());
+        let snaps = dir.path().join("store/sandbox").join(mode.sandbox_dir()).join("snapshots");
+        let names: Vec<String> = fs_err::read_dir(&snaps)
+            .expect("snapshots")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| n.len() == 64), "{}: only complete snapshots: {names:?}", mode.name());
+    }
+}
