@@ -229,34 +229,7 @@ fn mount_request(
     let _ = out;
     Ok(Some(match m.kind {
         MountType::Bind => {
-            let from = match source {
-                Source::BuildContext => BindFrom::Host(context_for_mounts(b)?),
-                Source::Context { value, .. } if !value.contains("://") => {
-                    BindFrom::Host(absolute(std::path::Path::new(value))?)
-                }
-                Source::Stage(j) => {
-                    let s = done
-                        .get(*j)
-                        .and_then(Option::as_ref)
-                        .ok_or_else(|| BuildError::Internal(format!("stage {j} not built")))?;
-                    BindFrom::Layers(s.image.layers.iter().map(LayerRef::from_layer).collect())
-                }
-                Source::Image(r) => {
-                    let image = b
-                        .bases
-                        .image(r, &b.plan.target_platform)
-                        .map_err(|e| input_error(format!("--mount from={r}: {e}"), pos))?;
-                    BindFrom::Layers(image.layers.iter().map(LayerRef::from_layer).collect())
-                }
-                Source::Context { name, value } => {
-                    let image = b
-                        .bases
-                        .image(value, &b.plan.target_platform)
-                        .map_err(|e| input_error(format!("--mount from={name}: {e}"), pos))?;
-                    BindFrom::Layers(image.layers.iter().map(LayerRef::from_layer).collect())
-                }
-                Source::Scratch => BindFrom::Layers(Vec::new()),
-            };
+            let from = bind_from(b, source, done, pos)?;
             MountRequest::Bind {
                 from,
                 source: m.source.clone().unwrap_or_else(|| ".".into()),
@@ -265,12 +238,13 @@ fn mount_request(
             }
         }
         MountType::Cache => {
-            if m.from.is_some() {
-                return Err(BuildError::NotSupported(Diagnostic::new(
-                    "not supported yet: RUN --mount=type=cache,from=… (a cache seeded from a stage)",
-                    pos,
-                )));
-            }
+            // BuildKit: `from` (a stage, context or image) is what a new cache starts with.
+            let seed = match &m.from {
+                Some(_) => {
+                    Some((bind_from(b, source, done, pos)?, m.source.clone().unwrap_or_else(|| ".".into())))
+                }
+                None => None,
+            };
             let id = m.id.clone().unwrap_or_else(|| target.clone());
             MountRequest::Cache {
                 key: cache_key(&id),
@@ -285,6 +259,7 @@ fn mount_request(
                 uid: m.uid.unwrap_or(0),
                 gid: m.gid.unwrap_or(0),
                 readonly: m.readonly,
+                seed,
             }
         }
         MountType::Tmpfs => MountRequest::Tmpfs { target, size: m.size.unwrap_or(0) },
@@ -347,6 +322,46 @@ fn mount_request(
             }
         }
     }))
+}
+
+/// The files a bind mount (or a cache's seed) takes its source from.
+fn bind_from(
+    b: &Builder<'_>,
+    source: &Source,
+    done: &[Option<StageOut>],
+    pos: Pos,
+) -> Result<BindFrom, BuildError> {
+    let layers = |image: &crate::image::manifest::Image| {
+        BindFrom::Layers(image.layers.iter().map(LayerRef::from_layer).collect())
+    };
+    Ok(match source {
+        Source::BuildContext => BindFrom::Host(context_for_mounts(b)?),
+        Source::Context { value, .. } if !value.contains("://") => {
+            BindFrom::Host(absolute(std::path::Path::new(value))?)
+        }
+        Source::Stage(j) => {
+            let s = done
+                .get(*j)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| BuildError::Internal(format!("stage {j} not built")))?;
+            layers(&s.image)
+        }
+        Source::Image(r) => {
+            let image = b
+                .bases
+                .image(r, &b.plan.target_platform)
+                .map_err(|e| input_error(format!("--mount from={r}: {e}"), pos))?;
+            layers(&image)
+        }
+        Source::Context { name, value } => {
+            let image = b
+                .bases
+                .image(value, &b.plan.target_platform)
+                .map_err(|e| input_error(format!("--mount from={name}: {e}"), pos))?;
+            layers(&image)
+        }
+        Source::Scratch => BindFrom::Layers(Vec::new()),
+    })
 }
 
 /// The build context as a bind mount sees it: the directory itself, or, when a `.dockerignore`

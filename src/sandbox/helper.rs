@@ -519,8 +519,9 @@ impl Ctx {
                         target,
                         Content::File { data: data.clone(), mode: *mode, uid: *uid, gid: *gid },
                     )?,
-                    MountRequest::Cache { key, target, sharing, mode, uid, gid, .. } => {
-                        let path = self.cache_dir(key, sharing, (*mode, *uid, *gid), &mdir, &mut held)?;
+                    MountRequest::Cache { key, target, sharing, mode, uid, gid, seed, .. } => {
+                        let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: seed.as_ref() };
+                        let path = self.cache_dir(key, sharing, new, &mdir, &mut held, out)?;
                         inj.add(target, Content::MoveIn(path))?;
                     }
                     MountRequest::Bind { from, source, target, .. } => {
@@ -652,8 +653,9 @@ impl Ctx {
                 held.trees.push(merged);
                 StepMount::Bind { source: src, target: target.clone(), readonly: !*rw }
             }
-            MountRequest::Cache { key, target, sharing, mode, uid, gid, readonly } => {
-                let path = self.cache_dir(key, sharing, (*mode, *uid, *gid), dir, held)?;
+            MountRequest::Cache { key, target, sharing, mode, uid, gid, readonly, seed } => {
+                let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: seed.as_ref() };
+                let path = self.cache_dir(key, sharing, new, dir, held, out)?;
                 StepMount::Bind { source: path, target: target.clone(), readonly: *readonly }
             }
             MountRequest::Tmpfs { target, size } => StepMount::Tmpfs { target: target.clone(), size: *size },
@@ -692,15 +694,17 @@ impl Ctx {
         })
     }
 
-    /// The directory of cache `key`, created with `(mode, uid, gid)` when new. `locked` waits for
-    /// other users; `private` gets a throwaway directory under `dir` when another step has it.
+    /// The directory of cache `key`. A new one is a copy of its seed (`from=`, `source=`) or an
+    /// empty directory with the given mode and owner. `locked` waits for other users; `private`
+    /// gets a throwaway directory under `dir` when another step has it.
     fn cache_dir(
-        &self,
+        &mut self,
         key: &str,
         sharing: &str,
-        (mode, uid, gid): (u32, u32, u32),
+        new: NewCache<'_>,
         dir: &Path,
         held: &mut Held,
+        out: &mut impl Write,
     ) -> Result<PathBuf, Fail> {
         let mut path = self.caches.join(key);
         let lock_path = self.caches.join(format!("{key}.lock"));
@@ -723,16 +727,42 @@ impl Ctx {
             },
             _ => {}
         }
-        if !path.exists() {
-            let tmp = dir.join("new-cache");
-            fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| e.to_string())?;
-            if !self.squash {
-                std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
-            }
-            rename_into_place(&tmp, &path)?;
+        if path.exists() {
+            return Ok(path);
         }
+        let tmp = dir.join("new-cache");
+        match new.seed {
+            Some((from, source)) => {
+                let tree = match from {
+                    BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
+                    BindFrom::Layers(layers) => self.tree(layers, &dir.join("seed"), false, out)?,
+                };
+                let src = crate::build::resolve_in_root(tree.path(), source.trim_start_matches('/'))
+                    .map_err(|e| Fail::Input(format!("cache mount source {source}: {e}")))?;
+                if !src.is_dir() {
+                    return Err(Fail::Input(format!("cache mount source {source:?} is not a directory")));
+                }
+                let st = std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(&src)
+                    .arg(&tmp)
+                    .status()
+                    .map_err(|e| format!("seeding cache {key}: {e}"))?;
+                if !st.success() {
+                    return Err(Fail::Env(format!("seeding cache {key} from {source} failed ({st})")));
+                }
+            }
+            None => {
+                fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(new.mode))
+                    .map_err(|e| e.to_string())?;
+                if !self.squash {
+                    std::os::unix::fs::chown(&tmp, Some(new.uid), Some(new.gid))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        rename_into_place(&tmp, &path)?;
         Ok(path)
     }
 
@@ -937,6 +967,14 @@ fn loopback_up() -> std::io::Result<()> {
         libc::close(fd);
         if r != 0 { Err(err) } else { Ok(()) }
     }
+}
+
+/// How a cache directory that does not exist yet is made.
+struct NewCache<'a> {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    seed: Option<&'a (BindFrom, String)>,
 }
 
 /// A filesystem tree for a step's root or a bind mount's source.

@@ -87,6 +87,8 @@ pub enum MountRequest {
         gid: u32,
         /// `ro`.
         readonly: bool,
+        /// `from=` and `source=`: what a new cache starts with (`None`: empty).
+        seed: Option<(BindFrom, String)>,
     },
     /// `type=tmpfs`.
     Tmpfs {

@@ -331,7 +331,7 @@ fn podman_runs(dir: &Dir, mode: &Mode, archive: &Path) {
 const SECRET: &str = "s3cr3t-VALUE-42";
 
 const MOUNTS_DOCKERFILE: &str = r#"FROM busybox AS src
-RUN echo from-stage > /stagefile
+RUN echo from-stage > /stagefile && mkdir /seeddir && echo seed-content > /seeddir/seed
 
 FROM busybox
 RUN --mount=type=bind,source=ctxdir,target=/ctx cat /ctx/a.txt > /from-ctx && test ! -e /ctx/hidden.txt
@@ -339,6 +339,8 @@ RUN --mount=type=bind,from=src,source=/stagefile,target=/sf cat /sf > /from-stag
 RUN --mount=type=bind,source=ctxdir,target=/ctx,rw echo scribble > /ctx/new && test -f /ctx/new && echo rw-ok > /rw-ok
 RUN --mount=type=cache,id=counter,target=/cache,uid=1000,mode=0750 \
     n=$(cat /cache/count 2>/dev/null || echo 0); echo $n > /seen; echo $((n+1)) > /cache/count; stat -c '%a %u' /cache > /cache-stat
+RUN --mount=type=cache,id=seeded,target=/seeded,from=src,source=/seeddir \
+    cat /seeded/seed > /seeded-out && echo more >> /seeded/seed
 RUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/t && df -k /scratch | tail -1 | awk '{print $2}' > /tmpfs-kb
 RUN --mount=type=secret,id=tok,required=true \
     echo "$(wc -c < /run/secrets/tok) $(head -c 6 /run/secrets/tok)" > /secret-file && stat -c '%a %u' /run/secrets/tok > /secret-stat
@@ -401,6 +403,8 @@ fn every_mount_type_works_and_secrets_leave_no_trace() {
         assert_eq!(read(1, "seen"), "0", "{m}: a new cache starts empty");
         assert_eq!(read(2, "seen"), "1", "{m}: the cache persists across builds");
         assert_eq!(read(1, "cache-stat"), "750 1000", "{m}: cache mode and uid");
+        assert_eq!(read(1, "seeded-out"), "seed-content", "{m}: a new cache starts as its from=/source=");
+        assert_eq!(read(2, "seeded-out"), "seed-content\nmore", "{m}: and is not seeded again");
         if !chroot {
             assert_eq!(read(1, "tmpfs-kb"), "1024", "{m}: tmpfs size");
         }
@@ -417,7 +421,7 @@ fn every_mount_type_works_and_secrets_leave_no_trace() {
             let here = netdev.lines().filter(|l| l.contains(':')).count();
             assert_eq!(host_ifaces, here, "{m}: the default network is the host's");
         }
-        for gone in ["ctx", "sf", "cache", "scratch", "run", "ctxdir"] {
+        for gone in ["ctx", "sf", "cache", "scratch", "run", "ctxdir", "seeded", "seeddir"] {
             assert!(!outdir(1).join(gone).exists(), "{m}: mount target /{gone} is not in the image");
         }
         // The secret value appears in no blob (layers decompressed), output file or config.
