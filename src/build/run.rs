@@ -48,8 +48,8 @@ pub fn run_step(
     }
     if security == "insecure" {
         return Err(BuildError::NotSupported(
-            Diagnostic::new("not supported yet: RUN --security=insecure", pos)
-                .with_hint("privileged steps are not offered by hako; drop the flag"),
+            Diagnostic::new("not supported yet: RUN --security=insecure (a privileged step)", pos)
+                .with_hint("BuildKit also needs the security.insecure entitlement for it; drop the flag"),
         ));
     }
     let network = match network.as_str() {
@@ -70,7 +70,7 @@ pub fn run_step(
     }
     let mut requests = Vec::new();
     for (m, source) in mounts {
-        if let Some(r) = mount_request(b, out, m, source, done, &mut envs, pos)? {
+        if let Some(r) = mount_request(b, m, source, done, &mut envs, pos)? {
             requests.push(r);
         }
     }
@@ -218,7 +218,6 @@ fn resolve_user(
 /// A `--mount` as the helper needs it; `None` for an optional secret that was not given.
 fn mount_request(
     b: &Builder<'_>,
-    out: &StageOut,
     m: &Mount,
     source: &Source,
     done: &[Option<StageOut>],
@@ -226,7 +225,6 @@ fn mount_request(
     pos: Pos,
 ) -> Result<Option<MountRequest>, BuildError> {
     let target = m.target.clone().unwrap_or_default();
-    let _ = out;
     Ok(Some(match m.kind {
         MountType::Bind => {
             let from = bind_from(b, source, done, pos)?;
@@ -267,10 +265,11 @@ fn mount_request(
             let id = m.id.clone().unwrap_or_default();
             let Some(data) = secret(b, &id, pos)? else {
                 if m.required {
-                    return Err(input_error(format!("secret {id:?} is required but was not given"), pos)
-                        .with_hint(format!(
-                            "pass it with --secret id={id},src=FILE or --secret id={id},env=VAR"
-                        )));
+                    return Err(hinted(
+                        format!("secret {id:?} is required but was not given"),
+                        format!("pass it with --secret id={id},src=FILE or --secret id={id},env=VAR"),
+                        pos,
+                    ));
                 }
                 return Ok(None);
             };
@@ -303,10 +302,11 @@ fn mount_request(
             let id = m.id.clone().unwrap_or_else(|| "default".into());
             let Some(socket) = b.options.ssh.get(&id) else {
                 if m.required {
-                    return Err(input_error(format!("ssh agent {id:?} is required but was not given"), pos)
-                        .with_hint(format!(
-                            "pass it with --ssh {id} (the agent in $SSH_AUTH_SOCK) or --ssh {id}=SOCKET"
-                        )));
+                    return Err(hinted(
+                        format!("ssh agent {id:?} is required but was not given"),
+                        format!("pass it with --ssh {id} (the agent in $SSH_AUTH_SOCK) or --ssh {id}=SOCKET"),
+                        pos,
+                    ));
                 }
                 return Ok(None);
             };
@@ -438,17 +438,9 @@ fn secret(b: &Builder<'_>, id: &str, pos: Pos) -> Result<Option<Vec<u8>>, BuildE
     }
 }
 
-trait WithHint {
-    fn with_hint(self, hint: String) -> Self;
-}
-
-impl WithHint for BuildError {
-    fn with_hint(self, hint: String) -> Self {
-        match self {
-            BuildError::Input(d) => BuildError::Input(d.with_hint(hint)),
-            other => other,
-        }
-    }
+/// An input error with a hint.
+fn hinted(message: String, hint: String, pos: Pos) -> BuildError {
+    BuildError::Input(Diagnostic::new(message, pos).with_hint(hint))
 }
 
 #[cfg(test)]

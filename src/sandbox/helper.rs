@@ -491,13 +491,6 @@ impl Ctx {
         if std::fs::symlink_metadata(&cwd).is_err() {
             fs_err::create_dir_all(&cwd).map_err(|e| e.to_string())?;
         }
-        let exe = super::chroot::find_executable(&root, req.args.first().map_or("", String::as_str), &req.env)
-            .ok_or_else(|| {
-                Fail::Input(format!(
-                    "executable '{}' not found in $PATH (the image has no such program: install it in an earlier step, or name another one)",
-                    req.args.first().map_or("", String::as_str)
-                ))
-            })?;
         let mut inj = Injections::new(&root, &dir.join("aside"));
         let mut held = Held::default();
         let prepared = (|| -> Result<(), Fail> {
@@ -550,6 +543,22 @@ impl Ctx {
             let _ = inj.undo();
             return Err(e);
         }
+        // Looked up once the step's files are in place (a heredoc script is one of them).
+        let found = super::chroot::find_executable(&root, req.args.first().map_or("", String::as_str), &req.env)
+            .ok_or_else(|| {
+                Fail::Input(format!(
+                    "executable '{}' not found in $PATH (the image has no such program: install it in an earlier step, or name another one)",
+                    req.args.first().map_or("", String::as_str)
+                ))
+            });
+        let exe = match found {
+            Ok(exe) => exe,
+            Err(e) => {
+                let _ = inj.undo();
+                return Err(e);
+            }
+        };
+
         if inj.no_devices && !self.said_no_devices {
             self.said_no_devices = true;
             let note = "device nodes cannot be created here (no CAP_MKNOD): /dev/null and the other devices are \
@@ -660,8 +669,13 @@ impl Ctx {
             }
             MountRequest::Tmpfs { target, size } => StepMount::Tmpfs { target: target.clone(), size: *size },
             MountRequest::Secret { data, target, mode, uid, gid } => {
-                // The secret lives only in a tmpfs of this helper's private mount namespace.
-                let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                // The secret lives only in a tmpfs of this helper's private mount namespace. A
+                // bind mount keeps its source's noexec, so an executable file (a RUN heredoc with
+                // a #! line) needs an exec tmpfs.
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if mode & 0o111 == 0 {
+                    flags |= MsFlags::MS_NOEXEC;
+                }
                 mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("mode=0700,size=1m"))
                     .map_err(|e| format!("mounting a tmpfs for a secret: {e}"))?;
                 held.tmpfs.push(dir.to_path_buf());

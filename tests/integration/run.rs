@@ -854,3 +854,28 @@ fn concurrent_run_builds_share_a_store() {
         assert!(names.iter().all(|n| n.len() == 64), "{}: only complete snapshots: {names:?}", mode.name());
     }
 }
+
+/// BuildKit's three RUN heredoc forms: a script with a `#!` line (run from /dev/pipes), a plain
+/// script (given to the shell), and a command with heredoc redirections.
+#[test]
+fn run_heredoc_forms() {
+    let dockerfile = "FROM busybox\nRUN <<EOF\n#!/bin/sh\necho \"shebang $0\" > /one\nEOF\n\
+                      RUN <<EOF\necho plain > /two\necho more >> /two\nEOF\n\
+                      RUN cat <<A > /three && cat <<B >> /three\nfirst\nA\nsecond\nB\n";
+    for mode in modes_and_snapshotters("the RUN heredoc checks") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", dockerfile)]);
+        let dest = format!("type=local,dest={}", dir.path().join("out").display());
+        let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let read = |f: &str| fs_err::read_to_string(dir.path().join("out").join(f)).expect(f);
+        assert_eq!(read("one"), "shebang /dev/pipes/EOF\n", "{}", mode.name());
+        assert_eq!(read("two"), "plain\nmore\n", "{}", mode.name());
+        assert_eq!(read("three"), "first\nsecond\n", "{}", mode.name());
+        assert!(
+            !dir.path().join("out/dev/pipes").exists(),
+            "{}: the script is not in the image",
+            mode.name()
+        );
+    }
+}
