@@ -66,7 +66,15 @@ fn sandbox_bench(
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    let mode = if sandbox.rootless { "rootless" } else { "root" };
+    let mut mode = match isolation {
+        super::args::IsolationMode::Chroot => "chroot",
+        _ if sandbox.rootless => "rootless",
+        _ => "root",
+    }
+    .to_string();
+    if std::env::var("HAKO_SNAPSHOTTER").as_deref() == Ok("copy") {
+        mode.push_str(" (copy snapshotter)");
+    }
     print_stdout(&format!(
         "{mode}: median of {runs}: create+start+wait+delete {:.1} ms, whole step (overlay, mounts, cleanup) {:.1} ms\n",
         median(&mut runtime),

@@ -879,3 +879,21 @@ fn run_heredoc_forms() {
         );
     }
 }
+
+/// `hako debug sandbox-bench` (what scripts/bench-sandbox.sh reports) runs and reports medians.
+#[test]
+fn sandbox_bench_reports_medians() {
+    let Some(mode) = modes("the sandbox-bench check").into_iter().next() else { return };
+    let dir = Dir::new(&mode);
+    let layout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/busybox");
+    let out = Command::new(binary(&dir, &mode))
+        .args(["debug", "sandbox-bench", "-n", "3", "--root"])
+        .arg(dir.path().join("store"))
+        .arg(&layout)
+        .output()
+        .expect("hako");
+    ok(&out, "sandbox-bench");
+    let report = text(&out.stdout);
+    assert!(report.contains("median of 3: create+start+wait+delete "), "{report}");
+    assert!(report.contains(" ms, whole step (overlay, mounts, cleanup) "), "{report}");
+}
