@@ -18,12 +18,28 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile and a context (like `docker buildx build`).
     Build(Box<BuildArgs>),
+    /// Remove the build sandbox's snapshots, cache mounts and leftovers (like `docker buildx
+    /// prune`); images and their layers stay. Rootless snapshots belong to your sub-ids, so this is
+    /// how to free that space (or before removing the store with `rm -rf`).
+    Prune(PruneArgs),
     /// Developer tools for the Dockerfile frontend.
     Debug {
         /// Which tool.
         #[command(subcommand)]
         command: DebugCommand,
     },
+}
+
+/// `hako prune` options.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
 }
 
 /// `hako debug` subcommands.

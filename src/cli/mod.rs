@@ -5,13 +5,14 @@ mod args;
 mod build;
 mod debug;
 mod progress;
+mod prune;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{BuildArgs, Cli, Command, DebugCommand, ProgressMode};
+pub use args::{BuildArgs, Cli, Command, DebugCommand, ProgressMode, PruneArgs};
 
 /// Exit status: the build failed because of the user's input (Dockerfile error, failing step).
 pub const EXIT_USER: u8 = 1;
@@ -77,6 +78,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Build(args) => build::run(*args),
+        Command::Prune(args) => prune::run(args),
         Command::Debug { command } => debug::run(command),
     };
     match result {

@@ -82,6 +82,8 @@ pub fn userns_hint() -> Option<String> {
 
 /// A running helper.
 pub struct Sandbox {
+    /// Shared on `<store>/locks/sandbox` while steps may run; `hako prune` takes it exclusively.
+    _lock: Option<crate::store::Lock>,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -92,8 +94,18 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Starts a helper for the store at `store_root`.
+    /// Starts a helper for the store at `store_root`, holding the store's sandbox lock shared (so
+    /// `hako prune` waits for the build).
     pub fn start(store_root: &Path, isolation: Isolation) -> Result<Sandbox, SandboxError> {
+        let lock = crate::store::Lock::shared(&store_root.join("locks/sandbox"))
+            .map_err(|e| SandboxError::Setup(format!("locking the store: {e}")))?;
+        let mut sb = Sandbox::start_unlocked(store_root, isolation)?;
+        sb._lock = Some(lock);
+        Ok(sb)
+    }
+
+    /// Starts a helper without taking the lock (the caller holds it).
+    pub fn start_unlocked(store_root: &Path, isolation: Isolation) -> Result<Sandbox, SandboxError> {
         // The helper changes directory (overlay mounts) and hands paths to libcontainer, which
         // wants them absolute.
         let store_root = std::path::absolute(store_root)
@@ -143,7 +155,7 @@ impl Sandbox {
         let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
             return Err(SandboxError::Setup("the sandbox helper has no pipes".into()));
         };
-        let mut sb = Sandbox { child, stdin: Some(stdin), stdout, warnings, rootless };
+        let mut sb = Sandbox { _lock: None, child, stdin: Some(stdin), stdout, warnings, rootless };
         if let Some(maps) = maps {
             let mut line = String::new();
             sb.stdout.read_line(&mut line).map_err(|e| SandboxError::Helper(e.to_string()))?;
@@ -207,6 +219,34 @@ impl Sandbox {
                 Ok(Reply::Done(r)) => return Ok(r),
                 Ok(Reply::Failed(e)) => return Err(SandboxError::Step(e)),
                 Ok(Reply::Refused(e)) => return Err(SandboxError::Refused(e)),
+                Ok(Reply::Wiped { .. }) => return Err(SandboxError::Helper("unexpected wipe reply".into())),
+                Err(e) => return Err(SandboxError::Helper(format!("bad reply {:?}: {e}", buf.trim()))),
+            }
+        }
+    }
+}
+
+impl Sandbox {
+    /// Removes everything under `<store>/sandbox` the helper's ids can reach: see
+    /// [`Request::Wipe`]. Returns (entries, bytes, what was left and why).
+    pub fn wipe(&mut self) -> Result<(u64, u64, Vec<String>), SandboxError> {
+        let mut line = serde_json::to_vec(&Request::Wipe).map_err(|e| SandboxError::Helper(e.to_string()))?;
+        line.push(b'\n');
+        let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::Helper("closed".into()))?;
+        stdin
+            .write_all(&line)
+            .and_then(|()| stdin.flush())
+            .map_err(|e| SandboxError::Helper(e.to_string()))?;
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            if self.stdout.read_line(&mut buf).map_err(|e| SandboxError::Helper(e.to_string()))? == 0 {
+                return Err(SandboxError::Helper("it exited".into()));
+            }
+            match serde_json::from_str::<Reply>(&buf) {
+                Ok(Reply::Wiped { entries, bytes, left }) => return Ok((entries, bytes, left)),
+                Ok(Reply::Note(_)) => continue,
+                Ok(other) => return Err(SandboxError::Helper(format!("unexpected reply {other:?}"))),
                 Err(e) => return Err(SandboxError::Helper(format!("bad reply {:?}: {e}", buf.trim()))),
             }
         }

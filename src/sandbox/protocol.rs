@@ -159,6 +159,9 @@ pub struct RunRequest {
 pub enum Request {
     /// Run a step.
     Run(Box<RunRequest>),
+    /// Remove every snapshot, cache mount and leftover run directory under `<store>/sandbox`
+    /// (`hako prune`; the builder holds the store's sandbox lock exclusively).
+    Wipe,
 }
 
 /// How the step's process ended.
@@ -196,4 +199,14 @@ pub enum Reply {
     Failed(String),
     /// The step itself is wrong (a missing executable or mount source): the Dockerfile must change.
     Refused(String),
+    /// [`Request::Wipe`] is done: entries removed and the bytes they used; what could not be
+    /// removed, with why.
+    Wiped {
+        /// Files, directories and links removed.
+        entries: u64,
+        /// Their disk usage.
+        bytes: u64,
+        /// Paths left behind, with the error.
+        left: Vec<String>,
+    },
 }

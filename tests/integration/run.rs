@@ -897,3 +897,86 @@ fn sandbox_bench_reports_medians() {
     assert!(report.contains("median of 3: create+start+wait+delete "), "{report}");
     assert!(report.contains(" ms, whole step (overlay, mounts, cleanup) "), "{report}");
 }
+
+/// `hako prune` removes snapshots and caches — for a rootless user, files owned by sub-ids that
+/// plain `rm -rf` cannot remove — and refuses while a build uses the store.
+#[test]
+fn prune_removes_what_rootless_builds_leave() {
+    use std::io::BufRead;
+    for mode in modes("the prune checks") {
+        let dir = Dir::new(&mode);
+        let dockerfile = "FROM busybox\nRUN mkdir /data && echo x > /data/f && chown -R 1000:1000 /data && chmod 0700 /data\n\
+                          RUN --mount=type=cache,target=/c,uid=1000 touch /c/cached\n";
+        dir.write(&mode, &[("ctx/Dockerfile", dockerfile)]);
+        ok(&build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]), mode.name());
+        let store = dir.path().join("store");
+        let as_user = |program: &str, args: &[&str]| -> Output {
+            let mut c = match mode.user() {
+                Mode::Rootless(Some(user)) => {
+                    let mut c = Command::new("runuser");
+                    c.args(["-u", user, "--", program]);
+                    c
+                }
+                _ => Command::new(program),
+            };
+            c.args(args).stdin(std::process::Stdio::null()).output().expect("run")
+        };
+        let bin = binary(&dir, &mode);
+        let bin = bin.to_str().expect("utf-8");
+        let store_s = store.to_str().expect("utf-8");
+        if matches!(mode, Mode::Rootless(_)) {
+            let rm = as_user("rm", &["-rf", &format!("{store_s}/sandbox")]);
+            assert!(!rm.status.success(), "precondition: rm -rf cannot remove sub-id-owned files");
+        }
+        // Without -f and without a terminal, nothing is removed.
+        let out = as_user(bin, &["prune", "--root", store_s]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("add -f"), "{}", text(&out.stderr));
+        // While a build runs, prune waits its turn: it refuses.
+        dir.write(&mode, &[("ctx2/Dockerfile", "FROM busybox\nRUN echo started; sleep 4343\n")]);
+        let mut cmd = match mode.user() {
+            Mode::Rootless(Some(user)) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--", bin]);
+                c
+            }
+            _ => Command::new(bin),
+        };
+        let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
+        let mut running = cmd
+            .args(["build", "--progress=plain", "--root", store_s, "--build-context", &base])
+            .arg(dir.path().join("ctx2"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = running.stderr.take().expect("stderr");
+        let started =
+            std::io::BufReader::new(stderr).lines().map_while(Result::ok).any(|l| l.ends_with("] started"));
+        assert!(started);
+        let busy = as_user(bin, &["prune", "-f", "--root", store_s]);
+        let pid = builder_pid(running.id());
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+            .expect("kill");
+        let _ = running.wait();
+        assert_eq!(busy.status.code(), Some(2), "{}", text(&busy.stderr));
+        assert!(text(&busy.stderr).contains("a build is using"), "{}", text(&busy.stderr));
+        // Once the build is gone (its helper too), prune removes everything.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let pruned = loop {
+            let out = as_user(bin, &["prune", "-f", "--root", store_s]);
+            if out.status.success() || std::time::Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        ok(&pruned, &format!("{}: prune", mode.name()));
+        assert!(text(&pruned.stderr).contains("removed "), "{}", text(&pruned.stderr));
+        let rm = as_user("rm", &["-rf", store_s]);
+        assert!(
+            rm.status.success(),
+            "{}: after prune the user can remove the store: {}",
+            mode.name(),
+            text(&rm.stderr)
+        );
+    }
+}
