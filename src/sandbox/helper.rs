@@ -158,6 +158,8 @@ struct Ctx {
     snapshots: PathBuf,
     runs: PathBuf,
     caches: PathBuf,
+    /// Copy snapshotter: the trees of recent steps, by chain id, for the next step to take.
+    trees: PathBuf,
     state: PathBuf,
     flavor: Flavor,
     rootless: bool,
@@ -187,6 +189,7 @@ impl Ctx {
             snapshots: dir("snapshots")?,
             runs: dir("runs")?,
             caches: dir("cache")?,
+            trees: dir("trees")?,
             state: dir("state")?,
             flavor: if rootless { Flavor::UserNs } else { Flavor::Root },
             rootless,
@@ -269,6 +272,11 @@ impl Ctx {
             return Ok(Tree::Overlay(m));
         }
         let root = dir.join("copy");
+        // The tree the previous step of this stage left is this step's parent: take it (a
+        // rename, so no other build can have it at the same time) instead of extracting.
+        if writable && std::fs::rename(self.trees.join(tree_id(layers)), &root).is_ok() {
+            return Ok(Tree::Plain(root));
+        }
         fs_err::create_dir_all(&root).map_err(|e| e.to_string())?;
         let opts = ApplyOptions { chown: !self.squash, devices: !self.rootless };
         for layer in layers {
@@ -278,6 +286,32 @@ impl Ctx {
                 .map_err(|e| format!("extracting layer {}: {e}", layer.digest))?;
         }
         Ok(Tree::Plain(root))
+    }
+
+    /// Keeps a copy-snapshotter tree whose content is the filesystem of `layers`, for the next
+    /// step; only the few most recent are kept.
+    fn keep_tree(&self, tree: &Path, layers: &[LayerRef]) {
+        const KEEP: usize = 3;
+        if std::fs::rename(tree, self.trees.join(tree_id(layers))).is_err() {
+            return;
+        }
+        let Ok(rd) = std::fs::read_dir(&self.trees) else { return };
+        let mut all: Vec<(i64, PathBuf)> = rd
+            .flatten()
+            .filter_map(|e| {
+                use std::os::unix::fs::MetadataExt;
+                // rename updates ctime: the newest is the most recently kept.
+                e.metadata().ok().map(|m| (m.ctime() * 1_000_000_000 + m.ctime_nsec(), e.path()))
+            })
+            .collect();
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (t, old) in all.into_iter().skip(KEEP) {
+            // Taken out of the cache by rename first, so no build can take it while it goes.
+            let doomed = self.runs.join(format!("evict-{}-{t}", std::process::id()));
+            if std::fs::rename(&old, &doomed).is_ok() {
+                let _ = std::fs::remove_dir_all(&doomed);
+            }
+        }
     }
 
     fn next_name(&mut self, what: &str) -> String {
@@ -467,14 +501,21 @@ impl Ctx {
             result.notes.push(format!("{} socket(s) left out of the layer", summary.skipped_sockets));
         }
         if summary.entries == 0 {
+            if let Some(tree) = plain {
+                self.keep_tree(tree, &req.layers);
+            }
             return Ok(result);
         }
         let layer = LayerRef::from_layer(&w.finish().map_err(|e| e.to_string())?);
-        if plain.is_none() {
-            let mut chain = req.layers.clone();
-            chain.push(layer.clone());
-            let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
-            rename_into_place(&upper, &self.snapshots.join(id))?;
+        let mut chain = req.layers.clone();
+        chain.push(layer.clone());
+        match plain {
+            // The copy holds exactly the new layer's filesystem now: the next step starts from it.
+            Some(tree) => self.keep_tree(tree, &chain),
+            None => {
+                let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
+                rename_into_place(&upper, &self.snapshots.join(id))?;
+            }
         }
         result.layer = Some(layer);
         Ok(result)
@@ -955,6 +996,11 @@ fn wait(pid: i32) -> Result<Exit, String> {
             Err(e) => return Err(format!("waiting for the step: {e}")),
         }
     }
+}
+
+/// The key of a copy-snapshotter tree holding the filesystem of `layers`: their chain id.
+fn tree_id(layers: &[LayerRef]) -> String {
+    overlay::chain_ids(layers).pop().unwrap_or_else(|| "empty".into())
 }
 
 /// Removes everything under `dir` (keeping `dir`): entries and bytes removed, and what could not
