@@ -1,0 +1,256 @@
+//! The sandbox helper: `hako __sandbox STORE MODE`, started by the builder (see [`super::Sandbox`]).
+//!
+//! It is a separate, single-threaded process because libcontainer forks with a raw `clone3` from
+//! the calling thread, leaves the process non-dumpable and changes the process-wide working
+//! directory; none of that is safe inside the multi-threaded builder. The helper:
+//!
+//! 1. rootless only: enters a new user namespace, says `ready`, and waits for the builder to
+//!    write its uid/gid maps (newuidmap/newgidmap) and say `go`; from then on it is root in there;
+//! 2. enters new mount and cgroup namespaces, makes every mount private and mounts `cgroup2` at
+//!    `/sys/fs/cgroup`, so libcontainer's cgroup manager has a tree it may write (or may fail to
+//!    write, which its rootless mode tolerates) whatever the host runs;
+//! 3. serves requests: for each RUN step it prepares snapshots, mounts the overlay and the step's
+//!    mounts, runs the container, turns the upper directory into a layer and makes it a snapshot.
+//!
+//! Everything it mounts lives in its private mount namespace and vanishes when it exits, even
+//! after kill -9. Files it writes under `<store>/sandbox/<mode>` belong to ids of its namespace,
+//! which is why that tree is only ever changed from in here.
+
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+
+use super::overlay::{self, Flavor, Mounted};
+use super::protocol::{
+    BindFrom, Exit, LayerRef, MountRequest, Network, Reply, Request, RunRequest, RunResult,
+};
+use super::spec::{self, StepMount, StepSpec};
+use crate::layer::diff::{DiffOptions, XattrPrefix};
+use crate::layer::extract::{ApplyOptions, apply_layer};
+use crate::layer::{Compression, LayerWriter};
+use crate::store::Store;
+
+mod mounts;
+mod snapshots;
+mod step;
+
+use mounts::{Held, NewCache};
+pub use snapshots::wipe;
+use snapshots::{Tree, rename_into_place};
+
+/// The hostname of every step (BuildKit's).
+pub const HOSTNAME: &str = "buildkitsandbox";
+
+/// Entry point of `hako __sandbox STORE MODE` where MODE is `root`, `rootless`, `rootless-squash`
+/// (a single-id map: owners other than 0 cannot be set) or `chroot` (no namespaces).
+pub fn main(args: &[String]) -> ExitCode {
+    let (Some(store), Some(mode)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: hako __sandbox STORE root|rootless|rootless-squash|chroot (started by hako build)");
+        return ExitCode::from(2);
+    };
+    let mut out = std::io::stdout().lock();
+    let mut input = std::io::stdin().lock();
+    let rootless = mode.starts_with("rootless");
+    let chroot = mode == "chroot";
+    // chroot isolation is for machines that allow no namespaces at all: nothing to set up.
+    let ready = if chroot { Ok(()) } else { setup(rootless, &mut input, &mut out) };
+    match ready {
+        Ok(()) => {}
+        Err(e) => {
+            let _ = reply(&mut out, &Reply::Failed(e));
+            return ExitCode::from(1);
+        }
+    }
+    let base = Path::new(store).join("sandbox").join(super::mode_dir(mode));
+    let mut ctx = match Ctx::new(Path::new(store), &base, rootless, mode == "rootless-squash", chroot) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = reply(&mut out, &Reply::Failed(e));
+            return ExitCode::from(1);
+        }
+    };
+    let _ = reply(&mut out, &Reply::Note("ready".into()));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) | Err(_) => return ExitCode::SUCCESS,
+            Ok(_) => {}
+        }
+        let result = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Run(req)) => ctx.run(&req, &mut out),
+            Ok(Request::Wipe) => {
+                let (entries, bytes, left) = wipe(&Path::new(store).join("sandbox"));
+                if reply(&mut out, &Reply::Wiped { entries, bytes, left }).is_err() {
+                    return ExitCode::from(1);
+                }
+                continue;
+            }
+            Err(e) => Err(Fail::Env(format!("bad request from the builder: {e}"))),
+        };
+        let r = match result {
+            Ok(done) => reply(&mut out, &Reply::Done(done)),
+            Err(Fail::Env(e)) => reply(&mut out, &Reply::Failed(e)),
+            Err(Fail::Input(e)) => reply(&mut out, &Reply::Refused(e)),
+        };
+        if r.is_err() {
+            return ExitCode::from(1);
+        }
+    }
+}
+
+/// Why a request failed: the step's fault (`Input`) or the machine's.
+enum Fail {
+    Input(String),
+    Env(String),
+}
+
+impl From<String> for Fail {
+    fn from(s: String) -> Fail {
+        Fail::Env(s)
+    }
+}
+
+fn reply(out: &mut impl Write, r: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    out.write_all(&line)?;
+    out.flush()
+}
+
+fn setup(rootless: bool, input: &mut impl BufRead, out: &mut impl Write) -> Result<(), String> {
+    if rootless {
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| {
+            format!(
+                "cannot create a user namespace: {e}{}",
+                super::userns_hint().map(|h| format!(" ({h})")).unwrap_or_default()
+            )
+        })?;
+        writeln!(out, "ready").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+        let mut go = String::new();
+        input.read_line(&mut go).map_err(|e| e.to_string())?;
+        if go.trim() != "go" {
+            return Err("the builder could not set up the user namespace's id maps".into());
+        }
+    }
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP).map_err(|e| {
+        let fallback = if rootless {
+            "run hako as root with --isolation=chroot"
+        } else {
+            "run hako with --isolation=chroot (steps then share the machine's processes and network)"
+        };
+        format!(
+            "cannot create mount and cgroup namespaces: {e}; inside a container whose seccomp profile or \
+             capabilities deny namespaces (Docker's default profile does), {fallback}"
+        )
+    })?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("making mounts private: {e}"))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), flags, None::<&str>)
+        .map_err(|e| format!("mounting cgroup2 in the sandbox's cgroup namespace: {e}"))?;
+    Ok(())
+}
+
+struct Ctx {
+    store: Store,
+    snapshots: PathBuf,
+    runs: PathBuf,
+    caches: PathBuf,
+    /// Copy snapshotter: the trees of recent steps, by chain id, for the next step to take.
+    trees: PathBuf,
+    state: PathBuf,
+    flavor: Flavor,
+    rootless: bool,
+    squash: bool,
+    steps: u64,
+    /// Overlay snapshots, or plain copies where overlayfs cannot be mounted.
+    copy: bool,
+    /// `--isolation=chroot`: no namespaces, no mounts.
+    chroot: bool,
+    /// The no-device-nodes note was given.
+    said_no_devices: bool,
+    /// Said once, with the first step's replies (why steps run on copies).
+    pending_note: Option<String>,
+    /// A process holding a private network namespace with loopback up (`--network=none`).
+    netns: Option<(nix::unistd::Pid, PathBuf)>,
+}
+
+impl Ctx {
+    fn new(store: &Path, base: &Path, rootless: bool, squash: bool, chroot: bool) -> Result<Ctx, String> {
+        let dir = |name: &str| -> Result<PathBuf, String> {
+            let p = base.join(name);
+            fs_err::create_dir_all(&p).map_err(|e| e.to_string())?;
+            Ok(p)
+        };
+        let mut ctx = Ctx {
+            store: Store::open_readonly(store),
+            snapshots: dir("snapshots")?,
+            runs: dir("runs")?,
+            caches: dir("cache")?,
+            trees: dir("trees")?,
+            state: dir("state")?,
+            flavor: if rootless { Flavor::UserNs } else { Flavor::Root },
+            rootless,
+            squash,
+            steps: 0,
+            copy: false,
+            chroot,
+            said_no_devices: false,
+            pending_note: None,
+            netns: None,
+        };
+        ctx.sweep();
+        if chroot {
+            ctx.copy = true;
+            ctx.pending_note = Some(
+                "--isolation=chroot: steps run chrooted into a copy of their parent's filesystem, as root, with \
+                 no namespaces: they share the machine's processes and network and get no /proc or /sys"
+                    .into(),
+            );
+        } else if std::env::var("HAKO_SNAPSHOTTER").as_deref() == Ok("copy") {
+            ctx.copy = true;
+            ctx.pending_note =
+                Some("HAKO_SNAPSHOTTER=copy: each step runs on a copy of its parent's filesystem".into());
+        } else if let Err(e) = ctx.probe_overlay() {
+            ctx.copy = true;
+            ctx.pending_note = Some(format!(
+                "overlayfs cannot be mounted here ({e}): each step runs on a copy of its parent's filesystem instead \
+                 (same result, slower for big images)"
+            ));
+        }
+        Ok(ctx)
+    }
+
+    /// Removes what killed helpers left behind (run directories name their helper's pid).
+    fn sweep(&self) {
+        for dir in [&self.runs, &self.state] {
+            let Ok(rd) = std::fs::read_dir(dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
+                let alive = pid.is_some_and(|p| {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
+                        || p == std::process::id() as i32
+                });
+                if !alive {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    fn next_name(&mut self, what: &str) -> String {
+        self.steps += 1;
+        format!("{what}-{}-{}", std::process::id(), self.steps)
+    }
+}

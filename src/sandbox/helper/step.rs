@@ -1,0 +1,420 @@
+//! Running one step: the root, the mounts, the container (libcontainer, or chroot), the output,
+//! and the layer made from what changed.
+
+use super::*;
+
+impl Ctx {
+    pub(super) fn run(&mut self, req: &RunRequest, out: &mut impl Write) -> Result<RunResult, Fail> {
+        if let Some(note) = self.pending_note.take() {
+            reply(out, &Reply::Note(note)).map_err(|e| e.to_string())?;
+        }
+        let name = self.next_name("run");
+        let dir = self.runs.join(&name);
+        fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let result =
+            if self.chroot { self.run_chroot(req, &dir, out) } else { self.run_in(req, &dir, &name, out) };
+        // Mounts made for the step are gone by now (dropped in run_in); the directory may hold
+        // an upper that did not become a snapshot.
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    pub(super) fn run_in(
+        &mut self,
+        req: &RunRequest,
+        dir: &Path,
+        name: &str,
+        out: &mut impl Write,
+    ) -> Result<RunResult, Fail> {
+        let rootfs = dir.join("rootfs");
+        let root = self.tree(&req.layers, &rootfs, true, out)?;
+        // The copy snapshotter finds the change by comparing with a record taken now.
+        let before = match &root {
+            Tree::Plain(p) => Some(crate::layer::walkdiff::record(p).map_err(|e| e.to_string())?),
+            Tree::Overlay(_) => None,
+        };
+        let mut held = Held::default();
+        let mut mounts = self.etc_files(dir)?;
+        for (i, m) in req.mounts.iter().enumerate() {
+            mounts.push(self.prepare_mount(m, &dir.join(format!("m{i}")), &mut held, out)?);
+        }
+        // runc (and so BuildKit) creates a missing working directory; libcontainer does not.
+        let cwd = crate::build::resolve_in_root(root.path(), req.cwd.trim_start_matches('/'))
+            .map_err(|e| Fail::Input(format!("working directory {}: {e}", req.cwd)))?;
+        if std::fs::symlink_metadata(&cwd).is_err() {
+            fs_err::create_dir_all(&cwd).map_err(|e| e.to_string())?;
+        }
+        let mut stubs = Vec::new();
+        let mut copied_up = Vec::new();
+        let targets =
+            ["/proc", "/dev", "/sys"].into_iter().map(String::from).chain(mounts.iter().map(|m| match m {
+                StepMount::Bind { target, .. } | StepMount::Tmpfs { target, .. } => target.clone(),
+            }));
+        for t in targets {
+            if let Some(stub) = overlay::missing_stub(root.path(), &t) {
+                let parent = Path::new(&stub).parent().map(|p| root.path().join(p));
+                copied_up.extend(overlay::ancestors(root.path(), &stub));
+                stubs.push((stub, parent.and_then(|p| std::fs::symlink_metadata(p).ok())));
+            }
+        }
+        let netns = match req.network {
+            Network::Host => None,
+            Network::None => Some(self.none_netns()?),
+        };
+        let step = StepSpec {
+            root: root.path().to_path_buf(),
+            args: req.args.clone(),
+            env: req.env.clone(),
+            cwd: req.cwd.clone(),
+            uid: req.uid,
+            gid: req.gid,
+            groups: req.groups.clone(),
+            hostname: HOSTNAME.into(),
+            netns,
+            rootless: self.rootless,
+            cgroups_path: format!("/hako/{name}"),
+            mounts,
+        };
+        let spec = spec::build(&step).map_err(|e| format!("runtime spec: {e}"))?;
+        let bundle = dir.join("bundle");
+        fs_err::create_dir_all(&bundle).map_err(|e| e.to_string())?;
+        spec.save(bundle.join("config.json")).map_err(|e| format!("writing the runtime spec: {e}"))?;
+
+        let started = Instant::now();
+        let exit = self.execute(name, &bundle, out)?;
+        let run_ms = started.elapsed().as_secs_f64() * 1000.0;
+        overlay::remove_stubs(root.path(), &stubs);
+        drop(held);
+        let plain = match root {
+            Tree::Overlay(m) => {
+                m.unmount().map_err(|e| format!("unmounting the step's root: {e}"))?;
+                None
+            }
+            Tree::Plain(p) => Some(p),
+        };
+
+        self.finish(req, exit, run_ms, &rootfs, plain.as_deref(), before.as_ref(), &copied_up)
+    }
+
+    /// The layer of a finished step: the overlay's upper directory (`plain` is None), or the
+    /// changes to the copy at `plain` since `before`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish(
+        &self,
+        req: &RunRequest,
+        exit: Exit,
+        run_ms: f64,
+        rootfs: &Path,
+        plain: Option<&Path>,
+        before: Option<&crate::layer::walkdiff::Record>,
+        copied_up: &[(String, std::fs::Metadata)],
+    ) -> Result<RunResult, Fail> {
+        let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms };
+        if exit != Exit::Code(0) || !req.commit {
+            return Ok(result);
+        }
+        let upper = rootfs.join("upper");
+        if plain.is_none() {
+            overlay::prune_copied_up(&upper, copied_up);
+        }
+        let compression = match req.compression.as_str() {
+            "zstd" => Compression::Zstd,
+            "none" => Compression::None,
+            _ => Compression::Gzip,
+        };
+        let mut w = LayerWriter::new(&self.store, compression, req.clamp).map_err(|e| e.to_string())?;
+        let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
+        let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
+        let summary = match (plain, before) {
+            (Some(p), Some(before)) => crate::layer::walkdiff::write_changes(p, before, &mut w, req.clamp),
+            _ => crate::layer::diff::write_diff(&upper, &mut w, &opts),
+        }
+        .map_err(|e| format!("turning the step's changes into a layer: {e}"))?;
+        if summary.skipped_sockets > 0 {
+            result.notes.push(format!("{} socket(s) left out of the layer", summary.skipped_sockets));
+        }
+        if summary.entries == 0 {
+            if let Some(tree) = plain {
+                self.keep_tree(tree, &req.layers);
+            }
+            return Ok(result);
+        }
+        let layer = LayerRef::from_layer(&w.finish().map_err(|e| e.to_string())?);
+        let mut chain = req.layers.clone();
+        chain.push(layer.clone());
+        match plain {
+            // The copy holds exactly the new layer's filesystem now: the next step starts from it.
+            Some(tree) => self.keep_tree(tree, &chain),
+            None => {
+                let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
+                rename_into_place(&upper, &self.snapshots.join(id))?;
+            }
+        }
+        result.layer = Some(layer);
+        Ok(result)
+    }
+
+    /// A step under `--isolation=chroot` (see [`crate::sandbox::chroot`]).
+    pub(super) fn run_chroot(
+        &mut self,
+        req: &RunRequest,
+        dir: &Path,
+        out: &mut impl Write,
+    ) -> Result<RunResult, Fail> {
+        use crate::sandbox::chroot::{Content, Injections};
+        if req.network == Network::None {
+            return Err(Fail::Input(
+                "RUN --network=none needs a network namespace, which --isolation=chroot does not make".into(),
+            ));
+        }
+        let rootfs = dir.join("rootfs");
+        let Tree::Plain(root) = self.tree(&req.layers, &rootfs, true, out)? else {
+            return Err(Fail::Env("chroot isolation needs a copied root".into()));
+        };
+        let before = crate::layer::walkdiff::record(&root).map_err(|e| e.to_string())?;
+        let cwd = crate::build::resolve_in_root(&root, req.cwd.trim_start_matches('/'))
+            .map_err(|e| Fail::Input(format!("working directory {}: {e}", req.cwd)))?;
+        if std::fs::symlink_metadata(&cwd).is_err() {
+            fs_err::create_dir_all(&cwd).map_err(|e| e.to_string())?;
+        }
+        let mut inj = Injections::new(&root, &dir.join("aside"));
+        let mut held = Held::default();
+        let prepared = (|| -> Result<(), Fail> {
+            for (name, major, minor) in crate::sandbox::chroot::DEVICES {
+                inj.add(&format!("/dev/{name}"), Content::Char(major, minor))?;
+            }
+            for m in self.etc_files(dir)? {
+                if let StepMount::Bind { source, target, .. } = m {
+                    let data = fs_err::read(&source).map_err(|e| e.to_string())?;
+                    inj.add(&target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
+                }
+            }
+            for (i, m) in req.mounts.iter().enumerate() {
+                let mdir = dir.join(format!("m{i}"));
+                fs_err::create_dir_all(&mdir).map_err(|e| e.to_string())?;
+                match m {
+                    MountRequest::Tmpfs { target, .. } => inj.add(target, Content::Dir(0o1777))?,
+                    MountRequest::Secret { data, target, mode, uid, gid } => inj.add(
+                        target,
+                        Content::File { data: data.clone(), mode: *mode, uid: *uid, gid: *gid },
+                    )?,
+                    MountRequest::Cache { key, target, sharing, mode, uid, gid, seed, .. } => {
+                        let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: seed.as_ref() };
+                        let path = self.cache_dir(key, sharing, new, &mdir, &mut held, out)?;
+                        inj.add(target, Content::MoveIn(path))?;
+                    }
+                    MountRequest::Bind { from, source, target, .. } => {
+                        let tree = match from {
+                            BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
+                            BindFrom::Layers(layers) => self.tree(layers, &mdir, false, out)?,
+                        };
+                        let src = crate::build::resolve_in_root(tree.path(), source.trim_start_matches('/'))
+                            .map_err(|e| Fail::Input(format!("--mount source {source}: {e}")))?;
+                        if std::fs::symlink_metadata(&src).is_err() {
+                            return Err(Fail::Input(format!("--mount source {source:?} does not exist")));
+                        }
+                        inj.add(target, Content::CopyIn(src))?;
+                    }
+                    MountRequest::Ssh { .. } => {
+                        return Err(Fail::Input(
+                            "RUN --mount=type=ssh needs a bind mount, which --isolation=chroot cannot make"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = inj.undo();
+            return Err(e);
+        }
+        // Looked up once the step's files are in place (a heredoc script is one of them).
+        let found = crate::sandbox::chroot::find_executable(&root, req.args.first().map_or("", String::as_str), &req.env)
+            .ok_or_else(|| {
+                Fail::Input(format!(
+                    "executable '{}' not found in $PATH (the image has no such program: install it in an earlier step, or name another one)",
+                    req.args.first().map_or("", String::as_str)
+                ))
+            });
+        let exe = match found {
+            Ok(exe) => exe,
+            Err(e) => {
+                let _ = inj.undo();
+                return Err(e);
+            }
+        };
+
+        if inj.no_devices && !self.said_no_devices {
+            self.said_no_devices = true;
+            let note = "device nodes cannot be created here (no CAP_MKNOD): /dev/null and the other devices are \
+                        plain files in RUN steps";
+            reply(out, &Reply::Note(note.into())).map_err(|e| e.to_string())?;
+        }
+        let started = Instant::now();
+        let exit = self.execute_chroot(&root, req, &exe, out);
+        let run_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let undone = inj.undo();
+        drop(held);
+        let exit = exit?;
+        undone?;
+        self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[])
+    }
+
+    pub(super) fn execute_chroot(
+        &self,
+        root: &Path,
+        req: &RunRequest,
+        exe: &str,
+        out: &mut impl Write,
+    ) -> Result<Exit, Fail> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let cmd = crate::sandbox::chroot::Command {
+            exe,
+            args: &req.args,
+            env: &req.env,
+            cwd: &req.cwd,
+            uid: req.uid,
+            gid: req.gid,
+            groups: &req.groups,
+        };
+        let pid = crate::sandbox::chroot::spawn(root, &cmd, &w).map_err(Fail::Env)?;
+        drop(w);
+        // The step is its own session: killing the group takes its children too.
+        let output = forward(r.as_fd(), out, &mut || {
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        });
+        let exit = wait(pid.as_raw()).map_err(Fail::Env)?;
+        output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
+        Ok(exit)
+    }
+
+    pub(super) fn execute(&self, name: &str, bundle: &Path, out: &mut impl Write) -> Result<Exit, Fail> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let w2 = w.try_clone().map_err(|e| e.to_string())?;
+        let null: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?.into();
+        let lc = |what: &str, e: libcontainer::error::LibcontainerError| Fail::Env(format!("{what}: {e}"));
+        let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
+            .with_executor(DefaultExecutor {})
+            .with_root_path(&self.state)
+            .map_err(|e| lc("container state directory", e))?
+            .with_stdin(null)
+            .with_stdout(w)
+            .with_stderr(w2)
+            .validate_id()
+            .map_err(|e| lc("container id", e))?
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| start_error(&e))?;
+        let started = container.start();
+        // The builder's copies of the write ends are gone: the pipe ends when the step's
+        // processes do (the pid namespace dies with its first process).
+        let mut output = Ok(());
+        if started.is_ok() {
+            // If the builder goes away (killed, even with -9), the step is killed rather than left
+            // running with nobody to report to.
+            // Killing the first process of the step's pid namespace kills all of it.
+            let init = container.pid().map(|p| nix::unistd::Pid::from_raw(p.as_raw()));
+            output = forward(r.as_fd(), out, &mut || {
+                if let Some(pid) = init {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            });
+        }
+        drop(r);
+        let exit = match (started, container.pid()) {
+            (Ok(()), Some(pid)) => wait(pid.as_raw()).map_err(Fail::Env),
+            (Err(e), _) => Err(start_error(&e)),
+            (Ok(()), None) => Err(Fail::Env("the step's process has no pid".into())),
+        };
+        let _ = container.refresh_status();
+        let _ = container.delete(true);
+        output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
+        exit
+    }
+}
+
+pub(super) fn start_error(e: &libcontainer::error::LibcontainerError) -> Fail {
+    let text = e.to_string();
+    // libcontainer names a missing executable as "executable '/bin/x' not found in $PATH".
+    if let Some(i) = text.find("executable '")
+        && text.contains("not found")
+    {
+        return Fail::Input(format!(
+            "{} (the image has no such program: install it in an earlier step, or name another one)",
+            &text[i..]
+        ));
+    }
+    Fail::Env(format!("starting the step: {text}"))
+}
+
+/// Copies the step's output to the builder as `Output` replies, a line at a time (a long line
+/// without a newline goes out in 8 KiB pieces). Calls `hangup` when the builder's end of the
+/// request pipe (the helper's stdin) closes.
+pub(super) fn forward(
+    fd: std::os::fd::BorrowedFd<'_>,
+    out: &mut impl Write,
+    hangup: &mut dyn FnMut(),
+) -> std::io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut buf = vec![0u8; 8192];
+    let mut pending: Vec<u8> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut watch_stdin = true;
+    loop {
+        let mut fds = vec![PollFd::new(fd, PollFlags::POLLIN)];
+        if watch_stdin {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::empty()));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let gone = fds
+            .get(1)
+            .and_then(PollFd::revents)
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        if gone {
+            watch_stdin = false;
+            hangup();
+        }
+        let ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if !ready {
+            continue;
+        }
+        let n = match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            reply(out, &Reply::Output(String::from_utf8_lossy(&line).into_owned()))?;
+        }
+        if pending.len() >= 8192 {
+            reply(out, &Reply::Output(String::from_utf8_lossy(&pending).into_owned()))?;
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        reply(out, &Reply::Output(String::from_utf8_lossy(&pending).into_owned()))?;
+    }
+    Ok(())
+}
+
+pub(super) fn wait(pid: i32) -> Result<Exit, String> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(Exit::Signal(sig as i32)),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waiting for the step: {e}")),
+        }
+    }
+}
