@@ -44,6 +44,9 @@ pub enum Event<'a> {
     },
     /// A note worth showing (fallbacks, skipped device nodes).
     Note(&'a str),
+    /// Something that may make the result differ from what the user expects (e.g. owners
+    /// squashed by a single-id user namespace).
+    Warning(&'a str),
 }
 
 /// Receives progress events.

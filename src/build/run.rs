@@ -102,7 +102,7 @@ pub fn run_step(
     if slot.is_none() {
         let sb = Sandbox::start(b.store.root(), b.options.isolation).map_err(|e| environment(e, pos))?;
         for w in &sb.warnings {
-            b.reporter.event(&Event::Note(&format!("warning: {w}")));
+            b.reporter.event(&Event::Warning(w));
         }
         *slot = Some(sb);
     }

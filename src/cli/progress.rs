@@ -62,6 +62,7 @@ impl Reporter for Tty {
             Event::Layer { .. } => {}
             Event::Output { text, .. } => self.bar.println(format!("  | {}", text.trim_end_matches('\n'))),
             Event::Note(n) => self.bar.println(format!("note: {n}")),
+            Event::Warning(w) => self.bar.println(format!("warning: {w}")),
         }
     }
 
@@ -83,6 +84,7 @@ impl Reporter for Plain {
             }
             Event::Output { stage, n, text } => format!("[{stage} {n}] {}", text.trim_end_matches('\n')),
             Event::Note(n) => format!("note: {n}"),
+            Event::Warning(w) => format!("warning: {w}"),
         };
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
@@ -104,6 +106,7 @@ impl Reporter for Json {
                 serde_json::json!({"event": "output", "stage": stage, "step": n, "text": text})
             }
             Event::Note(n) => serde_json::json!({"event": "note", "message": n}),
+            Event::Warning(w) => serde_json::json!({"event": "warning", "message": w}),
         };
         let _ = writeln!(std::io::stderr().lock(), "{v}");
     }
