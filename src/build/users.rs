@@ -23,13 +23,7 @@ pub enum UserError {
 /// takes the same number as the user id (Docker's rule for `--chown`). `passwd`/`group` are
 /// the files' contents, or `None` when the image has none.
 pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<(u32, u32), UserError> {
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    if user.is_empty() || grp == Some("") {
-        return Err(UserError::Invalid(spec.to_string()));
-    }
+    let (user, grp) = split_spec(spec)?;
     let uid = match user.parse::<u32>() {
         Ok(n) => n,
         Err(_) => lookup(passwd, user, 2).ok_or_else(|| UserError::Unknown {
@@ -40,14 +34,7 @@ pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> R
     };
     let gid = match grp {
         None => uid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => lookup(group, g, 2).ok_or_else(|| UserError::Unknown {
-                what: "group",
-                name: g.to_string(),
-                file: "/etc/group",
-            })?,
-        },
+        Some(g) => group_id(group, g)?,
     };
     Ok((uid, gid))
 }
@@ -61,13 +48,7 @@ pub fn resolve_user(
     passwd: Option<&str>,
     group: Option<&str>,
 ) -> Result<(u32, u32, Vec<u32>), UserError> {
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    if user.is_empty() || grp == Some("") {
-        return Err(UserError::Invalid(spec.to_string()));
-    }
+    let (user, grp) = split_spec(spec)?;
     let entry = passwd.and_then(|p| {
         p.lines()
             .map(|l| l.split(':').collect::<Vec<_>>())
@@ -87,14 +68,7 @@ pub fn resolve_user(
     let mut groups = Vec::new();
     match grp {
         Some(g) => {
-            gid = match g.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) => lookup(group, g, 2).ok_or_else(|| UserError::Unknown {
-                    what: "group",
-                    name: g.to_string(),
-                    file: "/etc/group",
-                })?,
-            };
+            gid = group_id(group, g)?;
         }
         None => {
             if let (Some(name), Some(group)) = (name, group) {
@@ -113,6 +87,30 @@ pub fn resolve_user(
         }
     }
     Ok((uid, gid, groups))
+}
+
+/// `user[:group]`, both parts non-empty.
+fn split_spec(spec: &str) -> Result<(&str, Option<&str>), UserError> {
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if user.is_empty() || grp == Some("") {
+        return Err(UserError::Invalid(spec.to_string()));
+    }
+    Ok((user, grp))
+}
+
+/// A group given as a number, or as a name in the image's `/etc/group`.
+fn group_id(group: Option<&str>, g: &str) -> Result<u32, UserError> {
+    match g.parse::<u32>() {
+        Ok(n) => Ok(n),
+        Err(_) => lookup(group, g, 2).ok_or_else(|| UserError::Unknown {
+            what: "group",
+            name: g.to_string(),
+            file: "/etc/group",
+        }),
+    }
 }
 
 /// Field `field` (the id) of the line whose first field is `name`.
