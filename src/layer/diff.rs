@@ -171,17 +171,29 @@ pub enum DiffError {
 
 type Result<T, E = DiffError> = std::result::Result<T, E>;
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DiffError + 'a {
+pub(super) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DiffError + 'a {
     move |source| DiffError::Io { op, path: path.to_path_buf(), source }
 }
 
 /// Walks `upper` and writes its entries (see the module docs) to `writer`, in sorted order.
 pub fn write_diff(upper: &Path, writer: &mut LayerWriter, opts: &DiffOptions) -> Result<DiffSummary> {
     let (entries, summary) = collect(upper, opts)?;
-    for (path, meta, source) in &entries {
+    write_entries(
+        entries.iter().map(|(path, meta, source)| (path.as_str(), meta, source.as_deref())),
+        writer,
+    )?;
+    Ok(summary)
+}
+
+/// Writes layer entries in the order given; a regular file's data is read from its path (never
+/// through a symlink put in its place since the walk).
+pub(super) fn write_entries<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Meta, Option<&'a Path>)>,
+    writer: &mut LayerWriter,
+) -> Result<()> {
+    for (path, meta, source) in entries {
         let written = match source {
             Some(src) => {
-                // The walk saw a regular file here; refuse to follow a symlink put in its place.
                 let mut file = fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(nix::libc::O_NOFOLLOW)
@@ -191,9 +203,9 @@ pub fn write_diff(upper: &Path, writer: &mut LayerWriter, opts: &DiffOptions) ->
             }
             None => writer.add(path, meta, None),
         };
-        written.map_err(|source| DiffError::Write { path: path.clone(), source })?;
+        written.map_err(|source| DiffError::Write { path: path.to_string(), source })?;
     }
-    Ok(summary)
+    Ok(())
 }
 
 /// The entries [`write_diff`] would write, in order: path in the layer, metadata (mtime already
@@ -258,13 +270,8 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
                 let target = fs::read_link(&abs).map_err(io_err("read link", &abs))?;
                 let target = target.into_os_string().into_string();
                 Kind::Symlink(target.map_err(|_| DiffError::NotUtf8 { path: abs.clone() })?)
-            } else if ft.is_char_device() || ft.is_block_device() {
-                // glibc's dev_t encoding holds 32-bit majors and minors: no truncation.
-                let (maj, min) =
-                    (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32);
-                if ft.is_char_device() { Kind::Char(maj, min) } else { Kind::Block(maj, min) }
-            } else if ft.is_fifo() {
-                Kind::Fifo
+            } else if let Some(node) = node_kind(md.mode(), md.rdev()) {
+                node
             } else {
                 summary.skipped_sockets += 1;
                 continue;
@@ -313,8 +320,26 @@ fn clamp(mtime: i64, clamp: Option<i64>) -> i64 {
 
 /// A whiteout or opaque marker: an empty file, mode 0, owned by root, mtime = the clamp or 0.
 fn marker(path: String, clamp: Option<i64>) -> Found {
-    let meta = Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime: clamp.unwrap_or(0), size: 0 };
-    Found { path, meta, source: None, inode: None, marker: true }
+    Found { path, meta: marker_meta(clamp), source: None, inode: None, marker: true }
+}
+
+/// The metadata of a whiteout or opaque marker.
+pub(super) fn marker_meta(clamp: Option<i64>) -> Meta {
+    Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime: clamp.unwrap_or(0), size: 0 }
+}
+
+/// A device node or FIFO from `st_mode` and `st_rdev`; `None` for anything else (sockets, which
+/// no layer format carries, and the kinds the callers handle themselves).
+pub(super) fn node_kind(mode: u32, rdev: u64) -> Option<Kind> {
+    use nix::sys::stat::{SFlag, major, minor};
+    // glibc's dev_t encoding holds 32-bit majors and minors: no truncation.
+    let (maj, min) = (major(rdev) as u32, minor(rdev) as u32);
+    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFCHR => Some(Kind::Char(maj, min)),
+        SFlag::S_IFBLK => Some(Kind::Block(maj, min)),
+        SFlag::S_IFIFO => Some(Kind::Fifo),
+        _ => None,
+    }
 }
 
 /// Reads the overlay xattrs of a directory or file: fails on `redirect` or `metacopy` in the

@@ -11,11 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::diff::{DiffError, DiffSummary};
+use super::diff::{DiffError, DiffSummary, io_err, marker_meta, node_kind, write_entries};
 use super::index::{Kind, Meta};
 use super::writer::LayerWriter;
 
@@ -36,10 +35,6 @@ pub struct Stamp {
 
 /// A record of a tree: relative path → stamp (the root itself is not recorded).
 pub type Record = BTreeMap<String, Stamp>;
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> DiffError + 'a {
-    move |source| DiffError::Io { op, path: path.to_path_buf(), source }
-}
 
 /// Records every entry under `root`. Names must be UTF-8 (as in any layer).
 pub fn record(root: &Path) -> Result<Record, DiffError> {
@@ -116,32 +111,32 @@ pub fn write_changes(
             continue;
         }
         let wh = if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
-        let meta = Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime: clamp.unwrap_or(0), size: 0 };
-        entries.insert(wh, (meta, None));
+        entries.insert(wh, (marker_meta(clamp), None));
         summary.whiteouts += 1;
     }
     let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
     for path in &wanted {
         let Some(st) = after.get(path) else { continue };
         let abs = root.join(path);
-        let ft = fs::symlink_metadata(&abs).map_err(io_err("lstat", &abs))?.file_type();
         let mut source = None;
-        let kind = if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_file() {
-            source = Some(abs.clone());
-            Kind::File
-        } else if ft.is_symlink() {
-            let target = st.link.clone().unwrap_or_default().into_string();
-            Kind::Symlink(target.map_err(|_| DiffError::NotUtf8 { path: abs.clone() })?)
-        } else if ft.is_char_device() || ft.is_block_device() {
-            let (maj, min) = (nix::sys::stat::major(st.rdev) as u32, nix::sys::stat::minor(st.rdev) as u32);
-            if ft.is_char_device() { Kind::Char(maj, min) } else { Kind::Block(maj, min) }
-        } else if ft.is_fifo() {
-            Kind::Fifo
-        } else {
-            summary.skipped_sockets += 1;
-            continue;
+        // The record's st_mode tells the type: no second lstat.
+        let kind = match st.mode & nix::libc::S_IFMT {
+            nix::libc::S_IFDIR => Kind::Dir,
+            nix::libc::S_IFREG => {
+                source = Some(abs);
+                Kind::File
+            }
+            nix::libc::S_IFLNK => {
+                let target = st.link.clone().unwrap_or_default().into_string();
+                Kind::Symlink(target.map_err(|_| DiffError::NotUtf8 { path: abs })?)
+            }
+            _ => match node_kind(st.mode, st.rdev) {
+                Some(node) => node,
+                None => {
+                    summary.skipped_sockets += 1;
+                    continue;
+                }
+            },
         };
         let mtime = clamp.map_or(st.mtime.0, |c| st.mtime.0.min(c));
         let size = if kind == Kind::File { st.size } else { 0 };
@@ -158,20 +153,10 @@ pub fn write_changes(
         }
         entries.insert(path.clone(), (meta, source));
     }
-    for (path, (meta, source)) in &entries {
-        let written = match source {
-            Some(src) => {
-                let mut file = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(nix::libc::O_NOFOLLOW)
-                    .open(src)
-                    .map_err(io_err("open", src))?;
-                writer.add(path, meta, Some(&mut file))
-            }
-            None => writer.add(path, meta, None),
-        };
-        written.map_err(|source| DiffError::Write { path: path.clone(), source })?;
-    }
+    write_entries(
+        entries.iter().map(|(path, (meta, source))| (path.as_str(), meta, source.as_deref())),
+        writer,
+    )?;
     summary.entries = entries.len() as u64;
     Ok(summary)
 }
