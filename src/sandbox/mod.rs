@@ -197,59 +197,49 @@ impl Sandbox {
         output: &mut dyn FnMut(&str),
         note: &mut dyn FnMut(&str),
     ) -> Result<RunResult, SandboxError> {
-        let mut line = serde_json::to_vec(&Request::Run(Box::new(req.clone())))
-            .map_err(|e| SandboxError::Helper(e.to_string()))?;
-        line.push(b'\n');
-        let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::Helper("closed".into()))?;
-        stdin
-            .write_all(&line)
-            .and_then(|()| stdin.flush())
-            .map_err(|e| SandboxError::Helper(e.to_string()))?;
-        let mut buf = String::new();
+        self.send(&Request::Run(Box::new(req.clone())))?;
         loop {
-            buf.clear();
-            let n = self.stdout.read_line(&mut buf).map_err(|e| SandboxError::Helper(e.to_string()))?;
-            if n == 0 {
-                let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
-                return Err(SandboxError::Helper(format!("it exited ({status})")));
-            }
-            match serde_json::from_str::<Reply>(&buf) {
-                Ok(Reply::Output(s)) => output(&s),
-                Ok(Reply::Note(s)) => note(&s),
-                Ok(Reply::Done(r)) => return Ok(r),
-                Ok(Reply::Failed(e)) => return Err(SandboxError::Step(e)),
-                Ok(Reply::Refused(e)) => return Err(SandboxError::Refused(e)),
-                Ok(Reply::Wiped { .. }) => return Err(SandboxError::Helper("unexpected wipe reply".into())),
-                Err(e) => return Err(SandboxError::Helper(format!("bad reply {:?}: {e}", buf.trim()))),
+            match self.reply()? {
+                Reply::Output(s) => output(&s),
+                Reply::Note(s) => note(&s),
+                Reply::Done(r) => return Ok(r),
+                Reply::Failed(e) => return Err(SandboxError::Step(e)),
+                Reply::Refused(e) => return Err(SandboxError::Refused(e)),
+                Reply::Wiped { .. } => return Err(SandboxError::Helper("unexpected wipe reply".into())),
             }
         }
     }
-}
 
-impl Sandbox {
     /// Removes everything under `<store>/sandbox` the helper's ids can reach: see
     /// [`Request::Wipe`]. Returns (entries, bytes, what was left and why).
     pub fn wipe(&mut self) -> Result<(u64, u64, Vec<String>), SandboxError> {
-        let mut line = serde_json::to_vec(&Request::Wipe).map_err(|e| SandboxError::Helper(e.to_string()))?;
-        line.push(b'\n');
-        let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::Helper("closed".into()))?;
-        stdin
-            .write_all(&line)
-            .and_then(|()| stdin.flush())
-            .map_err(|e| SandboxError::Helper(e.to_string()))?;
-        let mut buf = String::new();
+        self.send(&Request::Wipe)?;
         loop {
-            buf.clear();
-            if self.stdout.read_line(&mut buf).map_err(|e| SandboxError::Helper(e.to_string()))? == 0 {
-                return Err(SandboxError::Helper("it exited".into()));
-            }
-            match serde_json::from_str::<Reply>(&buf) {
-                Ok(Reply::Wiped { entries, bytes, left }) => return Ok((entries, bytes, left)),
-                Ok(Reply::Note(_)) => continue,
-                Ok(other) => return Err(SandboxError::Helper(format!("unexpected reply {other:?}"))),
-                Err(e) => return Err(SandboxError::Helper(format!("bad reply {:?}: {e}", buf.trim()))),
+            match self.reply()? {
+                Reply::Wiped { entries, bytes, left } => return Ok((entries, bytes, left)),
+                Reply::Note(_) => continue,
+                other => return Err(SandboxError::Helper(format!("unexpected reply {other:?}"))),
             }
         }
+    }
+
+    /// Sends one request line.
+    fn send(&mut self, req: &Request) -> Result<(), SandboxError> {
+        let mut line = serde_json::to_vec(req).map_err(|e| SandboxError::Helper(e.to_string()))?;
+        line.push(b'\n');
+        let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::Helper("closed".into()))?;
+        stdin.write_all(&line).and_then(|()| stdin.flush()).map_err(|e| SandboxError::Helper(e.to_string()))
+    }
+
+    /// Reads the next reply line; the helper's end of the pipe closing is an error.
+    fn reply(&mut self) -> Result<Reply, SandboxError> {
+        let mut buf = String::new();
+        if self.stdout.read_line(&mut buf).map_err(|e| SandboxError::Helper(e.to_string()))? == 0 {
+            let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(SandboxError::Helper(format!("it exited ({status})")));
+        }
+        serde_json::from_str(&buf)
+            .map_err(|e| SandboxError::Helper(format!("bad reply {:?}: {e}", buf.trim())))
     }
 }
 
