@@ -419,9 +419,7 @@ fn absolute(p: &std::path::Path) -> Result<String, BuildError> {
 
 /// A file-name-safe key for a cache id (ids are free text, paths included).
 fn cache_key(id: &str) -> String {
-    use sha2::Digest as _;
-    let h = sha2::Sha256::digest(id.as_bytes());
-    h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    crate::digest::Digest::of(id.as_bytes()).hex()[..32].to_string()
 }
 
 /// The value of secret `id`, if it was given.

@@ -153,7 +153,7 @@ impl Injections {
                 }
                 for (p, m) in d.parents.iter().rev() {
                     if std::fs::symlink_metadata(p).is_ok_and(|now| now.is_dir() && now.ino() == m.ino()) {
-                        restore_times(p, m)?;
+                        super::overlay::restore_times(p, m)?;
                     }
                 }
                 Ok(())
@@ -191,19 +191,6 @@ fn remove_empty_dirs(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
-}
-
-fn restore_times(p: &Path, m: &std::fs::Metadata) -> std::io::Result<()> {
-    let at = nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec());
-    let mt = nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec());
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        p,
-        &at,
-        &mt,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .map_err(std::io::Error::from)
 }
 
 /// The device nodes a step gets in `/dev` (as Docker's defaults), with their numbers.
