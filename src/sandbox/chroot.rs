@@ -119,14 +119,7 @@ impl Injections {
                 back = Some(src.clone());
                 std::fs::rename(&src, &path)
             }
-            Content::CopyIn(src) => {
-                let st = std::process::Command::new("cp").arg("-a").arg(&src).arg(&path).status();
-                match st {
-                    Ok(s) if s.success() => Ok(()),
-                    Ok(s) => Err(std::io::Error::other(format!("cp -a {} failed ({s})", src.display()))),
-                    Err(e) => Err(e),
-                }
-            }
+            Content::CopyIn(src) => super::overlay::copy_tree(&src, &path),
         };
         self.done.push(Done { target: path.clone(), aside, back, stub, parents });
         made.map_err(|e| format!("preparing {target} for the step: {e}"))

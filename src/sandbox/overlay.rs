@@ -219,6 +219,17 @@ fn only_empty(p: &Path) -> bool {
     }
 }
 
+/// Copies the file or directory tree `src` to `dst` (which must not exist) with owners, modes,
+/// times and links, as `cp -a` does.
+pub(super) fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    let st = std::process::Command::new("cp").arg("-a").arg(src).arg(dst).status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("cp -a {} {} failed ({st})", src.display(), dst.display())))
+    }
+}
+
 /// Sets `dir`'s access and modification times back to those in `m` (taken before a change).
 pub(super) fn restore_times(dir: &Path, m: &std::fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;

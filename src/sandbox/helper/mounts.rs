@@ -38,15 +38,8 @@ impl Ctx {
                     BindFrom::Host(p) if self.copy => {
                         // Writes must not reach the context: they go to a throwaway copy.
                         let copy = dir.join("copy");
-                        let st = std::process::Command::new("cp")
-                            .arg("-a")
-                            .arg(p)
-                            .arg(&copy)
-                            .status()
+                        overlay::copy_tree(Path::new(p), &copy)
                             .map_err(|e| format!("copying {p} for an rw bind mount: {e}"))?;
-                        if !st.success() {
-                            return Err(Fail::Env(format!("copying {p} for an rw bind mount failed ({st})")));
-                        }
                         Tree::Plain(copy)
                     }
                     BindFrom::Host(p) => Tree::Overlay(
@@ -55,11 +48,7 @@ impl Ctx {
                     ),
                     BindFrom::Layers(layers) => self.tree(layers, dir, *rw, out)?,
                 };
-                let src = crate::build::resolve_in_root(merged.path(), source.trim_start_matches('/'))
-                    .map_err(|e| Fail::Input(format!("--mount source {source}: {e}")))?;
-                if std::fs::symlink_metadata(&src).is_err() {
-                    return Err(Fail::Input(format!("--mount source {source:?} does not exist")));
-                }
+                let src = source_in(merged.path(), source, "--mount source")?;
                 held.trees.push(merged);
                 StepMount::Bind { source: src, target: target.clone(), readonly: !*rw }
             }
@@ -152,20 +141,12 @@ impl Ctx {
                     BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
                     BindFrom::Layers(layers) => self.tree(layers, &dir.join("seed"), false, out)?,
                 };
-                let src = crate::build::resolve_in_root(tree.path(), source.trim_start_matches('/'))
-                    .map_err(|e| Fail::Input(format!("cache mount source {source}: {e}")))?;
+                let src = source_in(tree.path(), source, "cache mount source")?;
                 if !src.is_dir() {
                     return Err(Fail::Input(format!("cache mount source {source:?} is not a directory")));
                 }
-                let st = std::process::Command::new("cp")
-                    .arg("-a")
-                    .arg(&src)
-                    .arg(&tmp)
-                    .status()
-                    .map_err(|e| format!("seeding cache {key}: {e}"))?;
-                if !st.success() {
-                    return Err(Fail::Env(format!("seeding cache {key} from {source} failed ({st})")));
-                }
+                overlay::copy_tree(&src, &tmp)
+                    .map_err(|e| format!("seeding cache {key} from {source}: {e}"))?;
             }
             None => {
                 fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
@@ -223,6 +204,17 @@ impl Ctx {
 }
 
 /// Brings `lo` up in the current network namespace.
+/// `source` inside `tree` (symlinks resolved within it), which must exist; `what` names it in
+/// errors (`--mount source`).
+pub(super) fn source_in(tree: &Path, source: &str, what: &str) -> Result<PathBuf, Fail> {
+    let src = crate::build::resolve_in_root(tree, source.trim_start_matches('/'))
+        .map_err(|e| Fail::Input(format!("{what} {source}: {e}")))?;
+    if std::fs::symlink_metadata(&src).is_err() {
+        return Err(Fail::Input(format!("{what} {source:?} does not exist")));
+    }
+    Ok(src)
+}
+
 pub(super) fn loopback_up() -> std::io::Result<()> {
     use nix::libc;
     // SAFETY: plain ioctls on a socket we own, with an ifreq we initialise.

@@ -38,12 +38,7 @@ impl Ctx {
         for (i, m) in req.mounts.iter().enumerate() {
             mounts.push(self.prepare_mount(m, &dir.join(format!("m{i}")), &mut held, out)?);
         }
-        // runc (and so BuildKit) creates a missing working directory; libcontainer does not.
-        let cwd = crate::build::resolve_in_root(root.path(), req.cwd.trim_start_matches('/'))
-            .map_err(|e| Fail::Input(format!("working directory {}: {e}", req.cwd)))?;
-        if std::fs::symlink_metadata(&cwd).is_err() {
-            fs_err::create_dir_all(&cwd).map_err(|e| e.to_string())?;
-        }
+        make_cwd(root.path(), &req.cwd)?;
         let mut stubs = Vec::new();
         let mut copied_up = Vec::new();
         let targets =
@@ -172,11 +167,7 @@ impl Ctx {
             return Err(Fail::Env("chroot isolation needs a copied root".into()));
         };
         let before = crate::layer::walkdiff::record(&root).map_err(|e| e.to_string())?;
-        let cwd = crate::build::resolve_in_root(&root, req.cwd.trim_start_matches('/'))
-            .map_err(|e| Fail::Input(format!("working directory {}: {e}", req.cwd)))?;
-        if std::fs::symlink_metadata(&cwd).is_err() {
-            fs_err::create_dir_all(&cwd).map_err(|e| e.to_string())?;
-        }
+        make_cwd(&root, &req.cwd)?;
         let mut inj = Injections::new(&root, &dir.join("aside"));
         let mut held = Held::default();
         let prepared = (|| -> Result<(), Fail> {
@@ -208,11 +199,7 @@ impl Ctx {
                             BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
                             BindFrom::Layers(layers) => self.tree(layers, &mdir, false, out)?,
                         };
-                        let src = crate::build::resolve_in_root(tree.path(), source.trim_start_matches('/'))
-                            .map_err(|e| Fail::Input(format!("--mount source {source}: {e}")))?;
-                        if std::fs::symlink_metadata(&src).is_err() {
-                            return Err(Fail::Input(format!("--mount source {source:?} does not exist")));
-                        }
+                        let src = super::mounts::source_in(tree.path(), source, "--mount source")?;
                         inj.add(target, Content::CopyIn(src))?;
                     }
                     MountRequest::Ssh { .. } => {
@@ -334,6 +321,17 @@ impl Ctx {
         output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
         exit
     }
+}
+
+/// Creates the step's working directory inside `root` when missing, as runc (and so BuildKit)
+/// does; libcontainer and chroot do not.
+fn make_cwd(root: &Path, cwd: &str) -> Result<(), Fail> {
+    let path = crate::build::resolve_in_root(root, cwd.trim_start_matches('/'))
+        .map_err(|e| Fail::Input(format!("working directory {cwd}: {e}")))?;
+    if std::fs::symlink_metadata(&path).is_err() {
+        fs_err::create_dir_all(&path).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 pub(super) fn start_error(e: &libcontainer::error::LibcontainerError) -> Fail {
