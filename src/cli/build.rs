@@ -123,13 +123,16 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
 }
 
 fn open_store(args: &BuildArgs) -> Result<Store, Failure> {
-    let root = args
-        .root
-        .clone()
-        .or_else(Store::default_root)
-        .ok_or_else(|| Failure::usage("error: no store location: set --root, XDG_CACHE_HOME or HOME"))?;
+    let root = store_root(args.root.as_deref())?;
     Store::open(&root)
         .map_err(|e| Failure::usage(format!("error: opening the store {}: {e}", root.display())))
+}
+
+/// The store directory: `--root`/`HAKO_ROOT`, else the default location.
+pub fn store_root(root: Option<&Path>) -> Result<PathBuf, Failure> {
+    root.map(Path::to_path_buf)
+        .or_else(Store::default_root)
+        .ok_or_else(|| Failure::usage("error: no store location: set --root, XDG_CACHE_HOME or HOME"))
 }
 
 /// Options accepted on the command line whose feature does not exist yet.

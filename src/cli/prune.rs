@@ -11,11 +11,7 @@ use crate::store::{Lock, Store};
 
 /// Runs `hako prune`.
 pub fn run(args: PruneArgs) -> Result<(), Failure> {
-    let root = args
-        .root
-        .clone()
-        .or_else(Store::default_root)
-        .ok_or_else(|| Failure::usage("error: no store location: set --root, XDG_CACHE_HOME or HOME"))?;
+    let root = super::build::store_root(args.root.as_deref())?;
     let sandbox = root.join("sandbox");
     if !sandbox.is_dir() {
         eprintln!("nothing to prune in {}", root.display());
