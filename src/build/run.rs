@@ -12,7 +12,7 @@ use crate::dockerfile::instructions::{CommandLine, InlineFile, Loc, Mount, Mount
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::manifest::Layer;
 use crate::plan::{Op, Source};
-use crate::sandbox::protocol::{BindFrom, Exit, LayerRef, MountRequest, Network, RunRequest};
+use crate::sandbox::protocol::{BindFrom, Exit, LayerRef, MountRequest, Network, Process, RunRequest};
 use crate::sandbox::{Sandbox, SandboxError};
 
 /// The PATH a step gets when neither the image nor the Dockerfile sets one (BuildKit's).
@@ -80,12 +80,14 @@ pub fn run_step(
     }
     let req = RunRequest {
         layers: out.image.layers.iter().map(LayerRef::from_layer).collect(),
-        args,
-        env: envs,
-        cwd: if workdir.is_empty() { "/".into() } else { workdir.clone() },
-        uid,
-        gid,
-        groups,
+        process: Process {
+            args,
+            env: envs,
+            cwd: if workdir.is_empty() { "/".into() } else { workdir.clone() },
+            uid,
+            gid,
+            groups,
+        },
         network,
         mounts: requests,
         commit: true,

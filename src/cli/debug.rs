@@ -25,7 +25,7 @@ fn sandbox_bench(
     root: Option<std::path::PathBuf>,
     isolation: super::args::IsolationMode,
 ) -> Result<(), Failure> {
-    use crate::sandbox::protocol::{LayerRef, Network, RunRequest};
+    use crate::sandbox::protocol::{LayerRef, Network, Process, RunRequest};
     let fail = |e: &dyn std::fmt::Display| Failure::usage(format!("error: {e}"));
     let tmp = match &root {
         Some(_) => None,
@@ -40,12 +40,14 @@ fn sandbox_bench(
         .map_err(|e| fail(&e))?;
     let req = RunRequest {
         layers: image.layers.iter().map(LayerRef::from_layer).collect(),
-        args: vec!["/bin/true".into()],
-        env: vec![format!("PATH={}", crate::build::DEFAULT_PATH)],
-        cwd: "/".into(),
-        uid: 0,
-        gid: 0,
-        groups: Vec::new(),
+        process: Process {
+            args: vec!["/bin/true".into()],
+            env: vec![format!("PATH={}", crate::build::DEFAULT_PATH)],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            groups: Vec::new(),
+        },
         network: Network::Host,
         mounts: Vec::new(),
         commit: false,

@@ -206,32 +206,20 @@ pub fn find_executable(root: &Path, arg0: &str, env: &[String]) -> Option<String
     path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{arg0}")).find(|p| runnable(p))
 }
 
-/// What to run.
-pub struct Command<'a> {
-    /// Resolved executable (inside the root).
-    pub exe: &'a str,
-    /// argv.
-    pub args: &'a [String],
-    /// Environment.
-    pub env: &'a [String],
-    /// Working directory.
-    pub cwd: &'a str,
-    /// User.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Supplementary groups.
-    pub groups: &'a [u32],
-}
-
-/// Starts `cmd` chrooted into `root` in a new session, with stdout and stderr on `output`.
-pub fn spawn(root: &Path, cmd: &Command<'_>, output: &OwnedFd) -> Result<Pid, String> {
+/// Starts `cmd` (its executable resolved to `exe` inside the root) chrooted into `root` in a new
+/// session, with stdout and stderr on `output`.
+pub fn spawn(
+    root: &Path,
+    exe: &str,
+    cmd: &super::protocol::Process,
+    output: &OwnedFd,
+) -> Result<Pid, String> {
     let c = |s: &str| CString::new(s).map_err(|_| format!("{s:?} holds a NUL byte"));
-    let exe = c(cmd.exe)?;
+    let exe = c(exe)?;
     let args = cmd.args.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let env = cmd.env.iter().map(|a| c(a)).collect::<Result<Vec<_>, _>>()?;
     let root = c(&root.to_string_lossy())?;
-    let cwd = c(cmd.cwd)?;
+    let cwd = c(&cmd.cwd)?;
     let groups: Vec<Gid> = cmd.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
     // SAFETY: the helper is single-threaded, so the child may do anything before exec.

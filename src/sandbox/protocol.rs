@@ -125,11 +125,9 @@ pub enum MountRequest {
     },
 }
 
-/// Run one step.
+/// The process a step runs, whatever runs it (libcontainer or chroot).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRequest {
-    /// The parent filesystem's layers, bottom first.
-    pub layers: Vec<LayerRef>,
+pub struct Process {
     /// argv.
     pub args: Vec<String>,
     /// `KEY=VALUE`.
@@ -142,6 +140,15 @@ pub struct RunRequest {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+}
+
+/// Run one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The parent filesystem's layers, bottom first.
+    pub layers: Vec<LayerRef>,
+    /// What to run.
+    pub process: Process,
     /// `--network`.
     pub network: Network,
     /// `--mount`s.

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use super::protocol::Process;
 use libcontainer::oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount,
     MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder, get_default_mounts,
@@ -38,18 +39,8 @@ pub enum StepMount {
 pub struct StepSpec {
     /// The merged overlay (or copied) root filesystem.
     pub root: PathBuf,
-    /// argv.
-    pub args: Vec<String>,
-    /// `KEY=VALUE` pairs.
-    pub env: Vec<String>,
-    /// Working directory (absolute).
-    pub cwd: String,
-    /// User, group and supplementary groups (ids inside the container).
-    pub uid: u32,
-    /// Primary group.
-    pub gid: u32,
-    /// Supplementary groups.
-    pub groups: Vec<u32>,
+    /// The process (ids are those inside the container).
+    pub process: Process,
     /// The hostname (BuildKit uses `buildkitsandbox`).
     pub hostname: String,
     /// `None`: the host's network namespace; `Some(path)`: join that namespace (a private one with
@@ -94,15 +85,16 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
         .inheritable(HashSet::new())
         .ambient(HashSet::new())
         .build()?;
-    let mut user = UserBuilder::default().uid(s.uid).gid(s.gid);
-    if !s.groups.is_empty() {
-        user = user.additional_gids(s.groups.clone());
+    let p = &s.process;
+    let mut user = UserBuilder::default().uid(p.uid).gid(p.gid);
+    if !p.groups.is_empty() {
+        user = user.additional_gids(p.groups.clone());
     }
     let process = ProcessBuilder::default()
         .terminal(false)
-        .args(s.args.clone())
-        .env(s.env.clone())
-        .cwd(PathBuf::from(&s.cwd))
+        .args(p.args.clone())
+        .env(p.env.clone())
+        .cwd(PathBuf::from(&p.cwd))
         .user(user.build()?)
         .capabilities(capabilities)
         // Docker leaves no_new_privileges off; with it on, setuid tools (su, sudo) and file
@@ -200,12 +192,14 @@ mod tests {
     fn step() -> StepSpec {
         StepSpec {
             root: "/r".into(),
-            args: vec!["/bin/sh".into(), "-c".into(), "true".into()],
-            env: vec!["PATH=/bin".into()],
-            cwd: "/".into(),
-            uid: 1000,
-            gid: 1000,
-            groups: vec![50],
+            process: Process {
+                args: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+                env: vec!["PATH=/bin".into()],
+                cwd: "/".into(),
+                uid: 1000,
+                gid: 1000,
+                groups: vec![50],
+            },
             hostname: "buildkitsandbox".into(),
             netns: None,
             rootless: true,

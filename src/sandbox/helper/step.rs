@@ -38,7 +38,7 @@ impl Ctx {
         for (i, m) in req.mounts.iter().enumerate() {
             mounts.push(self.prepare_mount(m, &dir.join(format!("m{i}")), &mut held, out)?);
         }
-        make_cwd(root.path(), &req.cwd)?;
+        make_cwd(root.path(), &req.process.cwd)?;
         let mut stubs = Vec::new();
         let mut copied_up = Vec::new();
         let targets =
@@ -58,12 +58,7 @@ impl Ctx {
         };
         let step = StepSpec {
             root: root.path().to_path_buf(),
-            args: req.args.clone(),
-            env: req.env.clone(),
-            cwd: req.cwd.clone(),
-            uid: req.uid,
-            gid: req.gid,
-            groups: req.groups.clone(),
+            process: req.process.clone(),
             hostname: HOSTNAME.into(),
             netns,
             rootless: self.rootless,
@@ -167,7 +162,7 @@ impl Ctx {
             return Err(Fail::Env("chroot isolation needs a copied root".into()));
         };
         let before = crate::layer::walkdiff::record(&root).map_err(|e| e.to_string())?;
-        make_cwd(&root, &req.cwd)?;
+        make_cwd(&root, &req.process.cwd)?;
         let mut inj = Injections::new(&root, &dir.join("aside"));
         let mut held = Held::default();
         let prepared = (|| -> Result<(), Fail> {
@@ -217,11 +212,11 @@ impl Ctx {
             return Err(e);
         }
         // Looked up once the step's files are in place (a heredoc script is one of them).
-        let found = crate::sandbox::chroot::find_executable(&root, req.args.first().map_or("", String::as_str), &req.env)
+        let found = crate::sandbox::chroot::find_executable(&root, req.process.args.first().map_or("", String::as_str), &req.process.env)
             .ok_or_else(|| {
                 Fail::Input(format!(
                     "executable '{}' not found in $PATH (the image has no such program: install it in an earlier step, or name another one)",
-                    req.args.first().map_or("", String::as_str)
+                    req.process.args.first().map_or("", String::as_str)
                 ))
             });
         let exe = match found {
@@ -256,16 +251,7 @@ impl Ctx {
         out: &mut impl Write,
     ) -> Result<Exit, Fail> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-        let cmd = crate::sandbox::chroot::Command {
-            exe,
-            args: &req.args,
-            env: &req.env,
-            cwd: &req.cwd,
-            uid: req.uid,
-            gid: req.gid,
-            groups: &req.groups,
-        };
-        let pid = crate::sandbox::chroot::spawn(root, &cmd, &w).map_err(Fail::Env)?;
+        let pid = crate::sandbox::chroot::spawn(root, exe, &req.process, &w).map_err(Fail::Env)?;
         drop(w);
         // The step is its own session: killing the group takes its children too.
         let output = forward(r.as_fd(), out, &mut || {
