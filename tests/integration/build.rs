@@ -449,31 +449,11 @@ fn podman_runs_the_built_image() {
         &[],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    // A private podman store, so the test leaves nothing behind on the machine.
-    let podman = |args: &[&str]| {
-        Command::new("podman")
-            .arg("--root")
-            .arg(dir.path().join("podman-root"))
-            .arg("--runroot")
-            .arg(dir.path().join("podman-run"))
-            .args(["--storage-driver", "vfs", "--runtime", "runc"])
-            .args(args)
-            .output()
-            .expect("podman")
-    };
-    let load = podman(&["load", "-i", archive.to_str().expect("utf-8")]);
-    assert!(load.status.success(), "podman load: {}", text(&load.stderr));
-    // This host's rlimits are below podman's defaults (see ../shared/ci-profiles), hence the ulimits.
-    let run =
-        podman(&["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "hello:test"]);
-    let err = text(&run.stderr);
-    if !run.status.success() && (err.contains("cgroup") || err.contains("OCI permission denied")) {
-        crate::common::skip(&format!(
-            "the podman run check: the runtime cannot start containers here: {err}"
-        ));
+    let Some(run) =
+        crate::common::podman_load_and_run(dir.path(), &archive, "hello:test", "the podman run check")
+    else {
         return;
-    }
-    assert!(run.status.success(), "podman run: {err}");
+    };
     assert_eq!(
         text(&run.stdout),
         "hello\nhello from hako\n",

@@ -56,3 +56,47 @@ pub fn skip(reason: &str) {
         let _ = writeln!(f, "{} ({})", reason, std::thread::current().name().unwrap_or("?"));
     }
 }
+
+/// Loads a docker archive into a private podman store under `dir` (so nothing is left on the
+/// machine) and runs `image`; returns the run's output, which succeeded. `None` (the check is
+/// recorded as skipped, named `what`) when podman or runc is missing or cannot start containers
+/// here.
+pub fn podman_load_and_run(
+    dir: &std::path::Path,
+    archive: &std::path::Path,
+    image: &str,
+    what: &str,
+) -> Option<Output> {
+    let missing = ["podman", "runc"].into_iter().find(|tool| {
+        !Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if let Some(tool) = missing {
+        skip(&format!("{what}: {tool} is not installed (scripts/install-deps.sh installs it)"));
+        return None;
+    }
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(dir.join("podman-root"))
+            .arg("--runroot")
+            .arg(dir.join("podman-run"))
+            .args(["--storage-driver", "vfs", "--runtime", "runc"])
+            .args(args)
+            .output()
+            .expect("podman")
+    };
+    let load = podman(&["load", "-i", archive.to_str().expect("utf-8")]);
+    assert!(load.status.success(), "podman load: {}", text(&load.stderr));
+    // This host's rlimits are below podman's defaults (see ../shared/ci-profiles), hence the ulimits.
+    let run = podman(&["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", image]);
+    let err = text(&run.stderr);
+    if !run.status.success() && (err.contains("cgroup") || err.contains("OCI permission denied")) {
+        skip(&format!("{what}: the runtime cannot start containers here: {err}"));
+        return None;
+    }
+    assert!(run.status.success(), "podman run: {err}");
+    Some(run)
+}

@@ -45,6 +45,18 @@ impl Mode {
         }
     }
 
+    /// `program` run as this mode's user: through runuser for the rootless test user.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match self.user() {
+            Mode::Rootless(Some(user)) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(program);
+                c
+            }
+            _ => Command::new(program),
+        }
+    }
+
     /// The store's sandbox directory for this mode.
     fn sandbox_dir(&self) -> &'static str {
         match self.user() {
@@ -127,12 +139,8 @@ impl Dir {
 /// The hako binary, where the rootless user can run it.
 fn binary(dir: &Dir, mode: &Mode) -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_hako"));
-    if let Mode::Rootless(Some(user)) = mode.user() {
-        let ok = Command::new("runuser")
-            .args(["-u", user, "--", "test", "-x"])
-            .arg(&bin)
-            .status()
-            .is_ok_and(|s| s.success());
+    if let Mode::Rootless(Some(_)) = mode.user() {
+        let ok = mode.command("test").arg("-x").arg(&bin).status().is_ok_and(|s| s.success());
         if !ok {
             let copy = dir.path().join("hako");
             fs_err::copy(&bin, &copy).expect("copy hako");
@@ -142,22 +150,13 @@ fn binary(dir: &Dir, mode: &Mode) -> PathBuf {
     bin
 }
 
-/// Runs `hako build` in `mode` with a store in `dir` and the offline busybox base.
-fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
+/// `hako build` in `mode` with a store in `dir` and the offline busybox base.
+fn build_command(dir: &Dir, mode: &Mode, args: &[&str]) -> Command {
     let bin = binary(dir, mode);
     let snapshotter = if matches!(mode, Mode::Copy(_)) { "copy" } else { "auto" };
-    let mut cmd = match mode.user() {
-        Mode::Rootless(Some(user)) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--", "env", &format!("HAKO_SNAPSHOTTER={snapshotter}")]).arg(&bin);
-            c
-        }
-        _ => {
-            let mut c = Command::new(&bin);
-            c.env("HAKO_SNAPSHOTTER", snapshotter);
-            c
-        }
-    };
+    // Through env, so the setting survives runuser.
+    let mut cmd = mode.command("env");
+    cmd.arg(format!("HAKO_SNAPSHOTTER={snapshotter}")).arg(&bin);
     let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
     cmd.args(["build", "--progress=plain", "--root"])
         .arg(dir.path().join("store"))
@@ -167,7 +166,35 @@ fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
         cmd.arg("--isolation=chroot");
     }
     cmd.args(args);
-    cmd.output().expect("run hako")
+    cmd
+}
+
+/// Runs [`build_command`].
+fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
+    build_command(dir, mode, args).output().expect("run hako")
+}
+
+/// Starts a build of `ctx` (a step that prints `started`, then sleeps) and returns once the step
+/// runs.
+fn start_step(dir: &Dir, mode: &Mode, ctx: &Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = build_command(dir, mode, &[ctx.to_str().expect("utf-8")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let started =
+        std::io::BufReader::new(stderr).lines().map_while(Result::ok).any(|l| l.ends_with("] started"));
+    assert!(started, "{}: the step started", mode.name());
+    child
+}
+
+/// kill -9 of the hako process `child` runs (runuser cannot forward SIGKILL).
+fn kill_builder(child: &mut std::process::Child) {
+    let pid = builder_pid(child.id());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill -9");
+    let _ = child.wait();
 }
 
 fn ok(out: &Output, what: &str) {
@@ -300,31 +327,11 @@ fn podman_runs(dir: &Dir, mode: &Mode, archive: &Path) {
     if !matches!(mode, Mode::Root | Mode::Copy(_)) || !matches!(mode.user(), Mode::Root) {
         return;
     }
-    if !have("podman") || !have("runc") {
-        skip("the RUN tree podman check: podman or runc is not installed");
+    let Some(run) =
+        crate::common::podman_load_and_run(dir.path(), archive, "tree:1", "the RUN tree podman check")
+    else {
         return;
-    }
-    let podman = |args: &[&str]| {
-        Command::new("podman")
-            .arg("--root")
-            .arg(dir.path().join("podman-root"))
-            .arg("--runroot")
-            .arg(dir.path().join("podman-run"))
-            .args(["--storage-driver", "vfs", "--runtime", "runc"])
-            .args(args)
-            .output()
-            .expect("podman")
     };
-    let load = podman(&["load", "-i", archive.to_str().expect("utf-8")]);
-    assert!(load.status.success(), "podman load: {}", text(&load.stderr));
-    let run =
-        podman(&["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "tree:1"]);
-    let err = text(&run.stderr);
-    if !run.status.success() && (err.contains("cgroup") || err.contains("OCI permission denied")) {
-        skip(&format!("the RUN tree podman check: the runtime cannot start containers here: {err}"));
-        return;
-    }
-    assert!(run.status.success(), "podman run: {err}");
     assert_eq!(text(&run.stdout), "1000:1000\n");
 }
 
@@ -508,37 +515,11 @@ fn run_errors_name_the_line() {
 /// on the same store works and sweeps what the killed one left.
 #[test]
 fn kill_9_mid_step_leaves_nothing_running() {
-    use std::io::BufRead;
     for mode in modes("the kill -9 during RUN check") {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo started; sleep 4242\n")]);
-        let bin = binary(&dir, &mode);
-        let mut cmd = match &mode {
-            Mode::Rootless(Some(user)) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&bin);
-                c
-            }
-            _ => Command::new(&bin),
-        };
-        let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
-        let mut child = cmd
-            .args(["build", "--progress=plain", "--root"])
-            .arg(dir.path().join("store"))
-            .args(["--build-context", &base])
-            .arg(dir.path().join("ctx"))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let started = lines.by_ref().map_while(Result::ok).any(|l| l.ends_with("] started"));
-        assert!(started, "{}: the step started", mode.name());
-        // runuser forwards signals but SIGKILL cannot be forwarded: kill the hako process itself.
-        let hako_pid = builder_pid(child.id());
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(hako_pid), nix::sys::signal::Signal::SIGKILL)
-            .expect("kill -9");
-        let _ = child.wait();
+        let mut child = start_step(&dir, &mode, &dir.path().join("ctx"));
+        kill_builder(&mut child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while sleepers() > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(100));
@@ -668,17 +649,9 @@ fn relative_store_and_context() {
             ("ctx/f", "relative\n"),
         ],
     );
-    let bin = binary(&dir, &mode);
     let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = match mode.user() {
-        Mode::Rootless(Some(user)) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", user, "--"]).arg(&bin);
-            c
-        }
-        _ => Command::new(&bin),
-    };
-    let out = cmd
+    let out = mode
+        .command(binary(&dir, &mode))
         .current_dir(dir.path())
         .args(["build", "--root", "store", "--build-context", &base, "-o", "type=local,dest=out", "ctx"])
         .output()
@@ -902,7 +875,6 @@ fn sandbox_bench_reports_medians() {
 /// plain `rm -rf` cannot remove — and refuses while a build uses the store.
 #[test]
 fn prune_removes_what_rootless_builds_leave() {
-    use std::io::BufRead;
     for mode in modes("the prune checks") {
         let dir = Dir::new(&mode);
         let dockerfile = "FROM busybox\nRUN mkdir /data && echo x > /data/f && chown -R 1000:1000 /data && chmod 0700 /data\n\
@@ -911,15 +883,7 @@ fn prune_removes_what_rootless_builds_leave() {
         ok(&build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]), mode.name());
         let store = dir.path().join("store");
         let as_user = |program: &str, args: &[&str]| -> Output {
-            let mut c = match mode.user() {
-                Mode::Rootless(Some(user)) => {
-                    let mut c = Command::new("runuser");
-                    c.args(["-u", user, "--", program]);
-                    c
-                }
-                _ => Command::new(program),
-            };
-            c.args(args).stdin(std::process::Stdio::null()).output().expect("run")
+            mode.command(program).args(args).stdin(std::process::Stdio::null()).output().expect("run")
         };
         let bin = binary(&dir, &mode);
         let bin = bin.to_str().expect("utf-8");
@@ -934,30 +898,9 @@ fn prune_removes_what_rootless_builds_leave() {
         assert!(text(&out.stderr).contains("add -f"), "{}", text(&out.stderr));
         // While a build runs, prune waits its turn: it refuses.
         dir.write(&mode, &[("ctx2/Dockerfile", "FROM busybox\nRUN echo started; sleep 4343\n")]);
-        let mut cmd = match mode.user() {
-            Mode::Rootless(Some(user)) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--", bin]);
-                c
-            }
-            _ => Command::new(bin),
-        };
-        let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
-        let mut running = cmd
-            .args(["build", "--progress=plain", "--root", store_s, "--build-context", &base])
-            .arg(dir.path().join("ctx2"))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = running.stderr.take().expect("stderr");
-        let started =
-            std::io::BufReader::new(stderr).lines().map_while(Result::ok).any(|l| l.ends_with("] started"));
-        assert!(started);
+        let mut running = start_step(&dir, &mode, &dir.path().join("ctx2"));
         let busy = as_user(bin, &["prune", "-f", "--root", store_s]);
-        let pid = builder_pid(running.id());
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-            .expect("kill");
-        let _ = running.wait();
+        kill_builder(&mut running);
         assert_eq!(busy.status.code(), Some(2), "{}", text(&busy.stderr));
         assert!(text(&busy.stderr).contains("a build is using"), "{}", text(&busy.stderr));
         // Once the build is gone (its helper too), prune removes everything.
