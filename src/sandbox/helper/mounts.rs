@@ -7,19 +7,14 @@ impl Ctx {
     /// `/etc/resolv.conf` (the host's) and `/etc/hosts` for the step: bind-mounted, so what the
     /// step writes to them is discarded and they never reach the layer.
     pub(super) fn etc_files(&self, dir: &Path) -> Result<Vec<StepMount>, String> {
-        let hosts = dir.join("hosts");
-        let text = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        fs_err::write(&hosts, text).map_err(|e| e.to_string())?;
-        let resolv = dir.join("resolv.conf");
-        let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-        fs_err::write(&resolv, host).map_err(|e| e.to_string())?;
-        for f in [&hosts, &resolv] {
-            let _ = std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644));
+        let mut mounts = Vec::new();
+        for (target, data) in etc_contents() {
+            let source = dir.join(target.rsplit('/').next().unwrap_or(target));
+            fs_err::write(&source, data).map_err(|e| e.to_string())?;
+            let _ = std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644));
+            mounts.push(StepMount::Bind { source, target: target.into(), readonly: false });
         }
-        Ok(vec![
-            StepMount::Bind { source: resolv, target: "/etc/resolv.conf".into(), readonly: false },
-            StepMount::Bind { source: hosts, target: "/etc/hosts".into(), readonly: false },
-        ])
+        Ok(mounts)
     }
 
     pub(super) fn prepare_mount(
@@ -203,7 +198,16 @@ impl Ctx {
     }
 }
 
-/// Brings `lo` up in the current network namespace.
+/// What a step sees at `/etc/resolv.conf` (the host's) and `/etc/hosts` (localhost and the
+/// step's hostname), by path.
+pub(super) fn etc_contents() -> [(&'static str, Vec<u8>); 2] {
+    let hosts = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    [
+        ("/etc/resolv.conf", std::fs::read("/etc/resolv.conf").unwrap_or_default()),
+        ("/etc/hosts", hosts.into_bytes()),
+    ]
+}
+
 /// `source` inside `tree` (symlinks resolved within it), which must exist; `what` names it in
 /// errors (`--mount source`).
 pub(super) fn source_in(tree: &Path, source: &str, what: &str) -> Result<PathBuf, Fail> {
@@ -215,6 +219,7 @@ pub(super) fn source_in(tree: &Path, source: &str, what: &str) -> Result<PathBuf
     Ok(src)
 }
 
+/// Brings `lo` up in the current network namespace.
 pub(super) fn loopback_up() -> std::io::Result<()> {
     use nix::libc;
     // SAFETY: plain ioctls on a socket we own, with an ifreq we initialise.

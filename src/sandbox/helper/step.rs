@@ -169,11 +169,8 @@ impl Ctx {
             for (name, major, minor) in crate::sandbox::chroot::DEVICES {
                 inj.add(&format!("/dev/{name}"), Content::Char(major, minor))?;
             }
-            for m in self.etc_files(dir)? {
-                if let StepMount::Bind { source, target, .. } = m {
-                    let data = fs_err::read(&source).map_err(|e| e.to_string())?;
-                    inj.add(&target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
-                }
+            for (target, data) in super::mounts::etc_contents() {
+                inj.add(target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
             }
             for (i, m) in req.mounts.iter().enumerate() {
                 let mdir = dir.join(format!("m{i}"));
