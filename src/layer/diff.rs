@@ -232,58 +232,49 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
     }
     let mut summary = DiffSummary::default();
     let mut found = Vec::new();
-    let mut stack = vec![(upper.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
-            let entry = entry.map_err(io_err("read directory", &dir))?;
-            let abs = entry.path();
-            let name = entry.file_name();
-            let name = name.to_str().ok_or_else(|| DiffError::NotUtf8 { path: abs.clone() })?;
-            let md = fs::symlink_metadata(&abs).map_err(io_err("lstat", &abs))?;
-            let ft = md.file_type();
-            if ft.is_char_device() && md.rdev() == 0 {
-                found.push(marker(join(&rel, &format!("{WH_PREFIX}{name}")), opts.clamp));
-                summary.whiteouts += 1;
-                continue;
-            }
-            if name.starts_with(WH_PREFIX) {
-                return Err(DiffError::ReservedName { path: abs });
-            }
-            if md.dev() != root.dev() {
-                return Err(DiffError::MountPoint { path: abs });
-            }
-            let path = join(&rel, name);
-            let mut source = None;
-            let kind = if ft.is_dir() {
-                let opaque = check_xattrs(&abs, opts.xattr_prefix)?;
-                stack.push((abs.clone(), path.clone()));
-                if opaque {
-                    found.push(marker(join(&path, WH_OPAQUE), opts.clamp));
-                    summary.opaque_dirs += 1;
-                }
-                Kind::Dir
-            } else if ft.is_file() {
-                check_xattrs(&abs, opts.xattr_prefix)?;
-                source = Some(abs.clone());
-                Kind::File
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&abs).map_err(io_err("read link", &abs))?;
-                let target = target.into_os_string().into_string();
-                Kind::Symlink(target.map_err(|_| DiffError::NotUtf8 { path: abs.clone() })?)
-            } else if let Some(node) = node_kind(md.mode(), md.rdev()) {
-                node
-            } else {
-                summary.skipped_sockets += 1;
-                continue;
-            };
-            let linkable = matches!(kind, Kind::File | Kind::Symlink(_)) && md.nlink() > 1;
-            let inode = linkable.then(|| (md.dev(), md.ino()));
-            let mtime = clamp(md.mtime(), opts.clamp);
-            let size = if kind == Kind::File { md.len() } else { 0 };
-            let meta = Meta { kind, mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime, size };
-            found.push(Found { path, meta, source, inode, marker: false });
+    walk(upper, |rel, name, abs, md| {
+        let ft = md.file_type();
+        if ft.is_char_device() && md.rdev() == 0 {
+            found.push(marker(join(rel, &format!("{WH_PREFIX}{name}")), opts.clamp));
+            summary.whiteouts += 1;
+            return Ok(false);
         }
-    }
+        if name.starts_with(WH_PREFIX) {
+            return Err(DiffError::ReservedName { path: abs.to_path_buf() });
+        }
+        if md.dev() != root.dev() {
+            return Err(DiffError::MountPoint { path: abs.to_path_buf() });
+        }
+        let path = join(rel, name);
+        let mut source = None;
+        let kind = if ft.is_dir() {
+            if check_xattrs(abs, opts.xattr_prefix)? {
+                found.push(marker(join(&path, WH_OPAQUE), opts.clamp));
+                summary.opaque_dirs += 1;
+            }
+            Kind::Dir
+        } else if ft.is_file() {
+            check_xattrs(abs, opts.xattr_prefix)?;
+            source = Some(abs.to_path_buf());
+            Kind::File
+        } else if ft.is_symlink() {
+            let target = fs::read_link(abs).map_err(io_err("read link", abs))?;
+            let target = target.into_os_string().into_string();
+            Kind::Symlink(target.map_err(|_| DiffError::NotUtf8 { path: abs.to_path_buf() })?)
+        } else if let Some(node) = node_kind(md.mode(), md.rdev()) {
+            node
+        } else {
+            summary.skipped_sockets += 1;
+            return Ok(false);
+        };
+        let linkable = matches!(kind, Kind::File | Kind::Symlink(_)) && md.nlink() > 1;
+        let inode = linkable.then(|| (md.dev(), md.ino()));
+        let mtime = clamp(md.mtime(), opts.clamp);
+        let size = if kind == Kind::File { md.len() } else { 0 };
+        let meta = Meta { kind, mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime, size };
+        found.push(Found { path, meta, source, inode, marker: false });
+        Ok(md.is_dir())
+    })?;
     found.sort_by(|a, b| a.path.cmp(&b.path));
 
     // Holders come before the other paths of their inode in sorted order.
@@ -310,7 +301,30 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
     Ok((out, summary))
 }
 
-fn join(dir: &str, name: &str) -> String {
+/// Walks the tree under `root` (the root itself excluded), calling `visit` with each entry's
+/// parent (relative, `""` at the top), name, path and `lstat`; `visit` returns whether to go into
+/// a directory. Names must be UTF-8, as in any layer.
+pub(super) fn walk(
+    root: &Path,
+    mut visit: impl FnMut(&str, &str, &Path, &fs::Metadata) -> Result<bool>,
+) -> Result<()> {
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let entry = entry.map_err(io_err("read directory", &dir))?;
+            let abs = entry.path();
+            let name = entry.file_name();
+            let name = name.to_str().ok_or_else(|| DiffError::NotUtf8 { path: abs.clone() })?;
+            let md = fs::symlink_metadata(&abs).map_err(io_err("lstat", &abs))?;
+            if visit(&rel, name, &abs, &md)? && md.is_dir() {
+                stack.push((abs.clone(), join(&rel, name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
 }
 

@@ -14,7 +14,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::diff::{DiffError, DiffSummary, io_err, marker_meta, node_kind, write_entries};
+use super::diff::{DiffError, DiffSummary, io_err, join, marker_meta, node_kind, walk, write_entries};
 use super::index::{Kind, Meta};
 use super::writer::LayerWriter;
 
@@ -40,44 +40,31 @@ pub type Record = BTreeMap<String, Stamp>;
 pub fn record(root: &Path) -> Result<Record, DiffError> {
     let mut out = Record::new();
     let root_dev = fs::symlink_metadata(root).map_err(io_err("lstat", root))?.dev();
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
-            let entry = entry.map_err(io_err("read directory", &dir))?;
-            let abs = entry.path();
-            let name = entry.file_name();
-            let name = name.to_str().ok_or_else(|| DiffError::NotUtf8 { path: abs.clone() })?;
-            let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
-            let md = fs::symlink_metadata(&abs).map_err(io_err("lstat", &abs))?;
-            // Filesystems mounted inside (a step's /proc, /dev) are not part of the tree.
-            if md.dev() != root_dev {
-                continue;
-            }
-            let link = if md.file_type().is_symlink() {
-                Some(fs::read_link(&abs).map_err(io_err("read link", &abs))?.into_os_string())
-            } else {
-                None
-            };
-            if md.is_dir() {
-                stack.push((abs.clone(), path.clone()));
-            }
-            out.insert(
-                path,
-                Stamp {
-                    dev: md.dev(),
-                    ino: md.ino(),
-                    mode: md.mode(),
-                    nlink: md.nlink(),
-                    uid: md.uid(),
-                    gid: md.gid(),
-                    size: md.len(),
-                    mtime: (md.mtime(), md.mtime_nsec()),
-                    rdev: md.rdev(),
-                    link,
-                },
-            );
+    walk(root, |rel, name, abs, md| {
+        // Filesystems mounted inside (a step's /proc, /dev) are not part of the tree.
+        if md.dev() != root_dev {
+            return Ok(false);
         }
-    }
+        let link = if md.file_type().is_symlink() {
+            Some(fs::read_link(abs).map_err(io_err("read link", abs))?.into_os_string())
+        } else {
+            None
+        };
+        let stamp = Stamp {
+            dev: md.dev(),
+            ino: md.ino(),
+            mode: md.mode(),
+            nlink: md.nlink(),
+            uid: md.uid(),
+            gid: md.gid(),
+            size: md.len(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            rdev: md.rdev(),
+            link,
+        };
+        out.insert(join(rel, name), stamp);
+        Ok(true)
+    })?;
     Ok(out)
 }
 
