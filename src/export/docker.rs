@@ -11,10 +11,7 @@ use std::io::Write;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 
-use super::{
-    ExportError, ImageBlobs, OCI_LAYOUT, Result, TarStream, canonical_json, index_entries, new_index,
-    parse_names,
-};
+use super::{ExportError, OCI_LAYOUT, Prepared, Result, TarStream, canonical_json, new_index};
 use crate::store::Store;
 
 /// One image in `manifest.json`.
@@ -38,9 +35,8 @@ pub fn write_docker_archive(
     names: &[String],
     out: &mut dyn Write,
 ) -> Result<()> {
-    let names = parse_names(names)?;
-    let blobs = ImageBlobs::read(store, manifest)?;
-    let index = new_index(index_entries(manifest, &names)?);
+    let Prepared { names, blobs, entries } = Prepared::new(store, manifest, names)?;
+    let index = new_index(entries);
 
     let mut repo_tags: Vec<String> = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();

@@ -195,8 +195,26 @@ fn check_size(store: &Store, b: &Blob) -> Result<()> {
     Ok(())
 }
 
+/// What every exporter starts from: the normalised names, the image's blobs (all present, checked
+/// before anything is written) and its `index.json` entries under those names.
+pub(crate) struct Prepared {
+    pub names: Vec<ImageName>,
+    pub blobs: ImageBlobs,
+    pub entries: Vec<Value>,
+}
+
+impl Prepared {
+    /// Reads what exporting `manifest` under `names` needs.
+    pub fn new(store: &Store, manifest: &Descriptor, names: &[String]) -> Result<Prepared> {
+        let names = parse_names(names)?;
+        let blobs = ImageBlobs::read(store, manifest)?;
+        let entries = index_entries(manifest, &names)?;
+        Ok(Prepared { names, blobs, entries })
+    }
+}
+
 /// Parses and normalises `names`, dropping duplicates (same full name), keeping their order.
-pub(crate) fn parse_names(names: &[String]) -> Result<Vec<ImageName>> {
+fn parse_names(names: &[String]) -> Result<Vec<ImageName>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for n in names {
@@ -212,7 +230,7 @@ pub(crate) fn parse_names(names: &[String]) -> Result<Vec<ImageName>> {
 /// annotated with the full name (`io.containerd.image.name`) and the tag
 /// (`org.opencontainers.image.ref.name`; absent for a digest-only name); one plain entry when there
 /// are no names. Annotations the descriptor carried (such as the store's own ref name) are dropped.
-pub(crate) fn index_entries(manifest: &Descriptor, names: &[ImageName]) -> Result<Vec<Value>> {
+fn index_entries(manifest: &Descriptor, names: &[ImageName]) -> Result<Vec<Value>> {
     let mut plain = manifest.clone();
     plain.set_annotations(None);
     let base = serde_json::to_value(&plain)

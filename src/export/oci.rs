@@ -16,8 +16,8 @@ use serde_json::Value;
 use tempfile::NamedTempFile;
 
 use super::{
-    Blob, BlobReader, ExportError, IMAGE_NAME, ImageBlobs, OCI_LAYOUT, Result, TarStream, canonical_json,
-    index_entries, io_err, new_index, parse_names,
+    Blob, BlobReader, ExportError, IMAGE_NAME, OCI_LAYOUT, Prepared, Result, TarStream, canonical_json,
+    io_err, new_index,
 };
 use crate::store::{REF_NAME, Store};
 
@@ -27,9 +27,7 @@ use crate::store::{REF_NAME, Store};
 /// size) are left alone. Blobs are hard-linked from the store when it is on the same filesystem,
 /// else copied (and verified); `index.json` is replaced atomically, after every blob is in place.
 pub fn write_layout_dir(store: &Store, manifest: &Descriptor, names: &[String], dir: &Path) -> Result<()> {
-    let names = parse_names(names)?;
-    let blobs = ImageBlobs::read(store, manifest)?;
-    let entries = index_entries(manifest, &names)?;
+    let Prepared { blobs, entries, .. } = Prepared::new(store, manifest, names)?;
     if let (Ok(a), Ok(b)) = (dir.canonicalize(), store.root().canonicalize())
         && a == b
     {
@@ -65,9 +63,8 @@ pub fn write_layout_tar(
     names: &[String],
     out: &mut dyn Write,
 ) -> Result<()> {
-    let names = parse_names(names)?;
-    let blobs = ImageBlobs::read(store, manifest)?;
-    let index = new_index(index_entries(manifest, &names)?);
+    let Prepared { blobs, entries, .. } = Prepared::new(store, manifest, names)?;
+    let index = new_index(entries);
     let mut tar = TarStream::new(out);
     tar.file("oci-layout", OCI_LAYOUT)?;
     tar.file("index.json", &canonical_json(&index))?;
