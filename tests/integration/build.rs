@@ -184,14 +184,12 @@ fn full_dockerfile_builds_and_checkers_agree() {
         assert!(o.status.success(), "skopeo copy verifies every digest: {}", text(&o.stderr));
     }
     if have("umoci") {
-        let bundle = dir.path().join("bundle");
-        let o = Command::new("umoci")
-            .args(["unpack", "--image", &format!("{}:1.0", layout.display())])
-            .arg(&bundle)
-            .output()
-            .expect("umoci");
-        assert!(o.status.success(), "umoci verifies diff_ids: {}", text(&o.stderr));
-        let rootfs = bundle.join("rootfs");
+        let rootfs = crate::common::umoci_unpack(
+            &layout,
+            "1.0",
+            &dir.path().join("bundle"),
+            "umoci verifies diff_ids",
+        );
         let files = tree(&rootfs, &["app", "opt/vendor", "etc/secret-free.txt"]);
         use std::os::unix::fs::MetadataExt;
         let meta = |p: &str| fs_err::symlink_metadata(rootfs.join(p)).expect(p);
@@ -511,17 +509,12 @@ fn add_from_url_with_checksum() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     if have("umoci") {
-        let bundle = dir.path().join("bundle");
-        let o = Command::new("umoci")
-            .args(["unpack", "--image", &format!("{}:latest", layout.display())])
-            .arg(&bundle)
-            .output()
-            .expect("umoci");
-        assert!(o.status.success(), "{}", text(&o.stderr));
+        let rootfs =
+            crate::common::umoci_unpack(&layout, "latest", &dir.path().join("bundle"), "ADD --checksum");
         use std::os::unix::fs::MetadataExt;
-        let m = fs_err::metadata(bundle.join("rootfs/opt/tool.txt")).expect("downloaded file");
+        let m = fs_err::metadata(rootfs.join("opt/tool.txt")).expect("downloaded file");
         assert_eq!((m.mode() & 0o7777, m.mtime()), (0o600, 784_111_777), "Docker's 0600 and Last-Modified");
-        assert_eq!(fs_err::read_to_string(bundle.join("rootfs/named")).expect("named"), "downloaded\n");
+        assert_eq!(fs_err::read_to_string(rootfs.join("named")).expect("named"), "downloaded\n");
     }
     // A wrong checksum fails the build and names both digests.
     let url2 = serve(b"downloaded\n", 1);

@@ -100,3 +100,16 @@ pub fn podman_load_and_run(
     assert!(run.status.success(), "podman run: {err}");
     Some(run)
 }
+
+/// `umoci unpack` of `layout:tag` into `bundle` (umoci verifies every layer's diff_id and applies
+/// whiteouts: the strongest independent check of a layer); returns the unpacked root filesystem.
+/// Fails the test with umoci's error, after `what`.
+pub fn umoci_unpack(layout: &std::path::Path, tag: &str, bundle: &std::path::Path, what: &str) -> PathBuf {
+    let o = Command::new("umoci")
+        .args(["unpack", "--image", &format!("{}:{tag}", layout.display())])
+        .arg(bundle)
+        .output()
+        .expect("umoci");
+    assert!(o.status.success(), "{what}: umoci unpack: {}", text(&o.stderr));
+    bundle.join("rootfs")
+}

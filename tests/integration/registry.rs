@@ -431,14 +431,7 @@ fn full_dockerfile_from_registry_pushed_pulled_back_and_unpacked() {
     assert_eq!(config["config"]["User"], "app:staff");
     assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/app/bin/tool"]));
     assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"53/udp": {}, "8080/tcp": {}}));
-    let bundle = sb.path("bundle");
-    let unpack = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:1", layout.display())])
-        .arg(&bundle)
-        .output()
-        .expect("umoci");
-    assert!(unpack.status.success(), "umoci unpack: {}", text(&unpack.stderr));
-    let rootfs = bundle.join("rootfs");
+    let rootfs = crate::common::umoci_unpack(&layout, "1", &sb.path("bundle"), "the pulled image");
     let files = crate::build::tree(&rootfs, &["app", "opt/vendor"]);
     assert!(!files.iter().any(|f| f.ends_with(".log")), ".dockerignore kept *.log out: {files:?}");
     use std::os::unix::fs::MetadataExt;

@@ -280,14 +280,8 @@ fn run_steps_make_the_expected_tree() {
             skip("the RUN tree umoci check: umoci is not installed");
             continue;
         }
-        let bundle = dir.path().join("bundle");
-        let o = Command::new("umoci")
-            .args(["unpack", "--image", &format!("{}:1", layout.display())])
-            .arg(&bundle)
-            .output()
-            .expect("umoci");
-        assert!(o.status.success(), "{}: umoci unpack: {}", mode.name(), text(&o.stderr));
-        let data = tree(&bundle.join("rootfs/data"));
+        let rootfs = crate::common::umoci_unpack(&layout, "1", &dir.path().join("bundle"), mode.name());
+        let data = tree(&rootfs.join("data"));
         let want: BTreeMap<String, String> = [
             ("", "755 0:0 dir"),
             ("app", "2775 1000:1000 dir"),
@@ -307,9 +301,8 @@ fn run_steps_make_the_expected_tree() {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(data, want, "{}: the unpacked /data", mode.name());
-        let ino = |p: &str| fs_err::metadata(bundle.join("rootfs/data").join(p)).expect(p).ino();
+        let ino = |p: &str| fs_err::metadata(rootfs.join("data").join(p)).expect(p).ino();
         assert_eq!(ino("hard1"), ino("hard2"), "{}: hard links stay links", mode.name());
-        let rootfs = bundle.join("rootfs");
         assert_eq!(fs_err::read_to_string(rootfs.join("data/app/whoami")).expect("whoami"), "1000:1000\n");
         for stub in ["run", "etc/hosts", "etc/resolv.conf"] {
             assert!(
@@ -623,17 +616,12 @@ fn chroot_isolation_in_a_locked_down_container() {
         "and the error names the way out:\n{stderr}"
     );
     assert!(stdout.contains("chroot=0"), "--isolation=chroot builds:\n{stdout}\n{stderr}");
-    let bundle = dir.join("bundle");
-    let o = Command::new("umoci")
-        .args(["unpack", "--image", &format!("{}:1", dir.join("image").display())])
-        .arg(&bundle)
-        .output()
-        .expect("umoci");
-    assert!(o.status.success(), "umoci unpack: {}", text(&o.stderr));
-    let made = fs_err::metadata(bundle.join("rootfs/made")).expect("made");
+    let rootfs =
+        crate::common::umoci_unpack(&dir.join("image"), "1", &dir.join("bundle"), "the chroot build");
+    let made = fs_err::metadata(rootfs.join("made")).expect("made");
     assert_eq!((made.uid(), made.len()), (42, 3));
     for stub in ["c", "t", "dev/null", "etc/hosts"] {
-        assert!(!bundle.join("rootfs").join(stub).exists(), "/{stub} is not in the image");
+        assert!(!rootfs.join(stub).exists(), "/{stub} is not in the image");
     }
 }
 
@@ -710,14 +698,7 @@ fn debian_base_dpkg_and_users() {
         );
         ok(&out, mode.name());
         assert!(text(&out.stderr).contains("apt "), "{}: apt-get runs in a step", mode.name());
-        let bundle = dir.path().join("bundle");
-        let o = Command::new("umoci")
-            .args(["unpack", "--image", &format!("{}:1", layout.display())])
-            .arg(&bundle)
-            .output()
-            .expect("umoci");
-        assert!(o.status.success(), "{}: umoci: {}", mode.name(), text(&o.stderr));
-        let root = bundle.join("rootfs");
+        let root = crate::common::umoci_unpack(&layout, "1", &dir.path().join("bundle"), mode.name());
         let m = mode.name();
         assert_eq!(
             fs_err::read_to_string(root.join("usr/share/hako-test/hello")).expect("hello"),
