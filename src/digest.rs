@@ -48,6 +48,22 @@ impl Digest {
     }
 }
 
+/// The OCI chain ids of a stack of layers given by their diff ids (`sha256:…`, bottom first), as
+/// hex: the first is its diff id, each next one `sha256("<previous chain id> <diff id>")`.
+pub fn chain_ids<'a>(diff_ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut prev: Option<String> = None;
+    for diff_id in diff_ids {
+        let id = match &prev {
+            None => diff_id.to_string(),
+            Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()).to_string(),
+        };
+        out.push(id.trim_start_matches("sha256:").to_string());
+        prev = Some(id);
+    }
+    out
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "sha256:{}", self.hex)

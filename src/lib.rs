@@ -5,6 +5,7 @@
 //! The binary (`src/main.rs`) is a thin shell around [`cli`].
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod digest;

@@ -7,6 +7,7 @@ use crate::digest::Digest;
 use crate::store::Store;
 
 /// A downloaded file.
+#[derive(Debug, Clone)]
 pub struct Fetched {
     /// Its content digest (it is stored as a blob under it).
     pub digest: Digest,

@@ -3,9 +3,13 @@
 //! is known from its layers' headers ([`FsIndex`]) and materialised on disk only when another stage
 //! copies from it.
 
+mod cached;
+mod config;
 mod copy;
+mod copy_step;
 mod fetch;
 pub mod progress;
+mod rootfs;
 mod run;
 mod stage;
 pub mod users;
@@ -39,6 +43,11 @@ pub struct Options {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--ssh` agent sockets by id.
     pub ssh: BTreeMap<String, std::path::PathBuf>,
+    /// `--no-cache`: run every step (results are still recorded).
+    pub no_cache: bool,
+    /// `--no-cache-filter`: run every step of these stages (names, as BuildKit matches them:
+    /// case-insensitively).
+    pub no_cache_filter: Vec<String>,
 }
 
 /// Why a build failed.
@@ -108,6 +117,10 @@ pub struct Builder<'a> {
     pub sandbox: std::cell::RefCell<Option<crate::sandbox::Sandbox>>,
     /// The build context as RUN bind mounts see it (`.dockerignore` applied), made on first use.
     pub mount_context: std::cell::OnceCell<String>,
+    /// Content digests of context files, with the store's stat cache.
+    pub sums: crate::context::checksum::FileSums,
+    /// `ADD <url>` downloads made in this build, by URL and checksum.
+    pub fetched: std::cell::RefCell<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
 }
 
 impl Drop for Builder<'_> {
@@ -122,10 +135,13 @@ impl Builder<'_> {
     /// Builds the target stage and returns its image (layers and config stored; the manifest is
     /// written by the caller's export).
     pub fn build(&self) -> Result<Image, BuildError> {
-        let mut done: Vec<Option<stage::StageOut>> = vec![None; self.plan.stages.len()];
+        let mut done: Vec<Option<rootfs::StageOut>> = vec![None; self.plan.stages.len()];
         for &i in &self.plan.order {
-            let out = stage::build_stage(self, i, &done)?;
+            let out = stage::build_stage(self, i, &mut done)?;
             done[i] = Some(out);
+        }
+        if let Err(e) = self.sums.save() {
+            self.reporter.event(&Event::Warning(&format!("the context checksum cache was not saved: {e}")));
         }
         let target = done
             .get_mut(self.plan.target)
@@ -137,6 +153,23 @@ impl Builder<'_> {
             labels.extend(self.options.labels.clone());
         }
         Ok(image)
+    }
+
+    /// Whether steps of stage `sp` may be taken from the cache.
+    fn use_cache(&self, sp: &crate::plan::StagePlan) -> bool {
+        let name = sp.name.as_deref().unwrap_or_default();
+        !self.options.no_cache && !self.options.no_cache_filter.iter().any(|f| f.eq_ignore_ascii_case(name))
+    }
+
+    /// Downloads `url` once per build.
+    fn fetch(&self, url: &str, checksum: Option<&str>) -> Result<fetch::Fetched, String> {
+        let key = (url.to_string(), checksum.map(str::to_string));
+        if let Some(f) = self.fetched.borrow().get(&key) {
+            return Ok(f.clone());
+        }
+        let f = fetch::fetch(self.store, url, checksum)?;
+        self.fetched.borrow_mut().insert(key, f.clone());
+        Ok(f)
     }
 
     /// Removes `dir` when the build ends.

@@ -22,6 +22,13 @@ pub enum Event<'a> {
         /// The instruction.
         text: &'a str,
     },
+    /// A step's result was taken from the cache.
+    Cached {
+        /// Stage label.
+        stage: &'a str,
+        /// 1-based step number in the stage.
+        n: usize,
+    },
     /// A step made a layer.
     Layer {
         /// Stage label.

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::progress::Event;
-use super::stage::StageOut;
+use super::rootfs::StageOut;
 use super::{BuildError, Builder, input_error, users};
 use crate::dockerfile::instructions::{CommandLine, InlineFile, Loc, Mount, MountType, Sharing};
 use crate::dockerfile::{Diagnostic, Pos};
@@ -33,7 +33,7 @@ pub enum SecretSource {
 /// Runs a RUN step of stage `label`; returns its layer, if it changed anything.
 pub fn run_step(
     b: &Builder<'_>,
-    out: &StageOut,
+    out: &mut StageOut,
     op: &Op,
     loc: &Loc,
     (label, n): (&str, usize),
@@ -206,14 +206,14 @@ fn command_text(c: &CommandLine) -> String {
 /// (Docker's rules: a name must exist; a numeric uid need not, its group is then 0).
 fn resolve_user(
     b: &Builder<'_>,
-    out: &StageOut,
+    out: &mut StageOut,
     spec: &str,
 ) -> Result<(u32, u32, Vec<u32>), users::UserError> {
     if spec.is_empty() {
         return Ok((0, 0, Vec::new()));
     }
-    let passwd = super::stage::read_file(b, out, "etc/passwd");
-    let group = super::stage::read_file(b, out, "etc/group");
+    let passwd = out.read_file(b, "etc/passwd");
+    let group = out.read_file(b, "etc/group");
     users::resolve_user(spec, passwd.as_deref(), group.as_deref())
 }
 

@@ -22,6 +22,9 @@ pub enum Command {
     /// prune`); images and their layers stay. Rootless snapshots belong to your sub-ids, so this is
     /// how to free that space (or before removing the store with `rm -rf`).
     Prune(PruneArgs),
+    /// Show what the store holds for the build cache (like `docker buildx du`); `--verify`
+    /// checks every blob against its digest and every step record against its blob.
+    Du(DuArgs),
     /// Developer tools for the Dockerfile frontend.
     Debug {
         /// Which tool.
@@ -36,6 +39,18 @@ pub struct PruneArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako du` options.
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Check every blob, step record and kept index; exit 1 if anything is wrong.
+    #[arg(long)]
+    pub verify: bool,
 
     /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
@@ -130,9 +145,13 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
 
-    /// Do not use the cache when building.
+    /// Do not use the cache when building (every step runs; results are still recorded).
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Do not use the cache for these stages (by name); repeatable.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
 
     /// Progress output on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]

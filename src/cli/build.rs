@@ -67,12 +67,16 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             isolation: isolation(args.isolation),
             secrets: secrets(&args.secrets)?,
             ssh: ssh(&args.ssh)?,
+            no_cache: args.no_cache,
+            no_cache_filter: args.no_cache_filter.clone(),
         },
         reporter: reporter.as_ref(),
         bases,
         temps: Default::default(),
         sandbox: Default::default(),
         mount_context: Default::default(),
+        sums: crate::context::checksum::FileSums::load(root.join("cache/context-sums.json")),
+        fetched: Default::default(),
     };
     let built = builder.build();
     reporter.finish();

@@ -4,6 +4,7 @@
 mod args;
 mod build;
 mod debug;
+mod du;
 mod progress;
 mod prune;
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{BuildArgs, Cli, Command, DebugCommand, ProgressMode, PruneArgs};
+pub use args::{BuildArgs, Cli, Command, DebugCommand, DuArgs, ProgressMode, PruneArgs};
 
 /// Exit status: the build failed because of the user's input (Dockerfile error, failing step).
 pub const EXIT_USER: u8 = 1;
@@ -79,6 +80,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(*args),
         Command::Prune(args) => prune::run(args),
+        Command::Du(args) => du::run(args),
         Command::Debug { command } => debug::run(command),
     };
     match result {

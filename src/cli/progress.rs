@@ -60,6 +60,11 @@ impl Reporter for Tty {
                 self.bar.println(format!("[{stage}] FROM {what}"));
             }
             Event::Layer { .. } => {}
+            Event::Cached { .. } => {
+                if let Some((line, _)) = self.current.borrow_mut().take() {
+                    self.bar.println(format!("{line}  CACHED"));
+                }
+            }
             Event::Output { text, .. } => self.bar.println(format!("  | {}", text.trim_end_matches('\n'))),
             Event::Note(n) => self.bar.println(format!("note: {n}")),
             Event::Warning(w) => self.bar.println(format!("warning: {w}")),
@@ -83,6 +88,7 @@ impl Reporter for Plain {
                 format!("[{stage}] layer {digest} ({})", human(*size))
             }
             Event::Output { stage, n, text } => format!("[{stage} {n}] {}", text.trim_end_matches('\n')),
+            Event::Cached { stage, n } => format!("[{stage} {n}] CACHED"),
             Event::Note(n) => format!("note: {n}"),
             Event::Warning(w) => format!("warning: {w}"),
         };
@@ -105,6 +111,7 @@ impl Reporter for Json {
             Event::Output { stage, n, text } => {
                 serde_json::json!({"event": "output", "stage": stage, "step": n, "text": text})
             }
+            Event::Cached { stage, n } => serde_json::json!({"event": "cached", "stage": stage, "step": n}),
             Event::Note(n) => serde_json::json!({"event": "note", "message": n}),
             Event::Warning(w) => serde_json::json!({"event": "warning", "message": w}),
         };

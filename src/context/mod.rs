@@ -1,6 +1,7 @@
 //! The build context: a directory (or a tar stream unpacked into the store's temp area) and the
 //! `.dockerignore` rules that hide parts of it from COPY/ADD.
 
+pub mod checksum;
 pub mod dockerignore;
 pub mod glob;
 

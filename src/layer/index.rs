@@ -18,7 +18,7 @@ use tar::EntryType;
 use super::extract::{EntryName, MAX_SYMLINK_HOPS, classify, clean_components, entry_mtime, entry_owner};
 
 /// What a filesystem entry is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A regular file.
     File,
@@ -39,7 +39,7 @@ pub enum Kind {
 }
 
 /// An entry's metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Meta {
     /// What it is.
     pub kind: Kind,
@@ -66,8 +66,9 @@ impl Meta {
 /// path rules are shared), except that indexing touches no files, so never `Io`.
 pub use super::extract::ExtractError as IndexError;
 
-/// The metadata of every path in an image's filesystem, sorted by key.
-#[derive(Debug, Clone)]
+/// The metadata of every path in an image's filesystem, sorted by key. Serializable, so the
+/// builder can keep the index of a layer chain instead of reading the layers again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FsIndex {
     entries: BTreeMap<String, Meta>,
 }

@@ -26,17 +26,7 @@ pub const MAX_LOWER: usize = 500;
 
 /// Chain ids of `layers` (bottom first), as hex.
 pub fn chain_ids(layers: &[LayerRef]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(layers.len());
-    let mut prev: Option<String> = None;
-    for l in layers {
-        let id = match &prev {
-            None => l.diff_id.clone(),
-            Some(p) => crate::digest::Digest::of(format!("{p} {}", l.diff_id).as_bytes()).to_string(),
-        };
-        out.push(id.trim_start_matches("sha256:").to_string());
-        prev = Some(id);
-    }
-    out
+    crate::digest::chain_ids(layers.iter().map(|l| l.diff_id.as_str()))
 }
 
 /// Which overlay features the mount uses.

@@ -14,7 +14,7 @@ const TEST_USER: &str = "hakotest";
 
 /// How a build is run.
 #[derive(Debug, Clone)]
-enum Mode {
+pub(crate) enum Mode {
     /// As root (real root, no user namespace).
     Root,
     /// As an unprivileged user: `None` is the current (non-root) user.
@@ -27,7 +27,7 @@ enum Mode {
 }
 
 impl Mode {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Mode::Root => "root",
             Mode::Chroot => "chroot",
@@ -76,7 +76,7 @@ fn modes_and_snapshotters(what: &str) -> Vec<Mode> {
 }
 
 /// The modes this machine can test, skipping (with the reason) those it cannot.
-fn modes(what: &str) -> Vec<Mode> {
+pub(crate) fn modes(what: &str) -> Vec<Mode> {
     let root = nix::unistd::geteuid().is_root();
     if !root {
         skip(&format!("{what} as root: the tests do not run as root"));
@@ -96,12 +96,12 @@ fn modes(what: &str) -> Vec<Mode> {
 }
 
 /// A directory the build (and the rootless user) may use, removed at the end.
-struct Dir {
+pub(crate) struct Dir {
     tmp: tempfile::TempDir,
 }
 
 impl Dir {
-    fn new(mode: &Mode) -> Dir {
+    pub(crate) fn new(mode: &Mode) -> Dir {
         let tmp = tempfile::Builder::new().prefix("hako-run-").tempdir().expect("tempdir");
         if let Mode::Rootless(Some(user)) = mode.user() {
             let o = Command::new("chown")
@@ -114,12 +114,12 @@ impl Dir {
         Dir { tmp }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.tmp.path()
     }
 
     /// Writes files (making them the rootless user's).
-    fn write(&self, mode: &Mode, files: &[(&str, &str)]) {
+    pub(crate) fn write(&self, mode: &Mode, files: &[(&str, &str)]) {
         for (name, body) in files {
             let p = self.path().join(name);
             fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -151,7 +151,7 @@ fn binary(dir: &Dir, mode: &Mode) -> PathBuf {
 }
 
 /// `hako build` in `mode` with a store in `dir` and the offline busybox base.
-fn build_command(dir: &Dir, mode: &Mode, args: &[&str]) -> Command {
+pub(crate) fn build_command(dir: &Dir, mode: &Mode, args: &[&str]) -> Command {
     let bin = binary(dir, mode);
     let snapshotter = if matches!(mode, Mode::Copy(_)) { "copy" } else { "auto" };
     // Through env, so the setting survives runuser.
@@ -170,7 +170,7 @@ fn build_command(dir: &Dir, mode: &Mode, args: &[&str]) -> Command {
 }
 
 /// Runs [`build_command`].
-fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
+pub(crate) fn build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
     build_command(dir, mode, args).output().expect("run hako")
 }
 
@@ -197,7 +197,7 @@ fn kill_builder(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-fn ok(out: &Output, what: &str) {
+pub(crate) fn ok(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}: exit {:?}\n{}", out.status.code(), text(&out.stderr));
 }
 
@@ -386,11 +386,14 @@ fn every_mount_type_works_and_secrets_leave_no_trace() {
         let outdir = |n: u32| dir.path().join(format!("out{n}"));
         for n in 1..=2 {
             let dest = format!("type=local,dest={}", outdir(n).display());
-            let out = build(
-                &dir,
-                &mode,
-                &["--secret", &secret, "--ssh", &ssh, "-o", &dest, ctx.to_str().expect("utf-8")],
-            );
+            let mut args =
+                vec!["--secret", &secret, "--ssh", &ssh, "-o", &dest, ctx.to_str().expect("utf-8")];
+            if n == 2 {
+                // The second build runs its steps again (else they are cache hits) to see the
+                // cache mounts kept from the first.
+                args.push("--no-cache");
+            }
+            let out = build(&dir, &mode, &args);
             ok(&out, &format!("{} build {n}", mode.name()));
             assert!(!text(&out.stderr).contains(SECRET), "the secret is not in the build log");
         }

@@ -1,0 +1,239 @@
+//! The step cache around the steps that produce layers (WORKDIR, COPY/ADD, RUN): each step's key
+//! is computed from its planned operation and the inputs found now (file checksums, the keys of
+//! `--from` stages, image layers, downloads); a recorded result is reused, otherwise the step runs
+//! and its result is recorded.
+//!
+//! The key of the filesystem *after* a step is derived from the step's key and the layer it gave
+//! ([`key::after`]), so when a step runs again (`--no-cache-filter`, or a record lost) and gives a
+//! different layer, the steps after it miss instead of stacking old layers on a new one; when it
+//! gives the same layer (reproducible steps), they still hit.
+
+use std::path::Path;
+
+use super::copy::{self, Ownership, SourceRoot};
+use super::fetch::Fetched;
+use super::progress::Event;
+use super::rootfs::StageOut;
+use super::stage::{image_stage, named_context_image};
+use super::{BuildError, Builder, copy_step, input_error, run};
+use crate::cache::{Hit, KeyBuilder, Records, StepInputs, key};
+use crate::context::dockerignore::PatternMatcher;
+use crate::dockerfile::Pos;
+use crate::dockerfile::instructions::{Mount, MountType};
+use crate::image::manifest::Layer;
+use crate::layer::index::{FsIndex, Kind};
+use crate::plan::{CopyOp, Op, Source, StagePlan, Step};
+
+/// Runs step number `n` (1-based) of stage `sp`, or takes its result from the cache.
+pub fn layer_step(
+    b: &Builder<'_>,
+    sp: &StagePlan,
+    out: &mut StageOut,
+    step: &Step,
+    n: usize,
+    done: &mut [Option<StageOut>],
+) -> Result<Option<Layer>, BuildError> {
+    let label = sp.label();
+    let pos = step.loc.pos();
+    let mut fetched: Vec<(String, Fetched)> = Vec::new();
+    let mut found: Vec<(String, String)> = Vec::new();
+    match &step.op {
+        Op::Copy(c) => {
+            copy_step::check(c, pos)?;
+            for url in copy_step::urls(c) {
+                let f =
+                    b.fetch(url, c.checksum.as_deref()).map_err(|e| input_error(format!("ADD: {e}"), pos))?;
+                found.push(("url".into(), f.digest.to_string()));
+                fetched.push((url.to_string(), f));
+            }
+            found.extend(copy_inputs(b, c, done, pos)?);
+        }
+        Op::Run { mounts, .. } => found.extend(mount_inputs(b, mounts, done, pos)?),
+        // WORKDIR makes its directory owned by the USER of the moment, a config value.
+        Op::Workdir(_) => {
+            found.push(("user".into(), out.image.config.config.user.clone().unwrap_or_default()))
+        }
+        _ => {}
+    }
+    let step_key = key::step(&StepInputs {
+        parent: &out.key,
+        op: &step.op,
+        used_args: &step.used_args,
+        platform: &sp.platform,
+        clamp: b.options.source_date_epoch,
+        found: &found,
+    });
+    let records = Records::new(b.store);
+    if b.use_cache(sp)
+        && let Some(hit) = records.get(&step_key, b.options.compression)
+    {
+        b.reporter.event(&Event::Cached { stage: &label, n });
+        let layer = match hit {
+            Hit::Layer(l) => Some(l),
+            Hit::Empty => None,
+        };
+        if layer.is_some() {
+            out.forget_index();
+        }
+        out.key = key::after(&step_key, layer.as_ref().map(|l| &l.diff_id));
+        return Ok(layer);
+    }
+    let layer = match &step.op {
+        Op::Workdir(dir) => copy_step::workdir(b, out, dir)?,
+        Op::Copy(c) => Some(copy_step::copy_step(b, out, c, &step.loc, done, &fetched)?),
+        Op::Run { .. } => {
+            let layer = run::run_step(b, out, &step.op, &step.loc, (&label, n), done)?;
+            if layer.is_some() {
+                out.forget_index();
+            }
+            layer
+        }
+        _ => None,
+    };
+    if let Err(e) = records.put(&step_key, b.options.compression, layer.as_ref()) {
+        b.reporter.event(&Event::Warning(&format!("the step's result was not recorded in the cache: {e}")));
+    }
+    out.key = key::after(&step_key, layer.as_ref().map(|l| &l.diff_id));
+    Ok(layer)
+}
+
+/// What a COPY/ADD reads besides its own text: the checksum of the selected context files, the
+/// key of a `--from` stage, or the layers of a `--from` image.
+fn copy_inputs(
+    b: &Builder<'_>,
+    c: &CopyOp,
+    done: &[Option<StageOut>],
+    pos: Pos,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let failed = |e: copy::CopyError| match e {
+        copy::CopyError::Io(io) => BuildError::Internal(io.to_string()),
+        other => input_error(format!("{} failed: {other}", if c.add { "ADD" } else { "COPY" }), pos),
+    };
+    let value = match &c.from {
+        Source::BuildContext => {
+            let urls = copy_step::urls(c);
+            let sources: Vec<String> =
+                c.sources.iter().filter(|s| !urls.contains(&s.as_str())).cloned().collect();
+            if sources.is_empty() {
+                return Ok(Vec::new());
+            }
+            let what = (b.context.root(), b.context.ignore(), "the build context");
+            content(b, what, &sources, c.parents, &c.excludes).map_err(failed)?
+        }
+        Source::Context { name, value } if !value.contains("://") => {
+            let what = (Path::new(value.as_str()), None, name.as_str());
+            content(b, what, &c.sources, c.parents, &c.excludes).map_err(failed)?
+        }
+        other => source_key(b, other, done, pos, "COPY --from")?,
+    };
+    Ok(vec![("from".into(), value)])
+}
+
+/// What a RUN's bind mounts (and cache mounts seeded `from=`) read: checksums of context files,
+/// stage keys, image layers.
+fn mount_inputs(
+    b: &Builder<'_>,
+    mounts: &[(Mount, Source)],
+    done: &[Option<StageOut>],
+    pos: Pos,
+) -> Result<Vec<(String, String)>, BuildError> {
+    let mut found = Vec::new();
+    for (i, (m, source)) in mounts.iter().enumerate() {
+        let reads = m.kind == MountType::Bind || (m.kind == MountType::Cache && m.from.is_some());
+        if !reads {
+            continue;
+        }
+        let sub = vec![m.source.clone().unwrap_or_else(|| ".".into())];
+        let failed = |e: copy::CopyError| match e {
+            copy::CopyError::NotFound(_) => {
+                input_error(format!("RUN: --mount source {:?} does not exist", sub[0]), pos)
+            }
+            other => input_error(format!("RUN --mount: {other}"), pos),
+        };
+        let value = match source {
+            Source::BuildContext => {
+                let what = (b.context.root(), b.context.ignore(), "the build context");
+                content(b, what, &sub, false, &[]).map_err(failed)?
+            }
+            Source::Context { name, value } if !value.contains("://") => {
+                content(b, (Path::new(value.as_str()), None, name.as_str()), &sub, false, &[])
+                    .map_err(failed)?
+            }
+            other => source_key(b, other, done, pos, "--mount from")?,
+        };
+        found.push((format!("mount-{i}"), value));
+    }
+    Ok(found)
+}
+
+/// The key of a stage, image or image context that files are read from.
+fn source_key(
+    b: &Builder<'_>,
+    source: &Source,
+    done: &[Option<StageOut>],
+    pos: Pos,
+    what: &str,
+) -> Result<String, BuildError> {
+    let platform = &b.plan.target_platform;
+    let image_key = |image| image_stage(image, platform).key.to_string();
+    Ok(match source {
+        Source::Stage(j) => done
+            .get(*j)
+            .and_then(Option::as_ref)
+            .map(|s| s.key.to_string())
+            .ok_or_else(|| BuildError::Internal(format!("stage {j} not built")))?,
+        Source::Image(r) => {
+            image_key(b.bases.image(r, platform).map_err(|e| input_error(format!("{what}={r}: {e}"), pos))?)
+        }
+        Source::Context { name, value } => image_key(named_context_image(b, name, value, platform, pos)?),
+        Source::Scratch | Source::BuildContext => "scratch".into(),
+    })
+}
+
+/// The checksum of what `sources` select under a directory (`dir`, its `.dockerignore`, its name
+/// for messages): every entry's relative path, type, mode, owner, size, link target and content
+/// digest — never its mtime. The selection is COPY's own (wildcards, `--parents`, `--exclude`,
+/// `.dockerignore`), so exactly the files a step reads are keyed, and a missing source fails here
+/// with the message the step would give.
+fn content(
+    b: &Builder<'_>,
+    (dir, ignore, name): (&Path, Option<&PatternMatcher>, &str),
+    sources: &[String],
+    parents: bool,
+    excludes: &[String],
+) -> Result<String, copy::CopyError> {
+    let root = SourceRoot { dir, index: None, ignore, name: name.to_string() };
+    let own = Ownership::default();
+    let entries = copy::collect(&root, sources, "/", &FsIndex::new(), &own, parents, excludes, None)?;
+    let files: Vec<&Path> = entries
+        .values()
+        .filter_map(|e| match &e.content {
+            copy::Content::File(p) => Some(p.as_path()),
+            _ => None,
+        })
+        .collect();
+    let digests = b.sums.digests(&files)?;
+    let mut digests = digests.iter();
+    let mut k = KeyBuilder::new("content");
+    for (path, e) in &entries {
+        let m = &e.meta;
+        let kind = match &m.kind {
+            Kind::File => "file".to_string(),
+            Kind::Dir => "dir".to_string(),
+            Kind::Symlink(t) => format!("symlink:{t}"),
+            Kind::Hardlink(t) => format!("hardlink:{t}"),
+            Kind::Char(a, z) => format!("char:{a}:{z}"),
+            Kind::Block(a, z) => format!("block:{a}:{z}"),
+            Kind::Fifo => "fifo".to_string(),
+        };
+        k.field("path", path).field("kind", kind).field("mode", format!("{:o}", m.mode));
+        if let copy::Content::File(p) = &e.content {
+            use std::os::unix::fs::MetadataExt;
+            let md = fs_err::symlink_metadata(p)?;
+            let digest = digests.next().map(ToString::to_string).unwrap_or_default();
+            k.field("owner", format!("{}:{}", md.uid(), md.gid())).field("size", m.size.to_string());
+            k.field("digest", digest);
+        }
+    }
+    Ok(k.finish().to_string())
+}

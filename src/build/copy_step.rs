@@ -1,0 +1,330 @@
+//! The steps that write files the builder makes itself: WORKDIR (a missing directory, owned by
+//! the current USER) and COPY/ADD (from the context, a stage, an image, a named context, URLs,
+//! local archives and heredocs), each as one layer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::copy::{self, Entries, Ownership, SourceRoot};
+use super::fetch::{self, Fetched};
+use super::rootfs::StageOut;
+use super::stage::{image_stage, named_context_image};
+use super::{BuildError, Builder, input_error, users};
+use crate::dockerfile::instructions::Loc;
+use crate::dockerfile::{Diagnostic, Pos};
+use crate::image::manifest::Layer;
+use crate::layer::LayerWriter;
+use crate::layer::extract::{ApplyOptions, apply_layer};
+use crate::layer::index::{FsIndex, Kind, Meta};
+use crate::plan::{CopyOp, Source};
+
+/// WORKDIR creates its directory (owned by the current USER, as BuildKit does) when missing.
+pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<Layer>, BuildError> {
+    let rel = copy::clean(dir);
+    if rel.is_empty() || out.index(b)?.is_dir(&rel) {
+        return Ok(None);
+    }
+    let user = out.image.config.config.user.clone().filter(|u| !u.is_empty());
+    let (uid, gid) = match user {
+        Some(u) => chown_ids(b, out, &u).unwrap_or((0, 0)),
+        None => (0, 0),
+    };
+    let meta = Meta {
+        kind: Kind::Dir,
+        mode: 0o755,
+        uid,
+        gid,
+        mtime: b.options.source_date_epoch.unwrap_or(0),
+        size: 0,
+    };
+    let mut entries = Entries::new();
+    entries.insert(rel, copy::Entry { meta, content: copy::Content::None });
+    write_layer(b, out, entries).map(Some)
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// The URL sources of an ADD (downloaded before the step's cache key is known: their content is
+/// part of it).
+pub fn urls(c: &CopyOp) -> Vec<&str> {
+    if c.add { c.sources.iter().map(String::as_str).filter(|s| is_url(s)).collect() } else { Vec::new() }
+}
+
+/// What COPY/ADD refuses before looking at any file.
+pub fn check(c: &CopyOp, pos: Pos) -> Result<(), BuildError> {
+    let is_git = |s: &String| {
+        s.starts_with("git@") || s.starts_with("git://") || s.ends_with(".git") || s.contains(".git#")
+    };
+    if c.add && c.sources.iter().any(is_git) {
+        return Err(BuildError::NotSupported(Diagnostic::new(
+            "not supported yet: ADD of a git repository",
+            pos,
+        )));
+    }
+    if c.checksum.is_some() && !(c.add && c.sources.len() == 1 && c.sources.iter().all(|s| is_url(s))) {
+        return Err(input_error("--checksum needs exactly one http(s) source", pos));
+    }
+    Ok(())
+}
+
+/// Runs a COPY/ADD step: `fetched` holds the downloads of its URLs (see [`urls`]).
+pub fn copy_step(
+    b: &Builder<'_>,
+    out: &mut StageOut,
+    c: &CopyOp,
+    loc: &Loc,
+    done: &mut [Option<StageOut>],
+    fetched: &[(String, Fetched)],
+) -> Result<Layer, BuildError> {
+    let pos = loc.pos();
+    check(c, pos)?;
+    let chown = match &c.chown {
+        Some(spec) => {
+            Some(chown_ids(b, out, spec).map_err(|e| input_error(format!("--chown={spec}: {e}"), pos))?)
+        }
+        None => None,
+    };
+    let own = Ownership { chown, chmod: c.chmod.clone() };
+    let dest = if c.dest_raw.ends_with('/') { format!("{}/", c.dest) } else { c.dest.clone() };
+    let mut archives: Vec<(PathBuf, crate::layer::archive::Archive)> = Vec::new();
+    let mut sources: Vec<String> = c.sources.iter().filter(|s| !is_url(s) || !c.add).cloned().collect();
+    if c.add && c.unpack != Some(false) && c.from == Source::BuildContext {
+        sources.retain(|s| match local_archive(b, s) {
+            Some(found) => {
+                archives.push(found);
+                false
+            }
+            None => true,
+        });
+    }
+    let mut entries = source_entries(b, out, c, &sources, &dest, &own, done, pos)?;
+    let several = c.sources.len() + c.inline.len() > 1;
+    let dest_is_dir = dest.ends_with('/') || out.index(b)?.is_dir(&copy::clean(&dest));
+    for (url, fetched) in fetched {
+        let path = if several || dest_is_dir {
+            let name = fetch::file_name(url).ok_or_else(|| {
+                input_error(format!("ADD {url}: the URL names no file; give a destination file name"), pos)
+            })?;
+            copy::clean(&format!("{dest}/{name}"))
+        } else {
+            copy::clean(&dest)
+        };
+        let mut mtime = fetched.mtime.unwrap_or(0);
+        if let Some(c) = b.options.source_date_epoch {
+            mtime = mtime.min(c);
+        }
+        // Docker gives downloaded files mode 0600.
+        let meta =
+            file_meta(&own, 0o600, mtime, fetched.size).map_err(|e| input_error(e.to_string(), pos))?;
+        entries.insert(
+            path,
+            copy::Entry { meta, content: copy::Content::File(b.store.blob_path(&fetched.digest)) },
+        );
+    }
+    for (path, kind) in &archives {
+        entries.extend(unpack_archive(b, out, path, *kind, &dest, &own, c, pos)?);
+    }
+    // Heredoc sources follow the same destination rule as files: a lone source whose destination
+    // does not end in `/` (and is not an existing directory) is written at the destination itself.
+    let lone = c.sources.is_empty() && c.inline.len() == 1;
+    for f in &c.inline {
+        let path = if lone && !dest_is_dir {
+            copy::clean(&dest)
+        } else {
+            copy::clean(&format!("{dest}/{}", f.name))
+        };
+        let mtime = b.options.source_date_epoch.unwrap_or(0);
+        let meta = file_meta(&own, 0o644, mtime, f.data.len() as u64)
+            .map_err(|e| input_error(e.to_string(), pos))?;
+        entries
+            .insert(path, copy::Entry { meta, content: copy::Content::Bytes(f.data.clone().into_bytes()) });
+    }
+    write_layer(b, out, entries)
+}
+
+/// A file COPY/ADD makes itself (a download, a heredoc): `mode` unless `--chmod`, root unless
+/// `--chown`.
+fn file_meta(own: &Ownership, mode: u32, mtime: i64, size: u64) -> Result<Meta, copy::CopyError> {
+    let mode = match &own.chmod {
+        Some(m) => copy::apply_chmod(m, mode, false)?,
+        None => mode,
+    };
+    let (uid, gid) = own.chown.unwrap_or((0, 0));
+    Ok(Meta { kind: Kind::File, mode, uid, gid, mtime, size })
+}
+
+/// The stage or image a `--from` names, resolved, with what to call it in messages.
+fn from_stage<'d>(
+    b: &Builder<'_>,
+    c: &CopyOp,
+    done: &'d mut [Option<StageOut>],
+    image: &'d mut Option<StageOut>,
+    pos: Pos,
+) -> Result<Option<(&'d mut StageOut, String)>, BuildError> {
+    let platform = &b.plan.target_platform;
+    Ok(match &c.from {
+        Source::Stage(j) => {
+            let src = done
+                .get_mut(*j)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| BuildError::Internal(format!("stage {j} not built")))?;
+            Some((src, format!("stage {}", b.plan.stages[*j].label())))
+        }
+        Source::Context { name, value } if value.contains("://") => {
+            let found = named_context_image(b, name, value, platform, pos)?;
+            Some((image.insert(image_stage(found, platform)), format!("build context {name}")))
+        }
+        Source::Image(r) => {
+            let found =
+                b.bases.image(r, platform).map_err(|e| input_error(format!("COPY --from={r}: {e}"), pos))?;
+            Some((image.insert(image_stage(found, platform)), format!("image {r}")))
+        }
+        _ => None,
+    })
+}
+
+/// The entries the (non-URL, non-archive) `sources` give, from wherever the step copies.
+#[allow(clippy::too_many_arguments)]
+fn source_entries(
+    b: &Builder<'_>,
+    out: &mut StageOut,
+    c: &CopyOp,
+    sources: &[String],
+    dest: &str,
+    own: &Ownership,
+    done: &mut [Option<StageOut>],
+    pos: Pos,
+) -> Result<Entries, BuildError> {
+    let clamp = b.options.source_date_epoch;
+    let mut image = None;
+    let failed = |e: copy::CopyError| match e {
+        copy::CopyError::Io(io) => BuildError::Internal(io.to_string()),
+        other => input_error(format!("{} failed: {other}", if c.add { "ADD" } else { "COPY" }), pos),
+    };
+    if let Some((src, name)) = from_stage(b, c, done, &mut image, pos)? {
+        let dir = src.rootfs(b)?;
+        let index = src.index(b)?;
+        let root = SourceRoot { dir: &dir, index: Some(index), ignore: None, name };
+        let target = out.index(b)?;
+        return copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp)
+            .map_err(failed);
+    }
+    let (dir, ignore, name) = match &c.from {
+        Source::BuildContext if sources.is_empty() => return Ok(Entries::new()),
+        Source::BuildContext => {
+            (b.context.root().to_path_buf(), b.context.ignore(), "the build context".into())
+        }
+        Source::Context { name, value } => (PathBuf::from(value), None, format!("build context {name}")),
+        _ => return Ok(Entries::new()),
+    };
+    let root = SourceRoot { dir: &dir, index: None, ignore, name };
+    let target = out.index(b)?;
+    copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp).map_err(failed)
+}
+
+/// An ADD source that is a local tar archive (by content), unless hidden by `.dockerignore`.
+fn local_archive(b: &Builder<'_>, src: &str) -> Option<(PathBuf, crate::layer::archive::Archive)> {
+    if crate::context::glob::has_meta(src) {
+        return None;
+    }
+    let rel = copy::clean(src);
+    if b.context.ignore().is_some_and(|ig| ig.is_excluded(&rel).unwrap_or(false)) {
+        return None;
+    }
+    let path = copy::resolve_in_root(b.context.root(), &rel).ok()?;
+    if !path.is_file() {
+        return None;
+    }
+    crate::layer::archive::sniff(&path).ok().flatten().map(|k| (path, k))
+}
+
+/// ADD of a local archive: its tree (owners and modes from the archive, unless `--chown`/`--chmod`)
+/// goes into the destination directory.
+#[allow(clippy::too_many_arguments)]
+fn unpack_archive(
+    b: &Builder<'_>,
+    out: &mut StageOut,
+    path: &Path,
+    kind: crate::layer::archive::Archive,
+    dest: &str,
+    own: &Ownership,
+    c: &CopyOp,
+    pos: Pos,
+) -> Result<Entries, BuildError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bad =
+        |e: &dyn std::fmt::Display| input_error(format!("ADD {name}: cannot unpack the archive: {e}"), pos);
+    let tmp = b.store.temp_dir("add-")?;
+    let root = tmp.path().join("root");
+    fs_err::create_dir(&root)?;
+    let reader = crate::layer::archive::open(path, kind)?;
+    apply_layer(reader, &root, ApplyOptions { chown: false, devices: false }).map_err(|e| bad(&e))?;
+    let mut index = FsIndex::new();
+    index.apply_tar(crate::layer::archive::open(path, kind)?).map_err(|e| bad(&e))?;
+    let src = SourceRoot { dir: &root, index: Some(&index), ignore: None, name: format!("archive {name}") };
+    let dir_dest = if dest.ends_with('/') { dest.to_string() } else { format!("{dest}/") };
+    let entries = copy::collect(
+        &src,
+        &[".".to_string()],
+        &dir_dest,
+        out.index(b)?,
+        own,
+        false,
+        &c.excludes,
+        b.options.source_date_epoch,
+    )
+    .map_err(|e| bad(&e))?;
+    // The files must outlive this function: keep the directory until the layer is written.
+    let kept = tmp.keep();
+    b.keep_temp(kept);
+    Ok(entries)
+}
+
+/// Writes `entries` plus their parent directories as one layer and records them in the index.
+fn write_layer(b: &Builder<'_>, out: &mut StageOut, entries: Entries) -> Result<Layer, BuildError> {
+    let clamp = b.options.source_date_epoch;
+    let mut all: BTreeMap<String, copy::Entry> = BTreeMap::new();
+    for path in entries.keys() {
+        let mut parent = path.as_str();
+        while let Some((p, _)) = parent.rsplit_once('/') {
+            parent = p;
+            if all.contains_key(p) || entries.contains_key(p) {
+                continue;
+            }
+            let meta = out.index(b)?.get(p).cloned().unwrap_or(Meta {
+                kind: Kind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: clamp.unwrap_or(0),
+                size: 0,
+            });
+            all.insert(p.to_string(), copy::Entry { meta, content: copy::Content::None });
+        }
+    }
+    all.extend(entries);
+    let mut w = LayerWriter::new(b.store, b.options.compression, clamp)?;
+    let index = out.index(b)?;
+    for (path, e) in &all {
+        match &e.content {
+            copy::Content::File(p) => w.add(path, &e.meta, Some(&mut fs_err::File::open(p)?))?,
+            copy::Content::Bytes(bytes) => w.add(path, &e.meta, Some(&mut bytes.as_slice()))?,
+            copy::Content::None => w.add(path, &e.meta, None)?,
+        }
+        index.insert(path, e.meta.clone());
+    }
+    Ok(w.finish()?)
+}
+
+/// Resolves a `user[:group]` spec against the stage's `/etc/passwd` and `/etc/group`.
+fn chown_ids(b: &Builder<'_>, out: &mut StageOut, spec: &str) -> Result<(u32, u32), users::UserError> {
+    let numeric = spec.split(':').all(|p| p.parse::<u32>().is_ok());
+    if numeric {
+        return users::resolve_chown(spec, None, None);
+    }
+    let passwd = out.read_file(b, "etc/passwd");
+    let group = out.read_file(b, "etc/group");
+    users::resolve_chown(spec, passwd.as_deref(), group.as_deref())
+}

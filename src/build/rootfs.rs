@@ -1,0 +1,165 @@
+//! A stage's state while it builds and once it is built ([`StageOut`]): its image so far, the cache
+//! key of its filesystem, the filesystem's metadata index — made only when a step needs it, from
+//! an index kept in the store for the layer chain when there is one — and its files on disk,
+//! extracted only when another stage copies from it.
+//!
+//! Indexes are kept under `<store>/cache/index/<chain id>.json` (written atomically): a rebuild
+//! whose steps hit the cache never reads a layer, and a miss after hits starts from the kept
+//! index of the longest chain prefix instead of decompressing every layer from the base up.
+
+use std::cell::OnceCell;
+use std::io::Read;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use super::progress::Event;
+use super::{BuildError, Builder};
+use crate::cache::CacheKey;
+use crate::image::manifest::Image;
+use crate::layer::extract::{ApplyOptions, apply_layer};
+use crate::layer::index::{FsIndex, Kind};
+use crate::layer::open_layer;
+use crate::store::Store;
+
+/// Keeps `index` as that of layer chain `chain` (best effort: it is a cache; written atomically).
+fn keep(store: &Store, index: &FsIndex, chain: &str) {
+    let Ok(bytes) = serde_json::to_vec(index) else { return };
+    let dir = index_dir(store);
+    if fs_err::create_dir_all(&dir).is_ok() {
+        let _ = store.write_atomic(&dir.join(format!("{chain}.json")), &bytes);
+    }
+}
+
+/// A stage being built, or built.
+#[derive(Clone)]
+pub struct StageOut {
+    /// The image so far.
+    pub image: Image,
+    /// The cache key of the filesystem so far.
+    pub key: CacheKey,
+    /// Its filesystem metadata, when made (always that of `image.layers`).
+    index: Option<FsIndex>,
+    /// Its files on disk, extracted on first use (`COPY --from`).
+    rootfs: Rc<OnceCell<tempfile::TempDir>>,
+}
+
+fn index_dir(store: &Store) -> PathBuf {
+    store.root().join("cache/index")
+}
+
+impl StageOut {
+    /// A stage starting from `image`, whose filesystem has cache key `key`.
+    pub fn new(image: Image, key: CacheKey) -> StageOut {
+        StageOut { image, key, index: None, rootfs: Rc::new(OnceCell::new()) }
+    }
+
+    /// A new stage starting where this one ends (`FROM stage`): same image, key and index, its own
+    /// extracted files.
+    pub fn fork(&self) -> StageOut {
+        StageOut { rootfs: Rc::new(OnceCell::new()), ..self.clone() }
+    }
+
+    /// The layers changed without the index following: it is made again when next needed.
+    pub fn forget_index(&mut self) {
+        self.index = None;
+    }
+
+    /// The filesystem index, made now if needed.
+    pub fn index(&mut self, b: &Builder<'_>) -> Result<&mut FsIndex, BuildError> {
+        if self.index.is_none() {
+            self.index = Some(self.load_index(b)?);
+        }
+        self.index.as_mut().ok_or_else(|| BuildError::Internal("no index".into()))
+    }
+
+    /// Keeps the index of the current layer chain in the store, if it is made.
+    pub fn keep_index(&self, b: &Builder<'_>) {
+        if let (Some(index), Some(chain)) = (&self.index, self.chain_ids().pop()) {
+            keep(b.store, index, &chain);
+        }
+    }
+
+    fn chain_ids(&self) -> Vec<String> {
+        let diff_ids: Vec<String> = self.image.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        crate::digest::chain_ids(diff_ids.iter().map(String::as_str))
+    }
+
+    /// The kept index of the longest chain prefix, then the remaining layers read from their tars.
+    fn load_index(&self, b: &Builder<'_>) -> Result<FsIndex, BuildError> {
+        let chain = self.chain_ids();
+        let dir = index_dir(b.store);
+        let mut start = 0;
+        let mut index = FsIndex::new();
+        for (i, id) in chain.iter().enumerate().rev() {
+            let kept = std::fs::read(dir.join(format!("{id}.json")))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<FsIndex>(&bytes).ok());
+            if let Some(kept) = kept {
+                index = kept;
+                start = i + 1;
+                break;
+            }
+        }
+        for layer in &self.image.layers[start..] {
+            index
+                .apply_tar(open_layer(b.store, layer)?)
+                .map_err(|e| BuildError::Internal(format!("reading layer {}: {e}", layer.digest)))?;
+        }
+        if let Some(id) = chain.last().filter(|_| start < chain.len()) {
+            keep(b.store, &index, id);
+        }
+        Ok(index)
+    }
+
+    /// The stage's files, extracted into the store's temp area on first use.
+    pub fn rootfs(&self, b: &Builder<'_>) -> Result<PathBuf, BuildError> {
+        if let Some(dir) = self.rootfs.get() {
+            return Ok(dir.path().join("root"));
+        }
+        let dir = b.store.temp_dir("rootfs-")?;
+        let root = dir.path().join("root");
+        fs_err::create_dir(&root)?;
+        for layer in &self.image.layers {
+            let reader = open_layer(b.store, layer)?;
+            let report = apply_layer(reader, &root, ApplyOptions { chown: false, devices: false })
+                .map_err(|e| BuildError::Internal(format!("extracting layer {}: {e}", layer.digest)))?;
+            if report.skipped_devices > 0 {
+                let note = format!(
+                    "{} device node(s) in layer {} not extracted (not needed to copy files)",
+                    report.skipped_devices, layer.digest
+                );
+                b.reporter.event(&Event::Note(&note));
+            }
+        }
+        let path = dir.path().join("root");
+        let _ = self.rootfs.set(dir);
+        Ok(path)
+    }
+
+    /// Reads a small file from the stage's layers (topmost layer that has it), without extracting.
+    pub fn read_file(&mut self, b: &Builder<'_>, path: &str) -> Option<String> {
+        let index = self.index(b).ok()?;
+        let resolved = index.resolve(path)?;
+        index.get(&resolved).filter(|m| m.kind == Kind::File)?;
+        for layer in self.image.layers.iter().rev() {
+            let reader = open_layer(b.store, layer).ok()?;
+            let mut archive = tar::Archive::new(reader);
+            for entry in archive.entries().ok()?.flatten() {
+                let mut entry = entry;
+                let name = entry
+                    .path()
+                    .ok()?
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .trim_end_matches('/')
+                    .to_string();
+                if name == resolved && entry.header().entry_type().is_file() {
+                    let mut s = String::new();
+                    entry.by_ref().take(1 << 20).read_to_string(&mut s).ok()?;
+                    return Some(s);
+                }
+            }
+        }
+        None
+    }
+}

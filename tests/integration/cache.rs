@@ -1,0 +1,261 @@
+//! The step cache, end to end with the real binary and sandbox: which edits hit and which miss,
+//! `--no-cache` and `--no-cache-filter`, concurrent builds on one store, builds killed with
+//! SIGKILL at random points (then `hako du --verify` finds nothing wrong and the next build gives
+//! the same image), and rootless rebuilds.
+
+use std::process::Output;
+
+use crate::common::text;
+use crate::run::{Dir, Mode, build, build_command, modes, ok};
+
+/// The step numbers (in their stage) that were taken from the cache, as `stage:n`.
+fn cached(out: &Output) -> Vec<String> {
+    text(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_suffix("] CACHED")?.strip_prefix('['))
+        .map(|s| s.replace(' ', ":"))
+        .collect()
+}
+
+fn digest(out: &Output) -> String {
+    text(&out.stdout).trim().to_string()
+}
+
+const DF: &str =
+    "FROM busybox\nARG USED=1\nCOPY app/ /app/\nRUN echo $USED > /used && cat /app/a.txt > /copied\n";
+
+/// Builds the context in `dir` with `args`, checking success.
+fn built(dir: &Dir, mode: &Mode, args: &[&str], what: &str) -> Output {
+    let ctx = dir.path().join("ctx");
+    let mut all: Vec<&str> = args.to_vec();
+    let ctx = ctx.to_str().expect("utf-8");
+    all.push(ctx);
+    let out = build(dir, mode, &all);
+    ok(&out, &format!("{}: {what}", mode.name()));
+    out
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Each key input: a comment, an mtime or an undeclared build arg hits; a used build arg, a
+/// file's content, mode or owner, and the base image miss — and going back hits again, giving the
+/// first image.
+#[test]
+fn each_key_input_hits_or_misses() {
+    let mode = Mode::Root;
+    if !modes("the cache key inputs").iter().any(|m| matches!(m, Mode::Root)) {
+        return;
+    }
+    let dir = Dir::new(&mode);
+    dir.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/app/a.txt", "one\n")]);
+    let a = dir.path().join("ctx/app/a.txt");
+    let first = built(&dir, &mode, &[], "cold");
+    assert!(cached(&first).is_empty(), "a cold build runs every step");
+    let d0 = digest(&first);
+    let both = vec!["stage-0:2".to_string(), "stage-0:3".to_string()];
+
+    let again = built(&dir, &mode, &[], "no-op rebuild");
+    assert_eq!(cached(&again), both);
+    assert_eq!(digest(&again), d0, "a rebuild gives the same image");
+
+    let edited = format!("# a comment\n{}", DF.replace("COPY app/ /app/", "COPY   app/   /app/"));
+    dir.write(&mode, &[("ctx/Dockerfile", &edited)]);
+    assert_eq!(cached(&built(&dir, &mode, &[], "comment and spacing")), both);
+    dir.write(&mode, &[("ctx/Dockerfile", DF)]);
+
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    fs_err::File::options().write(true).open(&a).expect("open").set_modified(later).expect("mtime");
+    assert_eq!(cached(&built(&dir, &mode, &[], "mtime")), both, "an mtime change hits");
+
+    assert_eq!(
+        cached(&built(&dir, &mode, &["--build-arg", "UNDECLARED=x"], "undeclared arg")),
+        both,
+        "a build arg no ARG declares hits"
+    );
+    assert_eq!(
+        cached(&built(&dir, &mode, &["--build-arg", "USED=2"], "used arg")),
+        vec!["stage-0:2".to_string()],
+        "a used build arg misses the step that uses it"
+    );
+
+    chmod(&a, 0o600);
+    assert!(cached(&built(&dir, &mode, &[], "mode")).is_empty(), "a mode change misses");
+    chmod(&a, 0o644);
+    let back = built(&dir, &mode, &[], "mode back");
+    assert_eq!((cached(&back), digest(&back)), (both.clone(), d0.clone()), "going back hits");
+
+    std::os::unix::fs::chown(&a, Some(1234), Some(1234)).expect("chown");
+    assert!(cached(&built(&dir, &mode, &[], "owner")).is_empty(), "an owner change misses");
+    std::os::unix::fs::chown(&a, Some(0), Some(0)).expect("chown");
+
+    fs_err::write(&a, "two\n").expect("write");
+    assert!(cached(&built(&dir, &mode, &[], "content")).is_empty(), "a content change misses");
+    fs_err::write(&a, "one\n").expect("write");
+    let back = built(&dir, &mode, &[], "content back");
+    assert_eq!((cached(&back), digest(&back)), (both, d0), "old content hits again");
+
+    // Another base: the busybox layout with one more layer, as an OCI layout.
+    dir.write(&mode, &[("base/Dockerfile", "FROM busybox\nCOPY x /x\n"), ("base/x", "x")]);
+    let layout = dir.path().join("base-layout");
+    let dest = format!("type=oci,dest={},tar=false", layout.display());
+    let base_ctx = dir.path().join("base");
+    let out = build(&dir, &mode, &["-t", "base:1", "-o", &dest, base_ctx.to_str().expect("utf-8")]);
+    ok(&out, "the other base");
+    let other = format!("busybox=oci-layout://{}", layout.display());
+    let out = built(&dir, &mode, &["--build-context", &other], "other base");
+    assert!(cached(&out).is_empty(), "another base misses: {:?}", cached(&out));
+}
+
+/// `--no-cache` runs everything; `--no-cache-filter` runs one stage, and what depends on it hits
+/// when the stage gives the same layer again and misses when it does not.
+#[test]
+fn no_cache_and_no_cache_filter() {
+    let mode = Mode::Root;
+    if !modes("--no-cache").iter().any(|m| matches!(m, Mode::Root)) {
+        return;
+    }
+    let dir = Dir::new(&mode);
+    let df =
+        "FROM busybox AS gen\nRUN echo same > /a\nFROM busybox\nCOPY --from=gen /a /a\nRUN cat /a > /b\n";
+    dir.write(&mode, &[("ctx/Dockerfile", df)]);
+    let epoch = ["--build-arg", "UNUSED=0"];
+    let cmd = |args: &[&str]| {
+        let ctx = dir.path().join("ctx");
+        let out = build_command(&dir, &mode, &[args, &[ctx.to_str().expect("utf-8")]].concat())
+            .env("SOURCE_DATE_EPOCH", "0")
+            .output()
+            .expect("hako");
+        ok(&out, &format!("build {args:?}"));
+        out
+    };
+    let first = cmd(&epoch);
+    assert!(cached(&cmd(&["--no-cache"])).is_empty(), "--no-cache runs every step");
+    let filtered = cmd(&["--no-cache-filter", "GEN"]);
+    assert_eq!(
+        cached(&filtered),
+        vec!["stage-1:1".to_string(), "stage-1:2".to_string()],
+        "the filtered stage reran and gave the same layer, so the rest hits"
+    );
+    assert_eq!(digest(&filtered), digest(&first));
+
+    let df2 = df.replace("echo same", "cat /proc/sys/kernel/random/uuid");
+    dir.write(&mode, &[("ctx/Dockerfile", &df2)]);
+    cmd(&[]);
+    let rerun = cmd(&["--no-cache-filter", "gen"]);
+    assert!(
+        cached(&rerun).is_empty(),
+        "a stage that gives another layer misses what follows: {:?}",
+        cached(&rerun)
+    );
+}
+
+/// Four cold builds at once on one store give one image; a fifth is all cache hits.
+#[test]
+fn concurrent_builds_share_one_store() {
+    let mode = Mode::Root;
+    if !modes("concurrent cached builds").iter().any(|m| matches!(m, Mode::Root)) {
+        return;
+    }
+    let dir = Dir::new(&mode);
+    dir.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/app/a.txt", "one\n")]);
+    let ctx = dir.path().join("ctx");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            build_command(&dir, &mode, &[ctx.to_str().expect("utf-8")])
+                .env("SOURCE_DATE_EPOCH", "0")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let digests: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("wait");
+            ok(&out, "a concurrent build");
+            digest(&out)
+        })
+        .collect();
+    assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
+    let fifth = build_command(&dir, &mode, &[ctx.to_str().expect("utf-8")])
+        .env("SOURCE_DATE_EPOCH", "0")
+        .output()
+        .expect("hako");
+    ok(&fifth, "the fifth build");
+    assert_eq!(cached(&fifth).len(), 2);
+    assert_eq!(digest(&fifth), digests[0]);
+}
+
+/// Builds killed with SIGKILL at 20 pseudo-random points leave nothing `hako du --verify`
+/// objects to, and the next build gives the image a clean store gives.
+#[test]
+fn killed_builds_never_corrupt_the_cache() {
+    let mode = Mode::Root;
+    if !modes("kill -9 during cached builds").iter().any(|m| matches!(m, Mode::Root)) {
+        return;
+    }
+    let dir = Dir::new(&mode);
+    let big: String = (0..400_000).map(|i| format!("{i:x}\n")).collect();
+    let df = "FROM busybox\nCOPY big.txt /big.txt\nRUN sleep 0.2 && cp /big.txt /big2.txt\nCOPY small.txt /\nRUN wc -l /big2.txt > /n\n";
+    dir.write(&mode, &[("ctx/Dockerfile", df), ("ctx/big.txt", &big), ("ctx/small.txt", "s\n")]);
+    let ctx = dir.path().join("ctx");
+    let ctx = ctx.to_str().expect("utf-8");
+    let clean = Dir::new(&mode);
+    let start = std::time::Instant::now();
+    let reference =
+        build_command(&clean, &mode, &[ctx]).env("SOURCE_DATE_EPOCH", "0").output().expect("hako");
+    ok(&reference, "the reference build");
+    let span = start.elapsed().as_millis().max(200) as u64;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    eprintln!("kill points seed {seed}, span {span} ms");
+    for round in 0..20 {
+        // xorshift: enough to spread the kill points over the build.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let wait = seed % span;
+        let mut child = build_command(&dir, &mode, &[ctx])
+            .env("SOURCE_DATE_EPOCH", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Every few rounds, a build that finishes, so later kills hit a store with records.
+        if round % 5 == 4 {
+            let out =
+                build_command(&dir, &mode, &[ctx]).env("SOURCE_DATE_EPOCH", "0").output().expect("hako");
+            ok(&out, &format!("the build after round {round}"));
+        }
+    }
+    let store = dir.path().join("store");
+    let verify = crate::common::run(&["du", "--verify", "--root", store.to_str().expect("utf-8")], None);
+    assert!(verify.status.success(), "hako du --verify: {}{}", text(&verify.stdout), text(&verify.stderr));
+    let last = build_command(&dir, &mode, &[ctx]).env("SOURCE_DATE_EPOCH", "0").output().expect("hako");
+    ok(&last, "the last build");
+    assert_eq!(digest(&last), digest(&reference), "the image a clean store gives");
+}
+
+/// Rootless: a rebuild is all cache hits and gives the same image.
+#[test]
+fn rootless_rebuilds_hit() {
+    let Some(mode) = modes("rootless cached rebuilds").into_iter().find(|m| matches!(m, Mode::Rootless(_)))
+    else {
+        return;
+    };
+    let dir = Dir::new(&mode);
+    dir.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/app/a.txt", "one\n")]);
+    let first = built(&dir, &mode, &[], "cold");
+    let again = built(&dir, &mode, &[], "rebuild");
+    assert_eq!(cached(&again).len(), 2, "{}", text(&again.stderr));
+    assert_eq!(digest(&again), digest(&first));
+}
