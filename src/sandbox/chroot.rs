@@ -202,7 +202,7 @@ pub fn find_executable(root: &Path, arg0: &str, env: &[String]) -> Option<String
     if arg0.contains('/') {
         return runnable(arg0).then(|| arg0.to_string());
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(crate::build::DEFAULT_PATH);
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH);
     path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{arg0}")).find(|p| runnable(p))
 }
 
