@@ -1,5 +1,6 @@
-//! OCI image objects: the config ([`config`]) and the manifest/index/descriptor helpers that tie
-//! layers and configs together.
+//! OCI image objects: the config ([`config`]), the manifest/index/descriptor helpers that tie
+//! layers and configs together ([`manifest`]) and platforms ([`platform`]).
 
 pub mod config;
 pub mod manifest;
+pub mod platform;

@@ -21,7 +21,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use crate::digest::Digest;
 use crate::image::manifest::{DOCKER_MANIFEST, Image, our_digest, select};
-use crate::plan::Platform;
+use crate::image::platform::Platform;
 use crate::store::{BlobWriter, Store};
 
 /// Docker's manifest list media type.
