@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use crate::context::dockerignore::PatternMatcher;
 use crate::context::glob;
 use crate::layer::index::{FsIndex, Kind, Meta};
+/// Symlinks in COPY sources are resolved by the one root-path walk the layer code uses.
+pub use crate::layer::rootpath::resolve_in_root;
 
 /// Why a COPY cannot be done.
 #[derive(Debug, thiserror::Error)]
@@ -325,41 +327,6 @@ fn join(a: &str, b: &str) -> String {
 /// The path of `abs` relative to `root` (for index lookups).
 fn resolved_rel(root: &Path, abs: &Path) -> String {
     abs.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// Resolves `rel` inside `root`, following symlinks as if `root` were `/` (so nothing outside it
-/// is ever reached). The last component is followed too.
-pub fn resolve_in_root(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
-    let mut done: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = rel.split('/').filter(|s| !s.is_empty()).map(str::to_string).rev().collect();
-    let mut hops = 0;
-    while let Some(part) = todo.pop() {
-        match part.as_str() {
-            "." => continue,
-            ".." => {
-                done.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = root.join(done.iter().map(String::as_str).collect::<Vec<_>>().join("/")).join(&part);
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(md) if md.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(std::io::Error::other(format!("too many levels of symbolic links: {rel}")));
-                }
-                let target = std::fs::read_link(&candidate)?;
-                let target = target.to_string_lossy();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                todo.extend(target.split('/').filter(|s| !s.is_empty()).map(str::to_string).rev());
-            }
-            _ => done.push(part),
-        }
-    }
-    Ok(root.join(done.join("/")))
 }
 
 /// Applies `--chmod` to a copied entry's mode.

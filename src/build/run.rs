@@ -15,8 +15,7 @@ use crate::plan::{Op, Source};
 use crate::sandbox::protocol::{BindFrom, Exit, LayerRef, MountRequest, Network, Process, RunRequest};
 use crate::sandbox::{Sandbox, SandboxError};
 
-/// The PATH a step gets when neither the image nor the Dockerfile sets one (BuildKit's).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::sandbox::DEFAULT_PATH;
 
 /// How many output lines a failing step's error shows.
 const TAIL: usize = 10;

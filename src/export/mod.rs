@@ -10,7 +10,7 @@
 pub mod docker;
 pub mod fs;
 pub mod oci;
-pub mod reference;
+pub use crate::image::reference;
 pub mod spec;
 
 #[cfg(test)]
@@ -218,7 +218,8 @@ fn parse_names(names: &[String]) -> Result<Vec<ImageName>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for n in names {
-        let parsed = ImageName::parse(n).map_err(|reason| ExportError::Name { name: n.clone(), reason })?;
+        let parsed =
+            ImageName::parse(n).map_err(|e| ExportError::Name { name: n.clone(), reason: e.to_string() })?;
         if seen.insert(parsed.full()) {
             out.push(parsed);
         }

@@ -9,8 +9,8 @@ use oci_spec::image::{
 };
 
 use super::config::ImageConfig;
+use super::platform::Platform;
 use crate::digest::Digest;
-use crate::plan::Platform;
 use crate::store::{REF_NAME, Store, StoreError};
 
 /// Image-level failures.

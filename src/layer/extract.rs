@@ -21,7 +21,7 @@
 //! metadata is not applied (it shares the target's inode). Nothing here calls
 //! `tar::Entry::unpack`: every write is made by this module.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -35,8 +35,8 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 use tar::EntryType;
 
-/// How many symbolic links one path may go through before resolution gives up (Linux's limit).
-pub const MAX_SYMLINK_HOPS: u32 = 40;
+pub use super::rootpath::MAX_SYMLINK_HOPS;
+use super::rootpath::{Disk, Step, Walk};
 
 /// What [`apply_layer`] may do beyond writing files the caller owns.
 #[derive(Debug, Clone, Copy, Default)]
@@ -412,50 +412,33 @@ impl Extractor<'_> {
         Ok(Attrs { mode, owner, mtime })
     }
 
-    /// Resolves directory components inside the root, following symlinks with chroot semantics.
-    /// Missing directories are created (`create`) or end the walk with `None`; so does a
-    /// non-directory when not creating (a whiteout under a file has nothing to remove).
+    /// Resolves directory components inside the root, following symlinks with chroot semantics
+    /// ([`rootpath::Walk`]). Missing directories are created (`create`) or end the walk with
+    /// `None`; so does a non-directory when not creating (a whiteout under a file has nothing to
+    /// remove).
     fn resolve_dir(
         &mut self,
         comps: &[&[u8]],
         create: bool,
         name: &str,
     ) -> Result<Option<PathBuf>, ExtractError> {
-        let mut pending: VecDeque<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
-        let mut resolved = PathBuf::new();
-        let mut hops = 0;
-        while let Some(c) = pending.pop_front() {
-            match c.as_slice() {
-                b"" | b"." => continue,
-                b".." => {
-                    resolved.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            let rel = resolved.join(OsStr::from_bytes(&c));
-            let abs = self.root.join(&rel);
-            match lstat(&abs)? {
-                Some(m) if m.is_dir() => resolved = rel,
-                Some(m) if m.file_type().is_symlink() => {
-                    hops += 1;
-                    if hops > MAX_SYMLINK_HOPS {
-                        return Err(ExtractError::SymlinkLoop { path: name.to_string() });
-                    }
-                    let target = fs::read_link(&abs).map_err(|e| io_err("read link", &abs, e))?;
-                    let target = target.as_os_str().as_bytes();
-                    if target.starts_with(b"/") {
-                        resolved = PathBuf::new();
-                    }
-                    for t in target.split(|b| *b == b'/').rev() {
-                        pending.push_front(t.to_vec());
-                    }
-                }
-                Some(_) if create => {
-                    let parent = rel.to_string_lossy().into_owned();
+        let mut walk = Walk::from_components(comps.iter().copied());
+        loop {
+            let step = walk.advance(&Disk(self.root), false).map_err(|e| ExtractError::Io {
+                op: e.op,
+                path: e.path,
+                source: e.source,
+            })?;
+            match step {
+                Step::Done => return Ok(Some(PathBuf::from(OsStr::from_bytes(walk.resolved())))),
+                Step::Loop => return Err(ExtractError::SymlinkLoop { path: name.to_string() }),
+                Step::NotDir(c) if create => {
+                    let parent = String::from_utf8_lossy(&walk.child(&c)).into_owned();
                     return Err(ExtractError::NotADirectory { path: name.to_string(), parent });
                 }
-                None if create => {
+                Step::Missing(c) if create => {
+                    let rel = PathBuf::from(OsStr::from_bytes(&walk.child(&c)));
+                    let abs = self.root.join(&rel);
                     fs::DirBuilder::new()
                         .mode(0o700)
                         .create(&abs)
@@ -465,12 +448,11 @@ impl Extractor<'_> {
                     }
                     self.dirs.insert(rel.clone(), DirMeta { mode: 0o755, mtime: (0, 0) });
                     self.touch(&rel);
-                    resolved = rel;
+                    walk.enter(&c);
                 }
                 _ => return Ok(None),
             }
         }
-        Ok(Some(resolved))
     }
 
     /// Records that this layer wrote `rel` (and so, implicitly, its ancestors).

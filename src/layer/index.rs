@@ -1,7 +1,8 @@
 //! An in-memory metadata index of an image's filesystem, built from layer tar headers alone.
 //!
 //! [`FsIndex::apply_tar`] reads a layer the way [`super::extract::apply_layer`] writes one (same
-//! name rules, whiteouts, opaque directories, and symlinked parents resolved inside the root), so
+//! name rules, whiteouts, opaque directories, and symlinked parents resolved inside the root by
+//! the same walk, [`super::rootpath`], over the index instead of the disk), so
 //! after the same layers the index describes what extraction produces, without touching a disk:
 //! a hard link is recorded as [`Kind::Hardlink`] carrying its target's metadata (one inode), and
 //! device nodes are always recorded (the index describes the image, not a rootless extraction).
@@ -9,13 +10,15 @@
 //! Keys are normalised relative paths: no leading `/`, no trailing `/`, no `.` components; the
 //! root is `""`. Names that are not UTF-8 are stored lossily (U+FFFD).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
 use std::io::{self, Read};
 use std::ops::Bound;
 
 use tar::EntryType;
 
-use super::extract::{EntryName, MAX_SYMLINK_HOPS, classify, clean_components, entry_mtime, entry_owner};
+use super::extract::{EntryName, classify, clean_components, entry_mtime, entry_owner};
+use super::rootpath::{Node, Step, Tree, Walk};
 
 /// What a filesystem entry is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -112,29 +115,24 @@ fn mark(touched: &mut HashSet<String>, key: &str) {
     }
 }
 
-/// A path resolution in progress: real directories so far, components still to go.
-struct Walk {
-    resolved: Vec<String>,
-    pending: VecDeque<String>,
-    hops: u32,
+impl Tree for FsIndex {
+    type Error = Infallible;
+
+    /// An empty symlink target is not followed (it names nothing).
+    fn node(&self, rel: &[u8]) -> Result<Node, Infallible> {
+        Ok(match self.entries.get(&*String::from_utf8_lossy(rel)).map(|m| &m.kind) {
+            None => Node::Missing,
+            Some(Kind::Dir) => Node::Dir,
+            Some(Kind::Symlink(t)) if !t.is_empty() => Node::Symlink(t.as_bytes().to_vec()),
+            Some(_) => Node::Other,
+        })
+    }
 }
 
-enum Step {
-    Done,
-    Missing(String),
-    NotDir(String),
-    Loop,
-}
-
-impl Walk {
-    fn new(comps: impl IntoIterator<Item = String>) -> Self {
-        let pending = comps.into_iter().filter(|c| !c.is_empty() && c != ".").collect();
-        Walk { resolved: Vec::new(), pending, hops: 0 }
-    }
-
-    fn key(&self) -> String {
-        self.resolved.join("/")
-    }
+/// Runs `walk` over the index as far as it goes.
+fn advance(index: &FsIndex, walk: &mut Walk, last_any: bool) -> Step {
+    let Ok(step) = walk.advance(index, last_any);
+    step
 }
 
 impl FsIndex {
@@ -208,12 +206,13 @@ impl FsIndex {
     }
 
     /// Follows symlinks in every component, the last included, inside the root (an absolute
-    /// target starts again at the root, `..` stops there, at most [`MAX_SYMLINK_HOPS`] links).
+    /// target starts again at the root, `..` stops there, at most
+    /// [`super::rootpath::MAX_SYMLINK_HOPS`] links).
     /// Returns the key of what `path` names, if it exists.
     pub fn resolve(&self, path: &str) -> Option<String> {
-        let mut w = Walk::new(path.split('/').map(str::to_string));
-        match self.advance(&mut w, true) {
-            Step::Done => Some(w.key()),
+        let mut w = Walk::new(path.as_bytes());
+        match advance(self, &mut w, true) {
+            Step::Done => Some(lossy(w.resolved())),
             _ => None,
         }
     }
@@ -274,37 +273,6 @@ impl FsIndex {
         self.entries.insert(key.to_string(), meta);
     }
 
-    /// Resolves `w` as far as it goes. Every component must be a directory (after following
-    /// symlinks) except, when `last_any`, the last one.
-    fn advance(&self, w: &mut Walk, last_any: bool) -> Step {
-        while let Some(c) = w.pending.pop_front() {
-            if c == ".." {
-                w.resolved.pop();
-                continue;
-            }
-            let key = join(&w.key(), &c);
-            match self.entries.get(&key).map(|m| &m.kind) {
-                None => return Step::Missing(c),
-                Some(Kind::Dir) => w.resolved.push(c),
-                Some(Kind::Symlink(t)) if !t.is_empty() => {
-                    w.hops += 1;
-                    if w.hops > MAX_SYMLINK_HOPS {
-                        return Step::Loop;
-                    }
-                    if t.starts_with('/') {
-                        w.resolved.clear();
-                    }
-                    for part in t.split('/').rev().filter(|p| !p.is_empty() && *p != ".") {
-                        w.pending.push_front(part.to_string());
-                    }
-                }
-                Some(_) if last_any && w.pending.is_empty() => w.resolved.push(c),
-                Some(_) => return Step::NotDir(key),
-            }
-        }
-        Step::Done
-    }
-
     /// Resolves directory components like extraction does: missing ones are created (`create`)
     /// or end the walk with `None`, as does a non-directory when not creating.
     fn resolve_dir(
@@ -314,19 +282,20 @@ impl FsIndex {
         name: &str,
         touched: &mut HashSet<String>,
     ) -> Result<Option<String>, IndexError> {
-        let mut w = Walk::new(comps.iter().map(|c| lossy(c)));
+        let mut w = Walk::from_components(comps.iter().copied());
         loop {
-            match self.advance(&mut w, false) {
-                Step::Done => return Ok(Some(w.key())),
+            match advance(self, &mut w, false) {
+                Step::Done => return Ok(Some(lossy(w.resolved()))),
                 Step::Loop => return Err(IndexError::SymlinkLoop { path: name.to_string() }),
-                Step::NotDir(parent) if create => {
+                Step::NotDir(c) if create => {
+                    let parent = lossy(&w.child(&c));
                     return Err(IndexError::NotADirectory { path: name.to_string(), parent });
                 }
                 Step::Missing(c) if create => {
-                    let key = join(&w.key(), &c);
+                    let key = lossy(&w.child(&c));
                     self.entries.insert(key.clone(), Meta::implicit_dir());
                     mark(touched, &key);
-                    w.resolved.push(c);
+                    w.enter(&c);
                 }
                 _ => return Ok(None),
             }

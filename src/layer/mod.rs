@@ -1,11 +1,14 @@
 //! Layers: writing them reproducibly ([`writer`]), reading them back ([`open_layer`]), applying
 //! them safely to a directory ([`extract`]), indexing their metadata ([`index`]), recognising ADD
 //! archives ([`archive`]) and turning an overlayfs upperdir into a layer ([`diff`], for RUN).
+//! [`rootpath`] resolves paths inside a root (symlinks never lead out of it), on disk or in an
+//! index, for everything above that reads or writes an image's filesystem.
 
 pub mod archive;
 pub mod diff;
 pub mod extract;
 pub mod index;
+pub mod rootpath;
 pub mod walkdiff;
 pub mod writer;
 

@@ -11,12 +11,13 @@ mod expand;
 mod values;
 pub use values::{apply_chmod, check_reference, context_key, join_path};
 mod graph;
-pub mod platform;
 pub mod scope;
 
 use std::collections::BTreeMap;
 
-pub use platform::Platform;
+/// Platforms are image objects (manifests select by them); the planner uses them for
+/// `--platform` and the `TARGETPLATFORM` family.
+pub use crate::image::platform::{self, Platform};
 use scope::{EnvList, platform_args, resolve_arg};
 
 use crate::dockerfile::Diagnostic;

@@ -1,6 +1,8 @@
 //! Value checks and normalisation the planner applies after expansion: paths against WORKDIR,
 //! image references, EXPOSE ports, STOPSIGNAL names and `--chmod` modes.
 
+use crate::image::reference::{ImageName, ReferenceError};
+
 /// Joins `p` onto `base` unless absolute, and cleans `.`/`..` (never above `/`). A trailing `/`
 /// is dropped (callers keep the raw form where it matters).
 pub fn join_path(base: &str, p: &str) -> String {
@@ -18,28 +20,25 @@ pub fn join_path(base: &str, p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// A light check of an image reference (the registry module parses it fully).
+/// Checks an image reference with Docker's grammar ([`ImageName`]), in the words BuildKit uses
+/// (`invalid reference format: …`).
 pub fn check_reference(r: &str) -> Result<(), String> {
     if r.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("invalid reference format: \"{r}\" contains whitespace"));
     }
-    let name = r.split('@').next().unwrap_or(r);
-    let repo = match name.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => name,
-    };
-    let path = repo.split_once('/').map_or(repo, |(host, rest)| {
-        if host.contains('.') || host.contains(':') || host == "localhost" { rest } else { repo }
-    });
-    if path.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!("invalid reference format: repository name \"{repo}\" must be lowercase"));
+    match ImageName::parse(r) {
+        Ok(_) => Ok(()),
+        Err(ReferenceError::Uppercase(_)) => {
+            // Named as written, without tag or digest (`Busybox`, not `library/Busybox`).
+            let name = r.split('@').next().unwrap_or(r);
+            let repo = match name.rsplit_once(':') {
+                Some((repo, tag)) if !tag.contains('/') => repo,
+                _ => name,
+            };
+            Err(format!("invalid reference format: repository name \"{repo}\" must be lowercase"))
+        }
+        Err(e) => Err(format!("invalid reference format: \"{r}\": {e}")),
     }
-    if path.is_empty()
-        || !path.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c))
-    {
-        return Err(format!("invalid reference format: \"{r}\""));
-    }
-    Ok(())
 }
 
 /// The key a `--build-context` name and a FROM / `--from` reference are compared by, as BuildKit
@@ -227,7 +226,12 @@ mod tests {
     #[test]
     fn references() {
         assert!(check_reference("busybox").is_ok());
-        assert!(check_reference("localhost:5000/a/b:tag@sha256:abc").is_ok());
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert!(check_reference(&format!("localhost:5000/a/b:tag@{digest}")).is_ok());
+        // Docker's grammar: a short digest, a bad tag and a 64-hex name are refused.
+        assert!(check_reference("localhost:5000/a/b:tag@sha256:abc").is_err());
+        assert!(check_reference("app:-x").is_err());
+        assert!(check_reference(&"a".repeat(64)).is_err());
         assert!(check_reference("Registry.Example.com/x").is_ok());
         assert!(check_reference("Busybox").is_err());
         assert!(check_reference("a b").is_err());

@@ -21,7 +21,8 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 
 use crate::digest::Digest;
 use crate::image::manifest::{DOCKER_MANIFEST, Image, our_digest, select};
-use crate::plan::Platform;
+use crate::image::platform::Platform;
+use crate::image::reference::ImageName;
 use crate::store::{BlobWriter, Store};
 
 /// Docker's manifest list media type.
@@ -131,10 +132,21 @@ impl Registry {
         matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") || name.starts_with("127.")
     }
 
+    /// Parses `reference` with Docker's grammar ([`ImageName`]) into oci-client's form: a bare
+    /// name gets the `latest` tag, a digest is kept (with its tag, if any).
     fn parse(reference: &str) -> Result<Reference> {
-        reference
-            .parse::<Reference>()
-            .map_err(|e| RegistryError::Reference { reference: reference.to_string(), reason: e.to_string() })
+        let name = ImageName::parse(reference).map_err(|e| RegistryError::Reference {
+            reference: reference.to_string(),
+            reason: e.to_string(),
+        })?;
+        let (registry, repository) = (name.domain().to_string(), name.path().to_string());
+        Ok(match (name.tag(), name.digest()) {
+            (Some(tag), Some(digest)) => {
+                Reference::with_tag_and_digest(registry, repository, tag.to_string(), digest.to_string())
+            }
+            (None, Some(digest)) => Reference::with_digest(registry, repository, digest.to_string()),
+            (tag, None) => Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_string()),
+        })
     }
 
     /// The client for `r`: loopback and `--insecure-registry` registries are reached over plain
@@ -357,5 +369,28 @@ mod tests {
         for h in ["registry.example.com", "docker.io", "10.0.0.1:5000", "localhost.example.com"] {
             assert!(!Registry::plain_http(h), "{h}");
         }
+    }
+
+    #[test]
+    fn references_parse_as_docker_does() -> Result<()> {
+        let hex = "a".repeat(64);
+        let r = Registry::parse("busybox")?;
+        assert_eq!(
+            (r.to_string().as_str(), r.resolve_registry()),
+            ("docker.io/library/busybox:latest", "index.docker.io")
+        );
+        let r = Registry::parse(&format!("localhost:5000/a/b@sha256:{hex}"))?;
+        assert_eq!((r.registry(), r.repository(), r.tag()), ("localhost:5000", "a/b", None));
+        assert_eq!(r.digest(), Some(format!("sha256:{hex}").as_str()));
+        let r = Registry::parse(&format!("[::1]:5000/app:1@sha256:{hex}"))?;
+        assert_eq!((r.registry(), r.tag()), ("[::1]:5000", Some("1")));
+        let err = Registry::parse("Busybox").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "invalid image reference \"Busybox\": repository name \"library/Busybox\" must be lowercase"
+            )
+        );
+        Ok(())
     }
 }

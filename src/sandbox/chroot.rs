@@ -86,8 +86,8 @@ impl Injections {
         let parents = existing_parents(&self.root, parent_rel);
         let stub =
             super::overlay::missing_stub(&self.root, &format!("/{parent_rel}")).map(|s| self.root.join(s));
-        let parent =
-            crate::build::resolve_in_root(&self.root, parent_rel).map_err(|e| format!("{target}: {e}"))?;
+        let parent = crate::layer::rootpath::resolve_in_root(&self.root, parent_rel)
+            .map_err(|e| format!("{target}: {e}"))?;
         fs_err::create_dir_all(&parent).map_err(|e| e.to_string())?;
         let path = parent.join(name);
         let mut aside = None;
@@ -194,7 +194,7 @@ pub const DEVICES: [(&str, u64, u64); 6] =
 /// slash); returns the path to exec after chroot.
 pub fn find_executable(root: &Path, arg0: &str, env: &[String]) -> Option<String> {
     let runnable = |p: &str| {
-        crate::build::resolve_in_root(root, p.trim_start_matches('/'))
+        crate::layer::rootpath::resolve_in_root(root, p.trim_start_matches('/'))
             .ok()
             .and_then(|abs| std::fs::metadata(abs).ok())
             .is_some_and(|m| m.is_file() && m.mode() & 0o111 != 0)
@@ -202,7 +202,7 @@ pub fn find_executable(root: &Path, arg0: &str, env: &[String]) -> Option<String
     if arg0.contains('/') {
         return runnable(arg0).then(|| arg0.to_string());
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(crate::build::DEFAULT_PATH);
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::DEFAULT_PATH);
     path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{arg0}")).find(|p| runnable(p))
 }
 

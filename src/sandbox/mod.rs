@@ -23,6 +23,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use protocol::{Reply, Request, RunRequest, RunResult};
 
+/// The PATH a step gets when neither the image nor the Dockerfile sets one (BuildKit's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// `--isolation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {

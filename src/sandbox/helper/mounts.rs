@@ -211,7 +211,7 @@ pub(super) fn etc_contents() -> [(&'static str, Vec<u8>); 2] {
 /// `source` inside `tree` (symlinks resolved within it), which must exist; `what` names it in
 /// errors (`--mount source`).
 pub(super) fn source_in(tree: &Path, source: &str, what: &str) -> Result<PathBuf, Fail> {
-    let src = crate::build::resolve_in_root(tree, source.trim_start_matches('/'))
+    let src = crate::layer::rootpath::resolve_in_root(tree, source.trim_start_matches('/'))
         .map_err(|e| Fail::Input(format!("{what} {source}: {e}")))?;
     if std::fs::symlink_metadata(&src).is_err() {
         return Err(Fail::Input(format!("{what} {source:?} does not exist")));

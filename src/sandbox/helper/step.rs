@@ -309,7 +309,7 @@ impl Ctx {
 /// Creates the step's working directory inside `root` when missing, as runc (and so BuildKit)
 /// does; libcontainer and chroot do not.
 fn make_cwd(root: &Path, cwd: &str) -> Result<(), Fail> {
-    let path = crate::build::resolve_in_root(root, cwd.trim_start_matches('/'))
+    let path = crate::layer::rootpath::resolve_in_root(root, cwd.trim_start_matches('/'))
         .map_err(|e| Fail::Input(format!("working directory {cwd}: {e}")))?;
     if std::fs::symlink_metadata(&path).is_err() {
         fs_err::create_dir_all(&path).map_err(|e| e.to_string())?;

@@ -1,7 +1,14 @@
-//! Image names as Docker parses them (`distribution/reference`'s `ParseNormalizedNamed`): the
-//! exporters need the fully qualified form (`docker.io/library/app:latest`, the containerd image
-//! name annotation), the familiar form (`app:latest`, `RepoTags`) and the tag alone (the OCI
-//! `org.opencontainers.image.ref.name` annotation).
+//! Image references as Docker parses them (`distribution/reference`'s `ParseNormalizedNamed`,
+//! digests checked as `go-digest` does): the one parser for FROM / `--from` images and `-t` names
+//! (the planner), pulls and pushes (the registry client) and exported names. It gives the registry
+//! and repository split, the tag and digest, the fully qualified form
+//! (`docker.io/library/app:latest`, the containerd image name annotation), the familiar form
+//! (`app:latest`, `RepoTags`) and the tag alone (the OCI `org.opencontainers.image.ref.name`
+//! annotation).
+//!
+//! Hand-written rather than oci-client's `Reference` (oci-spec's), which differs from Docker:
+//! no bracketed IPv6 registries, a capitalised first component is not a registry, upper-case
+//! repositories and 64-hex-digit names are not refused, and the length limit is on the wrong part.
 
 use std::fmt;
 
@@ -10,6 +17,18 @@ pub const DEFAULT_DOMAIN: &str = "docker.io";
 const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
 const OFFICIAL_PREFIX: &str = "library/";
 const NAME_TOTAL_LENGTH_MAX: usize = 255;
+
+/// Why a reference does not parse. The messages are the reason alone: the caller names the
+/// reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    /// An upper-case letter in the repository (normalised, as Docker names it: `library/App`).
+    #[error("repository name {0:?} must be lowercase")]
+    Uppercase(String),
+    /// Anything else against the grammar.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,21 +40,21 @@ pub struct ImageName {
 }
 
 impl ImageName {
-    /// Parses `s` as Docker does, normalising `app` to `docker.io/library/app`. The error is the
-    /// reason (the caller names the reference).
-    pub fn parse(s: &str) -> Result<ImageName, String> {
+    /// Parses `s` as Docker does, normalising `app` to `docker.io/library/app`.
+    pub fn parse(s: &str) -> Result<ImageName, ReferenceError> {
+        let invalid = ReferenceError::Invalid;
         if s.is_empty() {
-            return Err("empty image name".into());
+            return Err(invalid("empty image name".into()));
         }
         if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err("cannot specify 64-byte hexadecimal strings".into());
+            return Err(invalid("cannot specify 64-byte hexadecimal strings".into()));
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => (r, Some(d)),
             None => (s, None),
         };
         if let Some(d) = digest {
-            check_digest(d)?;
+            check_digest(d).map_err(invalid)?;
         }
         let last_slash = rest.rfind('/');
         let (name, tag) = match rest.rfind(':') {
@@ -45,18 +64,20 @@ impl ImageName {
             _ => (rest, None),
         };
         if let Some(t) = tag {
-            check_tag(t)?;
+            check_tag(t).map_err(invalid)?;
         }
         let (domain, remainder) = split_domain(name);
         if remainder.to_ascii_lowercase() != remainder {
-            return Err(format!("repository name {remainder:?} must be lowercase"));
+            return Err(ReferenceError::Uppercase(remainder));
         }
-        check_domain(&domain)?;
+        check_domain(&domain).map_err(invalid)?;
         for component in remainder.split('/') {
-            check_path_component(component)?;
+            check_path_component(component).map_err(invalid)?;
         }
         if domain.len() + 1 + remainder.len() > NAME_TOTAL_LENGTH_MAX {
-            return Err(format!("repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"));
+            return Err(invalid(format!(
+                "repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
+            )));
         }
         Ok(ImageName {
             domain,
@@ -168,14 +189,14 @@ fn check_tag(t: &str) -> Result<(), String> {
 fn check_digest(d: &str) -> Result<(), String> {
     let bad = || Err(format!("invalid digest {d:?}"));
     let Some((alg, hex)) = d.split_once(':') else { return bad() };
-    let alg_ok = alg.split(['+', '.', '-', '_']).all(|c| {
-        c.chars().next().is_some_and(|f| f.is_ascii_alphabetic())
-            && c.chars().all(|x| x.is_ascii_alphanumeric())
-    });
-    if !alg_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return bad();
-    }
-    if alg == "sha256" && hex.len() != 64 {
+    // go-digest: only the registered algorithms, each with its exact length of lower-case hex.
+    let len = match alg {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return bad(),
+    };
+    if hex.len() != len || !hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
         return bad();
     }
     Ok(())
@@ -314,5 +335,34 @@ mod tests {
             assert!(ImageName::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(ImageName::parse("Upper.io/app").is_ok(), "an upper-case first component is a host");
+        assert!(ImageName::parse("Upper/app").is_ok(), "a capitalised first component is a host");
+    }
+
+    #[test]
+    fn digests_are_checked_like_go_digest() {
+        let sha512 = "f".repeat(128);
+        assert!(ImageName::parse(&format!("app@sha512:{sha512}")).is_ok());
+        assert!(ImageName::parse(&format!("app@sha384:{}", "0".repeat(96))).is_ok());
+        for bad in [
+            format!("app@sha256:{}", HEX.to_uppercase()),
+            format!("app@sha512:{HEX}"),
+            format!("app@md5:{HEX}"),
+            format!("app@sha256:{HEX}0"),
+        ] {
+            assert!(ImageName::parse(&bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_reason() {
+        assert_eq!(
+            ImageName::parse("Busybox").map_err(|e| e.to_string()),
+            Err("repository name \"library/Busybox\" must be lowercase".to_string())
+        );
+        assert_eq!(ImageName::parse("Busybox"), Err(ReferenceError::Uppercase("library/Busybox".into())));
+        assert_eq!(ImageName::parse("app:-x").map_err(|e| e.to_string()), Err("invalid tag \"-x\"".into()));
+        let name = n("localhost:5000/a/b:1");
+        assert_eq!((name.domain(), name.path(), name.tag()), ("localhost:5000", "a/b", Some("1")));
+        assert_eq!(name.to_string(), "localhost:5000/a/b:1");
     }
 }
