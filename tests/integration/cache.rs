@@ -35,6 +35,18 @@ fn built(dir: &Dir, mode: &Mode, args: &[&str], what: &str) -> Output {
     out
 }
 
+/// Root mode and a directory for it, or `None` (skipped, with the reason) when not root.
+fn as_root(what: &str) -> Option<(Mode, Dir)> {
+    let mode = modes(what).into_iter().find(|m| matches!(m, Mode::Root))?;
+    let dir = Dir::new(&mode);
+    Some((mode, dir))
+}
+
+/// A build of `ctx` with `SOURCE_DATE_EPOCH=0` (reproducible layers), not checked.
+fn epoch_build(dir: &Dir, mode: &Mode, args: &[&str]) -> Output {
+    build_command(dir, mode, args).env("SOURCE_DATE_EPOCH", "0").output().expect("hako")
+}
+
 fn chmod(path: &std::path::Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
@@ -45,11 +57,7 @@ fn chmod(path: &std::path::Path, mode: u32) {
 /// first image.
 #[test]
 fn each_key_input_hits_or_misses() {
-    let mode = Mode::Root;
-    if !modes("the cache key inputs").iter().any(|m| matches!(m, Mode::Root)) {
-        return;
-    }
-    let dir = Dir::new(&mode);
+    let Some((mode, dir)) = as_root("the cache key inputs") else { return };
     dir.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/app/a.txt", "one\n")]);
     let a = dir.path().join("ctx/app/a.txt");
     let first = built(&dir, &mode, &[], "cold");
@@ -113,21 +121,14 @@ fn each_key_input_hits_or_misses() {
 /// when the stage gives the same layer again and misses when it does not.
 #[test]
 fn no_cache_and_no_cache_filter() {
-    let mode = Mode::Root;
-    if !modes("--no-cache").iter().any(|m| matches!(m, Mode::Root)) {
-        return;
-    }
-    let dir = Dir::new(&mode);
+    let Some((mode, dir)) = as_root("--no-cache") else { return };
     let df =
         "FROM busybox AS gen\nRUN echo same > /a\nFROM busybox\nCOPY --from=gen /a /a\nRUN cat /a > /b\n";
     dir.write(&mode, &[("ctx/Dockerfile", df)]);
     let epoch = ["--build-arg", "UNUSED=0"];
     let cmd = |args: &[&str]| {
         let ctx = dir.path().join("ctx");
-        let out = build_command(&dir, &mode, &[args, &[ctx.to_str().expect("utf-8")]].concat())
-            .env("SOURCE_DATE_EPOCH", "0")
-            .output()
-            .expect("hako");
+        let out = epoch_build(&dir, &mode, &[args, &[ctx.to_str().expect("utf-8")]].concat());
         ok(&out, &format!("build {args:?}"));
         out
     };
@@ -155,11 +156,7 @@ fn no_cache_and_no_cache_filter() {
 /// Four cold builds at once on one store give one image; a fifth is all cache hits.
 #[test]
 fn concurrent_builds_share_one_store() {
-    let mode = Mode::Root;
-    if !modes("concurrent cached builds").iter().any(|m| matches!(m, Mode::Root)) {
-        return;
-    }
-    let dir = Dir::new(&mode);
+    let Some((mode, dir)) = as_root("concurrent cached builds") else { return };
     dir.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/app/a.txt", "one\n")]);
     let ctx = dir.path().join("ctx");
     let children: Vec<_> = (0..4)
@@ -181,10 +178,7 @@ fn concurrent_builds_share_one_store() {
         })
         .collect();
     assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
-    let fifth = build_command(&dir, &mode, &[ctx.to_str().expect("utf-8")])
-        .env("SOURCE_DATE_EPOCH", "0")
-        .output()
-        .expect("hako");
+    let fifth = epoch_build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
     ok(&fifth, "the fifth build");
     assert_eq!(cached(&fifth).len(), 2);
     assert_eq!(digest(&fifth), digests[0]);
@@ -194,11 +188,7 @@ fn concurrent_builds_share_one_store() {
 /// objects to, and the next build gives the image a clean store gives.
 #[test]
 fn killed_builds_never_corrupt_the_cache() {
-    let mode = Mode::Root;
-    if !modes("kill -9 during cached builds").iter().any(|m| matches!(m, Mode::Root)) {
-        return;
-    }
-    let dir = Dir::new(&mode);
+    let Some((mode, dir)) = as_root("kill -9 during cached builds") else { return };
     let big: String = (0..400_000).map(|i| format!("{i:x}\n")).collect();
     let df = "FROM busybox\nCOPY big.txt /big.txt\nRUN sleep 0.2 && cp /big.txt /big2.txt\nCOPY small.txt /\nRUN wc -l /big2.txt > /n\n";
     dir.write(&mode, &[("ctx/Dockerfile", df), ("ctx/big.txt", &big), ("ctx/small.txt", "s\n")]);
@@ -206,8 +196,7 @@ fn killed_builds_never_corrupt_the_cache() {
     let ctx = ctx.to_str().expect("utf-8");
     let clean = Dir::new(&mode);
     let start = std::time::Instant::now();
-    let reference =
-        build_command(&clean, &mode, &[ctx]).env("SOURCE_DATE_EPOCH", "0").output().expect("hako");
+    let reference = epoch_build(&clean, &mode, &[ctx]);
     ok(&reference, "the reference build");
     let span = start.elapsed().as_millis().max(200) as u64;
     let mut seed = std::time::SystemTime::now()
@@ -232,15 +221,14 @@ fn killed_builds_never_corrupt_the_cache() {
         let _ = child.wait();
         // Every few rounds, a build that finishes, so later kills hit a store with records.
         if round % 5 == 4 {
-            let out =
-                build_command(&dir, &mode, &[ctx]).env("SOURCE_DATE_EPOCH", "0").output().expect("hako");
+            let out = epoch_build(&dir, &mode, &[ctx]);
             ok(&out, &format!("the build after round {round}"));
         }
     }
     let store = dir.path().join("store");
     let verify = crate::common::run(&["du", "--verify", "--root", store.to_str().expect("utf-8")], None);
     assert!(verify.status.success(), "hako du --verify: {}{}", text(&verify.stdout), text(&verify.stderr));
-    let last = build_command(&dir, &mode, &[ctx]).env("SOURCE_DATE_EPOCH", "0").output().expect("hako");
+    let last = epoch_build(&dir, &mode, &[ctx]);
     ok(&last, "the last build");
     assert_eq!(digest(&last), digest(&reference), "the image a clean store gives");
 }
