@@ -16,7 +16,8 @@ use super::progress::Event;
 use super::rootfs::StageOut;
 use super::stage::{image_stage, named_context_image};
 use super::{BuildError, Builder, copy_step, input_error, run};
-use crate::cache::{Hit, KeyBuilder, Records, StepInputs, key};
+use crate::cache::remote::Used;
+use crate::cache::{CacheKey, Hit, KeyBuilder, Records, StepInputs, key};
 use crate::context::dockerignore::PatternMatcher;
 use crate::dockerfile::Pos;
 use crate::dockerfile::instructions::{Mount, MountType};
@@ -64,9 +65,7 @@ pub fn layer_step(
         found: &found,
     });
     let records = Records::new(b.store);
-    if b.use_cache(sp)
-        && let Some(hit) = records.get(&step_key, b.options.compression)
-    {
+    if let Some(hit) = lookup(b, sp, &records, &step_key) {
         b.reporter.event(&Event::Cached { stage: &label, n });
         let layer = match hit {
             Hit::Layer(l) => Some(l),
@@ -75,8 +74,7 @@ pub fn layer_step(
         if layer.is_some() {
             out.forget_index();
         }
-        out.key = key::after(&step_key, layer.as_ref().map(|l| &l.diff_id));
-        return Ok(layer);
+        return Ok(finish(b, sp, out, step_key, layer));
     }
     let layer = match &step.op {
         Op::Workdir(dir) => copy_step::workdir(b, out, dir)?,
@@ -93,8 +91,54 @@ pub fn layer_step(
     if let Err(e) = records.put(&step_key, b.options.compression, layer.as_ref()) {
         b.reporter.event(&Event::Warning(&format!("the step's result was not recorded in the cache: {e}")));
     }
+    Ok(finish(b, sp, out, step_key, layer))
+}
+
+/// The recorded result of `key`: the store's own records, else an imported cache's (its layer
+/// pulled now and recorded locally). A cache that cannot give the layer is a warning and a miss.
+fn lookup(b: &Builder<'_>, sp: &StagePlan, records: &Records<'_>, key: &CacheKey) -> Option<Hit> {
+    if !b.use_cache(sp) {
+        return None;
+    }
+    if let Some(hit) = records.get(key, b.options.compression) {
+        return Some(hit);
+    }
+    match b.imported.get(b.store, b.bases.registry, key, b.options.compression)? {
+        Ok(hit) => {
+            let layer = match &hit {
+                Hit::Layer(l) => Some(l),
+                Hit::Empty => None,
+            };
+            if let Err(e) = records.put(key, b.options.compression, layer) {
+                b.reporter.event(&Event::Warning(&format!("an imported result was not recorded: {e}")));
+            }
+            Some(hit)
+        }
+        Err(e) => {
+            b.reporter.event(&Event::Warning(&format!(
+                "the cache had this step but its layer could not be pulled: {e}"
+            )));
+            None
+        }
+    }
+}
+
+/// Records the step's result as used (for `--cache-to`) and moves the stage's key past it.
+fn finish(
+    b: &Builder<'_>,
+    sp: &StagePlan,
+    out: &mut StageOut,
+    step_key: CacheKey,
+    layer: Option<Layer>,
+) -> Option<Layer> {
     out.key = key::after(&step_key, layer.as_ref().map(|l| &l.diff_id));
-    Ok(layer)
+    b.used.borrow_mut().push(Used {
+        key: step_key,
+        compression: b.options.compression,
+        layer: layer.clone(),
+        stage: sp.index,
+    });
+    layer
 }
 
 /// What a COPY/ADD reads besides its own text: the checksum of the selected context files, the

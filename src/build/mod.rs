@@ -119,6 +119,10 @@ pub struct Builder<'a> {
     pub mount_context: std::cell::OnceCell<String>,
     /// Content digests of context files, with the store's stat cache.
     pub sums: crate::context::checksum::FileSums,
+    /// Records imported from `--cache-from`.
+    pub imported: crate::cache::remote::Imported,
+    /// Every step result this build used (hits and runs), for `--cache-to`.
+    pub used: std::cell::RefCell<Vec<crate::cache::remote::Used>>,
     /// `ADD <url>` downloads made in this build, by URL and checksum.
     pub fetched: std::cell::RefCell<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
 }
@@ -170,6 +174,20 @@ impl Builder<'_> {
         let f = fetch::fetch(self.store, url, checksum)?;
         self.fetched.borrow_mut().insert(key, f.clone());
         Ok(f)
+    }
+
+    /// The stages the target image's layers come from: the target and the stages it is built
+    /// `FROM`, transitively (what `--cache-to …,mode=min` exports).
+    pub fn image_stages(&self) -> std::collections::HashSet<usize> {
+        let mut out = std::collections::HashSet::new();
+        let mut i = self.plan.target;
+        while out.insert(i) {
+            match self.plan.stages[i].base {
+                crate::plan::Source::Stage(j) => i = j,
+                _ => break,
+            }
+        }
+        out
     }
 
     /// Removes `dir` when the build ends.

@@ -212,7 +212,9 @@ fn source(k: &mut KeyBuilder, label: &str, s: &Source) {
         Source::Scratch => "scratch".to_string(),
         Source::Image(r) => format!("image:{r}"),
         Source::Stage(i) => format!("stage:{i}"),
-        Source::Context { name, value } => format!("context:{name}={value}"),
+        // Not the value: a directory or layout path differs between machines, and what is read
+        // from it is keyed by content (the step's found inputs).
+        Source::Context { name, .. } => format!("context:{name}"),
         Source::BuildContext => "build-context".to_string(),
     };
     k.field(label, text);

@@ -5,6 +5,7 @@
 pub mod du;
 pub mod key;
 pub mod records;
+pub mod remote;
 
 pub use key::{CacheKey, KeyBuilder, StepInputs};
 pub use records::{Hit, Records};

@@ -81,7 +81,8 @@ pub struct Records<'a> {
     store: &'a Store,
 }
 
-fn compression_name(c: Compression) -> &'static str {
+/// The name a compression has in record file names and remote records.
+pub(crate) fn compression_name(c: Compression) -> &'static str {
     match c {
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",

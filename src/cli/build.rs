@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{BuildArgs, Failure, print_stdout, progress};
 use crate::build::{BuildError, Builder};
+use crate::cache::remote::{self, Target};
 use crate::context::Context;
 use crate::dockerfile::instructions::from_ast;
 use crate::dockerfile::{Diagnostic, Warning, parse_bytes};
@@ -18,6 +19,8 @@ use crate::store::Store;
 /// Runs `hako build`.
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     refuse_unbuilt(&args)?;
+    let cache_from = cache_specs(&args.cache_from, false)?;
+    let cache_to = cache_specs(&args.cache_to, true)?;
     let outputs = outputs(&args)?;
     let pushes = push_names(&args, &outputs)?;
     let options = plan_options(&args)?;
@@ -76,6 +79,8 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         sandbox: Default::default(),
         mount_context: Default::default(),
         sums: crate::context::checksum::FileSums::load(root.join("cache/context-sums.json")),
+        imported: import_caches(store, &registry, &cache_from),
+        used: Default::default(),
         fetched: Default::default(),
     };
     let built = builder.build();
@@ -86,6 +91,10 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         BuildError::Environment(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
         BuildError::Internal(msg) => Failure::usage(format!("error: {msg}")),
     })?;
+    let mut image = image;
+    if cache_to.iter().any(|c| c.target == Target::Inline) {
+        inline_cache(&builder, &mut image);
+    }
     let written = image.write(store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
     let digest = written.manifest.digest().to_string();
     for tag in &args.tags {
@@ -100,6 +109,21 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         eprintln!("pushing {name}");
         registry.push(store, &written.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
         eprintln!("pushed {name}@{digest}");
+    }
+    for spec in cache_to.iter().filter(|c| c.target != Target::Inline) {
+        let stages =
+            if spec.max { builder.plan.order.iter().copied().collect() } else { builder.image_stages() };
+        let mut layers = Vec::new();
+        let config = remote::records(&builder.used.borrow(), &stages, &mut layers);
+        match remote::export(store, &registry, &spec.target, &config, &layers) {
+            Ok(what) => eprintln!("exported the cache: {what}"),
+            Err(e) if spec.ignore_error => eprintln!("warning: exporting the cache failed: {e}"),
+            Err(e) => {
+                return Err(Failure::user(format!(
+                    "error: exporting the cache: {e}\nhint: add ignore-error=true to --cache-to to keep going without it"
+                )));
+            }
+        }
     }
     if let Some(path) = &args.iidfile {
         fs_err::write(path, written.config_digest.to_string())
@@ -139,13 +163,41 @@ pub fn store_root(root: Option<&Path>) -> Result<PathBuf, Failure> {
         .ok_or_else(|| Failure::usage("error: no store location: set --root, XDG_CACHE_HOME or HOME"))
 }
 
+/// `--cache-from` (`export` false) or `--cache-to` values.
+fn cache_specs(values: &[String], export: bool) -> Result<Vec<remote::CacheSpec>, Failure> {
+    let flag = if export { "--cache-to" } else { "--cache-from" };
+    values
+        .iter()
+        .map(|v| remote::parse_spec(v, export).map_err(|e| Failure::usage(format!("error: {flag} {v}: {e}"))))
+        .collect()
+}
+
+/// Reads the records of every `--cache-from` (warnings for those that cannot be read).
+fn import_caches(
+    store: &Store,
+    registry: &crate::registry::Registry,
+    specs: &[remote::CacheSpec],
+) -> remote::Imported {
+    let imported = remote::Imported::load(store, registry, specs, &mut |w| eprintln!("warning: {w}"));
+    if !specs.is_empty() {
+        eprintln!("imported {} cache records", imported.len());
+    }
+    imported
+}
+
+/// `--cache-to type=inline`: the records of the image's own steps, in its config.
+fn inline_cache(builder: &Builder<'_>, image: &mut crate::image::manifest::Image) {
+    let mut layers = image.layers.clone();
+    let mut config = remote::records(&builder.used.borrow(), &builder.image_stages(), &mut layers);
+    // Only records whose layer is one of the image's can travel inside it.
+    config.records.retain(|r| r.layer.is_none_or(|i| i < image.layers.len()));
+    if let Ok(value) = serde_json::to_value(&config) {
+        image.config.extra.insert(remote::INLINE_KEY.to_string(), value);
+    }
+}
+
 /// Options accepted on the command line whose feature does not exist yet.
 fn refuse_unbuilt(args: &BuildArgs) -> Result<(), Failure> {
-    let checks: [(bool, &str); 2] =
-        [(!args.cache_from.is_empty(), "--cache-from"), (!args.cache_to.is_empty(), "--cache-to")];
-    if let Some((_, flag)) = checks.iter().find(|(used, _)| *used) {
-        return Err(Failure::not_supported(flag));
-    }
     if args.platforms.len() > 1 {
         return Err(Failure::not_supported("building for several platforms at once (give one --platform)"));
     }

@@ -15,7 +15,7 @@ use crate::image::manifest::Layer;
 use crate::store::{BlobWriter, Store, StoreError};
 
 /// Layer compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
     /// gzip (the default, what every registry and runtime accepts).
     #[default]

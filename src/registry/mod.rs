@@ -247,6 +247,63 @@ impl Registry {
         })
     }
 
+    /// Fetches the manifest `reference` names as it is (an index is not resolved), with its
+    /// digest verified; `None` when the registry says it does not exist.
+    pub fn manifest(&self, reference: &str) -> Result<Option<(Vec<u8>, Digest)>> {
+        let r = Registry::parse(reference)?;
+        let client = self.client_for(&r)?;
+        let creds = auth::credentials(r.resolve_registry());
+        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
+            action: "pulling",
+            reference: reference.to_string(),
+            reason: auth::explain(&e, r.resolve_registry(), &creds),
+        };
+        self.rt.block_on(async {
+            client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
+            let (bytes, digest) = match client.pull_manifest_raw(&r, &creds.auth, &ACCEPT).await {
+                Ok(found) => found,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(remote(e)),
+            };
+            let digest = Digest::parse(&digest).map_err(|e| content(reference, e))?;
+            if Digest::of(&bytes) != digest {
+                return Err(content(reference, "manifest digest mismatch"));
+            }
+            Ok(Some((bytes.to_vec(), digest)))
+        })
+    }
+
+    /// Pulls blob `digest` (of `size` bytes) from the repository of `reference` into the store,
+    /// verified while it streams; nothing to do when the store has it.
+    pub fn blob(&self, store: &Store, reference: &str, digest: &Digest, size: u64) -> Result<()> {
+        if store.has_blob(digest) {
+            return Ok(());
+        }
+        let r = Registry::parse(reference)?;
+        let client = self.client_for(&r)?;
+        let creds = auth::credentials(r.resolve_registry());
+        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
+            action: "pulling",
+            reference: reference.to_string(),
+            reason: auth::explain(&e, r.resolve_registry(), &creds),
+        };
+        self.rt.block_on(async {
+            client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
+            let mut sink = SyncWriter { inner: store.blob_writer()? };
+            let desc =
+                OciDescriptor { digest: digest.to_string(), size: size as i64, ..OciDescriptor::default() };
+            client.pull_blob(&r, &desc, &mut sink).await.map_err(remote)?;
+            let (got, n) = sink.inner.commit(Some(digest))?;
+            if n != size {
+                return Err(content(reference, format!("blob {got} has {n} bytes, expected {size}")));
+            }
+            if let Ok(mut o) = self.origins.lock() {
+                o.insert(digest.clone(), r.clone());
+            }
+            Ok(())
+        })
+    }
+
     /// Pushes the image `manifest` (already in the store) as `name`: blobs the registry has are
     /// skipped, blobs pulled from another repository of the same registry are mounted, the rest is
     /// streamed from the store. Returns the pushed manifest's digest.
@@ -293,6 +350,20 @@ impl Registry {
             client.push_manifest_raw(&r, bytes.clone(), header).await.map_err(remote)?;
             Ok(manifest_digest)
         })
+    }
+}
+
+/// Whether the registry answered that the manifest does not exist.
+fn is_not_found(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::ImageManifestNotFoundError(_) => true,
+        E::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| matches!(x.code, oci_client::errors::OciErrorCode::ManifestUnknown)),
+        E::ServerError { code, .. } => *code == 404,
+        _ => false,
     }
 }
 

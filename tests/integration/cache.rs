@@ -247,3 +247,66 @@ fn rootless_rebuilds_hit() {
     assert_eq!(cached(&again).len(), 2, "{}", text(&again.stderr));
     assert_eq!(digest(&again), digest(&first));
 }
+
+/// Two clean stores ("two CI runners") sharing one registry cache, in each mode the machine has
+/// (root and rootless): the second build runs no step and gives the same image. A cache ref that
+/// does not exist is a warning and a full build.
+#[test]
+fn two_stores_share_a_registry_cache() {
+    let Some(reg) = crate::registry_fixture::Registry::start() else { return };
+    for mode in modes("a registry cache shared by two stores") {
+        let cache = reg.image(&format!("cache/{}:latest", mode.name().replace([' ', ','], "-")));
+        let runner = |to_or_from: &str| {
+            let dir = Dir::new(&mode);
+            dir.write(&mode, &[("ctx/Dockerfile", MULTI), ("ctx/app/a.txt", "one\n")]);
+            let ctx = dir.path().join("ctx");
+            let spec = format!("type=registry,ref={cache},mode=max");
+            let out = epoch_build(&dir, &mode, &[to_or_from, &spec, ctx.to_str().expect("utf-8")]);
+            ok(&out, &format!("{}: {to_or_from}", mode.name()));
+            out
+        };
+        let missing = runner("--cache-from");
+        assert!(
+            text(&missing.stderr).contains("not found; building without it"),
+            "{}",
+            text(&missing.stderr)
+        );
+        assert!(cached(&missing).is_empty());
+        let first = runner("--cache-to");
+        assert!(text(&first.stderr).contains("exported the cache"), "{}", text(&first.stderr));
+        let second = runner("--cache-from");
+        assert_eq!(cached(&second).len(), 4, "{}: every step hits: {}", mode.name(), text(&second.stderr));
+        assert_eq!(digest(&second), digest(&first), "{}: the same image", mode.name());
+    }
+}
+
+/// Two stages, so mode=max has an intermediate stage to carry.
+const MULTI: &str = "FROM busybox AS deps\nRUN echo dep > /dep\nFROM busybox\nCOPY app/ /app/\nCOPY --from=deps /dep /dep\nRUN cat /dep /app/a.txt > /out\n";
+
+/// `type=local` round trip, and `type=inline`: the image pushed with its cache in its config is a
+/// `--cache-from` for another store.
+#[test]
+fn local_and_inline_caches() {
+    let Some((mode, dir)) = as_root("local and inline caches") else { return };
+    dir.write(&mode, &[("ctx/Dockerfile", MULTI), ("ctx/app/a.txt", "one\n")]);
+    let ctx = dir.path().join("ctx");
+    let ctx = ctx.to_str().expect("utf-8");
+    let local = dir.path().join("local-cache");
+    let to = format!("type=local,dest={},mode=max", local.display());
+    ok(&epoch_build(&dir, &mode, &["--cache-to", &to, ctx]), "export to a directory");
+    let other = Dir::new(&mode);
+    let from = format!("type=local,src={}", local.display());
+    let out = epoch_build(&other, &mode, &["--cache-from", &from, ctx]);
+    ok(&out, "import from a directory");
+    assert_eq!(cached(&out).len(), 4, "{}", text(&out.stderr));
+
+    let Some(reg) = crate::registry_fixture::Registry::start() else { return };
+    let image = reg.image("inline/app:1");
+    let out = epoch_build(&dir, &mode, &["--cache-to", "type=inline", "-t", &image, "--push", ctx]);
+    ok(&out, "push with an inline cache");
+    let third = Dir::new(&mode);
+    let out = epoch_build(&third, &mode, &["--cache-from", &image, ctx]);
+    ok(&out, "import the inline cache");
+    // mode=min: the final stage's steps; the deps stage is not in the image, so it runs.
+    assert_eq!(cached(&out), vec!["stage-1:1".to_string(), "stage-1:2".to_string(), "stage-1:3".to_string()]);
+}

@@ -1,0 +1,428 @@
+//! Remote caches (`--cache-to`, `--cache-from`, buildx's syntax and meanings): step records and
+//! the layers they name, shared through a registry (`type=registry,ref=R`), a directory
+//! (`type=local,dest=DIR` / `src=DIR`) or the image's own config (`type=inline`), so stateless CI
+//! runners get cache hits from the registry they already push to.
+//!
+//! Format (docs/CACHE.md): an OCI image manifest whose config has media type
+//! [`CONFIG_MEDIA_TYPE`] — a JSON list of records (key, layer compression, index of its layer in
+//! the manifest's `layers`, or none) — and whose layers are the recorded layer blobs. Plain tags,
+//! no referrers API (distribution 2.8 has none). `type=inline` puts the same list, with indexes
+//! into the image's own layers, under [`INLINE_KEY`] in the image config.
+//!
+//! Import is lazy: only the manifest and the config are read at the start; a layer is pulled when
+//! its step hits. A cache that is missing or unreachable is a warning, never a failed build.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType};
+use serde::{Deserialize, Serialize};
+
+use super::key::CacheKey;
+use super::records::{Hit, LayerRecord, compression_name};
+use crate::digest::Digest;
+use crate::image::manifest::{Layer, oci_digest, our_digest};
+use crate::layer::Compression;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// The media type of a cache manifest's config.
+pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.hako.cache.config.v1+json";
+/// The image config key holding an inline cache.
+pub const INLINE_KEY: &str = "hako.cache.v1";
+/// The tag a local cache's layout names its manifest with.
+const LOCAL_NAME: &str = "hako-cache:latest";
+const FORMAT_VERSION: u32 = 1;
+
+/// Where a cache goes or comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A registry reference.
+    Registry(String),
+    /// An OCI layout directory.
+    Local(PathBuf),
+    /// The built image's config.
+    Inline,
+}
+
+/// A parsed `--cache-to` or `--cache-from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSpec {
+    /// Where.
+    pub target: Target,
+    /// `mode=max`: the records of every stage built, not only the final image's.
+    pub max: bool,
+    /// `ignore-error=true`: an export failure is a warning.
+    pub ignore_error: bool,
+}
+
+/// Parses a `--cache-to` (`export`) or `--cache-from` value: `type=registry,ref=R`,
+/// `type=local,dest=DIR|src=DIR`, `type=inline`, or a bare reference (a registry cache).
+pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
+    if !s.contains('=') {
+        return Ok(CacheSpec { target: Target::Registry(s.to_string()), max: false, ignore_error: false });
+    }
+    let (mut kind, mut reference, mut dir, mut max, mut ignore_error) = (None, None, None, false, false);
+    for field in s.split(',') {
+        let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?}: expected KEY=VALUE"))?;
+        match (k.trim(), v.trim()) {
+            ("type", v) => kind = Some(v.to_string()),
+            ("ref", v) => reference = Some(v.to_string()),
+            ("dest", v) if export => dir = Some(PathBuf::from(v)),
+            ("src", v) if !export => dir = Some(PathBuf::from(v)),
+            ("mode", "min") => max = false,
+            ("mode", "max") => max = true,
+            ("mode", other) => return Err(format!("mode={other}: expected min or max")),
+            ("ignore-error", v) => ignore_error = v == "true",
+            // Accepted for buildx compatibility: hako always writes OCI manifests, and layers
+            // are cached as the build compressed them.
+            (
+                "oci-mediatypes" | "image-manifest" | "compression" | "compression-level"
+                | "force-compression",
+                _,
+            ) => {}
+            (other, _) => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    let target = match kind.as_deref() {
+        Some("registry") => Target::Registry(reference.ok_or("type=registry needs ref=REFERENCE")?),
+        Some("local") => Target::Local(dir.ok_or(if export {
+            "type=local needs dest=DIR"
+        } else {
+            "type=local needs src=DIR"
+        })?),
+        Some("inline") => Target::Inline,
+        None => Target::Registry(reference.ok_or("give type=registry,ref=REFERENCE")?),
+        Some(other) => {
+            return Err(format!("not supported yet: type={other} (registry, local and inline are)"));
+        }
+    };
+    Ok(CacheSpec { target, max, ignore_error })
+}
+
+/// The records a cache carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheConfig {
+    /// Format version.
+    pub v: u32,
+    /// One per step.
+    pub records: Vec<RemoteRecord>,
+}
+
+/// A step record in a cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteRecord {
+    /// The step's key.
+    pub key: String,
+    /// The layer compression (`gzip`, `zstd`, `none`).
+    pub compression: String,
+    /// The index of its layer among the manifest's (or, inline, the image's) layers.
+    pub layer: Option<usize>,
+    /// The layer's diff id (a manifest names only blobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_id: Option<String>,
+}
+
+/// A step's result as the build used it (hit or run), for export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Used {
+    /// The step's key.
+    pub key: CacheKey,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Its layer.
+    pub layer: Option<Layer>,
+    /// The stage it belongs to.
+    pub stage: usize,
+}
+
+/// The records of `used` (in `stages`), with their layers indexed into `layers` (extended with
+/// the layers not in it yet).
+pub fn records(used: &[Used], stages: &HashSet<usize>, layers: &mut Vec<Layer>) -> CacheConfig {
+    let mut seen = HashSet::new();
+    let mut records = Vec::new();
+    for u in used.iter().filter(|u| stages.contains(&u.stage)) {
+        if !seen.insert((u.key.clone(), u.compression)) {
+            continue;
+        }
+        let layer = u.layer.as_ref().map(|l| match layers.iter().position(|x| x.digest == l.digest) {
+            Some(i) => i,
+            None => {
+                layers.push(l.clone());
+                layers.len() - 1
+            }
+        });
+        records.push(RemoteRecord {
+            key: u.key.to_string(),
+            compression: compression_name(u.compression).into(),
+            layer,
+            diff_id: u.layer.as_ref().map(|l| l.diff_id.to_string()),
+        });
+    }
+    CacheConfig { v: FORMAT_VERSION, records }
+}
+
+/// Writes a cache of `config` and `layers` to `target` (registry or local); returns what was
+/// written, for the log.
+pub fn export(
+    store: &Store,
+    registry: &Registry,
+    target: &Target,
+    config: &CacheConfig,
+    layers: &[Layer],
+) -> Result<String, String> {
+    let bytes = serde_json::to_vec(config).map_err(|e| e.to_string())?;
+    let (config_digest, config_size) = store.put_bytes(&bytes).map_err(|e| e.to_string())?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(Descriptor::new(
+            MediaType::Other(CONFIG_MEDIA_TYPE.into()),
+            config_size,
+            oci_digest(&config_digest),
+        ))
+        .layers(layers.iter().map(Layer::descriptor).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+    let (digest, size) = store.put_bytes(&bytes).map_err(|e| e.to_string())?;
+    let desc = Descriptor::new(MediaType::ImageManifest, size, oci_digest(&digest));
+    let what = format!("{} records, {} layers", config.records.len(), layers.len());
+    match target {
+        Target::Registry(r) => {
+            registry.push(store, &desc, r).map_err(|e| e.to_string())?;
+            Ok(format!("{what} to {r}"))
+        }
+        Target::Local(dir) => {
+            crate::export::oci::write_layout_dir(store, &desc, &[LOCAL_NAME.to_string()], dir)
+                .map_err(|e| e.to_string())?;
+            Ok(format!("{what} to {}", dir.display()))
+        }
+        Target::Inline => Err("an inline cache is written into the image config".into()),
+    }
+}
+
+/// Where an imported record's layer is fetched from.
+#[derive(Debug, Clone)]
+enum Origin {
+    Registry(String),
+    Local(PathBuf),
+}
+
+/// The records of every `--cache-from`, the first source of a key winning.
+#[derive(Debug, Default)]
+pub struct Imported {
+    origins: Vec<Origin>,
+    hits: HashMap<(String, String), (usize, Option<LayerRecord>)>,
+}
+
+impl Imported {
+    /// Reads the manifest and records of each cache in `specs`; a cache that cannot be read is
+    /// reported through `warn` and skipped.
+    pub fn load(
+        store: &Store,
+        registry: &Registry,
+        specs: &[CacheSpec],
+        warn: &mut dyn FnMut(String),
+    ) -> Imported {
+        let mut imported = Imported::default();
+        for spec in specs {
+            let origin = match &spec.target {
+                Target::Registry(r) => Origin::Registry(r.clone()),
+                Target::Local(d) => Origin::Local(d.clone()),
+                Target::Inline => continue,
+            };
+            match read_cache(store, registry, &origin) {
+                Ok(Some((config, layers))) => imported.add(origin, config, &layers),
+                Ok(None) => warn(format!("cache {} not found; building without it", origin.name())),
+                Err(e) => {
+                    warn(format!("cache {} could not be read, building without it: {e}", origin.name()))
+                }
+            }
+        }
+        imported
+    }
+
+    fn add(&mut self, origin: Origin, config: CacheConfig, layers: &[Descriptor]) {
+        let n = self.origins.len();
+        self.origins.push(origin);
+        for r in config.records {
+            let layer = match r.layer {
+                None => None,
+                Some(i) => {
+                    let (Some(d), Some(diff_id)) = (layers.get(i), r.diff_id) else { continue };
+                    Some(LayerRecord {
+                        digest: d.digest().to_string(),
+                        diff_id,
+                        size: d.size(),
+                        media_type: d.media_type().to_string(),
+                    })
+                }
+            };
+            self.hits.entry((r.key, r.compression)).or_insert((n, layer));
+        }
+    }
+
+    /// How many records were imported.
+    pub fn len(&self) -> usize {
+        self.hits.len()
+    }
+
+    /// Whether nothing was imported.
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+    }
+
+    /// The imported result of `key`, its layer pulled into the store now (verified by digest).
+    pub fn get(
+        &self,
+        store: &Store,
+        registry: Option<&Registry>,
+        key: &CacheKey,
+        c: Compression,
+    ) -> Option<Result<Hit, String>> {
+        let (origin, layer) = self.hits.get(&(key.to_string(), compression_name(c).to_string()))?;
+        let Some(l) = layer else { return Some(Ok(Hit::Empty)) };
+        Some(self.fetch(store, registry, &self.origins[*origin], l))
+    }
+
+    fn fetch(
+        &self,
+        store: &Store,
+        registry: Option<&Registry>,
+        origin: &Origin,
+        l: &LayerRecord,
+    ) -> Result<Hit, String> {
+        let digest = Digest::parse(&l.digest).map_err(|e| e.to_string())?;
+        match origin {
+            Origin::Registry(r) => {
+                let registry = registry.ok_or("registry access is off")?;
+                registry.blob(store, r, &digest, l.size).map_err(|e| e.to_string())?
+            }
+            Origin::Local(dir) if !store.has_blob(&digest) => {
+                let mut f = Store::open_readonly(dir).open_blob(&digest).map_err(|e| e.to_string())?;
+                store.put_reader(&mut f, Some((&digest, l.size))).map_err(|e| e.to_string())?;
+            }
+            Origin::Local(_) => {}
+        }
+        l.to_layer().map(Hit::Layer).ok_or_else(|| format!("a malformed record for layer {}", l.digest))
+    }
+}
+
+impl Origin {
+    fn name(&self) -> String {
+        match self {
+            Origin::Registry(r) => r.clone(),
+            Origin::Local(d) => d.display().to_string(),
+        }
+    }
+}
+
+/// Reads a blob of the cache being imported.
+type BlobFetch<'a> = Box<dyn Fn(&Descriptor) -> Result<Vec<u8>, String> + 'a>;
+
+/// The records and layer descriptors of a cache: a cache manifest, or an image with an inline
+/// cache. `None` when it does not exist.
+fn read_cache(
+    store: &Store,
+    registry: &Registry,
+    origin: &Origin,
+) -> Result<Option<(CacheConfig, Vec<Descriptor>)>, String> {
+    let (manifest_bytes, blob): (Vec<u8>, BlobFetch<'_>) = match origin {
+        Origin::Registry(r) => {
+            let Some((bytes, _)) = registry.manifest(r).map_err(|e| e.to_string())? else { return Ok(None) };
+            let r = r.clone();
+            let fetch = move |d: &Descriptor| {
+                let digest = our_digest(d.digest()).map_err(|e| e.to_string())?;
+                registry.blob(store, &r, &digest, d.size()).map_err(|e| e.to_string())?;
+                store.read_blob(&digest).map_err(|e| e.to_string())
+            };
+            (bytes, Box::new(fetch))
+        }
+        Origin::Local(dir) => {
+            let layout = Store::open_readonly(dir);
+            let index = match fs_err::read(dir.join("index.json")) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            };
+            let index: oci_spec::image::ImageIndex =
+                serde_json::from_slice(&index).map_err(|e| e.to_string())?;
+            let Some(entry) = index.manifests().first() else { return Ok(None) };
+            let digest = our_digest(entry.digest()).map_err(|e| e.to_string())?;
+            let bytes = layout.read_blob(&digest).map_err(|e| e.to_string())?;
+            let fetch = move |d: &Descriptor| {
+                let digest = our_digest(d.digest()).map_err(|e| e.to_string())?;
+                layout.read_blob(&digest).map_err(|e| e.to_string())
+            };
+            (bytes, Box::new(fetch))
+        }
+    };
+    let manifest: ImageManifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| format!("not a cache manifest or image manifest: {e}"))?;
+    let config_bytes = blob(manifest.config())?;
+    let config: CacheConfig = if manifest.config().media_type().to_string() == CONFIG_MEDIA_TYPE {
+        serde_json::from_slice(&config_bytes).map_err(|e| e.to_string())?
+    } else {
+        // An image: its inline cache, if it has one.
+        let value: serde_json::Value = serde_json::from_slice(&config_bytes).map_err(|e| e.to_string())?;
+        match value.get(INLINE_KEY) {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| e.to_string())?,
+            None => {
+                return Err("an image without an inline cache (build it with --cache-to type=inline)".into());
+            }
+        }
+    };
+    if config.v != FORMAT_VERSION {
+        return Err(format!("cache format version {} (this hako reads {FORMAT_VERSION})", config.v));
+    }
+    Ok(Some((config, manifest.layers().clone())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_as_buildx_writes_them() {
+        let s = parse_spec("type=registry,ref=127.0.0.1:5000/app:cache,mode=max", true).unwrap();
+        assert_eq!(s.target, Target::Registry("127.0.0.1:5000/app:cache".into()));
+        assert!(s.max);
+        let s = parse_spec("type=local,src=/tmp/c", false).unwrap();
+        assert_eq!(s.target, Target::Local("/tmp/c".into()));
+        assert!(parse_spec("type=local,src=/tmp/c", true).is_err(), "export needs dest=");
+        assert_eq!(
+            parse_spec("user/app:cache", false).unwrap().target,
+            Target::Registry("user/app:cache".into())
+        );
+        assert_eq!(parse_spec("type=inline", true).unwrap().target, Target::Inline);
+        assert!(parse_spec("type=gha", true).unwrap_err().starts_with("not supported yet"));
+        assert!(parse_spec("type=registry,ref=x,bogus=1", true).is_err());
+        assert!(
+            parse_spec("type=registry,ref=x,ignore-error=true,oci-mediatypes=true", true)
+                .unwrap()
+                .ignore_error
+        );
+    }
+
+    #[test]
+    fn records_index_layers_once() {
+        let l = |n: &[u8]| Layer {
+            digest: Digest::of(n),
+            diff_id: Digest::of(n),
+            size: 1,
+            media_type: MediaType::ImageLayerGzip,
+        };
+        let k = |n: &[u8]| CacheKey::parse(&Digest::of(n).to_string()).unwrap();
+        let used = vec![
+            Used { key: k(b"1"), compression: Compression::Gzip, layer: Some(l(b"a")), stage: 0 },
+            Used { key: k(b"2"), compression: Compression::Gzip, layer: None, stage: 0 },
+            Used { key: k(b"3"), compression: Compression::Gzip, layer: Some(l(b"a")), stage: 1 },
+            Used { key: k(b"4"), compression: Compression::Gzip, layer: Some(l(b"b")), stage: 2 },
+        ];
+        let mut layers = Vec::new();
+        let c = records(&used, &HashSet::from([0, 1]), &mut layers);
+        assert_eq!(layers.len(), 1, "a layer two records share is carried once");
+        assert_eq!(c.records.iter().map(|r| r.layer).collect::<Vec<_>>(), vec![Some(0), None, Some(0)]);
+    }
+}
