@@ -190,6 +190,48 @@ impl Builder<'_> {
         out
     }
 
+    /// The sandbox helper, started on first use.
+    fn sandbox(
+        &self,
+    ) -> Result<std::cell::RefMut<'_, crate::sandbox::Sandbox>, crate::sandbox::SandboxError> {
+        let mut slot = self.sandbox.borrow_mut();
+        if slot.is_none() {
+            let sb = crate::sandbox::Sandbox::start(self.store.root(), self.options.isolation)?;
+            for w in &sb.warnings {
+                self.reporter.event(&Event::Warning(w));
+            }
+            *slot = Some(sb);
+        }
+        std::cell::RefMut::filter_map(slot, Option::as_mut)
+            .map_err(|_| crate::sandbox::SandboxError::Helper("the sandbox did not start".into()))
+    }
+
+    /// The contents of every cache mount the built stages' RUN steps use, each as a layer (for a
+    /// remote cache with `cache-mounts=true`); mounts with nothing in them are left out.
+    pub fn cache_mount_layers(&self) -> Result<Vec<(String, crate::image::manifest::Layer)>, String> {
+        let mut keys = std::collections::BTreeSet::new();
+        for &i in &self.plan.order {
+            for step in &self.plan.stages[i].steps {
+                if let crate::plan::Op::Run { mounts, .. } = &step.op {
+                    keys.extend(mounts.iter().filter_map(|(m, _)| run::cache_mount_key(m)));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let mut sandbox = self.sandbox().map_err(|e| e.to_string())?;
+        let compression = crate::cache::records::compression_name(self.options.compression);
+        for key in keys {
+            let exported = sandbox.export_cache(&key, compression, self.options.source_date_epoch);
+            if let Some(l) = exported.map_err(|e| format!("cache mount {key}: {e}"))? {
+                out.push((key, l.to_layer().map_err(|e| e.to_string())?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes `dir` when the build ends.
     pub fn keep_temp(&self, dir: std::path::PathBuf) {
         self.temps.borrow_mut().push(dir);

@@ -12,8 +12,8 @@ use crate::dockerfile::instructions::{CommandLine, InlineFile, Loc, Mount, Mount
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::manifest::Layer;
 use crate::plan::{Op, Source};
+use crate::sandbox::SandboxError;
 use crate::sandbox::protocol::{BindFrom, Exit, LayerRef, MountRequest, Network, Process, RunRequest};
-use crate::sandbox::{Sandbox, SandboxError};
 
 pub use crate::sandbox::DEFAULT_PATH;
 
@@ -99,15 +99,7 @@ pub fn run_step(
         .into(),
     };
 
-    let mut slot = b.sandbox.borrow_mut();
-    if slot.is_none() {
-        let sb = Sandbox::start(b.store.root(), b.options.isolation).map_err(|e| environment(e, pos))?;
-        for w in &sb.warnings {
-            b.reporter.event(&Event::Warning(w));
-        }
-        *slot = Some(sb);
-    }
-    let Some(sandbox) = slot.as_mut() else { return Err(BuildError::Internal("no sandbox".into())) };
+    let mut sandbox = b.sandbox().map_err(|e| environment(e, pos))?;
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut on_output = |line: &str| {
         b.reporter.event(&Event::Output { stage: label, n, text: line });
@@ -121,7 +113,7 @@ pub fn run_step(
         SandboxError::Refused(msg) => input_error(format!("RUN: {msg}"), pos),
         other => environment(other, pos),
     })?;
-    drop(slot);
+    drop(sandbox);
     for n in &result.notes {
         b.reporter.event(&Event::Note(n));
     }
@@ -237,16 +229,18 @@ fn mount_request(
             }
         }
         MountType::Cache => {
-            // BuildKit: `from` (a stage, context or image) is what a new cache starts with.
-            let seed = match &m.from {
-                Some(_) => {
+            // BuildKit: `from` (a stage, context or image) is what a new cache starts with; a
+            // cache that travelled with `--cache-from` (cache-mounts=true) comes before that.
+            let key = cache_key(&m.id.clone().unwrap_or_else(|| target.clone()));
+            let seed = match (imported_mount(b, &key), &m.from) {
+                (Some(layer), _) => Some((BindFrom::Layers(vec![LayerRef::from_layer(&layer)]), ".".into())),
+                (None, Some(_)) => {
                     Some((bind_from(b, source, done, pos)?, m.source.clone().unwrap_or_else(|| ".".into())))
                 }
-                None => None,
+                (None, None) => None,
             };
-            let id = m.id.clone().unwrap_or_else(|| target.clone());
             MountRequest::Cache {
-                key: cache_key(&id),
+                key,
                 target,
                 sharing: match m.sharing.unwrap_or(Sharing::Shared) {
                     Sharing::Shared => "shared",
@@ -416,6 +410,29 @@ fn absolute(p: &std::path::Path) -> Result<String, BuildError> {
     std::path::absolute(p)
         .map(|a| a.to_string_lossy().into_owned())
         .map_err(|e| BuildError::Internal(format!("{}: {e}", p.display())))
+}
+
+/// The key of a cache mount (`None` for other mounts).
+pub(super) fn cache_mount_key(m: &Mount) -> Option<String> {
+    (m.kind == MountType::Cache)
+        .then(|| cache_key(m.id.as_deref().or(m.target.as_deref()).unwrap_or_default()))
+}
+
+/// An imported cache mount's contents, when this store has no such cache yet (in any isolation
+/// mode's tree); a layer that cannot be pulled is a warning.
+fn imported_mount(b: &Builder<'_>, key: &str) -> Option<crate::image::manifest::Layer> {
+    let sandbox = b.store.root().join("sandbox");
+    if ["root", "rootless", "chroot"].iter().any(|m| sandbox.join(m).join("cache").join(key).exists()) {
+        return None;
+    }
+    match b.imported.mount(b.store, b.bases.registry, key)? {
+        Ok(layer) => Some(layer),
+        Err(e) => {
+            b.reporter
+                .event(&Event::Warning(&format!("a cache mount from the cache could not be pulled: {e}")));
+            None
+        }
+    }
 }
 
 /// A file-name-safe key for a cache id (ids are free text, paths included).

@@ -54,15 +54,24 @@ pub struct CacheSpec {
     pub max: bool,
     /// `ignore-error=true`: an export failure is a warning.
     pub ignore_error: bool,
+    /// `cache-mounts=true` (hako's own; BuildKit cannot, moby/buildkit#1474): the contents of
+    /// the build's `RUN --mount=type=cache` directories travel with the cache.
+    pub cache_mounts: bool,
 }
 
 /// Parses a `--cache-to` (`export`) or `--cache-from` value: `type=registry,ref=R`,
 /// `type=local,dest=DIR|src=DIR`, `type=inline`, or a bare reference (a registry cache).
 pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
     if !s.contains('=') {
-        return Ok(CacheSpec { target: Target::Registry(s.to_string()), max: false, ignore_error: false });
+        return Ok(CacheSpec {
+            target: Target::Registry(s.to_string()),
+            max: false,
+            ignore_error: false,
+            cache_mounts: false,
+        });
     }
     let (mut kind, mut reference, mut dir, mut max, mut ignore_error) = (None, None, None, false, false);
+    let mut cache_mounts = false;
     for field in s.split(',') {
         let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?}: expected KEY=VALUE"))?;
         match (k.trim(), v.trim()) {
@@ -74,6 +83,7 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             ("mode", "max") => max = true,
             ("mode", other) => return Err(format!("mode={other}: expected min or max")),
             ("ignore-error", v) => ignore_error = v == "true",
+            ("cache-mounts", v) if export => cache_mounts = v == "true",
             // Accepted for buildx compatibility: hako always writes OCI manifests, and layers
             // are cached as the build compressed them.
             (
@@ -97,7 +107,12 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             return Err(format!("not supported yet: type={other} (registry, local and inline are)"));
         }
     };
-    Ok(CacheSpec { target, max, ignore_error })
+    if cache_mounts && target == Target::Inline {
+        return Err(
+            "cache-mounts=true needs type=registry or type=local (an image config cannot hold them)".into()
+        );
+    }
+    Ok(CacheSpec { target, max, ignore_error, cache_mounts })
 }
 
 /// The records a cache carries.
@@ -107,6 +122,20 @@ pub struct CacheConfig {
     pub v: u32,
     /// One per step.
     pub records: Vec<RemoteRecord>,
+    /// Cache mounts that travel (`cache-mounts=true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<RemoteMount>,
+}
+
+/// A cache mount's contents in a cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteMount {
+    /// The cache's key (the hashed `id`, as the sandbox names its directory).
+    pub key: String,
+    /// The index of its layer among the manifest's layers.
+    pub layer: usize,
+    /// That layer's diff id.
+    pub diff_id: String,
 }
 
 /// A step record in a cache.
@@ -159,7 +188,15 @@ pub fn records(used: &[Used], stages: &HashSet<usize>, layers: &mut Vec<Layer>) 
             diff_id: u.layer.as_ref().map(|l| l.diff_id.to_string()),
         });
     }
-    CacheConfig { v: FORMAT_VERSION, records }
+    CacheConfig { v: FORMAT_VERSION, records, mounts: Vec::new() }
+}
+
+/// Adds cache mounts (key, contents as a layer) to `config` and their layers to `layers`.
+pub fn add_mounts(config: &mut CacheConfig, layers: &mut Vec<Layer>, mounts: Vec<(String, Layer)>) {
+    for (key, layer) in mounts {
+        config.mounts.push(RemoteMount { key, layer: layers.len(), diff_id: layer.diff_id.to_string() });
+        layers.push(layer);
+    }
 }
 
 /// Writes a cache of `config` and `layers` to `target` (registry or local); returns what was
@@ -187,7 +224,10 @@ pub fn export(
     let bytes = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
     let (digest, size) = store.put_bytes(&bytes).map_err(|e| e.to_string())?;
     let desc = Descriptor::new(MediaType::ImageManifest, size, oci_digest(&digest));
-    let what = format!("{} records, {} layers", config.records.len(), layers.len());
+    let mut what = format!("{} records, {} layers", config.records.len(), layers.len());
+    if !config.mounts.is_empty() {
+        what.push_str(&format!(" ({} cache mounts)", config.mounts.len()));
+    }
     match target {
         Target::Registry(r) => {
             registry.push(store, &desc, r).map_err(|e| e.to_string())?;
@@ -214,6 +254,7 @@ enum Origin {
 pub struct Imported {
     origins: Vec<Origin>,
     hits: HashMap<(String, String), (usize, Option<LayerRecord>)>,
+    mounts: HashMap<String, (usize, LayerRecord)>,
 }
 
 impl Imported {
@@ -261,6 +302,30 @@ impl Imported {
             };
             self.hits.entry((r.key, r.compression)).or_insert((n, layer));
         }
+        for m in config.mounts {
+            let Some(d) = layers.get(m.layer) else { continue };
+            let layer = LayerRecord {
+                digest: d.digest().to_string(),
+                diff_id: m.diff_id,
+                size: d.size(),
+                media_type: d.media_type().to_string(),
+            };
+            self.mounts.entry(m.key).or_insert((n, layer));
+        }
+    }
+
+    /// The contents of cache mount `key` from a cache that carries it, pulled into the store.
+    pub fn mount(
+        &self,
+        store: &Store,
+        registry: Option<&Registry>,
+        key: &str,
+    ) -> Option<Result<Layer, String>> {
+        let (origin, l) = self.mounts.get(key)?;
+        Some(self.fetch(store, registry, &self.origins[*origin], l).and_then(|hit| match hit {
+            Hit::Layer(layer) => Ok(layer),
+            Hit::Empty => Err("no layer".into()),
+        }))
     }
 
     /// How many records were imported.

@@ -114,7 +114,13 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         let stages =
             if spec.max { builder.plan.order.iter().copied().collect() } else { builder.image_stages() };
         let mut layers = Vec::new();
-        let config = remote::records(&builder.used.borrow(), &stages, &mut layers);
+        let mut config = remote::records(&builder.used.borrow(), &stages, &mut layers);
+        if spec.cache_mounts {
+            match builder.cache_mount_layers() {
+                Ok(mounts) => remote::add_mounts(&mut config, &mut layers, mounts),
+                Err(e) => eprintln!("warning: cache mounts left out of the cache: {e}"),
+            }
+        }
         match remote::export(store, &registry, &spec.target, &config, &layers) {
             Ok(what) => eprintln!("exported the cache: {what}"),
             Err(e) if spec.ignore_error => eprintln!("warning: exporting the cache failed: {e}"),

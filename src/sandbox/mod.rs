@@ -208,7 +208,27 @@ impl Sandbox {
                 Reply::Done(r) => return Ok(r),
                 Reply::Failed(e) => return Err(SandboxError::Step(e)),
                 Reply::Refused(e) => return Err(SandboxError::Refused(e)),
-                Reply::Wiped { .. } => return Err(SandboxError::Helper("unexpected wipe reply".into())),
+                other @ (Reply::Wiped { .. } | Reply::Exported(_)) => {
+                    return Err(SandboxError::Helper(format!("unexpected reply {other:?}")));
+                }
+            }
+        }
+    }
+
+    /// [`Request::ExportCache`]: cache mount `key` as a layer in the store, if it exists here.
+    pub fn export_cache(
+        &mut self,
+        key: &str,
+        compression: &str,
+        clamp: Option<i64>,
+    ) -> Result<Option<protocol::LayerRef>, SandboxError> {
+        self.send(&Request::ExportCache { key: key.into(), compression: compression.into(), clamp })?;
+        loop {
+            match self.reply()? {
+                Reply::Exported(layer) => return Ok(layer),
+                Reply::Note(_) => continue,
+                Reply::Failed(e) => return Err(SandboxError::Helper(e)),
+                other => return Err(SandboxError::Helper(format!("unexpected reply {other:?}"))),
             }
         }
     }

@@ -169,6 +169,16 @@ pub enum Request {
     /// Remove every snapshot, cache mount and leftover run directory under `<store>/sandbox`
     /// (`hako prune`; the builder holds the store's sandbox lock exclusively).
     Wipe,
+    /// Write the contents of cache mount `key` as a layer (for a remote cache that carries cache
+    /// mounts); the helper reads it, as only it sees rootless owners as the steps do.
+    ExportCache {
+        /// The cache's directory name (the hashed cache id).
+        key: String,
+        /// `gzip`, `zstd` or `none`.
+        compression: String,
+        /// `SOURCE_DATE_EPOCH`.
+        clamp: Option<i64>,
+    },
 }
 
 /// How the step's process ended.
@@ -206,6 +216,8 @@ pub enum Reply {
     Failed(String),
     /// The step itself is wrong (a missing executable or mount source): the Dockerfile must change.
     Refused(String),
+    /// [`Request::ExportCache`] is done: the layer, or none when the cache does not exist here.
+    Exported(Option<LayerRef>),
     /// [`Request::Wipe`] is done: entries removed and the bytes they used; what could not be
     /// removed, with why.
     Wiped {

@@ -310,3 +310,30 @@ fn local_and_inline_caches() {
     // mode=min: the final stage's steps; the deps stage is not in the image, so it runs.
     assert_eq!(cached(&out), vec!["stage-1:1".to_string(), "stage-1:2".to_string(), "stage-1:3".to_string()]);
 }
+
+/// `cache-mounts=true`: a second clean store, with a changed input so its cache-mount step runs,
+/// finds the files the first store's step left in the cache mount (root and rootless).
+#[test]
+fn cache_mounts_travel_on_request() {
+    let Some(reg) = crate::registry_fixture::Registry::start() else { return };
+    let df = "FROM busybox\nCOPY v.txt /\nRUN --mount=type=cache,target=/var/cache/x,id=pkgs \\\n  if [ -f /var/cache/x/blob ]; then echo found > /found; else echo new > /found; echo data > /var/cache/x/blob; fi\n";
+    for mode in modes("cache mounts in a remote cache") {
+        let cache = reg.image(&format!("mounts/{}:cache", mode.name().replace([' ', ','], "-")));
+        let runner = |version: &str, flag: &str, spec: String| {
+            let dir = Dir::new(&mode);
+            dir.write(&mode, &[("ctx/Dockerfile", df), ("ctx/v.txt", version)]);
+            let ctx = dir.path().join("ctx");
+            let out = dir.path().join("out");
+            let dest = format!("type=local,dest={}", out.display());
+            let o = epoch_build(&dir, &mode, &[flag, &spec, "-o", &dest, ctx.to_str().expect("utf-8")]);
+            ok(&o, &format!("{}: {flag}", mode.name()));
+            (fs_err::read_to_string(out.join("found")).expect("found").trim().to_string(), text(&o.stderr))
+        };
+        let (first, log) =
+            runner("1", "--cache-to", format!("type=registry,ref={cache},mode=max,cache-mounts=true"));
+        assert_eq!(first, "new");
+        assert!(log.contains("(1 cache mounts)"), "{}: {log}", mode.name());
+        let (second, log) = runner("2", "--cache-from", format!("type=registry,ref={cache}"));
+        assert_eq!(second, "found", "{}: the cache mount travelled: {log}", mode.name());
+    }
+}

@@ -88,6 +88,16 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         let result = match serde_json::from_str::<Request>(&line) {
             Ok(Request::Run(req)) => ctx.run(&req, &mut out),
+            Ok(Request::ExportCache { key, compression, clamp }) => {
+                let r = match ctx.export_cache(&key, &compression, clamp) {
+                    Ok(layer) => reply(&mut out, &Reply::Exported(layer)),
+                    Err(e) => reply(&mut out, &Reply::Failed(e)),
+                };
+                if r.is_err() {
+                    return ExitCode::from(1);
+                }
+                continue;
+            }
             Ok(Request::Wipe) => {
                 let (entries, bytes, left) = wipe(&Path::new(store).join("sandbox"));
                 if reply(&mut out, &Reply::Wiped { entries, bytes, left }).is_err() {

@@ -96,6 +96,43 @@ impl Ctx {
     /// The directory of cache `key`. A new one is a copy of its seed (`from=`, `source=`) or an
     /// empty directory with the given mode and owner. `locked` waits for other users; `private`
     /// gets a throwaway directory under `dir` when another step has it.
+    /// Cache mount `key` as a layer (`None` when it does not exist or is empty), read under its
+    /// lock so no `sharing=locked` step changes it meanwhile.
+    pub(super) fn export_cache(
+        &self,
+        key: &str,
+        compression: &str,
+        clamp: Option<i64>,
+    ) -> Result<Option<LayerRef>, String> {
+        let path = self.caches.join(key);
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_hexdigit()) || !path.is_dir() {
+            return Ok(None);
+        }
+        let lock_path = self.caches.join(format!("{key}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| format!("locking cache {key}: {e}"))?;
+        let compression = match compression {
+            "zstd" => crate::layer::Compression::Zstd,
+            "none" => crate::layer::Compression::None,
+            _ => crate::layer::Compression::Gzip,
+        };
+        let mut w =
+            crate::layer::LayerWriter::new(&self.store, compression, clamp).map_err(|e| e.to_string())?;
+        let empty = crate::layer::walkdiff::Record::new();
+        let summary = crate::layer::walkdiff::write_changes(&path, &empty, &mut w, clamp)
+            .map_err(|e| format!("reading cache mount {key}: {e}"))?;
+        if summary.entries == 0 {
+            return Ok(None);
+        }
+        Ok(Some(LayerRef::from_layer(&w.finish().map_err(|e| e.to_string())?)))
+    }
+
     pub(super) fn cache_dir(
         &mut self,
         key: &str,
