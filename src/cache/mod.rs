@@ -4,6 +4,7 @@
 
 pub mod du;
 pub mod key;
+pub mod prune;
 pub mod records;
 pub mod remote;
 

@@ -70,6 +70,12 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             cache_mounts: false,
         });
     }
+    // An unknown type first: its options are not ours to judge.
+    if let Some(t) = s.split(',').find_map(|f| f.trim().strip_prefix("type="))
+        && !matches!(t, "registry" | "local" | "inline")
+    {
+        return Err(format!("not supported yet: type={t} (registry, local and inline are)"));
+    }
     let (mut kind, mut reference, mut dir, mut max, mut ignore_error) = (None, None, None, false, false);
     let mut cache_mounts = false;
     for field in s.split(',') {

@@ -18,9 +18,10 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile and a context (like `docker buildx build`).
     Build(Box<BuildArgs>),
-    /// Remove the build sandbox's snapshots, cache mounts and leftovers (like `docker buildx
-    /// prune`); images and their layers stay. Rootless snapshots belong to your sub-ids, so this is
-    /// how to free that space (or before removing the store with `rm -rf`).
+    /// Remove build cache (like `docker buildx prune`): step records, the sandbox's snapshots and
+    /// cache mounts, and blobs no kept image needs; `--filter until=` and `--keep-storage` keep
+    /// what was used recently. Rootless snapshots belong to your sub-ids, so this is how to free
+    /// that space (or before removing the store with `rm -rf`).
     Prune(PruneArgs),
     /// Show what the store holds for the build cache (like `docker buildx du`); `--verify`
     /// checks every blob against its digest and every step record against its blob.
@@ -39,6 +40,19 @@ pub struct PruneArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+
+    /// With a filter or --keep-storage, also remove the sandbox's snapshots and cache mounts (they
+    /// go anyway without one).
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Remove only cache not used for this long (`until=24h`, Go durations as buildx).
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+
+    /// Keep the most recently used cache that fits in this much (`10GB`, `512MB`).
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
 
     /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]

@@ -33,6 +33,15 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     // A real build knows its base images (so `$PATH` in ENV expands against the base's PATH); a
     // dry run reads nothing and treats bases as empty.
     let store = if args.dry_run { None } else { Some(open_store(&args)?) };
+    // Held while the build runs (base images are imported while planning): `hako prune` must not
+    // remove a blob before the record or image that needs it is written.
+    let _build_lock = match &store {
+        Some(s) => Some(
+            crate::store::Lock::shared(&s.root().join("locks/build"))
+                .map_err(|e| Failure::usage(format!("error: {e}")))?,
+        ),
+        None => None,
+    };
     let registry = crate::registry::Registry::new(&args.insecure_registries)
         .map_err(|e| Failure::usage(format!("error: {e}")))?;
     let bases = store.as_ref().map(|s| crate::build::Bases::new(s, Some(&registry)));

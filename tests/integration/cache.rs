@@ -3,7 +3,7 @@
 //! SIGKILL at random points (then `hako du --verify` finds nothing wrong and the next build gives
 //! the same image), and rootless rebuilds.
 
-use std::process::Output;
+use std::process::{Command, Output};
 
 use crate::common::text;
 use crate::run::{Dir, Mode, build, build_command, modes, ok};
@@ -336,4 +336,57 @@ fn cache_mounts_travel_on_request() {
         let (second, log) = runner("2", "--cache-from", format!("type=registry,ref={cache}"));
         assert_eq!(second, "found", "{}: the cache mount travelled: {log}", mode.name());
     }
+}
+
+/// `hako prune --filter until=` removes only records not used for that long, `--keep-storage`
+/// keeps what fits, a plain prune removes every record; images kept in the store keep their
+/// blobs throughout (umoci unpacks them), and `du --verify` finds nothing wrong.
+#[test]
+fn prune_policies_keep_what_they_should() {
+    let Some((mode, dir)) = as_root("prune policies") else { return };
+    let store = dir.path().join("store");
+    let store_s = store.to_str().expect("utf-8");
+    dir.write(
+        &mode,
+        &[
+            ("old/Dockerfile", DF),
+            ("old/app/a.txt", "old\n"),
+            ("new/Dockerfile", DF),
+            ("new/app/a.txt", "new\n"),
+        ],
+    );
+    let old = dir.path().join("old");
+    ok(&build(&dir, &mode, &["-t", "kept:old", old.to_str().expect("utf-8")]), "old build");
+    // Age the old build's records by two days.
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400);
+    for e in fs_err::read_dir(store.join("cache/steps")).expect("records") {
+        let f = fs_err::File::options().write(true).open(e.expect("entry").path()).expect("open");
+        f.set_modified(two_days_ago).expect("age");
+    }
+    let new = dir.path().join("new");
+    ok(&build(&dir, &mode, &[new.to_str().expect("utf-8")]), "new build");
+    let prune = |args: &[&str]| {
+        let out = crate::common::run(&[&["prune", "-f", "--root", store_s], args].concat(), None);
+        ok(&out, &format!("prune {args:?}"));
+        text(&out.stderr)
+    };
+    let log = prune(&["--filter", "until=24h"]);
+    assert!(log.contains("removed 2 step records"), "only the old build's two records are that old: {log}");
+    let again = built_in(&dir, &mode, &new);
+    assert_eq!(cached(&again).len(), 2, "the recent records survive");
+    assert_eq!(cached(&built_in(&dir, &mode, &old)).len(), 0, "the old ones are gone");
+    prune(&["--keep-storage", "0"]);
+    assert!(cached(&built_in(&dir, &mode, &new)).is_empty(), "nothing fits in 0 bytes");
+    prune(&[]);
+    let verify = crate::common::run(&["du", "--verify", "--root", store_s], None);
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    if Command::new("umoci").arg("--version").output().is_ok() {
+        crate::common::umoci_unpack(&store, "kept:old", &dir.path().join("bundle"), "the kept image");
+    }
+}
+
+fn built_in(dir: &Dir, mode: &Mode, ctx: &std::path::Path) -> Output {
+    let out = build(dir, mode, &[ctx.to_str().expect("utf-8")]);
+    ok(&out, "build");
+    out
 }

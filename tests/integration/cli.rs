@@ -40,8 +40,8 @@ fn unbuilt_features_are_refused_not_ignored() {
     let ctx = repo().join("examples/hello");
     let ctx = ctx.to_str().expect("utf-8");
     for flags in [
-        &["--cache-from", "type=local,src=x"][..],
-        &["--cache-to", "type=local,dest=x"],
+        &["--cache-to", "type=gha"][..],
+        &["--cache-from", "type=s3,region=x"],
         &["--platform", "linux/amd64,linux/arm64"],
         &["--output", "type=oci,dest=x,annotation.a=b"],
     ] {
@@ -50,11 +50,7 @@ fn unbuilt_features_are_refused_not_ignored() {
         args.push(ctx);
         let out = run(&args, None);
         assert_eq!(out.status.code(), Some(2), "{flags:?}");
-        assert!(
-            text(&out.stderr).starts_with("error: not supported yet: "),
-            "{flags:?}: {}",
-            text(&out.stderr)
-        );
+        assert!(text(&out.stderr).contains("not supported yet: "), "{flags:?}: {}", text(&out.stderr));
     }
     // A registry base that cannot be pulled (no network here) fails naming it, with the offline hint.
     let root = tempdir();

@@ -5,6 +5,7 @@
 
 mod convert;
 mod duration;
+pub use duration::parse_go_duration;
 mod flags;
 pub mod mount;
 mod suggest;
