@@ -115,6 +115,8 @@ pub struct Builder<'a> {
     pub temps: std::cell::RefCell<Vec<std::path::PathBuf>>,
     /// The sandbox helper, started by the first RUN.
     pub sandbox: std::cell::RefCell<Option<crate::sandbox::Sandbox>>,
+    /// What runs RUN steps instead of the sandbox helper (the builder's tests put a fake here).
+    pub executor: std::cell::RefCell<Option<Box<dyn crate::sandbox::Executor>>>,
     /// The build context as RUN bind mounts see it (`.dockerignore` applied), made on first use.
     pub mount_context: std::cell::OnceCell<String>,
     /// Content digests of context files, with the store's stat cache.
@@ -222,7 +224,7 @@ impl Builder<'_> {
             return Ok(out);
         }
         let mut sandbox = self.sandbox().map_err(|e| e.to_string())?;
-        let compression = crate::cache::records::compression_name(self.options.compression);
+        let compression = self.options.compression.name();
         for key in keys {
             let exported = sandbox.export_cache(&key, compression, self.options.source_date_epoch);
             if let Some(l) = exported.map_err(|e| format!("cache mount {key}: {e}"))? {
@@ -309,3 +311,6 @@ impl crate::plan::BaseImages for Bases<'_> {
 pub fn input_error(message: impl Into<String>, pos: Pos) -> BuildError {
     BuildError::Input(Diagnostic::new(message, pos))
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,68 +38,11 @@ pub fn run_step(
     (label, n): (&str, usize),
     done: &[Option<StageOut>],
 ) -> Result<Option<Layer>, BuildError> {
-    let Op::Run { command, shell, env, mounts, network, security, devices, workdir, user } = op else {
+    let Op::Run { command, .. } = op else {
         return Err(BuildError::Internal("run_step called for another instruction".into()));
     };
     let pos = loc.pos();
-    if !devices.is_empty() {
-        return Err(BuildError::NotSupported(Diagnostic::new("not supported yet: RUN --device", pos)));
-    }
-    if security == "insecure" {
-        return Err(BuildError::NotSupported(
-            Diagnostic::new("not supported yet: RUN --security=insecure (a privileged step)", pos)
-                .with_hint("BuildKit also needs the security.insecure entitlement for it; drop the flag"),
-        ));
-    }
-    let network = match network.as_str() {
-        "default" | "host" | "" => Network::Host,
-        "none" => Network::None,
-        other => {
-            return Err(input_error(format!("RUN --network={other}: expected default, host or none"), pos));
-        }
-    };
-    let (uid, gid, groups) = resolve_user(b, out, user).map_err(|e| {
-        BuildError::Input(Diagnostic::new(format!("RUN as USER {user}: {e}"), pos).with_hint(
-            "create the user in an earlier step (e.g. RUN adduser) or give numeric ids, USER 1000:1000",
-        ))
-    })?;
-    let mut envs: Vec<String> = env.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    if !env.0.iter().any(|(k, _)| k == "PATH") {
-        envs.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    let mut requests = Vec::new();
-    for (m, source) in mounts {
-        if let Some(r) = mount_request(b, m, source, done, &mut envs, pos)? {
-            requests.push(r);
-        }
-    }
-    let (args, script) = argv(command, shell);
-    if let Some((target, data)) = script {
-        requests.push(MountRequest::Secret { data, target, mode: 0o755, uid: 0, gid: 0 });
-    }
-    let req = RunRequest {
-        layers: out.image.layers.iter().map(LayerRef::from_layer).collect(),
-        process: Process {
-            args,
-            env: envs,
-            cwd: if workdir.is_empty() { "/".into() } else { workdir.clone() },
-            uid,
-            gid,
-            groups,
-        },
-        network,
-        mounts: requests,
-        commit: true,
-        clamp: b.options.source_date_epoch,
-        compression: match b.options.compression {
-            crate::layer::Compression::Gzip => "gzip",
-            crate::layer::Compression::Zstd => "zstd",
-            crate::layer::Compression::None => "none",
-        }
-        .into(),
-    };
-
-    let mut sandbox = b.sandbox().map_err(|e| environment(e, pos))?;
+    let req = request(b, out, op, pos, done)?;
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut on_output = |line: &str| {
         b.reporter.event(&Event::Output { stage: label, n, text: line });
@@ -109,11 +52,17 @@ pub fn run_step(
         tail.push_back(line.trim_end_matches('\n').to_string());
     };
     let mut on_note = |n: &str| b.reporter.event(&Event::Note(n));
-    let result = sandbox.run(&req, &mut on_output, &mut on_note).map_err(|e| match e {
+    let result = {
+        let mut fake = b.executor.borrow_mut();
+        match fake.as_mut() {
+            Some(executor) => executor.run(&req, &mut on_output, &mut on_note),
+            None => b.sandbox().map_err(|e| environment(e, pos))?.run(&req, &mut on_output, &mut on_note),
+        }
+    }
+    .map_err(|e| match e {
         SandboxError::Refused(msg) => input_error(format!("RUN: {msg}"), pos),
         other => environment(other, pos),
     })?;
-    drop(sandbox);
     for n in &result.notes {
         b.reporter.event(&Event::Note(n));
     }
@@ -133,6 +82,50 @@ pub fn run_step(
         .layer
         .map(|l| l.to_layer().map_err(|e| BuildError::Internal(format!("layer from the sandbox: {e}"))))
         .transpose()
+}
+
+/// The step as the executor takes it: argv, environment, user, mounts with their sources.
+fn request(
+    b: &Builder<'_>,
+    out: &mut StageOut,
+    op: &Op,
+    pos: Pos,
+    done: &[Option<StageOut>],
+) -> Result<RunRequest, BuildError> {
+    let Op::Run { command, shell, env, mounts, network, workdir, user, .. } = op else {
+        return Err(BuildError::Internal("not a RUN".into()));
+    };
+    // The planner refused every other value.
+    let network = if network == "none" { Network::None } else { Network::Host };
+    let (uid, gid, groups) = resolve_user(b, out, user).map_err(|e| {
+        BuildError::Input(Diagnostic::new(format!("RUN as USER {user}: {e}"), pos).with_hint(
+            "create the user in an earlier step (e.g. RUN adduser) or give numeric ids, USER 1000:1000",
+        ))
+    })?;
+    let mut envs: Vec<String> = env.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if !env.0.iter().any(|(k, _)| k == "PATH") {
+        envs.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    let mut requests = Vec::new();
+    for (m, source) in mounts {
+        if let Some(r) = mount_request(b, m, source, done, &mut envs, pos)? {
+            requests.push(r);
+        }
+    }
+    let (args, script) = argv(command, shell);
+    if let Some((target, data)) = script {
+        requests.push(MountRequest::Secret { data, target, mode: 0o755, uid: 0, gid: 0 });
+    }
+    let cwd = if workdir.is_empty() { "/".into() } else { workdir.clone() };
+    Ok(RunRequest {
+        layers: out.image.layers.iter().map(LayerRef::from_layer).collect(),
+        process: Process { args, env: envs, cwd, uid, gid, groups },
+        network,
+        mounts: requests,
+        commit: true,
+        clamp: b.options.source_date_epoch,
+        compression: b.options.compression.name().into(),
+    })
 }
 
 fn environment(e: SandboxError, pos: Pos) -> BuildError {
@@ -256,66 +249,73 @@ fn mount_request(
             }
         }
         MountType::Tmpfs => MountRequest::Tmpfs { target, size: m.size.unwrap_or(0) },
-        MountType::Secret => {
-            let id = m.id.clone().unwrap_or_default();
-            let Some(data) = secret(b, &id, pos)? else {
-                if m.required {
-                    return Err(hinted(
-                        format!("secret {id:?} is required but was not given"),
-                        format!("pass it with --secret id={id},src=FILE or --secret id={id},env=VAR"),
-                        pos,
-                    ));
-                }
-                return Ok(None);
-            };
-            if let Some(var) = &m.env {
-                let value = String::from_utf8(data).map_err(|_| {
-                    input_error(format!("secret {id:?} is not UTF-8 text, so it cannot be env={var}"), pos)
-                })?;
-                env.retain(|e| !e.starts_with(&format!("{var}=")));
-                env.push(format!("{var}={value}"));
-                if m.target.is_none() {
-                    return Ok(None);
-                }
-                return Ok(Some(MountRequest::Secret {
-                    data: value.into_bytes(),
-                    target,
-                    mode: m.mode.unwrap_or(0o400),
-                    uid: m.uid.unwrap_or(0),
-                    gid: m.gid.unwrap_or(0),
-                }));
-            }
-            MountRequest::Secret {
-                data,
-                target,
-                mode: m.mode.unwrap_or(0o400),
-                uid: m.uid.unwrap_or(0),
-                gid: m.gid.unwrap_or(0),
-            }
+        MountType::Secret => return secret_mount(b, m, target, env, pos),
+        MountType::Ssh => return ssh_mount(b, m, target, env, pos),
+    }))
+}
+
+/// A secret mount (a file, or `env=` only); `None` for an optional secret that was not given.
+fn secret_mount(
+    b: &Builder<'_>,
+    m: &Mount,
+    target: String,
+    env: &mut Vec<String>,
+    pos: Pos,
+) -> Result<Option<MountRequest>, BuildError> {
+    let id = m.id.clone().unwrap_or_default();
+    let Some(data) = secret(b, &id, pos)? else {
+        let hint = format!("pass it with --secret id={id},src=FILE or --secret id={id},env=VAR");
+        return not_given(m, format!("secret {id:?}"), hint, pos);
+    };
+    if let Some(var) = &m.env {
+        let value = String::from_utf8(data.clone()).map_err(|_| {
+            input_error(format!("secret {id:?} is not UTF-8 text, so it cannot be env={var}"), pos)
+        })?;
+        env.retain(|e| !e.starts_with(&format!("{var}=")));
+        env.push(format!("{var}={value}"));
+        if m.target.is_none() {
+            return Ok(None);
         }
-        MountType::Ssh => {
-            let id = m.id.clone().unwrap_or_else(|| "default".into());
-            let Some(socket) = b.options.ssh.get(&id) else {
-                if m.required {
-                    return Err(hinted(
-                        format!("ssh agent {id:?} is required but was not given"),
-                        format!("pass it with --ssh {id} (the agent in $SSH_AUTH_SOCK) or --ssh {id}=SOCKET"),
-                        pos,
-                    ));
-                }
-                return Ok(None);
-            };
-            if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
-                env.push(format!("SSH_AUTH_SOCK={target}"));
-            }
-            MountRequest::Ssh {
-                socket: absolute(socket)?,
-                target,
-                mode: m.mode.unwrap_or(0o600),
-                uid: m.uid.unwrap_or(0),
-                gid: m.gid.unwrap_or(0),
-            }
-        }
+    }
+    Ok(Some(MountRequest::Secret {
+        data,
+        target,
+        mode: m.mode.unwrap_or(0o400),
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+    }))
+}
+
+/// A secret or agent that was not given: an error when the mount is `required`, else no mount.
+fn not_given(m: &Mount, what: String, hint: String, pos: Pos) -> Result<Option<MountRequest>, BuildError> {
+    if m.required {
+        return Err(hinted(format!("{what} is required but was not given"), hint, pos));
+    }
+    Ok(None)
+}
+
+/// An ssh agent mount; `None` for an optional agent that was not given.
+fn ssh_mount(
+    b: &Builder<'_>,
+    m: &Mount,
+    target: String,
+    env: &mut Vec<String>,
+    pos: Pos,
+) -> Result<Option<MountRequest>, BuildError> {
+    let id = m.id.clone().unwrap_or_else(|| "default".into());
+    let Some(socket) = b.options.ssh.get(&id) else {
+        let hint = format!("pass it with --ssh {id} (the agent in $SSH_AUTH_SOCK) or --ssh {id}=SOCKET");
+        return not_given(m, format!("ssh agent {id:?}"), hint, pos);
+    };
+    if !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+        env.push(format!("SSH_AUTH_SOCK={target}"));
+    }
+    Ok(Some(MountRequest::Ssh {
+        socket: absolute(socket)?,
+        target,
+        mode: m.mode.unwrap_or(0o600),
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
     }))
 }
 

@@ -81,15 +81,6 @@ pub struct Records<'a> {
     store: &'a Store,
 }
 
-/// The name a compression has in record file names and remote records.
-pub(crate) fn compression_name(c: Compression) -> &'static str {
-    match c {
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-        Compression::None => "none",
-    }
-}
-
 impl<'a> Records<'a> {
     /// The records of `store`.
     pub fn new(store: &'a Store) -> Records<'a> {
@@ -102,7 +93,7 @@ impl<'a> Records<'a> {
     }
 
     fn path(&self, key: &CacheKey, c: Compression) -> PathBuf {
-        Records::dir(self.store).join(format!("{}.{}.json", key.hex(), compression_name(c)))
+        Records::dir(self.store).join(format!("{}.{}.json", key.hex(), c.name()))
     }
 
     /// The recorded result of `key`, if any and if its blob is still in the store (a record whose

@@ -19,7 +19,7 @@ use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType
 use serde::{Deserialize, Serialize};
 
 use super::key::CacheKey;
-use super::records::{Hit, LayerRecord, compression_name};
+use super::records::{Hit, LayerRecord};
 use crate::digest::Digest;
 use crate::image::manifest::{Layer, oci_digest, our_digest};
 use crate::layer::Compression;
@@ -189,7 +189,7 @@ pub fn records(used: &[Used], stages: &HashSet<usize>, layers: &mut Vec<Layer>) 
         });
         records.push(RemoteRecord {
             key: u.key.to_string(),
-            compression: compression_name(u.compression).into(),
+            compression: u.compression.name().into(),
             layer,
             diff_id: u.layer.as_ref().map(|l| l.diff_id.to_string()),
         });
@@ -352,7 +352,7 @@ impl Imported {
         key: &CacheKey,
         c: Compression,
     ) -> Option<Result<Hit, String>> {
-        let (origin, layer) = self.hits.get(&(key.to_string(), compression_name(c).to_string()))?;
+        let (origin, layer) = self.hits.get(&(key.to_string(), c.name().to_string()))?;
         let Some(l) = layer else { return Some(Ok(Hit::Empty)) };
         Some(self.fetch(store, registry, &self.origins[*origin], l))
     }

@@ -26,7 +26,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let options = plan_options(&args)?;
     let input = read_input(&args)?;
     let source = String::from_utf8_lossy(&input.dockerfile).into_owned();
-    let located = |d: Diagnostic| Failure::user(format!("error: {}", d.render(&input.name, &source)));
+    // A located error: the input's fault (exit 1), or a feature not built yet (exit 2).
+    let located = |d: Diagnostic| {
+        let text = format!("error: {}", d.render(&input.name, &source));
+        if d.message.starts_with("not supported yet") { Failure::usage(text) } else { Failure::user(text) }
+    };
     let ast = parse_bytes(&input.dockerfile).map_err(located)?;
     let df = from_ast(&ast, &source).map_err(located)?;
     print_warnings(&input.name, &df.warnings);
@@ -86,6 +90,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         bases,
         temps: Default::default(),
         sandbox: Default::default(),
+        executor: Default::default(),
         mount_context: Default::default(),
         sums: crate::context::checksum::FileSums::load(root.join("cache/context-sums.json")),
         imported: import_caches(store, &registry, &cache_from),
@@ -100,9 +105,37 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         BuildError::Environment(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
         BuildError::Internal(msg) => Failure::usage(format!("error: {msg}")),
     })?;
+    deliver(
+        &args,
+        &builder,
+        image,
+        &Delivery { outputs: &outputs, pushes: &pushes, cache_to: &cache_to },
+        &registry,
+    )
+}
+
+/// What a build's result goes to.
+struct Delivery<'a> {
+    outputs: &'a [OutputSpec],
+    pushes: &'a [String],
+    cache_to: &'a [remote::CacheSpec],
+}
+
+/// Writes the built image, its tags, outputs, pushes, cache exports, `--iidfile` and
+/// `--metadata-file`.
+fn deliver(
+    args: &BuildArgs,
+    builder: &Builder<'_>,
+    image: crate::image::manifest::Image,
+    to: &Delivery<'_>,
+    registry: &crate::registry::Registry,
+) -> Result<(), Failure> {
+    let store = builder.store;
+    let root = store.root().to_path_buf();
+    let (outputs, pushes, cache_to) = (to.outputs, to.pushes, to.cache_to);
     let mut image = image;
     if cache_to.iter().any(|c| c.target == Target::Inline) {
-        inline_cache(&builder, &mut image);
+        inline_cache(builder, &mut image);
     }
     let written = image.write(store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
     let digest = written.manifest.digest().to_string();
@@ -111,10 +144,12 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             .tag(tag, &written.manifest)
             .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
     }
-    for out in &outputs {
-        export(store, &written.manifest, out, &args.tags, &builder, &image)?;
+    for out in outputs {
+        let clamp = builder.options.source_date_epoch;
+        crate::export::write::write_output(store, &written.manifest, &image, out, &args.tags, clamp)
+            .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
     }
-    for name in &pushes {
+    for name in pushes {
         eprintln!("pushing {name}");
         registry.push(store, &written.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
         eprintln!("pushed {name}@{digest}");
@@ -130,7 +165,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
                 Err(e) => eprintln!("warning: cache mounts left out of the cache: {e}"),
             }
         }
-        match remote::export(store, &registry, &spec.target, &config, &layers) {
+        match remote::export(store, registry, &spec.target, &config, &layers) {
             Ok(what) => eprintln!("exported the cache: {what}"),
             Err(e) if spec.ignore_error => eprintln!("warning: exporting the cache failed: {e}"),
             Err(e) => {
@@ -389,79 +424,6 @@ fn ssh(specs: &[String]) -> Result<BTreeMap<String, PathBuf>, Failure> {
     Ok(out)
 }
 
-/// Writes one `--output`.
-fn export(
-    store: &Store,
-    manifest: &oci_spec::image::Descriptor,
-    spec: &OutputSpec,
-    tags: &[String],
-    builder: &Builder<'_>,
-    image: &crate::image::manifest::Image,
-) -> Result<(), Failure> {
-    let fail = |e: &dyn std::fmt::Display| Failure::usage(format!("error: writing the output: {e}"));
-    let names = {
-        let n = spec.names();
-        if n.is_empty() { tags.to_vec() } else { n }
-    };
-    match spec {
-        OutputSpec::Oci { dest, tar: false, .. } => {
-            let dir =
-                dest.as_ref().ok_or_else(|| Failure::usage("error: type=oci,tar=false needs dest=DIR"))?;
-            crate::export::oci::write_layout_dir(store, manifest, &names, dir).map_err(|e| fail(&e))
-        }
-        OutputSpec::Oci { dest, .. } => with_output(dest.as_deref(), |w| {
-            crate::export::oci::write_layout_tar(store, manifest, &names, w).map_err(|e| fail(&e))
-        }),
-        OutputSpec::Docker { dest, .. } => with_output(dest.as_deref(), |w| {
-            crate::export::docker::write_docker_archive(store, manifest, &names, w).map_err(|e| fail(&e))
-        }),
-        OutputSpec::Local { dest } => {
-            crate::export::fs::write_local(store, image, dest).map_err(|e| fail(&e))
-        }
-        OutputSpec::Tar { dest } => with_output(dest.as_deref(), |w| {
-            crate::export::fs::write_tar(store, image, builder.options.source_date_epoch, w)
-                .map_err(|e| fail(&e))
-        }),
-        OutputSpec::Image { push: false, .. } => {
-            for n in &names {
-                store.tag(n, manifest).map_err(|e| fail(&e))?;
-            }
-            Ok(())
-        }
-        // Pushed after all local outputs are written (see `push_names`).
-        OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. } => Ok(()),
-    }
-}
-
-/// Runs `f` on the destination file (written atomically: temp file + rename) or on stdout.
-fn with_output(
-    dest: Option<&Path>,
-    f: impl FnOnce(&mut dyn std::io::Write) -> Result<(), Failure>,
-) -> Result<(), Failure> {
-    match dest {
-        None => f(&mut std::io::stdout().lock()),
-        Some(p) if p.as_os_str() == "-" => f(&mut std::io::stdout().lock()),
-        Some(p) => {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)
-                .map_err(|e| Failure::usage(format!("error: creating {}: {e}", p.display())))?;
-            {
-                let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-                f(&mut w)?;
-                std::io::Write::flush(&mut w)
-                    .map_err(|e| Failure::usage(format!("error: writing {}: {e}", p.display())))?;
-            }
-            let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
-            tmp.as_file()
-                .set_permissions(mode)
-                .map_err(|e| Failure::usage(format!("error: writing {}: {e}", p.display())))?;
-            tmp.persist(p)
-                .map_err(|e| Failure::usage(format!("error: writing {}: {}", p.display(), e.error)))?;
-            Ok(())
-        }
-    }
-}
-
 /// Turns the command line into planner options.
 fn plan_options(args: &BuildArgs) -> Result<plan::Options, Failure> {
     let mut build_args = BTreeMap::new();
@@ -546,23 +508,13 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
         }
         let stdin = std::io::Cursor::new(head.clone()).chain(stdin);
         let name = file.unwrap_or("Dockerfile");
-        if !is_archive(&head) {
+        if !crate::context::is_archive(&head) {
             let mut buf = Vec::new();
             let mut stdin = stdin;
             stdin.read_to_end(&mut buf).map_err(|e| Failure::usage(format!("error: reading stdin: {e}")))?;
             return Ok(Input { name: "Dockerfile".into(), dockerfile: buf, context: ContextInput::Empty });
         }
-        let tmp = tempfile::Builder::new()
-            .prefix("hako-context-")
-            .tempdir()
-            .map_err(|e| Failure::usage(format!("error: creating a temporary directory: {e}")))?;
-        let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::MultiGzDecoder::new(stdin))
-        } else {
-            Box::new(stdin)
-        };
-        let opts = crate::layer::extract::ApplyOptions { chown: false, devices: false };
-        crate::layer::extract::apply_layer(reader, tmp.path(), opts)
+        let tmp = crate::context::unpack_stream(&head, stdin)
             .map_err(|e| Failure::user(format!("error: reading the context archive from stdin: {e}")))?;
         let path = crate::build::resolve_in_root(tmp.path(), name)
             .map_err(|e| Failure::user(format!("error: the context archive: {e}")))?;
@@ -601,10 +553,6 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
         dockerfile,
         context: ContextInput::Dir(context.to_path_buf(), Some(path)),
     })
-}
-
-fn is_archive(buf: &[u8]) -> bool {
-    buf.starts_with(&[0x1f, 0x8b]) || buf.get(257..262) == Some(b"ustar")
 }
 
 fn print_warnings(name: &str, warnings: &[Warning]) {

@@ -68,6 +68,30 @@ impl Context {
     }
 }
 
+/// Whether a stream starting with `head` (its first 512 bytes, or all of it when shorter) is a
+/// tar archive or gzip, as `docker build -` tells a context archive from a Dockerfile.
+pub fn is_archive(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b]) || head.get(257..262) == Some(b"ustar")
+}
+
+/// Unpacks a context archive (tar, or gzip-compressed tar: `head` tells) from `reader` into a new
+/// temporary directory, with the same rules as applying a layer: nothing lands outside it.
+pub fn unpack_stream(
+    head: &[u8],
+    reader: impl std::io::Read + 'static,
+) -> Result<tempfile::TempDir, ContextError> {
+    let tmp = tempfile::Builder::new().prefix("hako-context-").tempdir()?;
+    let reader: Box<dyn std::io::Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    let opts = crate::layer::extract::ApplyOptions { chown: false, devices: false };
+    crate::layer::extract::apply_layer(reader, tmp.path(), opts)
+        .map_err(|e| ContextError::Archive(e.to_string()))?;
+    Ok(tmp)
+}
+
 fn load_ignore(dir: &Path, dockerfile: Option<&Path>) -> Result<Option<PatternMatcher>, ContextError> {
     let Some(path) = find_ignore_file(dir, dockerfile) else { return Ok(None) };
     let text = fs_err::read_to_string(&path)?;

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod oci;
 pub use crate::image::reference;
 pub mod spec;
+pub mod write;
 
 #[cfg(test)]
 mod tests;

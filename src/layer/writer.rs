@@ -27,6 +27,24 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Its name in outputs, records and the helper protocol: `gzip`, `zstd` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        }
+    }
+
+    /// The compression [`Compression::name`] names (gzip for anything else).
+    pub fn from_name(name: &str) -> Compression {
+        match name {
+            "zstd" => Compression::Zstd,
+            "none" => Compression::None,
+            _ => Compression::Gzip,
+        }
+    }
+
     /// The OCI layer media type.
     pub fn media_type(self) -> MediaType {
         match self {

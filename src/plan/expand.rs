@@ -17,6 +17,20 @@ pub fn err(df: &Dockerfile, loc: &Loc, word: &str, e: ShellError) -> Diagnostic 
         .with_width(word.chars().count())
 }
 
+/// RUN's `--security` and `--device`, checked while planning so `--dry-run` reports them (the
+/// frontend checks `--network`'s values). What hako cannot do yet says `not supported yet` (the
+/// CLI exits 2 for it).
+fn check_run_flags(security: Option<&str>, devices: &[String], loc: &Loc) -> Result<(), Diagnostic> {
+    if !devices.is_empty() {
+        return Err(fail(loc, "not supported yet: RUN --device"));
+    }
+    if security == Some("insecure") {
+        return Err(fail(loc, "not supported yet: RUN --security=insecure (a privileged step)")
+            .with_hint("BuildKit also needs the security.insecure entitlement for it; drop the flag"));
+    }
+    Ok(())
+}
+
 fn fail(loc: &Loc, msg: impl Into<String>) -> Diagnostic {
     Diagnostic::new(msg, loc.pos())
 }
@@ -268,6 +282,7 @@ impl StageCx<'_> {
             Kind::Copy(c) => self.copy(c, false, loc, used)?,
             Kind::Add(c) => self.copy(c, true, loc, used)?,
             Kind::Run(run) => {
+                check_run_flags(run.security.as_deref(), &run.devices, loc)?;
                 let mut mounts = Vec::new();
                 let mut ssh_count = 0;
                 for spec in &run.mounts {

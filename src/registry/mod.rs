@@ -149,6 +149,14 @@ impl Registry {
         })
     }
 
+    /// The parsed reference, its client and credentials.
+    fn session(&self, reference: &str) -> Result<Session> {
+        let r = Registry::parse(reference)?;
+        let client = self.client_for(&r)?;
+        let creds = auth::credentials(r.resolve_registry());
+        Ok(Session { r, client, creds })
+    }
+
     /// The client for `r`: loopback and `--insecure-registry` registries are reached over plain
     /// HTTP, the rest over HTTPS.
     fn client_for(&self, r: &Reference) -> Result<Client> {
@@ -172,14 +180,8 @@ impl Registry {
 
     /// Pulls `reference` for `platform` into the store; returns the image and its manifest digest.
     pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
-        let r = Registry::parse(reference)?;
-        let client = self.client_for(&r)?;
-        let creds = auth::credentials(r.resolve_registry());
-        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
-            action: "pulling",
-            reference: reference.to_string(),
-            reason: auth::explain(&e, r.resolve_registry(), &creds),
-        };
+        let Session { r, client, creds } = self.session(reference)?;
+        let remote = |e| remote_error("pulling", reference, &r, &creds, e);
         self.rt.block_on(async {
             client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
             let (mut bytes, mut digest) =
@@ -250,14 +252,8 @@ impl Registry {
     /// Fetches the manifest `reference` names as it is (an index is not resolved), with its
     /// digest verified; `None` when the registry says it does not exist.
     pub fn manifest(&self, reference: &str) -> Result<Option<(Vec<u8>, Digest)>> {
-        let r = Registry::parse(reference)?;
-        let client = self.client_for(&r)?;
-        let creds = auth::credentials(r.resolve_registry());
-        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
-            action: "pulling",
-            reference: reference.to_string(),
-            reason: auth::explain(&e, r.resolve_registry(), &creds),
-        };
+        let Session { r, client, creds } = self.session(reference)?;
+        let remote = |e| remote_error("pulling", reference, &r, &creds, e);
         self.rt.block_on(async {
             client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
             let (bytes, digest) = match client.pull_manifest_raw(&r, &creds.auth, &ACCEPT).await {
@@ -279,14 +275,8 @@ impl Registry {
         if store.has_blob(digest) {
             return Ok(());
         }
-        let r = Registry::parse(reference)?;
-        let client = self.client_for(&r)?;
-        let creds = auth::credentials(r.resolve_registry());
-        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
-            action: "pulling",
-            reference: reference.to_string(),
-            reason: auth::explain(&e, r.resolve_registry(), &creds),
-        };
+        let Session { r, client, creds } = self.session(reference)?;
+        let remote = |e| remote_error("pulling", reference, &r, &creds, e);
         self.rt.block_on(async {
             client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
             let mut sink = SyncWriter { inner: store.blob_writer()? };
@@ -308,14 +298,8 @@ impl Registry {
     /// skipped, blobs pulled from another repository of the same registry are mounted, the rest is
     /// streamed from the store. Returns the pushed manifest's digest.
     pub fn push(&self, store: &Store, manifest: &Descriptor, name: &str) -> Result<Digest> {
-        let r = Registry::parse(name)?;
-        let client = self.client_for(&r)?;
-        let creds = auth::credentials(r.resolve_registry());
-        let remote = |e: oci_client::errors::OciDistributionError| RegistryError::Remote {
-            action: "pushing",
-            reference: name.to_string(),
-            reason: auth::explain(&e, r.resolve_registry(), &creds),
-        };
+        let Session { r, client, creds } = self.session(name)?;
+        let remote = |e| remote_error("pushing", name, &r, &creds, e);
         let manifest_digest = our_digest(manifest.digest()).map_err(|e| content(name, e))?;
         let bytes = store.read_blob(&manifest_digest)?;
         let parsed: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| content(name, e))?;
@@ -350,6 +334,28 @@ impl Registry {
             client.push_manifest_raw(&r, bytes.clone(), header).await.map_err(remote)?;
             Ok(manifest_digest)
         })
+    }
+}
+
+/// One repository reached for one request.
+struct Session {
+    r: Reference,
+    client: Client,
+    creds: auth::Creds,
+}
+
+/// A registry error, named by what was being done and explained (credentials, hints).
+fn remote_error(
+    action: &'static str,
+    reference: &str,
+    r: &Reference,
+    creds: &auth::Creds,
+    e: oci_client::errors::OciDistributionError,
+) -> RegistryError {
+    RegistryError::Remote {
+        action,
+        reference: reference.to_string(),
+        reason: auth::explain(&e, r.resolve_registry(), creds),
     }
 }
 

@@ -83,6 +83,30 @@ pub fn userns_hint() -> Option<String> {
     Some("a seccomp profile (Docker's default one does) may deny unshare(CLONE_NEWUSER): run the CI container with a profile that allows it, or run hako as root there with --isolation=chroot".into())
 }
 
+/// What runs a RUN step: a request in, its output streamed as it comes, its result (exit status
+/// and layer) out. [`Sandbox`] is the real one; the builder's tests use a fake, so stage logic and
+/// the step cache are tested without namespaces.
+pub trait Executor {
+    /// Runs `req`; `output` gets the step's output lines, `note` progress notes.
+    fn run(
+        &mut self,
+        req: &RunRequest,
+        output: &mut dyn FnMut(&str),
+        note: &mut dyn FnMut(&str),
+    ) -> Result<RunResult, SandboxError>;
+}
+
+impl Executor for Sandbox {
+    fn run(
+        &mut self,
+        req: &RunRequest,
+        output: &mut dyn FnMut(&str),
+        note: &mut dyn FnMut(&str),
+    ) -> Result<RunResult, SandboxError> {
+        Sandbox::run(self, req, output, note)
+    }
+}
+
 /// A running helper.
 pub struct Sandbox {
     /// Shared on `<store>/locks/sandbox` while steps may run; `hako prune` takes it exclusively.

@@ -164,3 +164,24 @@ fn dockerfile_from_stdin_and_context_tar_from_stdin() {
     let out = run(&["build", "--dry-run", "-f", "-", "-"], Some(b""));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// RUN's flags are checked while planning, so `--dry-run` reports them: what is not built yet
+/// exits 2, a bad value exits 1, both located.
+#[test]
+fn dry_run_checks_run_flags() {
+    let ctx = repo().join("examples/hello");
+    let ctx = ctx.to_str().expect("utf-8");
+    for (df, code, want) in [
+        ("FROM scratch\nRUN --device=/dev/fuse true\n", 2, "Dockerfile:2:1: not supported yet: RUN --device"),
+        ("FROM scratch\nRUN --security=insecure true\n", 2, "not supported yet: RUN --security=insecure"),
+        (
+            "FROM scratch\nRUN --network=bogus true\n",
+            1,
+            "Dockerfile:2:15: network mode \"bogus\" not supported",
+        ),
+    ] {
+        let out = run(&["build", "--dry-run", "-f", "-", ctx], Some(df.as_bytes()));
+        assert_eq!(out.status.code(), Some(code), "{df}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(want), "{df}: {}", text(&out.stderr));
+    }
+}

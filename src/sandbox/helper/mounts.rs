@@ -108,20 +108,10 @@ impl Ctx {
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_hexdigit()) || !path.is_dir() {
             return Ok(None);
         }
-        let lock_path = self.caches.join(format!("{key}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let lock = self.cache_lock(key)?;
         let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| format!("locking cache {key}: {e}"))?;
-        let compression = match compression {
-            "zstd" => crate::layer::Compression::Zstd,
-            "none" => crate::layer::Compression::None,
-            _ => crate::layer::Compression::Gzip,
-        };
+        let compression = crate::layer::Compression::from_name(compression);
         let mut w =
             crate::layer::LayerWriter::new(&self.store, compression, clamp).map_err(|e| e.to_string())?;
         let empty = crate::layer::walkdiff::Record::new();
@@ -131,6 +121,17 @@ impl Ctx {
             return Ok(None);
         }
         Ok(Some(LayerRef::from_layer(&w.finish().map_err(|e| e.to_string())?)))
+    }
+
+    /// The lock file of cache `key` (flock'd for `sharing=locked`/`private` and for export).
+    fn cache_lock(&self, key: &str) -> Result<std::fs::File, String> {
+        let lock_path = self.caches.join(format!("{key}.lock"));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))
     }
 
     pub(super) fn cache_dir(
@@ -143,13 +144,7 @@ impl Ctx {
         out: &mut impl Write,
     ) -> Result<PathBuf, Fail> {
         let mut path = self.caches.join(key);
-        let lock_path = self.caches.join(format!("{key}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let lock = self.cache_lock(key)?;
         match sharing {
             "locked" => {
                 nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)

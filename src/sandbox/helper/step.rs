@@ -107,11 +107,7 @@ impl Ctx {
         if plain.is_none() {
             overlay::prune_copied_up(&upper, copied_up);
         }
-        let compression = match req.compression.as_str() {
-            "zstd" => Compression::Zstd,
-            "none" => Compression::None,
-            _ => Compression::Gzip,
-        };
+        let compression = Compression::from_name(&req.compression);
         let mut w = LayerWriter::new(&self.store, compression, req.clamp).map_err(|e| e.to_string())?;
         let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
         let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };

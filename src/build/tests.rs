@@ -1,0 +1,129 @@
+//! The builder with a fake executor: stage logic and the step cache without namespaces. The fake
+//! "runs" a step by writing a layer with one file, `/ran`, holding the command and the number of
+//! files in its parent layers — so a test sees what ran, and on what.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use super::*;
+use crate::dockerfile::instructions::from_ast;
+use crate::dockerfile::parse;
+use crate::layer::LayerWriter;
+use crate::layer::index::{Kind, Meta};
+use crate::sandbox::protocol::{Exit, LayerRef, RunRequest, RunResult};
+use crate::sandbox::{Executor, SandboxError};
+
+struct Fake {
+    store: Store,
+    runs: Rc<Cell<usize>>,
+    exit: i32,
+}
+
+impl Executor for Fake {
+    fn run(
+        &mut self,
+        req: &RunRequest,
+        output: &mut dyn FnMut(&str),
+        _note: &mut dyn FnMut(&str),
+    ) -> Result<RunResult, SandboxError> {
+        self.runs.set(self.runs.get() + 1);
+        output("fake output\n");
+        let body = format!("{} on {} layers\n", req.process.args.join(" "), req.layers.len());
+        let mut w = LayerWriter::new(&self.store, crate::layer::Compression::Gzip, Some(0))
+            .map_err(|e| SandboxError::Helper(e.to_string()))?;
+        let meta = Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.len() as u64 };
+        w.add("ran", &meta, Some(&mut body.as_bytes())).map_err(|e| SandboxError::Helper(e.to_string()))?;
+        let layer = w.finish().map_err(|e| SandboxError::Helper(e.to_string()))?;
+        let layer = (self.exit == 0).then(|| LayerRef::from_layer(&layer));
+        Ok(RunResult { exit: Exit::Code(self.exit), layer, notes: Vec::new(), run_ms: 0.0 })
+    }
+}
+
+/// A store, a context with `a.txt`, and a way to build a Dockerfile in them.
+struct Bench {
+    dir: tempfile::TempDir,
+    store: Store,
+    runs: Rc<Cell<usize>>,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("ctx")).expect("ctx");
+        std::fs::write(dir.path().join("ctx/a.txt"), "one\n").expect("write");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        Bench { dir, store, runs: Rc::new(Cell::new(0)) }
+    }
+
+    fn build(&self, src: &str, exit: i32, no_cache: bool) -> Result<Image, BuildError> {
+        let ast = parse(src).expect("parse");
+        let df = from_ast(&ast, src).expect("typed");
+        let bases = Bases::new(&self.store, None);
+        let opts = crate::plan::Options::default();
+        let plan = crate::plan::plan(&df, &opts, &bases).expect("plan");
+        let context = Context::from_dir(&self.dir.path().join("ctx"), None).expect("context");
+        let fake = Fake { store: self.store.clone(), runs: self.runs.clone(), exit };
+        let builder = Builder {
+            store: &self.store,
+            dockerfile: &df,
+            plan: &plan,
+            context: &context,
+            options: Options { source_date_epoch: Some(0), no_cache, ..Options::default() },
+            reporter: &progress::Quiet,
+            bases: &bases,
+            temps: Default::default(),
+            sandbox: Default::default(),
+            executor: std::cell::RefCell::new(Some(Box::new(fake))),
+            mount_context: Default::default(),
+            sums: crate::context::checksum::FileSums::in_memory(),
+            imported: Default::default(),
+            used: Default::default(),
+            fetched: Default::default(),
+        };
+        builder.build()
+    }
+
+    fn ran(&self) -> usize {
+        self.runs.replace(0)
+    }
+}
+
+const DF: &str = "FROM scratch\nCOPY a.txt /a.txt\nRUN make\nLABEL x=1\n";
+
+#[test]
+fn a_rebuild_runs_nothing_and_gives_the_same_image() {
+    let b = Bench::new();
+    let first = b.build(DF, 0, false).expect("build");
+    assert_eq!((b.ran(), first.layers.len()), (1, 2));
+    let again = b.build(DF, 0, false).expect("rebuild");
+    assert_eq!(b.ran(), 0, "every step hits");
+    assert_eq!(again, first);
+    b.build(DF, 0, true).expect("--no-cache");
+    assert_eq!(b.ran(), 1, "--no-cache runs the step");
+}
+
+#[test]
+fn a_changed_file_reruns_what_follows_and_a_label_does_not() {
+    let b = Bench::new();
+    b.build(DF, 0, false).expect("build");
+    b.ran();
+    b.build(&DF.replace("LABEL x=1", "LABEL x=2"), 0, false).expect("label");
+    assert_eq!(b.ran(), 0, "a config instruction after the step changes nothing");
+    b.build(&DF.replace("COPY", "LABEL y=1\nCOPY"), 0, false).expect("label before");
+    assert_eq!(b.ran(), 0, "nor before it");
+    std::fs::write(b.dir.path().join("ctx/a.txt"), "two\n").expect("write");
+    b.build(DF, 0, false).expect("changed");
+    assert_eq!(b.ran(), 1, "the COPY changed, so the RUN on it runs");
+    b.build(&DF.replace("RUN make", "RUN make all"), 0, false).expect("changed command");
+    assert_eq!(b.ran(), 1);
+}
+
+#[test]
+fn a_failed_step_is_not_recorded() {
+    let b = Bench::new();
+    let err = b.build(DF, 3, false).expect_err("exit 3 fails");
+    assert!(err.to_string().contains("RUN failed (exit 3): make"), "{err}");
+    assert!(matches!(err, BuildError::Input(_)));
+    b.build(DF, 0, false).expect("build");
+    assert_eq!(b.ran(), 2, "the failed step ran again");
+}

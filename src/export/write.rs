@@ -1,0 +1,97 @@
+//! One `--output`, whatever its type: dispatches to the exporters, writing a file destination
+//! atomically (temp file + rename, so a failed export never leaves half an archive) or to stdout.
+
+use std::io::Write;
+use std::path::Path;
+
+use oci_spec::image::Descriptor;
+
+use super::spec::OutputSpec;
+use crate::image::manifest::Image;
+use crate::store::Store;
+
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The OCI or docker exporter failed.
+    #[error(transparent)]
+    Export(#[from] super::ExportError),
+    /// The filesystem exporter failed.
+    #[error(transparent)]
+    Fs(#[from] super::fs::FsExportError),
+    /// Tagging in the store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The destination could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The destination.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The spec lacks what its type needs.
+    #[error("{0}")]
+    Spec(&'static str),
+}
+
+/// Writes the image (`manifest` in the store, `image` its layers and config) as `spec` says;
+/// `tags` name it where the spec gives no `name=`. Registry outputs are pushed by the caller,
+/// after every local output is written.
+pub fn write_output(
+    store: &Store,
+    manifest: &Descriptor,
+    image: &Image,
+    spec: &OutputSpec,
+    tags: &[String],
+    clamp: Option<i64>,
+) -> Result<(), WriteError> {
+    let names = {
+        let n = spec.names();
+        if n.is_empty() { tags.to_vec() } else { n }
+    };
+    match spec {
+        OutputSpec::Oci { dest, tar: false, .. } => {
+            let dir = dest.as_ref().ok_or(WriteError::Spec("type=oci,tar=false needs dest=DIR"))?;
+            Ok(super::oci::write_layout_dir(store, manifest, &names, dir)?)
+        }
+        OutputSpec::Oci { dest, .. } => {
+            to(dest.as_deref(), |w| Ok(super::oci::write_layout_tar(store, manifest, &names, w)?))
+        }
+        OutputSpec::Docker { dest, .. } => {
+            to(dest.as_deref(), |w| Ok(super::docker::write_docker_archive(store, manifest, &names, w)?))
+        }
+        OutputSpec::Local { dest } => Ok(super::fs::write_local(store, image, dest)?),
+        OutputSpec::Tar { dest } => {
+            to(dest.as_deref(), |w| Ok(super::fs::write_tar(store, image, clamp, w)?))
+        }
+        OutputSpec::Image { push: false, .. } => {
+            for n in &names {
+                store.tag(n, manifest)?;
+            }
+            Ok(())
+        }
+        OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. } => Ok(()),
+    }
+}
+
+/// Runs `f` on the destination file (written atomically) or on stdout (`None` or `-`).
+fn to(
+    dest: Option<&Path>,
+    f: impl FnOnce(&mut dyn Write) -> Result<(), WriteError>,
+) -> Result<(), WriteError> {
+    let Some(p) = dest.filter(|p| p.as_os_str() != "-") else {
+        return f(&mut std::io::stdout().lock());
+    };
+    let io = |source| WriteError::Io { path: p.to_path_buf(), source };
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        f(&mut w)?;
+        w.flush().map_err(io)?;
+    }
+    tmp.as_file().set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io)?;
+    tmp.persist(p).map_err(|e| io(e.error))?;
+    Ok(())
+}
