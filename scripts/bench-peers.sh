@@ -199,6 +199,13 @@ cmd_stop() {
   if [[ $what == *" buildkit "* || $what == *" all "* ]]; then
     stop_pid "$state/buildkit/dockerd.pid" dockerd
     stop_pid "$state/buildkit/containerd.pid" containerd
+    # dockerd unmounts its data root when it stops cleanly; not when it died or failed to start.
+    local m
+    for m in $(findmnt -rn -o TARGET | sort -r); do
+      if [[ $m == "$state/buildkit/"* ]] && umount "$m"; then
+        log "unmounted $m (left by a dockerd that did not stop cleanly)"
+      fi
+    done
   fi
   if [[ $what == *" registry "* || $what == *" all "* ]]; then
     stop_pid "$state/registry/pid" registry
