@@ -17,8 +17,10 @@
 #
 # How to read the table: seconds per builder ("fail" = the build failed, its log is printed; "skip" =
 # not run, e.g. after a failed cold build; "-" = not applicable); hako/buildah and hako/buildkit are
-# ratios of the medians (below 1 means hako is faster). The "physical limits" line is what hashing
-# copy-many's context costs on this machine: a floor for any builder that checksums its inputs.
+# ratios of the medians (below 1 means hako is faster). The "physical limits" lines are floors on this
+# machine: hashing copy-many's context (for any builder that checksums its inputs) and, with big-layer,
+# writing and compressing its 1 GiB (BuildKit in dockerd's own image store and buildah keep layers
+# uncompressed until a push; hako writes compressed OCI layers).
 #
 # Options (environment):
 #   BENCH_RUNS=N          runs per cell (default 3)
@@ -109,12 +111,19 @@ trap 'exit 130' INT TERM
 
 if ((${#peers[@]} > 0)); then
   before=$("$peers_sh" env)
-  "$peers_sh" start registry
+  # Listed before starting, so that a daemon which half started is stopped too.
   grep -q '^REGISTRY=' <<<"$before" || started+=(registry)
+  "$peers_sh" start registry
+  up=()
   for p in "${peers[@]}"; do
-    "$peers_sh" start "$p"
-    [[ $p == buildkit ]] && ! grep -q '^DOCKER_HOST=' <<<"$before" && started+=(buildkit)
+    if [[ $p == buildkit ]] && ! grep -q '^DOCKER_HOST=' <<<"$before"; then started+=(buildkit); fi
+    if "$peers_sh" start "$p"; then
+      up+=("$p")
+    else
+      log "$p did not start (see above): benchmarking without it"
+    fi
   done
+  peers=("${up[@]}")
   env_lines=$("$peers_sh" env)
   REGISTRY=$(sed -n 's/^REGISTRY=//p' <<<"$env_lines")
   DOCKER_CLI=$(sed -n 's/^DOCKER_CLI=//p' <<<"$env_lines")
@@ -281,6 +290,23 @@ physical_limits() {
       (b - a) / 1e9, n, s }'
 }
 
+# The README's compression and disk floors for big-layer's 1 GiB of incompressible data.
+compression_limits() {
+  local f=$work/out/limits.bin t0 t1 t2 t3
+  command -v zstd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd >/dev/null
+  t0=$(date +%s%N)
+  head -c 1073741824 /dev/urandom | dd of="$f" bs=4M conv=fsync status=none
+  t1=$(date +%s%N)
+  gzip -1 <"$f" >/dev/null
+  t2=$(date +%s%N)
+  zstd -1 -q -c "$f" >/dev/null
+  t3=$(date +%s%N)
+  rm -f "$f"
+  awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN {
+    printf "physical limits: 1 GiB from /dev/urandom to disk (dd conv=fsync) %.2f s, gzip -1 %.2f s, zstd -1 %.2f s\n",
+      (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9 }'
+}
+
 # --- the run ------------------------------------------------------------------------------------
 echo "hako benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, kernel $(uname -r), runs=$runs"
 echo "hako: $hako_src ($("$hako" --version 2>/dev/null || echo '?'))${bench_user:+, rootless as $bench_user}"
@@ -294,6 +320,7 @@ done
 ((${#peers[@]} > 0)) || echo "peers: none"
 echo "workloads: ${workloads[*]}"
 physical_limits
+for w in "${workloads[@]}"; do [[ $w == big-layer ]] && compression_limits; done
 
 nb=${#builders[@]}
 for w in "${workloads[@]}"; do
