@@ -11,8 +11,9 @@
 #           cache-mount: version.txt; apt-python: src/main.py), same state.
 #   export  hako only, where cheap: the build again with `-o type=oci,dest=FILE.tar`.
 # Each cell is the median of BENCH_RUNS runs of the wall time of the builder's command, and the median
-# of its peak RSS: GNU time's %M (the largest process in the command's tree) for hako and buildah; for
-# BuildKit, which runs inside dockerd, dockerd's VmHWM over the build (reset through clear_refs).
+# of its peak RSS: GNU time's %M for hako and buildah, which is the largest single process in the
+# command's tree, RUN step processes included (apt-get makes apt-python's ~96 MiB); for BuildKit, which
+# runs inside dockerd, dockerd's VmHWM over the build (reset through clear_refs), RUN steps excluded.
 # Within a scenario the builders take turns, each run starting with a different one.
 #
 # How to read the table: seconds per builder ("fail" = the build failed, its log is printed; "skip" =
