@@ -64,6 +64,9 @@ done
 if [[ -n $bench_user ]] && ! id "$bench_user" >/dev/null 2>&1; then
   die "no user $bench_user (scripts/test-user.sh creates hakotest)"
 fi
+if [[ -d $work && -n $(ls -A "$work") && ! -f $work/.hako-bench && ! -f $work/results.tsv ]]; then
+  die "BENCH_WORK=$work is neither empty nor an earlier run's directory: not emptying it"
+fi
 if [[ ! -x /usr/bin/time ]]; then
   log "installing GNU time"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
@@ -85,7 +88,7 @@ all) peers=(buildah buildkit) ;;
 auto)
   peers=()
   command -v buildah >/dev/null && peers+=(buildah)
-  if "$peers_sh" env | grep -q '^DOCKER_HOST=' || [[ -x /opt/hako-bench/trixie/usr/sbin/dockerd ]]; then
+  if grep -q '^DOCKER_HOST=' <<<"$("$peers_sh" env)" || [[ -x /opt/hako-bench/trixie/usr/sbin/dockerd ]]; then
     peers+=(buildkit)
   fi
   ;;
@@ -138,6 +141,7 @@ builders=(hako "${peers[@]}")
 # --- scratch space, contexts, bases -------------------------------------------------------------
 rm -rf "$work"
 mkdir -p "$work/ctx" "$work/logs" "$work/hako" "$work/out" "$work/bases" "$work/bin"
+touch "$work/.hako-bench"
 chmod 755 "$work" "$work/ctx" "$work/bases" "$work/bin"
 results=$work/results.tsv
 : >"$results"
@@ -159,7 +163,11 @@ if ((needs_debian)); then
   if ! command -v debootstrap >/dev/null || ! command -v umoci >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap umoci >/dev/null
   fi
-  "$repo/scripts/make-debian-base.sh" "$debian_layout" >&2
+  if ! "$repo/scripts/make-debian-base.sh" "$debian_layout" >&2 || [[ ! -f $debian_layout/index.json ]]; then
+    log "no Debian base at $debian_layout (see above): skipping apt-python"
+    needs_debian=0
+    mapfile -t workloads < <(printf '%s\n' "${workloads[@]}" | grep -vx apt-python)
+  fi
 fi
 if ((${#peers[@]} > 0)); then
   skopeo copy -q --dest-tls-verify=false "oci:$work/bases/busybox:latest" \
@@ -170,7 +178,7 @@ if ((${#peers[@]} > 0)); then
 fi
 
 # --- one build, measured ------------------------------------------------------------------------
-# base_of WORKLOAD BUILDER: the --build-arg BASE value (and, for hako, the named context giving it).
+# hako_base_args WORKLOAD / peer_base WORKLOAD: how each builder gets the workload's base image.
 hako_base_args() {
   if [[ $1 == apt-python ]]; then
     echo "--build-arg BASE=debian --build-context debian=oci-layout://$debian_layout:bookworm"
@@ -196,16 +204,13 @@ measure() {
   return "$rc"
 }
 
-hako_store() { echo "$work/hako/store"; }
-
 # build BUILDER WORKLOAD SCENARIO RUN: one measured build; appends a line to $results.
 build() {
   local b=$1 w=$2 s=$3 r=$4 ctx=$work/ctx/$2 logf=$work/logs/$2.$3.$1.$4.log rc=0
   local -a cmd
   case $b in
   hako)
-    local store
-    store=$(hako_store)
+    local store=$work/hako/store
     if [[ $s == cold ]]; then
       rm -rf "$store"
       mkdir -p "$store"
