@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Benchmarks hako side by side with buildah and BuildKit on the workloads in shared/bench (see its
+# README.md), in one run, alternating builders. Run by hand as root; never by CI.
+#
+# What it measures, per workload and scenario, for each builder:
+#   cold    a build from fresh state (hako: a new --root; buildah: `rmi -a -f`, cache mounts removed;
+#           BuildKit: `docker builder prune -af` and its images removed). Includes getting the base.
+#   noop    the same build again on the state the cold build left (a builder with a step cache does
+#           next to nothing here; hako today has none, so it rebuilds).
+#   change  after one input changed (copy-many: a file in src/; deps-then-src: src/mod0.txt;
+#           cache-mount: version.txt; apt-python: src/main.py), same state.
+#   export  hako only, where cheap: the build again with `-o type=oci,dest=FILE.tar`.
+# Each cell is the median of BENCH_RUNS runs of the wall time of the builder's command, and the median
+# of its peak RSS: GNU time's %M for hako and buildah, which is the largest single process in the
+# command's tree, RUN step processes included (apt-get makes apt-python's ~96 MiB); for BuildKit, which
+# runs inside dockerd, dockerd's VmHWM over the build (reset through clear_refs), RUN steps excluded.
+# Within a scenario the builders take turns, each run starting with a different one.
+#
+# How to read the table: seconds per builder ("fail" = the build failed, its log is printed; "skip" =
+# not run, e.g. after a failed cold build; "-" = not applicable); hako/buildah and hako/buildkit are
+# ratios of the medians (below 1 means hako is faster). The "physical limits" lines are floors on this
+# machine: hashing copy-many's context (for any builder that checksums its inputs) and, with big-layer,
+# writing and compressing its 1 GiB (BuildKit in dockerd's own image store and buildah keep layers
+# uncompressed until a push; hako writes compressed OCI layers).
+#
+# Options (environment):
+#   BENCH_RUNS=N          runs per cell (default 3)
+#   BENCH_ONLY=a,b        workloads (default all: copy-many,deps-then-src,multistage,cache-mount,
+#                         big-layer,apt-python)
+#   BENCH_PEERS=none|buildah|buildkit|all   peers to compare with (default: whichever is installed or
+#                         started; scripts/bench-peers.sh installs and starts them; daemons this script
+#                         starts are stopped when it exits)
+#   HAKO=/path/to/hako    (default target/release/hako, built with `cargo build --release` if missing)
+#   BENCH_USER=hakotest   run hako rootless as that user (scripts/test-user.sh creates hakotest)
+#   BENCH_WORK=DIR        scratch directory (default /var/tmp/hako-bench/run; emptied first)
+#   BENCH_SHARED=DIR      the workloads (default ../shared/bench next to the repository)
+#   BENCH_KEEP=1          keep the builders' stores and outputs in BENCH_WORK after the run
+# apt-python needs Debian's mirror inside RUN and a Debian base (scripts/make-debian-base.sh, run here).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+runs=${BENCH_RUNS:-3}
+all_workloads=copy-many,deps-then-src,multistage,cache-mount,big-layer,apt-python
+IFS=, read -r -a workloads <<<"${BENCH_ONLY:-$all_workloads}"
+work=${BENCH_WORK:-/var/tmp/hako-bench/run}
+shared=${BENCH_SHARED:-$repo/../shared/bench}
+[[ -d $shared ]] || shared=/work/shared/bench
+bench_user=${BENCH_USER:-}
+peers_sh=$repo/scripts/bench-peers.sh
+debian_layout=/var/cache/hako-test/debian-bookworm
+
+log() { echo "bench: $*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+[[ $(id -u) -eq 0 ]] || die "run as root (the peers need it; BENCH_USER=hakotest benchmarks hako rootless)"
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive number, not '$runs'"
+[[ -x $shared/make-contexts.sh ]] || die "no workloads at $shared (set BENCH_SHARED)"
+for w in "${workloads[@]}"; do
+  [[ ,$all_workloads, == *,$w,* ]] || die "unknown workload '$w' (known: $all_workloads)"
+done
+if [[ -n $bench_user ]] && ! id "$bench_user" >/dev/null 2>&1; then
+  die "no user $bench_user (scripts/test-user.sh creates hakotest)"
+fi
+if [[ -d $work && -n $(ls -A "$work") && ! -f $work/.hako-bench && ! -f $work/results.tsv ]]; then
+  die "BENCH_WORK=$work is neither empty nor an earlier run's directory: not emptying it"
+fi
+if [[ ! -x /usr/bin/time ]]; then
+  log "installing GNU time"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+fi
+
+# --- hako ---------------------------------------------------------------------------------------
+hako_src=${HAKO:-$repo/target/release/hako}
+if [[ ! -x $hako_src ]]; then
+  [[ -z ${HAKO:-} ]] || die "HAKO=$HAKO is not an executable"
+  log "building hako (cargo build --release)"
+  (cd "$repo" && cargo build --release --quiet)
+fi
+
+# --- peers --------------------------------------------------------------------------------------
+case ${BENCH_PEERS:-auto} in
+none) peers=() ;;
+buildah | buildkit) peers=("$BENCH_PEERS") ;;
+all) peers=(buildah buildkit) ;;
+auto)
+  peers=()
+  command -v buildah >/dev/null && peers+=(buildah)
+  if grep -q '^DOCKER_HOST=' <<<"$("$peers_sh" env)" || [[ -x /opt/hako-bench/trixie/usr/sbin/dockerd ]]; then
+    peers+=(buildkit)
+  fi
+  ;;
+*) die "BENCH_PEERS must be none, buildah, buildkit or all" ;;
+esac
+
+started=() # the daemons this script started, stopped on exit
+cleanup() {
+  local rc=$?
+  if ((${#started[@]} > 0)); then
+    log "stopping the daemons this run started: ${started[*]}"
+    "$peers_sh" stop "${started[@]}" || true
+  fi
+  if [[ -z ${BENCH_KEEP:-} && -d $work ]]; then
+    if [[ -d $work/buildah/root ]]; then
+      buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot" rmi -a -f >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work/hako" "$work/buildah" "$work/out"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ((${#peers[@]} > 0)); then
+  before=$("$peers_sh" env)
+  # Listed before starting, so that a daemon which half started is stopped too.
+  grep -q '^REGISTRY=' <<<"$before" || started+=(registry)
+  "$peers_sh" start registry
+  up=()
+  for p in "${peers[@]}"; do
+    if [[ $p == buildkit ]] && ! grep -q '^DOCKER_HOST=' <<<"$before"; then started+=(buildkit); fi
+    if "$peers_sh" start "$p"; then
+      up+=("$p")
+    else
+      log "$p did not start (see above): benchmarking without it"
+    fi
+  done
+  peers=("${up[@]}")
+  env_lines=$("$peers_sh" env)
+  REGISTRY=$(sed -n 's/^REGISTRY=//p' <<<"$env_lines")
+  DOCKER_CLI=$(sed -n 's/^DOCKER_CLI=//p' <<<"$env_lines")
+  DOCKERD_PID=$(sed -n 's/^DOCKERD_PID=//p' <<<"$env_lines")
+  DOCKER_HOST=$(sed -n 's/^DOCKER_HOST=//p' <<<"$env_lines")
+  DOCKER_CONFIG=$(sed -n 's/^DOCKER_CONFIG=//p' <<<"$env_lines")
+  export DOCKER_HOST DOCKER_CONFIG
+fi
+builders=(hako "${peers[@]}")
+
+# --- scratch space, contexts, bases -------------------------------------------------------------
+rm -rf "$work"
+mkdir -p "$work/ctx" "$work/logs" "$work/hako" "$work/out" "$work/bases" "$work/bin"
+touch "$work/.hako-bench"
+chmod 755 "$work" "$work/ctx" "$work/bases" "$work/bin"
+results=$work/results.tsv
+: >"$results"
+cp "$hako_src" "$work/bin/hako"
+hako=$work/bin/hako
+"$shared/make-contexts.sh" "$work/ctx" >/dev/null
+# apt-python is not generated: its whole context is in shared/bench.
+cp -r "$shared/apt-python" "$work/ctx/"
+chmod -R a+rX "$work/ctx"
+cp -r "$repo/testdata/busybox" "$work/bases/busybox"
+chmod -R a+rX "$work/bases"
+if [[ -n $bench_user ]]; then
+  chown "$bench_user:" "$work/hako" "$work/out"
+fi
+
+needs_debian=0
+for w in "${workloads[@]}"; do [[ $w == apt-python ]] && needs_debian=1; done
+if ((needs_debian)); then
+  if ! command -v debootstrap >/dev/null || ! command -v umoci >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap umoci >/dev/null
+  fi
+  if ! "$repo/scripts/make-debian-base.sh" "$debian_layout" >&2 || [[ ! -f $debian_layout/index.json ]]; then
+    log "no Debian base at $debian_layout (see above): skipping apt-python"
+    needs_debian=0
+    mapfile -t workloads < <(printf '%s\n' "${workloads[@]}" | grep -vx apt-python)
+  fi
+fi
+if ((${#peers[@]} > 0)); then
+  skopeo copy -q --dest-tls-verify=false "oci:$work/bases/busybox:latest" \
+    "docker://$REGISTRY/base/busybox:latest"
+  if ((needs_debian)); then
+    skopeo copy -q --dest-tls-verify=false "oci:$debian_layout:bookworm" "docker://$REGISTRY/base/debian:bookworm"
+  fi
+fi
+
+# --- one build, measured ------------------------------------------------------------------------
+# hako_base_args WORKLOAD / peer_base WORKLOAD: how each builder gets the workload's base image.
+hako_base_args() {
+  if [[ $1 == apt-python ]]; then
+    echo "--build-arg BASE=debian --build-context debian=oci-layout://$debian_layout:bookworm"
+  else
+    echo "--build-arg BASE=busybox --build-context busybox=oci-layout://$work/bases/busybox:latest"
+  fi
+}
+peer_base() {
+  if [[ $1 == apt-python ]]; then echo "$REGISTRY/base/debian:bookworm"; else echo "$REGISTRY/base/busybox:latest"; fi
+}
+
+# measure LOG -- COMMAND...: runs COMMAND, its output into LOG; sets $secs and $rss_kb.
+secs=
+rss_kb=
+measure() {
+  local logf=$1 t0 t1 rc=0
+  shift 2
+  t0=$(date +%s%N)
+  /usr/bin/time -f %M -o "$logf.rss" "$@" >"$logf" 2>&1 || rc=$?
+  t1=$(date +%s%N)
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+  rss_kb=$(tail -1 "$logf.rss")
+  return "$rc"
+}
+
+# build BUILDER WORKLOAD SCENARIO RUN: one measured build; appends a line to $results.
+build() {
+  local b=$1 w=$2 s=$3 r=$4 ctx=$work/ctx/$2 logf=$work/logs/$2.$3.$1.$4.log rc=0
+  local -a cmd
+  case $b in
+  hako)
+    local store=$work/hako/store
+    if [[ $s == cold ]]; then
+      rm -rf "$store"
+      mkdir -p "$store"
+      [[ -z $bench_user ]] || chown "$bench_user:" "$store"
+    fi
+    # shellcheck disable=SC2207 # the base arguments hold no spaces or globs
+    cmd=("$hako" build --root "$store" --progress plain -t "bench/$w" -f "$ctx/Dockerfile" $(hako_base_args "$w"))
+    [[ $s == export ]] && cmd+=(-o "type=oci,dest=$work/out/$w.tar")
+    cmd+=("$ctx")
+    [[ -z $bench_user ]] || cmd=(runuser -u "$bench_user" -- "${cmd[@]}")
+    measure "$logf" -- "${cmd[@]}" || rc=$?
+    ;;
+  buildah)
+    local -a bh=(buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot")
+    if [[ $s == cold ]]; then
+      "${bh[@]}" rm -a >/dev/null 2>&1 || true
+      "${bh[@]}" rmi -a -f >/dev/null 2>&1 || true
+      rm -rf "$work/buildah/tmp"
+    fi
+    mkdir -p "$work/buildah/tmp"
+    cmd=(env TMPDIR="$work/buildah/tmp" "${bh[@]}" build --runtime runc --layers --network host
+      --tls-verify=false --build-arg "BASE=$(peer_base "$w")" -t "bench/$w" -f "$ctx/Dockerfile" "$ctx")
+    measure "$logf" -- "${cmd[@]}" || rc=$?
+    ;;
+  buildkit)
+    if [[ $s == cold ]]; then
+      "$DOCKER_CLI" image rm -f "bench/$w" >/dev/null 2>&1 || true
+      "$DOCKER_CLI" image prune -af >/dev/null 2>&1 || true
+      "$DOCKER_CLI" builder prune -af >/dev/null 2>&1 || true
+    fi
+    echo 5 >"/proc/$DOCKERD_PID/clear_refs"
+    cmd=(env DOCKER_BUILDKIT=1 "$DOCKER_CLI" build --network host --progress plain
+      --build-arg "BASE=$(peer_base "$w")" -t "bench/$w" -f "$ctx/Dockerfile" "$ctx")
+    measure "$logf" -- "${cmd[@]}" || rc=$?
+    rss_kb=$(awk '/^VmHWM/ { print $2 }' "/proc/$DOCKERD_PID/status")
+    ;;
+  esac
+  if ((rc != 0)); then
+    log "$b $w $s (run $r) FAILED (exit $rc); the end of its log ($logf):"
+    tail -15 "$logf" | sed 's/^/    /' >&2
+    printf '%s\t%s\t%s\t%s\tfail\t-\n' "$w" "$s" "$b" "$r" >>"$results"
+    return 1
+  fi
+  log "$(printf '%-14s %-7s %-9s run %d: %8.2f s %7d MiB' "$w" "$s" "$b" "$r" "$secs" $((rss_kb / 1024)))"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$b" "$r" "$secs" "$rss_kb" >>"$results"
+}
+
+skip() { printf '%s\t%s\t%s\t%s\tskip\t-\n' "$1" "$2" "$3" "$4" >>"$results"; }
+
+# change_input WORKLOAD RUN: changes the one input the "change" scenario is about.
+change_input() {
+  local ctx=$work/ctx/$1 f
+  case $1 in
+  copy-many) f=$ctx/src/d00/e0/f0.txt ;;
+  deps-then-src) f=$ctx/src/mod0.txt ;;
+  cache-mount) f=$ctx/version.txt ;;
+  apt-python) f=$ctx/src/main.py ;;
+  *) return 1 ;;
+  esac
+  echo "# changed by bench.sh, run $2 $(date +%s%N)" >>"$f"
+}
+
+scenarios_of() {
+  case $1 in
+  multistage) echo "cold noop export" ;;
+  big-layer) echo "cold noop" ;;
+  apt-python) echo "cold noop change" ;;
+  *) echo "cold noop change export" ;;
+  esac
+}
+
+# --- physical limits ----------------------------------------------------------------------------
+physical_limits() {
+  local ctx=$work/ctx/copy-many t0 t1 n size
+  find "$ctx" -type f -print0 | xargs -0 cat >/dev/null # warm the page cache, as the builders see it
+  t0=$(date +%s%N)
+  find "$ctx" -type f -print0 | xargs -0 sha256sum >/dev/null
+  t1=$(date +%s%N)
+  n=$(find "$ctx" -type f | wc -l)
+  size=$(du -sm "$ctx" | cut -f1)
+  awk -v a="$t0" -v b="$t1" -v n="$n" -v s="$size" 'BEGIN {
+    printf "physical limits: find copy-many -type f -print0 | xargs -0 sha256sum: %.2f s (%d files, %d MB)\n",
+      (b - a) / 1e9, n, s }'
+}
+
+# The README's compression and disk floors for big-layer's 1 GiB of incompressible data.
+compression_limits() {
+  local f=$work/out/limits.bin t0 t1 t2 t3
+  command -v zstd >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd >/dev/null
+  t0=$(date +%s%N)
+  head -c 1073741824 /dev/urandom | dd of="$f" bs=4M conv=fsync status=none
+  t1=$(date +%s%N)
+  gzip -1 <"$f" >/dev/null
+  t2=$(date +%s%N)
+  zstd -1 -q -c "$f" >/dev/null
+  t3=$(date +%s%N)
+  rm -f "$f"
+  awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN {
+    printf "physical limits: 1 GiB from /dev/urandom to disk (dd conv=fsync) %.2f s, gzip -1 %.2f s, zstd -1 %.2f s\n",
+      (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9 }'
+}
+
+# --- the run ------------------------------------------------------------------------------------
+echo "hako benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, kernel $(uname -r), runs=$runs"
+echo "hako: $hako_src ($("$hako" --version 2>/dev/null || echo '?'))${bench_user:+, rootless as $bench_user}"
+for p in "${peers[@]}"; do
+  case $p in
+  buildah) echo "buildah: $(buildah --version), --runtime runc --layers --network host" ;;
+  buildkit) echo "buildkit: dockerd $("$DOCKER_CLI" version --format '{{.Server.Version}}') (BuildKit inside), \
+CLI $("$DOCKER_CLI" version --format '{{.Client.Version}}'), DOCKER_BUILDKIT=1 --network host" ;;
+  esac
+done
+((${#peers[@]} > 0)) || echo "peers: none"
+echo "workloads: ${workloads[*]}"
+physical_limits
+for w in "${workloads[@]}"; do [[ $w == big-layer ]] && compression_limits; done
+
+nb=${#builders[@]}
+for w in "${workloads[@]}"; do
+  read -r -a scen <<<"$(scenarios_of "$w")"
+  for ((r = 1; r <= runs; r++)); do
+    declare -A ok=()
+    for s in "${scen[@]}"; do
+      [[ $s == change ]] && change_input "$w" "$r"
+      for ((i = 0; i < nb; i++)); do
+        b=${builders[(i + r - 1) % nb]}
+        if [[ $s == export && $b != hako ]]; then continue; fi
+        if [[ $s != cold && -z ${ok[$b]:-} ]]; then
+          skip "$w" "$s" "$b" "$r"
+          continue
+        fi
+        if build "$b" "$w" "$s" "$r"; then
+          [[ $s == cold ]] && ok[$b]=1
+        elif [[ $w == apt-python && $s == cold ]] && grep -qiE 'temporary failure|could not resolve|unable to fetch|failed to fetch' \
+          "$work/logs/$w.$s.$b.$r.log"; then
+          log "$b cannot reach the Debian mirror inside RUN: skipping its apt-python cells"
+        fi
+      done
+    done
+    unset ok
+  done
+done
+
+# --- the table ----------------------------------------------------------------------------------
+# cell WORKLOAD SCENARIO BUILDER FIELD(5=secs, 6=rss): the median over the runs, "fail", "skip" or "-".
+cell() {
+  awk -F'\t' -v w="$1" -v s="$2" -v b="$3" -v f="$4" '
+    $1 == w && $2 == s && $3 == b { n++; if ($f ~ /^[0-9.]+$/) v[++k] = $f + 0; else bad = $f }
+    END {
+      if (n == 0) { print "-"; exit }
+      if (k == 0) { print bad; exit }
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      m = (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+      if (f == 6) printf "%d", m / 1024; else printf "%.2f", m
+    }' "$results"
+}
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b; else print "-" }'
+}
+
+echo
+echo "medians of $runs run(s); seconds, peak RSS in MiB; ratio < 1: hako faster"
+fmt='%-14s %-7s %9s %9s %9s %12s %13s %8s %10s %11s\n'
+# shellcheck disable=SC2059 # the format is the table's
+printf "$fmt" workload scenario "hako s" "buildah s" "buildkit s" hako/buildah hako/buildkit "hako MiB" "buildah MiB" "buildkit MiB"
+for w in "${workloads[@]}"; do
+  read -r -a scen <<<"$(scenarios_of "$w")"
+  for s in "${scen[@]}"; do
+    h=$(cell "$w" "$s" hako 5)
+    ba=$(cell "$w" "$s" buildah 5)
+    bk=$(cell "$w" "$s" buildkit 5)
+    # shellcheck disable=SC2059
+    printf "$fmt" "$w" "$s" "$h" "$ba" "$bk" "$(ratio "$h" "$ba")" "$(ratio "$h" "$bk")" \
+      "$(cell "$w" "$s" hako 6)" "$(cell "$w" "$s" buildah 6)" "$(cell "$w" "$s" buildkit 6)"
+  done
+done
+echo
+echo "raw results: $results; build logs: $work/logs"
