@@ -5,8 +5,7 @@
 # What it measures, per workload and scenario, for each builder:
 #   cold    a build from fresh state (hako: a new --root; buildah: `rmi -a -f`, cache mounts removed;
 #           BuildKit: `docker builder prune -af` and its images removed). Includes getting the base.
-#   noop    the same build again on the state the cold build left (a builder with a step cache does
-#           next to nothing here; hako today has none, so it rebuilds).
+#   noop    the same build again on the state the cold build left (a step cache makes every step a hit).
 #   change  after one input changed (copy-many: a file in src/; deps-then-src: src/mod0.txt;
 #           cache-mount: version.txt; apt-python: src/main.py), same state.
 #   export  hako only, where cheap: the build again with `-o type=oci,dest=FILE.tar`.
