@@ -88,7 +88,7 @@ pub fn layer_step(
         }
         _ => None,
     };
-    if let Err(e) = records.put(&step_key, b.options.compression, layer.as_ref()) {
+    if let Err(e) = records.put(&step_key, super::LOCAL, layer.as_ref()) {
         b.reporter.event(&Event::Warning(&format!("the step's result was not recorded in the cache: {e}")));
     }
     Ok(finish(b, sp, out, step_key, layer))
@@ -100,16 +100,22 @@ fn lookup(b: &Builder<'_>, sp: &StagePlan, records: &Records<'_>, key: &CacheKey
     if !b.use_cache(sp) {
         return None;
     }
-    if let Some(hit) = records.get(key, b.options.compression) {
+    if let Some(hit) = records.get(key, super::LOCAL) {
         return Some(hit);
     }
-    match b.imported.get(b.store, b.bases.registry, key, b.options.compression)? {
+    let imported = b.imported.get(b.store, b.bases.registry, key)?.and_then(|hit| match hit {
+        Hit::Layer(l) => crate::layer::compress::to_local(b.store, &l, super::LOCAL)
+            .map(Hit::Layer)
+            .map_err(|e| e.to_string()),
+        Hit::Empty => Ok(Hit::Empty),
+    });
+    match imported {
         Ok(hit) => {
             let layer = match &hit {
                 Hit::Layer(l) => Some(l),
                 Hit::Empty => None,
             };
-            if let Err(e) = records.put(key, b.options.compression, layer) {
+            if let Err(e) = records.put(key, super::LOCAL, layer) {
                 b.reporter.event(&Event::Warning(&format!("an imported result was not recorded: {e}")));
             }
             Some(hit)
@@ -134,7 +140,7 @@ fn finish(
     out.key = key::after(&step_key, layer.as_ref().map(|l| &l.diff_id));
     b.used.borrow_mut().push(Used {
         key: step_key,
-        compression: b.options.compression,
+        compression: super::LOCAL,
         layer: layer.clone(),
         stage: sp.index,
     });

@@ -305,7 +305,7 @@ fn write_layer(b: &Builder<'_>, out: &mut StageOut, entries: Entries) -> Result<
         }
     }
     all.extend(entries);
-    let mut w = LayerWriter::new(b.store, b.options.compression, clamp)?;
+    let mut w = LayerWriter::new(b.store, super::LOCAL, clamp)?;
     let index = out.index(b)?;
     for (path, e) in &all {
         match &e.content {

@@ -28,10 +28,15 @@ use crate::layer::Compression;
 use crate::plan::Plan;
 use crate::store::Store;
 
+/// How the builder keeps the layers it makes: uncompressed, so a local build never waits for
+/// gzip (BuildKit's snapshotter does the same); outputs that need compressed layers compress
+/// them once, when they are written ([`crate::layer::compress`]).
+pub const LOCAL: Compression = Compression::None;
+
 /// Build settings that are not part of the Dockerfile.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Layer compression.
+    /// The layer compression outputs ask for (layers are kept as [`LOCAL`] meanwhile).
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`: timestamps in the config and history, and the clamp for file mtimes.
     pub source_date_epoch: Option<i64>,
@@ -224,7 +229,7 @@ impl Builder<'_> {
             return Ok(out);
         }
         let mut sandbox = self.sandbox().map_err(|e| e.to_string())?;
-        let compression = self.options.compression.name();
+        let compression = LOCAL.name();
         for key in keys {
             let exported = sandbox.export_cache(&key, compression, self.options.source_date_epoch);
             if let Some(l) = exported.map_err(|e| format!("cache mount {key}: {e}"))? {

@@ -124,7 +124,7 @@ fn request(
         mounts: requests,
         commit: true,
         clamp: b.options.source_date_epoch,
-        compression: b.options.compression.name().into(),
+        compression: super::LOCAL.name().into(),
     })
 }
 

@@ -57,6 +57,8 @@ pub struct CacheSpec {
     /// `cache-mounts=true` (hako's own; BuildKit cannot, moby/buildkit#1474): the contents of
     /// the build's `RUN --mount=type=cache` directories travel with the cache.
     pub cache_mounts: bool,
+    /// `compression=`: how the cache's layers are compressed (gzip unless told).
+    pub compression: Compression,
 }
 
 /// Parses a `--cache-to` (`export`) or `--cache-from` value: `type=registry,ref=R`,
@@ -68,6 +70,7 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             max: false,
             ignore_error: false,
             cache_mounts: false,
+            compression: Compression::Gzip,
         });
     }
     // An unknown type first: its options are not ours to judge.
@@ -78,6 +81,7 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
     }
     let (mut kind, mut reference, mut dir, mut max, mut ignore_error) = (None, None, None, false, false);
     let mut cache_mounts = false;
+    let mut compression = Compression::Gzip;
     for field in s.split(',') {
         let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?}: expected KEY=VALUE"))?;
         match (k.trim(), v.trim()) {
@@ -90,13 +94,14 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             ("mode", other) => return Err(format!("mode={other}: expected min or max")),
             ("ignore-error", v) => ignore_error = v == "true",
             ("cache-mounts", v) if export => cache_mounts = v == "true",
-            // Accepted for buildx compatibility: hako always writes OCI manifests, and layers
-            // are cached as the build compressed them.
-            (
-                "oci-mediatypes" | "image-manifest" | "compression" | "compression-level"
-                | "force-compression",
-                _,
-            ) => {}
+            ("compression", "gzip") => compression = Compression::Gzip,
+            ("compression", "zstd") => compression = Compression::Zstd,
+            ("compression", "uncompressed") => compression = Compression::None,
+            ("compression", other) => {
+                return Err(format!("compression={other}: expected gzip, zstd or uncompressed"));
+            }
+            // Accepted for buildx compatibility: hako always writes OCI manifests.
+            ("oci-mediatypes" | "image-manifest" | "compression-level" | "force-compression", _) => {}
             (other, _) => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -118,7 +123,7 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             "cache-mounts=true needs type=registry or type=local (an image config cannot hold them)".into()
         );
     }
-    Ok(CacheSpec { target, max, ignore_error, cache_mounts })
+    Ok(CacheSpec { target, max, ignore_error, cache_mounts, compression })
 }
 
 /// The records a cache carries.
@@ -210,10 +215,24 @@ pub fn add_mounts(config: &mut CacheConfig, layers: &mut Vec<Layer>, mounts: Vec
 pub fn export(
     store: &Store,
     registry: &Registry,
-    target: &Target,
+    spec: &CacheSpec,
     config: &CacheConfig,
     layers: &[Layer],
 ) -> Result<String, String> {
+    let target = &spec.target;
+    // The build keeps layers uncompressed; a cache ships them compressed, each once.
+    let layers = layers
+        .iter()
+        .map(|l| crate::layer::compress::compressed(store, l, spec.compression))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut config = config.clone();
+    for r in &mut config.records {
+        if r.layer.is_some() {
+            r.compression = spec.compression.name().into();
+        }
+    }
+    let config = &config;
     let bytes = serde_json::to_vec(config).map_err(|e| e.to_string())?;
     let (config_digest, config_size) = store.put_bytes(&bytes).map_err(|e| e.to_string())?;
     let manifest = ImageManifestBuilder::default()
@@ -259,7 +278,7 @@ enum Origin {
 #[derive(Debug, Default)]
 pub struct Imported {
     origins: Vec<Origin>,
-    hits: HashMap<(String, String), (usize, Option<LayerRecord>)>,
+    hits: HashMap<String, (usize, Option<LayerRecord>)>,
     mounts: HashMap<String, (usize, LayerRecord)>,
 }
 
@@ -306,7 +325,7 @@ impl Imported {
                     })
                 }
             };
-            self.hits.entry((r.key, r.compression)).or_insert((n, layer));
+            self.hits.entry(r.key).or_insert((n, layer));
         }
         for m in config.mounts {
             let Some(d) = layers.get(m.layer) else { continue };
@@ -344,15 +363,15 @@ impl Imported {
         self.hits.is_empty()
     }
 
-    /// The imported result of `key`, its layer pulled into the store now (verified by digest).
+    /// The imported result of `key`, its layer pulled into the store now (verified by digest), in
+    /// whatever compression the cache has it.
     pub fn get(
         &self,
         store: &Store,
         registry: Option<&Registry>,
         key: &CacheKey,
-        c: Compression,
     ) -> Option<Result<Hit, String>> {
-        let (origin, layer) = self.hits.get(&(key.to_string(), c.name().to_string()))?;
+        let (origin, layer) = self.hits.get(&key.to_string())?;
         let Some(l) = layer else { return Some(Ok(Hit::Empty)) };
         Some(self.fetch(store, registry, &self.origins[*origin], l))
     }

@@ -138,20 +138,36 @@ fn deliver(
         inline_cache(builder, &mut image);
     }
     let written = image.write(store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
-    let digest = written.manifest.digest().to_string();
     for tag in &args.tags {
         store
             .tag(tag, &written.manifest)
             .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
     }
+    // The store keeps the image as built (uncompressed layers); archives and registries get it
+    // with compressed layers, compressed once here.
+    let ships = !pushes.is_empty()
+        || outputs.iter().any(|o| matches!(o, OutputSpec::Oci { .. } | OutputSpec::Docker { .. }));
+    let shipped = if ships {
+        crate::layer::compress::compressed_image(store, &image, builder.options.compression)
+            .map_err(|e| Failure::usage(format!("error: compressing the layers: {e}")))?
+            .write(store)
+            .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?
+    } else {
+        written.clone()
+    };
+    let digest = shipped.manifest.digest().to_string();
     for out in outputs {
         let clamp = builder.options.source_date_epoch;
-        crate::export::write::write_output(store, &written.manifest, &image, out, &args.tags, clamp)
+        let manifest = match out {
+            OutputSpec::Oci { .. } | OutputSpec::Docker { .. } => &shipped.manifest,
+            _ => &written.manifest,
+        };
+        crate::export::write::write_output(store, manifest, &image, out, &args.tags, clamp)
             .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
     }
     for name in pushes {
         eprintln!("pushing {name}");
-        registry.push(store, &written.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
+        registry.push(store, &shipped.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
         eprintln!("pushed {name}@{digest}");
     }
     for spec in cache_to.iter().filter(|c| c.target != Target::Inline) {
@@ -165,7 +181,7 @@ fn deliver(
                 Err(e) => eprintln!("warning: cache mounts left out of the cache: {e}"),
             }
         }
-        match remote::export(store, registry, &spec.target, &config, &layers) {
+        match remote::export(store, registry, spec, &config, &layers) {
             Ok(what) => eprintln!("exported the cache: {what}"),
             Err(e) if spec.ignore_error => eprintln!("warning: exporting the cache failed: {e}"),
             Err(e) => {
@@ -183,7 +199,7 @@ fn deliver(
         let meta = serde_json::json!({
             "containerimage.digest": digest,
             "containerimage.config.digest": written.config_digest.to_string(),
-            "containerimage.descriptor": written.manifest,
+            "containerimage.descriptor": shipped.manifest,
             "image.name": args.tags.join(","),
         });
         let text = serde_json::to_string_pretty(&meta).unwrap_or_default();

@@ -5,6 +5,7 @@
 //! index, for everything above that reads or writes an image's filesystem.
 
 pub mod archive;
+pub mod compress;
 pub mod diff;
 pub mod extract;
 pub mod index;

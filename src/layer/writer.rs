@@ -45,6 +45,20 @@ impl Compression {
         }
     }
 
+    /// The compression a layer media type says (`None` for one hako does not know).
+    pub fn of_media_type(mt: &MediaType) -> Option<Compression> {
+        let s = mt.to_string();
+        if s.ends_with("+zstd") || s.ends_with(".zstd") {
+            Some(Compression::Zstd)
+        } else if s.ends_with("gzip") {
+            Some(Compression::Gzip)
+        } else if s.ends_with(".tar") || s.ends_with("layer.v1.tar") {
+            Some(Compression::None)
+        } else {
+            None
+        }
+    }
+
     /// The OCI layer media type.
     pub fn media_type(self) -> MediaType {
         match self {
@@ -80,6 +94,18 @@ impl Write for Encoder {
 }
 
 impl Encoder {
+    fn new(store: &Store, compression: Compression) -> Result<Encoder, StoreError> {
+        let blob = HashingWriter::new(store.blob_writer()?);
+        Ok(match compression {
+            // Level 6 is gzip's default; flate2 writes mtime 0 and no file name.
+            Compression::Gzip => {
+                Encoder::Gzip(flate2::write::GzEncoder::new(blob, flate2::Compression::new(6)))
+            }
+            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(blob, 3)?),
+            Compression::None => Encoder::None(blob),
+        })
+    }
+
     fn finish(self) -> io::Result<HashingWriter<BlobWriter>> {
         match self {
             Encoder::Gzip(e) => e.finish(),
@@ -104,15 +130,7 @@ impl LayerWriter {
         compression: Compression,
         clamp: Option<i64>,
     ) -> Result<LayerWriter, StoreError> {
-        let blob = HashingWriter::new(store.blob_writer()?);
-        let enc = match compression {
-            // Level 6 is gzip's default; flate2 writes mtime 0 and no file name.
-            Compression::Gzip => {
-                Encoder::Gzip(flate2::write::GzEncoder::new(blob, flate2::Compression::new(6)))
-            }
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(blob, 3)?),
-            Compression::None => Encoder::None(blob),
-        };
+        let enc = Encoder::new(store, compression)?;
         let mut tar = tar::Builder::new(HashingWriter::new(enc));
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter { tar, compression, clamp, entries: 0 })
@@ -195,6 +213,21 @@ impl LayerWriter {
         let (committed, _) = writer.commit(Some(&digest))?;
         Ok(Layer { digest: committed, diff_id, size, media_type: compression.media_type() })
     }
+}
+
+/// Stores the layer tar `tar` (uncompressed) compressed as `compression`; returns the blob's
+/// layer, whose diff id is that of `tar`.
+pub fn compress_tar(
+    store: &Store,
+    tar: &mut dyn Read,
+    compression: Compression,
+) -> Result<Layer, StoreError> {
+    let mut hashed = HashingWriter::new(Encoder::new(store, compression)?);
+    io::copy(tar, &mut hashed)?;
+    let (enc, diff_id, _) = hashed.finish();
+    let (writer, digest, size) = enc.finish()?.finish();
+    let (committed, _) = writer.commit(Some(&digest))?;
+    Ok(Layer { digest: committed, diff_id, size, media_type: compression.media_type() })
 }
 
 /// Reads exactly `remaining` bytes: pads with zeros if the source ends early (a file truncated

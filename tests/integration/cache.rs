@@ -390,3 +390,47 @@ fn built_in(dir: &Dir, mode: &Mode, ctx: &std::path::Path) -> Output {
     ok(&out, "build");
     out
 }
+
+/// The store keeps layers uncompressed; an OCI output gets them gzip-compressed (zstd when asked),
+/// each compressed once and remembered for the next export.
+#[test]
+fn layers_are_compressed_only_for_outputs() {
+    let Some((mode, dir)) = as_root("lazy layer compression") else { return };
+    dir.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/app/a.txt", "one\n")]);
+    let media_types = |layout: &std::path::Path| -> Vec<String> {
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(layout.join("index.json")).expect("index")).expect("json");
+        let digest = index["manifests"][0]["digest"].as_str().expect("digest").trim_start_matches("sha256:");
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &fs_err::read(layout.join("blobs/sha256").join(digest)).expect("manifest"),
+        )
+        .expect("json");
+        manifest["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .map(|l| l["mediaType"].as_str().expect("media type").to_string())
+            .collect()
+    };
+    let stored = built(&dir, &mode, &["-t", "local:1"], "a local build");
+    let store = dir.path().join("store");
+    let store_index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(store.join("index.json")).expect("index")).expect("json");
+    assert!(store_index.to_string().contains(digest(&stored).as_str()));
+    let ours: Vec<String> = media_types(&store).into_iter().skip(1).collect(); // the base came gzip-compressed
+    assert!(ours.iter().all(|m| m == "application/vnd.oci.image.layer.v1.tar"), "{ours:?}");
+    let out = dir.path().join("oci");
+    let dest = format!("type=oci,dest={},tar=false", out.display());
+    built(&dir, &mode, &["-o", &dest], "an OCI output");
+    assert!(media_types(&out).iter().all(|m| m == "application/vnd.oci.image.layer.v1.tar+gzip"));
+    let remembered = fs_err::read_dir(store.join("cache/compressed")).expect("compressed").count();
+    assert!(remembered >= 2, "each compressed layer is remembered");
+    let zst = dir.path().join("zst");
+    let dest = format!("type=oci,dest={},tar=false,compression=zstd", zst.display());
+    built(&dir, &mode, &["-o", &dest], "a zstd output");
+    assert!(
+        media_types(&zst).iter().all(|m| m == "application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{:?}",
+        media_types(&zst)
+    );
+}

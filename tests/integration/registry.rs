@@ -215,9 +215,18 @@ fn pull_build_push_and_pull_back() {
     }
 
     // The registry's base is byte-identical to the offline one: same image, same digest.
-    let offline = sb.build("offline-root", &["--build-context", &busybox_context()], &[]);
+    let offline_name = reg.image("app/hello:offline");
+    let offline = sb.build(
+        "offline-root",
+        &["--build-context", &busybox_context(), "-t", &offline_name, "--push"],
+        &[],
+    );
     ok(&offline, "offline build");
-    assert_eq!(text(&offline.stdout).trim(), digest, "the offline build differs from the pulled-base build");
+    assert_eq!(
+        pushed_digest(&offline, &offline_name),
+        digest,
+        "the offline build differs from the pulled-base build"
+    );
 }
 
 #[test]
