@@ -75,7 +75,8 @@ impl FileSums {
     }
 
     fn digest(&self, path: &Path) -> io::Result<Digest> {
-        let key = std::path::absolute(path)?;
+        // Context paths are absolute already (no getcwd per file); relative ones are made so.
+        let key = if path.is_absolute() { path.to_path_buf() } else { std::path::absolute(path)? };
         let md = fs_err::metadata(&key)?;
         let stat = Stat::of(&md);
         if let Ok(known) = self.known.lock()

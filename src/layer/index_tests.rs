@@ -354,3 +354,18 @@ fn the_index_agrees_with_extraction() {
     assert!(idx.get("etc/shadow").is_none());
     assert_eq!(idx.resolve("bin/rel").as_deref(), Some("etc/passwd"));
 }
+
+#[test]
+fn remove_takes_exactly_the_subtree() {
+    let mut idx = FsIndex::new();
+    for p in ["a/b/c", "a.txt", "a0", "ab", "a/x"] {
+        idx.insert(p, file(0o644, 0));
+    }
+    idx.remove("a");
+    let left: Vec<&str> = keys(idx.walk("")).into_iter().collect();
+    assert_eq!(left, vec!["", "a.txt", "a0", "ab"], "siblings that sort next to `a/` stay");
+    // Replacing a directory with a file drops what was below it.
+    idx.insert("d/e", file(0o644, 0));
+    idx.insert("d", file(0o600, 0));
+    assert!(idx.get("d/e").is_none());
+}
