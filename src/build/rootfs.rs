@@ -26,7 +26,7 @@ fn keep(store: &Store, index: &FsIndex, chain: &str) {
     let Ok(bytes) = serde_json::to_vec(index) else { return };
     let dir = index_dir(store);
     if fs_err::create_dir_all(&dir).is_ok() {
-        let _ = store.write_atomic(&dir.join(format!("{chain}.json")), &bytes);
+        let _ = store.write_cache_file(&dir.join(format!("{chain}.json")), &bytes);
     }
 }
 

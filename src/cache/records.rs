@@ -3,7 +3,8 @@
 //!
 //! A record is written only after its layer blob is committed (the blob writer syncs it before
 //! renaming it into place), with temp file + rename, so a build killed at any point never leaves
-//! a record that names a missing blob or half a record. Two builds writing the same record write
+//! a record that names a missing blob or half a record; records are not synced themselves (one
+//! torn by a power loss does not parse, and is a miss). Two builds writing the same record write
 //! the same result (keys are content-based), so the last rename winning is harmless. A record is
 //! per layer compression: a step cached as gzip is a miss for a zstd build.
 
@@ -125,7 +126,7 @@ impl<'a> Records<'a> {
         let record = Record { v: RECORD_VERSION, layer: layer.map(LayerRecord::of) };
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
         fs_err::create_dir_all(Records::dir(self.store))?;
-        self.store.write_atomic(&self.path(key, c), &bytes)
+        self.store.write_cache_file(&self.path(key, c), &bytes)
     }
 
     /// Every record: (file name, record or why it cannot be read).

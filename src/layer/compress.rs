@@ -74,7 +74,7 @@ fn remember(store: &Store, layer: &Layer, as_: Compression) {
     // Best effort: without it the next export compresses again.
     if let Ok(bytes) = serde_json::to_vec(&Known { digest: layer.digest.to_string(), size: layer.size }) {
         let _ = fs_err::create_dir_all(store.root().join("cache/compressed"));
-        let _ = store.write_atomic(&memo(store, &layer.diff_id, as_), &bytes);
+        let _ = store.write_cache_file(&memo(store, &layer.diff_id, as_), &bytes);
     }
 }
 
