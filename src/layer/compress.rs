@@ -22,9 +22,19 @@ fn memo(store: &Store, diff_id: &Digest, to: Compression) -> PathBuf {
     store.root().join("cache/compressed").join(format!("{}.{}.json", diff_id.hex(), to.name()))
 }
 
-/// Whether `layer`'s blob is compressed as `to` already.
+/// Whether `layer`'s blob is compressed as `to` already — by its media type's compression, so a
+/// base layer with Docker's gzip media type ships as it came (same blob, same digest as upstream).
 fn is(layer: &Layer, to: Compression) -> bool {
-    layer.media_type == to.media_type()
+    Compression::of_media_type(&layer.media_type) == Some(to)
+}
+
+/// `layer`'s tar stored again compressed as `to`, checked to be the same tar.
+fn recompress(store: &Store, layer: &Layer, to: Compression) -> Result<Layer, StoreError> {
+    let out = compress_tar(store, &mut open_layer(store, layer)?, to)?;
+    if out.diff_id != layer.diff_id {
+        return Err(StoreError::DigestMismatch { expected: layer.diff_id.clone(), actual: out.diff_id });
+    }
+    Ok(out)
 }
 
 /// `layer` as a blob compressed with `to` (itself when it already is).
@@ -45,10 +55,7 @@ pub fn compressed(store: &Store, layer: &Layer, to: Compression) -> Result<Layer
             media_type: to.media_type(),
         });
     }
-    let out = compress_tar(store, &mut open_layer(store, layer)?, to)?;
-    if out.diff_id != layer.diff_id {
-        return Err(StoreError::DigestMismatch { expected: layer.diff_id.clone(), actual: out.diff_id });
-    }
+    let out = recompress(store, layer, to)?;
     remember(store, &out, to);
     Ok(out)
 }
@@ -60,10 +67,7 @@ pub fn to_local(store: &Store, layer: &Layer, local: Compression) -> Result<Laye
     if is(layer, local) {
         return Ok(layer.clone());
     }
-    let out = compress_tar(store, &mut open_layer(store, layer)?, local)?;
-    if out.diff_id != layer.diff_id {
-        return Err(StoreError::DigestMismatch { expected: layer.diff_id.clone(), actual: out.diff_id });
-    }
+    let out = recompress(store, layer, local)?;
     if let Some(from) = Compression::of_media_type(&layer.media_type) {
         remember(store, layer, from);
     }
@@ -82,4 +86,37 @@ fn remember(store: &Store, layer: &Layer, as_: Compression) {
 pub fn compressed_image(store: &Store, image: &Image, to: Compression) -> Result<Image, StoreError> {
     let layers = image.layers.iter().map(|l| compressed(store, l, to)).collect::<Result<Vec<_>, _>>()?;
     Ok(Image { config: image.config.clone(), layers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::LayerWriter;
+    use crate::layer::index::{Kind, Meta};
+
+    fn layer(store: &Store, c: Compression) -> Layer {
+        let mut w = LayerWriter::new(store, c, Some(0)).unwrap();
+        let meta = Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 2 };
+        w.add("f", &meta, Some(&mut &b"hi"[..])).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn a_layer_is_compressed_once_and_a_compressed_one_ships_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let plain = layer(&store, Compression::None);
+        let gz = compressed(&store, &plain, Compression::Gzip).unwrap();
+        assert_eq!(
+            (gz.diff_id.clone(), gz.media_type.clone()),
+            (plain.diff_id.clone(), Compression::Gzip.media_type())
+        );
+        assert_eq!(compressed(&store, &plain, Compression::Gzip).unwrap(), gz, "remembered");
+        // A base layer with Docker's gzip media type is gzip already: the same blob ships.
+        let docker =
+            Layer { media_type: "application/vnd.docker.image.rootfs.diff.tar.gzip".into(), ..gz.clone() };
+        assert_eq!(compressed(&store, &docker, Compression::Gzip).unwrap(), docker);
+        // Back to the store's form: the same tar.
+        assert_eq!(to_local(&store, &gz, Compression::None).unwrap(), plain);
+    }
 }

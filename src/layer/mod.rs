@@ -23,17 +23,13 @@ use crate::store::{Store, StoreError};
 /// Opens a stored layer as an uncompressed tar stream, by its media type.
 pub fn open_layer(store: &Store, layer: &Layer) -> Result<Box<dyn Read>, StoreError> {
     let file = BufReader::with_capacity(1 << 20, store.open_blob(&layer.digest)?);
-    let mt = layer.media_type.to_string();
-    Ok(if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
-        Box::new(zstd::Decoder::with_buffer(file)?)
-    } else if mt.ends_with("gzip") || mt.ends_with(".gzip") || mt.ends_with("tar.gzip") {
-        Box::new(flate2::bufread::MultiGzDecoder::new(file))
-    } else if mt.ends_with(".tar") || mt.ends_with("layer.v1.tar") {
-        Box::new(file)
-    } else {
-        // Docker's media type `application/vnd.docker.image.rootfs.diff.tar.gzip` ends in `gzip`;
-        // anything else is sniffed.
-        sniff(file)?
+    // Docker's media type `application/vnd.docker.image.rootfs.diff.tar.gzip` reads as gzip;
+    // anything unknown is sniffed.
+    Ok(match Compression::of_media_type(&layer.media_type) {
+        Some(Compression::Zstd) => Box::new(zstd::Decoder::with_buffer(file)?),
+        Some(Compression::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        Some(Compression::None) => Box::new(file),
+        None => sniff(file)?,
     })
 }
 

@@ -206,12 +206,7 @@ impl LayerWriter {
     /// Finishes the tar and the compression and stores the blob.
     pub fn finish(self) -> Result<Layer, StoreError> {
         let LayerWriter { tar, compression, .. } = self;
-        let hashed = tar.into_inner()?;
-        let (enc, diff_id, _) = hashed.finish();
-        let blob = enc.finish()?;
-        let (writer, digest, size) = blob.finish();
-        let (committed, _) = writer.commit(Some(&digest))?;
-        Ok(Layer { digest: committed, diff_id, size, media_type: compression.media_type() })
+        seal(tar.into_inner()?, compression)
     }
 }
 
@@ -224,6 +219,12 @@ pub fn compress_tar(
 ) -> Result<Layer, StoreError> {
     let mut hashed = HashingWriter::new(Encoder::new(store, compression)?);
     io::copy(tar, &mut hashed)?;
+    seal(hashed, compression)
+}
+
+/// Finishes a layer's compression and stores its blob: the tar's digest is the diff id, the
+/// compressed bytes' the blob digest.
+fn seal(hashed: HashingWriter<Encoder>, compression: Compression) -> Result<Layer, StoreError> {
     let (enc, diff_id, _) = hashed.finish();
     let (writer, digest, size) = enc.finish()?.finish();
     let (committed, _) = writer.commit(Some(&digest))?;
