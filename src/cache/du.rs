@@ -31,7 +31,8 @@ pub struct Usage {
     pub sandbox_bytes: u64,
 }
 
-fn files(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+/// The regular files in `dir` with their sizes, sorted (none when `dir` does not exist).
+pub(super) fn files(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
     let mut out = Vec::new();
     let rd = match fs_err::read_dir(dir) {
         Ok(rd) => rd,

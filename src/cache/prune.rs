@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use super::du::files;
 use super::records::{Record, Records};
 use crate::digest::Digest;
 use crate::store::{Store, StoreError};
@@ -26,7 +27,7 @@ pub struct Policy {
 pub struct Pruned {
     /// Step records.
     pub records: u64,
-    /// Kept filesystem indexes and the context stat cache.
+    /// Kept filesystem indexes, compression memos and the context stat cache.
     pub indexes: u64,
     /// Blobs.
     pub blobs: u64,
@@ -45,6 +46,7 @@ fn age(path: &Path, now: SystemTime) -> Duration {
 /// Prunes `store` by `policy`.
 pub fn prune(store: &Store, policy: &Policy) -> Result<Pruned, StoreError> {
     let now = SystemTime::now();
+    let filtered = *policy != Policy::default();
     let mut out = Pruned::default();
     // Records, most recently used first.
     let mut records: Vec<(Duration, std::path::PathBuf, Option<Record>)> =
@@ -55,7 +57,6 @@ pub fn prune(store: &Store, policy: &Policy) -> Result<Pruned, StoreError> {
     for (age, path, record) in &records {
         let layer = record.as_ref().and_then(|r| r.layer.as_ref());
         let old_enough = policy.until.is_none_or(|u| *age >= u);
-        let filtered = policy.until.is_some() || policy.keep_storage.is_some();
         let over = policy.keep_storage.is_some_and(|k| {
             let size = layer.filter(|l| !kept_blobs.contains(&l.digest)).map_or(0, |l| l.size);
             kept_bytes + size > k
@@ -70,15 +71,15 @@ pub fn prune(store: &Store, policy: &Policy) -> Result<Pruned, StoreError> {
             kept_bytes += l.size;
         }
     }
-    // Kept indexes and the stat cache are made again on demand; a size policy keeps them (they
-    // are small), an age policy removes the old ones.
-    let filtered = policy.until.is_some() || policy.keep_storage.is_some();
-    let indexes = store.root().join("cache/index");
-    for entry in std::fs::read_dir(&indexes).into_iter().flatten().flatten() {
-        if !filtered || policy.until.is_some_and(|u| age(&entry.path(), now) >= u) {
-            out.bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-            fs_err::remove_file(entry.path())?;
-            out.indexes += 1;
+    // Kept indexes, compression memos and the stat cache are made again on demand; a size policy
+    // keeps them (they are small), an age policy removes the old ones.
+    for dir in ["cache/index", "cache/compressed"] {
+        for (path, size) in files(&store.root().join(dir))? {
+            if !filtered || policy.until.is_some_and(|u| age(&path, now) >= u) {
+                fs_err::remove_file(&path)?;
+                out.bytes += size;
+                out.indexes += 1;
+            }
         }
     }
     if !filtered {
@@ -90,12 +91,11 @@ pub fn prune(store: &Store, policy: &Policy) -> Result<Pruned, StoreError> {
     }
     let mut referenced = image_blobs(store)?;
     referenced.extend(kept_blobs);
-    for entry in fs_err::read_dir(store.root().join("blobs/sha256"))? {
-        let entry = entry?;
-        let name = format!("sha256:{}", entry.file_name().to_string_lossy());
+    for (path, size) in files(&store.root().join("blobs/sha256"))? {
+        let name = format!("sha256:{}", path.file_name().unwrap_or_default().to_string_lossy());
         if !referenced.contains(&name) {
-            out.bytes += entry.metadata()?.len();
-            fs_err::remove_file(entry.path())?;
+            fs_err::remove_file(&path)?;
+            out.bytes += size;
             out.blobs += 1;
         }
     }
