@@ -14,14 +14,14 @@ use super::copy::{self, Ownership, SourceRoot};
 use super::fetch::Fetched;
 use super::progress::Event;
 use super::rootfs::StageOut;
-use super::stage::{image_stage, named_context_image};
+use super::stage::{image_key, named_context_image};
 use super::{BuildError, Builder, copy_step, input_error, run};
 use crate::cache::remote::Used;
 use crate::cache::{CacheKey, Hit, KeyBuilder, Records, StepInputs, key};
 use crate::context::dockerignore::PatternMatcher;
 use crate::dockerfile::Pos;
 use crate::dockerfile::instructions::{Mount, MountType};
-use crate::image::manifest::Layer;
+use crate::image::manifest::{Image, Layer};
 use crate::layer::index::{FsIndex, Kind};
 use crate::plan::{CopyOp, Op, Source, StagePlan, Step};
 
@@ -67,10 +67,7 @@ pub fn layer_step(
     let records = Records::new(b.store);
     if let Some(hit) = lookup(b, sp, &records, &step_key) {
         b.reporter.event(&Event::Cached { stage: &label, n });
-        let layer = match hit {
-            Hit::Layer(l) => Some(l),
-            Hit::Empty => None,
-        };
+        let layer = hit.into_layer();
         if layer.is_some() {
             out.forget_index();
         }
@@ -111,11 +108,7 @@ fn lookup(b: &Builder<'_>, sp: &StagePlan, records: &Records<'_>, key: &CacheKey
     });
     match imported {
         Ok(hit) => {
-            let layer = match &hit {
-                Hit::Layer(l) => Some(l),
-                Hit::Empty => None,
-            };
-            if let Err(e) = records.put(key, super::LOCAL, layer) {
+            if let Err(e) = records.put(key, super::LOCAL, hit.layer()) {
                 b.reporter.event(&Event::Warning(&format!("an imported result was not recorded: {e}")));
             }
             Some(hit)
@@ -138,12 +131,7 @@ fn finish(
     layer: Option<Layer>,
 ) -> Option<Layer> {
     out.key = key::after(&step_key, layer.as_ref().map(|l| &l.diff_id));
-    b.used.borrow_mut().push(Used {
-        key: step_key,
-        compression: super::LOCAL,
-        layer: layer.clone(),
-        stage: sp.index,
-    });
+    b.used.borrow_mut().push(Used { key: step_key, layer: layer.clone(), stage: sp.index });
     layer
 }
 
@@ -155,15 +143,10 @@ fn copy_inputs(
     done: &[Option<StageOut>],
     pos: Pos,
 ) -> Result<Vec<(String, String)>, BuildError> {
-    let failed = |e: copy::CopyError| match e {
-        copy::CopyError::Io(io) => BuildError::Internal(io.to_string()),
-        other => input_error(format!("{} failed: {other}", if c.add { "ADD" } else { "COPY" }), pos),
-    };
+    let failed = copy_step::failed(c, pos);
     let value = match &c.from {
         Source::BuildContext => {
-            let urls = copy_step::urls(c);
-            let sources: Vec<String> =
-                c.sources.iter().filter(|s| !urls.contains(&s.as_str())).cloned().collect();
+            let sources = copy_step::paths(c);
             if sources.is_empty() {
                 return Ok(Vec::new());
             }
@@ -225,7 +208,7 @@ fn source_key(
     what: &str,
 ) -> Result<String, BuildError> {
     let platform = &b.plan.target_platform;
-    let image_key = |image| image_stage(image, platform).key.to_string();
+    let image_key = |image: Image| image_key(&image, platform).to_string();
     Ok(match source {
         Source::Stage(j) => done
             .get(*j)
@@ -262,8 +245,8 @@ fn content(
             _ => None,
         })
         .collect();
-    let digests = b.sums.digests(&files)?;
-    let mut digests = digests.iter();
+    let sums = b.sums.digests(&files)?;
+    let mut sums = sums.iter();
     let mut k = KeyBuilder::new("content");
     for (path, e) in &entries {
         let m = &e.meta;
@@ -277,12 +260,12 @@ fn content(
             Kind::Fifo => "fifo".to_string(),
         };
         k.field("path", path).field("kind", kind).field("mode", format!("{:o}", m.mode));
-        if let copy::Content::File(p) = &e.content {
-            use std::os::unix::fs::MetadataExt;
-            let md = fs_err::symlink_metadata(p)?;
-            let digest = digests.next().map(ToString::to_string).unwrap_or_default();
-            k.field("owner", format!("{}:{}", md.uid(), md.gid())).field("size", m.size.to_string());
-            k.field("digest", digest);
+        // Only regular files have a sum (in `files` order).
+        if let copy::Content::File(_) = &e.content
+            && let Some(sum) = sums.next()
+        {
+            k.field("owner", format!("{}:{}", sum.uid, sum.gid)).field("size", m.size.to_string());
+            k.field("digest", sum.digest.to_string());
         }
     }
     Ok(k.finish().to_string())

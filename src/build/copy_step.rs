@@ -52,6 +52,19 @@ pub fn urls(c: &CopyOp) -> Vec<&str> {
     if c.add { c.sources.iter().map(String::as_str).filter(|s| is_url(s)).collect() } else { Vec::new() }
 }
 
+/// The sources of a COPY/ADD that are paths (everything but an ADD's URLs).
+pub fn paths(c: &CopyOp) -> Vec<String> {
+    c.sources.iter().filter(|s| !(c.add && is_url(s))).cloned().collect()
+}
+
+/// A COPY/ADD selection error as the build reports it: located input errors, I/O as internal.
+pub fn failed(c: &CopyOp, pos: Pos) -> impl Fn(copy::CopyError) -> BuildError + '_ {
+    move |e| match e {
+        copy::CopyError::Io(io) => BuildError::Internal(io.to_string()),
+        other => input_error(format!("{} failed: {other}", if c.add { "ADD" } else { "COPY" }), pos),
+    }
+}
+
 /// What COPY/ADD refuses before looking at any file.
 pub fn check(c: &CopyOp, pos: Pos) -> Result<(), BuildError> {
     let is_git = |s: &String| {
@@ -69,7 +82,8 @@ pub fn check(c: &CopyOp, pos: Pos) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Runs a COPY/ADD step: `fetched` holds the downloads of its URLs (see [`urls`]).
+/// Runs a COPY/ADD step that passed [`check`]: `fetched` holds the downloads of its URLs (see
+/// [`urls`]).
 pub fn copy_step(
     b: &Builder<'_>,
     out: &mut StageOut,
@@ -79,7 +93,6 @@ pub fn copy_step(
     fetched: &[(String, Fetched)],
 ) -> Result<Layer, BuildError> {
     let pos = loc.pos();
-    check(c, pos)?;
     let chown = match &c.chown {
         Some(spec) => {
             Some(chown_ids(b, out, spec).map_err(|e| input_error(format!("--chown={spec}: {e}"), pos))?)
@@ -89,7 +102,7 @@ pub fn copy_step(
     let own = Ownership { chown, chmod: c.chmod.clone() };
     let dest = if c.dest_raw.ends_with('/') { format!("{}/", c.dest) } else { c.dest.clone() };
     let mut archives: Vec<(PathBuf, crate::layer::archive::Archive)> = Vec::new();
-    let mut sources: Vec<String> = c.sources.iter().filter(|s| !is_url(s) || !c.add).cloned().collect();
+    let mut sources = paths(c);
     if c.add && c.unpack != Some(false) && c.from == Source::BuildContext {
         sources.retain(|s| match local_archive(b, s) {
             Some(found) => {
@@ -199,10 +212,7 @@ fn source_entries(
 ) -> Result<Entries, BuildError> {
     let clamp = b.options.source_date_epoch;
     let mut image = None;
-    let failed = |e: copy::CopyError| match e {
-        copy::CopyError::Io(io) => BuildError::Internal(io.to_string()),
-        other => input_error(format!("{} failed: {other}", if c.add { "ADD" } else { "COPY" }), pos),
-    };
+    let failed = failed(c, pos);
     if let Some((src, name)) = from_stage(b, c, done, &mut image, pos)? {
         let dir = src.rootfs(b)?;
         let index = src.index(b)?;

@@ -134,6 +134,39 @@ pub struct Builder<'a> {
     pub fetched: std::cell::RefCell<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
 }
 
+impl<'a> Builder<'a> {
+    /// A builder for `plan`; its run-time state (sandbox, downloads, the context stat cache kept
+    /// in `store`) starts empty. Set `imported` for `--cache-from`, and `executor` to run RUN
+    /// steps without the sandbox (tests).
+    pub fn new(
+        store: &'a Store,
+        dockerfile: &'a Dockerfile,
+        plan: &'a Plan,
+        context: &'a Context,
+        options: Options,
+        reporter: &'a dyn Reporter,
+        bases: &'a Bases<'a>,
+    ) -> Builder<'a> {
+        Builder {
+            store,
+            dockerfile,
+            plan,
+            context,
+            options,
+            reporter,
+            bases,
+            temps: Default::default(),
+            sandbox: Default::default(),
+            executor: Default::default(),
+            mount_context: Default::default(),
+            sums: crate::context::checksum::FileSums::load(store),
+            imported: Default::default(),
+            used: Default::default(),
+            fetched: Default::default(),
+        }
+    }
+}
+
 impl Drop for Builder<'_> {
     fn drop(&mut self) {
         for dir in self.temps.borrow_mut().drain(..) {

@@ -66,10 +66,11 @@ impl StageOut {
 
     /// The filesystem index, made now if needed.
     pub fn index(&mut self, b: &Builder<'_>) -> Result<&mut FsIndex, BuildError> {
-        if self.index.is_none() {
-            self.index = Some(self.load_index(b)?);
-        }
-        self.index.as_mut().ok_or_else(|| BuildError::Internal("no index".into()))
+        let index = match self.index.take() {
+            Some(index) => index,
+            None => self.load_index(b)?,
+        };
+        Ok(self.index.insert(index))
     }
 
     /// Keeps the index of the current layer chain in the store, if it is made.

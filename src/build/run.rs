@@ -224,7 +224,7 @@ fn mount_request(
         MountType::Cache => {
             // BuildKit: `from` (a stage, context or image) is what a new cache starts with; a
             // cache that travelled with `--cache-from` (cache-mounts=true) comes before that.
-            let key = cache_key(&m.id.clone().unwrap_or_else(|| target.clone()));
+            let key = cache_dir_key(m);
             let seed = match (imported_mount(b, &key), &m.from) {
                 (Some(layer), _) => Some((BindFrom::Layers(vec![LayerRef::from_layer(&layer)]), ".".into())),
                 (None, Some(_)) => {
@@ -414,8 +414,12 @@ fn absolute(p: &std::path::Path) -> Result<String, BuildError> {
 
 /// The key of a cache mount (`None` for other mounts).
 pub(super) fn cache_mount_key(m: &Mount) -> Option<String> {
-    (m.kind == MountType::Cache)
-        .then(|| cache_key(m.id.as_deref().or(m.target.as_deref()).unwrap_or_default()))
+    (m.kind == MountType::Cache).then(|| cache_dir_key(m))
+}
+
+/// The directory name of a cache mount: its `id`, else its target, hashed.
+fn cache_dir_key(m: &Mount) -> String {
+    cache_key(m.id.as_deref().or(m.target.as_deref()).unwrap_or_default())
 }
 
 /// An imported cache mount's contents, when this store has no such cache yet (in any isolation

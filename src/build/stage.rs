@@ -93,8 +93,14 @@ fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<St
 
 /// A stage (or `--from` source) starting from `image`: its cache key is that of its layers.
 pub(super) fn image_stage(image: Image, platform: &Platform) -> StageOut {
+    let key = image_key(&image, platform);
+    StageOut::new(image, key)
+}
+
+/// The cache key of a filesystem that is `image`'s layers.
+pub(super) fn image_key(image: &Image, platform: &Platform) -> key::CacheKey {
     let diff_ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
-    StageOut::new(image, key::base_image(&diff_ids, platform))
+    key::base_image(&diff_ids, platform)
 }
 
 /// An image from a named context: `oci-layout://DIR[:TAG|@DIGEST]` or `docker-image://REF`.

@@ -63,23 +63,9 @@ impl Bench {
         let plan = crate::plan::plan(&df, &opts, &bases).expect("plan");
         let context = Context::from_dir(&self.dir.path().join("ctx"), None).expect("context");
         let fake = Fake { store: self.store.clone(), runs: self.runs.clone(), exit };
-        let builder = Builder {
-            store: &self.store,
-            dockerfile: &df,
-            plan: &plan,
-            context: &context,
-            options: Options { source_date_epoch: Some(0), no_cache, ..Options::default() },
-            reporter: &progress::Quiet,
-            bases: &bases,
-            temps: Default::default(),
-            sandbox: Default::default(),
-            executor: std::cell::RefCell::new(Some(Box::new(fake))),
-            mount_context: Default::default(),
-            sums: crate::context::checksum::FileSums::in_memory(),
-            imported: Default::default(),
-            used: Default::default(),
-            fetched: Default::default(),
-        };
+        let options = Options { source_date_epoch: Some(0), no_cache, ..Options::default() };
+        let builder = Builder::new(&self.store, &df, &plan, &context, options, &progress::Quiet, &bases);
+        *builder.executor.borrow_mut() = Some(Box::new(fake));
         builder.build()
     }
 

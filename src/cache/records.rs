@@ -77,6 +77,24 @@ pub enum Hit {
 /// A record file and what it holds (or why it cannot be read).
 pub type Listed = (PathBuf, Result<Record, String>);
 
+impl Hit {
+    /// The layer, if the step made one.
+    pub fn layer(&self) -> Option<&Layer> {
+        match self {
+            Hit::Layer(l) => Some(l),
+            Hit::Empty => None,
+        }
+    }
+
+    /// The layer, if the step made one.
+    pub fn into_layer(self) -> Option<Layer> {
+        match self {
+            Hit::Layer(l) => Some(l),
+            Hit::Empty => None,
+        }
+    }
+}
+
 /// The step records of a store.
 pub struct Records<'a> {
     store: &'a Store,

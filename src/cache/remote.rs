@@ -168,21 +168,24 @@ pub struct RemoteRecord {
 pub struct Used {
     /// The step's key.
     pub key: CacheKey,
-    /// Layer compression.
-    pub compression: Compression,
-    /// Its layer.
+    /// Its layer, as the store keeps it.
     pub layer: Option<Layer>,
     /// The stage it belongs to.
     pub stage: usize,
 }
 
 /// The records of `used` (in `stages`), with their layers indexed into `layers` (extended with
-/// the layers not in it yet).
-pub fn records(used: &[Used], stages: &HashSet<usize>, layers: &mut Vec<Layer>) -> CacheConfig {
+/// the layers not in it yet), which ship compressed as `compression`.
+pub fn records(
+    used: &[Used],
+    stages: &HashSet<usize>,
+    layers: &mut Vec<Layer>,
+    compression: Compression,
+) -> CacheConfig {
     let mut seen = HashSet::new();
     let mut records = Vec::new();
     for u in used.iter().filter(|u| stages.contains(&u.stage)) {
-        if !seen.insert((u.key.clone(), u.compression)) {
+        if !seen.insert(u.key.clone()) {
             continue;
         }
         let layer = u.layer.as_ref().map(|l| match layers.iter().position(|x| x.digest == l.digest) {
@@ -194,7 +197,7 @@ pub fn records(used: &[Used], stages: &HashSet<usize>, layers: &mut Vec<Layer>) 
         });
         records.push(RemoteRecord {
             key: u.key.to_string(),
-            compression: u.compression.name().into(),
+            compression: compression.name().into(),
             layer,
             diff_id: u.layer.as_ref().map(|l| l.diff_id.to_string()),
         });
@@ -210,7 +213,8 @@ pub fn add_mounts(config: &mut CacheConfig, layers: &mut Vec<Layer>, mounts: Vec
     }
 }
 
-/// Writes a cache of `config` and `layers` to `target` (registry or local); returns what was
+/// Writes a cache of `config` (made by [`records`] with `spec.compression`) and `layers` to
+/// `spec`'s target (registry or local), the layers compressed as it asks; returns what was
 /// written, for the log.
 pub fn export(
     store: &Store,
@@ -226,13 +230,6 @@ pub fn export(
         .map(|l| crate::layer::compress::compressed(store, l, spec.compression))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let mut config = config.clone();
-    for r in &mut config.records {
-        if r.layer.is_some() {
-            r.compression = spec.compression.name().into();
-        }
-    }
-    let config = &config;
     let bytes = serde_json::to_vec(config).map_err(|e| e.to_string())?;
     let (config_digest, config_size) = store.put_bytes(&bytes).map_err(|e| e.to_string())?;
     let manifest = ImageManifestBuilder::default()
@@ -317,25 +314,14 @@ impl Imported {
                 None => None,
                 Some(i) => {
                     let (Some(d), Some(diff_id)) = (layers.get(i), r.diff_id) else { continue };
-                    Some(LayerRecord {
-                        digest: d.digest().to_string(),
-                        diff_id,
-                        size: d.size(),
-                        media_type: d.media_type().to_string(),
-                    })
+                    Some(layer_record(d, diff_id))
                 }
             };
             self.hits.entry(r.key).or_insert((n, layer));
         }
         for m in config.mounts {
             let Some(d) = layers.get(m.layer) else { continue };
-            let layer = LayerRecord {
-                digest: d.digest().to_string(),
-                diff_id: m.diff_id,
-                size: d.size(),
-                media_type: d.media_type().to_string(),
-            };
-            self.mounts.entry(m.key).or_insert((n, layer));
+            self.mounts.entry(m.key).or_insert((n, layer_record(d, m.diff_id)));
         }
     }
 
@@ -347,10 +333,7 @@ impl Imported {
         key: &str,
     ) -> Option<Result<Layer, String>> {
         let (origin, l) = self.mounts.get(key)?;
-        Some(self.fetch(store, registry, &self.origins[*origin], l).and_then(|hit| match hit {
-            Hit::Layer(layer) => Ok(layer),
-            Hit::Empty => Err("no layer".into()),
-        }))
+        Some(self.fetch(store, registry, &self.origins[*origin], l))
     }
 
     /// How many records were imported.
@@ -373,16 +356,17 @@ impl Imported {
     ) -> Option<Result<Hit, String>> {
         let (origin, layer) = self.hits.get(&key.to_string())?;
         let Some(l) = layer else { return Some(Ok(Hit::Empty)) };
-        Some(self.fetch(store, registry, &self.origins[*origin], l))
+        Some(self.fetch(store, registry, &self.origins[*origin], l).map(Hit::Layer))
     }
 
+    /// Pulls the blob of `l` from `origin` into the store (verified by digest).
     fn fetch(
         &self,
         store: &Store,
         registry: Option<&Registry>,
         origin: &Origin,
         l: &LayerRecord,
-    ) -> Result<Hit, String> {
+    ) -> Result<Layer, String> {
         let digest = Digest::parse(&l.digest).map_err(|e| e.to_string())?;
         match origin {
             Origin::Registry(r) => {
@@ -395,7 +379,18 @@ impl Imported {
             }
             Origin::Local(_) => {}
         }
-        l.to_layer().map(Hit::Layer).ok_or_else(|| format!("a malformed record for layer {}", l.digest))
+        l.to_layer().ok_or_else(|| format!("a malformed record for layer {}", l.digest))
+    }
+}
+
+/// A cache manifest's layer descriptor as a record (a manifest names no diff ids: the cache's
+/// records carry them).
+fn layer_record(d: &Descriptor, diff_id: String) -> LayerRecord {
+    LayerRecord {
+        digest: d.digest().to_string(),
+        diff_id,
+        size: d.size(),
+        media_type: d.media_type().to_string(),
     }
 }
 
@@ -505,13 +500,13 @@ mod tests {
         };
         let k = |n: &[u8]| CacheKey::parse(&Digest::of(n).to_string()).unwrap();
         let used = vec![
-            Used { key: k(b"1"), compression: Compression::Gzip, layer: Some(l(b"a")), stage: 0 },
-            Used { key: k(b"2"), compression: Compression::Gzip, layer: None, stage: 0 },
-            Used { key: k(b"3"), compression: Compression::Gzip, layer: Some(l(b"a")), stage: 1 },
-            Used { key: k(b"4"), compression: Compression::Gzip, layer: Some(l(b"b")), stage: 2 },
+            Used { key: k(b"1"), layer: Some(l(b"a")), stage: 0 },
+            Used { key: k(b"2"), layer: None, stage: 0 },
+            Used { key: k(b"3"), layer: Some(l(b"a")), stage: 1 },
+            Used { key: k(b"4"), layer: Some(l(b"b")), stage: 2 },
         ];
         let mut layers = Vec::new();
-        let c = records(&used, &HashSet::from([0, 1]), &mut layers);
+        let c = records(&used, &HashSet::from([0, 1]), &mut layers, Compression::Gzip);
         assert_eq!(layers.len(), 1, "a layer two records share is carried once");
         assert_eq!(c.records.iter().map(|r| r.layer).collect::<Vec<_>>(), vec![Some(0), None, Some(0)]);
     }

@@ -68,35 +68,20 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let (Some(store), Some(bases)) = (store.as_ref(), bases.as_ref()) else {
         return Err(Failure::usage("error: no store"));
     };
-    let root = store.root().to_path_buf();
     let context = input.context.into_context(store)?;
     let reporter = progress::reporter(args.progress);
-    let builder = Builder {
-        store,
-        dockerfile: &df,
-        plan: &plan,
-        context: &context,
-        options: crate::build::Options {
-            compression: compression(&outputs)?,
-            source_date_epoch: source_date_epoch()?,
-            labels: labels(&args)?,
-            isolation: isolation(args.isolation),
-            secrets: secrets(&args.secrets)?,
-            ssh: ssh(&args.ssh)?,
-            no_cache: args.no_cache,
-            no_cache_filter: args.no_cache_filter.clone(),
-        },
-        reporter: reporter.as_ref(),
-        bases,
-        temps: Default::default(),
-        sandbox: Default::default(),
-        executor: Default::default(),
-        mount_context: Default::default(),
-        sums: crate::context::checksum::FileSums::load(root.join("cache/context-sums.json")),
-        imported: import_caches(store, &registry, &cache_from),
-        used: Default::default(),
-        fetched: Default::default(),
+    let build_options = crate::build::Options {
+        compression: compression(&outputs)?,
+        source_date_epoch: source_date_epoch()?,
+        labels: labels(&args)?,
+        isolation: isolation(args.isolation),
+        secrets: secrets(&args.secrets)?,
+        ssh: ssh(&args.ssh)?,
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
     };
+    let mut builder = Builder::new(store, &df, &plan, &context, build_options, reporter.as_ref(), bases);
+    builder.imported = import_caches(store, &registry, &cache_from);
     let built = builder.build();
     reporter.finish();
     let image = built.map_err(|e| match &e {
@@ -174,7 +159,7 @@ fn deliver(
         let stages =
             if spec.max { builder.plan.order.iter().copied().collect() } else { builder.image_stages() };
         let mut layers = Vec::new();
-        let mut config = remote::records(&builder.used.borrow(), &stages, &mut layers);
+        let mut config = remote::records(&builder.used.borrow(), &stages, &mut layers, spec.compression);
         if spec.cache_mounts {
             match builder.cache_mount_layers() {
                 Ok(mounts) => remote::add_mounts(&mut config, &mut layers, mounts),
@@ -254,7 +239,9 @@ fn import_caches(
 /// `--cache-to type=inline`: the records of the image's own steps, in its config.
 fn inline_cache(builder: &Builder<'_>, image: &mut crate::image::manifest::Image) {
     let mut layers = image.layers.clone();
-    let mut config = remote::records(&builder.used.borrow(), &builder.image_stages(), &mut layers);
+    let compression = builder.options.compression;
+    let mut config =
+        remote::records(&builder.used.borrow(), &builder.image_stages(), &mut layers, compression);
     // Only records whose layer is one of the image's can travel inside it.
     config.records.retain(|r| r.layer.is_none_or(|i| i < image.layers.len()));
     if let Ok(value) = serde_json::to_value(&config) {

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingWriter};
+use crate::store::{Store, StoreError};
 
 /// What a remembered digest was computed for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,45 +47,63 @@ struct Known {
     digest: String,
 }
 
+/// A file's content digest and owner (from the one `stat` the stat cache needs anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSum {
+    /// sha256 of the content.
+    pub digest: Digest,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
 /// File digests with a stat cache.
 pub struct FileSums {
-    path: Option<PathBuf>,
+    /// Where the stat cache is kept: the store and the file in it.
+    home: Option<(Store, PathBuf)>,
     known: Mutex<HashMap<PathBuf, Known>>,
     dirty: AtomicBool,
 }
 
 impl FileSums {
-    /// A stat cache kept in `path` (loaded now; a missing or unreadable file starts empty).
-    pub fn load(path: PathBuf) -> FileSums {
+    /// The stat cache kept in `store` (loaded now; a missing or unreadable one starts empty).
+    pub fn load(store: &Store) -> FileSums {
+        let path = store.root().join("cache/context-sums.json");
         let known = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice::<HashMap<PathBuf, Known>>(&b).ok())
             .unwrap_or_default();
-        FileSums { path: Some(path), known: Mutex::new(known), dirty: AtomicBool::new(false) }
+        FileSums {
+            home: Some((store.clone(), path)),
+            known: Mutex::new(known),
+            dirty: AtomicBool::new(false),
+        }
     }
 
     /// A stat cache that is never saved.
     pub fn in_memory() -> FileSums {
-        FileSums { path: None, known: Mutex::default(), dirty: AtomicBool::new(false) }
+        FileSums { home: None, known: Mutex::default(), dirty: AtomicBool::new(false) }
     }
 
-    /// The content digests of `files` (regular files, absolute or relative to the working
-    /// directory), in order, hashed in parallel.
-    pub fn digests(&self, files: &[&Path]) -> io::Result<Vec<Digest>> {
+    /// The content digests and owners of `files` (regular files, absolute or relative to the
+    /// working directory), in order, hashed in parallel.
+    pub fn digests(&self, files: &[&Path]) -> io::Result<Vec<FileSum>> {
         files.par_iter().map(|p| self.digest(p)).collect()
     }
 
-    fn digest(&self, path: &Path) -> io::Result<Digest> {
+    fn digest(&self, path: &Path) -> io::Result<FileSum> {
         // Context paths are absolute already (no getcwd per file); relative ones are made so.
         let key = if path.is_absolute() { path.to_path_buf() } else { std::path::absolute(path)? };
         let md = fs_err::metadata(&key)?;
         let stat = Stat::of(&md);
+        let sum = |digest| FileSum { digest, uid: md.uid(), gid: md.gid() };
         if let Ok(known) = self.known.lock()
             && let Some(k) = known.get(&key)
             && k.stat == stat
             && let Ok(d) = Digest::parse(&k.digest)
         {
-            return Ok(d);
+            return Ok(sum(d));
         }
         let mut w = HashingWriter::new(io::sink());
         io::copy(&mut fs_err::File::open(&key)?, &mut w)?;
@@ -99,25 +118,23 @@ impl FileSums {
             known.insert(key, Known { stat, digest: digest.to_string() });
             self.dirty.store(true, Ordering::Relaxed);
         }
-        Ok(digest)
+        Ok(sum(digest))
     }
 
-    /// Writes the stat cache back (atomically: temp file + rename) if it learned anything.
-    /// Entries for files that no longer exist are dropped.
-    pub fn save(&self) -> io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+    /// Writes the stat cache back (temp file + rename, as the store's other cache files) if it
+    /// learned anything. Entries for files that no longer exist are dropped.
+    pub fn save(&self) -> Result<(), StoreError> {
+        let Some((store, path)) = &self.home else { return Ok(()) };
         if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let Ok(mut known) = self.known.lock() else { return Ok(()) };
         known.retain(|p, _| p.exists());
         let bytes = serde_json::to_vec(&*known).map_err(io::Error::other)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs_err::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        io::Write::write_all(&mut tmp, &bytes)?;
-        tmp.persist(path).map_err(|e| e.error)?;
-        Ok(())
+        if let Some(dir) = path.parent() {
+            fs_err::create_dir_all(dir)?;
+        }
+        store.write_cache_file(path, &bytes)
     }
 }
 
@@ -133,16 +150,17 @@ mod tests {
         // Old enough to be remembered.
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         std::fs::File::options().write(true).open(&f).unwrap().set_modified(old).unwrap();
-        let cache = dir.path().join("sums.json");
-        let sums = FileSums::load(cache.clone());
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let sums = FileSums::load(&store);
         let d = sums.digests(&[f.as_path()]).unwrap();
-        assert_eq!(d[0], Digest::of(b"hello"));
+        assert_eq!(d[0].digest, Digest::of(b"hello"));
+        assert_eq!(d[0].uid, std::fs::metadata(&f).unwrap().uid());
         sums.save().unwrap();
-        assert!(cache.is_file());
+        assert!(store.root().join("cache/context-sums.json").is_file());
         // A remembered file whose stat changed is read again.
         std::fs::write(&f, b"world").unwrap();
-        let again = FileSums::load(cache);
-        assert_eq!(again.digests(&[f.as_path()]).unwrap()[0], Digest::of(b"world"));
+        let again = FileSums::load(&store);
+        assert_eq!(again.digests(&[f.as_path()]).unwrap()[0].digest, Digest::of(b"world"));
     }
 
     #[test]
