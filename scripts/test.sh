@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: installs what the tests need (Debian, as root),
-# then formatting, lints and every test. Needs ../shared next to the repository.
+# then formatting, lints and every test. Checks that read ../shared (conformance data, CI
+# profiles) skip with a printed reason when it is not next to the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh

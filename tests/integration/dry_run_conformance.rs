@@ -19,7 +19,7 @@ const NOT_BUILDABLE: &[(&str, &str)] = &[
 
 #[test]
 fn every_valid_testfile_plans() {
-    let dir = conformance_dir("parser/testfiles");
+    let Some(dir) = conformance_dir("parser/testfiles") else { return };
     let ctx = tempfile::tempdir().expect("tempdir");
     let ctx = ctx.path().to_str().expect("utf-8");
     let (mut planned, mut rejected) = (0, 0);

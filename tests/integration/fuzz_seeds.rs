@@ -22,7 +22,8 @@ const REGRESSIONS: &[&[u8]] = &[
 fn conformance_inputs_and_all_their_prefixes() {
     let mut inputs: Vec<Vec<u8>> = REGRESSIONS.iter().map(|r| r.to_vec()).collect();
     for sub in ["parser/testfiles", "parser/testfiles-negative"] {
-        for case in crate::common::cases(&conformance_dir(sub)) {
+        let Some(dir) = conformance_dir(sub) else { return };
+        for case in crate::common::cases(&dir) {
             inputs.push(std::fs::read(case.join("Dockerfile")).expect("read"));
         }
     }
@@ -39,9 +40,10 @@ fn conformance_inputs_and_all_their_prefixes() {
 
 #[test]
 fn shell_and_dockerignore_data_through_their_targets() {
+    let Some(dir) = conformance_dir("") else { return };
     let mut runs = 0;
     for file in ["shell/envVarTest", "shell/wordsTest", "dockerignore/README.md"] {
-        let text = std::fs::read_to_string(conformance_dir("").join(file)).expect("read");
+        let text = std::fs::read_to_string(dir.join(file)).expect("read");
         for line in text.lines() {
             hako::fuzzing::shell_words(line.as_bytes());
             hako::fuzzing::dockerignore(format!("a/b/c\n{line}").as_bytes());
