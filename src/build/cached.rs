@@ -24,6 +24,7 @@ use crate::dockerfile::instructions::{Mount, MountType};
 use crate::image::manifest::{Image, Layer};
 use crate::layer::index::{FsIndex, Kind};
 use crate::plan::{CopyOp, Op, Source, StagePlan, Step};
+use crate::sandbox::protocol::{LayerRef, Successor};
 
 /// Runs step number `n` (1-based) of stage `sp`, or takes its result from the cache.
 pub fn layer_step(
@@ -56,14 +57,15 @@ pub fn layer_step(
         }
         _ => {}
     }
-    let step_key = key::step(&StepInputs {
+    let inputs = StepInputs {
         parent: &out.key,
         op: &step.op,
         used_args: &step.used_args,
         platform: &sp.platform,
         clamp: b.options.source_date_epoch,
         found: &found,
-    });
+    };
+    let (step_key, shape) = (key::step(&inputs), key::shape(&inputs));
     let records = Records::new(b.store);
     if let Some(hit) = lookup(b, sp, &records, &step_key) {
         b.reporter.event(&Event::Cached { stage: &label, n });
@@ -75,7 +77,11 @@ pub fn layer_step(
     }
     let layer = match &step.op {
         Op::Workdir(dir) => copy_step::workdir(b, out, dir)?,
-        Op::Copy(c) => Some(copy_step::copy_step(b, out, c, &step.loc, done, &fetched)?),
+        Op::Copy(c) => {
+            let layer = copy_step::copy_step(b, out, c, &step.loc, done, &fetched)?;
+            note_successor(b, &records, &shape, &layer);
+            Some(layer)
+        }
         Op::Run { .. } => {
             let layer = run::run_step(b, out, &step.op, &step.loc, (&label, n), done)?;
             if layer.is_some() {
@@ -89,6 +95,17 @@ pub fn layer_step(
         b.reporter.event(&Event::Warning(&format!("the step's result was not recorded in the cache: {e}")));
     }
     Ok(finish(b, sp, out, step_key, layer))
+}
+
+/// Makes `layer` known as the successor of the layer this COPY made last time, if it differs, so
+/// the sandbox can make its snapshot from the old one's plus the difference.
+fn note_successor(b: &Builder<'_>, records: &Records<'_>, shape: &CacheKey, layer: &Layer) {
+    if let Some(old) = records.previous(shape).filter(|old| old.diff_id != layer.diff_id) {
+        b.successors
+            .borrow_mut()
+            .push(Successor { layer: LayerRef::from_layer(layer), replaces: LayerRef::from_layer(&old) });
+    }
+    records.set_previous(shape, layer);
 }
 
 /// The recorded result of `key`: the store's own records, else an imported cache's (its layer

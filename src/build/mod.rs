@@ -130,6 +130,8 @@ pub struct Builder<'a> {
     pub imported: crate::cache::remote::Imported,
     /// Every step result this build used (hits and runs), for `--cache-to`.
     pub used: std::cell::RefCell<Vec<crate::cache::remote::Used>>,
+    /// New versions of layers made in this build (changed COPYs), for the sandbox's snapshots.
+    pub successors: std::cell::RefCell<Vec<crate::sandbox::protocol::Successor>>,
     /// `ADD <url>` downloads made in this build, by URL and checksum.
     pub fetched: std::cell::RefCell<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
 }
@@ -163,6 +165,7 @@ impl<'a> Builder<'a> {
             imported: Default::default(),
             used: Default::default(),
             fetched: Default::default(),
+            successors: Default::default(),
         }
     }
 }

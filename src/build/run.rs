@@ -117,8 +117,17 @@ fn request(
         requests.push(MountRequest::Secret { data, target, mode: 0o755, uid: 0, gid: 0 });
     }
     let cwd = if workdir.is_empty() { "/".into() } else { workdir.clone() };
+    let layers: Vec<LayerRef> = out.image.layers.iter().map(LayerRef::from_layer).collect();
+    let successors = b
+        .successors
+        .borrow()
+        .iter()
+        .filter(|s| layers.iter().any(|l| l.diff_id == s.layer.diff_id))
+        .cloned()
+        .collect();
     Ok(RunRequest {
-        layers: out.image.layers.iter().map(LayerRef::from_layer).collect(),
+        layers,
+        successors,
         process: Process { args, env: envs, cwd, uid, gid, groups },
         network,
         mounts: requests,

@@ -145,17 +145,30 @@ pub struct StepInputs<'a> {
 
 /// The key of a step.
 pub fn step(i: &StepInputs<'_>) -> CacheKey {
-    let mut k = KeyBuilder::new("step");
-    k.field("parent", i.parent.to_string());
-    k.list("used-args", i.used_args.iter().map(|(n, v)| format!("{n}={v}")));
-    k.field("platform", i.platform.to_string());
-    k.opt("clamp", i.clamp);
-    op(&mut k, i.op);
+    let mut k = declared("step", i);
     k.field("found", (i.found.len() as u64).to_le_bytes());
     for (label, value) in i.found {
         k.field(label, value);
     }
     k.finish()
+}
+
+/// The step's *shape*: its key without the inputs found at build time. Two builds where only a
+/// COPY's source files differ give its step the same shape (a name for "this COPY, at this point
+/// of this Dockerfile"), so the new layer can be made known as a successor of the old.
+pub fn shape(i: &StepInputs<'_>) -> CacheKey {
+    declared("shape", i).finish()
+}
+
+/// The key inputs the Dockerfile and the options declare.
+fn declared(tag: &str, i: &StepInputs<'_>) -> KeyBuilder {
+    let mut k = KeyBuilder::new(tag);
+    k.field("parent", i.parent.to_string());
+    k.list("used-args", i.used_args.iter().map(|(n, v)| format!("{n}={v}")));
+    k.field("platform", i.platform.to_string());
+    k.opt("clamp", i.clamp);
+    op(&mut k, i.op);
+    k
 }
 
 /// The key of the filesystem after a step with key `step` that made the layer with diff id

@@ -71,9 +71,9 @@ pub fn prune(store: &Store, policy: &Policy) -> Result<Pruned, StoreError> {
             kept_bytes += l.size;
         }
     }
-    // Kept indexes, compression memos and the stat cache are made again on demand; a size policy
-    // keeps them (they are small), an age policy removes the old ones.
-    for dir in ["cache/index", "cache/compressed"] {
+    // Kept indexes, compression memos, lineage hints and the stat cache are made again on demand;
+    // a size policy keeps them (they are small), an age policy removes the old ones.
+    for dir in ["cache/index", "cache/compressed", super::records::LINEAGE] {
         for (path, size) in files(&store.root().join(dir))? {
             if !filtered || policy.until.is_some_and(|u| age(&path, now) >= u) {
                 fs_err::remove_file(&path)?;

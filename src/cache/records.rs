@@ -18,6 +18,9 @@ use crate::image::manifest::Layer;
 use crate::layer::Compression;
 use crate::store::{Store, StoreError};
 
+/// Where [`Records::previous`] hints live, under the store.
+pub const LINEAGE: &str = "cache/lineage";
+
 /// The record format version (a record of another version is a miss).
 const RECORD_VERSION: u32 = 1;
 
@@ -145,6 +148,28 @@ impl<'a> Records<'a> {
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
         fs_err::create_dir_all(Records::dir(self.store))?;
         self.store.write_cache_file(&self.path(key, c), &bytes)
+    }
+
+    /// The layer the step of shape `shape` (its key without the inputs found at build time, see
+    /// [`super::key::shape`]) made when it last ran, if its blob is still here. A COPY whose
+    /// sources changed can then have its sandbox snapshot made as the old one plus a delta.
+    pub fn previous(&self, shape: &CacheKey) -> Option<Layer> {
+        let bytes = std::fs::read(self.lineage_path(shape)).ok()?;
+        let layer = serde_json::from_slice::<LayerRecord>(&bytes).ok()?.to_layer()?;
+        self.store.blob_path(&layer.digest).exists().then_some(layer)
+    }
+
+    /// Notes that the step of shape `shape` just made `layer` (best effort: a hint, not a record).
+    pub fn set_previous(&self, shape: &CacheKey, layer: &Layer) {
+        let Ok(bytes) = serde_json::to_vec(&LayerRecord::of(layer)) else { return };
+        let path = self.lineage_path(shape);
+        if path.parent().is_some_and(|d| fs_err::create_dir_all(d).is_ok()) {
+            let _ = self.store.write_cache_file(&path, &bytes);
+        }
+    }
+
+    fn lineage_path(&self, shape: &CacheKey) -> PathBuf {
+        self.store.root().join(LINEAGE).join(format!("{}.json", shape.hex()))
     }
 
     /// Every record: (file name, record or why it cannot be read).

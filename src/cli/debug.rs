@@ -53,6 +53,7 @@ fn sandbox_bench(
         commit: false,
         clamp: None,
         compression: "gzip".into(),
+        successors: Vec::new(),
     };
     let mut runtime = Vec::new();
     let mut whole = Vec::new();

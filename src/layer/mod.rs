@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod compress;
+pub mod delta;
 pub mod diff;
 pub mod extract;
 pub mod index;

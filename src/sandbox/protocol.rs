@@ -159,6 +159,19 @@ pub struct RunRequest {
     pub clamp: Option<i64>,
     /// `gzip`, `zstd` or `none`.
     pub compression: String,
+    /// Layers that replace an earlier version of themselves (a COPY whose sources changed): their
+    /// snapshot may be made from the earlier one's plus the difference.
+    #[serde(default)]
+    pub successors: Vec<Successor>,
+}
+
+/// A layer that is a new version of another over the same parent (see [`RunRequest::successors`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Successor {
+    /// The new layer.
+    pub layer: LayerRef,
+    /// The layer it replaces.
+    pub replaces: LayerRef,
 }
 
 /// A request.

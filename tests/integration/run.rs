@@ -125,13 +125,19 @@ impl Dir {
             fs_err::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             fs_err::write(&p, body).expect("write");
         }
+        // Only what was written and its directories: `chown -R` of the whole directory would
+        // race with a store in it that a killed build's helper is still cleaning up.
         if let Mode::Rootless(Some(user)) = mode.user() {
-            let o = Command::new("chown")
-                .args(["-R".to_string(), format!("{user}:{user}")])
-                .arg(self.path())
-                .output()
-                .expect("chown");
-            assert!(o.status.success());
+            let mut paths: Vec<PathBuf> = Vec::new();
+            for (name, _) in files {
+                let mut p = self.path().join(name);
+                while p.starts_with(self.path()) && p != self.path() && !paths.contains(&p) {
+                    paths.push(p.clone());
+                    p.pop();
+                }
+            }
+            let o = Command::new("chown").arg(format!("{user}:{user}")).args(&paths).output().expect("chown");
+            assert!(o.status.success(), "chown: {}", text(&o.stderr));
         }
     }
 }

@@ -174,6 +174,8 @@ fn setup(rootless: bool, input: &mut impl BufRead, out: &mut impl Write) -> Resu
 struct Ctx {
     store: Store,
     snapshots: PathBuf,
+    /// Snapshots made as another snapshot plus a delta (see `snapshots::Derived`).
+    derived: PathBuf,
     runs: PathBuf,
     caches: PathBuf,
     /// Copy snapshotter: the trees of recent steps, by chain id, for the next step to take.
@@ -193,6 +195,8 @@ struct Ctx {
     pending_note: Option<String>,
     /// A process holding a private network namespace with loopback up (`--network=none`).
     netns: Option<(nix::unistd::Pid, PathBuf)>,
+    /// The current request's layers that replace earlier versions of themselves.
+    successors: Vec<crate::sandbox::protocol::Successor>,
 }
 
 impl Ctx {
@@ -205,6 +209,7 @@ impl Ctx {
         let mut ctx = Ctx {
             store: Store::open_readonly(store),
             snapshots: dir("snapshots")?,
+            derived: dir("derived")?,
             runs: dir("runs")?,
             caches: dir("cache")?,
             trees: dir("trees")?,
@@ -218,6 +223,7 @@ impl Ctx {
             said_no_devices: false,
             pending_note: None,
             netns: None,
+            successors: Vec::new(),
         };
         ctx.sweep();
         if chroot {

@@ -84,31 +84,139 @@ impl Ctx {
     ) -> Result<Vec<PathBuf>, String> {
         let ids = overlay::chain_ids(layers);
         let mut paths: Vec<PathBuf> = Vec::with_capacity(layers.len());
-        for (layer, id) in layers.iter().zip(&ids) {
+        for (i, (layer, id)) in layers.iter().zip(&ids).enumerate() {
             let path = self.snapshots.join(id);
-            if !path.is_dir() {
-                let name = self.next_name("snap");
-                let tmp = self.runs.join(name);
-                fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-                let r = self.extract(layer, &paths, &tmp, out);
-                let r = r.and_then(|()| rename_into_place(&tmp.join("upper"), &path));
-                let _ = std::fs::remove_dir_all(&tmp);
-                r?;
+            if path.is_dir() {
+                paths.push(path);
+                continue;
             }
+            if let Some(pair) = self.derived_snapshot(id) {
+                paths.extend(pair);
+                continue;
+            }
+            if let Some(pair) = self.derive(&layers[..i], layer, &paths, out) {
+                paths.extend(pair);
+                continue;
+            }
+            let name = self.next_name("snap");
+            let tmp = self.runs.join(name);
+            fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+            let reader = self.open(layer)?;
+            let r = self.extract(layer, reader, &paths, &tmp, out);
+            let r = r.and_then(|()| rename_into_place(&tmp.join("upper"), &path));
+            let _ = std::fs::remove_dir_all(&tmp);
+            r?;
             paths.push(path);
         }
         Ok(paths)
     }
 
+    /// The two directories of derived snapshot `id` (its base's snapshot, then its delta), when it
+    /// exists and its base is still there.
+    fn derived_snapshot(&self, id: &str) -> Option<[PathBuf; 2]> {
+        let dir = self.derived.join(id);
+        let bytes = std::fs::read(dir.join(DERIVED_META)).ok()?;
+        let d: Derived = serde_json::from_slice(&bytes).ok()?;
+        let base = self.snapshots.join(&d.base_chain);
+        (base.is_dir() && dir.join("upper").is_dir()).then(|| [base, dir.join("upper")])
+    }
+
+    /// Makes the snapshot of `layer` (over `parent`, whose snapshot directories are `below`) as
+    /// the snapshot of the layer it replaces plus their difference, when the request names one,
+    /// that one has a whole snapshot here, and the difference is small. `None`: extract whole.
+    ///
+    /// A COPY whose sources changed by one file would otherwise write all its files again; on
+    /// ext4 just after many deletions (another build's cleanup) that costs seconds.
+    fn derive(
+        &mut self,
+        parent: &[LayerRef],
+        layer: &LayerRef,
+        below: &[PathBuf],
+        out: &mut impl Write,
+    ) -> Option<[PathBuf; 2]> {
+        let succ = self.successors.iter().find(|s| s.layer.diff_id == layer.diff_id)?;
+        let mut old_chain: Vec<LayerRef> = parent.to_vec();
+        old_chain.push(succ.replaces.clone());
+        let old_id = overlay::chain_ids(&old_chain).pop()?;
+        // Always from a whole snapshot, so a snapshot is at most two directories deep.
+        let (base_chain, base_layer) = if self.snapshots.join(&old_id).is_dir() {
+            (old_id, succ.replaces.clone())
+        } else {
+            let meta = std::fs::read(self.derived.join(&old_id).join(DERIVED_META)).ok()?;
+            let d: Derived = serde_json::from_slice(&meta).ok()?;
+            (d.base_chain, d.base_layer)
+        };
+        let base = self.snapshots.join(&base_chain);
+        if !base.is_dir() {
+            return None;
+        }
+        let id = overlay::chain_ids(&[parent, std::slice::from_ref(layer)].concat()).pop()?;
+        let name = self.next_name("derive");
+        let tmp = self.runs.join(name);
+        let r = self.derive_into(&tmp, &base, &base_layer, layer, below, out);
+        let done = r.and_then(|()| {
+            let meta = Derived { base_chain, base_layer };
+            let bytes = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
+            fs_err::write(tmp.join("d").join(DERIVED_META), bytes).map_err(|e| e.to_string())?;
+            rename_into_place(&tmp.join("d"), &self.derived.join(&id))
+        });
+        let _ = std::fs::remove_dir_all(&tmp);
+        done.ok()?;
+        self.derived_snapshot(&id)
+    }
+
+    /// Writes the delta of `old` → `new` and applies it over `below` + `base`, leaving the
+    /// delta's directory at `tmp/d/upper`.
+    fn derive_into(
+        &self,
+        tmp: &Path,
+        base: &Path,
+        old: &LayerRef,
+        new: &LayerRef,
+        below: &[PathBuf],
+        out: &mut impl Write,
+    ) -> Result<(), String> {
+        fs_err::create_dir_all(tmp.join("x")).map_err(|e| e.to_string())?;
+        fs_err::create_dir_all(tmp.join("d")).map_err(|e| e.to_string())?;
+        let delta_path = tmp.join("delta.tar");
+        let file = std::io::BufWriter::new(fs_err::File::create(&delta_path).map_err(|e| e.to_string())?);
+        // Worth it only when most of the layer stays: otherwise extracting it whole is as cheap
+        // and keeps the snapshot one directory.
+        let max = (new.size / 512 / 4).max(16);
+        let stats = crate::layer::delta::delta(
+            self.open(old)?,
+            || self.open(new).map_err(std::io::Error::other),
+            file,
+            max,
+        )
+        .map_err(|e| e.to_string())?
+        .ok_or("not comparable")?;
+        if stats.written > stats.entries / 2 {
+            return Err("most of the layer changed".into());
+        }
+        let mut lowers = below.to_vec();
+        lowers.push(base.to_path_buf());
+        let reader = std::io::BufReader::new(fs_err::File::open(&delta_path).map_err(|e| e.to_string())?);
+        self.extract(new, Box::new(reader), &lowers, &tmp.join("x"), out)?;
+        fs_err::rename(tmp.join("x").join("upper"), tmp.join("d").join("upper")).map_err(|e| e.to_string())
+    }
+
+    /// A stored layer as an uncompressed tar stream.
+    fn open(&self, layer: &LayerRef) -> Result<Box<dyn std::io::Read>, String> {
+        let l = layer.to_layer().map_err(|e| e.to_string())?;
+        crate::layer::open_layer(&self.store, &l).map_err(|e| e.to_string())
+    }
+
+    /// Applies `reader` (the tar of `layer`, or a delta of it) over the snapshots `below` into
+    /// `tmp/upper`.
     pub(super) fn extract(
         &self,
         layer: &LayerRef,
+        reader: Box<dyn std::io::Read>,
         below: &[PathBuf],
         tmp: &Path,
         out: &mut impl Write,
     ) -> Result<(), String> {
-        let l = layer.to_layer().map_err(|e| e.to_string())?;
-        let reader = crate::layer::open_layer(&self.store, &l).map_err(|e| e.to_string())?;
         let opts = ApplyOptions { chown: !self.squash, devices: !self.rootless };
         let report = if below.is_empty() {
             let upper = tmp.join("upper");
@@ -132,6 +240,16 @@ impl Ctx {
         Ok(())
     }
 }
+
+/// What a derived snapshot is made of: `<derived>/<chain id>/upper` over the whole snapshot
+/// `<snapshots>/<base_chain>`, whose top layer is `base_layer`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Derived {
+    base_chain: String,
+    base_layer: LayerRef,
+}
+
+const DERIVED_META: &str = "derived.json";
 
 /// The key of a copy-snapshotter tree holding the filesystem of `layers`: their chain id.
 pub(super) fn tree_id(layers: &[LayerRef]) -> String {

@@ -11,8 +11,10 @@ impl Ctx {
         let name = self.next_name("run");
         let dir = self.runs.join(&name);
         fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        self.successors = req.successors.clone();
         let result =
             if self.chroot { self.run_chroot(req, &dir, out) } else { self.run_in(req, &dir, &name, out) };
+        self.successors.clear();
         // Mounts made for the step are gone by now (dropped in run_in); the directory may hold
         // an upper that did not become a snapshot.
         let _ = std::fs::remove_dir_all(&dir);
