@@ -70,9 +70,38 @@ impl Compression {
 }
 
 enum Encoder {
-    Gzip(flate2::write::GzEncoder<HashingWriter<BlobWriter>>),
-    Zstd(zstd::Encoder<'static, HashingWriter<BlobWriter>>),
-    None(HashingWriter<BlobWriter>),
+    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Zstd(zstd::Encoder<'static, BlobWriter>),
+    None(BlobWriter),
+}
+
+/// Where the tar goes: the encoder, and a hash of the tar itself for the diff id. Uncompressed,
+/// the blob writer's digest of the same bytes is the diff id, so the tar is hashed once (the blob
+/// writer hashes what it stores in any case, to name the blob).
+struct TarSink {
+    enc: Encoder,
+    diff: Option<HashingWriter<io::Sink>>,
+}
+
+impl TarSink {
+    fn new(store: &Store, compression: Compression) -> Result<TarSink, StoreError> {
+        let diff = (compression != Compression::None).then(|| HashingWriter::new(io::sink()));
+        Ok(TarSink { enc: Encoder::new(store, compression)?, diff })
+    }
+}
+
+impl Write for TarSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.enc.write(buf)?;
+        if let Some(d) = &mut self.diff {
+            d.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.enc.flush()
+    }
 }
 
 impl Write for Encoder {
@@ -95,7 +124,7 @@ impl Write for Encoder {
 
 impl Encoder {
     fn new(store: &Store, compression: Compression) -> Result<Encoder, StoreError> {
-        let blob = HashingWriter::new(store.blob_writer()?);
+        let blob = store.blob_writer()?;
         Ok(match compression {
             // Level 6 is gzip's default; flate2 writes mtime 0 and no file name.
             Compression::Gzip => {
@@ -106,7 +135,7 @@ impl Encoder {
         })
     }
 
-    fn finish(self) -> io::Result<HashingWriter<BlobWriter>> {
+    fn finish(self) -> io::Result<BlobWriter> {
         match self {
             Encoder::Gzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
@@ -117,7 +146,7 @@ impl Encoder {
 
 /// A layer being written.
 pub struct LayerWriter {
-    tar: tar::Builder<HashingWriter<Encoder>>,
+    tar: tar::Builder<TarSink>,
     compression: Compression,
     clamp: Option<i64>,
     entries: u64,
@@ -130,8 +159,7 @@ impl LayerWriter {
         compression: Compression,
         clamp: Option<i64>,
     ) -> Result<LayerWriter, StoreError> {
-        let enc = Encoder::new(store, compression)?;
-        let mut tar = tar::Builder::new(HashingWriter::new(enc));
+        let mut tar = tar::Builder::new(TarSink::new(store, compression)?);
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter { tar, compression, clamp, entries: 0 })
     }
@@ -217,18 +245,17 @@ pub fn compress_tar(
     tar: &mut dyn Read,
     compression: Compression,
 ) -> Result<Layer, StoreError> {
-    let mut hashed = HashingWriter::new(Encoder::new(store, compression)?);
-    io::copy(tar, &mut hashed)?;
-    seal(hashed, compression)
+    let mut sink = TarSink::new(store, compression)?;
+    io::copy(tar, &mut sink)?;
+    seal(sink, compression)
 }
 
 /// Finishes a layer's compression and stores its blob: the tar's digest is the diff id, the
 /// compressed bytes' the blob digest.
-fn seal(hashed: HashingWriter<Encoder>, compression: Compression) -> Result<Layer, StoreError> {
-    let (enc, diff_id, _) = hashed.finish();
-    let (writer, digest, size) = enc.finish()?.finish();
-    let (committed, _) = writer.commit(Some(&digest))?;
-    Ok(Layer { digest: committed, diff_id, size, media_type: compression.media_type() })
+fn seal(sink: TarSink, compression: Compression) -> Result<Layer, StoreError> {
+    let (digest, size) = sink.enc.finish()?.commit(None)?;
+    let diff_id = sink.diff.map_or_else(|| digest.clone(), |d| d.finish().1);
+    Ok(Layer { digest, diff_id, size, media_type: compression.media_type() })
 }
 
 /// Reads exactly `remaining` bytes: pads with zeros if the source ends early (a file truncated
