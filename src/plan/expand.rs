@@ -191,14 +191,17 @@ impl StageCx<'_> {
     ) -> Result<(Op, String), Diagnostic> {
         Ok(match kind {
             Kind::Env(pairs) | Kind::Label(pairs) => {
+                // Every pair is expanded against the environment before the instruction, as
+                // BuildKit expands the whole command before applying it: `ENV a=2 b=$a` gives
+                // `b` the previous `a`.
                 let mut out = Vec::new();
                 for kv in pairs {
-                    let k = self.word(&kv.key, loc, used)?;
-                    let v = self.word(&kv.value, loc, used)?;
-                    if matches!(kind, Kind::Env(_)) {
-                        self.scope.set_env(&k, &v);
+                    out.push((self.word(&kv.key, loc, used)?, self.word(&kv.value, loc, used)?));
+                }
+                if matches!(kind, Kind::Env(_)) {
+                    for (k, v) in &out {
+                        self.scope.set_env(k, v);
                     }
-                    out.push((k, v));
                 }
                 let text = out
                     .iter()
@@ -211,6 +214,7 @@ impl StageCx<'_> {
                 }
             }
             Kind::Arg(decls) => {
+                // Like ENV: all defaults are expanded before any of the ARGs is declared.
                 let mut out = Vec::new();
                 for d in decls {
                     let default = match &d.default {
@@ -219,9 +223,13 @@ impl StageCx<'_> {
                         }
                         _ => None,
                     };
-                    let value = resolve_arg(&d.name, default, &self.opts.build_args, self.globals);
-                    self.scope.declare_arg(&d.name, value.clone());
-                    out.push((d.name.clone(), value));
+                    out.push((
+                        d.name.clone(),
+                        resolve_arg(&d.name, default, &self.opts.build_args, self.globals),
+                    ));
+                }
+                for (name, value) in &out {
+                    self.scope.declare_arg(name, value.clone());
                 }
                 let text = out
                     .iter()

@@ -245,3 +245,16 @@ fn onbuild_triggers_run_in_stages_built_on_the_declaring_one() {
     assert!(e.message.contains("ONBUILD trigger \"COPPY x y\": unknown instruction"), "{}", e.message);
     assert_eq!(e.pos.line, 3, "trigger errors point at the FROM that runs them");
 }
+
+#[test]
+fn multi_pair_env_arg_label_expand_against_the_previous_environment() {
+    // BuildKit expands every word of the instruction before applying any of it.
+    let p = ok("FROM scratch\nENV a=one\nENV a=two b=$a\nARG c=three\nARG c=four d=$c\nLABEL x=$a y=$d\n");
+    let s = &p.stages[0];
+    assert_eq!(s.steps[1].op, Op::Env(vec![("a".into(), "two".into()), ("b".into(), "one".into())]));
+    assert_eq!(
+        s.steps[3].op,
+        Op::Arg(vec![("c".into(), Some("four".into())), ("d".into(), Some("three".into()))])
+    );
+    assert_eq!(s.steps[4].op, Op::Label(vec![("x".into(), "two".into()), ("y".into(), "three".into())]));
+}
