@@ -97,7 +97,10 @@ pub fn stage(
         opts,
         globals,
         index: stage.index,
-        scope: Scope::new(state.env.clone()),
+        scope: match &source {
+            Source::Stage(i) => done[*i].final_scope.inherited(),
+            _ => Scope::new(state.env.clone()),
+        },
         state,
         deps: BTreeSet::new(),
     };
@@ -120,6 +123,7 @@ pub fn stage(
     }
     cx.state.env = cx.scope.image_env.clone();
     let declared = cx.scope.declared.iter().cloned().collect();
+    let final_scope = cx.scope;
     let plan = StagePlan {
         index: stage.index,
         name,
@@ -131,6 +135,7 @@ pub fn stage(
         deps: cx.deps.into_iter().collect(),
         needed: false,
         final_state: cx.state,
+        final_scope,
     };
     Ok((plan, declared))
 }

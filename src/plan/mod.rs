@@ -198,6 +198,8 @@ pub struct StagePlan {
     pub needed: bool,
     /// The image-config state at the end of the stage (what a stage built on this one inherits).
     pub final_state: StageState,
+    /// The ARG/ENV scope at the end of the stage (what a stage built on this one starts with).
+    pub final_scope: scope::Scope,
 }
 
 /// The parts of a stage's image config that later instructions read while planning.

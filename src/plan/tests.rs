@@ -53,13 +53,16 @@ fn build_args_override_defaults_everywhere() {
 }
 
 #[test]
-fn env_is_inherited_from_parent_stages_args_are_not() {
+fn env_and_arg_values_are_inherited_from_parent_stages() {
     let src = "FROM scratch AS a\nARG X=1\nENV Y=$X\nWORKDIR /w\nFROM a\nRUN echo\nCOPY f rel/\n";
     let p = ok(src);
     let b = &p.stages[1];
     assert_eq!(b.base, Source::Stage(0));
     let env = env_of(&b.steps[0]);
-    assert_eq!((env.get("Y"), env.get("X")), (Some("1"), None));
+    // The parent's ARG values are part of the state the child starts from (BuildKit: the stage's
+    // LLB env), but never of the image config.
+    assert_eq!((env.get("Y"), env.get("X")), (Some("1"), Some("1")));
+    assert_eq!(b.final_state.env.get("X"), None);
     let Op::Copy(c) = &b.steps[1].op else { panic!() };
     assert_eq!((c.dest.as_str(), c.dest_raw.as_str()), ("/w/rel", "rel/"));
     assert_eq!(p.order, [0, 1]);
@@ -257,4 +260,15 @@ fn multi_pair_env_arg_label_expand_against_the_previous_environment() {
         Op::Arg(vec![("c".into(), Some("four".into())), ("d".into(), Some("three".into()))])
     );
     assert_eq!(s.steps[4].op, Op::Label(vec![("x".into(), "two".into()), ("y".into(), "three".into())]));
+}
+
+#[test]
+fn child_stage_args_see_the_parent_stage_arg_values() {
+    let src = "FROM scratch AS base\nARG NAME=app\nFROM base AS dev\nARG NAME=\"$NAME-dev\"\nRUN x\nFROM base\nARG NAME\nRUN y\n";
+    let p = ok(src);
+    assert_eq!(env_of(&p.stages[1].steps[1]).get("NAME"), Some("app-dev"));
+    assert_eq!(p.stages[1].steps[1].used_args.get("NAME").map(String::as_str), Some("app-dev"));
+    assert_eq!(env_of(&p.stages[2].steps[1]).get("NAME"), Some("app"), "a bare re-declaration keeps it");
+    let p = plan_with(src, &[("NAME", "cli")], None).expect("plan");
+    assert_eq!(env_of(&p.stages[1].steps[1]).get("NAME"), Some("cli"));
 }
