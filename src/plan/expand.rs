@@ -84,12 +84,15 @@ pub fn stage(
         check_reference(&base.value).map_err(|e| fail(loc, e))?;
         Source::Image(base.value.clone())
     };
-    let state = match &source {
+    let mut state = match &source {
         Source::Stage(i) => done[*i].final_state.clone(),
         Source::Image(r) => images.config(r, &platform),
         Source::Context { value, .. } => images.config(value, &platform),
         _ => StageState::default(),
     };
+    if !matches!(source, Source::Stage(_)) {
+        with_default_path(&mut state.env, &platform);
+    }
 
     let mut cx = StageCx {
         lexer,
@@ -468,6 +471,15 @@ impl StageCx<'_> {
             self.deps.insert(i);
         }
         Ok(source)
+    }
+}
+
+/// Adds `PATH` to a base's environment when it has none (`FROM scratch`, an image without one), as
+/// BuildKit does for every stage so RUN and `$PATH` see the usual directories; the image config
+/// gets it too (the builder adds the same). Windows bases are left to the OS, as in BuildKit.
+pub fn with_default_path(env: &mut EnvList, platform: &Platform) {
+    if platform.os != "windows" && env.get("PATH").is_none() {
+        env.set("PATH", crate::sandbox::DEFAULT_PATH);
     }
 }
 

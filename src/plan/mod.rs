@@ -8,6 +8,7 @@
 
 mod display;
 mod expand;
+pub use expand::with_default_path;
 mod values;
 pub use values::{apply_chmod, check_reference, context_key, join_path};
 mod graph;

@@ -272,3 +272,11 @@ fn child_stage_args_see_the_parent_stage_arg_values() {
     let p = plan_with(src, &[("NAME", "cli")], None).expect("plan");
     assert_eq!(env_of(&p.stages[1].steps[1]).get("NAME"), Some("cli"));
 }
+
+#[test]
+fn path_is_always_in_a_stage_environment() {
+    let p = ok("FROM scratch\nENV PATH=$PATH:/opt/bin\nRUN x\n");
+    let default = crate::sandbox::DEFAULT_PATH;
+    assert_eq!(env_of(&p.stages[0].steps[1]).get("PATH"), Some(&*format!("{default}:/opt/bin")));
+    assert_eq!(p.stages[0].final_state.env.get("PATH"), Some(&*format!("{default}:/opt/bin")));
+}
