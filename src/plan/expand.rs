@@ -81,7 +81,19 @@ pub fn stage(
     } else if base.value == "scratch" {
         Source::Scratch
     } else {
-        check_reference(&base.value).map_err(|e| fail(loc, e))?;
+        check_reference(&base.value).map_err(|e| {
+            let lower = base.value.to_lowercase();
+            let diag = fail(loc, e);
+            // BuildKit stores stage names lower-cased and matches FROM against them exactly (only
+            // --from, mount from= and --target ignore case), so `FROM Build` is an image name.
+            if done.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
+                diag.with_hint(format!(
+                    "stage names are lower-case: to build on that stage, write `FROM {lower}`"
+                ))
+            } else {
+                diag
+            }
+        })?;
         Source::Image(base.value.clone())
     };
     let mut state = match &source {

@@ -280,3 +280,23 @@ fn path_is_always_in_a_stage_environment() {
     assert_eq!(env_of(&p.stages[0].steps[1]).get("PATH"), Some(&*format!("{default}:/opt/bin")));
     assert_eq!(p.stages[0].final_state.env.get("PATH"), Some(&*format!("{default}:/opt/bin")));
 }
+
+#[test]
+fn from_an_upper_case_stage_name_is_an_image_with_a_hint() {
+    // BuildKit matches FROM against stage names exactly (they are stored lower-cased), while
+    // COPY --from, RUN --mount from= and --target match case-insensitively.
+    let e = plan_with("FROM busybox AS BUG_stage\nFROM BUG_stage\n", &[], None).unwrap_err();
+    assert!(e.message.contains("must be lowercase"), "{}", e.message);
+    assert!(e.hints.iter().any(|h| h.contains("FROM bug_stage")), "{:?}", e.hints);
+    let p = ok(
+        "FROM busybox AS BUG_stage\nFROM scratch\nCOPY --from=BUG_stage /x /x\nRUN --mount=from=BUG_stage,target=/m x\n",
+    );
+    let Op::Copy(c) = &p.stages[1].steps[0].op else { panic!() };
+    assert_eq!(c.from, Source::Stage(0));
+    let Op::Run { mounts, .. } = &p.stages[1].steps[1].op else { panic!() };
+    assert_eq!(mounts[0].1, Source::Stage(0));
+    assert_eq!(
+        plan_with("FROM busybox AS BUG_stage\nFROM scratch\n", &[], Some("BUG_stage")).expect("plan").target,
+        0
+    );
+}
