@@ -138,3 +138,14 @@ fn a_base_image_without_path_gets_the_default_one() {
     stage::ensure_path(&mut windows, &crate::plan::Platform::parse("windows/amd64").expect("platform"));
     assert_eq!(windows.config.env, None, "left to the OS, as BuildKit does");
 }
+
+#[test]
+fn an_exec_form_followed_by_a_comment_is_still_the_exec_form() {
+    let b = Bench::new();
+    let image = b
+        .build("FROM scratch\nENTRYPOINT [\"/app\"] # the server\nCMD [\"-v\"]]\n", 0, false)
+        .expect("build");
+    let c = &image.config.config;
+    assert_eq!(c.entrypoint, Some(vec!["/app".to_string()]));
+    assert_eq!(c.cmd, Some(vec!["-v".to_string()]));
+}
