@@ -106,6 +106,7 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Ast, Diagnostic> {
                     message: "the Dockerfile is not valid UTF-8; invalid bytes were replaced with U+FFFD"
                         .into(),
                     pos: Pos::new(line, 0),
+                    ..Warning::default()
                 },
             );
             Ok(ast)
@@ -178,9 +179,12 @@ pub fn parse(text: &str) -> Result<Ast, Diagnostic> {
             ended = end;
         }
         if empty_continuation {
+            // BuildKit's NoEmptyContinuation check, at the instruction's last line.
             warnings.push(Warning {
-                message: format!("empty continuation line found in: {joined}"),
+                message: "Empty continuation line".into(),
                 pos: Pos::new(lines.number, 0),
+                rule: Some(super::checks::NO_EMPTY_CONTINUATION.name),
+                end_line: lines.number,
             });
         }
 

@@ -486,6 +486,43 @@ impl StageCx<'_> {
     }
 }
 
+/// BuildKit's `UndefinedArgInFrom` check: variables a FROM line (its base or `--platform`) uses
+/// that are neither global ARGs (`declared`, with or without a value) nor automatic platform args.
+pub fn undefined_args_in_from(
+    stage: &Stage,
+    df: &Dockerfile,
+    globals: &EnvList,
+    declared: &[String],
+    lexer: &Lexer,
+) -> Vec<crate::dockerfile::Warning> {
+    let rule = crate::dockerfile::checks::UNDEFINED_ARG_IN_FROM;
+    if !df.checks.enabled(&rule) {
+        return Vec::new();
+    }
+    let known: BTreeSet<&str> = declared.iter().map(String::as_str).chain(globals.names()).collect();
+    let mut unmatched = BTreeSet::new();
+    for word in std::iter::once(&stage.base).chain(stage.platform.as_ref()) {
+        if let Ok(r) = lexer.process_word_with_matches(word, globals) {
+            unmatched.extend(r.unmatched.into_iter().filter(|n| !known.contains(n.as_str())));
+        }
+    }
+    unmatched
+        .into_iter()
+        .map(|name| {
+            let mut message = format!("FROM argument '{name}' is not declared");
+            if let Some(s) = crate::dockerfile::instructions::closest_word(&name, known.iter().copied()) {
+                message.push_str(&format!(" (did you mean {s}?)"));
+            }
+            crate::dockerfile::Warning {
+                message,
+                pos: stage.loc.pos(),
+                rule: Some(rule.name),
+                end_line: stage.loc.end_line,
+            }
+        })
+        .collect()
+}
+
 /// Adds `PATH` to a base's environment when it has none (`FROM scratch`, an image without one), as
 /// BuildKit does for every stage so RUN and `$PATH` see the usual directories; the image config
 /// gets it too (the builder adds the same). Windows bases are left to the OS, as in BuildKit.

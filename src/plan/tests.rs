@@ -300,3 +300,22 @@ fn from_an_upper_case_stage_name_is_an_image_with_a_hint() {
         0
     );
 }
+
+#[test]
+fn undefined_args_in_from_are_reported_as_buildkit_does() {
+    let rules = |src: &str| -> Vec<String> { ok(src).warnings.into_iter().map(|w| w.message).collect() };
+    assert!(rules("ARG base=scratch\nFROM $base\n").is_empty());
+    assert!(rules("FROM --platform=$BUILDPLATFORM scratch\n").is_empty());
+    assert!(rules("ARG DEBUG\nFROM scratch${DEBUG}\n").is_empty(), "declared without a value is fine");
+    assert_eq!(
+        rules("ARG tag=latest\nFROM busybox:${tag}${version} AS b\n"),
+        ["FROM argument 'version' is not declared"]
+    );
+    assert_eq!(
+        rules("ARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH:-amd64} busybox\n"),
+        ["FROM argument 'MYARCH' is not declared (did you mean MY_ARCH?)"]
+    );
+    let w = &ok("FROM scratch\nFROM x$NOPE\n").warnings[0];
+    assert_eq!((w.rule, w.pos.line), (Some("UndefinedArgInFrom"), 2));
+    assert!(ok("# check=skip=UndefinedArgInFrom\nFROM x$NOPE\n").warnings.is_empty());
+}

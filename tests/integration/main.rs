@@ -3,6 +3,7 @@
 
 mod build;
 mod cache;
+mod checks;
 mod cli;
 mod common;
 mod dockerignore_conformance;

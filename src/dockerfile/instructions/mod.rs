@@ -79,8 +79,10 @@ pub struct Dockerfile {
     pub escape: char,
     /// The `# syntax=` directive (recorded, not acted upon).
     pub syntax: Option<String>,
-    /// Non-fatal findings from parsing and validation.
+    /// Non-fatal findings from parsing and validation, build checks included.
     pub warnings: Vec<Warning>,
+    /// Which build checks are on (`# check=skip=…`).
+    pub checks: super::checks::Config,
     /// The Dockerfile text, so later stages can point at the word an error is about.
     pub source: String,
 }
@@ -319,8 +321,13 @@ pub fn from_ast(ast: &Ast, source: &str) -> Result<Dockerfile, Diagnostic> {
         escape: ast.escape,
         syntax: ast.syntax().map(str::to_string),
         warnings: ast.warnings.clone(),
+        checks: super::checks::Config::from_directive(
+            ast.directives.iter().find(|d| d.name == "check").map(|d| d.value.as_str()),
+        ),
         source: source.to_string(),
     };
+    df.warnings.retain(|w| w.rule.is_none_or(|r| df.checks.enabled_name(r)));
+    df.warnings.extend(super::checks::run(ast, &df.checks));
     for node in &ast.nodes {
         let cx = Cx { node, source };
         if node.keyword.eq_ignore_ascii_case("FROM") {
@@ -338,6 +345,7 @@ pub fn from_ast(ast: &Ast, source: &str) -> Result<Dockerfile, Diagnostic> {
                     e.message
                 ),
                 pos: node.pos(),
+                ..Warning::default()
             });
         }
         match (df.stages.last_mut(), kind) {
