@@ -10,6 +10,7 @@ mod dockerignore_conformance;
 mod dry_run_conformance;
 mod examples;
 mod export;
+mod fidelity;
 mod fuzz_seeds;
 mod parser_conformance;
 mod registry;
