@@ -30,7 +30,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let cache_to = cache_specs(&args.cache_to, true)?;
     let outputs = outputs(&args)?;
     let pushes = push_names(&args, &outputs)?;
-    let options = plan_options(&args)?;
+    let mut options = plan_options(&args)?;
     let input = read_input(&args)?;
     let source = String::from_utf8_lossy(&input.dockerfile).into_owned();
     // A located error: the input's fault (exit 1), or a feature not built yet (exit 2).
@@ -39,11 +39,18 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         if d.message.starts_with("not supported yet") { Failure::usage(text) } else { Failure::user(text) }
     };
     let ast = parse_bytes(&input.dockerfile).map_err(located)?;
-    let df = from_ast(&ast, &source).map_err(located)?;
+    let mut df = from_ast(&ast, &source).map_err(located)?;
+    // BuildKit's frontend reads its check options from this build arg (replacing `# check=`);
+    // it is not an ARG of the Dockerfile.
+    if let Some(v) = options.build_args.remove("BUILDKIT_DOCKERFILE_CHECK") {
+        df.checks = crate::dockerfile::checks::Config::parse(&v).map_err(|e| {
+            Failure::usage(format!("error: failed to parse build-arg:BUILDKIT_DOCKERFILE_CHECK: {e}"))
+        })?;
+    }
     print_warnings(&input.name, &df.warnings);
     if check_only {
         let plan = plan::plan(&df, &options, &plan::Unresolved).map_err(located)?;
-        return check_report(&input.name, &source, &df.warnings, &plan.warnings);
+        return check_report(&input.name, &source, &df, &plan.warnings);
     }
 
     // A real build knows its base images (so `$PATH` in ENV expands against the base's PATH); a
@@ -66,10 +73,14 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         None => plan::plan(&df, &options, &plan::Unresolved),
     }
     .map_err(|d| {
-        print_checks(args.progress, &df.warnings);
+        print_checks(args.progress, &df.checks.findings(&df.warnings));
         located(d)
     })?;
-    print_checks(args.progress, &[df.warnings.as_slice(), plan.warnings.as_slice()].concat());
+    let findings = df.checks.findings(df.warnings.iter().chain(&plan.warnings));
+    print_checks(args.progress, &findings);
+    if df.checks.error && !findings.is_empty() {
+        return Err(lint_violation(&findings));
+    }
     if !plan.unused_build_args.is_empty() {
         eprintln!(
             "warning: build-arg {} {} not consumed by any ARG in the Dockerfile",
@@ -577,10 +588,8 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
 /// Build-check findings during a build, as BuildKit's progress shows them
 /// (`WARN: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 3)`), or as JSON
 /// events with `--progress=json`.
-fn print_checks(mode: super::ProgressMode, warnings: &[Warning]) {
-    let mut found: Vec<&Warning> = warnings.iter().filter(|w| w.rule.is_some()).collect();
-    found.sort_by_key(|w| w.pos.line);
-    for w in found {
+fn print_checks(mode: super::ProgressMode, findings: &[&Warning]) {
+    for w in findings {
         let rule = w.rule.unwrap_or_default();
         if mode == super::ProgressMode::Json {
             let v = serde_json::json!({"event": "warning", "rule": rule, "message": w.message, "line": w.pos.line});
@@ -593,11 +602,26 @@ fn print_checks(mode: super::ProgressMode, warnings: &[Warning]) {
     }
 }
 
+/// `# check=error=true`: BuildKit fails the build when there are findings.
+fn lint_violation(findings: &[&Warning]) -> Failure {
+    let mut rules: Vec<&str> = findings.iter().filter_map(|w| w.rule).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    Failure::user(format!(
+        "error: lint violation found for rules: {}\nhint: fix them, or drop error=true from the check options",
+        rules.join(", ")
+    ))
+}
+
 /// `--check`: the findings as buildx prints `--call=check` results (rule, URL, message, and the
 /// Dockerfile lines around the instruction), on stdout; exit 1 when there are any.
-fn check_report(name: &str, source: &str, parsed: &[Warning], planned: &[Warning]) -> Result<(), Failure> {
-    let mut found: Vec<&Warning> = parsed.iter().chain(planned).filter(|w| w.rule.is_some()).collect();
-    found.sort_by_key(|w| w.pos.line);
+fn check_report(
+    name: &str,
+    source: &str,
+    df: &crate::dockerfile::instructions::Dockerfile,
+    planned: &[Warning],
+) -> Result<(), Failure> {
+    let found = df.checks.findings(df.warnings.iter().chain(planned));
     if found.is_empty() {
         return print_stdout("Check complete, no warnings found.\n");
     }
@@ -608,7 +632,7 @@ fn check_report(name: &str, source: &str, parsed: &[Warning], planned: &[Warning
     let lines: Vec<&str> = source.split('\n').collect();
     // buildx names the Dockerfile by its file name.
     let file = Path::new(name).file_name().map_or(name.into(), |f| f.to_string_lossy());
-    for w in found {
+    for w in &found {
         let rule = w.rule.unwrap_or_default();
         let url = crate::dockerfile::checks::url(rule);
         out.push_str(&format!("\nWARNING: {rule}"));
@@ -619,6 +643,9 @@ fn check_report(name: &str, source: &str, parsed: &[Warning], planned: &[Warning
         out.push_str(&source_excerpt(&file, &lines, w.pos.line, w.end_line.max(w.pos.line)));
     }
     print_stdout(&out)?;
+    if df.checks.error {
+        return Err(lint_violation(&found));
+    }
     Err(Failure { text: String::new(), code: super::EXIT_USER })
 }
 

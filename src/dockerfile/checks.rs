@@ -72,32 +72,46 @@ pub fn url(name: &str) -> &'static str {
     ALL.iter().find(|r| r.name == name).map_or("", |r| r.url)
 }
 
-/// Which rules are on: BuildKit's `# check=skip=A,B` / `skip=all` directive. (`error=true` and
-/// `experimental=` are accepted and not acted on.)
+/// Which rules are on, and whether findings fail the build: BuildKit's check options, from the
+/// `# check=skip=A,B;error=true` directive or the `BUILDKIT_DOCKERFILE_CHECK` build arg (which
+/// replaces the directive). `experimental=` is accepted; hako has no experimental rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     skip_all: bool,
     skip: Vec<String>,
+    /// `error=true`: a build with findings fails before it starts.
+    pub error: bool,
 }
 
 impl Config {
-    /// Reads the `# check=` directive's value (`skip=…;error=…`); an unreadable value turns
-    /// nothing off, as BuildKit ignores a directive it cannot parse for skipping.
-    pub fn from_directive(value: Option<&str>) -> Config {
+    /// Parses check options as BuildKit's `linter.ParseLintOptions` does (an unknown key, a part
+    /// without `=`, or a bad boolean is an error).
+    pub fn parse(value: &str) -> Result<Config, String> {
         let mut cfg = Config::default();
-        for part in value.unwrap_or("").split(';') {
-            if let Some((k, v)) = part.split_once('=')
-                && k.trim() == "skip"
-            {
-                let v = v.trim();
-                if v == "all" {
-                    cfg.skip_all = true;
-                } else {
-                    cfg.skip.extend(v.split(',').map(|r| r.trim().to_string()));
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(cfg);
+        }
+        for part in value.splitn(3, ';') {
+            let Some((k, v)) = part.split_once('=') else {
+                return Err(format!("invalid check option {part:?}"));
+            };
+            let v = v.trim();
+            match k.trim() {
+                "skip" if v == "all" => cfg.skip_all = true,
+                "skip" => cfg.skip.extend(v.split(',').map(|r| r.trim().to_string())),
+                "experimental" => {}
+                "error" => {
+                    cfg.error = match v {
+                        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                        _ => return Err(format!("failed to parse check option {part:?}: invalid syntax")),
+                    }
                 }
+                other => return Err(format!("invalid check option {other:?}")),
             }
         }
-        cfg
+        Ok(cfg)
     }
 
     /// Whether `rule` is checked.
@@ -108,6 +122,14 @@ impl Config {
     /// Whether the rule named `name` is checked.
     pub fn enabled_name(&self, name: &str) -> bool {
         !self.skip_all && !self.skip.iter().any(|s| s == name)
+    }
+
+    /// The findings among `warnings` whose rule is on, in line order.
+    pub fn findings<'a>(&self, warnings: impl IntoIterator<Item = &'a Warning>) -> Vec<&'a Warning> {
+        let mut found: Vec<&Warning> =
+            warnings.into_iter().filter(|w| w.rule.is_some_and(|r| self.enabled_name(r))).collect();
+        found.sort_by_key(|w| w.pos.line);
+        found
     }
 }
 
@@ -121,13 +143,11 @@ pub fn warning(rule: &Rule, message: String, node: &Node) -> Warning {
     }
 }
 
-/// The checks that need only the parse tree, in file order.
-pub fn run(ast: &Ast, cfg: &Config) -> Vec<Warning> {
+/// The checks that need only the parse tree, in file order, every rule on (the CLI applies the
+/// [`Config`] in force, which a build arg can change).
+pub fn run(ast: &Ast) -> Vec<Warning> {
     let mut out = Vec::new();
     let mut push = |rule: &Rule, message: String, node: Option<&Node>, line: usize| {
-        if !cfg.enabled(rule) {
-            return;
-        }
         out.push(match node {
             Some(n) => warning(rule, message, n),
             None => Warning { message, pos: Pos::new(line, 0), rule: Some(rule.name), end_line: line },
@@ -256,10 +276,13 @@ mod tests {
 
     fn found(src: &str) -> Vec<(&'static str, usize, String)> {
         let ast = parse(src).expect("parses");
-        let cfg = Config::from_directive(
-            ast.directives.iter().find(|d| d.name == "check").map(|d| d.value.as_str()),
-        );
-        run(&ast, &cfg).into_iter().map(|w| (w.rule.unwrap_or(""), w.pos.line, w.message)).collect()
+        let value = ast.directives.iter().find(|d| d.name == "check").map_or("", |d| d.value.as_str());
+        let cfg = Config::parse(value).expect("check options");
+        let warnings = run(&ast);
+        cfg.findings(&warnings)
+            .into_iter()
+            .map(|w| (w.rule.unwrap_or(""), w.pos.line, w.message.clone()))
+            .collect()
     }
 
     #[test]
@@ -336,5 +359,9 @@ mod tests {
         assert!(found("# check=skip=FromAsCasing,StageNameCasing\nFROM a as B\n").is_empty());
         assert!(found("# check=skip=all;error=true\nFROM a as B\n").is_empty());
         assert_eq!(found("# check=error=true\nFROM a as b\n").len(), 1);
+        assert!(Config::parse("error=true").expect("ok").error);
+        assert_eq!(Config::parse("skip").unwrap_err(), "invalid check option \"skip\"");
+        assert_eq!(Config::parse("colour=red").unwrap_err(), "invalid check option \"colour\"");
+        assert!(Config::parse("error=maybe").is_err());
     }
 }

@@ -75,3 +75,44 @@ fn a_build_prints_the_warnings_as_buildkit_does() {
         assert!(stderr.contains(line), "missing {line:?} in:\n{stderr}");
     }
 }
+
+#[test]
+fn error_true_fails_the_build_and_the_build_arg_overrides_the_directive() {
+    let dir = context("# check=error=true\nFROM busybox as base\n");
+    let out = run(&["build", "--dry-run", path(dir.path())], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("error: lint violation found for rules: FromAsCasing"),
+        "{}",
+        text(&out.stderr)
+    );
+    // BUILDKIT_DOCKERFILE_CHECK replaces the directive (and is no unused build-arg).
+    let out = run(
+        &[
+            "build",
+            "--dry-run",
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=FromAsCasing",
+            path(dir.path()),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+    let dir = context("# check=skip=all\nFROM busybox as base\n");
+    let out = run(
+        &[
+            "build",
+            "--check",
+            "--build-arg",
+            "BUILDKIT_DOCKERFILE_CHECK=skip=JSONArgsRecommended",
+            path(dir.path()),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "the directive's skip=all no longer applies");
+    let dir = context("# check=skip\nFROM busybox\n");
+    let out = run(&["build", "--dry-run", path(dir.path())], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("invalid check option \"skip\""), "{}", text(&out.stderr));
+}
