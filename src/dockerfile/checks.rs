@@ -166,7 +166,8 @@ pub fn run(ast: &Ast) -> Vec<Warning> {
             d.line,
         );
     }
-    // Stages whose SHELL has been set (by name: a stage built FROM one inherits its SHELL).
+    // Stages whose SHELL has been set (by name: a stage built FROM one inherits its SHELL). A base
+    // image's own SHELL is not known here, so JSONArgsRecommended still fires on top of one.
     let mut shell_set: Vec<String> = Vec::new();
     let mut stage: Option<String> = None;
     let mut stage_has_shell = false;
