@@ -260,6 +260,10 @@ fn multi_pair_env_arg_label_expand_against_the_previous_environment() {
         Op::Arg(vec![("c".into(), Some("four".into())), ("d".into(), Some("three".into()))])
     );
     assert_eq!(s.steps[4].op, Op::Label(vec![("x".into(), "two".into()), ("y".into(), "three".into())]));
+    // Global ARGs (before the first FROM) are different: BuildKit adds each to the environment
+    // before expanding the next one (buildMetaArgs), so `b` sees this `a`.
+    let p = ok("ARG a=one b=$a\nFROM img:$b\n");
+    assert_eq!(p.stages[0].base, Source::Image("img:one".into()));
 }
 
 #[test]
