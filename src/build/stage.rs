@@ -59,12 +59,15 @@ fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<St
     match &sp.base {
         Source::Scratch => {
             b.reporter.event(&Event::Base { stage: &label, what: "scratch" });
-            let config = ImageConfig {
+            // BuildKit's empty image: WorkingDir `/` and the default PATH.
+            let mut config = ImageConfig {
                 architecture: sp.platform.arch.clone(),
                 os: sp.platform.os.clone(),
                 variant: (!sp.platform.variant.is_empty()).then(|| sp.platform.variant.clone()),
                 ..ImageConfig::default()
             };
+            config.config.working_dir = Some("/".into());
+            ensure_path(&mut config, &sp.platform);
             Ok(StageOut::new(Image { config, layers: Vec::new() }, key::scratch(&sp.platform)))
         }
         Source::Stage(j) => done.get(*j).and_then(Option::as_ref).map(StageOut::fork).ok_or_else(|| {
@@ -72,17 +75,19 @@ fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<St
         }),
         Source::Context { name, value } => {
             b.reporter.event(&Event::Base { stage: &label, what: value });
-            let image = named_context_image(b, name, value, &sp.platform, at)?;
+            let mut image = named_context_image(b, name, value, &sp.platform, at)?;
+            ensure_path(&mut image.config, &sp.platform);
             Ok(image_stage(image, &sp.platform))
         }
         Source::Image(r) => {
             b.reporter.event(&Event::Base { stage: &label, what: r });
-            let image = b.bases.image(r, &sp.platform).map_err(|e| {
+            let mut image = b.bases.image(r, &sp.platform).map_err(|e| {
                 BuildError::Input(Diagnostic::new(format!("FROM {r}: {e}"), at).with_hint(format!(
                     "for an offline base, give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
                     crate::plan::context_key(r.split('@').next().unwrap_or(r))
                 )))
             })?;
+            ensure_path(&mut image.config, &sp.platform);
             Ok(image_stage(image, &sp.platform))
         }
         Source::BuildContext => {
@@ -132,5 +137,16 @@ pub(super) fn split_layout_ref(s: &str) -> (&str, Option<&str>) {
     match s.rsplit_once(':') {
         Some((dir, tag)) if !tag.contains('/') && !tag.is_empty() => (dir, Some(tag)),
         _ => (s, None),
+    }
+}
+
+/// Adds the default `PATH` to a base's config that has none (BuildKit: "make sure that PATH is
+/// always set"); Windows bases are left to the OS, as BuildKit does since v0.15.
+pub(super) fn ensure_path(config: &mut ImageConfig, platform: &Platform) {
+    let mut env = crate::plan::scope::EnvList(config.env_pairs());
+    let before = env.0.len();
+    crate::plan::with_default_path(&mut env, platform);
+    if env.0.len() != before {
+        config.set_env_pairs(&env.0);
     }
 }

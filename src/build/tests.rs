@@ -8,6 +8,7 @@ use std::rc::Rc;
 use super::*;
 use crate::dockerfile::instructions::from_ast;
 use crate::dockerfile::parse;
+use crate::image::config::ImageConfig;
 use crate::layer::LayerWriter;
 use crate::layer::index::{Kind, Meta};
 use crate::sandbox::protocol::{Exit, LayerRef, RunRequest, RunResult};
@@ -112,4 +113,39 @@ fn a_failed_step_is_not_recorded() {
     assert!(matches!(err, BuildError::Input(_)));
     b.build(DF, 0, false).expect("build");
     assert_eq!(b.ran(), 2, "the failed step ran again");
+}
+
+#[test]
+fn a_scratch_stage_has_path_and_a_working_dir() {
+    let b = Bench::new();
+    let image = b.build("FROM scratch\nENV PATH=$PATH:/opt\nLABEL x=1\n", 0, false).expect("build");
+    let c = &image.config.config;
+    assert_eq!(c.env, Some(vec![format!("PATH={DEFAULT_PATH}:/opt")]));
+    assert_eq!(c.working_dir.as_deref(), Some("/"));
+}
+
+#[test]
+fn a_base_image_without_path_gets_the_default_one() {
+    let linux = crate::plan::Platform::parse("linux/amd64").expect("platform");
+    let mut config = ImageConfig::default();
+    config.set_env_pairs(&[("A".into(), "1".into())]);
+    stage::ensure_path(&mut config, &linux);
+    assert_eq!(config.config.env, Some(vec!["A=1".to_string(), format!("PATH={DEFAULT_PATH}")]));
+    config.set_env_pairs(&[("PATH".into(), "/x".into())]);
+    stage::ensure_path(&mut config, &linux);
+    assert_eq!(config.config.env, Some(vec!["PATH=/x".to_string()]), "an image's own PATH is kept");
+    let mut windows = ImageConfig::default();
+    stage::ensure_path(&mut windows, &crate::plan::Platform::parse("windows/amd64").expect("platform"));
+    assert_eq!(windows.config.env, None, "left to the OS, as BuildKit does");
+}
+
+#[test]
+fn an_exec_form_followed_by_a_comment_is_still_the_exec_form() {
+    let b = Bench::new();
+    let image = b
+        .build("FROM scratch\nENTRYPOINT [\"/app\"] # the server\nCMD [\"-v\"]]\n", 0, false)
+        .expect("build");
+    let c = &image.config.config;
+    assert_eq!(c.entrypoint, Some(vec!["/app".to_string()]));
+    assert_eq!(c.cmd, Some(vec!["-v".to_string()]));
 }

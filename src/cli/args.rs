@@ -216,6 +216,15 @@ pub struct BuildArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Run the build checks (BuildKit's Dockerfile rules) without building: print what they find
+    /// and exit 1 if they find anything, 0 if not.
+    #[arg(long)]
+    pub check: bool,
+
+    /// What the build does, as buildx's `--call`: `build` (the default) or `check` (as `--check`).
+    #[arg(long, value_name = "METHOD")]
+    pub call: Option<String>,
+
     /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,

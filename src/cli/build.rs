@@ -19,11 +19,18 @@ use crate::store::Store;
 /// Runs `hako build`.
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     refuse_unbuilt(&args)?;
+    let check_only = match args.call.as_deref() {
+        None | Some("build") => args.check,
+        Some("check") => true,
+        Some(other) => {
+            return Err(Failure::not_supported(&format!("--call={other} (hako knows build and check)")));
+        }
+    };
     let cache_from = cache_specs(&args.cache_from, false)?;
     let cache_to = cache_specs(&args.cache_to, true)?;
     let outputs = outputs(&args)?;
     let pushes = push_names(&args, &outputs)?;
-    let options = plan_options(&args)?;
+    let mut options = plan_options(&args)?;
     let input = read_input(&args)?;
     let source = String::from_utf8_lossy(&input.dockerfile).into_owned();
     // A located error: the input's fault (exit 1), or a feature not built yet (exit 2).
@@ -32,8 +39,20 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         if d.message.starts_with("not supported yet") { Failure::usage(text) } else { Failure::user(text) }
     };
     let ast = parse_bytes(&input.dockerfile).map_err(located)?;
-    let df = from_ast(&ast, &source).map_err(located)?;
+    let mut df = from_ast(&ast, &source).map_err(located)?;
+    // BuildKit's frontend reads its check options from this build arg (replacing `# check=`);
+    // it is not an ARG of the Dockerfile.
+    if let Some(v) = options.build_args.remove("BUILDKIT_DOCKERFILE_CHECK") {
+        df.checks = crate::dockerfile::checks::Config::parse(&v).map_err(|e| {
+            Failure::usage(format!("error: failed to parse build-arg:BUILDKIT_DOCKERFILE_CHECK: {e}"))
+        })?;
+    }
     print_warnings(&input.name, &df.warnings);
+    if check_only {
+        let plan = plan::plan(&df, &options, &plan::Unresolved).map_err(located)?;
+        return check_report(&input.name, &source, &df, &plan.warnings);
+    }
+
     // A real build knows its base images (so `$PATH` in ENV expands against the base's PATH); a
     // dry run reads nothing and treats bases as empty.
     let store = if args.dry_run { None } else { Some(open_store(&args)?) };
@@ -53,7 +72,15 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         Some(bases) => plan::plan(&df, &options, bases),
         None => plan::plan(&df, &options, &plan::Unresolved),
     }
-    .map_err(located)?;
+    .map_err(|d| {
+        print_checks(args.progress, &df.checks.findings(&df.warnings));
+        located(d)
+    })?;
+    let findings = df.checks.findings(df.warnings.iter().chain(&plan.warnings));
+    print_checks(args.progress, &findings);
+    if df.checks.error && !findings.is_empty() {
+        return Err(lint_violation(&findings));
+    }
     if !plan.unused_build_args.is_empty() {
         eprintln!(
             "warning: build-arg {} {} not consumed by any ARG in the Dockerfile",
@@ -558,8 +585,102 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
     })
 }
 
+/// Build-check findings during a build, as BuildKit's progress shows them
+/// (`WARN: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 3)`), or as JSON
+/// events with `--progress=json`.
+fn print_checks(mode: super::ProgressMode, findings: &[&Warning]) {
+    for w in findings {
+        let rule = w.rule.unwrap_or_default();
+        if mode == super::ProgressMode::Json {
+            let v = serde_json::json!({"event": "warning", "rule": rule, "message": w.message, "line": w.pos.line});
+            eprintln!("{v}");
+        } else if w.pos.line > 0 {
+            eprintln!("WARN: {rule}: {} (line {})", w.message, w.pos.line);
+        } else {
+            eprintln!("WARN: {rule}: {}", w.message);
+        }
+    }
+}
+
+/// `# check=error=true`: BuildKit fails the build when there are findings.
+fn lint_violation(findings: &[&Warning]) -> Failure {
+    let mut rules: Vec<&str> = findings.iter().filter_map(|w| w.rule).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    Failure::user(format!(
+        "error: lint violation found for rules: {}\nhint: fix them, or drop error=true from the check options",
+        rules.join(", ")
+    ))
+}
+
+/// `--check`: the findings as buildx prints `--call=check` results (rule, URL, message, and the
+/// Dockerfile lines around the instruction), on stdout; exit 1 when there are any.
+fn check_report(
+    name: &str,
+    source: &str,
+    df: &crate::dockerfile::instructions::Dockerfile,
+    planned: &[Warning],
+) -> Result<(), Failure> {
+    let found = df.checks.findings(df.warnings.iter().chain(planned));
+    if found.is_empty() {
+        return print_stdout("Check complete, no warnings found.\n");
+    }
+    let mut out = match found.len() {
+        1 => "Check complete, 1 warning has been found!\n".to_string(),
+        n => format!("Check complete, {n} warnings have been found!\n"),
+    };
+    let lines: Vec<&str> = source.split('\n').collect();
+    // buildx names the Dockerfile by its file name.
+    let file = Path::new(name).file_name().map_or(name.into(), |f| f.to_string_lossy());
+    for w in &found {
+        let rule = w.rule.unwrap_or_default();
+        let url = crate::dockerfile::checks::url(rule);
+        out.push_str(&format!("\nWARNING: {rule}"));
+        if !url.is_empty() {
+            out.push_str(&format!(" - {url}"));
+        }
+        out.push_str(&format!("\n{}\n", w.message));
+        out.push_str(&source_excerpt(&file, &lines, w.pos.line, w.end_line.max(w.pos.line)));
+    }
+    print_stdout(&out)?;
+    if df.checks.error {
+        return Err(lint_violation(&found));
+    }
+    Err(Failure { text: String::new(), code: super::EXIT_USER })
+}
+
+/// BuildKit's `errdefs.Source.Print`: the lines `start..=end` marked `>>>`, with up to four lines
+/// of context for one line (two for a range).
+fn source_excerpt(name: &str, lines: &[&str], start: usize, end: usize) -> String {
+    if start < 1 || start > lines.len() {
+        return String::new();
+    }
+    let (mut first, mut last) = (start, end.min(lines.len()));
+    let pad = if first == last { 4 } else { 2 };
+    let mut p = 0;
+    while p < pad {
+        if first > 1 {
+            first -= 1;
+            p += 1;
+        }
+        if last != lines.len() {
+            last += 1;
+            p += 1;
+        }
+        p += 1;
+    }
+    let mut out = format!("{name}:{start}\n--------------------\n");
+    for (i, line) in lines.iter().enumerate().take(last).skip(first - 1) {
+        let n = i + 1;
+        let mark = if (start..=end).contains(&n) { ">>>" } else { "   " };
+        out.push_str(&format!(" {n:3} | {mark} {line}\n"));
+    }
+    out.push_str("--------------------\n");
+    out
+}
+
 fn print_warnings(name: &str, warnings: &[Warning]) {
-    for w in warnings {
+    for w in warnings.iter().filter(|w| w.rule.is_none()) {
         match w.pos.line {
             0 => eprintln!("warning: {name}: {}", w.message),
             line => eprintln!("warning: {name}:{line}: {}", w.message),

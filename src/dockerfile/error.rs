@@ -94,13 +94,17 @@ impl Diagnostic {
     }
 }
 
-/// A non-fatal finding while parsing (e.g. an empty continuation line), printed as a warning.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A non-fatal finding (e.g. an empty continuation line), printed as a warning.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Warning {
     /// What was found.
     pub message: String,
     /// Where.
     pub pos: Pos,
+    /// The build check that found it (a BuildKit rule name, or one of hako's), if any.
+    pub rule: Option<&'static str>,
+    /// The last line of the instruction it is about (0: only `pos.line` is known).
+    pub end_line: usize,
 }
 
 /// Finds `needle` in the physical lines `start..=end` (1-based) of `source` and returns its position,

@@ -1,7 +1,8 @@
 //! The exec-form (JSON array) reader used by `RUN`, `CMD`, `ENTRYPOINT`, `SHELL`, `COPY`, `ADD`
 //! and `VOLUME`, with the strictness of Go's `encoding/json` that BuildKit relies on: input that is
 //! not valid JSON silently falls back to the shell form, while a valid array holding anything but
-//! strings is an error.
+//! strings is an error. Like BuildKit v0.13's `json.Decoder`, only the first JSON value is read:
+//! text after the array's `]` is ignored (the parser warns about it).
 
 /// What the text after an instruction's flags turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,39 +20,48 @@ const MAX_DEPTH: usize = 10_000;
 
 /// Reads `text` (leading whitespace allowed) as a JSON array of strings.
 pub fn parse_array(text: &str) -> JsonArgs {
+    parse_array_prefix(text).0
+}
+
+/// Like [`parse_array`], also returning the text after the array's closing `]` (empty when
+/// nothing follows it, or when `text` is not JSON).
+pub fn parse_array_prefix(text: &str) -> (JsonArgs, &str) {
     let text = text.trim_start_matches(super::gostr::is_space);
     if !text.starts_with('[') {
-        return JsonArgs::NotJson;
+        return (JsonArgs::NotJson, "");
     }
     let mut p = Reader { s: text.as_bytes(), i: 1 };
     let mut items = Vec::new();
     let mut all_strings = true;
     p.ws();
-    if p.eat(b']') {
-        return p.finish(items, all_strings);
-    }
-    loop {
-        p.ws();
-        if p.peek() == Some(b'"') {
-            match p.string() {
-                Some(s) => items.push(s),
-                None => return JsonArgs::NotJson,
+    if !p.eat(b']') {
+        loop {
+            p.ws();
+            if p.peek() == Some(b'"') {
+                match p.string() {
+                    Some(s) => items.push(s),
+                    None => return (JsonArgs::NotJson, ""),
+                }
+            } else {
+                all_strings = false;
+                if !p.skip_value() {
+                    return (JsonArgs::NotJson, "");
+                }
             }
-        } else {
-            all_strings = false;
-            if !p.skip_value() {
-                return JsonArgs::NotJson;
+            p.ws();
+            if p.eat(b',') {
+                continue;
             }
+            if p.eat(b']') {
+                break;
+            }
+            return (JsonArgs::NotJson, "");
         }
-        p.ws();
-        if p.eat(b',') {
-            continue;
-        }
-        if p.eat(b']') {
-            return p.finish(items, all_strings);
-        }
-        return JsonArgs::NotJson;
     }
+    // Go's decoder ends a top-level array at its `]` without reading further. The cursor stopped
+    // at an ASCII byte, so the split is on a character boundary.
+    let rest = &text[p.i..];
+    (if all_strings { JsonArgs::Strings(items) } else { JsonArgs::NotStrings }, rest)
 }
 
 struct Reader<'a> {
@@ -76,17 +86,6 @@ impl Reader<'_> {
     fn ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
-        }
-    }
-
-    fn finish(mut self, items: Vec<String>, all_strings: bool) -> JsonArgs {
-        self.ws();
-        if self.i != self.s.len() {
-            JsonArgs::NotJson
-        } else if all_strings {
-            JsonArgs::Strings(items)
-        } else {
-            JsonArgs::NotStrings
         }
     }
 
@@ -311,7 +310,6 @@ mod tests {
             "['a']",
             r#"["a""#,
             r#"["a",]"#,
-            r#"["a"] # comment"#,
             r#"["a", 01]"#,
             "[\"a\tb\"]",
             r#"["\x"]"#,
@@ -325,6 +323,28 @@ mod tests {
         ] {
             assert_eq!(parse_array(t), NotJson, "{t}");
         }
+    }
+
+    #[test]
+    fn text_after_the_array_is_ignored_as_go_json_decoder_does() {
+        // BuildKit v0.13 reads the first JSON value with json.Decoder and never looks further.
+        for (t, rest) in [
+            (r#"["a"] # comment"#, " # comment"),
+            (r#"["a"]]"#, "]"),
+            (r#"["a"]foo bar"#, "foo bar"),
+            ("[]x", "x"),
+            (r#"["a"]  "#, "  "),
+        ] {
+            let (args, after) = parse_array_prefix(t);
+            assert_eq!(
+                (args, after),
+                (if t.starts_with("[]") { strings(&[]) } else { strings(&["a"]) }, rest),
+                "{t}"
+            );
+        }
+        assert_eq!(parse_array(r#"["a"] # comment"#), strings(&["a"]));
+        assert_eq!(parse_array("[1] # x"), NotStrings, "the first value decides");
+        assert_eq!(parse_array(r#"["a" # x"#), NotJson, "an unfinished array is not JSON");
     }
 
     #[test]

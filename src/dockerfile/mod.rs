@@ -2,6 +2,7 @@
 //! instructions ([`instructions`]). Word expansion ([`shell`]) is applied later, by the planner,
 //! when the ARG/ENV scope of each instruction is known.
 
+pub mod checks;
 pub mod dump;
 pub mod error;
 pub mod gostr;

@@ -4,7 +4,7 @@
 
 use super::error::{Diagnostic, Pos, Warning};
 use super::gostr::{is_space, split_ascii_ws, trim_space};
-use super::json::{JsonArgs, parse_array};
+use super::json::{JsonArgs, parse_array_prefix};
 use super::lexer::{
     Directive, DirectiveError, DirectiveParser, extract_flags, is_comment, parse_words, split_keyword,
     trim_continuation,
@@ -28,6 +28,8 @@ pub struct Node {
     pub onbuild: Option<Box<Node>>,
     /// Arguments came from a JSON array (exec form).
     pub json: bool,
+    /// Text after an exec-form array, which BuildKit v0.13's JSON decoder ignores (`CMD ["x"] # y`).
+    pub ignored: Option<String>,
     /// Heredoc bodies attached to this instruction, in order.
     pub heredocs: Vec<Heredoc>,
     /// The instruction's text after joining continuation lines.
@@ -104,6 +106,7 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Ast, Diagnostic> {
                     message: "the Dockerfile is not valid UTF-8; invalid bytes were replaced with U+FFFD"
                         .into(),
                     pos: Pos::new(line, 0),
+                    ..Warning::default()
                 },
             );
             Ok(ast)
@@ -176,9 +179,12 @@ pub fn parse(text: &str) -> Result<Ast, Diagnostic> {
             ended = end;
         }
         if empty_continuation {
+            // BuildKit's NoEmptyContinuation check, at the instruction's last line.
             warnings.push(Warning {
-                message: format!("empty continuation line found in: {joined}"),
+                message: "Empty continuation line".into(),
                 pos: Pos::new(lines.number, 0),
+                rule: Some(super::checks::NO_EMPTY_CONTINUATION.name),
+                end_line: lines.number,
             });
         }
 
@@ -280,8 +286,8 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
     let mut node =
         Node { keyword: keyword.to_string(), flags, original: line.to_string(), ..Node::default() };
     match keyword.to_ascii_lowercase().as_str() {
-        "run" | "cmd" | "entrypoint" | "shell" => (node.args, node.json) = maybe_json(rest)?,
-        "add" | "copy" | "volume" => (node.args, node.json) = maybe_json_list(rest)?,
+        "run" | "cmd" | "entrypoint" | "shell" => (node.args, node.json, node.ignored) = maybe_json(rest)?,
+        "add" | "copy" | "volume" => (node.args, node.json, node.ignored) = maybe_json_list(rest)?,
         "from" | "expose" => node.args = whitespace_split(rest),
         "user" | "workdir" | "stopsignal" | "maintainer" => {
             if !rest.is_empty() {
@@ -291,7 +297,7 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
         "env" => node.args = name_values(rest, "ENV", escape)?,
         "label" => node.args = name_values(rest, "LABEL", escape)?,
         "arg" => node.args = parse_words(rest, escape),
-        "healthcheck" => (node.args, node.json) = healthcheck(rest)?,
+        "healthcheck" => (node.args, node.json, node.ignored) = healthcheck(rest)?,
         "onbuild" => {
             if !rest.is_empty() {
                 node.onbuild = Some(Box::new(node_from_line(rest, escape)?));
@@ -305,22 +311,31 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
 
 const NOT_STRINGS: &str = "when using JSON array syntax, arrays must be comprised of strings only";
 
-fn maybe_json(rest: &str) -> Result<(Vec<String>, bool), String> {
+/// Arguments, whether they are an exec form, and the text after the array when there is some.
+type Parsed = (Vec<String>, bool, Option<String>);
+
+/// The words after an exec-form array (`None` when only whitespace follows it).
+fn ignored(rest: &str) -> Option<String> {
+    let t = trim_space(rest);
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn maybe_json(rest: &str) -> Result<Parsed, String> {
     if rest.is_empty() {
-        return Ok((Vec::new(), false));
+        return Ok((Vec::new(), false, None));
     }
-    match parse_array(rest) {
-        JsonArgs::Strings(v) => Ok((v, true)),
-        JsonArgs::NotStrings => Err(NOT_STRINGS.into()),
-        JsonArgs::NotJson => Ok((vec![rest.to_string()], false)),
+    match parse_array_prefix(rest) {
+        (JsonArgs::Strings(v), after) => Ok((v, true, ignored(after))),
+        (JsonArgs::NotStrings, _) => Err(NOT_STRINGS.into()),
+        (JsonArgs::NotJson, _) => Ok((vec![rest.to_string()], false, None)),
     }
 }
 
-fn maybe_json_list(rest: &str) -> Result<(Vec<String>, bool), String> {
-    match parse_array(rest) {
-        JsonArgs::Strings(v) => Ok((v, true)),
-        JsonArgs::NotStrings => Err(NOT_STRINGS.into()),
-        JsonArgs::NotJson => Ok((whitespace_split(rest), false)),
+fn maybe_json_list(rest: &str) -> Result<Parsed, String> {
+    match parse_array_prefix(rest) {
+        (JsonArgs::Strings(v), after) => Ok((v, true, ignored(after))),
+        (JsonArgs::NotStrings, _) => Err(NOT_STRINGS.into()),
+        (JsonArgs::NotJson, _) => Ok((whitespace_split(rest), false, None)),
     }
 }
 
@@ -357,19 +372,19 @@ fn name_values(rest: &str, what: &str, escape: char) -> Result<Vec<String>, Stri
 
 /// `HEALTHCHECK TYPE rest`: the type word, then `rest` parsed like `CMD`. BuildKit scans for the
 /// separator byte by byte (so bytes 0x85/0xA0 count as spaces); we do the same.
-fn healthcheck(rest: &str) -> Result<(Vec<String>, bool), String> {
+fn healthcheck(rest: &str) -> Result<Parsed, String> {
     let bytes = rest.as_bytes();
     let latin1_space = |b: &u8| is_space(*b as char);
     let sep = bytes.iter().position(latin1_space).unwrap_or(bytes.len());
     if sep == 0 {
-        return Ok((Vec::new(), false));
+        return Ok((Vec::new(), false, None));
     }
     let next = bytes[sep..].iter().position(|b| !latin1_space(b)).map_or(bytes.len(), |i| sep + i);
     let kind = String::from_utf8_lossy(&bytes[..sep]).into_owned();
     let cmd = String::from_utf8_lossy(&bytes[next..]);
-    let (mut args, json) = maybe_json(&cmd)?;
+    let (mut args, json, ignored) = maybe_json(&cmd)?;
     args.insert(0, kind);
-    Ok((args, json))
+    Ok((args, json, ignored))
 }
 
 fn can_contain_heredoc(node: &Node) -> bool {
@@ -452,6 +467,22 @@ mod tests {
         }
         // A line of exactly the maximum is fine.
         assert!(parse(&format!("FROM a\nRUN {}\n", "x".repeat(MAX_LINE - 4))).is_ok());
+    }
+
+    #[test]
+    fn exec_form_followed_by_more_text_keeps_the_array() {
+        let ast =
+            parse("FROM a\nENTRYPOINT [\"x\"] # a comment\nCOPY [\"a\", \"b\"] junk\nONBUILD CMD [\"y\"]z\n")
+                .expect("parses");
+        let ep = &ast.nodes[1];
+        assert_eq!(
+            (ep.json, ep.args.as_slice(), ep.ignored.as_deref()),
+            (true, &["x".to_string()][..], Some("# a comment"))
+        );
+        assert_eq!((ast.nodes[2].json, ast.nodes[2].args.len()), (true, 2));
+        let trigger = ast.nodes[3].onbuild.as_deref().expect("trigger");
+        assert_eq!((trigger.json, trigger.ignored.as_deref()), (true, Some("z")));
+        assert_eq!(parse("FROM a\nCMD [\"x\"]\n").expect("parses").nodes[1].ignored, None);
     }
 
     #[test]

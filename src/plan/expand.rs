@@ -81,15 +81,30 @@ pub fn stage(
     } else if base.value == "scratch" {
         Source::Scratch
     } else {
-        check_reference(&base.value).map_err(|e| fail(loc, e))?;
+        check_reference(&base.value).map_err(|e| {
+            let lower = base.value.to_lowercase();
+            let diag = fail(loc, e);
+            // BuildKit stores stage names lower-cased and matches FROM against them exactly (only
+            // --from, mount from= and --target ignore case), so `FROM Build` is an image name.
+            if done.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
+                diag.with_hint(format!(
+                    "stage names are lower-case: to build on that stage, write `FROM {lower}`"
+                ))
+            } else {
+                diag
+            }
+        })?;
         Source::Image(base.value.clone())
     };
-    let state = match &source {
+    let mut state = match &source {
         Source::Stage(i) => done[*i].final_state.clone(),
         Source::Image(r) => images.config(r, &platform),
         Source::Context { value, .. } => images.config(value, &platform),
         _ => StageState::default(),
     };
+    if !matches!(source, Source::Stage(_)) {
+        with_default_path(&mut state.env, &platform);
+    }
 
     let mut cx = StageCx {
         lexer,
@@ -97,7 +112,10 @@ pub fn stage(
         opts,
         globals,
         index: stage.index,
-        scope: Scope::new(state.env.clone()),
+        scope: match &source {
+            Source::Stage(i) => done[*i].final_scope.inherited(),
+            _ => Scope::new(state.env.clone()),
+        },
         state,
         deps: BTreeSet::new(),
     };
@@ -120,6 +138,7 @@ pub fn stage(
     }
     cx.state.env = cx.scope.image_env.clone();
     let declared = cx.scope.declared.iter().cloned().collect();
+    let final_scope = cx.scope;
     let plan = StagePlan {
         index: stage.index,
         name,
@@ -131,6 +150,7 @@ pub fn stage(
         deps: cx.deps.into_iter().collect(),
         needed: false,
         final_state: cx.state,
+        final_scope,
     };
     Ok((plan, declared))
 }
@@ -191,14 +211,17 @@ impl StageCx<'_> {
     ) -> Result<(Op, String), Diagnostic> {
         Ok(match kind {
             Kind::Env(pairs) | Kind::Label(pairs) => {
+                // Every pair is expanded against the environment before the instruction, as
+                // BuildKit expands the whole command before applying it: `ENV a=2 b=$a` gives
+                // `b` the previous `a`.
                 let mut out = Vec::new();
                 for kv in pairs {
-                    let k = self.word(&kv.key, loc, used)?;
-                    let v = self.word(&kv.value, loc, used)?;
-                    if matches!(kind, Kind::Env(_)) {
-                        self.scope.set_env(&k, &v);
+                    out.push((self.word(&kv.key, loc, used)?, self.word(&kv.value, loc, used)?));
+                }
+                if matches!(kind, Kind::Env(_)) {
+                    for (k, v) in &out {
+                        self.scope.set_env(k, v);
                     }
-                    out.push((k, v));
                 }
                 let text = out
                     .iter()
@@ -211,6 +234,7 @@ impl StageCx<'_> {
                 }
             }
             Kind::Arg(decls) => {
+                // Like ENV: all defaults are expanded before any of the ARGs is declared.
                 let mut out = Vec::new();
                 for d in decls {
                     let default = match &d.default {
@@ -219,9 +243,13 @@ impl StageCx<'_> {
                         }
                         _ => None,
                     };
-                    let value = resolve_arg(&d.name, default, &self.opts.build_args, self.globals);
-                    self.scope.declare_arg(&d.name, value.clone());
-                    out.push((d.name.clone(), value));
+                    out.push((
+                        d.name.clone(),
+                        resolve_arg(&d.name, default, &self.opts.build_args, self.globals),
+                    ));
+                }
+                for (name, value) in &out {
+                    self.scope.declare_arg(name, value.clone());
                 }
                 let text = out
                     .iter()
@@ -455,6 +483,52 @@ impl StageCx<'_> {
             self.deps.insert(i);
         }
         Ok(source)
+    }
+}
+
+/// BuildKit's `UndefinedArgInFrom` check: variables a FROM line (its base or `--platform`) uses
+/// that are neither global ARGs (`declared`, with or without a value) nor automatic platform args.
+pub fn undefined_args_in_from(
+    stage: &Stage,
+    df: &Dockerfile,
+    globals: &EnvList,
+    declared: &[String],
+    lexer: &Lexer,
+) -> Vec<crate::dockerfile::Warning> {
+    let rule = crate::dockerfile::checks::UNDEFINED_ARG_IN_FROM;
+    if !df.checks.enabled(&rule) {
+        return Vec::new();
+    }
+    let known: BTreeSet<&str> = declared.iter().map(String::as_str).chain(globals.names()).collect();
+    let mut unmatched = BTreeSet::new();
+    for word in std::iter::once(&stage.base).chain(stage.platform.as_ref()) {
+        if let Ok(r) = lexer.process_word_with_matches(word, globals) {
+            unmatched.extend(r.unmatched.into_iter().filter(|n| !known.contains(n.as_str())));
+        }
+    }
+    unmatched
+        .into_iter()
+        .map(|name| {
+            let mut message = format!("FROM argument '{name}' is not declared");
+            if let Some(s) = crate::dockerfile::instructions::closest_word(&name, known.iter().copied()) {
+                message.push_str(&format!(" (did you mean {s}?)"));
+            }
+            crate::dockerfile::Warning {
+                message,
+                pos: stage.loc.pos(),
+                rule: Some(rule.name),
+                end_line: stage.loc.end_line,
+            }
+        })
+        .collect()
+}
+
+/// Adds `PATH` to a base's environment when it has none (`FROM scratch`, an image without one), as
+/// BuildKit does for every stage so RUN and `$PATH` see the usual directories; the image config
+/// gets it too (the builder adds the same). Windows bases are left to the OS, as in BuildKit.
+pub fn with_default_path(env: &mut EnvList, platform: &Platform) {
+    if platform.os != "windows" && env.get("PATH").is_none() {
+        env.set("PATH", crate::sandbox::DEFAULT_PATH);
     }
 }
 

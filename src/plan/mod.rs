@@ -8,6 +8,7 @@
 
 mod display;
 mod expand;
+pub use expand::with_default_path;
 mod values;
 pub use values::{apply_chmod, check_reference, context_key, join_path};
 mod graph;
@@ -20,9 +21,9 @@ use std::collections::BTreeMap;
 pub use crate::image::platform::{self, Platform};
 use scope::{EnvList, platform_args, resolve_arg};
 
-use crate::dockerfile::Diagnostic;
 use crate::dockerfile::instructions::{CommandLine, Dockerfile, Health, InlineFile, Loc, Mount};
 use crate::dockerfile::shell::Lexer;
+use crate::dockerfile::{Diagnostic, Warning};
 
 /// What the planner needs from outside: the build's options.
 #[derive(Debug, Clone, Default)]
@@ -198,6 +199,8 @@ pub struct StagePlan {
     pub needed: bool,
     /// The image-config state at the end of the stage (what a stage built on this one inherits).
     pub final_state: StageState,
+    /// The ARG/ENV scope at the end of the stage (what a stage built on this one starts with).
+    pub final_scope: scope::Scope,
 }
 
 /// The parts of a stage's image config that later instructions read while planning.
@@ -251,6 +254,8 @@ pub struct Plan {
     pub global_args: EnvList,
     /// `--build-arg` names that no ARG consumed.
     pub unused_build_args: Vec<String>,
+    /// Build-check findings that need the planner (`UndefinedArgInFrom`).
+    pub warnings: Vec<Warning>,
 }
 
 /// Plans `df` with `opts`.
@@ -280,7 +285,10 @@ pub fn plan(df: &Dockerfile, opts: &Options, images: &dyn BaseImages) -> Result<
     }
 
     let mut stages: Vec<StagePlan> = Vec::with_capacity(df.stages.len());
+    let mut warnings = Vec::new();
+    let global_names = declared.clone();
     for stage in &df.stages {
+        warnings.extend(expand::undefined_args_in_from(stage, df, &globals, &global_names, &lexer));
         let planned = expand::stage(stage, &stages, df, opts, &globals, &lexer, images, &target_platform)?;
         declared.extend(planned.1);
         stages.push(planned.0);
@@ -304,6 +312,7 @@ pub fn plan(df: &Dockerfile, opts: &Options, images: &dyn BaseImages) -> Result<
         target_platform,
         global_args: globals,
         unused_build_args: unused,
+        warnings,
     })
 }
 

@@ -81,7 +81,7 @@ pub fn platform_args(
 }
 
 /// The variable scope of one stage while its instructions are planned.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     /// What expansion and RUN see: inherited ENV, then ARG and ENV values in instruction order.
     pub env: EnvList,
@@ -94,9 +94,17 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// A stage scope that inherits `image_env` (the base image's or parent stage's ENV).
+    /// A stage scope that inherits `image_env` (the base image's ENV).
     pub fn new(image_env: EnvList) -> Scope {
         Scope { env: image_env.clone(), image_env, args: Vec::new(), declared: BTreeSet::new() }
+    }
+
+    /// The scope a stage built `FROM` this one starts with: BuildKit's child stage starts from the
+    /// parent's state, whose environment holds the parent's ARG values as well as its ENV (only
+    /// ENV is in the image config). The ARGs count as the child's, so steps using them are keyed
+    /// by them; the names were declared by the parent, not the child.
+    pub fn inherited(&self) -> Scope {
+        Scope { declared: BTreeSet::new(), ..self.clone() }
     }
 
     /// Records `ENV name=value`.

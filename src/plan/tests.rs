@@ -53,13 +53,16 @@ fn build_args_override_defaults_everywhere() {
 }
 
 #[test]
-fn env_is_inherited_from_parent_stages_args_are_not() {
+fn env_and_arg_values_are_inherited_from_parent_stages() {
     let src = "FROM scratch AS a\nARG X=1\nENV Y=$X\nWORKDIR /w\nFROM a\nRUN echo\nCOPY f rel/\n";
     let p = ok(src);
     let b = &p.stages[1];
     assert_eq!(b.base, Source::Stage(0));
     let env = env_of(&b.steps[0]);
-    assert_eq!((env.get("Y"), env.get("X")), (Some("1"), None));
+    // The parent's ARG values are part of the state the child starts from (BuildKit: the stage's
+    // LLB env), but never of the image config.
+    assert_eq!((env.get("Y"), env.get("X")), (Some("1"), Some("1")));
+    assert_eq!(b.final_state.env.get("X"), None);
     let Op::Copy(c) = &b.steps[1].op else { panic!() };
     assert_eq!((c.dest.as_str(), c.dest_raw.as_str()), ("/w/rel", "rel/"));
     assert_eq!(p.order, [0, 1]);
@@ -244,4 +247,79 @@ fn onbuild_triggers_run_in_stages_built_on_the_declaring_one() {
     let e = plan_with("FROM scratch AS a\nONBUILD COPPY x y\nFROM a\n", &[], None).unwrap_err();
     assert!(e.message.contains("ONBUILD trigger \"COPPY x y\": unknown instruction"), "{}", e.message);
     assert_eq!(e.pos.line, 3, "trigger errors point at the FROM that runs them");
+}
+
+#[test]
+fn multi_pair_env_arg_label_expand_against_the_previous_environment() {
+    // BuildKit expands every word of the instruction before applying any of it.
+    let p = ok("FROM scratch\nENV a=one\nENV a=two b=$a\nARG c=three\nARG c=four d=$c\nLABEL x=$a y=$d\n");
+    let s = &p.stages[0];
+    assert_eq!(s.steps[1].op, Op::Env(vec![("a".into(), "two".into()), ("b".into(), "one".into())]));
+    assert_eq!(
+        s.steps[3].op,
+        Op::Arg(vec![("c".into(), Some("four".into())), ("d".into(), Some("three".into()))])
+    );
+    assert_eq!(s.steps[4].op, Op::Label(vec![("x".into(), "two".into()), ("y".into(), "three".into())]));
+    // Global ARGs (before the first FROM) are different: BuildKit adds each to the environment
+    // before expanding the next one (buildMetaArgs), so `b` sees this `a`.
+    let p = ok("ARG a=one b=$a\nFROM img:$b\n");
+    assert_eq!(p.stages[0].base, Source::Image("img:one".into()));
+}
+
+#[test]
+fn child_stage_args_see_the_parent_stage_arg_values() {
+    let src = "FROM scratch AS base\nARG NAME=app\nFROM base AS dev\nARG NAME=\"$NAME-dev\"\nRUN x\nFROM base\nARG NAME\nRUN y\n";
+    let p = ok(src);
+    assert_eq!(env_of(&p.stages[1].steps[1]).get("NAME"), Some("app-dev"));
+    assert_eq!(p.stages[1].steps[1].used_args.get("NAME").map(String::as_str), Some("app-dev"));
+    assert_eq!(env_of(&p.stages[2].steps[1]).get("NAME"), Some("app"), "a bare re-declaration keeps it");
+    let p = plan_with(src, &[("NAME", "cli")], None).expect("plan");
+    assert_eq!(env_of(&p.stages[1].steps[1]).get("NAME"), Some("cli"));
+}
+
+#[test]
+fn path_is_always_in_a_stage_environment() {
+    let p = ok("FROM scratch\nENV PATH=$PATH:/opt/bin\nRUN x\n");
+    let default = crate::sandbox::DEFAULT_PATH;
+    assert_eq!(env_of(&p.stages[0].steps[1]).get("PATH"), Some(&*format!("{default}:/opt/bin")));
+    assert_eq!(p.stages[0].final_state.env.get("PATH"), Some(&*format!("{default}:/opt/bin")));
+}
+
+#[test]
+fn from_an_upper_case_stage_name_is_an_image_with_a_hint() {
+    // BuildKit matches FROM against stage names exactly (they are stored lower-cased), while
+    // COPY --from, RUN --mount from= and --target match case-insensitively.
+    let e = plan_with("FROM busybox AS BUG_stage\nFROM BUG_stage\n", &[], None).unwrap_err();
+    assert!(e.message.contains("must be lowercase"), "{}", e.message);
+    assert!(e.hints.iter().any(|h| h.contains("FROM bug_stage")), "{:?}", e.hints);
+    let p = ok(
+        "FROM busybox AS BUG_stage\nFROM scratch\nCOPY --from=BUG_stage /x /x\nRUN --mount=from=BUG_stage,target=/m x\n",
+    );
+    let Op::Copy(c) = &p.stages[1].steps[0].op else { panic!() };
+    assert_eq!(c.from, Source::Stage(0));
+    let Op::Run { mounts, .. } = &p.stages[1].steps[1].op else { panic!() };
+    assert_eq!(mounts[0].1, Source::Stage(0));
+    assert_eq!(
+        plan_with("FROM busybox AS BUG_stage\nFROM scratch\n", &[], Some("BUG_stage")).expect("plan").target,
+        0
+    );
+}
+
+#[test]
+fn undefined_args_in_from_are_reported_as_buildkit_does() {
+    let rules = |src: &str| -> Vec<String> { ok(src).warnings.into_iter().map(|w| w.message).collect() };
+    assert!(rules("ARG base=scratch\nFROM $base\n").is_empty());
+    assert!(rules("FROM --platform=$BUILDPLATFORM scratch\n").is_empty());
+    assert!(rules("ARG DEBUG\nFROM scratch${DEBUG}\n").is_empty(), "declared without a value is fine");
+    assert_eq!(
+        rules("ARG tag=latest\nFROM busybox:${tag}${version} AS b\n"),
+        ["FROM argument 'version' is not declared"]
+    );
+    assert_eq!(
+        rules("ARG MY_ARCH=amd64\nFROM --platform=linux/${MYARCH:-amd64} busybox\n"),
+        ["FROM argument 'MYARCH' is not declared (did you mean MY_ARCH?)"]
+    );
+    let w = &ok("FROM scratch\nFROM x$NOPE\n").warnings[0];
+    assert_eq!((w.rule, w.pos.line), (Some("UndefinedArgInFrom"), 2));
+    assert!(ok("# check=skip=UndefinedArgInFrom\nFROM x$NOPE\n").warnings.is_empty());
 }

@@ -3,12 +3,14 @@
 
 mod build;
 mod cache;
+mod checks;
 mod cli;
 mod common;
 mod dockerignore_conformance;
 mod dry_run_conformance;
 mod examples;
 mod export;
+mod fidelity;
 mod fuzz_seeds;
 mod parser_conformance;
 mod registry;

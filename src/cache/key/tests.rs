@@ -66,7 +66,7 @@ fn golden_keys_pin_the_encoding() {
         vec![
             "sha256:2eb4ffb590afc2de8dba0fd747b3e0077c11074a11c989ac90f5d2cf7fe6abb8",
             "sha256:d3ec785d265e022fee401212f50e82d7196ef07501e58ea92f2ba61d23bef9c2",
-            "sha256:1579fc4cf376601c84d783ad59169905b4ff6a034007fb2ecd52a2f97f983180",
+            "sha256:73f6259c4256bdf17df1599cc7cb1d38bca67752f80f9fc0e3fbafa2f6476f40",
         ]
     );
 }

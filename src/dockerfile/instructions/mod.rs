@@ -79,8 +79,11 @@ pub struct Dockerfile {
     pub escape: char,
     /// The `# syntax=` directive (recorded, not acted upon).
     pub syntax: Option<String>,
-    /// Non-fatal findings from parsing and validation.
+    /// Non-fatal findings from parsing and validation, build checks included.
     pub warnings: Vec<Warning>,
+    /// Which build checks are on (`# check=…`; the CLI may replace it from a build arg). The
+    /// warnings above hold every rule's findings; this says which to show.
+    pub checks: super::checks::Config,
     /// The Dockerfile text, so later stages can point at the word an error is about.
     pub source: String,
 }
@@ -319,8 +322,17 @@ pub fn from_ast(ast: &Ast, source: &str) -> Result<Dockerfile, Diagnostic> {
         escape: ast.escape,
         syntax: ast.syntax().map(str::to_string),
         warnings: ast.warnings.clone(),
+        checks: super::checks::Config::default(),
         source: source.to_string(),
     };
+    if let Some(d) = ast.directives.iter().find(|d| d.name == "check") {
+        // BuildKit refuses check options it cannot read ("failed to parse check options").
+        df.checks = super::checks::Config::parse(&d.value).map_err(|e| {
+            Diagnostic::new(format!("failed to parse check options: {e}"), Pos::new(d.line, 1))
+                .with_hint("write `# check=skip=<rule>[,<rule>…][;error=true]` or `# check=skip=all`")
+        })?;
+    }
+    df.warnings.extend(super::checks::run(ast));
     for node in &ast.nodes {
         let cx = Cx { node, source };
         if node.keyword.eq_ignore_ascii_case("FROM") {
@@ -338,6 +350,7 @@ pub fn from_ast(ast: &Ast, source: &str) -> Result<Dockerfile, Diagnostic> {
                     e.message
                 ),
                 pos: node.pos(),
+                ..Warning::default()
             });
         }
         match (df.stages.last_mut(), kind) {
