@@ -218,8 +218,13 @@ fn source_entries(
         let index = src.index(b)?;
         let root = SourceRoot { dir: &dir, index: Some(index), ignore: None, name };
         let target = out.index(b)?;
-        return copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp)
-            .map_err(failed);
+        let entries = copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp);
+        // An image (unlike a stage) lives only for this step, but the entries point at its
+        // extracted files: they must outlive it until the layer is written.
+        if let Some(image) = image.take() {
+            image.keep_files(b);
+        }
+        return entries.map_err(failed);
     }
     let (dir, ignore, name) = match &c.from {
         Source::BuildContext if sources.is_empty() => return Ok(Entries::new()),

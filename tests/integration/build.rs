@@ -679,3 +679,33 @@ fn onbuild_triggers_run_when_the_image_is_a_base() {
         "from the child's context\n"
     );
 }
+
+/// `COPY --from=<image>` of a symlink resolves it inside that image's root (`/bin/cat` →
+/// `/bin/busybox`; Debian's `/etc/os-release` → `../usr/lib/os-release`), and the image's files
+/// stay readable until the layer is written.
+#[test]
+fn copy_from_an_image_follows_symlinks_inside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let debian = PathBuf::from("/var/cache/hako-test/debian-bookworm");
+    let with_debian = debian.join("index.json").is_file();
+    let mut dockerfile = "FROM scratch\nCOPY --from=busybox /bin/cat /cat\n".to_string();
+    if with_debian {
+        dockerfile.push_str("COPY --from=debian /etc/os-release /os-release\n");
+    } else {
+        crate::common::skip("the Debian part of the symlink check: no layout (scripts/make-debian-base.sh)");
+    }
+    write(&ctx, &[("Dockerfile", &dockerfile)]);
+    let out_dir = dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let debian_ctx = format!("debian=oci-layout://{}", debian.display());
+    let out =
+        build(dir.path(), &["--build-context", &debian_ctx, "-o", &dest, ctx.to_str().expect("utf-8")], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cat = fs_err::symlink_metadata(out_dir.join("cat")).expect("cat");
+    assert!(cat.is_file() && cat.len() > 100_000, "the link's target, busybox itself");
+    if with_debian {
+        let os = fs_err::read_to_string(out_dir.join("os-release")).expect("os-release");
+        assert!(os.contains("Debian"), "{os}");
+    }
+}
