@@ -98,7 +98,7 @@ pub fn collect(
     let mut matched: Vec<String> = Vec::new();
     for src in sources {
         let found = matches_for(root, src)?;
-        if found.is_empty() {
+        if found.is_empty() && !glob::has_meta(src) {
             return Err(not_found(root, src));
         }
         matched.extend(found);
@@ -237,36 +237,43 @@ impl Walker<'_, '_> {
     }
 }
 
-/// The sources a pattern names, relative to the root, sorted. Wildcards match each path segment
-/// by segment (Go `path.Match` on the whole relative path).
+/// The sources a pattern names, relative to the root, sorted. As fsutil's `ResolveWildcards`:
+/// the segments before the first one with an unescaped wildcard are a literal path (followed
+/// inside the root), the rest is matched segment by segment (Go `path.Match`, `\\` escapes) below
+/// it. A wildcard may match nothing (BuildKit's `AllowEmptyWildcard`); a literal path must exist.
 fn matches_for(root: &SourceRoot<'_>, src: &str) -> Result<Vec<String>> {
     let pattern = clean(src);
-    if !glob::has_meta(&pattern) {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let Some(first_wild) = segments.iter().position(|s| glob::has_meta(s)) else {
         if pattern.is_empty() {
             return Ok(vec![String::new()]);
         }
         let visible = !excluded(root, &pattern)?
             && resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
         return Ok(if visible { vec![pattern] } else { Vec::new() });
-    }
-    glob::matches(&pattern, "").map_err(|e| CopyError::Invalid(format!("COPY source {src:?}: {e}")))?;
-    let depth = pattern.split('/').count();
+    };
+    let base = segments[..first_wild].join("/");
+    let rest = segments[first_wild..].join("/");
+    glob::matches(&rest, "").map_err(|e| CopyError::Invalid(format!("COPY source {src:?}: {e}")))?;
+    let depth = segments.len() - first_wild;
     let mut found = Vec::new();
+    let Ok(base_dir) = resolve_in_root(root.dir, &base) else { return Ok(found) };
     let mut stack = vec![(String::new(), 0usize)];
     while let Some((dir, level)) = stack.pop() {
-        let abs = if dir.is_empty() { root.dir.to_path_buf() } else { root.dir.join(&dir) };
+        let abs = if dir.is_empty() { base_dir.clone() } else { base_dir.join(&dir) };
         let Ok(rd) = std::fs::read_dir(&abs) else { continue };
         for e in rd.flatten() {
-            let rel = join(&dir, &e.file_name().to_string_lossy());
+            let inner = join(&dir, &e.file_name().to_string_lossy());
+            let rel = join(&base, &inner);
             if excluded(root, &rel)? {
                 continue;
             }
             if level + 1 == depth {
-                if glob::matches(&pattern, &rel).unwrap_or(false) {
+                if glob::matches(&rest, &inner).unwrap_or(false) {
                     found.push(rel);
                 }
             } else if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((rel, level + 1));
+                stack.push((inner, level + 1));
             }
         }
     }
@@ -290,14 +297,13 @@ fn ignore_error(e: crate::context::dockerignore::IgnoreError) -> CopyError {
 fn not_found(root: &SourceRoot<'_>, src: &str) -> CopyError {
     let pattern = clean(src);
     let exists = resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
-    let what = if glob::has_meta(&pattern) { "matched no files" } else { "not found" };
     if exists && matches!(excluded(root, &pattern), Ok(true)) {
         CopyError::NotFound(format!(
             "\"{src}\" is excluded by .dockerignore: it exists in {} but a .dockerignore pattern hides it",
             root.name
         ))
     } else {
-        CopyError::NotFound(format!("\"{src}\" {what} in {}", root.name))
+        CopyError::NotFound(format!("\"{src}\" not found in {}", root.name))
     }
 }
 

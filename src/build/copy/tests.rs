@@ -94,10 +94,37 @@ fn wildcards_and_several_sources() {
     assert!(err.contains("destination must be a directory and end with a /"), "{err}");
     let err = f.collect(&["a.txt", "b.txt"], "/d", None).unwrap_err().to_string();
     assert!(err.contains("end with a /"), "{err}");
-    let err = f.collect(&["*.nope"], "/d/", None).unwrap_err().to_string();
-    assert_eq!(err, "\"*.nope\" matched no files in the build context");
     let err = f.collect(&["missing.txt"], "/d/", None).unwrap_err().to_string();
     assert_eq!(err, "\"missing.txt\" not found in the build context");
+}
+
+/// BuildKit's `AllowEmptyWildcard`: a wildcard that matches nothing is no error (a plain path
+/// that does not exist still is).
+#[test]
+fn unmatched_wildcards_copy_nothing() {
+    let f = Fixture::new();
+    assert_eq!(keys(&f.collect(&["nomatch*", "a.txt"], "/dst/", None).expect("ok")), ["dst/a.txt"]);
+    assert!(f.collect(&["*.nope"], "/d/", None).expect("ok").is_empty());
+    assert!(f.collect(&["nodir/*.rs"], "/d/", None).expect("ok").is_empty());
+    let err = f.collect(&["nomatch*", "missing.txt"], "/d/", None).unwrap_err().to_string();
+    assert_eq!(err, "\"missing.txt\" not found in the build context");
+}
+
+/// fsutil's `ResolveWildcards`: the segments before the first one with an unescaped wildcard are
+/// a literal path (a backslash there is just a character); after it, Go's `filepath.Match`, where
+/// `\?` is a literal `?`.
+#[test]
+fn backslash_escapes_in_patterns() {
+    let f = Fixture::new();
+    f.file("app/n?pe/file.txt", "q");
+    f.file("app/nope/file.txt", "nn");
+    let e = f.collect(&["./app/n\\?p*/file.txt"], "/x", None).expect("ok");
+    assert_eq!((keys(&e), e["x"].meta.size), (vec!["x"], 1), "only the directory named n?pe");
+    let err = f.collect(&["app/n\\?pe/file.txt"], "/x", None).unwrap_err().to_string();
+    assert!(err.contains("not found"), "no wildcard left: a literal path with a backslash: {err}");
+    f.file("lit\\dir/f", "b");
+    let e = f.collect(&["lit\\dir/*"], "/l/", None).expect("ok");
+    assert_eq!(keys(&e), ["l/f"], "a backslash before the wildcard segment is literal");
 }
 
 #[test]
