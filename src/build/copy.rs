@@ -114,7 +114,8 @@ pub fn collect(
     }
     let into_dir = dest_is_dir_syntax || several || target.is_dir(&dest_clean);
     let mut out = Entries::new();
-    let mut walker = Walker { root, out: &mut out, own, exclude: exclude.as_ref(), clamp: clamp_mtime };
+    let mut walker =
+        Walker { root, out: &mut out, own, exclude: exclude.as_ref(), clamp: clamp_mtime, target };
     for rel in &matched {
         let src_path = resolve_in_root(root.dir, rel)?;
         let to = if parents {
@@ -125,7 +126,7 @@ pub fn collect(
             join(&dest_clean, rel.rsplit('/').next().unwrap_or(rel))
         };
         if std::fs::metadata(&src_path)?.is_dir() {
-            walker.dir_contents(rel, &to)?;
+            walker.dir_contents(rel, &to, !parents)?;
         } else {
             walker.one(rel, &to, true)?;
         }
@@ -139,14 +140,30 @@ struct Walker<'a, 'b> {
     own: &'a Ownership,
     exclude: Option<&'a PatternMatcher>,
     clamp: Option<i64>,
+    target: &'a FsIndex,
 }
 
 impl Walker<'_, '_> {
-    /// Copies the contents of directory `rel` (relative to the root) to `to`; `to` itself becomes a
-    /// directory with the source directory's metadata.
-    fn dir_contents(&mut self, rel: &str, to: &str) -> Result<()> {
+    /// Copies the contents of directory `rel` (relative to the root) to `to`. As fsutil does, `to`
+    /// is not given the source directory's owner or mode: made 0755 and root's (or `--chown`'s,
+    /// not `--chmod`ed) when missing, kept as it is when it exists; only the mtime is copied.
+    /// With `--parents` (`own_dest` false) the directory is copied like any other, metadata included.
+    fn dir_contents(&mut self, rel: &str, to: &str, own_dest: bool) -> Result<()> {
         if !to.is_empty() {
             self.one(rel, to, true)?;
+        }
+        if !to.is_empty() && own_dest {
+            let existing = self.target.get(to).filter(|m| m.kind == Kind::Dir).cloned();
+            if let Some(entry) = self.out.get_mut(to) {
+                let (uid, gid, mode) = match existing {
+                    Some(m) => (m.uid, m.gid, m.mode),
+                    None => {
+                        let (uid, gid) = self.own.chown.unwrap_or((0, 0));
+                        (uid, gid, 0o755)
+                    }
+                };
+                (entry.meta.uid, entry.meta.gid, entry.meta.mode) = (uid, gid, mode);
+            }
         }
         let mut stack = vec![(rel.to_string(), to.to_string(), String::new())];
         while let Some((src, dst, inner)) = stack.pop() {

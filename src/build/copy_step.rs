@@ -18,7 +18,9 @@ use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::index::{FsIndex, Kind, Meta};
 use crate::plan::{CopyOp, Source};
 
-/// WORKDIR creates its directory (owned by the current USER, as BuildKit does) when missing.
+/// WORKDIR creates its directory when missing, and its missing parents, owned by the current
+/// USER (BuildKit's `Mkdir` with `WithParents` and `WithUser`; a name not in the stage's passwd
+/// is root, as there); an existing directory is left as it is.
 pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<Layer>, BuildError> {
     let rel = copy::clean(dir);
     if rel.is_empty() || out.index(b)?.is_dir(&rel) {
@@ -39,7 +41,7 @@ pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<
     };
     let mut entries = Entries::new();
     entries.insert(rel, copy::Entry { meta, content: copy::Content::None });
-    write_layer(b, out, entries).map(Some)
+    write_layer(b, out, entries, (uid, gid)).map(Some)
 }
 
 fn is_url(s: &str) -> bool {
@@ -154,7 +156,7 @@ pub fn copy_step(
         entries
             .insert(path, copy::Entry { meta, content: copy::Content::Bytes(f.data.clone().into_bytes()) });
     }
-    write_layer(b, out, entries)
+    write_layer(b, out, entries, own.chown.unwrap_or((0, 0)))
 }
 
 /// A file COPY/ADD makes itself (a download, a heredoc): `mode` unless `--chmod`, root unless
@@ -298,7 +300,14 @@ fn unpack_archive(
 }
 
 /// Writes `entries` plus their parent directories as one layer and records them in the index.
-fn write_layer(b: &Builder<'_>, out: &mut StageOut, entries: Entries) -> Result<Layer, BuildError> {
+/// Missing parents are made 0755 and owned by `owner` (BuildKit's `MkdirAll` with the step's
+/// `--chown` or WORKDIR's USER); existing ones are written as they are.
+fn write_layer(
+    b: &Builder<'_>,
+    out: &mut StageOut,
+    entries: Entries,
+    owner: (u32, u32),
+) -> Result<Layer, BuildError> {
     let clamp = b.options.source_date_epoch;
     let mut all: BTreeMap<String, copy::Entry> = BTreeMap::new();
     for path in entries.keys() {
@@ -311,8 +320,8 @@ fn write_layer(b: &Builder<'_>, out: &mut StageOut, entries: Entries) -> Result<
             let meta = out.index(b)?.get(p).cloned().unwrap_or(Meta {
                 kind: Kind::Dir,
                 mode: 0o755,
-                uid: 0,
-                gid: 0,
+                uid: owner.0,
+                gid: owner.1,
                 mtime: clamp.unwrap_or(0),
                 size: 0,
             });

@@ -709,3 +709,42 @@ fn copy_from_an_image_follows_symlinks_inside_it() {
         assert!(os.contains("Debian"), "{os}");
     }
 }
+
+/// Owners and modes of the directories WORKDIR and COPY make, as BuildKit makes them: WORKDIR's
+/// directory and its missing parents belong to the current USER (names through the stage's
+/// passwd); COPY of a directory gives a destination it creates 0755 and root (or `--chown`), and
+/// leaves an existing one's owner and mode alone.
+#[test]
+fn workdir_and_copy_directory_owners() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let dockerfile = "FROM busybox AS src\nCOPY --chown=1000:1000 d /dir\n\
+        FROM busybox\nUSER 1000:1001\nWORKDIR /a/b/c\nUSER nobody\nWORKDIR /n/m\nUSER root\n\
+        COPY --from=src /dir /dir\nCOPY --from=src /dir /tmp\nCOPY --from=src /dir /a\n\
+        COPY --chown=3:4 d /new/sub\n";
+    write(&ctx, &[("Dockerfile", dockerfile), ("d/f", "x")]);
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(ctx.join("d"), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let tar_path = dir.path().join("out.tar");
+    let dest = format!("type=tar,dest={}", tar_path.display());
+    let out = build(dir.path(), &["-o", &dest, ctx.to_str().expect("utf-8")], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut seen = BTreeMap::new();
+    let mut archive = tar::Archive::new(fs_err::File::open(&tar_path).expect("open"));
+    for e in archive.entries().expect("entries") {
+        let e = e.expect("entry");
+        let h = e.header();
+        let path = e.path().expect("path").to_string_lossy().trim_end_matches('/').to_string();
+        let (uid, gid, mode) = (h.uid().expect("uid"), h.gid().expect("gid"), h.mode().expect("mode"));
+        seen.insert(path, format!("{uid}:{gid} {:o}", mode & 0o7777));
+    }
+    let got = |p: &str| seen.get(p).cloned().unwrap_or_else(|| panic!("{p} missing"));
+    assert_eq!(got("a"), "1000:1001 755", "WORKDIR's missing parents are USER's");
+    assert_eq!(got("a/b/c"), "1000:1001 755");
+    assert_eq!(got("n"), "65534:65534 755", "USER by name");
+    assert_eq!(got("dir"), "0:0 755", "a new COPY destination is root's, not the source's");
+    assert_eq!(got("dir/f"), "1000:1000 644", "the contents keep their owner");
+    assert_eq!(got("tmp"), "0:0 1777", "an existing destination keeps its owner and mode");
+    assert_eq!(got("new"), "3:4 755", "missing parents take the --chown owner");
+    assert_eq!(got("new/sub"), "3:4 755");
+}

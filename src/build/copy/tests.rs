@@ -46,6 +46,7 @@ impl Fixture {
         let root = SourceRoot { dir: self.dir.path(), index: None, ignore, name: "the build context".into() };
         let mut target = FsIndex::new();
         target.insert("existing", Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 });
+        target.insert("owned", Meta { kind: Kind::Dir, mode: 0o1770, uid: 7, gid: 8, mtime: 0, size: 0 });
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
         collect(&root, &sources, dest, &target, own, parents, &excludes, Some(1_000))
@@ -79,6 +80,26 @@ fn directories_copy_their_contents() {
     let e = f.collect(&["src"], "/app", None).expect("ok");
     assert_eq!(keys(&e), ["app", "app/README.md", "app/lib", "app/lib/util.rs", "app/main.rs"]);
     assert_eq!(e["app/lib"].meta.kind, Kind::Dir);
+}
+
+/// fsutil's copy of a directory's contents: a destination it creates is 0755 and root's (or the
+/// `--chown` owner's), an existing one keeps its owner and mode; either way the source
+/// directory's owner and mode are not copied onto it (its mtime is).
+#[test]
+fn destination_directories_do_not_take_the_source_owner() {
+    let f = Fixture::new();
+    fs_err::set_permissions(f.dir.path().join("src"), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let e = f.collect(&["src"], "/app", None).expect("ok");
+    let m = &e["app"].meta;
+    assert_eq!((m.uid, m.gid, m.mode), (0, 0, 0o755), "a new destination");
+    assert_eq!(e["app/lib"].meta.mode & 0o777, 0o755, "directories inside keep their own mode");
+    let own = Ownership { chown: Some((5, 6)), chmod: Some("0600".into()) };
+    let e = f.collect_with(&["src"], "/app", None, &own, false, &[]).expect("ok");
+    let m = &e["app"].meta;
+    assert_eq!((m.uid, m.gid, m.mode), (5, 6, 0o755), "--chown owns it, --chmod does not apply");
+    let e = f.collect_with(&["src"], "/owned", None, &own, false, &[]).expect("ok");
+    let m = &e["owned"].meta;
+    assert_eq!((m.uid, m.gid, m.mode), (7, 8, 0o1770), "an existing destination is kept");
 }
 
 #[test]
