@@ -61,7 +61,7 @@ pub fn layer_step(
         op: &step.op,
         used_args: &step.used_args,
         platform: &sp.platform,
-        clamp: b.options.source_date_epoch,
+        clamp: b.options.clamp(),
         found: &found,
     });
     let records = Records::new(b.store);

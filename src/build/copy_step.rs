@@ -31,14 +31,7 @@ pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<
         Some(u) => chown_ids(b, out, &u).unwrap_or((0, 0)),
         None => (0, 0),
     };
-    let meta = Meta {
-        kind: Kind::Dir,
-        mode: 0o755,
-        uid,
-        gid,
-        mtime: b.options.source_date_epoch.unwrap_or(0),
-        size: 0,
-    };
+    let meta = Meta { kind: Kind::Dir, mode: 0o755, uid, gid, mtime: b.options.epoch(), size: 0 };
     let mut entries = Entries::new();
     entries.insert(rel, copy::Entry { meta, content: copy::Content::None });
     write_layer(b, out, entries, (uid, gid)).map(Some)
@@ -126,8 +119,8 @@ pub fn copy_step(
         } else {
             copy::clean(&dest)
         };
-        let mut mtime = fetched.mtime.unwrap_or(0);
-        if let Some(c) = b.options.source_date_epoch {
+        let mut mtime = fetched.mtime.unwrap_or_else(|| b.options.epoch());
+        if let Some(c) = b.options.clamp() {
             mtime = mtime.min(c);
         }
         // Docker gives downloaded files mode 0600.
@@ -150,7 +143,7 @@ pub fn copy_step(
         } else {
             copy::clean(&format!("{dest}/{}", f.name))
         };
-        let mtime = b.options.source_date_epoch.unwrap_or(0);
+        let mtime = b.options.epoch();
         let meta = file_meta(&own, 0o644, mtime, f.data.len() as u64)
             .map_err(|e| input_error(e.to_string(), pos))?;
         entries
@@ -212,7 +205,7 @@ fn source_entries(
     done: &mut [Option<StageOut>],
     pos: Pos,
 ) -> Result<Entries, BuildError> {
-    let clamp = b.options.source_date_epoch;
+    let clamp = b.options.clamp();
     let mut image = None;
     let failed = failed(c, pos);
     if let Some((src, name)) = from_stage(b, c, done, &mut image, pos)? {
@@ -290,7 +283,7 @@ fn unpack_archive(
         own,
         false,
         &c.excludes,
-        b.options.source_date_epoch,
+        b.options.clamp(),
     )
     .map_err(|e| bad(&e))?;
     // The files must outlive this function: keep the directory until the layer is written.
@@ -308,7 +301,7 @@ fn write_layer(
     entries: Entries,
     owner: (u32, u32),
 ) -> Result<Layer, BuildError> {
-    let clamp = b.options.source_date_epoch;
+    let clamp = b.options.clamp();
     let mut all: BTreeMap<String, copy::Entry> = BTreeMap::new();
     for path in entries.keys() {
         let mut parent = path.as_str();
@@ -322,7 +315,7 @@ fn write_layer(
                 mode: 0o755,
                 uid: owner.0,
                 gid: owner.1,
-                mtime: clamp.unwrap_or(0),
+                mtime: b.options.epoch(),
                 size: 0,
             });
             all.insert(p.to_string(), copy::Entry { meta, content: copy::Content::None });

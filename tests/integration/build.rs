@@ -163,7 +163,7 @@ fn full_dockerfile_builds_and_checkers_agree() {
     );
     assert_eq!(cfg["OnBuild"], serde_json::json!(["COPY . /onbuild"]));
     assert_eq!(cfg["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
-    assert_eq!(c["created"], "1970-01-01T00:00:00Z");
+    assert_eq!(c["created"], "1980-01-01T00:00:00Z", "hako's default epoch");
     let history: Vec<&str> =
         c["history"].as_array().expect("history").iter().filter_map(|h| h["created_by"].as_str()).collect();
     assert!(history.contains(&"COPY --from=build /src/ /app/"), "{history:?}");
@@ -505,7 +505,8 @@ fn add_from_url_with_checksum() {
             &format!("type=oci,dest={},tar=false", layout.display()),
             ctx.to_str().expect("utf-8"),
         ],
-        &[],
+        // An epoch after Last-Modified, which the clamp then keeps.
+        &[("SOURCE_DATE_EPOCH", "1000000000")],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     if have("umoci") {
@@ -747,4 +748,56 @@ fn workdir_and_copy_directory_owners() {
     assert_eq!(got("tmp"), "0:0 1777", "an existing destination keeps its owner and mode");
     assert_eq!(got("new"), "3:4 755", "missing parents take the --chown owner");
     assert_eq!(got("new/sub"), "3:4 755");
+}
+
+/// Reproducible by default: without SOURCE_DATE_EPOCH, file times in new layers are clamped to
+/// 1980-01-01, so two clean stores give one digest even though the RUN step's files are made a
+/// second apart and every context file was touched (as a fresh `git clone` does).
+/// `rewrite-timestamp=false` keeps the real times (and so differs); SOURCE_DATE_EPOCH picks
+/// another epoch.
+#[test]
+fn reproducible_by_default_despite_clocks_and_mtimes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let dockerfile = "FROM busybox\nCOPY . /app\nRUN mkdir -p /out/d && echo hi > /out/d/f && ln -s d/f /out/l\n\
+        WORKDIR /made/here\n";
+    write(&ctx, &[("Dockerfile", dockerfile), ("src/a.txt", "a\n"), ("b.txt", "b\n")]);
+    let ctx_s = ctx.to_str().expect("utf-8");
+    let touch = |when: &str| {
+        let o = Command::new("sh")
+            .args(["-c", &format!("find . -exec touch -h -d @{when} {{}} +")])
+            .current_dir(&ctx)
+            .output()
+            .expect("touch");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    let run = |name: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let d = dir.path().join(name);
+        fs_err::create_dir_all(&d).expect("mkdir");
+        let mut args = extra.to_vec();
+        args.push(ctx_s);
+        digest_of(&build(&d, &args, env))
+    };
+    touch("1600000000");
+    let a = run("a", &[], &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    touch("1700000000");
+    let b = run("b", &[], &[]);
+    assert_eq!(a, b, "one digest from two clean stores, whatever the clocks and the context mtimes");
+    let c = run("c", &[], &[("SOURCE_DATE_EPOCH", "1000000000")]);
+    assert_ne!(a, c, "SOURCE_DATE_EPOCH chooses another epoch");
+    let keep = |name: &str| {
+        let iid = dir.path().join(format!("{name}.iid"));
+        let iid_s = iid.to_str().expect("utf-8");
+        let o = format!(
+            "type=oci,dest={},rewrite-timestamp=false",
+            dir.path().join(format!("{name}.tar")).display()
+        );
+        run(name, &["-o", &o, "--iidfile", iid_s], &[]);
+        fs_err::read_to_string(&iid).expect("iidfile")
+    };
+    let d = keep("d");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let e = keep("e");
+    assert_ne!(d, e, "rewrite-timestamp=false keeps the real times of the RUN step's files");
 }
