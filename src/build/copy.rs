@@ -96,10 +96,15 @@ pub fn collect(
         Some(PatternMatcher::new(excludes).map_err(|e| CopyError::Invalid(format!("--exclude: {e}")))?)
     };
     let mut matched: Vec<String> = Vec::new();
+    // A wildcard that matched several files, for the message below.
+    let mut spread: Option<(&str, usize)> = None;
     for src in sources {
         let found = matches_for(root, src)?;
         if found.is_empty() && !glob::has_meta(src) {
             return Err(not_found(root, src));
+        }
+        if found.len() > 1 {
+            spread = spread.or(Some((src, found.len())));
         }
         matched.extend(found);
     }
@@ -107,10 +112,15 @@ pub fn collect(
     let dest_clean = clean(dest);
     let several = matched.len() > 1;
     if several && !dest_is_dir_syntax && !target.is_dir(&dest_clean) {
-        return Err(CopyError::Invalid(
-            "when using COPY with more than one source file, the destination must be a directory and end with a /"
-                .into(),
-        ));
+        let mut msg = "when using COPY with more than one source file, the destination must be a directory and end with a /".to_string();
+        if let Some((src, n)) = spread {
+            // The usual surprise: `n\?pe` in a Dockerfile is the pattern `n?pe` (the escape
+            // character removes an unquoted backslash, as in BuildKit), matching `nope` too.
+            msg.push_str(&format!(
+                " (\"{src}\" matched {n} files; to match a literal ?, * or [ write it as a class, e.g. [?]: an unquoted backslash is removed by the Dockerfile's escape character)"
+            ));
+        }
+        return Err(CopyError::Invalid(msg));
     }
     let into_dir = dest_is_dir_syntax || several || target.is_dir(&dest_clean);
     let mut out = Entries::new();

@@ -296,7 +296,11 @@ impl StageCx<'_> {
                         Some(from) => self.mount_source(from, m.target.as_deref().unwrap_or(""), loc)?,
                         None => Source::BuildContext,
                     };
-                    mount_defaults(&mut m, &self.state.workdir, &mut ssh_count).map_err(|e| fail(loc, e))?;
+                    mount_defaults(&mut m, &self.state.workdir, &mut ssh_count).map_err(|e| {
+                        fail(loc, e).with_hint(
+                            "a relative or missing target is under WORKDIR; give target= a directory other than /",
+                        )
+                    })?;
                     mounts.push((m, source));
                 }
                 // Every ARG in scope is in the command's environment, so all of them key the step.

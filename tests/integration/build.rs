@@ -801,3 +801,38 @@ fn reproducible_by_default_despite_clocks_and_mtimes() {
     let e = keep("e");
     assert_ne!(d, e, "rewrite-timestamp=false keeps the real times of the RUN step's files");
 }
+
+/// COPY source patterns as BuildKit reads them: an unmatched wildcard copies nothing (a missing
+/// plain path is an error), and Go's escapes reach the pattern only through the Dockerfile's own
+/// escape character (`\\?` is a literal `?`), or as a class (`[?]`).
+#[test]
+fn copy_wildcards_empty_matches_and_escapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let dockerfile = "FROM scratch\nCOPY nomatch* present.txt /dst/\nCOPY nothing* /none/\n\
+        COPY ./app/n[?]pe/file.txt /x\nCOPY ./app/n\\\\?p*/file.txt /y\n";
+    write(
+        &ctx,
+        &[
+            ("Dockerfile", dockerfile),
+            ("present.txt", "p"),
+            ("app/n?pe/file.txt", "q"),
+            ("app/nope/file.txt", "n"),
+        ],
+    );
+    let out_dir = dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let out = build(dir.path(), &["-o", &dest, ctx.to_str().expect("utf-8")], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = |p: &str| fs_err::read_to_string(out_dir.join(p)).expect(p);
+    assert_eq!((read("dst/present.txt"), read("x"), read("y")), ("p".into(), "q".into(), "q".into()));
+    assert!(!out_dir.join("none").exists(), "a lone unmatched wildcard copies nothing");
+    write(&ctx, &[("Dockerfile", "FROM scratch\nCOPY nomatch* missing.txt /dst/\n")]);
+    let out = build(dir.path(), &[ctx.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("\"missing.txt\" not found in the build context"),
+        "{}",
+        text(&out.stderr)
+    );
+}

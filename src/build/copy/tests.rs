@@ -141,6 +141,10 @@ fn backslash_escapes_in_patterns() {
     f.file("app/nope/file.txt", "nn");
     let e = f.collect(&["./app/n\\?p*/file.txt"], "/x", None).expect("ok");
     assert_eq!((keys(&e), e["x"].meta.size), (vec!["x"], 1), "only the directory named n?pe");
+    let e = f.collect(&["./app/n[?]pe/file.txt"], "/x", None).expect("ok");
+    assert_eq!((keys(&e), e["x"].meta.size), (vec!["x"], 1), "a class matches a literal ?");
+    let err = f.collect(&["./app/n?pe/file.txt"], "/x", None).unwrap_err().to_string();
+    assert!(err.contains("matched 2 files; to match a literal ?, * or [ write it as a class"), "{err}");
     let err = f.collect(&["app/n\\?pe/file.txt"], "/x", None).unwrap_err().to_string();
     assert!(err.contains("not found"), "no wildcard left: a literal path with a backslash: {err}");
     f.file("lit\\dir/f", "b");
