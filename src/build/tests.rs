@@ -113,3 +113,17 @@ fn a_failed_step_is_not_recorded() {
     b.build(DF, 0, false).expect("build");
     assert_eq!(b.ran(), 2, "the failed step ran again");
 }
+
+/// Reproducible by default: the epoch is SOURCE_DATE_EPOCH, else 1980-01-01, and new layers'
+/// file times are clamped to it unless the outputs ask for real times (then no clamp: the step
+/// key's clamp input tells the two apart).
+#[test]
+fn the_epoch_and_the_clamp() {
+    let o = Options::default();
+    assert_eq!((o.epoch(), o.clamp()), (315_532_800, Some(315_532_800)));
+    assert_eq!(crate::image::config::rfc3339(DEFAULT_EPOCH), "1980-01-01T00:00:00Z");
+    let o = Options { source_date_epoch: Some(86_400), ..Options::default() };
+    assert_eq!((o.epoch(), o.clamp()), (86_400, Some(86_400)));
+    let o = Options { keep_file_times: true, ..o };
+    assert_eq!((o.epoch(), o.clamp()), (86_400, None));
+}
