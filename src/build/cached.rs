@@ -62,7 +62,7 @@ pub fn layer_step(
         op: &step.op,
         used_args: &step.used_args,
         platform: &sp.platform,
-        clamp: b.options.source_date_epoch,
+        clamp: b.options.clamp(),
         found: &found,
     };
     let (step_key, shape) = (key::step(&inputs), key::shape(&inputs));

@@ -96,10 +96,15 @@ pub fn collect(
         Some(PatternMatcher::new(excludes).map_err(|e| CopyError::Invalid(format!("--exclude: {e}")))?)
     };
     let mut matched: Vec<String> = Vec::new();
+    // A wildcard that matched several files, for the message below.
+    let mut spread: Option<(&str, usize)> = None;
     for src in sources {
         let found = matches_for(root, src)?;
-        if found.is_empty() {
+        if found.is_empty() && !glob::has_meta(src) {
             return Err(not_found(root, src));
+        }
+        if found.len() > 1 {
+            spread = spread.or(Some((src, found.len())));
         }
         matched.extend(found);
     }
@@ -107,14 +112,20 @@ pub fn collect(
     let dest_clean = clean(dest);
     let several = matched.len() > 1;
     if several && !dest_is_dir_syntax && !target.is_dir(&dest_clean) {
-        return Err(CopyError::Invalid(
-            "when using COPY with more than one source file, the destination must be a directory and end with a /"
-                .into(),
-        ));
+        let mut msg = "when using COPY with more than one source file, the destination must be a directory and end with a /".to_string();
+        if let Some((src, n)) = spread {
+            // The usual surprise: `n\?pe` in a Dockerfile is the pattern `n?pe` (the escape
+            // character removes an unquoted backslash, as in BuildKit), matching `nope` too.
+            msg.push_str(&format!(
+                " (\"{src}\" matched {n} files; to match a literal ?, * or [ write it as a class, e.g. [?]: an unquoted backslash is removed by the Dockerfile's escape character)"
+            ));
+        }
+        return Err(CopyError::Invalid(msg));
     }
     let into_dir = dest_is_dir_syntax || several || target.is_dir(&dest_clean);
     let mut out = Entries::new();
-    let mut walker = Walker { root, out: &mut out, own, exclude: exclude.as_ref(), clamp: clamp_mtime };
+    let mut walker =
+        Walker { root, out: &mut out, own, exclude: exclude.as_ref(), clamp: clamp_mtime, target };
     for rel in &matched {
         let src_path = resolve_in_root(root.dir, rel)?;
         let to = if parents {
@@ -125,7 +136,7 @@ pub fn collect(
             join(&dest_clean, rel.rsplit('/').next().unwrap_or(rel))
         };
         if std::fs::metadata(&src_path)?.is_dir() {
-            walker.dir_contents(rel, &to)?;
+            walker.dir_contents(rel, &to, !parents)?;
         } else {
             walker.one(rel, &to, true)?;
         }
@@ -139,14 +150,30 @@ struct Walker<'a, 'b> {
     own: &'a Ownership,
     exclude: Option<&'a PatternMatcher>,
     clamp: Option<i64>,
+    target: &'a FsIndex,
 }
 
 impl Walker<'_, '_> {
-    /// Copies the contents of directory `rel` (relative to the root) to `to`; `to` itself becomes a
-    /// directory with the source directory's metadata.
-    fn dir_contents(&mut self, rel: &str, to: &str) -> Result<()> {
+    /// Copies the contents of directory `rel` (relative to the root) to `to`. As fsutil does, `to`
+    /// is not given the source directory's owner or mode: made 0755 and root's (or `--chown`'s,
+    /// not `--chmod`ed) when missing, kept as it is when it exists; only the mtime is copied.
+    /// With `--parents` (`own_dest` false) the directory is copied like any other, metadata included.
+    fn dir_contents(&mut self, rel: &str, to: &str, own_dest: bool) -> Result<()> {
         if !to.is_empty() {
             self.one(rel, to, true)?;
+        }
+        if !to.is_empty() && own_dest {
+            let existing = self.target.get(to).filter(|m| m.kind == Kind::Dir).cloned();
+            if let Some(entry) = self.out.get_mut(to) {
+                let (uid, gid, mode) = match existing {
+                    Some(m) => (m.uid, m.gid, m.mode),
+                    None => {
+                        let (uid, gid) = self.own.chown.unwrap_or((0, 0));
+                        (uid, gid, 0o755)
+                    }
+                };
+                (entry.meta.uid, entry.meta.gid, entry.meta.mode) = (uid, gid, mode);
+            }
         }
         let mut stack = vec![(rel.to_string(), to.to_string(), String::new())];
         while let Some((src, dst, inner)) = stack.pop() {
@@ -237,36 +264,43 @@ impl Walker<'_, '_> {
     }
 }
 
-/// The sources a pattern names, relative to the root, sorted. Wildcards match each path segment
-/// by segment (Go `path.Match` on the whole relative path).
+/// The sources a pattern names, relative to the root, sorted. As fsutil's `ResolveWildcards`:
+/// the segments before the first one with an unescaped wildcard are a literal path (followed
+/// inside the root), the rest is matched segment by segment (Go `path.Match`, `\\` escapes) below
+/// it. A wildcard may match nothing (BuildKit's `AllowEmptyWildcard`); a literal path must exist.
 fn matches_for(root: &SourceRoot<'_>, src: &str) -> Result<Vec<String>> {
     let pattern = clean(src);
-    if !glob::has_meta(&pattern) {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let Some(first_wild) = segments.iter().position(|s| glob::has_meta(s)) else {
         if pattern.is_empty() {
             return Ok(vec![String::new()]);
         }
         let visible = !excluded(root, &pattern)?
             && resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
         return Ok(if visible { vec![pattern] } else { Vec::new() });
-    }
-    glob::matches(&pattern, "").map_err(|e| CopyError::Invalid(format!("COPY source {src:?}: {e}")))?;
-    let depth = pattern.split('/').count();
+    };
+    let base = segments[..first_wild].join("/");
+    let rest = segments[first_wild..].join("/");
+    glob::matches(&rest, "").map_err(|e| CopyError::Invalid(format!("COPY source {src:?}: {e}")))?;
+    let depth = segments.len() - first_wild;
     let mut found = Vec::new();
+    let Ok(base_dir) = resolve_in_root(root.dir, &base) else { return Ok(found) };
     let mut stack = vec![(String::new(), 0usize)];
     while let Some((dir, level)) = stack.pop() {
-        let abs = if dir.is_empty() { root.dir.to_path_buf() } else { root.dir.join(&dir) };
+        let abs = if dir.is_empty() { base_dir.clone() } else { base_dir.join(&dir) };
         let Ok(rd) = std::fs::read_dir(&abs) else { continue };
         for e in rd.flatten() {
-            let rel = join(&dir, &e.file_name().to_string_lossy());
+            let inner = join(&dir, &e.file_name().to_string_lossy());
+            let rel = join(&base, &inner);
             if excluded(root, &rel)? {
                 continue;
             }
             if level + 1 == depth {
-                if glob::matches(&pattern, &rel).unwrap_or(false) {
+                if glob::matches(&rest, &inner).unwrap_or(false) {
                     found.push(rel);
                 }
             } else if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push((rel, level + 1));
+                stack.push((inner, level + 1));
             }
         }
     }
@@ -290,14 +324,13 @@ fn ignore_error(e: crate::context::dockerignore::IgnoreError) -> CopyError {
 fn not_found(root: &SourceRoot<'_>, src: &str) -> CopyError {
     let pattern = clean(src);
     let exists = resolve_in_root(root.dir, &pattern).is_ok_and(|p| p.symlink_metadata().is_ok());
-    let what = if glob::has_meta(&pattern) { "matched no files" } else { "not found" };
     if exists && matches!(excluded(root, &pattern), Ok(true)) {
         CopyError::NotFound(format!(
             "\"{src}\" is excluded by .dockerignore: it exists in {} but a .dockerignore pattern hides it",
             root.name
         ))
     } else {
-        CopyError::NotFound(format!("\"{src}\" {what} in {}", root.name))
+        CopyError::NotFound(format!("\"{src}\" not found in {}", root.name))
     }
 }
 

@@ -18,7 +18,9 @@ use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::index::{FsIndex, Kind, Meta};
 use crate::plan::{CopyOp, Source};
 
-/// WORKDIR creates its directory (owned by the current USER, as BuildKit does) when missing.
+/// WORKDIR creates its directory when missing, and its missing parents, owned by the current
+/// USER (BuildKit's `Mkdir` with `WithParents` and `WithUser`; a name not in the stage's passwd
+/// is root, as there); an existing directory is left as it is.
 pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<Layer>, BuildError> {
     let rel = copy::clean(dir);
     if rel.is_empty() || out.index(b)?.is_dir(&rel) {
@@ -29,17 +31,10 @@ pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<
         Some(u) => chown_ids(b, out, &u).unwrap_or((0, 0)),
         None => (0, 0),
     };
-    let meta = Meta {
-        kind: Kind::Dir,
-        mode: 0o755,
-        uid,
-        gid,
-        mtime: b.options.source_date_epoch.unwrap_or(0),
-        size: 0,
-    };
+    let meta = Meta { kind: Kind::Dir, mode: 0o755, uid, gid, mtime: b.options.epoch(), size: 0 };
     let mut entries = Entries::new();
     entries.insert(rel, copy::Entry { meta, content: copy::Content::None });
-    write_layer(b, out, entries).map(Some)
+    write_layer(b, out, entries, (uid, gid)).map(Some)
 }
 
 fn is_url(s: &str) -> bool {
@@ -124,8 +119,8 @@ pub fn copy_step(
         } else {
             copy::clean(&dest)
         };
-        let mut mtime = fetched.mtime.unwrap_or(0);
-        if let Some(c) = b.options.source_date_epoch {
+        let mut mtime = fetched.mtime.unwrap_or_else(|| b.options.epoch());
+        if let Some(c) = b.options.clamp() {
             mtime = mtime.min(c);
         }
         // Docker gives downloaded files mode 0600.
@@ -148,13 +143,13 @@ pub fn copy_step(
         } else {
             copy::clean(&format!("{dest}/{}", f.name))
         };
-        let mtime = b.options.source_date_epoch.unwrap_or(0);
+        let mtime = b.options.epoch();
         let meta = file_meta(&own, 0o644, mtime, f.data.len() as u64)
             .map_err(|e| input_error(e.to_string(), pos))?;
         entries
             .insert(path, copy::Entry { meta, content: copy::Content::Bytes(f.data.clone().into_bytes()) });
     }
-    write_layer(b, out, entries)
+    write_layer(b, out, entries, own.chown.unwrap_or((0, 0)))
 }
 
 /// A file COPY/ADD makes itself (a download, a heredoc): `mode` unless `--chmod`, root unless
@@ -210,7 +205,7 @@ fn source_entries(
     done: &mut [Option<StageOut>],
     pos: Pos,
 ) -> Result<Entries, BuildError> {
-    let clamp = b.options.source_date_epoch;
+    let clamp = b.options.clamp();
     let mut image = None;
     let failed = failed(c, pos);
     if let Some((src, name)) = from_stage(b, c, done, &mut image, pos)? {
@@ -218,8 +213,13 @@ fn source_entries(
         let index = src.index(b)?;
         let root = SourceRoot { dir: &dir, index: Some(index), ignore: None, name };
         let target = out.index(b)?;
-        return copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp)
-            .map_err(failed);
+        let entries = copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp);
+        // An image (unlike a stage) lives only for this step, but the entries point at its
+        // extracted files: they must outlive it until the layer is written.
+        if let Some(image) = image.take() {
+            image.keep_files(b);
+        }
+        return entries.map_err(failed);
     }
     let (dir, ignore, name) = match &c.from {
         Source::BuildContext if sources.is_empty() => return Ok(Entries::new()),
@@ -283,7 +283,7 @@ fn unpack_archive(
         own,
         false,
         &c.excludes,
-        b.options.source_date_epoch,
+        b.options.clamp(),
     )
     .map_err(|e| bad(&e))?;
     // The files must outlive this function: keep the directory until the layer is written.
@@ -293,8 +293,15 @@ fn unpack_archive(
 }
 
 /// Writes `entries` plus their parent directories as one layer and records them in the index.
-fn write_layer(b: &Builder<'_>, out: &mut StageOut, entries: Entries) -> Result<Layer, BuildError> {
-    let clamp = b.options.source_date_epoch;
+/// Missing parents are made 0755 and owned by `owner` (BuildKit's `MkdirAll` with the step's
+/// `--chown` or WORKDIR's USER); existing ones are written as they are.
+fn write_layer(
+    b: &Builder<'_>,
+    out: &mut StageOut,
+    entries: Entries,
+    owner: (u32, u32),
+) -> Result<Layer, BuildError> {
+    let clamp = b.options.clamp();
     let mut all: BTreeMap<String, copy::Entry> = BTreeMap::new();
     for path in entries.keys() {
         let mut parent = path.as_str();
@@ -306,9 +313,9 @@ fn write_layer(b: &Builder<'_>, out: &mut StageOut, entries: Entries) -> Result<
             let meta = out.index(b)?.get(p).cloned().unwrap_or(Meta {
                 kind: Kind::Dir,
                 mode: 0o755,
-                uid: 0,
-                gid: 0,
-                mtime: clamp.unwrap_or(0),
+                uid: owner.0,
+                gid: owner.1,
+                mtime: b.options.epoch(),
                 size: 0,
             });
             all.insert(p.to_string(), copy::Entry { meta, content: copy::Content::None });

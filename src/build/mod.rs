@@ -33,13 +33,24 @@ use crate::store::Store;
 /// them once, when they are written ([`crate::layer::compress`]).
 pub const LOCAL: Compression = Compression::None;
 
+/// The epoch used when `SOURCE_DATE_EPOCH` is not set: 1980-01-01T00:00:00Z. Image and history
+/// timestamps are this, and file times in new layers are clamped to it, so an image depends on
+/// content only. Not the Unix epoch: ZIP (and so jars, wheels, Python's `zipfile`) cannot store a
+/// time before 1980, and a later step that zips copied files would fail. See
+/// `docs/REPRODUCIBILITY.md`.
+pub const DEFAULT_EPOCH: i64 = 315_532_800;
+
 /// Build settings that are not part of the Dockerfile.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The layer compression outputs ask for (layers are kept as [`LOCAL`] meanwhile).
     pub compression: Compression,
-    /// `SOURCE_DATE_EPOCH`: timestamps in the config and history, and the clamp for file mtimes.
+    /// `SOURCE_DATE_EPOCH`: timestamps in the config and history, and the clamp for file mtimes
+    /// ([`DEFAULT_EPOCH`] when unset; see [`Options::epoch`]).
     pub source_date_epoch: Option<i64>,
+    /// `rewrite-timestamp=false` on the outputs: file times in new layers are left as they are
+    /// instead of being clamped to the epoch (the image is then not reproducible).
+    pub keep_file_times: bool,
     /// `--label`s for the final image.
     pub labels: BTreeMap<String, String>,
     /// `--isolation`.
@@ -53,6 +64,20 @@ pub struct Options {
     /// `--no-cache-filter`: run every step of these stages (names, as BuildKit matches them:
     /// case-insensitively).
     pub no_cache_filter: Vec<String>,
+}
+
+impl Options {
+    /// The build's epoch: `SOURCE_DATE_EPOCH`, else [`DEFAULT_EPOCH`]. Image and history
+    /// timestamps, and the time of files the builder makes itself (WORKDIR, heredocs, parents).
+    pub fn epoch(&self) -> i64 {
+        self.source_date_epoch.unwrap_or(DEFAULT_EPOCH)
+    }
+
+    /// The latest file time new layers may hold: the epoch, or none with `rewrite-timestamp=false`.
+    /// An input of every step's cache key.
+    pub fn clamp(&self) -> Option<i64> {
+        (!self.keep_file_times).then(|| self.epoch())
+    }
 }
 
 /// Why a build failed.
@@ -267,7 +292,7 @@ impl Builder<'_> {
         let mut sandbox = self.sandbox().map_err(|e| e.to_string())?;
         let compression = LOCAL.name();
         for key in keys {
-            let exported = sandbox.export_cache(&key, compression, self.options.source_date_epoch);
+            let exported = sandbox.export_cache(&key, compression, self.options.clamp());
             if let Some(l) = exported.map_err(|e| format!("cache mount {key}: {e}"))? {
                 out.push((key, l.to_layer().map_err(|e| e.to_string())?));
             }
@@ -282,7 +307,7 @@ impl Builder<'_> {
 
     /// The timestamp written into configs and history.
     pub fn created(&self) -> String {
-        crate::image::config::rfc3339(self.options.source_date_epoch.unwrap_or(0))
+        crate::image::config::rfc3339(self.options.epoch())
     }
 }
 

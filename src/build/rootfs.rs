@@ -137,6 +137,16 @@ impl StageOut {
         Ok(path)
     }
 
+    /// Hands the extracted files (if any) to the builder, which removes them at the end of the
+    /// build: for a stage dropped before the files copied from it are read.
+    pub fn keep_files(self, b: &Builder<'_>) {
+        if let Ok(cell) = Rc::try_unwrap(self.rootfs)
+            && let Some(dir) = cell.into_inner()
+        {
+            b.keep_temp(dir.keep());
+        }
+    }
+
     /// Reads a small file from the stage's layers (topmost layer that has it), without extracting.
     pub fn read_file(&mut self, b: &Builder<'_>, path: &str) -> Option<String> {
         let index = self.index(b).ok()?;

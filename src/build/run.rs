@@ -132,7 +132,7 @@ fn request(
         network,
         mounts: requests,
         commit: true,
-        clamp: b.options.source_date_epoch,
+        clamp: b.options.clamp(),
         compression: super::LOCAL.name().into(),
     })
 }

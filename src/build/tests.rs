@@ -149,3 +149,17 @@ fn an_exec_form_followed_by_a_comment_is_still_the_exec_form() {
     assert_eq!(c.entrypoint, Some(vec!["/app".to_string()]));
     assert_eq!(c.cmd, Some(vec!["-v".to_string()]));
 }
+
+/// Reproducible by default: the epoch is SOURCE_DATE_EPOCH, else 1980-01-01, and new layers'
+/// file times are clamped to it unless the outputs ask for real times (then no clamp: the step
+/// key's clamp input tells the two apart).
+#[test]
+fn the_epoch_and_the_clamp() {
+    let o = Options::default();
+    assert_eq!((o.epoch(), o.clamp()), (315_532_800, Some(315_532_800)));
+    assert_eq!(crate::image::config::rfc3339(DEFAULT_EPOCH), "1980-01-01T00:00:00Z");
+    let o = Options { source_date_epoch: Some(86_400), ..Options::default() };
+    assert_eq!((o.epoch(), o.clamp()), (86_400, Some(86_400)));
+    let o = Options { keep_file_times: true, ..o };
+    assert_eq!((o.epoch(), o.clamp()), (86_400, None));
+}

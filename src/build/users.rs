@@ -19,21 +19,21 @@ pub enum UserError {
     Invalid(String),
 }
 
-/// Resolves `spec` (`user`, `uid`, `user:group`, `uid:gid`) to numeric ids. A missing group
-/// takes the same number as the user id (Docker's rule for `--chown`). `passwd`/`group` are
-/// the files' contents, or `None` when the image has none.
+/// Resolves `spec` (`user`, `uid`, `user:group`, `uid:gid`) to numeric ids, as BuildKit's file
+/// operations do (`--chown`, WORKDIR's owner): without a group, a uid's group is the same
+/// number and a name's is its passwd group. `passwd`/`group` are the files' contents, or `None`
+/// when the image has none.
 pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> Result<(u32, u32), UserError> {
     let (user, grp) = split_spec(spec)?;
-    let uid = match user.parse::<u32>() {
-        Ok(n) => n,
-        Err(_) => lookup(passwd, user, 2).ok_or_else(|| UserError::Unknown {
-            what: "user",
-            name: user.to_string(),
-            file: "/etc/passwd",
-        })?,
+    let unknown = || UserError::Unknown { what: "user", name: user.to_string(), file: "/etc/passwd" };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(n) => (n, n),
+        Err(_) => {
+            (lookup(passwd, user, 2).ok_or_else(unknown)?, lookup(passwd, user, 3).ok_or_else(unknown)?)
+        }
     };
     let gid = match grp {
-        None => uid,
+        None => primary,
         Some(g) => group_id(group, g)?,
     };
     Ok((uid, gid))
@@ -125,7 +125,8 @@ fn lookup(file: Option<&str>, name: &str, field: usize) -> Option<u32> {
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nwww:x:33:44::/var/www:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nstaff:x:50:app\n";
 
     #[test]
@@ -148,6 +149,7 @@ mod tests {
         assert_eq!(r("55:66"), Ok((55, 66)));
         assert_eq!(r("app"), Ok((1000, 1000)));
         assert_eq!(r("app:staff"), Ok((1000, 50)));
+        assert_eq!(r("www"), Ok((33, 44)), "a name without a group takes its passwd group (BuildKit)");
         assert_eq!(r("0:staff"), Ok((0, 50)));
         assert_eq!(
             r("nobody"),

@@ -11,7 +11,8 @@
 //!   inserting a LABEL does not invalidate what follows, as in BuildKit;
 //! - the instruction after expansion, as typed fields (a changed comment or spacing in the
 //!   Dockerfile changes nothing here);
-//! - the build args the step uses, the platform, and `SOURCE_DATE_EPOCH` (it clamps mtimes);
+//! - the build args the step uses, the platform, and the clamp of file times (the build's epoch,
+//!   or none with `rewrite-timestamp=false`);
 //! - inputs found at build time, as labelled digests: the content checksum of COPY/ADD and bind
 //!   mount sources, the key of a `--from` stage, the digest of a `--from` image or an ADD URL's
 //!   content. Secret and ssh ids are keyed, never their values; cache mounts by id, never contents.
@@ -137,7 +138,7 @@ pub struct StepInputs<'a> {
     pub used_args: &'a BTreeMap<String, String>,
     /// The stage's platform.
     pub platform: &'a Platform,
-    /// `SOURCE_DATE_EPOCH`.
+    /// The clamp of file times in the layer (`build::Options::clamp`).
     pub clamp: Option<i64>,
     /// Inputs found at build time, as (label, digest or key) in a fixed order.
     pub found: &'a [(String, String)],

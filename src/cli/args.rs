@@ -120,8 +120,8 @@ Exit status: 0 success; 1 the build failed because of its input (a Dockerfile er
 2 usage error, unsupported option or internal error.
 
 Without --output or --push the image is kept in hako's store (see --root), tagged with every -t, and its \
-digest is printed on stdout. SOURCE_DATE_EPOCH, when set, is used for image timestamps and clamps file \
-mtimes in new layers; otherwise timestamps are the Unix epoch, so builds are reproducible.
+digest is printed on stdout. Builds are reproducible: image timestamps are SOURCE_DATE_EPOCH, else \
+1980-01-01, and file mtimes in new layers are clamped to it (-o type=oci,rewrite-timestamp=false keeps them).
 
 Registries: plain HTTP is used for loopback registries and --insecure-registry hosts; credentials come \
 from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsStore).

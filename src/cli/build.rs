@@ -100,6 +100,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let build_options = crate::build::Options {
         compression: compression(&outputs)?,
         source_date_epoch: source_date_epoch()?,
+        keep_file_times: keep_file_times(&outputs)?,
         labels: labels(&args)?,
         isolation: isolation(args.isolation),
         secrets: secrets(&args.secrets)?,
@@ -169,7 +170,7 @@ fn deliver(
     };
     let digest = shipped.manifest.digest().to_string();
     for out in outputs {
-        let clamp = builder.options.source_date_epoch;
+        let clamp = builder.options.clamp();
         let manifest = match out {
             OutputSpec::Oci { .. } | OutputSpec::Docker { .. } => &shipped.manifest,
             _ => &written.manifest,
@@ -344,6 +345,18 @@ fn compression(outputs: &[OutputSpec]) -> Result<Compression, Failure> {
         }
     }
     Ok(chosen.unwrap_or_default())
+}
+
+/// `rewrite-timestamp=false` on an image output: file times in new layers are kept. The layers
+/// are made once for every output, so the outputs must agree.
+fn keep_file_times(outputs: &[OutputSpec]) -> Result<bool, Failure> {
+    let asked: Vec<bool> = outputs.iter().filter_map(OutputSpec::rewrite_timestamp).collect();
+    if asked.windows(2).any(|w| w[0] != w[1]) {
+        return Err(Failure::usage(
+            "error: outputs ask for different rewrite-timestamp values; the layers are made once for all of them",
+        ));
+    }
+    Ok(asked.first() == Some(&false))
 }
 
 fn source_date_epoch() -> Result<Option<i64>, Failure> {

@@ -6,9 +6,21 @@
 #[error("syntax error in pattern {0:?}")]
 pub struct BadPattern(pub String);
 
-/// Whether `pattern` has any wildcard (otherwise it names one path).
+/// Whether `pattern` has an unescaped wildcard (otherwise it names one path, backslashes
+/// included), as fsutil's `containsWildcards` decides for COPY/ADD sources: a `\\` hides the
+/// character after it.
 pub fn has_meta(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '[', '\\'])
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Matches `name` against `pattern` (whole string).
@@ -192,5 +204,7 @@ mod tests {
             assert_eq!(matches(p, n).map_err(|_| ()), *want, "match({p:?}, {n:?})");
         }
         assert!(has_meta("a*") && has_meta("a[b]") && !has_meta("a/b.txt"));
+        // fsutil's containsWildcards: a backslash hides the next character.
+        assert!(!has_meta("n\\?pe") && !has_meta("a\\") && has_meta("n\\?p*") && has_meta("\\\\*"));
     }
 }

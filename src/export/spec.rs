@@ -24,6 +24,8 @@ pub enum OutputSpec {
         name: Option<String>,
         /// Layer compression: `gzip`, `zstd` or `uncompressed`.
         compression: Option<String>,
+        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
+        rewrite_timestamp: Option<bool>,
     },
     /// A `docker load` archive, to `dest` or stdout.
     Docker {
@@ -31,6 +33,8 @@ pub enum OutputSpec {
         dest: Option<PathBuf>,
         /// The `name=` option as given.
         name: Option<String>,
+        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
+        rewrite_timestamp: Option<bool>,
     },
     /// The final stage's filesystem, into a directory.
     Local {
@@ -48,6 +52,8 @@ pub enum OutputSpec {
         name: Option<String>,
         /// Always true.
         push: bool,
+        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
+        rewrite_timestamp: Option<bool>,
     },
     /// An image kept in hako's store (`type=image` without push).
     Image {
@@ -55,10 +61,25 @@ pub enum OutputSpec {
         name: Option<String>,
         /// Always false.
         push: bool,
+        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
+        rewrite_timestamp: Option<bool>,
     },
 }
 
 impl OutputSpec {
+    /// buildx's `rewrite-timestamp` for image outputs. hako clamps file times in new layers to
+    /// the build's epoch by default (what `rewrite-timestamp=true` asks of BuildKit), when the
+    /// layers are made; `false` asks for the real times. `None`: not given.
+    pub fn rewrite_timestamp(&self) -> Option<bool> {
+        match self {
+            OutputSpec::Oci { rewrite_timestamp, .. }
+            | OutputSpec::Docker { rewrite_timestamp, .. }
+            | OutputSpec::Registry { rewrite_timestamp, .. }
+            | OutputSpec::Image { rewrite_timestamp, .. } => *rewrite_timestamp,
+            OutputSpec::Local { .. } | OutputSpec::Tar { .. } => None,
+        }
+    }
+
     /// The image names of the `name=` option (split at commas, blanks dropped).
     pub fn names(&self) -> Vec<String> {
         let name = match self {
@@ -103,17 +124,17 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
             let tar = o.bool("tar")?.unwrap_or(true);
             let name = o.name();
             let compression = o.compression()?;
-            o.image_options()?;
+            let rewrite_timestamp = o.image_options()?;
             if !tar && dest.is_none() {
                 return Err("type=oci,tar=false needs dest= (the layout directory)".into());
             }
-            OutputSpec::Oci { dest, tar, name, compression }
+            OutputSpec::Oci { dest, tar, name, compression, rewrite_timestamp }
         }
         "docker" => {
             let dest = o.dest();
             let name = o.name();
-            o.image_options()?;
-            OutputSpec::Docker { dest, name }
+            let rewrite_timestamp = o.image_options()?;
+            OutputSpec::Docker { dest, name, rewrite_timestamp }
         }
         "local" => match o.attrs.remove("dest").filter(|d| !d.is_empty()) {
             None => return Err("type=local needs dest= (a directory)".into()),
@@ -126,8 +147,12 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
         "image" | "registry" => {
             let push = o.bool("push")?.unwrap_or(kind == "registry");
             let name = o.name();
-            o.image_options()?;
-            if push { OutputSpec::Registry { name, push } } else { OutputSpec::Image { name, push } }
+            let rewrite_timestamp = o.image_options()?;
+            if push {
+                OutputSpec::Registry { name, push, rewrite_timestamp }
+            } else {
+                OutputSpec::Image { name, push, rewrite_timestamp }
+            }
         }
         "cacheonly" => return Err("not supported yet: output type cacheonly".into()),
         other => return Err(format!("unknown output type {other:?}: valid types are {TYPES}")),
@@ -167,18 +192,15 @@ impl Opts<'_> {
         }
     }
 
-    /// Options whose only value hako can honour is what it does anyway: OCI media types, and
-    /// timestamps left as built.
-    fn image_options(&mut self) -> Result<(), String> {
+    /// The options of image outputs: OCI media types (the only ones hako writes), and
+    /// `rewrite-timestamp` (returned).
+    fn image_options(&mut self) -> Result<Option<bool>, String> {
         if self.bool("oci-mediatypes")? == Some(false) {
             return Err(
                 "not supported yet: output option oci-mediatypes=false (hako writes OCI media types)".into(),
             );
         }
-        if self.bool("rewrite-timestamp")? == Some(true) {
-            return Err("not supported yet: output option rewrite-timestamp=true".into());
-        }
-        Ok(())
+        self.bool("rewrite-timestamp")
     }
 
     /// Refuses whatever was not consumed.
@@ -295,19 +317,23 @@ mod tests {
 
     #[test]
     fn oci() {
-        assert_eq!(ok("type=oci"), OutputSpec::Oci { dest: None, tar: true, name: None, compression: None });
+        assert_eq!(
+            ok("type=oci"),
+            OutputSpec::Oci { dest: None, tar: true, name: None, compression: None, rewrite_timestamp: None }
+        );
         assert_eq!(
             ok("type=oci,dest=out.tar,name=app:1"),
             OutputSpec::Oci {
                 dest: Some("out.tar".into()),
                 tar: true,
                 name: Some("app:1".into()),
-                compression: None
+                compression: None,
+                rewrite_timestamp: None
             }
         );
         assert_eq!(
             ok("type=oci,dest=-"),
-            OutputSpec::Oci { dest: None, tar: true, name: None, compression: None }
+            OutputSpec::Oci { dest: None, tar: true, name: None, compression: None, rewrite_timestamp: None }
         );
         assert_eq!(
             ok("type=oci,dest=dir,tar=false,compression=zstd,oci-mediatypes=true,rewrite-timestamp=false"),
@@ -315,12 +341,21 @@ mod tests {
                 dest: Some("dir".into()),
                 tar: false,
                 name: None,
-                compression: Some("zstd".into())
+                compression: Some("zstd".into()),
+                rewrite_timestamp: Some(false)
             }
         );
+        assert_eq!(ok("type=docker,rewrite-timestamp=true").rewrite_timestamp(), Some(true));
+        assert_eq!(ok("type=image,rewrite-timestamp=0").rewrite_timestamp(), Some(false));
         assert_eq!(
             ok(" TYPE =oci,Tar=0,dest=d"),
-            OutputSpec::Oci { dest: Some("d".into()), tar: false, name: None, compression: None }
+            OutputSpec::Oci {
+                dest: Some("d".into()),
+                tar: false,
+                name: None,
+                compression: None,
+                rewrite_timestamp: None
+            }
         );
     }
 
@@ -333,7 +368,13 @@ mod tests {
         }
         assert_eq!(
             ok(r#"type=oci,dest="x,""y""",tar=false"#),
-            OutputSpec::Oci { dest: Some(r#"x,"y""#.into()), tar: false, name: None, compression: None }
+            OutputSpec::Oci {
+                dest: Some(r#"x,"y""#.into()),
+                tar: false,
+                name: None,
+                compression: None,
+                rewrite_timestamp: None
+            }
         );
         assert_eq!(ok(r#"type=image,"name= a , ,b""#).names(), ["a", "b"]);
         assert!(ok("type=tar").names().is_empty());
@@ -341,10 +382,14 @@ mod tests {
 
     #[test]
     fn docker_local_tar() {
-        assert_eq!(ok("type=docker"), OutputSpec::Docker { dest: None, name: None });
+        assert_eq!(ok("type=docker"), OutputSpec::Docker { dest: None, name: None, rewrite_timestamp: None });
         assert_eq!(
             ok("type=docker,dest=img.tar,name=app"),
-            OutputSpec::Docker { dest: Some("img.tar".into()), name: Some("app".into()) }
+            OutputSpec::Docker {
+                dest: Some("img.tar".into()),
+                name: Some("app".into()),
+                rewrite_timestamp: None
+            }
         );
         assert_eq!(ok("type=local,dest=out"), OutputSpec::Local { dest: "out".into() });
         assert_eq!(ok("type=tar,dest=fs.tar"), OutputSpec::Tar { dest: Some("fs.tar".into()) });
@@ -354,14 +399,22 @@ mod tests {
 
     #[test]
     fn registry_and_image() {
-        let reg = |name: &str| OutputSpec::Registry { name: Some(name.into()), push: true };
-        let img = |name: &str| OutputSpec::Image { name: Some(name.into()), push: false };
+        let reg = |name: &str| OutputSpec::Registry {
+            name: Some(name.into()),
+            push: true,
+            rewrite_timestamp: None,
+        };
+        let img =
+            |name: &str| OutputSpec::Image { name: Some(name.into()), push: false, rewrite_timestamp: None };
         assert_eq!(ok("type=registry,name=r.io/app"), reg("r.io/app"));
         assert_eq!(ok("type=image,name=r.io/app,push=true"), reg("r.io/app"));
         assert_eq!(ok("type=image,name=app"), img("app"));
         assert_eq!(ok("type=image,name=app,push=false"), img("app"));
         assert_eq!(ok("type=registry,name=app,push=false"), img("app"));
-        assert_eq!(ok("type=registry"), OutputSpec::Registry { name: None, push: true });
+        assert_eq!(
+            ok("type=registry"),
+            OutputSpec::Registry { name: None, push: true, rewrite_timestamp: None }
+        );
     }
 
     #[test]
@@ -385,7 +438,10 @@ mod tests {
             ("type=oci,compression=lz4", "invalid compression \"lz4\""),
             ("type=oci,compression=estargz", "not supported yet: output option compression=estargz"),
             ("type=oci,oci-mediatypes=false", "not supported yet: output option oci-mediatypes=false"),
-            ("type=docker,rewrite-timestamp=true", "not supported yet: output option rewrite-timestamp=true"),
+            (
+                "type=local,dest=d,rewrite-timestamp=false",
+                "output option rewrite-timestamp does not apply to type=local",
+            ),
             (
                 "type=oci,annotation.org.opencontainers.image.title=x",
                 "not supported yet: output option annotation.org.opencontainers.image.title",

@@ -2,7 +2,7 @@
 //! a temporary file in the store, renamed into place when done. Nothing is held in memory.
 //!
 //! Reproducible by construction: the caller adds entries in sorted order, headers carry only path,
-//! mode, numeric uid/gid, mtime (clamped to `SOURCE_DATE_EPOCH` when set), size and link target —
+//! mode, numeric uid/gid, mtime (clamped to the build's epoch unless the user keeps real times), size and link target —
 //! no user/group names, no atime/ctime, no xattrs — and the compressors write no timestamps.
 
 use std::io::{self, Read, Write};
@@ -153,7 +153,7 @@ pub struct LayerWriter {
 }
 
 impl LayerWriter {
-    /// Starts a layer in `store`. With `clamp` (`SOURCE_DATE_EPOCH`), no mtime is later than it.
+    /// Starts a layer in `store`. With `clamp` (the build's epoch), no mtime is later than it.
     pub fn new(
         store: &Store,
         compression: Compression,

@@ -324,7 +324,11 @@ impl StageCx<'_> {
                         Some(from) => self.mount_source(from, m.target.as_deref().unwrap_or(""), loc)?,
                         None => Source::BuildContext,
                     };
-                    mount_defaults(&mut m, &self.state.workdir, &mut ssh_count).map_err(|e| fail(loc, e))?;
+                    mount_defaults(&mut m, &self.state.workdir, &mut ssh_count).map_err(|e| {
+                        fail(loc, e).with_hint(
+                            "a relative or missing target is under WORKDIR; give target= a directory other than /",
+                        )
+                    })?;
                     mounts.push((m, source));
                 }
                 // Every ARG in scope is in the command's environment, so all of them key the step.
@@ -565,15 +569,16 @@ fn mount_defaults(
             *ssh_count += 1;
         }
         MountType::Bind | MountType::Cache | MountType::Tmpfs => {
-            let Some(t) = m.target.as_deref().filter(|t| !t.is_empty()) else {
-                return Err(format!("--mount type={} needs a target (target=/path)", m.kind));
-            };
-            let abs = join_path(workdir, t);
+            // As BuildKit (convert_runmount.go): the target is joined with the working directory,
+            // a missing one is the working directory itself, and the default cache id is the
+            // target as written, cleaned (Go's path.Clean), not the joined path.
+            let t = m.target.clone().unwrap_or_default();
+            let abs = join_path(workdir, &t);
             if abs == "/" {
-                return Err(format!("invalid mount target \"{t}\": cannot mount over /"));
+                return Err("invalid mount target \"/\"".into());
             }
             if m.kind == MountType::Cache && m.id.is_none() {
-                m.id = Some(abs.clone());
+                m.id = Some(go_clean(&t));
             }
             m.target = Some(abs);
         }
@@ -584,6 +589,27 @@ fn mount_defaults(
         m.target = Some(join_path(workdir, t));
     }
     Ok(())
+}
+
+/// Go's `path.Clean`: `.`/`..` resolved lexically, `.` for an empty result.
+fn go_clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|l| *l != "..") => {
+                parts.pop();
+            }
+            ".." if rooted => {}
+            x => parts.push(x),
+        }
+    }
+    match (rooted, parts.is_empty()) {
+        (true, _) => format!("/{}", parts.join("/")),
+        (false, true) => ".".into(),
+        (false, false) => parts.join("/"),
+    }
 }
 
 fn basename(p: &str) -> String {

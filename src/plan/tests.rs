@@ -119,7 +119,8 @@ fn cycles_and_bad_references_are_errors() {
         ("FROM a\nEXPOSE 99999\n", "invalid containerPort: 99999"),
         ("FROM a\nSTOPSIGNAL SIGNOPE\n", "invalid signal: SIGNOPE"),
         ("FROM a\nCOPY --chmod=999 a b\n", "invalid chmod parameter: 999"),
-        ("FROM a\nRUN --mount=type=cache true\n", "--mount type=cache needs a target"),
+        ("FROM a\nRUN --mount=type=cache true\n", "invalid mount target \"/\""),
+        ("FROM a\nWORKDIR /w\nRUN --mount=type=tmpfs,target=.. true\n", "invalid mount target \"/\""),
         (
             "FROM a\nRUN --mount=type=bind,target=/x,size=1 true\n",
             "unexpected key 'size' for mount type 'bind'",
@@ -177,7 +178,8 @@ fn run_mounts_get_buildkit_defaults() {
     assert_eq!(
         summary,
         [
-            ("cache", Some("/w/c".into()), Some("/w/c".into())),
+            // BuildKit's default cache id is the target as written, cleaned (not joined).
+            ("cache", Some("c".into()), Some("/w/c".into())),
             ("secret", Some("tok".into()), Some("/run/secrets/tok".into())),
             ("ssh", Some("default".into()), Some("/run/buildkit/ssh_agent.0".into())),
             ("bind", None, Some("/m".into())),
@@ -188,6 +190,20 @@ fn run_mounts_get_buildkit_defaults() {
 }
 
 type MountTypeName = &'static str;
+
+/// BuildKit joins bind/cache/tmpfs targets with the working directory, and a missing target is
+/// the working directory itself (BuildKit's own Dockerfile: `RUN --mount=from=binaries tar c .`).
+#[test]
+fn run_mount_targets_default_to_the_workdir() {
+    let src = "FROM a AS bin\nFROM a\nWORKDIR /work\nRUN --mount=from=bin tar c .\nRUN --mount=type=cache,target=./x/../y true\n";
+    let p = ok(src);
+    let Op::Run { mounts, .. } = &p.stages[1].steps[1].op else { panic!() };
+    let targets: Vec<Option<String>> = mounts.iter().map(|(m, _)| m.target.clone()).collect();
+    assert_eq!(targets, [Some("/work".into())]);
+    assert_eq!(mounts[0].1, Source::Stage(0));
+    let Op::Run { mounts, .. } = &p.stages[1].steps[2].op else { panic!() };
+    assert_eq!((mounts[0].0.id.as_deref(), mounts[0].0.target.as_deref()), (Some("y"), Some("/work/y")));
+}
 
 #[test]
 fn build_contexts_override_images_and_stages() {

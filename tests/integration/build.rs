@@ -163,7 +163,7 @@ fn full_dockerfile_builds_and_checkers_agree() {
     );
     assert_eq!(cfg["OnBuild"], serde_json::json!(["COPY . /onbuild"]));
     assert_eq!(cfg["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
-    assert_eq!(c["created"], "1970-01-01T00:00:00Z");
+    assert_eq!(c["created"], "1980-01-01T00:00:00Z", "hako's default epoch");
     let history: Vec<&str> =
         c["history"].as_array().expect("history").iter().filter_map(|h| h["created_by"].as_str()).collect();
     assert!(history.contains(&"COPY --from=build /src/ /app/"), "{history:?}");
@@ -505,7 +505,8 @@ fn add_from_url_with_checksum() {
             &format!("type=oci,dest={},tar=false", layout.display()),
             ctx.to_str().expect("utf-8"),
         ],
-        &[],
+        // An epoch after Last-Modified, which the clamp then keeps.
+        &[("SOURCE_DATE_EPOCH", "1000000000")],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     if have("umoci") {
@@ -677,5 +678,161 @@ fn onbuild_triggers_run_when_the_image_is_a_base() {
     assert_eq!(
         fs_err::read_to_string(local.join("from-onbuild.txt")).expect("copied by the trigger"),
         "from the child's context\n"
+    );
+}
+
+/// `COPY --from=<image>` of a symlink resolves it inside that image's root (`/bin/cat` →
+/// `/bin/busybox`; Debian's `/etc/os-release` → `../usr/lib/os-release`), and the image's files
+/// stay readable until the layer is written.
+#[test]
+fn copy_from_an_image_follows_symlinks_inside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let debian = PathBuf::from("/var/cache/hako-test/debian-bookworm");
+    let with_debian = debian.join("index.json").is_file();
+    let mut dockerfile = "FROM scratch\nCOPY --from=busybox /bin/cat /cat\n".to_string();
+    if with_debian {
+        dockerfile.push_str("COPY --from=debian /etc/os-release /os-release\n");
+    } else {
+        crate::common::skip("the Debian part of the symlink check: no layout (scripts/make-debian-base.sh)");
+    }
+    write(&ctx, &[("Dockerfile", &dockerfile)]);
+    let out_dir = dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let debian_ctx = format!("debian=oci-layout://{}", debian.display());
+    let out =
+        build(dir.path(), &["--build-context", &debian_ctx, "-o", &dest, ctx.to_str().expect("utf-8")], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cat = fs_err::symlink_metadata(out_dir.join("cat")).expect("cat");
+    assert!(cat.is_file() && cat.len() > 100_000, "the link's target, busybox itself");
+    if with_debian {
+        let os = fs_err::read_to_string(out_dir.join("os-release")).expect("os-release");
+        assert!(os.contains("Debian"), "{os}");
+    }
+}
+
+/// Owners and modes of the directories WORKDIR and COPY make, as BuildKit makes them: WORKDIR's
+/// directory and its missing parents belong to the current USER (names through the stage's
+/// passwd); COPY of a directory gives a destination it creates 0755 and root (or `--chown`), and
+/// leaves an existing one's owner and mode alone.
+#[test]
+fn workdir_and_copy_directory_owners() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let dockerfile = "FROM busybox AS src\nCOPY --chown=1000:1000 d /dir\n\
+        FROM busybox\nUSER 1000:1001\nWORKDIR /a/b/c\nUSER nobody\nWORKDIR /n/m\nUSER root\n\
+        COPY --from=src /dir /dir\nCOPY --from=src /dir /tmp\nCOPY --from=src /dir /a\n\
+        COPY --chown=3:4 d /new/sub\n";
+    write(&ctx, &[("Dockerfile", dockerfile), ("d/f", "x")]);
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(ctx.join("d"), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let tar_path = dir.path().join("out.tar");
+    let dest = format!("type=tar,dest={}", tar_path.display());
+    let out = build(dir.path(), &["-o", &dest, ctx.to_str().expect("utf-8")], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut seen = BTreeMap::new();
+    let mut archive = tar::Archive::new(fs_err::File::open(&tar_path).expect("open"));
+    for e in archive.entries().expect("entries") {
+        let e = e.expect("entry");
+        let h = e.header();
+        let path = e.path().expect("path").to_string_lossy().trim_end_matches('/').to_string();
+        let (uid, gid, mode) = (h.uid().expect("uid"), h.gid().expect("gid"), h.mode().expect("mode"));
+        seen.insert(path, format!("{uid}:{gid} {:o}", mode & 0o7777));
+    }
+    let got = |p: &str| seen.get(p).cloned().unwrap_or_else(|| panic!("{p} missing"));
+    assert_eq!(got("a"), "1000:1001 755", "WORKDIR's missing parents are USER's");
+    assert_eq!(got("a/b/c"), "1000:1001 755");
+    assert_eq!(got("n"), "65534:65534 755", "USER by name");
+    assert_eq!(got("dir"), "0:0 755", "a new COPY destination is root's, not the source's");
+    assert_eq!(got("dir/f"), "1000:1000 644", "the contents keep their owner");
+    assert_eq!(got("tmp"), "0:0 1777", "an existing destination keeps its owner and mode");
+    assert_eq!(got("new"), "3:4 755", "missing parents take the --chown owner");
+    assert_eq!(got("new/sub"), "3:4 755");
+}
+
+/// Reproducible by default: without SOURCE_DATE_EPOCH, file times in new layers are clamped to
+/// 1980-01-01, so two clean stores give one digest even though the RUN step's files are made a
+/// second apart and every context file was touched (as a fresh `git clone` does).
+/// `rewrite-timestamp=false` keeps the real times (and so differs); SOURCE_DATE_EPOCH picks
+/// another epoch.
+#[test]
+fn reproducible_by_default_despite_clocks_and_mtimes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let dockerfile = "FROM busybox\nCOPY . /app\nRUN mkdir -p /out/d && echo hi > /out/d/f && ln -s d/f /out/l\n\
+        WORKDIR /made/here\n";
+    write(&ctx, &[("Dockerfile", dockerfile), ("src/a.txt", "a\n"), ("b.txt", "b\n")]);
+    let ctx_s = ctx.to_str().expect("utf-8");
+    let touch = |when: &str| {
+        let o = Command::new("sh")
+            .args(["-c", &format!("find . -exec touch -h -d @{when} {{}} +")])
+            .current_dir(&ctx)
+            .output()
+            .expect("touch");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    };
+    let run = |name: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let d = dir.path().join(name);
+        fs_err::create_dir_all(&d).expect("mkdir");
+        let mut args = extra.to_vec();
+        args.push(ctx_s);
+        digest_of(&build(&d, &args, env))
+    };
+    touch("1600000000");
+    let a = run("a", &[], &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    touch("1700000000");
+    let b = run("b", &[], &[]);
+    assert_eq!(a, b, "one digest from two clean stores, whatever the clocks and the context mtimes");
+    let c = run("c", &[], &[("SOURCE_DATE_EPOCH", "1000000000")]);
+    assert_ne!(a, c, "SOURCE_DATE_EPOCH chooses another epoch");
+    let keep = |name: &str| {
+        let iid = dir.path().join(format!("{name}.iid"));
+        let iid_s = iid.to_str().expect("utf-8");
+        let o = format!(
+            "type=oci,dest={},rewrite-timestamp=false",
+            dir.path().join(format!("{name}.tar")).display()
+        );
+        run(name, &["-o", &o, "--iidfile", iid_s], &[]);
+        fs_err::read_to_string(&iid).expect("iidfile")
+    };
+    let d = keep("d");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let e = keep("e");
+    assert_ne!(d, e, "rewrite-timestamp=false keeps the real times of the RUN step's files");
+}
+
+/// COPY source patterns as BuildKit reads them: an unmatched wildcard copies nothing (a missing
+/// plain path is an error), and Go's escapes reach the pattern only through the Dockerfile's own
+/// escape character (`\\?` is a literal `?`), or as a class (`[?]`).
+#[test]
+fn copy_wildcards_empty_matches_and_escapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = dir.path().join("ctx");
+    let dockerfile = "FROM scratch\nCOPY nomatch* present.txt /dst/\nCOPY nothing* /none/\n\
+        COPY ./app/n[?]pe/file.txt /x\nCOPY ./app/n\\\\?p*/file.txt /y\n";
+    write(
+        &ctx,
+        &[
+            ("Dockerfile", dockerfile),
+            ("present.txt", "p"),
+            ("app/n?pe/file.txt", "q"),
+            ("app/nope/file.txt", "n"),
+        ],
+    );
+    let out_dir = dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let out = build(dir.path(), &["-o", &dest, ctx.to_str().expect("utf-8")], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = |p: &str| fs_err::read_to_string(out_dir.join(p)).expect(p);
+    assert_eq!((read("dst/present.txt"), read("x"), read("y")), ("p".into(), "q".into(), "q".into()));
+    assert!(!out_dir.join("none").exists(), "a lone unmatched wildcard copies nothing");
+    write(&ctx, &[("Dockerfile", "FROM scratch\nCOPY nomatch* missing.txt /dst/\n")]);
+    let out = build(dir.path(), &[ctx.to_str().expect("utf-8")], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("\"missing.txt\" not found in the build context"),
+        "{}",
+        text(&out.stderr)
     );
 }

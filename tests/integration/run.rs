@@ -488,7 +488,7 @@ fn run_errors_name_the_line() {
             &["Dockerfile:2:1: RUN: --mount source \"nope\" does not exist"],
             1,
         ),
-        ("FROM busybox\nRUN --mount=type=cache true\n", &["Dockerfile:2", "needs a target"], 1),
+        ("FROM busybox\nRUN --mount=type=cache true\n", &["Dockerfile:2", "invalid mount target \"/\""], 1),
         (
             "FROM busybox\nRUN --mount=type=secret,id=x,required=true true\n",
             &["Dockerfile:2:1: secret \"x\" is required but was not given", "--secret id=x,src=FILE"],
@@ -912,4 +912,24 @@ fn prune_removes_what_rootless_builds_leave() {
             text(&rm.stderr)
         );
     }
+}
+
+/// BuildKit's own Dockerfile: `WORKDIR /work` then `RUN --mount=from=binaries tar c .` — a bind
+/// mount without a target is mounted at the working directory; relative targets join it.
+#[test]
+fn mount_targets_are_relative_to_the_workdir() {
+    let Some(mode) = modes("the mount target checks").into_iter().next() else { return };
+    let dir = Dir::new(&mode);
+    let dockerfile = "FROM busybox AS binaries\nRUN mkdir /bin2 && echo bin > /marker\n\
+        FROM busybox\nWORKDIR /work\n\
+        RUN --mount=from=binaries cat marker > /out1\n\
+        RUN --mount=from=binaries,target=sub cat sub/marker > /out2\n";
+    dir.write(&mode, &[("ctx/Dockerfile", dockerfile)]);
+    let dest = format!("type=local,dest={}", dir.path().join("out").display());
+    let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
+    ok(&out, "mount target default");
+    let read = |f: &str| fs_err::read_to_string(dir.path().join("out").join(f)).expect(f);
+    assert_eq!(read("out1"), "bin\n");
+    assert_eq!(read("out2"), "bin\n");
+    assert!(!dir.path().join("out/work/sub").exists(), "the mount target stub is not in the image");
 }

@@ -46,6 +46,7 @@ impl Fixture {
         let root = SourceRoot { dir: self.dir.path(), index: None, ignore, name: "the build context".into() };
         let mut target = FsIndex::new();
         target.insert("existing", Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 });
+        target.insert("owned", Meta { kind: Kind::Dir, mode: 0o1770, uid: 7, gid: 8, mtime: 0, size: 0 });
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
         collect(&root, &sources, dest, &target, own, parents, &excludes, Some(1_000))
@@ -81,6 +82,26 @@ fn directories_copy_their_contents() {
     assert_eq!(e["app/lib"].meta.kind, Kind::Dir);
 }
 
+/// fsutil's copy of a directory's contents: a destination it creates is 0755 and root's (or the
+/// `--chown` owner's), an existing one keeps its owner and mode; either way the source
+/// directory's owner and mode are not copied onto it (its mtime is).
+#[test]
+fn destination_directories_do_not_take_the_source_owner() {
+    let f = Fixture::new();
+    fs_err::set_permissions(f.dir.path().join("src"), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let e = f.collect(&["src"], "/app", None).expect("ok");
+    let m = &e["app"].meta;
+    assert_eq!((m.uid, m.gid, m.mode), (0, 0, 0o755), "a new destination");
+    assert_eq!(e["app/lib"].meta.mode & 0o777, 0o755, "directories inside keep their own mode");
+    let own = Ownership { chown: Some((5, 6)), chmod: Some("0600".into()) };
+    let e = f.collect_with(&["src"], "/app", None, &own, false, &[]).expect("ok");
+    let m = &e["app"].meta;
+    assert_eq!((m.uid, m.gid, m.mode), (5, 6, 0o755), "--chown owns it, --chmod does not apply");
+    let e = f.collect_with(&["src"], "/owned", None, &own, false, &[]).expect("ok");
+    let m = &e["owned"].meta;
+    assert_eq!((m.uid, m.gid, m.mode), (7, 8, 0o1770), "an existing destination is kept");
+}
+
 #[test]
 fn wildcards_and_several_sources() {
     let f = Fixture::new();
@@ -94,10 +115,41 @@ fn wildcards_and_several_sources() {
     assert!(err.contains("destination must be a directory and end with a /"), "{err}");
     let err = f.collect(&["a.txt", "b.txt"], "/d", None).unwrap_err().to_string();
     assert!(err.contains("end with a /"), "{err}");
-    let err = f.collect(&["*.nope"], "/d/", None).unwrap_err().to_string();
-    assert_eq!(err, "\"*.nope\" matched no files in the build context");
     let err = f.collect(&["missing.txt"], "/d/", None).unwrap_err().to_string();
     assert_eq!(err, "\"missing.txt\" not found in the build context");
+}
+
+/// BuildKit's `AllowEmptyWildcard`: a wildcard that matches nothing is no error (a plain path
+/// that does not exist still is).
+#[test]
+fn unmatched_wildcards_copy_nothing() {
+    let f = Fixture::new();
+    assert_eq!(keys(&f.collect(&["nomatch*", "a.txt"], "/dst/", None).expect("ok")), ["dst/a.txt"]);
+    assert!(f.collect(&["*.nope"], "/d/", None).expect("ok").is_empty());
+    assert!(f.collect(&["nodir/*.rs"], "/d/", None).expect("ok").is_empty());
+    let err = f.collect(&["nomatch*", "missing.txt"], "/d/", None).unwrap_err().to_string();
+    assert_eq!(err, "\"missing.txt\" not found in the build context");
+}
+
+/// fsutil's `ResolveWildcards`: the segments before the first one with an unescaped wildcard are
+/// a literal path (a backslash there is just a character); after it, Go's `filepath.Match`, where
+/// `\?` is a literal `?`.
+#[test]
+fn backslash_escapes_in_patterns() {
+    let f = Fixture::new();
+    f.file("app/n?pe/file.txt", "q");
+    f.file("app/nope/file.txt", "nn");
+    let e = f.collect(&["./app/n\\?p*/file.txt"], "/x", None).expect("ok");
+    assert_eq!((keys(&e), e["x"].meta.size), (vec!["x"], 1), "only the directory named n?pe");
+    let e = f.collect(&["./app/n[?]pe/file.txt"], "/x", None).expect("ok");
+    assert_eq!((keys(&e), e["x"].meta.size), (vec!["x"], 1), "a class matches a literal ?");
+    let err = f.collect(&["./app/n?pe/file.txt"], "/x", None).unwrap_err().to_string();
+    assert!(err.contains("matched 2 files; to match a literal ?, * or [ write it as a class"), "{err}");
+    let err = f.collect(&["app/n\\?pe/file.txt"], "/x", None).unwrap_err().to_string();
+    assert!(err.contains("not found"), "no wildcard left: a literal path with a backslash: {err}");
+    f.file("lit\\dir/f", "b");
+    let e = f.collect(&["lit\\dir/*"], "/l/", None).expect("ok");
+    assert_eq!(keys(&e), ["l/f"], "a backslash before the wildcard segment is literal");
 }
 
 #[test]
