@@ -27,8 +27,10 @@ use crate::dockerfile::instructions::{CommandLine, InlineFile, Mount, MountType,
 use crate::plan::scope::PROXY_ARGS;
 use crate::plan::{CopyOp, Op, Platform, Source};
 
-/// The version of the key encoding; part of every key.
-pub const KEY_VERSION: &str = "hako.cache.key.v1";
+/// The version of the key encoding and of what steps mean; part of every key. v2: COPY no longer
+/// gives an existing destination directory the source's owner, and WORKDIR's missing parents
+/// belong to the USER — the same inputs now make a different layer, so v1 records must not hit.
+pub const KEY_VERSION: &str = "hako.cache.key.v2";
 
 /// A step cache key.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -54,19 +54,19 @@ fn golden_keys_pin_the_encoding() {
     let p = Platform::parse("linux/amd64").expect("platform");
     assert_eq!(
         scratch(&p).to_string(),
-        "sha256:af51be5841ae4b7634f220006db07cfc5d84fd575bc0d8030f2793865279d9a9"
+        "sha256:9f58fbc2bbdf3b9165f94c9dfe5a65865faa30a134c7c4ddf511a8fa6681273c"
     );
     let diff = Digest::of(b"layer");
     assert_eq!(
         base_image(std::slice::from_ref(&diff), &p).to_string(),
-        "sha256:052b476885bf6209ff46c4b7fac540cda62c1c3283fe5cb5fae871970acf391e"
+        "sha256:2529630d46240998ef6cc192b0c21e4a371cb2b06867ea7de0ca987cf07923dc"
     );
     assert_eq!(
         keys(DF, &[]),
         vec![
-            "sha256:2eb4ffb590afc2de8dba0fd747b3e0077c11074a11c989ac90f5d2cf7fe6abb8",
-            "sha256:d3ec785d265e022fee401212f50e82d7196ef07501e58ea92f2ba61d23bef9c2",
-            "sha256:73f6259c4256bdf17df1599cc7cb1d38bca67752f80f9fc0e3fbafa2f6476f40",
+            "sha256:c14f0fbc0cc6f39c39226e6a7cfa6364dfff50edc503d9fd242b434760057523",
+            "sha256:ab21afff8284b828fd433eab319fd4958e968b7e797b15e08cc5f77153bc1403",
+            "sha256:21675bd69116d5e7704540221c4ce6cf8c3d01225ccd298fc0b10c2116619bed",
         ]
     );
 }
