@@ -10,6 +10,7 @@ pub mod delta;
 pub mod diff;
 pub mod extract;
 pub mod index;
+pub mod pgzip;
 pub mod rootpath;
 pub mod walkdiff;
 pub mod writer;

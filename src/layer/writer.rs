@@ -70,7 +70,7 @@ impl Compression {
 }
 
 enum Encoder {
-    Gzip(flate2::write::GzEncoder<BlobWriter>),
+    Gzip(super::pgzip::ParGzEncoder<BlobWriter>),
     Zstd(zstd::Encoder<'static, BlobWriter>),
     None(BlobWriter),
 }
@@ -126,11 +126,15 @@ impl Encoder {
     fn new(store: &Store, compression: Compression) -> Result<Encoder, StoreError> {
         let blob = store.blob_writer()?;
         Ok(match compression {
-            // Level 6 is gzip's default; flate2 writes mtime 0 and no file name.
-            Compression::Gzip => {
-                Encoder::Gzip(flate2::write::GzEncoder::new(blob, flate2::Compression::new(6)))
+            // Level 6 is gzip's default; on all cores, incompressible blocks stored.
+            Compression::Gzip => Encoder::Gzip(super::pgzip::ParGzEncoder::new(blob, 6)?),
+            Compression::Zstd => {
+                let mut e = zstd::Encoder::new(blob, 3)?;
+                // With any number of workers ≥ 1 zstd gives the same bytes, so the blob digest
+                // does not depend on the machine.
+                e.multithread(rayon::current_num_threads().max(1) as u32)?;
+                Encoder::Zstd(e)
             }
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(blob, 3)?),
             Compression::None => Encoder::None(blob),
         })
     }
@@ -280,5 +284,32 @@ impl<R: Read> Read for ExactReader<R> {
         };
         self.remaining -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    /// zstd with workers: the bytes do not depend on how many (so blob digests are the same on
+    /// every machine), for input long enough to be cut into several jobs.
+    #[test]
+    fn zstd_output_does_not_depend_on_the_number_of_workers() {
+        let mut x: u64 = 1;
+        let data: Vec<u8> = (0..48 << 20)
+            .map(|i: u32| {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                if i.is_multiple_of(3) { (x >> 59) as u8 } else { b"abc"[i as usize % 3] }
+            })
+            .collect();
+        let with = |workers: u32| {
+            let mut e = zstd::Encoder::new(Vec::new(), 3).expect("encoder");
+            e.multithread(workers).expect("workers");
+            e.write_all(&data).expect("write");
+            e.finish().expect("finish")
+        };
+        let one = with(1);
+        assert_eq!(one, with(2));
+        assert_eq!(one, with(4));
     }
 }
