@@ -265,6 +265,9 @@ impl Builder<'_> {
         let mut slot = self.sandbox.borrow_mut();
         if slot.is_none() {
             let sb = crate::sandbox::Sandbox::start(self.store.root(), self.options.isolation)?;
+            if let Some(why) = &sb.chosen {
+                self.reporter.event(&Event::Note(&format!("isolation {why}")));
+            }
             for w in &sb.warnings {
                 self.reporter.event(&Event::Warning(w));
             }

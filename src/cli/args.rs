@@ -26,6 +26,9 @@ pub enum Command {
     /// Show what the store holds for the build cache (like `docker buildx du`); `--verify`
     /// checks every blob against its digest and every step record against its blob.
     Du(DuArgs),
+    /// What this machine lets hako do: the store, the kernel, and the isolation `--isolation=auto`
+    /// picks here and why the others are not available.
+    Info(InfoArgs),
     /// Developer tools for the Dockerfile frontend.
     Debug {
         /// Which tool.
@@ -66,6 +69,14 @@ pub struct DuArgs {
     #[arg(long)]
     pub verify: bool,
 
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako info` options.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
     /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
     pub root: Option<PathBuf>,

@@ -5,6 +5,7 @@ mod args;
 mod build;
 mod debug;
 mod du;
+mod info;
 mod progress;
 mod prune;
 
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{BuildArgs, Cli, Command, DebugCommand, DuArgs, ProgressMode, PruneArgs};
+pub use args::{BuildArgs, Cli, Command, DebugCommand, DuArgs, InfoArgs, ProgressMode, PruneArgs};
 
 /// Exit status: the build failed because of the user's input (Dockerfile error, failing step).
 pub const EXIT_USER: u8 = 1;
@@ -81,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(*args),
         Command::Prune(args) => prune::run(args),
         Command::Du(args) => du::run(args),
+        Command::Info(args) => info::run(args),
         Command::Debug { command } => debug::run(command),
     };
     match result {

@@ -14,6 +14,7 @@ pub mod chroot;
 pub mod helper;
 pub mod idmap;
 pub mod overlay;
+pub mod probe;
 pub mod protocol;
 pub mod spec;
 
@@ -118,6 +119,8 @@ pub struct Sandbox {
     pub warnings: Vec<String>,
     /// Whether steps run in a user namespace.
     pub rootless: bool,
+    /// With `--isolation=auto`: the mode chosen and why (one line for the user).
+    pub chosen: Option<String>,
 }
 
 impl Sandbox {
@@ -139,8 +142,14 @@ impl Sandbox {
             .map_err(|e| SandboxError::Setup(format!("{}: {e}", store_root.display())))?;
         let store_root = store_root.as_path();
         let euid = nix::unistd::geteuid().as_raw();
+        // Auto probes what works (cheaply, before a helper starts) and says what it chose and why.
+        let (isolation, chosen) = if isolation == Isolation::Auto {
+            let (i, why) = probe::choose(isolation, &probe::probe()).map_err(SandboxError::Setup)?;
+            (i, Some(why))
+        } else {
+            (isolation, None)
+        };
         let rootless = match isolation {
-            Isolation::Auto => euid != 0,
             Isolation::Rootless => true,
             Isolation::Root if euid != 0 => {
                 return Err(SandboxError::Setup(
@@ -148,7 +157,7 @@ impl Sandbox {
                         .into(),
                 ));
             }
-            Isolation::Root | Isolation::Chroot => false,
+            Isolation::Auto | Isolation::Root | Isolation::Chroot => false,
         };
         if isolation == Isolation::Chroot && euid != 0 {
             return Err(SandboxError::Setup(
@@ -182,7 +191,7 @@ impl Sandbox {
         let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
             return Err(SandboxError::Setup("the sandbox helper has no pipes".into()));
         };
-        let mut sb = Sandbox { _lock: None, child, stdin: Some(stdin), stdout, warnings, rootless };
+        let mut sb = Sandbox { _lock: None, child, stdin: Some(stdin), stdout, warnings, rootless, chosen };
         if let Some(maps) = maps {
             let mut line = String::new();
             sb.stdout.read_line(&mut line).map_err(|e| SandboxError::Helper(e.to_string()))?;

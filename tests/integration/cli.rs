@@ -185,3 +185,27 @@ fn dry_run_checks_run_flags() {
         assert!(text(&out.stderr).contains(want), "{df}: {}", text(&out.stderr));
     }
 }
+
+/// `hako info` reports the store, the kernel and, for every isolation mode, whether it works here,
+/// with the mode auto picks first — consistent with what the probes found (as root, root mode if
+/// namespaces work, else chroot).
+#[test]
+fn info_reports_the_isolation_auto_picks() {
+    let dir = tempdir();
+    let store = dir.path().join("store");
+    let out = run(&["info", "--root", store.to_str().expect("utf-8")], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains(&format!("store:      {} (not created yet)", store.display())), "{t}");
+    for mode in ["rootless", "root", "chroot"] {
+        assert!(t.lines().any(|l| l.trim_start().starts_with(mode)), "a line for {mode}:\n{t}");
+    }
+    let auto = t.lines().find_map(|l| l.strip_prefix("isolation:  ")).expect("the auto line");
+    if nix::unistd::geteuid().is_root() {
+        let root_works = t.lines().any(|l| l.trim_start() == "root      available");
+        let expected = if root_works { "root: " } else { "chroot: " };
+        assert!(auto.starts_with(expected), "{t}");
+    } else {
+        assert!(t.contains("root      needs root"), "{t}");
+    }
+}

@@ -557,10 +557,12 @@ fn sleepers() -> usize {
 }
 
 /// Inside a container run with Docker's default seccomp profile (no unshare, no mount: a GitLab or
-/// GitHub Actions job container), the default isolation fails naming `--isolation=chroot`, and
-/// with it the build works and the layer is right (umoci-checked).
+/// GitHub Actions job container): as root, the default isolation picks chroot and says why (the
+/// build and `hako info` print the denied call), and gives the image `--isolation=chroot` gives,
+/// with the right layer (umoci-checked); as a non-root user with no-new-privileges, nothing works
+/// yet and the error names the denied call.
 #[test]
-fn chroot_isolation_in_a_locked_down_container() {
+fn auto_isolation_in_a_locked_down_container() {
     let profile =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/ci-profiles/docker-default-seccomp.json");
     if !nix::unistd::geteuid().is_root() {
@@ -595,43 +597,69 @@ fn chroot_isolation_in_a_locked_down_container() {
         "FROM busybox\nRUN --mount=type=cache,target=/c --mount=type=tmpfs,target=/t \\\n    echo hi > /made && chown 42 /made && echo x > /dev/null\n",
     )
     .expect("write");
-    let script = "/w/hako build --root /w/store --build-context busybox=oci-layout:///w/bb /w/ctx; echo auto=$?; \
-                  /w/hako build --isolation=chroot --root /w/store --build-context busybox=oci-layout:///w/bb \
-                  -t ci:1 -o type=oci,dest=/w/image,tar=false /w/ctx; echo chroot=$?";
-    let out = Command::new("podman")
-        .arg("--root")
-        .arg(dir.join("podman-root"))
-        .arg("--runroot")
-        .arg(dir.join("podman-run"))
-        .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
-        .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
-        .arg("--security-opt")
-        .arg(format!("seccomp={}", profile.display()))
-        .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro"])
-        .arg("-v")
-        .arg(format!("{}:/w", dir.display()))
-        .arg(format!("oci:{}/bb:latest", dir.display()))
-        .args(["sh", "-c", script])
-        .output()
-        .expect("podman");
+    let podman = |user: Option<&str>, script: &str| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(dir.join("podman-root"))
+            .arg("--runroot")
+            .arg(dir.join("podman-run"))
+            .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
+            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+            .arg("--security-opt")
+            .arg(format!("seccomp={}", profile.display()));
+        if let Some(u) = user {
+            cmd.args(["--user", u, "--security-opt", "no-new-privileges"]);
+        }
+        cmd.args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro"])
+            .arg("-v")
+            .arg(format!("{}:/w", dir.display()))
+            .arg(format!("oci:{}/bb:latest", dir.display()))
+            .args(["sh", "-c", script])
+            .output()
+            .expect("podman")
+    };
+    let script = "/w/hako info --root /w/s1; \
+                  /w/hako build --root /w/s1 --build-context busybox=oci-layout:///w/bb \
+                  -t ci:1 -o type=oci,dest=/w/image,tar=false /w/ctx; echo auto=$?; \
+                  /w/hako build --isolation=chroot --root /w/s2 --build-context busybox=oci-layout:///w/bb \
+                  -t ci:1 -o type=oci,dest=/w/image2,tar=false /w/ctx; echo chroot=$?";
+    let out = podman(None, script);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     if !out.status.success() && (stderr.contains("cgroup") || stderr.contains("OCI permission denied")) {
         skip(&format!("the locked-down container check: podman cannot run containers here: {stderr}"));
         return;
     }
-    assert!(stdout.contains("auto=2"), "the default isolation cannot work there:\n{stdout}\n{stderr}");
+    let denied = "namespaces are denied (unshare(CLONE_NEWNS|CLONE_NEWCGROUP): Operation not permitted)";
     assert!(
-        stderr.contains("run hako with --isolation=chroot"),
-        "and the error names the way out:\n{stderr}"
+        stdout.contains("isolation:  chroot: running as root") && stdout.contains(denied),
+        "info:\n{stdout}"
     );
-    assert!(stdout.contains("chroot=0"), "--isolation=chroot builds:\n{stdout}\n{stderr}");
-    let rootfs =
-        crate::common::umoci_unpack(&dir.join("image"), "1", &dir.join("bundle"), "the chroot build");
+    assert!(stderr.contains(denied), "the build says why it chose chroot:\n{stderr}");
+    assert!(stdout.contains("auto=0") && stdout.contains("chroot=0"), "both build:\n{stdout}\n{stderr}");
+    let manifest = |layout: &str| {
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(dir.join(layout).join("index.json")).expect("index"))
+                .expect("json");
+        index["manifests"][0]["digest"].as_str().expect("a manifest").to_string()
+    };
+    assert_eq!(manifest("image"), manifest("image2"), "auto gives the image --isolation=chroot gives");
+    let rootfs = crate::common::umoci_unpack(&dir.join("image"), "1", &dir.join("bundle"), "the auto build");
     let made = fs_err::metadata(rootfs.join("made")).expect("made");
     assert_eq!((made.uid(), made.len()), (42, 3));
     for stub in ["c", "t", "dev/null", "etc/hosts"] {
         assert!(!rootfs.join(stub).exists(), "/{stub} is not in the image");
     }
+
+    let out = podman(
+        Some("65534:65534"),
+        "/w/hako build --root /tmp/s --build-context busybox=oci-layout:///w/bb /w/ctx; echo user=$?",
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!stdout.contains("user=0"), "no isolation works there for a non-root user yet:\n{stdout}");
+    assert!(
+        stderr.contains("user namespaces are denied (unshare(CLONE_NEWUSER): Operation not permitted)"),
+        "the error names the denied call:\n{stderr}"
+    );
 }
 
 /// A relative store and context (as in `hako build --root store .`) work for RUN and bind mounts.

@@ -1,0 +1,166 @@
+//! What isolation this machine allows, found cheaply before a helper starts: a forked child makes
+//! the exact system calls a helper would (`unshare`, then making mounts private) and exits with the
+//! errno, so `--isolation=auto` can pick what works and say why the better modes do not, and
+//! `hako info` can print the same report without building.
+
+use nix::errno::Errno;
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
+
+use super::Isolation;
+
+/// What the probes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The effective uid.
+    pub euid: u32,
+    /// A user namespace with its own mount namespace and private mounts (rootless mode).
+    pub userns: Result<(), Failure>,
+    /// Mount and cgroup namespaces as the current user (root mode; only probed as root).
+    pub namespaces: Result<(), Failure>,
+}
+
+/// A probe that failed: the call and its errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The system call, as a user would search for it (`unshare(CLONE_NEWUSER)`).
+    pub call: &'static str,
+    /// Its error.
+    pub errno: Errno,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.call, self.errno.desc())
+    }
+}
+
+/// The probe calls, in the order a helper makes them; the child exits with 0, or with the index of
+/// the first that failed times 64 plus its errno (errnos above 63 read as 63: an exit status has 8
+/// bits).
+const CALLS: [&str; 4] =
+    ["unshare(CLONE_NEWUSER)", "unshare(CLONE_NEWNS|CLONE_NEWCGROUP)", "mount(/, MS_REC|MS_PRIVATE)", "fork"];
+
+/// Runs the probes (a few forks; about a millisecond).
+pub fn probe() -> Probe {
+    let euid = nix::unistd::geteuid().as_raw();
+    let userns = in_child(true);
+    let namespaces =
+        if euid == 0 { in_child(false) } else { Err(Failure { call: "root", errno: Errno::EPERM }) };
+    Probe { euid, userns, namespaces }
+}
+
+/// Forks a child that makes the calls a helper makes (with a user namespace first when
+/// `userns`) and reports the first failure.
+fn in_child(userns: bool) -> Result<(), Failure> {
+    // SAFETY: the child only makes system calls and `_exit`s: no allocation, no locks, so forking
+    // from a threaded process is sound.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let code = child_calls(userns);
+            unsafe { nix::libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+            Ok(WaitStatus::Exited(_, code)) => {
+                let call = CALLS.get((code >> 6) as usize).copied().unwrap_or("probe");
+                Err(Failure { call, errno: Errno::from_raw(code & 63) })
+            }
+            _ => Err(Failure { call: "probe", errno: Errno::ECHILD }),
+        },
+        Err(errno) => Err(Failure { call: CALLS[3], errno }),
+    }
+}
+
+/// In the forked child: the calls, the exit code of the first failure (see [`CALLS`]).
+fn child_calls(userns: bool) -> i32 {
+    let fail = |i: i32, e: Errno| (i << 6) | (e as i32).min(63);
+    if userns && let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+        return fail(0, e);
+    }
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP) {
+        return fail(1, e);
+    }
+    if let Err(e) =
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+    {
+        return fail(2, e);
+    }
+    0
+}
+
+/// The mode `isolation` comes to here, with the one line that says why, or why none works.
+pub fn choose(isolation: Isolation, p: &Probe) -> Result<(Isolation, String), String> {
+    let root = p.euid == 0;
+    match isolation {
+        Isolation::Auto if !root => match &p.userns {
+            Ok(()) => Ok((Isolation::Rootless, "rootless: a user namespace (not running as root)".into())),
+            Err(f) => Err(format!(
+                "no isolation works here for a non-root user: user namespaces are denied ({f}){}; a mode \
+                 for such containers (steps under ptrace) is not built yet — run hako as root in the container \
+                 (it then uses --isolation=chroot), or allow user namespaces",
+                super::userns_hint().map(|h| format!(" — {h}")).unwrap_or_default()
+            )),
+        },
+        Isolation::Auto => match &p.namespaces {
+            Ok(()) => {
+                Ok((Isolation::Root, "root: mount, pid and network namespaces (running as root)".into()))
+            }
+            Err(f) => Ok((
+                Isolation::Chroot,
+                format!(
+                    "chroot: running as root, but namespaces are denied ({f}), as under Docker's default seccomp \
+                     profile; steps run chrooted, sharing the machine's processes and network"
+                ),
+            )),
+        },
+        other => Ok((other, format!("{}: as asked (--isolation)", name(other)))),
+    }
+}
+
+/// The `--isolation` value naming `i`.
+pub fn name(i: Isolation) -> &'static str {
+    match i {
+        Isolation::Auto => "auto",
+        Isolation::Rootless => "rootless",
+        Isolation::Root => "root",
+        Isolation::Chroot => "chroot",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denied(call: &'static str) -> Result<(), Failure> {
+        Err(Failure { call, errno: Errno::EPERM })
+    }
+
+    #[test]
+    fn auto_picks_what_works_and_says_why() {
+        let all = Probe { euid: 0, userns: Ok(()), namespaces: Ok(()) };
+        assert_eq!(choose(Isolation::Auto, &all).map(|c| c.0), Ok(Isolation::Root));
+        let locked = Probe { euid: 0, userns: denied(CALLS[0]), namespaces: denied(CALLS[1]) };
+        let (mode, why) = choose(Isolation::Auto, &locked).expect("chroot");
+        assert_eq!(mode, Isolation::Chroot);
+        assert!(why.contains("unshare(CLONE_NEWNS|CLONE_NEWCGROUP): Operation not permitted"), "{why}");
+        let user = Probe { euid: 1000, userns: Ok(()), namespaces: denied("root") };
+        assert_eq!(choose(Isolation::Auto, &user).map(|c| c.0), Ok(Isolation::Rootless));
+        let user_locked = Probe { euid: 1000, userns: denied(CALLS[0]), namespaces: denied("root") };
+        let err = choose(Isolation::Auto, &user_locked).expect_err("nothing works");
+        assert!(err.contains("unshare(CLONE_NEWUSER): Operation not permitted"), "{err}");
+        assert_eq!(choose(Isolation::Chroot, &all).map(|c| c.0), Ok(Isolation::Chroot), "as asked");
+    }
+
+    #[test]
+    fn the_probe_runs_here() {
+        // Whatever this machine allows, probing does not fail or hang, and root is probed as root.
+        let p = probe();
+        assert_eq!(p.euid, nix::unistd::geteuid().as_raw());
+        if p.euid != 0 {
+            assert!(p.namespaces.is_err());
+        }
+    }
+}
