@@ -4,6 +4,7 @@
 use futures_util::StreamExt;
 
 use crate::digest::Digest;
+use crate::registry::retry;
 use crate::store::Store;
 
 /// A downloaded file.
@@ -29,35 +30,75 @@ pub fn fetch(store: &Store, url: &str, checksum: Option<&str>) -> Result<Fetched
         .enable_all()
         .build()
         .map_err(|e| format!("starting the network runtime: {e}"))?;
-    rt.block_on(async {
+    let (digest, size, mtime) = rt.block_on(async {
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(retry::idle_timeout())
             .build()
             .map_err(|e| e.to_string())?;
-        let resp = client.get(url).send().await.map_err(|e| format!("downloading {url}: {e}"))?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("downloading {url}: the server answered {status}"));
+        retry::retry(|| download(&client, store, url)).await.map_err(|f| {
+            let tries = if f.attempts > 1 {
+                format!(" (gave up after {} attempts)", f.attempts)
+            } else {
+                String::new()
+            };
+            format!("downloading {url}: {}{tries}", f.error)
+        })
+    })?;
+    if let Some(want) = expected
+        && want != digest
+    {
+        return Err(format!("checksum mismatch for {url}: expected {want}, got {digest}"));
+    }
+    Ok(Fetched { digest, size, mtime })
+}
+
+/// Why one download attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum Attempt {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the server answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl retry::Transient for Attempt {
+    fn transient(&self) -> bool {
+        match self {
+            Attempt::Http(e) => e.transient(),
+            Attempt::Status(s) => s.is_server_error() || s.as_u16() == 429,
+            Attempt::Store(_) | Attempt::Io(_) => false,
         }
-        let mtime = resp
-            .headers()
-            .get(reqwest::header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_http_date);
-        let mut writer = store.blob_writer().map_err(|e| e.to_string())?;
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| format!("downloading {url}: {e}"))?;
-            std::io::Write::write_all(&mut writer, &chunk).map_err(|e| e.to_string())?;
-        }
-        let (digest, size) = writer.commit(None).map_err(|e| e.to_string())?;
-        if let Some(want) = expected
-            && want != digest
-        {
-            return Err(format!("checksum mismatch for {url}: expected {want}, got {digest}"));
-        }
-        Ok(Fetched { digest, size, mtime })
-    })
+    }
+}
+
+/// One attempt: the body streamed into a new temporary blob (dropped if the attempt fails).
+async fn download(
+    client: &reqwest::Client,
+    store: &Store,
+    url: &str,
+) -> Result<(Digest, u64, Option<i64>), Attempt> {
+    let resp = client.get(url).send().await?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(Attempt::Status(status));
+    }
+    let mtime = resp
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date);
+    let mut writer = store.blob_writer()?;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        std::io::Write::write_all(&mut writer, &chunk?)?;
+    }
+    let (digest, size) = writer.commit(None)?;
+    Ok((digest, size, mtime))
 }
 
 /// The file name a URL gives a download (`https://x/a/b.tgz?x=1` → `b.tgz`).

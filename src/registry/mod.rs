@@ -7,6 +7,7 @@
 //! of the program stays synchronous (and no runtime threads exist when the sandbox forks later).
 
 mod auth;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -120,6 +121,8 @@ impl Registry {
             // One streamed PUT per blob: fastest and constant memory (see ../shared/FACTS.md).
             use_monolithic_push: true,
             connect_timeout: Some(std::time::Duration::from_secs(15)),
+            // A stalled download is cut and made again instead of hanging the build.
+            read_timeout: Some(retry::idle_timeout()),
             ..ClientConfig::default()
         }
     }
@@ -181,11 +184,11 @@ impl Registry {
     /// Pulls `reference` for `platform` into the store; returns the image and its manifest digest.
     pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
         let Session { r, client, creds } = self.session(reference)?;
-        let remote = |e| remote_error("pulling", reference, &r, &creds, e);
+        let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
+        let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
-            client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
-            let (mut bytes, mut digest) =
-                client.pull_manifest_raw(&r, &creds.auth, &ACCEPT).await.map_err(remote)?;
+            auth_with_retries(client, &r, creds, RegistryOperation::Pull).await.map_err(remote)?;
+            let (mut bytes, mut digest) = manifest_with_retries(client, &r, creds).await.map_err(remote)?;
             let mut manifest_ref = r.clone();
             // An index: pick the platform's manifest and fetch it by digest.
             for _ in 0..4 {
@@ -208,7 +211,7 @@ impl Registry {
                 })?;
                 manifest_ref = r.clone_with_digest(entry.digest().to_string());
                 (bytes, digest) =
-                    client.pull_manifest_raw(&manifest_ref, &creds.auth, &ACCEPT).await.map_err(remote)?;
+                    manifest_with_retries(client, &manifest_ref, creds).await.map_err(remote)?;
             }
             let manifest_digest = Digest::parse(&digest).map_err(|e| content(reference, e))?;
             if Digest::of(&bytes) != manifest_digest {
@@ -227,16 +230,14 @@ impl Registry {
                 if store.has_blob(&d) {
                     continue;
                 }
-                let writer = store.blob_writer()?;
-                let mut sink = SyncWriter { inner: writer };
                 let oci_desc = OciDescriptor {
                     media_type: desc.media_type().to_string(),
                     digest: d.to_string(),
                     size: desc.size() as i64,
                     ..OciDescriptor::default()
                 };
-                client.pull_blob(&manifest_ref, &oci_desc, &mut sink).await.map_err(remote)?;
-                let (got, size) = sink.inner.commit(Some(&d))?;
+                let (got, size) =
+                    blob_with_retries(client, &manifest_ref, &oci_desc, store, &d).await.map_err(remote)?;
                 if size != desc.size() {
                     return Err(content(
                         reference,
@@ -253,13 +254,14 @@ impl Registry {
     /// digest verified; `None` when the registry says it does not exist.
     pub fn manifest(&self, reference: &str) -> Result<Option<(Vec<u8>, Digest)>> {
         let Session { r, client, creds } = self.session(reference)?;
-        let remote = |e| remote_error("pulling", reference, &r, &creds, e);
+        let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
+        let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
-            client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
-            let (bytes, digest) = match client.pull_manifest_raw(&r, &creds.auth, &ACCEPT).await {
+            auth_with_retries(client, &r, creds, RegistryOperation::Pull).await.map_err(remote)?;
+            let (bytes, digest) = match manifest_with_retries(client, &r, creds).await {
                 Ok(found) => found,
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => return Err(remote(e)),
+                Err(f) if matches!(&f.error, Attempt::Remote(e) if is_not_found(e)) => return Ok(None),
+                Err(f) => return Err(remote(f)),
             };
             let digest = Digest::parse(&digest).map_err(|e| content(reference, e))?;
             if Digest::of(&bytes) != digest {
@@ -276,14 +278,13 @@ impl Registry {
             return Ok(());
         }
         let Session { r, client, creds } = self.session(reference)?;
-        let remote = |e| remote_error("pulling", reference, &r, &creds, e);
+        let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
+        let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
-            client.auth(&r, &creds.auth, RegistryOperation::Pull).await.map_err(remote)?;
-            let mut sink = SyncWriter { inner: store.blob_writer()? };
+            auth_with_retries(client, &r, creds, RegistryOperation::Pull).await.map_err(remote)?;
             let desc =
                 OciDescriptor { digest: digest.to_string(), size: size as i64, ..OciDescriptor::default() };
-            client.pull_blob(&r, &desc, &mut sink).await.map_err(remote)?;
-            let (got, n) = sink.inner.commit(Some(digest))?;
+            let (got, n) = blob_with_retries(client, &r, &desc, store, digest).await.map_err(remote)?;
             if n != size {
                 return Err(content(reference, format!("blob {got} has {n} bytes, expected {size}")));
             }
@@ -299,17 +300,25 @@ impl Registry {
     /// streamed from the store. Returns the pushed manifest's digest.
     pub fn push(&self, store: &Store, manifest: &Descriptor, name: &str) -> Result<Digest> {
         let Session { r, client, creds } = self.session(name)?;
-        let remote = |e| remote_error("pushing", name, &r, &creds, e);
+        let remote = |e| attempt_error("pushing", name, &r, &creds, e);
+        let (client, r_ref, creds_ref) = (&client, &r, &creds);
         let manifest_digest = our_digest(manifest.digest()).map_err(|e| content(name, e))?;
         let bytes = store.read_blob(&manifest_digest)?;
         let parsed: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| content(name, e))?;
         let mut blobs = parsed.layers().clone();
         blobs.push(parsed.config().clone());
         self.rt.block_on(async {
-            client.auth(&r, &creds.auth, RegistryOperation::Push).await.map_err(remote)?;
+            auth_with_retries(client, r_ref, creds_ref, RegistryOperation::Push).await.map_err(remote)?;
+            // Every blob is in the registry before the manifest is pushed: a push that fails
+            // midway leaves no manifest naming a missing blob.
             for desc in &blobs {
                 let d = our_digest(desc.digest()).map_err(|e| content(name, e))?;
-                if client.blob_exists(&r, &d.to_string()).await.map_err(remote)? {
+                let ds = d.to_string();
+                let exists =
+                    retry::retry(|| async { client.blob_exists(r_ref, &ds).await.map_err(Attempt::Remote) })
+                        .await
+                        .map_err(remote)?;
+                if exists {
                     continue;
                 }
                 let origin = self.origins.lock().ok().and_then(|o| o.get(&d).cloned());
@@ -319,19 +328,28 @@ impl Registry {
                 {
                     continue;
                 }
-                let file = store.open_blob(&d)?;
-                client
-                    .push_blob_stream(&r, chunks(file), &d.to_string(), Some(desc.size()))
-                    .await
-                    .map_err(remote)?;
+                retry::retry(|| async {
+                    let file = store.open_blob(&d).map_err(Attempt::Store)?;
+                    client
+                        .push_blob_stream(r_ref, chunks(file), &ds, Some(desc.size()))
+                        .await
+                        .map_err(Attempt::Remote)
+                })
+                .await
+                .map_err(remote)?;
             }
             let media_type = match manifest.media_type() {
                 MediaType::ImageManifest => "application/vnd.oci.image.manifest.v1+json".to_string(),
                 other => other.to_string(),
             };
-            let header = media_type.parse().map_err(|_| content(name, "bad manifest media type"))?;
+            let header: reqwest::header::HeaderValue =
+                media_type.parse().map_err(|_| content(name, "bad manifest media type"))?;
             // Push the exact stored bytes so the registry's digest is the one we computed.
-            client.push_manifest_raw(&r, bytes.clone(), header).await.map_err(remote)?;
+            retry::retry(|| async {
+                client.push_manifest_raw(r_ref, bytes.clone(), header.clone()).await.map_err(Attempt::Remote)
+            })
+            .await
+            .map_err(remote)?;
             Ok(manifest_digest)
         })
     }
@@ -357,6 +375,82 @@ fn remote_error(
         reference: reference.to_string(),
         reason: auth::explain(&e, r.resolve_registry(), creds),
     }
+}
+
+/// One attempt's failure: the registry's, or the store's. A store error is never retried, except a
+/// digest mismatch: the bytes that came were not the blob, so they are fetched again.
+#[derive(Debug)]
+enum Attempt {
+    Remote(oci_client::errors::OciDistributionError),
+    Store(crate::store::StoreError),
+}
+
+impl retry::Transient for Attempt {
+    fn transient(&self) -> bool {
+        match self {
+            Attempt::Remote(e) => e.transient(),
+            Attempt::Store(e) => matches!(e, crate::store::StoreError::DigestMismatch { .. }),
+        }
+    }
+}
+
+/// The error after the last attempt, saying how many were made.
+fn attempt_error(
+    action: &'static str,
+    reference: &str,
+    r: &Reference,
+    creds: &auth::Creds,
+    f: retry::Failed<Attempt>,
+) -> RegistryError {
+    let e = match f.error {
+        Attempt::Remote(e) => remote_error(action, reference, r, creds, e),
+        Attempt::Store(e) => RegistryError::Store(e),
+    };
+    match e {
+        RegistryError::Remote { action, reference, reason } if f.attempts > 1 => RegistryError::Remote {
+            action,
+            reference,
+            reason: format!("{reason} (gave up after {} attempts)", f.attempts),
+        },
+        other => other,
+    }
+}
+
+async fn auth_with_retries(
+    client: &Client,
+    r: &Reference,
+    creds: &auth::Creds,
+    op: RegistryOperation,
+) -> std::result::Result<(), retry::Failed<Attempt>> {
+    retry::retry(|| async { client.auth(r, &creds.auth, op).await.map(drop).map_err(Attempt::Remote) }).await
+}
+
+async fn manifest_with_retries(
+    client: &Client,
+    r: &Reference,
+    creds: &auth::Creds,
+) -> std::result::Result<(bytes::Bytes, String), retry::Failed<Attempt>> {
+    retry::retry(|| async {
+        client.pull_manifest_raw(r, &creds.auth, &ACCEPT).await.map_err(Attempt::Remote)
+    })
+    .await
+}
+
+/// Downloads a blob into the store, verified; each attempt starts a new temporary blob, so a
+/// download cut midway never leaves part of one behind.
+async fn blob_with_retries(
+    client: &Client,
+    r: &Reference,
+    desc: &OciDescriptor,
+    store: &Store,
+    digest: &Digest,
+) -> std::result::Result<(Digest, u64), retry::Failed<Attempt>> {
+    retry::retry(|| async {
+        let mut sink = SyncWriter { inner: store.blob_writer().map_err(Attempt::Store)? };
+        client.pull_blob(r, desc, &mut sink).await.map_err(Attempt::Remote)?;
+        sink.inner.commit(Some(digest)).map_err(Attempt::Store)
+    })
+    .await
 }
 
 /// Whether the registry answered that the manifest does not exist.

@@ -486,3 +486,202 @@ fn credential_helpers_from_docker_config() {
     ok(&out, "pull and push with credentials from a credential helper");
     assert_eq!(reg.digest_of("app/viahelper:1"), pushed_digest(&out, &name));
 }
+
+/// A fault to inject into one request through [`FaultyProxy`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Answer 503 without asking the registry.
+    Unavailable,
+    /// Send the answer's head and 1 KiB of its body, then close the connection.
+    Cut,
+    /// Send the head and 1 KiB, then say nothing for 3 s (past the 1 s idle timeout) and close.
+    Stall,
+}
+
+/// A loopback HTTP proxy in front of the registry (one request per connection: it asks both sides
+/// to close) that injects the queued faults into blob downloads — a 503 into any blob GET, a cut
+/// or a stall only into a blob bigger than 64 KiB, so the fault lands inside a body — and answers
+/// every blob upload with 503 when `refuse_uploads` is set.
+struct FaultyProxy {
+    port: u16,
+    faults: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Fault>>>,
+    injected: std::sync::Arc<std::sync::Mutex<Vec<Fault>>>,
+}
+
+impl FaultyProxy {
+    fn start(upstream: u16, faults: &[Fault], refuse_uploads: bool) -> FaultyProxy {
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let queue = Arc::new(Mutex::new(faults.iter().copied().collect()));
+        let injected = Arc::new(Mutex::new(Vec::new()));
+        let (q, inj) = (queue.clone(), injected.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (q, inj) = (q.clone(), inj.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_one(conn, upstream, &q, &inj, refuse_uploads);
+                });
+            }
+        });
+        FaultyProxy { port, faults: queue, injected }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Reads an HTTP head (up to the blank line) from `r`; returns it and any body bytes read past it.
+fn read_head(r: &mut impl std::io::Read) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(i + 4);
+            return Ok((buf, rest));
+        }
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The head with `Connection: close` in place of any Connection header.
+fn closing(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+fn proxy_one(
+    mut client: std::net::TcpStream,
+    upstream: u16,
+    queue: &std::sync::Mutex<std::collections::VecDeque<Fault>>,
+    injected: &std::sync::Mutex<Vec<Fault>>,
+    refuse_uploads: bool,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let (head, early_body) = read_head(&mut client)?;
+    let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+    let blob_get = line.starts_with("GET ") && line.contains("/blobs/sha256:");
+    let upload = !line.starts_with("GET ") && !line.starts_with("HEAD ") && line.contains("/blobs/uploads");
+    let unavailable = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    if refuse_uploads && upload {
+        client.write_all(unavailable)?;
+        return Ok(());
+    }
+    let mut fault = None;
+    if blob_get {
+        let mut q = queue.lock().expect("lock");
+        if q.front() == Some(&Fault::Unavailable) {
+            q.pop_front();
+            injected.lock().expect("lock").push(Fault::Unavailable);
+            client.write_all(unavailable)?;
+            return Ok(());
+        }
+        fault = q.front().copied();
+    }
+    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
+    up.write_all(&closing(&head))?;
+    up.write_all(&early_body)?;
+    let mut to_up = up.try_clone()?;
+    let mut from_client = client.try_clone()?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_up);
+    });
+    let (resp_head, mut body) = read_head(&mut up)?;
+    let len: Option<u64> = String::from_utf8_lossy(&resp_head)
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse().ok());
+    let big = len.is_some_and(|l| l > 64 << 10);
+    let fault = fault.filter(|_| big).inspect(|f| {
+        queue.lock().expect("lock").pop_front();
+        injected.lock().expect("lock").push(*f);
+    });
+    client.write_all(&closing(&resp_head))?;
+    match fault {
+        Some(f) => {
+            while body.len() < 1024 {
+                let mut chunk = [0u8; 4096];
+                let n = up.read(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            client.write_all(&body[..body.len().min(1024)])?;
+            client.flush()?;
+            if f == Fault::Stall {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+            }
+            Ok(())
+        }
+        None => {
+            client.write_all(&body)?;
+            std::io::copy(&mut up, &mut client)?;
+            Ok(())
+        }
+    }
+}
+
+/// Through a proxy that answers a blob download with 503, cuts one after 1 KiB and stalls one
+/// past the idle timeout, a build FROM the registry still succeeds (each download made again
+/// and verified), and gives the image a direct pull gives.
+#[test]
+fn pulls_survive_a_503_a_cut_and_a_stall() {
+    let Some(reg) = Registry::start() else { return };
+    let port: u16 = reg.host().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let proxy = FaultyProxy::start(port, &[Fault::Unavailable, Fault::Cut, Fault::Stall], false);
+    let sb = Sandbox::new();
+    let through = format!("BASE={}/base/busybox:latest", proxy.host());
+    let idle = [("HAKO_NET_IDLE_TIMEOUT", OsStr::new("1"))];
+    let started = std::time::Instant::now();
+    let out = sb.build("faulty", &["--build-arg", &through], &idle);
+    ok(&out, "a build through the faulty proxy");
+    assert_eq!(
+        *proxy.injected.lock().expect("lock"),
+        vec![Fault::Unavailable, Fault::Cut, Fault::Stall],
+        "every fault was injected"
+    );
+    assert!(proxy.faults.lock().expect("lock").is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "no hang: {:?}", started.elapsed());
+    let direct = sb.build("direct", &["--build-arg", &format!("BASE={}", reg.base())], &[]);
+    ok(&direct, "a build pulling directly");
+    assert_eq!(text(&out.stdout), text(&direct.stdout), "the same image");
+}
+
+/// When blob uploads keep failing, the push gives up with an error that names the registry, the
+/// answer and the attempts made, and no manifest is pushed (so none names a missing blob).
+#[test]
+fn a_failing_push_never_leaves_a_manifest() {
+    let Some(reg) = Registry::start() else { return };
+    let port: u16 = reg.host().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let proxy = FaultyProxy::start(port, &[], true);
+    let sb = Sandbox::new();
+    let name = format!("{}/app/broken:1", proxy.host());
+    let base = format!("BASE={}", reg.base());
+    let out = sb.build("root", &["--build-arg", &base, "-t", &name, "--push"], &[]);
+    let err = failed(&out, 1, "a push whose uploads fail");
+    assert!(err.contains(&proxy.host()) && err.contains("503"), "{err}");
+    assert!(err.contains("attempts"), "the error says retries were made:\n{err}");
+    let manifest = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        use std::io::{Read, Write};
+        s.write_all(b"HEAD /v2/app/broken/manifests/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        Ok(resp)
+    });
+    let manifest = manifest.expect("ask the registry");
+    assert!(manifest.starts_with("HTTP/1.1 404"), "no manifest was pushed: {manifest}");
+}
