@@ -11,6 +11,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+# The static binary: the suite checks that hako's own image (dist/Dockerfile) built from it runs in a
+# locked-down container with no host libraries.
+echo "== static build (musl)"
+scripts/build-static.sh
 mkdir -p target/tmp
 rm -f target/tmp/skipped-tests.txt
 echo "== cargo test"

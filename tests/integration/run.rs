@@ -961,3 +961,79 @@ fn mount_targets_are_relative_to_the_workdir() {
     assert_eq!(read("out2"), "bin\n");
     assert!(!dir.path().join("out/work/sub").exists(), "the mount target stub is not in the image");
 }
+
+/// hako's own image (dist/Dockerfile: the static binary on busybox), built by hako itself with
+/// scripts/build-image.sh, runs in a container under Docker's default seccomp profile with no
+/// library from the host, and builds a Dockerfile with RUN there (auto isolation: chroot).
+#[test]
+fn the_static_image_builds_in_a_locked_down_container() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let profile = repo.join("../shared/ci-profiles/docker-default-seccomp.json");
+    let bin = repo.join("target/x86_64-unknown-linux-musl/release/hako");
+    if !nix::unistd::geteuid().is_root() || !have("podman") || !have("runc") || !profile.is_file() {
+        skip("the static image check: needs root, podman, runc and ../shared/ci-profiles");
+        return;
+    }
+    if !bin.is_file() {
+        skip(
+            "the static image check: no static binary (scripts/build-static.sh makes it; scripts/test.sh runs it)",
+        );
+        return;
+    }
+    let dir = PathBuf::from(format!("/tmp/hako-static-test-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&dir);
+    fs_err::create_dir_all(dir.join("ctx")).expect("mkdir");
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let out = Command::new(repo.join("scripts/build-image.sh"))
+        .arg(dir.join("image"))
+        .output()
+        .expect("build-image");
+    assert!(out.status.success(), "scripts/build-image.sh: {}{}", text(&out.stdout), text(&out.stderr));
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(repo.join("testdata/busybox"))
+        .arg(dir.join("bb"))
+        .output()
+        .expect("cp");
+    assert!(o.status.success());
+    fs_err::write(dir.join("ctx/Dockerfile"), "FROM busybox\nRUN echo hi > /made && chown 42 /made\n")
+        .expect("write");
+    let out = Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("podman-root"))
+        .arg("--runroot")
+        .arg(dir.join("podman-run"))
+        .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
+        .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+        .arg("--security-opt")
+        .arg(format!("seccomp={}", profile.display()))
+        .arg("-v")
+        .arg(format!("{}:/w", dir.display()))
+        .arg(format!("oci:{}/image:latest", dir.display()))
+        .args(["build", "--build-context", "busybox=oci-layout:///w/bb", "-t", "out:latest"])
+        .args(["-o", "type=oci,dest=/w/out,tar=false"])
+        .arg("/w/ctx")
+        .output()
+        .expect("podman");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    if !out.status.success() && (stderr.contains("cgroup") || stderr.contains("OCI permission denied")) {
+        skip(&format!("the static image check: podman cannot run containers here: {stderr}"));
+        return;
+    }
+    assert!(out.status.success(), "the image's hako builds there:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("isolation chroot: running as root"), "{stderr}");
+    let rootfs = crate::common::umoci_unpack(
+        &dir.join("out"),
+        "latest",
+        &dir.join("bundle"),
+        "the build in the image",
+    );
+    let made = fs_err::metadata(rootfs.join("made")).expect("made");
+    assert_eq!((made.uid(), made.len()), (42, 3));
+}
