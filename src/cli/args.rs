@@ -26,6 +26,16 @@ pub enum Command {
     /// Show what the store holds for the build cache (like `docker buildx du`); `--verify`
     /// checks every blob against its digest and every step record against its blob.
     Du(DuArgs),
+    /// List the images kept in the store, with their tags and sizes (like `docker images`).
+    Images(ImagesArgs),
+    /// Give a kept image another name: `hako tag SOURCE TARGET` (like `docker tag`).
+    Tag(TagArgs),
+    /// Push a kept image to a registry, without building again (like `docker push`).
+    Push(PushArgs),
+    /// Write a kept image to a docker-archive or OCI archive (like `docker save`).
+    Save(SaveArgs),
+    /// Remove names of kept images (like `docker rmi`); `hako prune` frees their blobs.
+    Rmi(RmiArgs),
     /// Developer tools for the Dockerfile frontend.
     Debug {
         /// Which tool.
@@ -65,6 +75,106 @@ pub struct DuArgs {
     /// Check every blob, step record and kept index; exit 1 if anything is wrong.
     #[arg(long)]
     pub verify: bool,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako images` options.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only images whose name matches (`REPOSITORY` or `REPOSITORY:TAG`).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub filter: Option<String>,
+
+    /// Print only image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Show the manifest digests.
+    #[arg(long)]
+    pub digests: bool,
+
+    /// `table` (the default) or `json` (one object per line, as `docker images --format json`).
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: String,
+
+    /// Show full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako tag` options.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// A kept image: its name, image ID or digest.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+
+    /// The new name (`NAME[:TAG]`).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako push` options.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The kept image to push, by its name (`NAME[:TAG]`): the name says where it goes.
+    #[arg(value_name = "NAME[:TAG]")]
+    pub name: String,
+
+    /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// Layer compression for the registry: `gzip` (the default), `zstd` or `uncompressed`.
+    #[arg(long, value_name = "ALGORITHM", default_value = "gzip")]
+    pub compression: String,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako save` options.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The kept image: its name, image ID or digest.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// `docker` (a docker-archive, what `docker load` reads; the default) or `oci` (an OCI layout tar).
+    #[arg(long, value_name = "FORMAT", default_value = "docker")]
+    pub format: String,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako rmi` options.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Kept images: names, image IDs or digests.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    /// Remove every name of an image given by ID even when it has several.
+    #[arg(short, long)]
+    pub force: bool,
 
     /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
@@ -228,6 +338,11 @@ pub struct BuildArgs {
     /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+
+    // ── docker buildx flags scripts pass (kept together; see `build::buildx_flags`) ──
+    /// Always ask the registry for base images, even those kept in the store under that name.
+    #[arg(long)]
+    pub pull: bool,
 
     /// hako's store (images, layers, cache) [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]

@@ -67,7 +67,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     };
     let registry = crate::registry::Registry::new(&args.insecure_registries)
         .map_err(|e| Failure::usage(format!("error: {e}")))?;
-    let bases = store.as_ref().map(|s| crate::build::Bases::new(s, Some(&registry)));
+    let bases = store.as_ref().map(|s| {
+        let mut bases = crate::build::Bases::new(s, Some(&registry));
+        bases.pull = args.pull;
+        bases
+    });
     let plan = match &bases {
         Some(bases) => plan::plan(&df, &options, bases),
         None => plan::plan(&df, &options, &plan::Unresolved),
@@ -152,8 +156,11 @@ fn deliver(
     }
     let written = image.write(store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
     for tag in &args.tags {
+        // Kept under Docker's familiar name (`app` as `app:latest`), so any spelling finds it.
+        let name = crate::image::stored::store_name(tag)
+            .map_err(|e| Failure::usage(format!("error: -t {tag}: {e}")))?;
         store
-            .tag(tag, &written.manifest)
+            .tag(&name, &written.manifest)
             .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
     }
     // The store keeps the image as built (uncompressed layers); archives and registries get it

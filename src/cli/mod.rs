@@ -5,6 +5,7 @@ mod args;
 mod build;
 mod debug;
 mod du;
+mod images;
 mod progress;
 mod prune;
 
@@ -13,7 +14,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{BuildArgs, Cli, Command, DebugCommand, DuArgs, ProgressMode, PruneArgs};
+pub use args::{
+    BuildArgs, Cli, Command, DebugCommand, DuArgs, ImagesArgs, ProgressMode, PruneArgs, PushArgs, RmiArgs,
+    SaveArgs, TagArgs,
+};
 
 /// Exit status: the build failed because of the user's input (Dockerfile error, failing step).
 pub const EXIT_USER: u8 = 1;
@@ -81,6 +85,11 @@ pub fn main() -> ExitCode {
         Command::Build(args) => build::run(*args),
         Command::Prune(args) => prune::run(args),
         Command::Du(args) => du::run(args),
+        Command::Images(args) => images::list(args),
+        Command::Tag(args) => images::tag(args),
+        Command::Push(args) => images::push(args),
+        Command::Save(args) => images::save(args),
+        Command::Rmi(args) => images::rmi(args),
         Command::Debug { command } => debug::run(command),
     };
     match result {

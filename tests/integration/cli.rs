@@ -59,7 +59,7 @@ fn unbuilt_features_are_refused_not_ignored() {
     let err = text(&out.stderr);
     assert!(err.contains("FROM busybox: "), "{err}");
     assert!(
-        err.contains("hint: for an offline base, give it as an OCI layout: --build-context busybox=oci-layout://DIR[:TAG]"),
+        err.contains("give it as an OCI layout: --build-context busybox=oci-layout://DIR[:TAG]"),
         "{err}"
     );
     // --push needs somewhere to push to.

@@ -12,6 +12,7 @@ mod examples;
 mod export;
 mod fidelity;
 mod fuzz_seeds;
+mod images;
 mod parser_conformance;
 mod registry;
 mod registry_fixture;
