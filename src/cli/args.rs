@@ -239,7 +239,9 @@ from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsSt
 RUN steps run in a sandbox: as root in new namespaces, as any other user in a user namespace that maps \
 your id to 0 and your /etc/subuid and /etc/subgid ranges after it (see --isolation).
 
-Not built yet (each fails with `not supported yet` instead of being ignored): --cache-from, --cache-to.")]
+Not built yet (each fails with `not supported yet` instead of being ignored): several --platform values at \
+once, attestations (--provenance, --sbom, --attest other than false), index and descriptor annotations, \
+RUN --security=insecure.")]
 pub struct BuildArgs {
     /// Build context: a directory, or `-` for a tar stream on stdin.
     #[arg(value_name = "CONTEXT")]
@@ -339,10 +341,52 @@ pub struct BuildArgs {
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
 
-    // ── docker buildx flags scripts pass (kept together; see `build::buildx_flags`) ──
+    // ── docker buildx flags scripts pass (kept together; read in `cli/buildx.rs`). A value
+    // flag given twice takes the last, as buildx's ──
     /// Always ask the registry for base images, even those kept in the store under that name.
     #[arg(long)]
     pub pull: bool,
+
+    /// Load the image into the local Docker engine (DOCKER_HOST, else /var/run/docker.sock) when
+    /// one answers, else into podman's store; fails when there is neither.
+    #[arg(long)]
+    pub load: bool,
+
+    /// Add an annotation to the image manifest (`KEY=VALUE` or `manifest:KEY=VALUE`); repeatable.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+
+    /// Network of RUN steps that name none: `default`, `host` (allows RUN --network=host) or `none`.
+    #[arg(long, value_name = "MODE", overrides_with = "network")]
+    pub network: Option<String>,
+
+    /// Add a host-to-IP mapping to the /etc/hosts of RUN steps (`HOST:IP`); repeatable.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+
+    /// Allow an entitlement: `network.host` (RUN --network=host) or `security.insecure`; repeatable.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    pub allow: Vec<String>,
+
+    /// Size of /dev/shm in RUN steps (`128m`, `1g`; bytes without a unit) [default: 64m].
+    #[arg(long, value_name = "SIZE", overrides_with = "shm_size")]
+    pub shm_size: Option<String>,
+
+    /// Resource limit of RUN steps (`nofile=1024:2048`, `nproc=512`); repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+
+    /// Provenance attestation: `false` (none, what hako makes); `true` or `mode=…` is refused as not supported yet.
+    #[arg(long, value_name = "VALUE", overrides_with = "provenance")]
+    pub provenance: Option<String>,
+
+    /// SBOM attestation: `false` (none, what hako makes); `true` or `generator=…` is refused as not supported yet.
+    #[arg(long, value_name = "VALUE", overrides_with = "sbom")]
+    pub sbom: Option<String>,
+
+    /// Attestation (`type=provenance|sbom[,disabled=true]`); only disabled ones are accepted yet; repeatable.
+    #[arg(long = "attest", value_name = "SPEC")]
+    pub attest: Vec<String>,
 
     /// hako's store (images, layers, cache) [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]

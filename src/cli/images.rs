@@ -225,10 +225,19 @@ pub fn push(args: PushArgs) -> Result<(), Failure> {
         })?;
     // Compressed layers and the manifest are written to the store: `hako prune` must wait.
     let _lock = build_lock(&store)?;
-    let image = Image::load(&store, &kept.digest().map_err(failed)?).map_err(failed)?;
+    let digest = kept.digest().map_err(failed)?;
+    let image = Image::load(&store, &digest).map_err(failed)?;
+    // The kept manifest's annotations (`--annotation`) go with it.
+    let annotations: std::collections::BTreeMap<String, String> = store
+        .read_blob(&digest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<oci_spec::image::ImageManifest>(&b).ok())
+        .and_then(|m| m.annotations().clone())
+        .map(|a| a.into_iter().collect())
+        .unwrap_or_default();
     let shipped = crate::layer::compress::compressed_image(&store, &image, compression)
         .map_err(|e| failed(format!("compressing the layers: {e}")))?
-        .write(&store)
+        .write_annotated(&store, &annotations)
         .map_err(|e| failed(format!("writing the image: {e}")))?;
     let registry = crate::registry::Registry::new(&args.insecure_registries).map_err(failed)?;
     eprintln!("pushing {}", args.name);

@@ -3,6 +3,7 @@
 
 mod args;
 mod build;
+mod buildx;
 mod debug;
 mod du;
 mod images;

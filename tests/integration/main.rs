@@ -2,6 +2,7 @@
 //! They run the real `hako` binary and read BuildKit's conformance data from `../shared`.
 
 mod build;
+mod buildx_flags;
 mod cache;
 mod checks;
 mod cli;
