@@ -12,16 +12,9 @@ use crate::image::stored::{self, Kept};
 use crate::layer::Compression;
 use crate::store::Store;
 
-/// Opens the store read-only, refusing a directory that is not one.
+/// The store, read as it is: one that does not exist yet keeps no images (nothing is created).
 fn open(root: Option<&Path>) -> Result<Store, Failure> {
-    let root = super::build::store_root(root)?;
-    if !root.join("oci-layout").is_file() {
-        return Err(Failure::user(format!(
-            "error: {} is not a hako store (no image was kept there yet)",
-            root.display()
-        )));
-    }
-    Ok(Store::open_readonly(&root))
+    Ok(Store::open_readonly(&super::build::store_root(root)?))
 }
 
 fn failed(e: impl std::fmt::Display) -> Failure {
@@ -275,8 +268,8 @@ pub fn save(args: SaveArgs) -> Result<(), Failure> {
 /// `hako rmi IMAGE…`: removes names (as `docker rmi`, an image given by ID loses every name, with
 /// `-f` when it has several). Blobs stay until `hako prune`.
 pub fn rmi(args: RmiArgs) -> Result<(), Failure> {
+    // No build lock: removing a name never makes `hako prune` remove what a kept image needs.
     let store = open(args.root.as_deref())?;
-    let _lock = build_lock(&store)?;
     let mut missing = Vec::new();
     for reference in &args.images {
         let found = match find(&store, reference) {
