@@ -26,6 +26,7 @@ pub fn frontend(data: &[u8]) {
         target: None,
         platform: Some(Platform::host()),
         build_contexts: BTreeMap::new(),
+        ..plan::Options::default()
     };
     if let Ok(p) = plan::plan(&df, &opts, &plan::Unresolved) {
         let _ = p.to_string();

@@ -315,21 +315,24 @@ impl Builder<'_> {
 }
 
 /// Where base images come from: `oci-layout://DIR[:TAG|@DIGEST]` layouts (imported into the
-/// store, every blob verified) and registry references (pulled, when a registry client is
-/// given). Each image is resolved once per build; the planner asks for configs (so ENV
-/// PATH=/x:$PATH sees the base's PATH) and the builder for the image itself.
+/// store, every blob verified), images kept in the store under the name (as `docker build`
+/// uses its image store; not with `pull`), and registry references (pulled, when a registry
+/// client is given). Each image is resolved once per build; the planner asks for configs (so
+/// ENV PATH=/x:$PATH sees the base's PATH) and the builder for the image itself.
 pub struct Bases<'a> {
     /// The store images are imported into.
     pub store: &'a Store,
     /// Registry access (None: registry references are refused).
     pub registry: Option<&'a crate::registry::Registry>,
+    /// `--pull`: names always go to the registry, even when the store keeps an image so named.
+    pub pull: bool,
     cache: std::cell::RefCell<std::collections::HashMap<(String, String), Result<Image, String>>>,
 }
 
 impl<'a> Bases<'a> {
     /// A resolver over `store` and, optionally, registries.
     pub fn new(store: &'a Store, registry: Option<&'a crate::registry::Registry>) -> Bases<'a> {
-        Bases { store, registry, cache: Default::default() }
+        Bases { store, registry, pull: false, cache: Default::default() }
     }
 
     /// The image `reference` names for `platform`.
@@ -345,11 +348,18 @@ impl<'a> Bases<'a> {
                 .map_err(|e| e.to_string())
         } else {
             let reference = reference.strip_prefix("docker-image://").unwrap_or(reference);
-            match self.registry {
-                Some(r) => {
+            let kept = if self.pull {
+                Ok(None)
+            } else {
+                crate::image::stored::base(self.store, reference, platform).map_err(|e| e.to_string())
+            };
+            match (kept, self.registry) {
+                (Ok(Some((image, _))), _) => Ok(image),
+                (Err(e), _) => Err(format!("{reference} (kept in the store): {e}")),
+                (Ok(None), Some(r)) => {
                     r.pull(self.store, reference, platform).map(|(image, _)| image).map_err(|e| e.to_string())
                 }
-                None => Err(format!("{reference}: registry access is off")),
+                (Ok(None), None) => Err(format!("{reference}: registry access is off")),
             }
         };
         self.cache.borrow_mut().insert(key, result.clone());

@@ -92,7 +92,7 @@ fn request(
     pos: Pos,
     done: &[Option<StageOut>],
 ) -> Result<RunRequest, BuildError> {
-    let Op::Run { command, shell, env, mounts, network, workdir, user, .. } = op else {
+    let Op::Run { command, shell, env, mounts, network, workdir, user, options, .. } = op else {
         return Err(BuildError::Internal("not a RUN".into()));
     };
     // The planner refused every other value.
@@ -134,6 +134,7 @@ fn request(
         commit: true,
         clamp: b.options.clamp(),
         compression: super::LOCAL.name().into(),
+        options: options.clone(),
     })
 }
 

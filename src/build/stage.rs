@@ -83,7 +83,7 @@ fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<St
             b.reporter.event(&Event::Base { stage: &label, what: r });
             let mut image = b.bases.image(r, &sp.platform).map_err(|e| {
                 BuildError::Input(Diagnostic::new(format!("FROM {r}: {e}"), at).with_hint(format!(
-                    "for an offline base, give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
+                    "for an offline base, keep it in the store (hako build -t NAME, hako tag) or give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
                     crate::plan::context_key(r.split('@').next().unwrap_or(r))
                 )))
             })?;

@@ -185,7 +185,7 @@ pub fn after(step: &CacheKey, layer: Option<&Digest>) -> CacheKey {
 
 fn op(k: &mut KeyBuilder, op: &Op) {
     match op {
-        Op::Run { command, shell, env, mounts, network, security, devices, workdir, user } => {
+        Op::Run { command, shell, env, mounts, network, security, devices, workdir, user, options } => {
             k.field("op", "run");
             command_line(k, command);
             k.list("shell", shell);
@@ -197,6 +197,12 @@ fn op(k: &mut KeyBuilder, op: &Op) {
             }
             k.field("network", network).field("security", security).list("devices", devices);
             k.field("workdir", workdir).field("user", user);
+            // Only when set, so keys made without these flags stay as they were.
+            if !options.is_default() {
+                k.list("add-host", options.extra_hosts.iter().map(|(h, ip)| format!("{h}:{ip}")));
+                k.field("shm-size", options.shm_size.to_le_bytes());
+                k.list("ulimit", options.ulimits.iter().map(|u| format!("{}={}:{}", u.name, u.soft, u.hard)));
+            }
         }
         Op::Copy(c) => copy(k, c),
         Op::Workdir(dir) => {

@@ -29,6 +29,16 @@ pub enum Command {
     /// What this machine lets hako do: the store, the kernel, and the isolation `--isolation=auto`
     /// picks here and why the others are not available.
     Info(InfoArgs),
+    /// List the images kept in the store, with their tags and sizes (like `docker images`).
+    Images(ImagesArgs),
+    /// Give a kept image another name: `hako tag SOURCE TARGET` (like `docker tag`).
+    Tag(TagArgs),
+    /// Push a kept image to a registry, without building again (like `docker push`).
+    Push(PushArgs),
+    /// Write a kept image to a docker-archive or OCI archive (like `docker save`).
+    Save(SaveArgs),
+    /// Remove names of kept images (like `docker rmi`); `hako prune` frees their blobs.
+    Rmi(RmiArgs),
     /// Developer tools for the Dockerfile frontend.
     Debug {
         /// Which tool.
@@ -68,6 +78,106 @@ pub struct DuArgs {
     /// Check every blob, step record and kept index; exit 1 if anything is wrong.
     #[arg(long)]
     pub verify: bool,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako images` options.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only images whose name matches (`REPOSITORY` or `REPOSITORY:TAG`).
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub filter: Option<String>,
+
+    /// Print only image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Show the manifest digests.
+    #[arg(long)]
+    pub digests: bool,
+
+    /// `table` (the default) or `json` (one object per line, as `docker images --format json`).
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: String,
+
+    /// Show full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako tag` options.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// A kept image: its name, image ID or digest.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+
+    /// The new name (`NAME[:TAG]`).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako push` options.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The kept image to push, by its name (`NAME[:TAG]`): the name says where it goes.
+    #[arg(value_name = "NAME[:TAG]")]
+    pub name: String,
+
+    /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+
+    /// Layer compression for the registry: `gzip` (the default), `zstd` or `uncompressed`.
+    #[arg(long, value_name = "ALGORITHM", default_value = "gzip")]
+    pub compression: String,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako save` options.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The kept image: its name, image ID or digest.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Write to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// `docker` (a docker-archive, what `docker load` reads; the default) or `oci` (an OCI layout tar).
+    #[arg(long, value_name = "FORMAT", default_value = "docker")]
+    pub format: String,
+
+    /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
+    #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
+    pub root: Option<PathBuf>,
+}
+
+/// `hako rmi` options.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Kept images: names, image IDs or digests.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    /// Remove every name of an image given by ID even when it has several.
+    #[arg(short, long)]
+    pub force: bool,
 
     /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
@@ -140,7 +250,9 @@ from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsSt
 RUN steps run in a sandbox: as root in new namespaces, as any other user in a user namespace that maps \
 your id to 0 and your /etc/subuid and /etc/subgid ranges after it (see --isolation).
 
-Not built yet (each fails with `not supported yet` instead of being ignored): --cache-from, --cache-to.")]
+Not built yet (each fails with `not supported yet` instead of being ignored): several --platform values at \
+once, attestations (--provenance, --sbom, --attest other than false), index and descriptor annotations, \
+RUN --security=insecure.")]
 pub struct BuildArgs {
     /// Build context: a directory, or `-` for a tar stream on stdin.
     #[arg(value_name = "CONTEXT")]
@@ -239,6 +351,53 @@ pub struct BuildArgs {
     /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+
+    // ── docker buildx flags scripts pass (kept together; read in `cli/buildx.rs`). A value
+    // flag given twice takes the last, as buildx's ──
+    /// Always ask the registry for base images, even those kept in the store under that name.
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Load the image into the local Docker engine (DOCKER_HOST, else /var/run/docker.sock) when
+    /// one answers, else into podman's store; fails when there is neither.
+    #[arg(long)]
+    pub load: bool,
+
+    /// Add an annotation to the image manifest (`KEY=VALUE` or `manifest:KEY=VALUE`); repeatable.
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+
+    /// Network of RUN steps that name none: `default`, `host` (allows RUN --network=host) or `none`.
+    #[arg(long, value_name = "MODE", overrides_with = "network")]
+    pub network: Option<String>,
+
+    /// Add a host-to-IP mapping to the /etc/hosts of RUN steps (`HOST:IP`); repeatable.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+
+    /// Allow an entitlement: `network.host` (RUN --network=host) or `security.insecure`; repeatable.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',')]
+    pub allow: Vec<String>,
+
+    /// Size of /dev/shm in RUN steps (`128m`, `1g`; bytes without a unit) [default: 64m].
+    #[arg(long, value_name = "SIZE", overrides_with = "shm_size")]
+    pub shm_size: Option<String>,
+
+    /// Resource limit of RUN steps (`nofile=1024:2048`, `nproc=512`); repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+
+    /// Provenance attestation: `false` (none, what hako makes); `true` or `mode=…` is refused as not supported yet.
+    #[arg(long, value_name = "VALUE", overrides_with = "provenance")]
+    pub provenance: Option<String>,
+
+    /// SBOM attestation: `false` (none, what hako makes); `true` or `generator=…` is refused as not supported yet.
+    #[arg(long, value_name = "VALUE", overrides_with = "sbom")]
+    pub sbom: Option<String>,
+
+    /// Attestation (`type=provenance|sbom[,disabled=true]`); only disabled ones are accepted yet; repeatable.
+    #[arg(long = "attest", value_name = "SPEC")]
+    pub attest: Vec<String>,
 
     /// hako's store (images, layers, cache) [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]

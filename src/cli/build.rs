@@ -19,6 +19,18 @@ use crate::store::Store;
 /// Runs `hako build`.
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     refuse_unbuilt(&args)?;
+    super::buildx::attestations(&args)?;
+    let annotations = super::buildx::annotations(&args)?;
+    // Found before building: a build that cannot be loaded fails now, not at its end.
+    let load = if args.load && !args.dry_run && !args.check {
+        Some(crate::export::load::find_engine().map_err(|e| {
+            Failure::usage(format!(
+                "error: --load: {e}\nhint: start Docker or install podman, or write an archive with -o type=docker,dest=FILE"
+            ))
+        })?)
+    } else {
+        None
+    };
     let check_only = match args.call.as_deref() {
         None | Some("build") => args.check,
         Some("check") => true,
@@ -67,7 +79,11 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     };
     let registry = crate::registry::Registry::new(&args.insecure_registries)
         .map_err(|e| Failure::usage(format!("error: {e}")))?;
-    let bases = store.as_ref().map(|s| crate::build::Bases::new(s, Some(&registry)));
+    let bases = store.as_ref().map(|s| {
+        let mut bases = crate::build::Bases::new(s, Some(&registry));
+        bases.pull = args.pull;
+        bases
+    });
     let plan = match &bases {
         Some(bases) => plan::plan(&df, &options, bases),
         None => plan::plan(&df, &options, &plan::Unresolved),
@@ -122,7 +138,13 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         &args,
         &builder,
         image,
-        &Delivery { outputs: &outputs, pushes: &pushes, cache_to: &cache_to },
+        &Delivery {
+            outputs: &outputs,
+            pushes: &pushes,
+            cache_to: &cache_to,
+            annotations: &annotations,
+            load: load.as_ref(),
+        },
         &registry,
     )
 }
@@ -132,6 +154,10 @@ struct Delivery<'a> {
     outputs: &'a [OutputSpec],
     pushes: &'a [String],
     cache_to: &'a [remote::CacheSpec],
+    /// `--annotation`s of the manifest.
+    annotations: &'a BTreeMap<String, String>,
+    /// `--load`: the engine to load the image into.
+    load: Option<&'a crate::export::load::Engine>,
 }
 
 /// Writes the built image, its tags, outputs, pushes, cache exports, `--iidfile` and
@@ -150,10 +176,15 @@ fn deliver(
     if cache_to.iter().any(|c| c.target == Target::Inline) {
         inline_cache(builder, &mut image);
     }
-    let written = image.write(store).map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
+    let written = image
+        .write_annotated(store, to.annotations)
+        .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
     for tag in &args.tags {
+        // Kept under Docker's familiar name (`app` as `app:latest`), so any spelling finds it.
+        let name = crate::image::stored::store_name(tag)
+            .map_err(|e| Failure::usage(format!("error: -t {tag}: {e}")))?;
         store
-            .tag(tag, &written.manifest)
+            .tag(&name, &written.manifest)
             .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
     }
     // The store keeps the image as built (uncompressed layers); archives and registries get it
@@ -163,7 +194,7 @@ fn deliver(
     let shipped = if ships {
         crate::layer::compress::compressed_image(store, &image, builder.options.compression)
             .map_err(|e| Failure::usage(format!("error: compressing the layers: {e}")))?
-            .write(store)
+            .write_annotated(store, to.annotations)
             .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?
     } else {
         written.clone()
@@ -177,6 +208,9 @@ fn deliver(
         };
         crate::export::write::write_output(store, manifest, &image, out, &args.tags, clamp)
             .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
+    }
+    if let Some(engine) = to.load {
+        load_image(store, &written.manifest, &image, &args.tags, engine)?;
     }
     for name in pushes {
         eprintln!("pushing {name}");
@@ -226,6 +260,26 @@ fn deliver(
         }
         print_stdout(&format!("{digest}\n"))?;
     }
+    Ok(())
+}
+
+/// `--load`: the image as a docker archive (layers as the store keeps them: the engine unpacks
+/// them at once, so compressing would only cost time), handed to `engine`.
+fn load_image(
+    store: &Store,
+    manifest: &oci_spec::image::Descriptor,
+    image: &crate::image::manifest::Image,
+    tags: &[String],
+    engine: &crate::export::load::Engine,
+) -> Result<(), Failure> {
+    let failed = |e: String| Failure::usage(format!("error: --load: {e}"));
+    let tmp = store.temp_dir("load-").map_err(|e| failed(e.to_string()))?;
+    let archive = tmp.path().join("image.tar");
+    let spec = OutputSpec::Docker { dest: Some(archive.clone()), name: None, rewrite_timestamp: None };
+    crate::export::write::write_output(store, manifest, image, &spec, tags, None)
+        .map_err(|e| failed(format!("writing the archive: {e}")))?;
+    let said = crate::export::load::load(engine, &archive).map_err(|e| failed(e.to_string()))?;
+    eprintln!("loaded into {engine}{}", if said.is_empty() { String::new() } else { format!(": {said}") });
     Ok(())
 }
 
@@ -497,7 +551,16 @@ fn plan_options(args: &BuildArgs) -> Result<plan::Options, Failure> {
     for tag in &args.tags {
         crate::plan::check_reference(tag).map_err(|e| Failure::usage(format!("error: -t {tag}: {e}")))?;
     }
-    Ok(plan::Options { build_args, target: args.target.clone(), platform, build_contexts })
+    let (network, entitlements) = super::buildx::network_and_entitlements(args)?;
+    Ok(plan::Options {
+        build_args,
+        target: args.target.clone(),
+        platform,
+        build_contexts,
+        network,
+        entitlements,
+        step_options: super::buildx::step_options(args)?,
+    })
 }
 
 /// Where the context comes from.

@@ -54,6 +54,7 @@ fn sandbox_bench(
         clamp: None,
         compression: "gzip".into(),
         successors: Vec::new(),
+        options: Default::default(),
     };
     let mut runtime = Vec::new();
     let mut whole = Vec::new();

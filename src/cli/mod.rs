@@ -3,8 +3,10 @@
 
 mod args;
 mod build;
+mod buildx;
 mod debug;
 mod du;
+mod images;
 mod info;
 mod progress;
 mod prune;
@@ -14,7 +16,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub use args::{BuildArgs, Cli, Command, DebugCommand, DuArgs, InfoArgs, ProgressMode, PruneArgs};
+pub use args::{
+    BuildArgs, Cli, Command, DebugCommand, DuArgs, ImagesArgs, InfoArgs, ProgressMode, PruneArgs, PushArgs,
+    RmiArgs, SaveArgs, TagArgs,
+};
 
 /// Exit status: the build failed because of the user's input (Dockerfile error, failing step).
 pub const EXIT_USER: u8 = 1;
@@ -83,6 +88,11 @@ pub fn main() -> ExitCode {
         Command::Prune(args) => prune::run(args),
         Command::Du(args) => du::run(args),
         Command::Info(args) => info::run(args),
+        Command::Images(args) => images::list(args),
+        Command::Tag(args) => images::tag(args),
+        Command::Push(args) => images::push(args),
+        Command::Save(args) => images::save(args),
+        Command::Rmi(args) => images::rmi(args),
         Command::Debug { command } => debug::run(command),
     };
     match result {

@@ -9,6 +9,7 @@
 
 pub mod docker;
 pub mod fs;
+pub mod load;
 pub mod oci;
 pub use crate::image::reference;
 pub mod spec;

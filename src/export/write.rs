@@ -30,6 +30,9 @@ pub enum WriteError {
         /// Why.
         source: std::io::Error,
     },
+    /// A `name=` that cannot name a kept image.
+    #[error("name {0:?}: {1}")]
+    Name(String, crate::image::reference::ReferenceError),
     /// The spec lacks what its type needs.
     #[error("{0}")]
     Spec(&'static str),
@@ -67,7 +70,9 @@ pub fn write_output(
         }
         OutputSpec::Image { push: false, .. } => {
             for n in &names {
-                store.tag(n, manifest)?;
+                // Kept under Docker's familiar name, as `-t` names are.
+                let name = crate::image::stored::store_name(n).map_err(|e| WriteError::Name(n.clone(), e))?;
+                store.tag(&name, manifest)?;
             }
             Ok(())
         }

@@ -95,6 +95,15 @@ pub fn our_digest(d: &oci_spec::image::Digest) -> Result<Digest> {
 impl Image {
     /// Writes the config and manifest to the store. Layers must already be there.
     pub fn write(&self, store: &Store) -> Result<Written> {
+        self.write_annotated(store, &std::collections::BTreeMap::new())
+    }
+
+    /// [`Image::write`] with `annotations` in the manifest (`--annotation`; none: no field).
+    pub fn write_annotated(
+        &self,
+        store: &Store,
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Written> {
         let config_bytes = self.config.to_json();
         let (config_digest, config_size) = store.put_bytes(&config_bytes)?;
         let manifest = ImageManifestBuilder::default()
@@ -104,11 +113,18 @@ impl Image {
             .layers(self.layers.iter().map(Layer::descriptor).collect::<Vec<_>>())
             .build()
             .map_err(|e| ImageError::NotFound(format!("building the manifest: {e}")))?;
-        let bytes = serde_json::to_vec(&manifest).map_err(|source| ImageError::Json {
-            what: "manifest",
-            digest: String::new(),
-            source,
-        })?;
+        let mut manifest = manifest;
+        if !annotations.is_empty() {
+            manifest.set_annotations(Some(annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+        }
+        let json_err = |source| ImageError::Json { what: "manifest", digest: String::new(), source };
+        let bytes = if annotations.is_empty() {
+            serde_json::to_vec(&manifest).map_err(json_err)?
+        } else {
+            // oci-spec keeps annotations in a HashMap: through a Value (sorted keys) the same
+            // annotations always give the same bytes.
+            serde_json::to_vec(&serde_json::to_value(&manifest).map_err(json_err)?).map_err(json_err)?
+        };
         let (digest, size) = store.put_bytes(&bytes)?;
         let mut desc = Descriptor::new(MediaType::ImageManifest, size, oci_digest(&digest));
         desc.set_platform(Some(oci_platform(&self.config)));

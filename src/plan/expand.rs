@@ -17,16 +17,35 @@ pub fn err(df: &Dockerfile, loc: &Loc, word: &str, e: ShellError) -> Diagnostic 
         .with_width(word.chars().count())
 }
 
-/// RUN's `--security` and `--device`, checked while planning so `--dry-run` reports them (the
-/// frontend checks `--network`'s values). What hako cannot do yet says `not supported yet` (the
-/// CLI exits 2 for it).
-fn check_run_flags(security: Option<&str>, devices: &[String], loc: &Loc) -> Result<(), Diagnostic> {
-    if !devices.is_empty() {
+/// RUN's `--network`, `--security` and `--device`, checked while planning so `--dry-run` reports
+/// them (the frontend checks `--network`'s values). As BuildKit, `--network=host` and
+/// `--security=insecure` need their entitlement (`--allow`). What hako cannot do yet says
+/// `not supported yet` (the CLI exits 2 for it).
+fn check_run_flags(
+    run: &crate::dockerfile::instructions::Run,
+    opts: &Options,
+    loc: &Loc,
+) -> Result<(), Diagnostic> {
+    if !run.devices.is_empty() {
         return Err(fail(loc, "not supported yet: RUN --device"));
     }
-    if security == Some("insecure") {
-        return Err(fail(loc, "not supported yet: RUN --security=insecure (a privileged step)")
-            .with_hint("BuildKit also needs the security.insecure entitlement for it; drop the flag"));
+    let entitled = |e: &str| opts.entitlements.contains(e);
+    if run.network.as_deref() == Some("host") && !entitled("network.host") {
+        return Err(fail(
+            loc,
+            "RUN --network=host needs the network.host entitlement, which this build does not allow",
+        )
+        .with_hint("allow it with --allow network.host (as docker buildx build)"));
+    }
+    if run.security.as_deref() == Some("insecure") {
+        if !entitled("security.insecure") {
+            return Err(fail(
+                loc,
+                "RUN --security=insecure needs the security.insecure entitlement, which this build does not allow",
+            )
+            .with_hint("allow it with --allow security.insecure (as docker buildx build)"));
+        }
+        return Err(fail(loc, "not supported yet: RUN --security=insecure (a privileged step)"));
     }
     Ok(())
 }
@@ -310,7 +329,7 @@ impl StageCx<'_> {
             Kind::Copy(c) => self.copy(c, false, loc, used)?,
             Kind::Add(c) => self.copy(c, true, loc, used)?,
             Kind::Run(run) => {
-                check_run_flags(run.security.as_deref(), &run.devices, loc)?;
+                check_run_flags(run, self.opts, loc)?;
                 let mut mounts = Vec::new();
                 let mut ssh_count = 0;
                 for spec in &run.mounts {
@@ -344,11 +363,17 @@ impl StageCx<'_> {
                     shell: self.state.shell.clone(),
                     env,
                     mounts,
-                    network: run.network.clone().unwrap_or_else(|| "default".into()),
+                    // A RUN that names no network gets the build's --network.
+                    network: run
+                        .network
+                        .clone()
+                        .or_else(|| self.opts.network.clone())
+                        .unwrap_or_else(|| "default".into()),
                     security: run.security.clone().unwrap_or_else(|| "sandbox".into()),
                     devices: run.devices.clone(),
                     workdir: self.state.workdir.clone(),
                     user: self.state.user.clone(),
+                    options: self.opts.step_options.clone(),
                 };
                 (op, one_line(&loc.original))
             }

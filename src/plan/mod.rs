@@ -36,6 +36,12 @@ pub struct Options {
     pub platform: Option<Platform>,
     /// `--build-context NAME=VALUE`.
     pub build_contexts: BTreeMap<String, String>,
+    /// `--network`: the network of RUN steps that name none (`None` or `default`: the default).
+    pub network: Option<String>,
+    /// `--allow`: the entitlements granted (`network.host`, `security.insecure`).
+    pub entitlements: std::collections::BTreeSet<String>,
+    /// `--add-host`, `--shm-size`, `--ulimit`: for every RUN step.
+    pub step_options: crate::sandbox::protocol::StepOptions,
 }
 
 /// Facts about base images the planner needs: the config values later instructions read (ENV for
@@ -110,6 +116,8 @@ pub enum Op {
         workdir: String,
         /// User.
         user: String,
+        /// The build's `--add-host`, `--shm-size` and `--ulimit`.
+        options: crate::sandbox::protocol::StepOptions,
     },
     /// `COPY` or `ADD`.
     Copy(CopyOp),

@@ -12,6 +12,7 @@ fn plan_with(src: &str, build_args: &[(&str, &str)], target: Option<&str>) -> Re
         target: target.map(str::to_string),
         platform: Some(Platform::parse("linux/amd64").expect("platform")),
         build_contexts: BTreeMap::new(),
+        ..Options::default()
     };
     plan(&df, &opts, &Unresolved)
 }

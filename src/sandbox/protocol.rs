@@ -142,6 +142,39 @@ pub struct Process {
     pub groups: Vec<u32>,
 }
 
+/// What the build's command line sets for every RUN step (`--add-host`, `--shm-size`,
+/// `--ulimit`); the default is what a step gets without them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOptions {
+    /// `--add-host`: `(host, ip)` lines added to the step's `/etc/hosts`.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--shm-size` in bytes (0: Docker's 64 MiB).
+    #[serde(default)]
+    pub shm_size: u64,
+    /// `--ulimit`s.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+}
+
+impl StepOptions {
+    /// Whether nothing was set (then the step's cache key is as without them).
+    pub fn is_default(&self) -> bool {
+        *self == StepOptions::default()
+    }
+}
+
+/// One `--ulimit`: an rlimit of the step's process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Lower-case name as Docker spells it (`nofile`, `nproc`, …).
+    pub name: String,
+    /// Soft limit (`u64::MAX`: unlimited).
+    pub soft: u64,
+    /// Hard limit (`u64::MAX`: unlimited).
+    pub hard: u64,
+}
+
 /// Run one step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRequest {
@@ -163,6 +196,9 @@ pub struct RunRequest {
     /// snapshot may be made from the earlier one's plus the difference.
     #[serde(default)]
     pub successors: Vec<Successor>,
+    /// `--add-host`, `--shm-size`, `--ulimit`.
+    #[serde(default)]
+    pub options: StepOptions,
 }
 
 /// A layer that is a new version of another over the same parent (see [`RunRequest::successors`]).

@@ -53,6 +53,8 @@ pub struct StepSpec {
     pub cgroups_path: String,
     /// `/etc/resolv.conf` and `/etc/hosts` for the step, and the step's `--mount`s, in order.
     pub mounts: Vec<StepMount>,
+    /// `--shm-size` (bytes; 0: the default 64 MiB) and `--ulimit`s.
+    pub options: super::protocol::StepOptions,
 }
 
 /// Docker's default capability set: what a RUN step gets in docker build and BuildKit.
@@ -100,9 +102,9 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
         // Docker leaves no_new_privileges off; with it on, setuid tools (su, sudo) and file
         // capabilities stop working in steps.
         .no_new_privileges(false)
-        // No rlimits: the step inherits the helper's (the spec default's 1024 files is lower
-        // than Docker's, and a rootless helper may not raise a hard limit).
-        .rlimits(Vec::new())
+        // No rlimits unless --ulimit asks: the step inherits the helper's (the spec default's
+        // 1024 files is lower than Docker's, and a rootless helper may not raise a hard limit).
+        .rlimits(rlimits(&s.options.ulimits)?)
         .build()?;
 
     let mut namespaces = vec![
@@ -126,6 +128,19 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
         let d = m.destination().to_string_lossy();
         d != "/sys/fs/cgroup" && d != "/dev/mqueue"
     });
+    if s.options.shm_size > 0 {
+        for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/dev/shm") {
+            let mut options: Vec<String> = m
+                .options()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| !o.starts_with("size="))
+                .collect();
+            options.push(format!("size={}", s.options.shm_size));
+            m.set_options(Some(options));
+        }
+    }
     if s.netns.is_none() {
         // sysfs may only be mounted by the owner of the network namespace: in the host's, bind it.
         for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/sys") {
@@ -185,6 +200,23 @@ fn ns(
     b.build()
 }
 
+/// `--ulimit`s as the spec's rlimits (`nofile` → `RLIMIT_NOFILE`).
+fn rlimits(
+    ulimits: &[super::protocol::Ulimit],
+) -> Result<Vec<libcontainer::oci_spec::runtime::PosixRlimit>, libcontainer::oci_spec::OciSpecError> {
+    use libcontainer::oci_spec::runtime::{PosixRlimitBuilder, PosixRlimitType};
+    ulimits
+        .iter()
+        .map(|u| {
+            let typ: PosixRlimitType =
+                format!("RLIMIT_{}", u.name.to_ascii_uppercase()).parse().map_err(|_| {
+                    libcontainer::oci_spec::OciSpecError::Other(format!("unknown ulimit {}", u.name))
+                })?;
+            PosixRlimitBuilder::default().typ(typ).soft(u.soft).hard(u.hard).build()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +240,25 @@ mod tests {
                 StepMount::Bind { source: "/h/hosts".into(), target: "/etc/hosts".into(), readonly: true },
                 StepMount::Tmpfs { target: "/cache".into(), size: 4096 },
             ],
+            options: Default::default(),
         }
+    }
+
+    #[test]
+    fn shm_size_and_ulimits_reach_the_spec() {
+        let mut s = step();
+        s.options.shm_size = 128 << 20;
+        s.options.ulimits =
+            vec![crate::sandbox::protocol::Ulimit { name: "nofile".into(), soft: 1024, hard: 2048 }];
+        let spec = build(&s).expect("spec");
+        let shm = spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/dev/shm");
+        let options = shm.and_then(|m| m.options().clone()).unwrap_or_default();
+        assert!(options.contains(&format!("size={}", 128 << 20)), "{options:?}");
+        assert_eq!(options.iter().filter(|o| o.starts_with("size=")).count(), 1, "{options:?}");
+        let limits = spec.process().as_ref().and_then(|p| p.rlimits().clone()).unwrap_or_default();
+        assert_eq!(limits.len(), 1);
+        assert_eq!((limits[0].soft(), limits[0].hard()), (1024, 2048));
+        assert_eq!(limits[0].typ().to_string(), "RLIMIT_NOFILE");
     }
 
     fn destinations(spec: &Spec) -> Vec<String> {

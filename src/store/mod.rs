@@ -245,6 +245,34 @@ impl Store {
         self.write_atomic(&self.root.join("index.json"), &bytes)
     }
 
+    /// Removes the name `name` from `index.json`; whether it was there. The image's blobs stay
+    /// until `hako prune` finds that nothing needs them.
+    pub fn untag(&self, name: &str) -> Result<bool> {
+        let _lock = self.lock("index")?;
+        let mut index = self.index()?;
+        let before = index.manifests().len();
+        let kept: Vec<Descriptor> =
+            index.manifests().iter().filter(|m| ref_name(m) != Some(name)).cloned().collect();
+        if kept.len() == before {
+            return Ok(false);
+        }
+        index.set_manifests(kept);
+        let bytes = serde_json::to_vec(&index)
+            .map_err(|source| StoreError::Index { path: self.root.join("index.json"), source })?;
+        self.write_atomic(&self.root.join("index.json"), &bytes)?;
+        Ok(true)
+    }
+
+    /// Every named entry of `index.json`: its name and descriptor, in the file's order.
+    pub fn named(&self) -> Result<Vec<(String, Descriptor)>> {
+        Ok(self
+            .index()?
+            .manifests()
+            .iter()
+            .filter_map(|m| ref_name(m).map(|n| (n.to_string(), m.clone())))
+            .collect())
+    }
+
     /// The descriptor named `name` in `index.json`.
     pub fn resolve(&self, name: &str) -> Result<Option<Descriptor>> {
         Ok(self
@@ -256,6 +284,11 @@ impl Store {
             })
             .cloned())
     }
+}
+
+/// The `org.opencontainers.image.ref.name` annotation of an index entry.
+fn ref_name(m: &Descriptor) -> Option<&str> {
+    m.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str)
 }
 
 fn empty_index() -> ImageIndex {

@@ -59,7 +59,7 @@ fn unbuilt_features_are_refused_not_ignored() {
     let err = text(&out.stderr);
     assert!(err.contains("FROM busybox: "), "{err}");
     assert!(
-        err.contains("hint: for an offline base, give it as an OCI layout: --build-context busybox=oci-layout://DIR[:TAG]"),
+        err.contains("give it as an OCI layout: --build-context busybox=oci-layout://DIR[:TAG]"),
         "{err}"
     );
     // --push needs somewhere to push to.
@@ -166,21 +166,38 @@ fn dockerfile_from_stdin_and_context_tar_from_stdin() {
 }
 
 /// RUN's flags are checked while planning, so `--dry-run` reports them: what is not built yet
-/// exits 2, a bad value exits 1, both located.
+/// exits 2, a bad value or an entitlement not allowed exits 1, all located.
 #[test]
 fn dry_run_checks_run_flags() {
     let ctx = repo().join("examples/hello");
     let ctx = ctx.to_str().expect("utf-8");
-    for (df, code, want) in [
-        ("FROM scratch\nRUN --device=/dev/fuse true\n", 2, "Dockerfile:2:1: not supported yet: RUN --device"),
-        ("FROM scratch\nRUN --security=insecure true\n", 2, "not supported yet: RUN --security=insecure"),
+    for (df, allow, code, want) in [
+        (
+            "FROM scratch\nRUN --device=/dev/fuse true\n",
+            "",
+            2,
+            "Dockerfile:2:1: not supported yet: RUN --device",
+        ),
+        (
+            "FROM scratch\nRUN --security=insecure true\n",
+            "security.insecure",
+            2,
+            "not supported yet: RUN --security=insecure",
+        ),
+        (
+            "FROM scratch\nRUN --security=insecure true\n",
+            "",
+            1,
+            "Dockerfile:2:1: RUN --security=insecure needs the security.insecure entitlement",
+        ),
         (
             "FROM scratch\nRUN --network=bogus true\n",
+            "",
             1,
             "Dockerfile:2:15: network mode \"bogus\" not supported",
         ),
     ] {
-        let out = run(&["build", "--dry-run", "-f", "-", ctx], Some(df.as_bytes()));
+        let out = run(&["build", "--dry-run", "--allow", allow, "-f", "-", ctx], Some(df.as_bytes()));
         assert_eq!(out.status.code(), Some(code), "{df}: {}", text(&out.stderr));
         assert!(text(&out.stderr).contains(want), "{df}: {}", text(&out.stderr));
     }

@@ -2,6 +2,7 @@
 //! They run the real `hako` binary and read BuildKit's conformance data from `../shared`.
 
 mod build;
+mod buildx_flags;
 mod cache;
 mod checks;
 mod cli;
@@ -12,6 +13,7 @@ mod examples;
 mod export;
 mod fidelity;
 mod fuzz_seeds;
+mod images;
 mod parser_conformance;
 mod registry;
 mod registry_fixture;

@@ -68,8 +68,13 @@ impl Sandbox {
 
     /// `hako build --progress=plain --root <sandbox>/<root>` with the private environment.
     fn hako(&self, root: &str) -> Command {
+        self.command(root, &["build", "--progress=plain"])
+    }
+
+    /// `hako ARGS… --root <sandbox>/<root>` with the private environment.
+    fn command(&self, root: &str, args: &[&str]) -> Command {
         let mut cmd = hako();
-        cmd.args(["build", "--progress=plain", "--root"]).arg(self.path(root));
+        cmd.args(args).arg("--root").arg(self.path(root));
         for var in ["REGISTRY_AUTH_FILE", "HAKO_ROOT", "SOURCE_DATE_EPOCH", "XDG_CACHE_HOME"] {
             cmd.env_remove(var);
         }
@@ -267,6 +272,34 @@ fn second_push_skips_existing_blobs_and_other_repository_gets_the_same_digest() 
     );
     let copy = reg.copy_to_layout("other/hello:2", &sb.path("pulled"), "2");
     assert!(copy.status.success(), "skopeo copy other/hello:2: {}", text(&copy.stderr));
+}
+
+#[test]
+fn push_of_a_kept_image_needs_no_rebuild_and_gives_the_build_push_digest() {
+    let Some(reg) = Registry::start() else { return };
+    let sb = Sandbox::new();
+    let base = format!("BASE={}", reg.base());
+    let kept = reg.image("app/kept:1");
+    let out = sb.build("root", &["--build-arg", &base, "-t", &kept], &[]);
+    ok(&out, "build, kept in the store");
+    assert!(!text(&out.stderr).contains("pushing"), "{}", text(&out.stderr));
+
+    let out = sb.command("root", &["push", &kept]).output().expect("run hako push");
+    ok(&out, "hako push of the kept image");
+    let digest = pushed_digest(&out, &kept);
+    assert_eq!(text(&out.stdout).trim(), digest, "the pushed digest is printed on stdout");
+    assert!(!text(&out.stderr).contains("FROM"), "hako push built something:\n{}", text(&out.stderr));
+    assert_eq!(reg.digest_of("app/kept:1"), digest, "skopeo inspect disagrees with hako's digest");
+
+    // The same image pushed by the build itself has the same digest (layers compressed alike).
+    let built = reg.image("app/built:1");
+    let out = sb.build("root", &["--build-arg", &base, "-t", &built, "--push"], &[]);
+    ok(&out, "build --push");
+    assert_eq!(pushed_digest(&out, &built), digest);
+
+    // A name the store does not keep: an input error naming `hako tag`.
+    let out = sb.command("root", &["push", &reg.image("app/none:1")]).output().expect("run hako push");
+    assert!(failed(&out, 1, "push of a name not kept").contains("hako tag"));
 }
 
 #[test]

@@ -16,6 +16,7 @@ fn planned(src: &str, build_args: &[(&str, &str)]) -> Plan {
         target: None,
         platform: Some(Platform::parse("linux/amd64").expect("platform")),
         build_contexts: BTreeMap::new(),
+        ..Options::default()
     };
     plan(&df, &opts, &Unresolved).expect("plan")
 }
@@ -114,6 +115,22 @@ fn each_input_changes_the_key() {
     let found2 = vec![("from".to_string(), "sha256:bb".to_string())];
     assert_ne!(step(&StepInputs { found: &found2, ..base }), k, "found inputs");
     assert_ne!(after(&k, None), after(&k, Some(&Digest::of(b"x"))), "results key what follows");
+    // --add-host, --shm-size and --ulimit change what a RUN sees, so they key it.
+    let Op::Run { options, .. } = &run.op else { panic!("a RUN") };
+    assert!(options.is_default(), "no flags: keys as before them");
+    for change in [
+        |o: &mut crate::sandbox::protocol::StepOptions| o.extra_hosts.push(("h".into(), "1.2.3.4".into())),
+        |o: &mut crate::sandbox::protocol::StepOptions| o.shm_size = 1 << 27,
+        |o: &mut crate::sandbox::protocol::StepOptions| {
+            o.ulimits.push(crate::sandbox::protocol::Ulimit { name: "nofile".into(), soft: 1, hard: 2 })
+        },
+    ] {
+        let mut op = run.op.clone();
+        if let Op::Run { options, .. } = &mut op {
+            change(options);
+        }
+        assert_ne!(step(&StepInputs { op: &op, ..base }), k, "{op:?}");
+    }
 }
 
 #[test]

@@ -6,9 +6,13 @@ use super::*;
 impl Ctx {
     /// `/etc/resolv.conf` (the host's) and `/etc/hosts` for the step: bind-mounted, so what the
     /// step writes to them is discarded and they never reach the layer.
-    pub(super) fn etc_files(&self, dir: &Path) -> Result<Vec<StepMount>, String> {
+    pub(super) fn etc_files(
+        &self,
+        dir: &Path,
+        extra_hosts: &[(String, String)],
+    ) -> Result<Vec<StepMount>, String> {
         let mut mounts = Vec::new();
-        for (target, data) in etc_contents() {
+        for (target, data) in etc_contents(extra_hosts) {
             let source = dir.join(target.rsplit('/').next().unwrap_or(target));
             fs_err::write(&source, data).map_err(|e| e.to_string())?;
             let _ = std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644));
@@ -231,9 +235,12 @@ impl Ctx {
 }
 
 /// What a step sees at `/etc/resolv.conf` (the host's) and `/etc/hosts` (localhost and the
-/// step's hostname), by path.
-pub(super) fn etc_contents() -> [(&'static str, Vec<u8>); 2] {
-    let hosts = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+/// step's hostname, then the `--add-host` lines), by path.
+pub(super) fn etc_contents(extra_hosts: &[(String, String)]) -> [(&'static str, Vec<u8>); 2] {
+    let mut hosts = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra_hosts {
+        hosts.push_str(&format!("{ip}\t{host}\n"));
+    }
     [
         ("/etc/resolv.conf", std::fs::read("/etc/resolv.conf").unwrap_or_default()),
         ("/etc/hosts", hosts.into_bytes()),

@@ -36,7 +36,7 @@ impl Ctx {
             Tree::Overlay(_) => None,
         };
         let mut held = Held::default();
-        let mut mounts = self.etc_files(dir)?;
+        let mut mounts = self.etc_files(dir, &req.options.extra_hosts)?;
         for (i, m) in req.mounts.iter().enumerate() {
             mounts.push(self.prepare_mount(m, &dir.join(format!("m{i}")), &mut held, out)?);
         }
@@ -66,6 +66,7 @@ impl Ctx {
             rootless: self.rootless,
             cgroups_path: format!("/hako/{name}"),
             mounts,
+            options: req.options.clone(),
         };
         let spec = spec::build(&step).map_err(|e| format!("runtime spec: {e}"))?;
         let bundle = dir.join("bundle");
@@ -167,7 +168,7 @@ impl Ctx {
             for (name, major, minor) in crate::sandbox::chroot::DEVICES {
                 inj.add(&format!("/dev/{name}"), Content::Char(major, minor))?;
             }
-            for (target, data) in super::mounts::etc_contents() {
+            for (target, data) in super::mounts::etc_contents(&req.options.extra_hosts) {
                 inj.add(target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
             }
             for (i, m) in req.mounts.iter().enumerate() {
