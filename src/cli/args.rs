@@ -107,8 +107,12 @@ pub enum ProgressMode {
     Tty,
     /// One line per event.
     Plain,
-    /// One JSON object per line.
+    /// One JSON object per line (each with a timestamp), failures included.
     Json,
+    /// The same as `json` (buildx's raw BuildKit status stream has no hako equivalent).
+    Rawjson,
+    /// Nothing but errors (as `-q`).
+    Quiet,
 }
 
 /// `hako build` options.
@@ -170,6 +174,10 @@ pub struct BuildArgs {
     /// Progress output on stderr.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
     pub progress: ProgressMode,
+
+    /// Suppress the build output (`--progress=quiet`); the image digest is still printed.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 
     /// Output destination (`type=oci,dest=FILE`, `type=docker,dest=FILE`, `type=local,dest=DIR`, …).
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
