@@ -103,9 +103,9 @@ pub enum ProgressMode {
     /// `tty` when stderr is a terminal, `plain` otherwise.
     #[default]
     Auto,
-    /// Live progress bars.
+    /// Live progress: a line per running step, the log scrolling above.
     Tty,
-    /// One line per event.
+    /// BuildKit's plain format (`#5 [build 2/3] RUN …`, `#5 DONE 1.2s`, `#5 CACHED`).
     Plain,
     /// One JSON object per line (each with a timestamp), failures included.
     Json,
@@ -171,8 +171,8 @@ pub struct BuildArgs {
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
 
-    /// Progress output on stderr.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    /// Progress output on stderr (the last one given wins, as with buildx).
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE", overrides_with = "progress")]
     pub progress: ProgressMode,
 
     /// Suppress the build output (`--progress=quiet`); the image digest is still printed.

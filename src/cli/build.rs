@@ -47,12 +47,19 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
     let outputs = outputs(&args)?;
     let pushes = push_names(&args, &outputs)?;
     let mut options = plan_options(&args)?;
+    // A dry run or a check builds nothing: no steps to show, only findings and errors.
+    let building = !args.dry_run && !check_only;
     let definition = format!("[internal] load build definition from {}", file_name(&args.file));
-    reporter.event(&Event::Task { name: &definition });
+    if building {
+        reporter.event(&Event::Task { name: &definition });
+    }
     let input = read_input(&args)?;
-    let size = format!("transferring dockerfile: {} done", progress::go_size(input.dockerfile.len() as u64));
-    reporter.event(&Event::TaskStatus { name: &definition, text: &size });
-    reporter.event(&Event::TaskDone { name: &definition });
+    if building {
+        let size =
+            format!("transferring dockerfile: {} done", progress::go_size(input.dockerfile.len() as u64));
+        reporter.event(&Event::TaskStatus { name: &definition, text: &size });
+        reporter.event(&Event::TaskDone { name: &definition });
+    }
     let source = String::from_utf8_lossy(&input.dockerfile).into_owned();
     // A located error: the input's fault (exit 1), or a feature not built yet (exit 2).
     let located = |d: Diagnostic| {
@@ -293,13 +300,15 @@ fn deliver(
     }
     for name in pushes {
         let started = std::time::Instant::now();
+        let full = full_name(name);
+        status(format!("pushing layers to {full}"));
         registry.push(store, &shipped.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
         status(format!(
-            "pushing layers {} {:.1}s done",
+            "pushing layers to {full} {} {:.1}s done",
             progress::go_size(shipped_size),
             started.elapsed().as_secs_f64()
         ));
-        status(format!("pushing manifest for {}@{digest} done", full_name(name)));
+        status(format!("pushing manifest for {full}@{digest} done"));
     }
     reporter.event(&Event::TaskDone { name: export });
     for spec in cache_to.iter().filter(|c| c.target != Target::Inline) {

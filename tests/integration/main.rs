@@ -13,6 +13,7 @@ mod export;
 mod fidelity;
 mod fuzz_seeds;
 mod parser_conformance;
+mod progress;
 mod registry;
 mod registry_fixture;
 mod run;
