@@ -85,6 +85,8 @@ enum State {
 enum Key {
     Step(String, usize),
     Task(String),
+    /// A `FROM` step, by its text: stages on the same base share it.
+    From(String),
 }
 
 impl Key {
@@ -109,6 +111,8 @@ impl Key {
 struct Core {
     clock: Clock,
     vertices: HashMap<Key, Vertex>,
+    /// Each stage's `FROM` step → its shared [`Key::From`].
+    aliases: HashMap<Key, Key>,
     /// The vertex whose block the last line belongs to.
     open: Option<usize>,
     wrote: bool,
@@ -130,6 +134,7 @@ impl Core {
         Core {
             clock,
             vertices: HashMap::new(),
+            aliases: HashMap::new(),
             open: None,
             wrote: false,
             run: 0,
@@ -142,8 +147,22 @@ impl Core {
     /// Records `e` and returns the vertex it concerns (as it is now).
     fn track(&mut self, e: &Event<'_>) -> (Option<&Vertex>, Change) {
         let now = (self.clock)();
-        let Some(key) = Key::of(e) else { return (None, Change::None) };
+        let Some(mut key) = Key::of(e) else { return (None, Change::None) };
         let mut change = Change::None;
+        if let Event::Step { n: 1, text, .. } = e {
+            // Stages FROM the same image share BuildKit's vertex: one number, and the name of the
+            // first stage that used it.
+            let from = Key::From(text.to_string());
+            self.aliases.insert(key, from.clone());
+            if let Some(v) = self.vertices.get_mut(&from) {
+                (v.started, v.state) = (now, State::Running);
+                change = Change::Started(v.id, v.name.clone());
+                return (self.vertices.get(&from), change);
+            }
+            key = from;
+        } else if let Some(from) = self.aliases.get(&key) {
+            key = from.clone();
+        }
         let name = match e {
             Event::Step { shown, n, total, text, .. } => Some((step_name(shown, *n, *total, text), *n > 1)),
             Event::Task { name } => Some((name.to_string(), false)),
@@ -208,6 +227,10 @@ impl Core {
             return (out, change);
         };
         let (id, name, since) = (v.id, v.name.clone(), now.saturating_sub(v.started));
+        // A vertex started again (a shared base) shows its name again.
+        if matches!(change, Change::Started(..)) && self.open == Some(id) {
+            self.open = None;
+        }
         let mut line = |text: String, out: &mut Vec<String>| {
             if self.open != Some(id) {
                 if self.wrote {
@@ -616,6 +639,28 @@ Built sha256:abc (1.09MB) in 0.3s: 1 step run, 1 cached
 ------
  > [b 2/2] RUN y:
 ------
+";
+        assert_eq!(plain(&events), want);
+    }
+
+    /// As BuildKit: stages on the same base share its `FROM` vertex, under the first stage's name.
+    #[test]
+    fn stages_share_their_base_vertex() {
+        let events = [
+            step("a", 1, 2, "FROM busybox"),
+            Some(Event::Done { stage: "a", n: 1 }),
+            step("b", 1, 2, "FROM busybox"),
+            Some(Event::Done { stage: "b", n: 1 }),
+            step("b", 2, 2, "RUN x"),
+        ];
+        let want = "\
+#1 [a 1/2] FROM busybox
+#1 DONE 0.0s
+
+#1 [a 1/2] FROM busybox
+#1 DONE 0.0s
+
+#2 [b 2/2] RUN x
 ";
         assert_eq!(plain(&events), want);
     }
