@@ -49,12 +49,11 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
     let mut options = plan_options(&args)?;
     // A dry run or a check builds nothing: no steps to show, only findings and errors.
     let building = !args.dry_run && !check_only;
-    let definition = format!("[internal] load build definition from {}", file_name(&args.file));
-    if building {
-        reporter.event(&Event::Task { name: &definition });
-    }
     let input = read_input(&args)?;
     if building {
+        // Started once read: a Dockerfile that cannot be read is the failure's message alone.
+        let definition = format!("[internal] load build definition from {}", file_name(&args.file));
+        reporter.event(&Event::Task { name: &definition });
         let size =
             format!("transferring dockerfile: {} done", progress::go_size(input.dockerfile.len() as u64));
         reporter.event(&Event::TaskStatus { name: &definition, text: &size });

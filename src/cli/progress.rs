@@ -8,8 +8,14 @@
 //!   repeats the step's name after a blank line, as BuildKit prints them.
 //! - `tty`: the same lines scrolling (so a step's output sits under its name), with a live line
 //!   per running step and its elapsed time (indicatif) below them.
-//! - `json` (and `rawjson`, the same here): one JSON object per line, each with a `time`; nothing
-//!   else reaches stderr, failures included.
+//! - `json` (and `rawjson`, the same here): one JSON object per line, each with a `time` (RFC
+//!   3339, UTC) and an `event`; nothing else reaches stderr, failures included. Events: `task`
+//!   and `step` (`id` = plain's `#N`, `name`; a step adds `stage`, `step`, `total`,
+//!   `instruction`), `output` (`id`, `elapsed` seconds, `text`), `status` (`id`, `text`),
+//!   `cached`, `done` (`id`, `seconds`), `layer` (`stage`, `digest`, `size`), `warning`
+//!   (`message`; a build check adds `rule` and `line`), `note` (`message`), `result` (`digest`,
+//!   `config`, `size`, `tags`, `steps_run`, `steps_cached`, `seconds`), and `error`: a step's
+//!   (`id`, `name`, `message`) or the build's, last (`message`, `exit_code`).
 //! - `quiet`: nothing but errors.
 //!
 //! Every mode but quiet ends with a summary: steps run and cached, total time, the image's
@@ -334,7 +340,8 @@ impl Core {
 
     /// The summary of a build that ended without a result, if it got as far as a step.
     fn failure_summary(&mut self) -> Option<String> {
-        if self.summarized || self.vertices.is_empty() {
+        let stepped = self.vertices.keys().any(|k| !matches!(k, Key::Task(_)));
+        if self.summarized || !stepped {
             return None;
         }
         self.summarized = true;
@@ -668,7 +675,8 @@ Built sha256:abc (1.09MB) in 0.3s: 1 step run, 1 cached
     #[test]
     fn failure_summary_once_a_step_started() {
         let (mut core, _) = core();
-        assert_eq!(core.failure_summary(), None, "nothing ran: no summary");
+        core.plain(&Event::Task { name: "[internal] load build definition from Dockerfile" });
+        assert_eq!(core.failure_summary(), None, "no step ran: no summary");
         core.plain(&Event::Step { stage: "s", shown: "", n: 2, total: 2, text: "RUN x" });
         core.plain(&Event::Failed { stage: "s", n: 2, message: "no" });
         assert_eq!(core.failure_summary().as_deref(), Some("Failed after 0.0s: 0 steps run, 0 cached"));
