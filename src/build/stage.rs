@@ -8,32 +8,44 @@ use crate::cache::key;
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::config::{History, ImageConfig};
 use crate::image::manifest::Image;
-use crate::plan::{Platform, Source, StagePlan};
+use crate::plan::{Op, Platform, Source, StagePlan};
 
 /// Builds stage `i` of the plan (`done` holds the stages built before it).
 pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> Result<StageOut, BuildError> {
     let sp = &b.plan.stages[i];
     let label = sp.label();
-    let mut out = base(b, sp, done)?;
+    // BuildKit drops the stage name from step names when the Dockerfile has one stage.
+    let shown = if b.plan.stages.len() == 1 { String::new() } else { label.clone() };
+    let total = 1 + sp.steps.iter().filter(|s| is_step(&s.op)).count();
+    let mut out = ended(b, &label, 1, base(b, sp, &shown, total, done))?;
+    b.reporter.event(&Event::Done { stage: &label, n: 1 });
     // The base's ONBUILD triggers are steps of this stage now (see the planner); they do not pass on.
     out.image.config.config.on_build = None;
-    let total = sp.steps.len();
     let mut cmd_set = false;
-    for (n, step) in sp.steps.iter().enumerate() {
-        b.reporter.event(&Event::Step { stage: &label, n: n + 1, total, text: &step.display });
-        let layer = if config::apply(&mut out.image.config, &step.op, &mut cmd_set) {
+    let mut n = 1;
+    for (i, step) in sp.steps.iter().enumerate() {
+        let layer = if is_step(&step.op) {
+            n += 1;
+            b.reporter.event(&Event::Step { stage: &label, shown: &shown, n, total, text: &step.display });
+            config::apply(&mut out.image.config, &step.op, &mut cmd_set);
+            let layer = ended(b, &label, n, cached::layer_step(b, sp, &mut out, step, n, done))?;
+            if let Some(l) = &layer {
+                b.reporter.event(&Event::Layer {
+                    stage: &label,
+                    digest: &l.digest.to_string(),
+                    size: l.size,
+                    entries: 0,
+                });
+            }
+            b.reporter.event(&Event::Done { stage: &label, n });
+            layer
+        } else if config::apply(&mut out.image.config, &step.op, &mut cmd_set) {
             None
         } else {
-            cached::layer_step(b, sp, &mut out, step, n + 1, done)?
+            return Err(BuildError::Internal(format!("step {} of stage {label} is not config-only", i + 1)));
         };
         let empty_layer = layer.is_none();
         if let Some(l) = layer {
-            b.reporter.event(&Event::Layer {
-                stage: &label,
-                digest: &l.digest.to_string(),
-                size: l.size,
-                entries: 0,
-            });
             out.image.config.rootfs.diff_ids.push(l.diff_id.to_string());
             out.image.layers.push(l);
             // A step that made its layer from the index (COPY, WORKDIR) leaves it current: keep
@@ -52,13 +64,43 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> 
     Ok(out)
 }
 
+/// Whether `op` is a step as BuildKit counts them (it makes a filesystem state); the others only
+/// change the image config.
+fn is_step(op: &Op) -> bool {
+    matches!(op, Op::Run { .. } | Op::Copy(_) | Op::Workdir(_))
+}
+
+/// Reports a failed step `n` (its message on one line) and passes the result on.
+fn ended<T>(b: &Builder<'_>, label: &str, n: usize, r: Result<T, BuildError>) -> Result<T, BuildError> {
+    if let Err(e) = &r {
+        let message = match e.diagnostic() {
+            Some(d) => d.message.clone(),
+            None => e.to_string(),
+        };
+        let message = message.lines().next().unwrap_or_default();
+        b.reporter.event(&Event::Failed { stage: label, n, message });
+    }
+    r
+}
+
 /// The stage's starting point.
-fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<StageOut, BuildError> {
+/// Its `FROM` is step 1 (of `total`) when it is an image; a stage base or `scratch` is no step of
+/// its own, as in BuildKit.
+fn base(
+    b: &Builder<'_>,
+    sp: &StagePlan,
+    shown: &str,
+    total: usize,
+    done: &[Option<StageOut>],
+) -> Result<StageOut, BuildError> {
     let label = sp.label();
+    let from = |what: &str| {
+        let text = format!("FROM {what}");
+        b.reporter.event(&Event::Step { stage: &label, shown, n: 1, total, text: &text });
+    };
     let at = Pos::new(sp.loc.start_line, sp.loc.col);
     match &sp.base {
         Source::Scratch => {
-            b.reporter.event(&Event::Base { stage: &label, what: "scratch" });
             // BuildKit's empty image: WorkingDir `/` and the default PATH.
             let mut config = ImageConfig {
                 architecture: sp.platform.arch.clone(),
@@ -74,13 +116,13 @@ fn base(b: &Builder<'_>, sp: &StagePlan, done: &[Option<StageOut>]) -> Result<St
             BuildError::Internal(format!("stage {j} was not built before stage {}", sp.index))
         }),
         Source::Context { name, value } => {
-            b.reporter.event(&Event::Base { stage: &label, what: value });
+            from(value);
             let mut image = named_context_image(b, name, value, &sp.platform, at)?;
             ensure_path(&mut image.config, &sp.platform);
             Ok(image_stage(image, &sp.platform))
         }
         Source::Image(r) => {
-            b.reporter.event(&Event::Base { stage: &label, what: r });
+            from(r);
             let mut image = b.bases.image(r, &sp.platform).map_err(|e| {
                 BuildError::Input(Diagnostic::new(format!("FROM {r}: {e}"), at).with_hint(format!(
                     "for an offline base, keep it in the store (hako build -t NAME, hako tag) or give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",

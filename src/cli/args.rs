@@ -224,12 +224,16 @@ pub enum ProgressMode {
     /// `tty` when stderr is a terminal, `plain` otherwise.
     #[default]
     Auto,
-    /// Live progress bars.
+    /// Live progress: a line per running step, the log scrolling above.
     Tty,
-    /// One line per event.
+    /// BuildKit's plain format (`#5 [build 2/3] RUN …`, `#5 DONE 1.2s`, `#5 CACHED`).
     Plain,
-    /// One JSON object per line.
+    /// One JSON object per line (each with a timestamp), failures included.
     Json,
+    /// The same as `json` (buildx's raw BuildKit status stream has no hako equivalent).
+    Rawjson,
+    /// Nothing but errors (as `-q`).
+    Quiet,
 }
 
 /// `hako build` options.
@@ -290,9 +294,13 @@ pub struct BuildArgs {
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
 
-    /// Progress output on stderr.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE")]
+    /// Progress output on stderr (the last one given wins, as with buildx).
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto, value_name = "MODE", overrides_with = "progress")]
     pub progress: ProgressMode,
+
+    /// Suppress the build output (`--progress=quiet`); the image digest is still printed.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 
     /// Output destination (`type=oci,dest=FILE`, `type=docker,dest=FILE`, `type=local,dest=DIR`, …).
     #[arg(short = 'o', long = "output", value_name = "SPEC")]

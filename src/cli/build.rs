@@ -2,11 +2,11 @@
 //! Options whose feature is not built yet are refused, never ignored.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{BuildArgs, Failure, print_stdout, progress};
-use crate::build::{BuildError, Builder};
+use super::{BuildArgs, Failure, ProgressMode, print_stdout, progress};
+use crate::build::{BuildError, Builder, Event, Reporter};
 use crate::cache::remote::{self, Target};
 use crate::context::Context;
 use crate::dockerfile::instructions::from_ast;
@@ -16,8 +16,24 @@ use crate::layer::Compression;
 use crate::plan::{self, Platform};
 use crate::store::Store;
 
-/// Runs `hako build`.
+/// Runs `hako build`. With JSON progress a failure is printed here as one JSON event, so that
+/// nothing but JSON reaches stderr (the exit status is unchanged).
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
+    let mode = if args.quiet { ProgressMode::Quiet } else { args.progress };
+    let reporter = progress::reporter(mode);
+    let result = build(args, reporter.as_ref());
+    reporter.finish();
+    match result {
+        Err(f) if progress::is_json(mode) && !f.text.is_empty() => {
+            let _ = std::io::stderr().write_all(progress::failure_json(&f).as_bytes());
+            Err(Failure { text: String::new(), code: f.code })
+        }
+        r => r,
+    }
+}
+
+/// The build, reporting to `reporter`; every message of it goes there (or is the failure).
+fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
     refuse_unbuilt(&args)?;
     super::buildx::attestations(&args)?;
     let annotations = super::buildx::annotations(&args)?;
@@ -43,7 +59,18 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let outputs = outputs(&args)?;
     let pushes = push_names(&args, &outputs)?;
     let mut options = plan_options(&args)?;
+    // A dry run or a check builds nothing: no steps to show, only findings and errors.
+    let building = !args.dry_run && !check_only;
     let input = read_input(&args)?;
+    if building {
+        // Started once read: a Dockerfile that cannot be read is the failure's message alone.
+        let definition = format!("[internal] load build definition from {}", file_name(&args.file));
+        reporter.event(&Event::Task { name: &definition });
+        let size =
+            format!("transferring dockerfile: {} done", progress::go_size(input.dockerfile.len() as u64));
+        reporter.event(&Event::TaskStatus { name: &definition, text: &size });
+        reporter.event(&Event::TaskDone { name: &definition });
+    }
     let source = String::from_utf8_lossy(&input.dockerfile).into_owned();
     // A located error: the input's fault (exit 1), or a feature not built yet (exit 2).
     let located = |d: Diagnostic| {
@@ -59,7 +86,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
             Failure::usage(format!("error: failed to parse build-arg:BUILDKIT_DOCKERFILE_CHECK: {e}"))
         })?;
     }
-    print_warnings(&input.name, &df.warnings);
+    print_warnings(reporter, &input.name, &df.warnings);
     if check_only {
         let plan = plan::plan(&df, &options, &plan::Unresolved).map_err(located)?;
         return check_report(&input.name, &source, &df, &plan.warnings);
@@ -85,24 +112,24 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         bases
     });
     let plan = match &bases {
-        Some(bases) => plan::plan(&df, &options, bases),
+        Some(bases) => plan::plan(&df, &options, &Metadata { bases, reporter, seen: Default::default() }),
         None => plan::plan(&df, &options, &plan::Unresolved),
     }
     .map_err(|d| {
-        print_checks(args.progress, &df.checks.findings(&df.warnings));
+        print_checks(reporter, &df.checks.findings(&df.warnings));
         located(d)
     })?;
     let findings = df.checks.findings(df.warnings.iter().chain(&plan.warnings));
-    print_checks(args.progress, &findings);
+    print_checks(reporter, &findings);
     if df.checks.error && !findings.is_empty() {
         return Err(lint_violation(&findings));
     }
     if !plan.unused_build_args.is_empty() {
-        eprintln!(
-            "warning: build-arg {} {} not consumed by any ARG in the Dockerfile",
+        reporter.event(&Event::Warning(&format!(
+            "build-arg {} {} not consumed by any ARG in the Dockerfile",
             plan.unused_build_args.join(", "),
             if plan.unused_build_args.len() == 1 { "was" } else { "were" }
-        );
+        )));
     }
     if args.dry_run {
         return print_stdout(&plan.to_string());
@@ -111,8 +138,19 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let (Some(store), Some(bases)) = (store.as_ref(), bases.as_ref()) else {
         return Err(Failure::usage("error: no store"));
     };
+    let ignore_task = "[internal] load .dockerignore";
+    reporter.event(&Event::Task { name: ignore_task });
+    let ignore_file = input.context.ignore_file();
     let context = input.context.into_context(store)?;
-    let reporter = progress::reporter(args.progress);
+    let ignore_size = ignore_file.and_then(|f| std::fs::metadata(f).ok()).map_or(0, |m| m.len());
+    let text = format!("transferring context: {} done", progress::go_size(ignore_size));
+    reporter.event(&Event::TaskStatus { name: ignore_task, text: &text });
+    reporter.event(&Event::TaskDone { name: ignore_task });
+    let context_task = "[internal] load build context";
+    reporter.event(&Event::Task { name: context_task });
+    let text = format!("transferring context: {} done", progress::go_size(context_size(&context)));
+    reporter.event(&Event::TaskStatus { name: context_task, text: &text });
+    reporter.event(&Event::TaskDone { name: context_task });
     let build_options = crate::build::Options {
         compression: compression(&outputs)?,
         source_date_epoch: source_date_epoch()?,
@@ -124,10 +162,9 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
     };
-    let mut builder = Builder::new(store, &df, &plan, &context, build_options, reporter.as_ref(), bases);
-    builder.imported = import_caches(store, &registry, &cache_from);
+    let mut builder = Builder::new(store, &df, &plan, &context, build_options, reporter, bases);
+    builder.imported = import_caches(reporter, store, &registry, &cache_from);
     let built = builder.build();
-    reporter.finish();
     let image = built.map_err(|e| match &e {
         BuildError::Input(d) => located(d.clone()),
         BuildError::NotSupported(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
@@ -147,6 +184,71 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
         },
         &registry,
     )
+}
+
+/// The planner's view of base images, reporting each image it resolves as BuildKit's
+/// `[internal] load metadata for REF` step.
+struct Metadata<'a> {
+    bases: &'a crate::build::Bases<'a>,
+    reporter: &'a dyn Reporter,
+    seen: std::cell::RefCell<std::collections::HashSet<String>>,
+}
+
+impl plan::BaseImages for Metadata<'_> {
+    fn config(&self, reference: &str, platform: &Platform) -> plan::StageState {
+        if !self.seen.borrow_mut().insert(reference.to_string()) {
+            return self.bases.config(reference, platform);
+        }
+        let name = format!("[internal] load metadata for {reference}");
+        self.reporter.event(&Event::Task { name: &name });
+        let state = self.bases.config(reference, platform);
+        self.reporter.event(&Event::TaskDone { name: &name });
+        state
+    }
+}
+
+/// The size of the files in the build context that `.dockerignore` keeps (what BuildKit would
+/// transfer; hako reads them in place). A stat walk, without following symlinks.
+fn context_size(context: &Context) -> u64 {
+    let ignore = context.ignore();
+    let mut total = 0;
+    let mut dirs = vec![(context.root().to_path_buf(), String::new())];
+    while let Some((dir, rel)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let rel = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            let Ok(meta) = entry.metadata() else { continue };
+            let excluded = ignore.is_some_and(|m| m.is_excluded(&rel).unwrap_or(false));
+            if meta.is_dir() {
+                if !(excluded && ignore.is_some_and(|m| m.can_skip_dir(&rel))) {
+                    dirs.push((entry.path(), rel));
+                }
+            } else if !excluded {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// `docker.io/library/app:1` for `app:1`, as BuildKit's `naming to` shows names.
+fn full_name(name: &str) -> String {
+    crate::image::reference::ImageName::parse(name).map_or_else(|_| name.to_string(), |n| n.full())
+}
+
+/// The Dockerfile's file name as BuildKit names it in `load build definition from …`.
+fn file_name(file: &Option<String>) -> String {
+    match file.as_deref() {
+        None | Some("-") => "Dockerfile".to_string(),
+        Some(f) => {
+            Path::new(f).file_name().map_or_else(|| f.to_string(), |n| n.to_string_lossy().into_owned())
+        }
+    }
 }
 
 /// What a build's result goes to.
@@ -170,15 +272,28 @@ fn deliver(
     registry: &crate::registry::Registry,
 ) -> Result<(), Failure> {
     let store = builder.store;
+    let reporter = builder.reporter;
     let root = store.root().to_path_buf();
     let (outputs, pushes, cache_to) = (to.outputs, to.pushes, to.cache_to);
     let mut image = image;
+    let export = "exporting to image";
+    reporter.event(&Event::Task { name: export });
+    let status = |text: String| reporter.event(&Event::TaskStatus { name: export, text: &text });
     if cache_to.iter().any(|c| c.target == Target::Inline) {
         inline_cache(builder, &mut image);
     }
+    let size: u64 = image.layers.iter().map(|l| l.size).sum();
+    let started = std::time::Instant::now();
     let written = image
         .write_annotated(store, to.annotations)
         .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
+    status(format!(
+        "exporting layers ({} layers, {}) {:.1}s done",
+        image.layers.len(),
+        progress::go_size(size),
+        started.elapsed().as_secs_f64()
+    ));
+    status(format!("writing image {} done", written.config_digest));
     for tag in &args.tags {
         // Kept under Docker's familiar name (`app` as `app:latest`), so any spelling finds it.
         let name = crate::image::stored::store_name(tag)
@@ -186,21 +301,26 @@ fn deliver(
         store
             .tag(&name, &written.manifest)
             .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
+        status(format!("naming to {} done", full_name(tag)));
     }
     // The store keeps the image as built (uncompressed layers); archives and registries get it
     // with compressed layers, compressed once here.
     let ships = !pushes.is_empty()
         || outputs.iter().any(|o| matches!(o, OutputSpec::Oci { .. } | OutputSpec::Docker { .. }));
-    let shipped = if ships {
-        crate::layer::compress::compressed_image(store, &image, builder.options.compression)
-            .map_err(|e| Failure::usage(format!("error: compressing the layers: {e}")))?
+    let (shipped, shipped_size) = if ships {
+        let compressed = crate::layer::compress::compressed_image(store, &image, builder.options.compression)
+            .map_err(|e| Failure::usage(format!("error: compressing the layers: {e}")))?;
+        let size = compressed.layers.iter().map(|l| l.size).sum();
+        let written = compressed
             .write_annotated(store, to.annotations)
-            .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?
+            .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
+        (written, size)
     } else {
-        written.clone()
+        (written.clone(), size)
     };
     let digest = shipped.manifest.digest().to_string();
-    for out in outputs {
+    for (out, spec) in outputs.iter().zip(&args.outputs) {
+        status(format!("exporting to {spec} done"));
         let clamp = builder.options.clamp();
         let manifest = match out {
             OutputSpec::Oci { .. } | OutputSpec::Docker { .. } => &shipped.manifest,
@@ -210,13 +330,22 @@ fn deliver(
             .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
     }
     if let Some(engine) = to.load {
-        load_image(store, &written.manifest, &image, &args.tags, engine)?;
+        let said = load_image(store, &written.manifest, &image, &args.tags, engine)?;
+        reporter.event(&Event::Note(&said));
     }
     for name in pushes {
-        eprintln!("pushing {name}");
+        let started = std::time::Instant::now();
+        let full = full_name(name);
+        status(format!("pushing layers to {full}"));
         registry.push(store, &shipped.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
-        eprintln!("pushed {name}@{digest}");
+        status(format!(
+            "pushing layers to {full} {} {:.1}s done",
+            progress::go_size(shipped_size),
+            started.elapsed().as_secs_f64()
+        ));
+        status(format!("pushing manifest for {full}@{digest} done"));
     }
+    reporter.event(&Event::TaskDone { name: export });
     for spec in cache_to.iter().filter(|c| c.target != Target::Inline) {
         let stages =
             if spec.max { builder.plan.order.iter().copied().collect() } else { builder.image_stages() };
@@ -225,12 +354,22 @@ fn deliver(
         if spec.cache_mounts {
             match builder.cache_mount_layers() {
                 Ok(mounts) => remote::add_mounts(&mut config, &mut layers, mounts),
-                Err(e) => eprintln!("warning: cache mounts left out of the cache: {e}"),
+                Err(e) => {
+                    reporter.event(&Event::Warning(&format!("cache mounts left out of the cache: {e}")))
+                }
             }
         }
+        let task = "exporting cache";
+        reporter.event(&Event::Task { name: task });
         match remote::export(store, registry, spec, &config, &layers) {
-            Ok(what) => eprintln!("exported the cache: {what}"),
-            Err(e) if spec.ignore_error => eprintln!("warning: exporting the cache failed: {e}"),
+            Ok(what) => {
+                reporter.event(&Event::TaskStatus { name: task, text: &format!("exported {what} done") });
+                reporter.event(&Event::TaskDone { name: task });
+            }
+            Err(e) if spec.ignore_error => {
+                reporter.event(&Event::Warning(&format!("exporting the cache failed: {e}")));
+                reporter.event(&Event::TaskDone { name: task });
+            }
             Err(e) => {
                 return Err(Failure::user(format!(
                     "error: exporting the cache: {e}\nhint: add ignore-error=true to --cache-to to keep going without it"
@@ -254,24 +393,39 @@ fn deliver(
     }
     if outputs.is_empty() && !args.push {
         if args.tags.is_empty() {
-            eprintln!("image kept in the store {} (untagged; give -t to name it)", root.display());
+            reporter.event(&Event::Note(&format!(
+                "image kept in the store {} (untagged; give -t to name it)",
+                root.display()
+            )));
         } else {
-            eprintln!("image kept in the store {} as {}", root.display(), args.tags.join(", "));
+            reporter.event(&Event::Note(&format!(
+                "image kept in the store {} as {}",
+                root.display(),
+                args.tags.join(", ")
+            )));
         }
+    }
+    reporter.event(&Event::Result {
+        digest: &digest,
+        config: &written.config_digest.to_string(),
+        size,
+        tags: &args.tags,
+    });
+    if outputs.is_empty() && !args.push {
         print_stdout(&format!("{digest}\n"))?;
     }
     Ok(())
 }
 
 /// `--load`: the image as a docker archive (layers as the store keeps them: the engine unpacks
-/// them at once, so compressing would only cost time), handed to `engine`.
+/// them at once, so compressing would only cost time), handed to `engine`; returns what to say.
 fn load_image(
     store: &Store,
     manifest: &oci_spec::image::Descriptor,
     image: &crate::image::manifest::Image,
     tags: &[String],
     engine: &crate::export::load::Engine,
-) -> Result<(), Failure> {
+) -> Result<String, Failure> {
     let failed = |e: String| Failure::usage(format!("error: --load: {e}"));
     let tmp = store.temp_dir("load-").map_err(|e| failed(e.to_string()))?;
     let archive = tmp.path().join("image.tar");
@@ -279,8 +433,7 @@ fn load_image(
     crate::export::write::write_output(store, manifest, image, &spec, tags, None)
         .map_err(|e| failed(format!("writing the archive: {e}")))?;
     let said = crate::export::load::load(engine, &archive).map_err(|e| failed(e.to_string()))?;
-    eprintln!("loaded into {engine}{}", if said.is_empty() { String::new() } else { format!(": {said}") });
-    Ok(())
+    Ok(format!("loaded into {engine}{}", if said.is_empty() { String::new() } else { format!(": {said}") }))
 }
 
 fn open_store(args: &BuildArgs) -> Result<Store, Failure> {
@@ -307,14 +460,21 @@ fn cache_specs(values: &[String], export: bool) -> Result<Vec<remote::CacheSpec>
 
 /// Reads the records of every `--cache-from` (warnings for those that cannot be read).
 fn import_caches(
+    reporter: &dyn Reporter,
     store: &Store,
     registry: &crate::registry::Registry,
     specs: &[remote::CacheSpec],
 ) -> remote::Imported {
-    let imported = remote::Imported::load(store, registry, specs, &mut |w| eprintln!("warning: {w}"));
-    if !specs.is_empty() {
-        eprintln!("imported {} cache records", imported.len());
+    if specs.is_empty() {
+        return remote::Imported::default();
     }
+    let task = "importing cache manifests";
+    reporter.event(&Event::Task { name: task });
+    let imported =
+        remote::Imported::load(store, registry, specs, &mut |w| reporter.event(&Event::Warning(&w)));
+    reporter
+        .event(&Event::TaskStatus { name: task, text: &format!("{} cache records done", imported.len()) });
+    reporter.event(&Event::TaskDone { name: task });
     imported
 }
 
@@ -571,6 +731,16 @@ enum ContextInput {
 }
 
 impl ContextInput {
+    /// The `.dockerignore` that applies, if any.
+    fn ignore_file(&self) -> Option<PathBuf> {
+        use crate::context::dockerignore::find_ignore_file;
+        match self {
+            ContextInput::Dir(dir, df) => find_ignore_file(dir, df.as_deref()),
+            ContextInput::Unpacked(tmp, df) => find_ignore_file(tmp.path(), Some(Path::new(df))),
+            ContextInput::Empty => None,
+        }
+    }
+
     fn into_context(self, store: &Store) -> Result<Context, Failure> {
         let bad = |e: crate::context::ContextError| Failure::user(format!("error: build context: {e}"));
         match self {
@@ -662,19 +832,11 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
 }
 
 /// Build-check findings during a build, as BuildKit's progress shows them
-/// (`WARN: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 3)`), or as JSON
-/// events with `--progress=json`.
-fn print_checks(mode: super::ProgressMode, findings: &[&Warning]) {
+/// (`WARN: FromAsCasing: 'as' and 'FROM' keywords' casing do not match (line 3)`).
+fn print_checks(reporter: &dyn Reporter, findings: &[&Warning]) {
     for w in findings {
         let rule = w.rule.unwrap_or_default();
-        if mode == super::ProgressMode::Json {
-            let v = serde_json::json!({"event": "warning", "rule": rule, "message": w.message, "line": w.pos.line});
-            eprintln!("{v}");
-        } else if w.pos.line > 0 {
-            eprintln!("WARN: {rule}: {} (line {})", w.message, w.pos.line);
-        } else {
-            eprintln!("WARN: {rule}: {}", w.message);
-        }
+        reporter.event(&Event::Check { rule, message: &w.message, line: w.pos.line });
     }
 }
 
@@ -755,12 +917,13 @@ fn source_excerpt(name: &str, lines: &[&str], start: usize, end: usize) -> Strin
     out
 }
 
-fn print_warnings(name: &str, warnings: &[Warning]) {
+fn print_warnings(reporter: &dyn Reporter, name: &str, warnings: &[Warning]) {
     for w in warnings.iter().filter(|w| w.rule.is_none()) {
-        match w.pos.line {
-            0 => eprintln!("warning: {name}: {}", w.message),
-            line => eprintln!("warning: {name}:{line}: {}", w.message),
-        }
+        let text = match w.pos.line {
+            0 => format!("{name}: {}", w.message),
+            line => format!("{name}:{line}: {}", w.message),
+        };
+        reporter.event(&Event::Warning(&text));
     }
 }
 

@@ -15,6 +15,7 @@ mod fidelity;
 mod fuzz_seeds;
 mod images;
 mod parser_conformance;
+mod progress;
 mod registry;
 mod registry_fixture;
 mod run;

@@ -99,16 +99,15 @@ fn failed(out: &Output, code: i32, what: &str) -> String {
     err
 }
 
-/// The digest in hako's `pushed NAME@DIGEST` line.
+/// The digest in hako's `#N pushing manifest for NAME@DIGEST done` line (BuildKit's wording).
 fn pushed_digest(out: &Output, name: &str) -> String {
     let err = text(&out.stderr);
-    assert!(err.lines().any(|l| l == format!("pushing {name}")), "no `pushing {name}` in:\n{err}");
-    let prefix = format!("pushed {name}@");
+    assert!(err.contains(&format!(" pushing layers to {name}")), "no `pushing layers to {name}` in:\n{err}");
+    let prefix = format!(" pushing manifest for {name}@");
     let digest = err
         .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no `{prefix}DIGEST` line in:\n{err}"))
-        .to_string();
+        .find_map(|l| Some(l.split_once(&prefix)?.1.strip_suffix(" done")?.to_string()))
+        .unwrap_or_else(|| panic!("no `pushing manifest for {name}@DIGEST done` line in:\n{err}"));
     assert!(
         digest.starts_with("sha256:") && digest.len() == 71,
         "not a sha256 digest: {digest:?} in:\n{err}"
@@ -328,7 +327,7 @@ fn registry_outputs_push() {
         sb.build("root", &["--build-arg", &base, "-t", &t1, "-t", &t2, "--push", "-o", "type=registry"], &[]);
     ok(&out, "--push with -o type=registry");
     let err = text(&out.stderr);
-    assert_eq!(err.matches("pushing ").count(), 2, "each name pushed once:\n{err}");
+    assert_eq!(err.matches("pushing manifest for ").count(), 2, "each name pushed once:\n{err}");
 
     // type=registry without any name is a usage error, and nothing is pushed.
     let out = sb.build("root", &["--build-arg", &base, "-o", "type=registry"], &[]);
@@ -361,7 +360,7 @@ fn auth_registry_takes_credentials_from_docker_config_or_registry_auth_file() {
     let out = sb.build("root", &["--build-context", &busybox_context(), "-t", &name, "--push"], &[]);
     let err = failed(&out, 1, "anonymous push");
     refused(&err, "anonymous push");
-    assert!(err.contains(&format!("pushing {name}")), "{err}");
+    assert!(err.contains(&format!("pushing layers to {name}")), "{err}");
 
     // A wrong password from DOCKER_CONFIG: the message says whose and from where.
     let bad_docker = sb.docker_config("docker-bad", &host, USER, "wrong-password");

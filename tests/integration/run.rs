@@ -189,8 +189,14 @@ fn start_step(dir: &Dir, mode: &Mode, ctx: &Path) -> std::process::Child {
         .spawn()
         .expect("spawn");
     let stderr = child.stderr.take().expect("stderr");
-    let started =
-        std::io::BufReader::new(stderr).lines().map_while(Result::ok).any(|l| l.ends_with("] started"));
+    // BuildKit's plain output line: `#6 0.052 started`.
+    let output = |l: &str| {
+        let mut words = l.split(' ');
+        words.next().is_some_and(|w| w.starts_with('#'))
+            && words.next().is_some_and(|w| w.parse::<f64>().is_ok())
+            && words.next() == Some("started")
+    };
+    let started = std::io::BufReader::new(stderr).lines().map_while(Result::ok).any(|l| output(&l));
     assert!(started, "{}: the step started", mode.name());
     child
 }
