@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::SystemTime;
 
 use crate::common::{hako, text};
-use crate::registry_fixture::{PASS, Registry, USER, auth_json, free_port, installed};
+use crate::registry_fixture::{PASS, Registry, USER, auth_json, installed};
 
 const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello");
 
@@ -416,8 +416,9 @@ fn auth_registry_takes_credentials_from_docker_config_or_registry_auth_file() {
 fn unreachable_registry_and_missing_tag_fail_with_exit_1() {
     let sb = Sandbox::new();
 
-    // Nothing listens on this port.
-    let host = format!("127.0.0.1:{}", free_port());
+    // Nothing listens on port 1 (tcpmux, privileged, unused): a port picked as "free" could be
+    // taken by another test's registry meanwhile.
+    let host = "127.0.0.1:1".to_string();
     let out = sb.build("root", &["--build-arg", &format!("BASE={host}/base/busybox:latest")], &[]);
     let err = failed(&out, 1, "FROM an unreachable registry");
     assert!(err.contains(&format!("cannot reach registry {host}")), "{err}");
