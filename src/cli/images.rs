@@ -234,8 +234,8 @@ pub fn push(args: PushArgs) -> Result<(), Failure> {
         .map_err(|e| failed(format!("writing the image: {e}")))?;
     let registry = crate::registry::Registry::new(&args.insecure_registries).map_err(failed)?;
     // The lines `hako build --push` prints, in BuildKit's wording, so log scrapers read both.
-    let full =
-        crate::image::reference::ImageName::parse(&args.name).map_or_else(|_| args.name.clone(), |n| n.full());
+    let full = crate::image::reference::ImageName::parse(&args.name)
+        .map_or_else(|_| args.name.clone(), |n| n.full());
     let started = std::time::Instant::now();
     eprintln!("#1 pushing layers to {full}");
     let digest = registry
