@@ -820,9 +820,11 @@ fn read_input(args: &BuildArgs) -> Result<Input, Failure> {
         Some(f) => PathBuf::from(f),
         None => context.join("Dockerfile"),
     };
+    // A Dockerfile that is not there is the build's input failing (exit 1, as buildx), not a
+    // misused command line.
     let dockerfile = fs_err::read(&path).map_err(|e| {
         let hint = if file.is_none() { "\nhint: name the Dockerfile with -f PATH" } else { "" };
-        Failure::usage(format!("error: reading the Dockerfile: {e}{hint}"))
+        Failure::user(format!("error: reading the Dockerfile: {e}{hint}"))
     })?;
     Ok(Input {
         name: path.display().to_string(),

@@ -226,3 +226,17 @@ fn info_reports_the_isolation_auto_picks() {
         assert!(t.contains("root      needs root"), "{t}");
     }
 }
+
+/// A Dockerfile that is not there is an input error (exit 1, as the README says and buildx does),
+/// with a message naming it.
+#[test]
+fn a_missing_dockerfile_is_an_input_error() {
+    let dir = tempdir();
+    let ctx = dir.path().to_str().expect("utf-8");
+    let out = run(&["build", "--dry-run", "-f", "missing/Dockerfile", ctx], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("missing/Dockerfile"), "{}", text(&out.stderr));
+    let out = run(&["build", "--dry-run", ctx], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("hint: name the Dockerfile with -f PATH"), "{}", text(&out.stderr));
+}
