@@ -123,11 +123,35 @@ pub fn verify(store: &Store) -> Result<Vec<String>, StoreError> {
             Ok(_) => {}
         }
     }
-    for (path, _) in files(&store.root().join("cache/index"))? {
+    // Only `*.json`: a `.tmp…` file is an atomic write a killed build left unfinished, never read
+    // (`hako prune` removes it).
+    let indexes = files(&store.root().join("cache/index"))?;
+    for (path, _) in indexes.into_iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "json")) {
         let ok = fs_err::read(&path).ok().is_some_and(|b| serde_json::from_slice::<FsIndex>(&b).is_ok());
         if !ok {
             problems.push(format!("filesystem index {}: unreadable", path.display()));
         }
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build killed while writing a kept index leaves its `.tmp…` file: not an index, not a
+    /// problem (the kill -9 test found verify calling it one); a torn index is.
+    #[test]
+    fn verify_ignores_unfinished_writes_but_not_bad_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let index = dir.path().join("cache/index");
+        fs_err::create_dir_all(&index).expect("mkdir");
+        fs_err::write(index.join(".tmpAbC123"), b"{\"half").expect("write");
+        assert_eq!(verify(&store).expect("verify"), Vec::<String>::new());
+        fs_err::write(index.join("abc.json"), b"{\"half").expect("write");
+        let problems = verify(&store).expect("verify");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("abc.json"), "{problems:?}");
+    }
 }
