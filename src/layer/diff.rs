@@ -44,7 +44,7 @@ use super::writer::LayerWriter;
 /// The OCI whiteout prefix.
 const WH_PREFIX: &str = ".wh.";
 /// The OCI opaque-directory marker.
-const WH_OPAQUE: &str = ".wh..wh..opq";
+pub(super) const WH_OPAQUE: &str = ".wh..wh..opq";
 
 /// Which xattr namespace the overlay used for its private attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -2,10 +2,12 @@
 //! copy of its parent's filesystem, and its layer is found by comparing the tree after the step
 //! with a record taken before it (containerd's "naive" diff).
 //!
-//! An entry is changed when anything `lstat` reports about it differs (inode, type, mode, link
-//! count, owner, size, mtime to the nanosecond, device number, link target); a changed entry's
+//! An entry is changed when anything `statx` reports about it differs (inode, type, mode, link
+//! count, owner, size, mtime to the nanosecond, device number, link target, birth time); a changed entry's
 //! parent directories are written too, with their current metadata, as an overlay diff would. A
-//! path that is gone becomes a whiteout in its parent, unless the parent itself is gone. Hard
+//! path that is gone becomes a whiteout in its parent, unless the parent itself is gone. A
+//! directory removed and made again (a new inode or birth time) is opaque, as overlayfs makes it,
+//! so both snapshotters give byte-identical layers. Hard
 //! links among written files are kept as links (a new link changes the link count of the old
 //! path, so both are written). Sockets are skipped and counted. Entries come out sorted.
 
@@ -31,6 +33,9 @@ pub struct Stamp {
     mtime: (i64, i64),
     rdev: u64,
     link: Option<std::ffi::OsString>,
+    /// Birth time, where the filesystem keeps one: ext4 gives a directory removed and made again
+    /// the inode number it just freed, so the number alone cannot tell it is new.
+    born: Option<std::time::SystemTime>,
 }
 
 /// A record of a tree: relative path → stamp (the root itself is not recorded).
@@ -61,6 +66,7 @@ pub fn record(root: &Path) -> Result<Record, DiffError> {
             mtime: (md.mtime(), md.mtime_nsec()),
             rdev: md.rdev(),
             link,
+            born: md.created().ok(),
         };
         out.insert(join(rel, name), stamp);
         Ok(true)
@@ -77,9 +83,21 @@ pub fn write_changes(
 ) -> Result<DiffSummary, DiffError> {
     let after = record(root)?;
     let mut summary = DiffSummary::default();
+    // A directory removed and made again (a new inode where an entry was) is what overlayfs marks
+    // opaque; so does this diff, so both snapshotters give the same layer: the directory, its
+    // marker and everything now in it, and no whiteouts below it.
+    let is_dir = |st: &Stamp| st.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR;
+    let opaque: BTreeSet<&String> = after
+        .iter()
+        .filter(|(p, st)| {
+            is_dir(st) && before.get(*p).is_some_and(|b| b.ino != st.ino || b.born != st.born || !is_dir(b))
+        })
+        .map(|(p, _)| p)
+        .collect();
+    let in_opaque = |p: &str| ancestors(p).any(|a| opaque.contains(&a.to_string()));
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for (path, stamp) in &after {
-        if before.get(path) != Some(stamp) {
+        if before.get(path) != Some(stamp) || in_opaque(path) {
             let mut p = path.as_str();
             wanted.insert(p.to_string());
             while let Some((parent, _)) = p.rsplit_once('/') {
@@ -94,12 +112,16 @@ pub fn write_changes(
     let mut entries: BTreeMap<String, (Meta, Option<std::path::PathBuf>)> = BTreeMap::new();
     for path in before.keys().filter(|p| !after.contains_key(*p)) {
         let (parent, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(d, n)| (d, n));
-        if !parent.is_empty() && !after.contains_key(parent) {
+        if (!parent.is_empty() && !after.contains_key(parent)) || in_opaque(path) {
             continue;
         }
         let wh = if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
         entries.insert(wh, (marker_meta(clamp), None));
         summary.whiteouts += 1;
+    }
+    for dir in &opaque {
+        entries.insert(format!("{dir}/{}", super::diff::WH_OPAQUE), (marker_meta(clamp), None));
+        summary.opaque_dirs += 1;
     }
     let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
     for path in &wanted {
@@ -146,6 +168,11 @@ pub fn write_changes(
     )?;
     summary.entries = entries.len() as u64;
     Ok(summary)
+}
+
+/// The directories above `path` (`a/b/c` → `a/b`, `a`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 #[cfg(test)]
@@ -205,5 +232,30 @@ mod tests {
             ]
         );
         assert!(layer_of(r, &record(r).unwrap()).is_empty(), "nothing changed: empty layer");
+    }
+
+    /// A directory removed and made again is opaque, as overlayfs makes it, with everything in it
+    /// (even a file moved back in unchanged) and no whiteouts below it.
+    #[test]
+    fn a_directory_made_again_is_opaque() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("redo/sub")).unwrap();
+        fs::write(r.join("redo/old"), "old").unwrap();
+        fs::write(r.join("redo/sub/f"), "f").unwrap();
+        fs::write(r.join("redo/kept"), "kept").unwrap();
+        fs::write(r.join("was-a-file"), "x").unwrap();
+        let before = record(r).unwrap();
+        fs::rename(r.join("redo/kept"), r.join("kept")).unwrap();
+        fs::remove_dir_all(r.join("redo")).unwrap();
+        fs::create_dir(r.join("redo")).unwrap();
+        fs::write(r.join("redo/new"), "new").unwrap();
+        fs::rename(r.join("kept"), r.join("redo/kept")).unwrap();
+        fs::remove_file(r.join("was-a-file")).unwrap();
+        fs::create_dir(r.join("was-a-file")).unwrap();
+        assert_eq!(
+            layer_of(r, &before),
+            ["redo/", "redo/.wh..wh..opq", "redo/kept", "redo/new", "was-a-file/", "was-a-file/.wh..wh..opq"]
+        );
     }
 }

@@ -269,6 +269,9 @@ CMD ["cat", "/data/app/whoami"]
 /// see exactly that tree, whiteouts applied.
 #[test]
 fn run_steps_make_the_expected_tree() {
+    // The same image, byte for byte, whichever mode ran the steps (issue 12: rootless, root,
+    // chroot, the copy snapshotter).
+    let mut digests: Vec<(String, String)> = Vec::new();
     for mode in modes_and_snapshotters("the RUN tree build") {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", TREE_DOCKERFILE)]);
@@ -280,6 +283,10 @@ fn run_steps_make_the_expected_tree() {
             build(&dir, &mode, &["-t", "tree:1", "-o", &dest, "-o", &archive, ctx.to_str().expect("utf-8")]);
         ok(&out, mode.name());
         let log = text(&out.stderr);
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(layout.join("index.json")).expect("index")).expect("json");
+        let manifest = index["manifests"][0]["digest"].as_str().expect("a manifest").to_string();
+        digests.push((mode.name().to_string(), manifest));
         assert!(!log.contains("warning: no range"), "{}: sub-ids are used: {log}", mode.name());
         let copying = log.contains("each step runs on a copy");
         assert_eq!(
@@ -325,6 +332,8 @@ fn run_steps_make_the_expected_tree() {
         }
         podman_runs(&dir, &mode, &dir.path().join("image.tar"));
     }
+    let first = digests.first().map(|d| d.1.clone()).unwrap_or_default();
+    assert!(digests.iter().all(|d| d.1 == first), "one image from every mode: {digests:?}");
 }
 
 /// `podman run` of the built image prints the CMD's output, when podman can run containers here.
