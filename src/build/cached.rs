@@ -101,8 +101,7 @@ pub fn layer_step(
 /// the sandbox can make its snapshot from the old one's plus the difference.
 fn note_successor(b: &Builder<'_>, records: &Records<'_>, shape: &CacheKey, layer: &Layer) {
     if let Some(old) = records.previous(shape).filter(|old| old.diff_id != layer.diff_id) {
-        b.successors
-            .borrow_mut()
+        super::lock(&b.successors)
             .push(Successor { layer: LayerRef::from_layer(layer), replaces: LayerRef::from_layer(&old) });
     }
     records.set_previous(shape, layer);
@@ -148,7 +147,7 @@ fn finish(
     layer: Option<Layer>,
 ) -> Option<Layer> {
     out.key = key::after(&step_key, layer.as_ref().map(|l| &l.diff_id));
-    b.used.borrow_mut().push(Used { key: step_key, layer: layer.clone(), stage: sp.index });
+    super::lock(&b.used).push(Used { key: step_key, layer: layer.clone(), stage: sp.index });
     layer
 }
 

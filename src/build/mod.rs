@@ -15,6 +15,7 @@ mod stage;
 pub mod users;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 pub use copy::{CopyError, apply_chmod, resolve_in_root};
 pub use progress::{Event, Reporter};
@@ -142,23 +143,31 @@ pub struct Builder<'a> {
     /// Base images (layouts and registries).
     pub bases: &'a Bases<'a>,
     /// Temporary directories to remove when the build ends.
-    pub temps: std::cell::RefCell<Vec<std::path::PathBuf>>,
-    /// The sandbox helper, started by the first RUN.
-    pub sandbox: std::cell::RefCell<Option<crate::sandbox::Sandbox>>,
+    pub temps: Mutex<Vec<std::path::PathBuf>>,
+    /// Idle sandbox helpers: a RUN takes one (or starts one) and gives it back, so stages that
+    /// run at the same time each have their own.
+    pub sandboxes: Mutex<Vec<crate::sandbox::Sandbox>>,
     /// What runs RUN steps instead of the sandbox helper (the builder's tests put a fake here).
-    pub executor: std::cell::RefCell<Option<Box<dyn crate::sandbox::Executor>>>,
+    pub executor: Mutex<Option<Box<dyn crate::sandbox::Executor + Send>>>,
     /// The build context as RUN bind mounts see it (`.dockerignore` applied), made on first use.
-    pub mount_context: std::cell::OnceCell<String>,
+    pub mount_context: std::sync::OnceLock<String>,
     /// Content digests of context files, with the store's stat cache.
     pub sums: crate::context::checksum::FileSums,
     /// Records imported from `--cache-from`.
     pub imported: crate::cache::remote::Imported,
     /// Every step result this build used (hits and runs), for `--cache-to`.
-    pub used: std::cell::RefCell<Vec<crate::cache::remote::Used>>,
+    pub used: Mutex<Vec<crate::cache::remote::Used>>,
     /// New versions of layers made in this build (changed COPYs), for the sandbox's snapshots.
-    pub successors: std::cell::RefCell<Vec<crate::sandbox::protocol::Successor>>,
+    pub successors: Mutex<Vec<crate::sandbox::protocol::Successor>>,
     /// `ADD <url>` downloads made in this build, by URL and checksum.
-    pub fetched: std::cell::RefCell<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
+    pub fetched: Mutex<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
+    /// The isolation line was printed (once per build, however many helpers start).
+    said_isolation: std::sync::atomic::AtomicBool,
+}
+
+/// Locks `m`; a panic in another stage's thread does not hide its data from the error path.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<'a> Builder<'a> {
@@ -183,7 +192,7 @@ impl<'a> Builder<'a> {
             reporter,
             bases,
             temps: Default::default(),
-            sandbox: Default::default(),
+            sandboxes: Default::default(),
             executor: Default::default(),
             mount_context: Default::default(),
             sums: crate::context::checksum::FileSums::load(store),
@@ -191,13 +200,14 @@ impl<'a> Builder<'a> {
             used: Default::default(),
             fetched: Default::default(),
             successors: Default::default(),
+            said_isolation: Default::default(),
         }
     }
 }
 
 impl Drop for Builder<'_> {
     fn drop(&mut self) {
-        for dir in self.temps.borrow_mut().drain(..) {
+        for dir in lock(&self.temps).drain(..) {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -208,10 +218,39 @@ impl Builder<'_> {
     /// written by the caller's export).
     pub fn build(&self) -> Result<Image, BuildError> {
         let mut done: Vec<Option<rootfs::StageOut>> = vec![None; self.plan.stages.len()];
-        for &i in &self.plan.order {
-            let out = stage::build_stage(self, i, &mut done)?;
-            done[i] = Some(out);
+        for wave in self.waves() {
+            if let [i] = wave[..] {
+                let out = stage::build_stage(self, i, &mut done)?;
+                done[i] = Some(out);
+                continue;
+            }
+            // Independent stages at the same time, each on its own thread with its own view of
+            // the stages built so far (and its own sandbox helper when it runs steps).
+            let results: Vec<(usize, Result<rootfs::StageOut, BuildError>)> = std::thread::scope(|s| {
+                let running: Vec<_> = wave
+                    .iter()
+                    .map(|&i| {
+                        let mut mine = done.clone();
+                        (i, s.spawn(move || stage::build_stage(self, i, &mut mine)))
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|(i, h)| {
+                        let r = h.join().unwrap_or_else(|_| {
+                            Err(BuildError::Internal(format!("building stage {i} panicked")))
+                        });
+                        (i, r)
+                    })
+                    .collect()
+            });
+            for (i, r) in results {
+                done[i] = Some(r?);
+            }
         }
+        // Steps of parallel stages were recorded as they finished: in stage order, a remote cache
+        // export is the same whatever the timing.
+        lock(&self.used).sort_by_key(|u| u.stage);
         if let Err(e) = self.sums.save() {
             self.reporter.event(&Event::Warning(&format!("the context checksum cache was not saved: {e}")));
         }
@@ -227,6 +266,31 @@ impl Builder<'_> {
         Ok(image)
     }
 
+    /// The needed stages in waves, in build order: a wave's stages depend only on earlier waves',
+    /// so they may be built at the same time; at most as many per wave as the machine has cores.
+    fn waves(&self) -> Vec<Vec<usize>> {
+        let jobs = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let mut level = vec![0usize; self.plan.stages.len()];
+        let mut waves: Vec<Vec<usize>> = Vec::new();
+        for &i in &self.plan.order {
+            let l = self.plan.stages[i]
+                .deps
+                .iter()
+                .map(|&d| level.get(d).map_or(0, |l| l + 1))
+                .max()
+                .unwrap_or(0);
+            level[i] = l;
+            if waves.len() <= l {
+                waves.resize(l + 1, Vec::new());
+            }
+            waves[l].push(i);
+        }
+        waves
+            .into_iter()
+            .flat_map(|w| w.chunks(jobs.max(1)).map(<[usize]>::to_vec).collect::<Vec<_>>())
+            .collect()
+    }
+
     /// Whether steps of stage `sp` may be taken from the cache.
     fn use_cache(&self, sp: &crate::plan::StagePlan) -> bool {
         let name = sp.name.as_deref().unwrap_or_default();
@@ -236,11 +300,11 @@ impl Builder<'_> {
     /// Downloads `url` once per build.
     fn fetch(&self, url: &str, checksum: Option<&str>) -> Result<fetch::Fetched, String> {
         let key = (url.to_string(), checksum.map(str::to_string));
-        if let Some(f) = self.fetched.borrow().get(&key) {
+        if let Some(f) = lock(&self.fetched).get(&key) {
             return Ok(f.clone());
         }
         let f = fetch::fetch(self.store, url, checksum)?;
-        self.fetched.borrow_mut().insert(key, f.clone());
+        lock(&self.fetched).insert(key, f.clone());
         Ok(f)
     }
 
@@ -258,23 +322,31 @@ impl Builder<'_> {
         out
     }
 
-    /// The sandbox helper, started on first use.
-    fn sandbox(
+    /// Runs `f` with an idle sandbox helper, starting one when none is idle (the first start
+    /// says which isolation it chose), and keeps the helper for the next step.
+    fn with_sandbox<R>(
         &self,
-    ) -> Result<std::cell::RefMut<'_, crate::sandbox::Sandbox>, crate::sandbox::SandboxError> {
-        let mut slot = self.sandbox.borrow_mut();
-        if slot.is_none() {
-            let sb = crate::sandbox::Sandbox::start(self.store.root(), self.options.isolation)?;
-            if let Some(why) = &sb.chosen {
-                self.reporter.event(&Event::Note(&format!("isolation {why}")));
+        f: impl FnOnce(&mut crate::sandbox::Sandbox) -> R,
+    ) -> Result<R, crate::sandbox::SandboxError> {
+        let idle = lock(&self.sandboxes).pop();
+        let mut sb = match idle {
+            Some(sb) => sb,
+            None => {
+                let sb = crate::sandbox::Sandbox::start(self.store.root(), self.options.isolation)?;
+                if !self.said_isolation.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(why) = &sb.chosen {
+                        self.reporter.event(&Event::Note(&format!("isolation {why}")));
+                    }
+                    for w in &sb.warnings {
+                        self.reporter.event(&Event::Warning(w));
+                    }
+                }
+                sb
             }
-            for w in &sb.warnings {
-                self.reporter.event(&Event::Warning(w));
-            }
-            *slot = Some(sb);
-        }
-        std::cell::RefMut::filter_map(slot, Option::as_mut)
-            .map_err(|_| crate::sandbox::SandboxError::Helper("the sandbox did not start".into()))
+        };
+        let r = f(&mut sb);
+        lock(&self.sandboxes).push(sb);
+        Ok(r)
     }
 
     /// The contents of every cache mount the built stages' RUN steps use, each as a layer (for a
@@ -292,20 +364,22 @@ impl Builder<'_> {
         if keys.is_empty() {
             return Ok(out);
         }
-        let mut sandbox = self.sandbox().map_err(|e| e.to_string())?;
         let compression = LOCAL.name();
-        for key in keys {
-            let exported = sandbox.export_cache(&key, compression, self.options.clamp());
-            if let Some(l) = exported.map_err(|e| format!("cache mount {key}: {e}"))? {
-                out.push((key, l.to_layer().map_err(|e| e.to_string())?));
+        self.with_sandbox(|sandbox| {
+            for key in keys {
+                let exported = sandbox.export_cache(&key, compression, self.options.clamp());
+                if let Some(l) = exported.map_err(|e| format!("cache mount {key}: {e}"))? {
+                    out.push((key, l.to_layer().map_err(|e| e.to_string())?));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .map_err(|e| e.to_string())?
     }
 
     /// Removes `dir` when the build ends.
     pub fn keep_temp(&self, dir: std::path::PathBuf) {
-        self.temps.borrow_mut().push(dir);
+        lock(&self.temps).push(dir);
     }
 
     /// The timestamp written into configs and history.
@@ -326,7 +400,7 @@ pub struct Bases<'a> {
     pub registry: Option<&'a crate::registry::Registry>,
     /// `--pull`: names always go to the registry, even when the store keeps an image so named.
     pub pull: bool,
-    cache: std::cell::RefCell<std::collections::HashMap<(String, String), Result<Image, String>>>,
+    cache: Mutex<std::collections::HashMap<(String, String), Result<Image, String>>>,
 }
 
 impl<'a> Bases<'a> {
@@ -338,7 +412,7 @@ impl<'a> Bases<'a> {
     /// The image `reference` names for `platform`.
     pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, String> {
         let key = (reference.to_string(), platform.to_string());
-        if let Some(hit) = self.cache.borrow().get(&key) {
+        if let Some(hit) = lock(&self.cache).get(&key) {
             return hit.clone();
         }
         let result = if let Some(rest) = reference.strip_prefix("oci-layout://") {
@@ -362,7 +436,7 @@ impl<'a> Bases<'a> {
                 (Ok(None), None) => Err(format!("{reference}: registry access is off")),
             }
         };
-        self.cache.borrow_mut().insert(key, result.clone());
+        lock(&self.cache).insert(key, result.clone());
         result
     }
 }

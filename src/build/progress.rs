@@ -114,7 +114,8 @@ pub enum Event<'a> {
 }
 
 /// Receives progress events.
-pub trait Reporter {
+/// `Sync`: stages that run at the same time report from their own threads.
+pub trait Reporter: Sync {
     /// Called for each event, in order.
     fn event(&self, e: &Event<'_>);
 

@@ -7,10 +7,9 @@
 //! whose steps hit the cache never reads a layer, and a miss after hits starts from the kept
 //! index of the longest chain prefix instead of decompressing every layer from the base up.
 
-use std::cell::OnceCell;
 use std::io::Read;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 
 use super::progress::Event;
 use super::{BuildError, Builder};
@@ -40,7 +39,7 @@ pub struct StageOut {
     /// Its filesystem metadata, when made (always that of `image.layers`).
     index: Option<FsIndex>,
     /// Its files on disk, extracted on first use (`COPY --from`).
-    rootfs: Rc<OnceCell<tempfile::TempDir>>,
+    rootfs: Arc<OnceLock<tempfile::TempDir>>,
 }
 
 fn index_dir(store: &Store) -> PathBuf {
@@ -50,13 +49,13 @@ fn index_dir(store: &Store) -> PathBuf {
 impl StageOut {
     /// A stage starting from `image`, whose filesystem has cache key `key`.
     pub fn new(image: Image, key: CacheKey) -> StageOut {
-        StageOut { image, key, index: None, rootfs: Rc::new(OnceCell::new()) }
+        StageOut { image, key, index: None, rootfs: Arc::new(OnceLock::new()) }
     }
 
     /// A new stage starting where this one ends (`FROM stage`): same image, key and index, its own
     /// extracted files.
     pub fn fork(&self) -> StageOut {
-        StageOut { rootfs: Rc::new(OnceCell::new()), ..self.clone() }
+        StageOut { rootfs: Arc::new(OnceLock::new()), ..self.clone() }
     }
 
     /// The layers changed without the index following: it is made again when next needed.
@@ -140,7 +139,7 @@ impl StageOut {
     /// Hands the extracted files (if any) to the builder, which removes them at the end of the
     /// build: for a stage dropped before the files copied from it are read.
     pub fn keep_files(self, b: &Builder<'_>) {
-        if let Ok(cell) = Rc::try_unwrap(self.rootfs)
+        if let Ok(cell) = Arc::try_unwrap(self.rootfs)
             && let Some(dir) = cell.into_inner()
         {
             b.keep_temp(dir.keep());

@@ -53,10 +53,14 @@ pub fn run_step(
     };
     let mut on_note = |n: &str| b.reporter.event(&Event::Note(n));
     let result = {
-        let mut fake = b.executor.borrow_mut();
+        let mut fake = super::lock(&b.executor);
         match fake.as_mut() {
             Some(executor) => executor.run(&req, &mut on_output, &mut on_note),
-            None => b.sandbox().map_err(|e| environment(e, pos))?.run(&req, &mut on_output, &mut on_note),
+            None => {
+                drop(fake);
+                b.with_sandbox(|sb| sb.run(&req, &mut on_output, &mut on_note))
+                    .map_err(|e| environment(e, pos))?
+            }
         }
     }
     .map_err(|e| match e {
@@ -118,9 +122,7 @@ fn request(
     }
     let cwd = if workdir.is_empty() { "/".into() } else { workdir.clone() };
     let layers: Vec<LayerRef> = out.image.layers.iter().map(LayerRef::from_layer).collect();
-    let successors = b
-        .successors
-        .borrow()
+    let successors = super::lock(&b.successors)
         .iter()
         .filter(|s| layers.iter().any(|l| l.diff_id == s.layer.diff_id))
         .cloned()

@@ -2,8 +2,8 @@
 //! "runs" a step by writing a layer with one file, `/ran`, holding the command and the number of
 //! files in its parent layers — so a test sees what ran, and on what.
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::dockerfile::instructions::from_ast;
@@ -16,7 +16,7 @@ use crate::sandbox::{Executor, SandboxError};
 
 struct Fake {
     store: Store,
-    runs: Rc<Cell<usize>>,
+    runs: Arc<AtomicUsize>,
     exit: i32,
 }
 
@@ -27,7 +27,7 @@ impl Executor for Fake {
         output: &mut dyn FnMut(&str),
         _note: &mut dyn FnMut(&str),
     ) -> Result<RunResult, SandboxError> {
-        self.runs.set(self.runs.get() + 1);
+        self.runs.fetch_add(1, Ordering::Relaxed);
         output("fake output\n");
         let body = format!("{} on {} layers\n", req.process.args.join(" "), req.layers.len());
         let mut w = LayerWriter::new(&self.store, crate::layer::Compression::Gzip, Some(0))
@@ -44,7 +44,7 @@ impl Executor for Fake {
 struct Bench {
     dir: tempfile::TempDir,
     store: Store,
-    runs: Rc<Cell<usize>>,
+    runs: Arc<AtomicUsize>,
 }
 
 impl Bench {
@@ -53,7 +53,7 @@ impl Bench {
         std::fs::create_dir(dir.path().join("ctx")).expect("ctx");
         std::fs::write(dir.path().join("ctx/a.txt"), "one\n").expect("write");
         let store = Store::open(&dir.path().join("store")).expect("store");
-        Bench { dir, store, runs: Rc::new(Cell::new(0)) }
+        Bench { dir, store, runs: Arc::new(AtomicUsize::new(0)) }
     }
 
     fn build(&self, src: &str, exit: i32, no_cache: bool) -> Result<Image, BuildError> {
@@ -66,12 +66,12 @@ impl Bench {
         let fake = Fake { store: self.store.clone(), runs: self.runs.clone(), exit };
         let options = Options { source_date_epoch: Some(0), no_cache, ..Options::default() };
         let builder = Builder::new(&self.store, &df, &plan, &context, options, &progress::Quiet, &bases);
-        *builder.executor.borrow_mut() = Some(Box::new(fake));
+        *super::lock(&builder.executor) = Some(Box::new(fake));
         builder.build()
     }
 
     fn ran(&self) -> usize {
-        self.runs.replace(0)
+        self.runs.swap(0, Ordering::Relaxed)
     }
 }
 

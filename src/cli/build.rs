@@ -350,7 +350,8 @@ fn deliver(
         let stages =
             if spec.max { builder.plan.order.iter().copied().collect() } else { builder.image_stages() };
         let mut layers = Vec::new();
-        let mut config = remote::records(&builder.used.borrow(), &stages, &mut layers, spec.compression);
+        let mut config =
+            remote::records(&crate::build::lock(&builder.used), &stages, &mut layers, spec.compression);
         if spec.cache_mounts {
             match builder.cache_mount_layers() {
                 Ok(mounts) => remote::add_mounts(&mut config, &mut layers, mounts),
@@ -482,8 +483,12 @@ fn import_caches(
 fn inline_cache(builder: &Builder<'_>, image: &mut crate::image::manifest::Image) {
     let mut layers = image.layers.clone();
     let compression = builder.options.compression;
-    let mut config =
-        remote::records(&builder.used.borrow(), &builder.image_stages(), &mut layers, compression);
+    let mut config = remote::records(
+        &crate::build::lock(&builder.used),
+        &builder.image_stages(),
+        &mut layers,
+        compression,
+    );
     // Only records whose layer is one of the image's can travel inside it.
     config.records.retain(|r| r.layer.is_none_or(|i| i < image.layers.len()));
     if let Ok(value) = serde_json::to_value(&config) {
