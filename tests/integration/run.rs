@@ -1075,13 +1075,21 @@ fn independent_stages_run_at_the_same_time() {
         ok(&out, mode.name());
         assert!(took < std::time::Duration::from_millis(3600), "{}: took {took:?}", mode.name());
         // The same stages declared the other way round: the same image.
-        let swapped = df.replace("AS left", "AS tmp").replace("AS right", "AS left").replace("AS tmp", "AS right");
-        let swapped = swapped.replace("echo left > /left", "echo TMP").replace("echo right > /right", "echo left > /left");
+        let swapped =
+            df.replace("AS left", "AS tmp").replace("AS right", "AS left").replace("AS tmp", "AS right");
+        let swapped = swapped
+            .replace("echo left > /left", "echo TMP")
+            .replace("echo right > /right", "echo left > /left");
         let swapped = swapped.replace("echo TMP", "echo right > /right");
         let other = Dir::new(&mode);
         other.write(&mode, &[("ctx/Dockerfile", &swapped)]);
         let out2 = build(&other, &mode, &[other.path().join("ctx").to_str().expect("utf-8")]);
         ok(&out2, mode.name());
-        assert_eq!(text(&out.stdout), text(&out2.stdout), "{}: one image whatever the stage order", mode.name());
+        assert_eq!(
+            text(&out.stdout),
+            text(&out2.stdout),
+            "{}: one image whatever the stage order",
+            mode.name()
+        );
     }
 }
