@@ -131,9 +131,13 @@ impl StageOut {
                 b.reporter.event(&Event::Note(&note));
             }
         }
-        let path = dir.path().join("root");
+        // Stages built at the same time may both extract a stage they copy from: the first set
+        // wins and the other copy is removed, so both read the winner's files.
         let _ = self.rootfs.set(dir);
-        Ok(path)
+        self.rootfs
+            .get()
+            .map(|d| d.path().join("root"))
+            .ok_or_else(|| BuildError::Internal("the stage's files were not kept".into()))
     }
 
     /// Hands the extracted files (if any) to the builder, which removes them at the end of the

@@ -1093,3 +1093,20 @@ fn independent_stages_run_at_the_same_time() {
         );
     }
 }
+
+/// Two stages built at the same time that copy from the same earlier stage both find its files
+/// (each may extract them; the first kept copy is the one both read).
+#[test]
+fn parallel_stages_copy_from_one_stage() {
+    let df = "FROM busybox AS src\nRUN echo s > /s\n\
+              FROM busybox AS a\nCOPY --from=src /s /a\nCOPY --from=src /bin/busybox /bb-a\n\
+              FROM busybox AS b\nCOPY --from=src /s /b\nCOPY --from=src /bin/busybox /bb-b\n\
+              FROM busybox\nCOPY --from=a /a /\nCOPY --from=b /b /\nRUN cat /a /b > /ab\n";
+    let Some(mode) = modes("parallel stages copying from one stage").into_iter().next() else { return };
+    for round in 0..3 {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", df)]);
+        let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
+        ok(&out, &format!("{}, round {round}", mode.name()));
+    }
+}
