@@ -2,6 +2,8 @@
 //! recognised by content (as Docker does), never by file name.
 
 use std::io::{BufReader, Read};
+
+use super::read_up_to;
 use std::path::Path;
 
 /// A recognised archive compression.
@@ -65,17 +67,6 @@ pub fn open(path: &Path, kind: Archive) -> std::io::Result<Box<dyn Read>> {
         Archive::Xz => Box::new(lzma_rust2::XzReader::new(file, true)),
         Archive::Zstd => Box::new(zstd::Decoder::with_buffer(file)?),
     })
-}
-
-fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

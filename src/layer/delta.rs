@@ -12,6 +12,8 @@
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 
+use super::{ancestors, read_up_to};
+
 /// What a delta holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeltaStats {
@@ -92,8 +94,8 @@ fn name(raw: &[u8]) -> String {
 fn same_content(mut a: impl Read, mut b: impl Read) -> io::Result<bool> {
     let (mut x, mut y) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
     loop {
-        let n = read_full(&mut a, &mut x)?;
-        let m = read_full(&mut b, &mut y)?;
+        let n = read_up_to(&mut a, &mut x)?;
+        let m = read_up_to(&mut b, &mut y)?;
         if n != m || x[..n] != y[..m] {
             return Ok(false);
         }
@@ -101,22 +103,6 @@ fn same_content(mut a: impl Read, mut b: impl Read) -> io::Result<bool> {
             return Ok(true);
         }
     }
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-/// The parent directories of `path` (`a/b/c` → `a`, `a/b`).
-fn parents(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 /// Writes to `out` the delta that turns layer `old` into layer `new` (see the module doc), reading
@@ -205,7 +191,7 @@ fn compare(old: impl Read, new: impl Read) -> io::Result<Option<Comparison>> {
             std::cmp::Ordering::Less => {
                 let Some((path, ..)) = x.take() else { break };
                 // Only the topmost removed path needs a whiteout.
-                if !parents(&path).any(|p| gone.contains(p)) {
+                if !ancestors(&path).any(|p| gone.contains(p)) {
                     removed.push(path.clone());
                 }
                 gone.insert(path);
@@ -235,7 +221,7 @@ fn compare(old: impl Read, new: impl Read) -> io::Result<Option<Comparison>> {
     // Writing or removing an entry changes its directory's times: carry the parents with their
     // metadata from `new`, so the extractor sets them back.
     let touched: Vec<String> =
-        keep.iter().chain(&removed).flat_map(|p| parents(p).map(str::to_string)).collect();
+        keep.iter().chain(&removed).flat_map(|p| ancestors(p).map(str::to_string)).collect();
     let root_touched = !keep.is_empty() || !removed.is_empty();
     keep.extend(touched);
     if root_touched {

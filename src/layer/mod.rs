@@ -35,6 +35,23 @@ pub fn open_layer(store: &Store, layer: &Layer) -> Result<Box<dyn Read>, StoreEr
     })
 }
 
+/// Reads until `buf` is full or the stream ends; how many bytes were read.
+pub(crate) fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// The directories above a relative layer path, outermost first (`a/b/c` → `a`, `a/b`).
+pub(crate) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
 fn sniff(mut file: BufReader<fs_err::File>) -> Result<Box<dyn Read>, StoreError> {
     use std::io::BufRead;
     let head = file.fill_buf()?;

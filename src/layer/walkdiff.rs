@@ -16,6 +16,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::ancestors;
 use super::diff::{DiffError, DiffSummary, io_err, join, marker_meta, node_kind, walk, write_entries};
 use super::index::{Kind, Meta};
 use super::writer::LayerWriter;
@@ -168,11 +169,6 @@ pub fn write_changes(
     )?;
     summary.entries = entries.len() as u64;
     Ok(summary)
-}
-
-/// The directories above `path` (`a/b/c` → `a/b`, `a`).
-fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 #[cfg(test)]
