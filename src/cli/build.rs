@@ -543,20 +543,23 @@ fn push_names(args: &BuildArgs, outputs: &[OutputSpec]) -> Result<Vec<String>, F
     Ok(names)
 }
 
+/// A layer compression as buildx names it (`compression=` of an output, `hako push --compression`).
+pub(super) fn compression_named(name: &str) -> Result<Compression, Failure> {
+    match name {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        "uncompressed" => Ok(Compression::None),
+        other => {
+            Err(Failure::usage(format!("error: unknown compression {other:?} (gzip, zstd, uncompressed)")))
+        }
+    }
+}
+
 fn compression(outputs: &[OutputSpec]) -> Result<Compression, Failure> {
     let mut chosen = None;
     for o in outputs {
         if let OutputSpec::Oci { compression: Some(c), .. } = o {
-            let c = match c.as_str() {
-                "gzip" => Compression::Gzip,
-                "zstd" => Compression::Zstd,
-                "uncompressed" => Compression::None,
-                other => {
-                    return Err(Failure::usage(format!(
-                        "error: unknown compression {other:?} (gzip, zstd, uncompressed)"
-                    )));
-                }
-            };
+            let c = compression_named(c)?;
             if chosen.is_some_and(|p| p != c) {
                 return Err(Failure::usage("error: outputs ask for different layer compressions"));
             }

@@ -9,7 +9,6 @@ use crate::export::spec::OutputSpec;
 use crate::image::manifest::Image;
 use crate::image::reference::ImageName;
 use crate::image::stored::{self, Kept};
-use crate::layer::Compression;
 use crate::store::Store;
 
 /// The store, read as it is: one that does not exist yet keeps no images (nothing is created).
@@ -193,16 +192,7 @@ pub fn tag(args: TagArgs) -> Result<(), Failure> {
 /// `hako push NAME[:TAG]`: the kept image, with compressed layers (as a build's push makes them,
 /// so the digest is the one `hako build --push` gives).
 pub fn push(args: PushArgs) -> Result<(), Failure> {
-    let compression = match args.compression.as_str() {
-        "gzip" => Compression::Gzip,
-        "zstd" => Compression::Zstd,
-        "uncompressed" => Compression::None,
-        other => {
-            return Err(Failure::usage(format!(
-                "error: unknown compression {other:?} (gzip, zstd, uncompressed)"
-            )));
-        }
-    };
+    let compression = super::build::compression_named(&args.compression)?;
     let store = open(args.root.as_deref())?;
     let name = stored::store_name(&args.name)
         .map_err(|e| Failure::usage(format!("error: invalid name {:?}: {e}", args.name)))?;
