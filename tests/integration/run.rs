@@ -571,6 +571,55 @@ fn sleepers() -> usize {
         .count()
 }
 
+/// A scratch directory for a podman container under Docker's default seccomp profile (a GitLab
+/// or GitHub Actions job container): lowercase (podman names an `oci:` image after its path),
+/// with `ctx/` and the busybox layout at `bb/`, removed on drop.
+struct LockedDown {
+    dir: PathBuf,
+    profile: PathBuf,
+}
+
+impl LockedDown {
+    fn new(name: &str, profile: PathBuf) -> LockedDown {
+        let dir = PathBuf::from(format!("/tmp/hako-{name}-{}", std::process::id()));
+        let _ = fs_err::remove_dir_all(&dir);
+        fs_err::create_dir_all(dir.join("ctx")).expect("mkdir");
+        let o = Command::new("cp")
+            .arg("-a")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/busybox"))
+            .arg(dir.join("bb"))
+            .output()
+            .expect("cp");
+        assert!(o.status.success());
+        LockedDown { dir, profile }
+    }
+
+    /// `podman run` with that profile, default capabilities, `runc`, this directory at `/w`, and
+    /// (for `user`) no new privileges; the caller adds mounts, the image and the command.
+    fn podman(&self, user: Option<&str>) -> Command {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(self.dir.join("podman-root"))
+            .arg("--runroot")
+            .arg(self.dir.join("podman-run"))
+            .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
+            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
+            .arg("--security-opt")
+            .arg(format!("seccomp={}", self.profile.display()));
+        if let Some(u) = user {
+            cmd.args(["--user", u, "--security-opt", "no-new-privileges"]);
+        }
+        cmd.arg("-v").arg(format!("{}:/w", self.dir.display()));
+        cmd
+    }
+}
+
+impl Drop for LockedDown {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Inside a container run with Docker's default seccomp profile (no unshare, no mount: a GitLab or
 /// GitHub Actions job container): as root, the default isolation picks chroot and says why (the
 /// build and `hako info` print the denied call), and gives the image `--isolation=chroot` gives,
@@ -588,46 +637,18 @@ fn auto_isolation_in_a_locked_down_container() {
         skip("the locked-down container check: needs podman, runc, umoci and ../shared/ci-profiles");
         return;
     }
-    // podman names an oci: image after its path, which must be lowercase.
-    let dir = PathBuf::from(format!("/tmp/hako-ci-test-{}", std::process::id()));
-    let _ = fs_err::remove_dir_all(&dir);
-    fs_err::create_dir_all(dir.join("ctx")).expect("mkdir");
-    struct Cleanup(PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
-    let o = Command::new("cp")
-        .arg("-a")
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/busybox"))
-        .arg(dir.join("bb"))
-        .output()
-        .expect("cp");
-    assert!(o.status.success());
+    let ld = LockedDown::new("ci-test", profile);
+    let dir = ld.dir.clone();
     fs_err::copy(env!("CARGO_BIN_EXE_hako"), dir.join("hako")).expect("copy hako");
     fs_err::write(
         dir.join("ctx/Dockerfile"),
         "FROM busybox\nRUN --mount=type=cache,target=/c --mount=type=tmpfs,target=/t \\\n    echo hi > /made && chown 42 /made && echo x > /dev/null\n",
     )
     .expect("write");
+    // This hako is linked to the host's glibc: its libraries are mounted in.
     let podman = |user: Option<&str>, script: &str| {
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(dir.join("podman-root"))
-            .arg("--runroot")
-            .arg(dir.join("podman-run"))
-            .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
-            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
-            .arg("--security-opt")
-            .arg(format!("seccomp={}", profile.display()));
-        if let Some(u) = user {
-            cmd.args(["--user", u, "--security-opt", "no-new-privileges"]);
-        }
-        cmd.args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro"])
-            .arg("-v")
-            .arg(format!("{}:/w", dir.display()))
+        ld.podman(user)
+            .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro"])
             .arg(format!("oci:{}/bb:latest", dir.display()))
             .args(["sh", "-c", script])
             .output()
@@ -995,41 +1016,18 @@ fn the_static_image_builds_in_a_locked_down_container() {
         );
         return;
     }
-    let dir = PathBuf::from(format!("/tmp/hako-static-test-{}", std::process::id()));
-    let _ = fs_err::remove_dir_all(&dir);
-    fs_err::create_dir_all(dir.join("ctx")).expect("mkdir");
-    struct Cleanup(PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
+    let ld = LockedDown::new("static-test", profile);
+    let dir = ld.dir.clone();
     let out = Command::new(repo.join("scripts/build-image.sh"))
         .arg(dir.join("image"))
         .output()
         .expect("build-image");
     assert!(out.status.success(), "scripts/build-image.sh: {}{}", text(&out.stdout), text(&out.stderr));
-    let o = Command::new("cp")
-        .arg("-a")
-        .arg(repo.join("testdata/busybox"))
-        .arg(dir.join("bb"))
-        .output()
-        .expect("cp");
-    assert!(o.status.success());
     fs_err::write(dir.join("ctx/Dockerfile"), "FROM busybox\nRUN echo hi > /made && chown 42 /made\n")
         .expect("write");
-    let out = Command::new("podman")
-        .arg("--root")
-        .arg(dir.join("podman-root"))
-        .arg("--runroot")
-        .arg(dir.join("podman-run"))
-        .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
-        .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
-        .arg("--security-opt")
-        .arg(format!("seccomp={}", profile.display()))
-        .arg("-v")
-        .arg(format!("{}:/w", dir.display()))
+    // No host library: the static binary is all the image needs.
+    let out = ld
+        .podman(None)
         .arg(format!("oci:{}/image:latest", dir.display()))
         .args(["build", "--build-context", "busybox=oci-layout:///w/bb", "-t", "out:latest"])
         .args(["-o", "type=oci,dest=/w/out,tar=false"])
