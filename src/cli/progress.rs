@@ -393,28 +393,11 @@ pub fn go_size(bytes: u64) -> String {
     format!("{s}{}", UNITS[u])
 }
 
-/// `2026-12-05T15:20:01.123Z`.
+/// `2026-12-05T15:20:01.123Z`: the image config's RFC 3339 form, with milliseconds.
 fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let secs = crate::image::config::rfc3339(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    format!("{}.{:03}Z", secs.trim_end_matches('Z'), d.subsec_millis())
 }
 
 fn write_lines(lines: &[String]) {
