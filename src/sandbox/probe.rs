@@ -43,8 +43,14 @@ impl std::fmt::Display for Failure {
 const CALLS: [&str; 4] =
     ["unshare(CLONE_NEWUSER)", "unshare(CLONE_NEWNS|CLONE_NEWCGROUP)", "mount(/, MS_REC|MS_PRIVATE)", "fork"];
 
-/// Runs the probes (a few forks; about a millisecond).
+/// What the probes found, probed once per process (a few forks, about a millisecond): each
+/// sandbox helper a build starts (one per stage running at the same time) asks again.
 pub fn probe() -> Probe {
+    static FOUND: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
+    FOUND.get_or_init(run_probes).clone()
+}
+
+fn run_probes() -> Probe {
     let euid = nix::unistd::geteuid().as_raw();
     let userns = in_child(true);
     let namespaces =
