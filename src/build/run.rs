@@ -438,7 +438,10 @@ fn cache_dir_key(m: &Mount) -> String {
 /// mode's tree); a layer that cannot be pulled is a warning.
 fn imported_mount(b: &Builder<'_>, key: &str) -> Option<crate::image::manifest::Layer> {
     let sandbox = b.store.root().join("sandbox");
-    if ["root", "rootless", "chroot"].iter().any(|m| sandbox.join(m).join("cache").join(key).exists()) {
+    if ["root", "rootless", "chroot", "ptrace"]
+        .iter()
+        .any(|m| sandbox.join(m).join("cache").join(key).exists())
+    {
         return None;
     }
     match b.imported.mount(b.store, b.bases.registry, key)? {

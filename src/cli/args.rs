@@ -327,7 +327,8 @@ pub struct BuildArgs {
     pub ssh: Vec<String>,
 
     /// How RUN steps are isolated: `rootless` (a user namespace), `root` (needs root), `chroot`
-    /// (root, no namespaces: for locked-down CI containers), or `auto` (rootless unless root).
+    /// (root, no namespaces: for locked-down CI containers), `ptrace` (any user, no namespaces:
+    /// root emulated under ptrace), or `auto` (the best this machine allows).
     #[arg(long, value_enum, default_value_t = IsolationMode::Auto, value_name = "MODE")]
     pub isolation: IsolationMode,
 
@@ -469,4 +470,6 @@ pub enum IsolationMode {
     /// chroot only, no namespaces: for running as root in a throwaway CI container that denies
     /// namespaces and mounts (kaniko's model).
     Chroot,
+    /// Any user, no namespaces: steps under ptrace with root emulated (locked-down CI containers).
+    Ptrace,
 }

@@ -609,6 +609,7 @@ pub fn isolation(mode: super::args::IsolationMode) -> crate::sandbox::Isolation 
         super::args::IsolationMode::Rootless => crate::sandbox::Isolation::Rootless,
         super::args::IsolationMode::Root => crate::sandbox::Isolation::Root,
         super::args::IsolationMode::Chroot => crate::sandbox::Isolation::Chroot,
+        super::args::IsolationMode::Ptrace => crate::sandbox::Isolation::Ptrace,
     }
 }
 

@@ -72,6 +72,7 @@ fn sandbox_bench(
     };
     let mut mode = match isolation {
         super::args::IsolationMode::Chroot => "chroot",
+        super::args::IsolationMode::Ptrace => "ptrace",
         _ if sandbox.rootless => "rootless",
         _ => "root",
     }

@@ -59,6 +59,21 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The entry's owner, `st_mode` and device number (a hard link is a regular file: hard links
+    /// to symlinks are rare and their index entries do not say).
+    pub fn owner(&self) -> super::walkdiff::Owner {
+        use nix::libc::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
+        let (kind, rdev) = match self.kind {
+            Kind::File | Kind::Hardlink(_) => (S_IFREG, 0),
+            Kind::Dir => (S_IFDIR, 0),
+            Kind::Symlink(_) => (S_IFLNK, 0),
+            Kind::Char(a, b) => (S_IFCHR, nix::sys::stat::makedev(a.into(), b.into())),
+            Kind::Block(a, b) => (S_IFBLK, nix::sys::stat::makedev(a.into(), b.into())),
+            Kind::Fifo => (S_IFIFO, 0),
+        };
+        super::walkdiff::Owner { uid: self.uid, gid: self.gid, mode: kind | self.mode, rdev }
+    }
+
     /// What a directory created implicitly (a missing parent) gets: `0o755`, root, mtime 0.
     pub fn implicit_dir() -> Self {
         Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 }

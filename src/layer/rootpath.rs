@@ -223,15 +223,26 @@ impl Tree for LenientDisk<'_> {
 /// is ever reached). The last component is followed too. Missing components and components
 /// below a non-directory are kept as written (the path need not exist).
 pub fn resolve_in_root(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    let resolved = resolve_in_root_bytes(root, rel.as_bytes()).map_err(|e| {
+        if e.raw_os_error() == Some(nix::libc::ELOOP) {
+            io::Error::other(format!("too many levels of symbolic links: {rel}"))
+        } else {
+            e
+        }
+    })?;
+    Ok(Disk(root).path(&resolved))
+}
+
+/// [`resolve_in_root`], giving the resolved path relative to `root` (no leading `/`, empty for
+/// the root itself). Too many symlinks is `ELOOP`.
+pub fn resolve_in_root_bytes(root: &Path, rel: &[u8]) -> io::Result<Vec<u8>> {
     let disk = LenientDisk(Disk(root));
-    let mut walk = Walk::new(rel.as_bytes());
+    let mut walk = Walk::new(rel);
     loop {
         match walk.advance(&disk, true).map_err(|e| e.source)? {
-            Step::Done => return Ok(disk.0.path(walk.resolved())),
+            Step::Done => return Ok(walk.path),
             Step::Missing(c) | Step::NotDir(c) => walk.enter(&c),
-            Step::Loop => {
-                return Err(io::Error::other(format!("too many levels of symbolic links: {rel}")));
-            }
+            Step::Loop => return Err(io::Error::from_raw_os_error(nix::libc::ELOOP)),
         }
     }
 }

@@ -39,11 +39,54 @@ pub struct Stamp {
     born: Option<std::time::SystemTime>,
 }
 
+impl Stamp {
+    /// The entry's owner, mode and device number, as recorded.
+    pub fn owner(&self) -> Owner {
+        Owner { uid: self.uid, gid: self.gid, mode: self.mode, rdev: self.rdev }
+    }
+
+    /// The entry's device and inode numbers.
+    pub fn inode(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+}
+
+/// What a layer says about an entry beyond its content: owner, `st_mode` (type and permission
+/// bits) and device number. Usually what `lstat` reports; under ptrace isolation the disk cannot
+/// hold other owners or device nodes, so the step's emulated view is recorded instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// `st_mode`: the file type bits and the permission bits.
+    pub mode: u32,
+    /// The device number of a character or block device, else 0.
+    pub rdev: u64,
+}
+
+impl Owner {
+    /// What `lstat` says.
+    pub fn of(md: &fs::Metadata) -> Owner {
+        Owner { uid: md.uid(), gid: md.gid(), mode: md.mode(), rdev: md.rdev() }
+    }
+}
+
 /// A record of a tree: relative path → stamp (the root itself is not recorded).
 pub type Record = BTreeMap<String, Stamp>;
 
 /// Records every entry under `root`. Names must be UTF-8 (as in any layer).
 pub fn record(root: &Path) -> Result<Record, DiffError> {
+    record_as(root, &mut |_, md| Owner::of(md))
+}
+
+/// Records every entry under `root`, with the owner, mode and device number `owner` gives for
+/// each (relative path, `lstat`).
+pub fn record_as(
+    root: &Path,
+    owner: &mut dyn FnMut(&str, &fs::Metadata) -> Owner,
+) -> Result<Record, DiffError> {
     let mut out = Record::new();
     let root_dev = fs::symlink_metadata(root).map_err(io_err("lstat", root))?.dev();
     walk(root, |rel, name, abs, md| {
@@ -56,20 +99,22 @@ pub fn record(root: &Path) -> Result<Record, DiffError> {
         } else {
             None
         };
+        let path = join(rel, name);
+        let o = owner(&path, md);
         let stamp = Stamp {
             dev: md.dev(),
             ino: md.ino(),
-            mode: md.mode(),
+            mode: o.mode,
             nlink: md.nlink(),
-            uid: md.uid(),
-            gid: md.gid(),
+            uid: o.uid,
+            gid: o.gid,
             size: md.len(),
             mtime: (md.mtime(), md.mtime_nsec()),
-            rdev: md.rdev(),
+            rdev: o.rdev,
             link,
             born: md.created().ok(),
         };
-        out.insert(join(rel, name), stamp);
+        out.insert(path, stamp);
         Ok(true)
     })?;
     Ok(out)
@@ -82,7 +127,18 @@ pub fn write_changes(
     writer: &mut LayerWriter,
     clamp: Option<i64>,
 ) -> Result<DiffSummary, DiffError> {
-    let after = record(root)?;
+    write_recorded_changes(root, before, &record(root)?, writer, clamp)
+}
+
+/// Writes the changes from `before` to `after` (records of `root`, taken before and after a
+/// step) to `writer`, with the owners and modes the records hold.
+pub fn write_recorded_changes(
+    root: &Path,
+    before: &Record,
+    after: &Record,
+    writer: &mut LayerWriter,
+    clamp: Option<i64>,
+) -> Result<DiffSummary, DiffError> {
     let mut summary = DiffSummary::default();
     // A directory removed and made again (a new inode where an entry was) is what overlayfs marks
     // opaque; so does this diff, so both snapshotters give the same layer: the directory, its
@@ -97,7 +153,7 @@ pub fn write_changes(
         .collect();
     let in_opaque = |p: &str| ancestors(p).any(|a| opaque.contains(&a.to_string()));
     let mut wanted: BTreeSet<String> = BTreeSet::new();
-    for (path, stamp) in &after {
+    for (path, stamp) in after {
         if before.get(path) != Some(stamp) || in_opaque(path) {
             let mut p = path.as_str();
             wanted.insert(p.to_string());

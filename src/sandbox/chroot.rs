@@ -63,6 +63,8 @@ pub struct Injections {
     done: Vec<Done>,
     /// Device nodes could not be made; empty files stand in for them.
     pub no_devices: bool,
+    /// Give files their owners (off under ptrace isolation: the caller cannot, and records them).
+    pub chown: bool,
 }
 
 impl Injections {
@@ -73,6 +75,7 @@ impl Injections {
             aside: aside.to_path_buf(),
             done: Vec::new(),
             no_devices: false,
+            chown: true,
         }
     }
 
@@ -103,7 +106,10 @@ impl Injections {
                 .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))),
             Content::File { data, mode, uid, gid } => std::fs::write(&path, data)
                 .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
-                .and_then(|()| std::os::unix::fs::chown(&path, Some(uid), Some(gid))),
+                .and_then(|()| match self.chown {
+                    true => std::os::unix::fs::chown(&path, Some(uid), Some(gid)),
+                    false => Ok(()),
+                }),
             Content::Char(major, minor) => {
                 match mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)) {
                     Ok(()) => {}

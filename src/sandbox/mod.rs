@@ -16,6 +16,7 @@ pub mod idmap;
 pub mod overlay;
 pub mod probe;
 pub mod protocol;
+pub mod ptrace;
 pub mod spec;
 
 use std::io::{BufRead, BufReader, Write};
@@ -39,6 +40,9 @@ pub enum Isolation {
     Root,
     /// No namespaces at all, only chroot (root in a throwaway CI container).
     Chroot,
+    /// No namespaces, no mounts, no chroot, any user: the step runs under ptrace, its paths
+    /// rewritten into its root and root emulated (see [`ptrace`]).
+    Ptrace,
 }
 
 /// Why the sandbox could not start or run a step.
@@ -65,6 +69,7 @@ pub fn mode_dir(mode: &str) -> &str {
         "root" => "root",
         "rootless-squash" => "rootless-squash",
         "chroot" => "chroot",
+        "ptrace" => "ptrace",
         _ => "rootless",
     }
 }
@@ -157,7 +162,7 @@ impl Sandbox {
                         .into(),
                 ));
             }
-            Isolation::Auto | Isolation::Root | Isolation::Chroot => false,
+            Isolation::Auto | Isolation::Root | Isolation::Chroot | Isolation::Ptrace => false,
         };
         if isolation == Isolation::Chroot && euid != 0 {
             return Err(SandboxError::Setup(
@@ -170,6 +175,7 @@ impl Sandbox {
         let maps = if rootless { Some(id_maps(euid, &mut warnings)?) } else { None };
         let mode = match &maps {
             None if isolation == Isolation::Chroot => "chroot",
+            None if isolation == Isolation::Ptrace => "ptrace",
             None => "root",
             Some(m) if m.single => "rootless-squash",
             Some(_) => "rootless",

@@ -20,6 +20,8 @@ pub struct Probe {
     pub userns: Result<(), Failure>,
     /// Mount and cgroup namespaces as the current user (root mode; only probed as root).
     pub namespaces: Result<(), Failure>,
+    /// Tracing a child under a seccomp filter (ptrace mode).
+    pub ptrace: Result<(), Failure>,
 }
 
 /// A probe that failed: the call and its errno.
@@ -55,7 +57,8 @@ fn run_probes() -> Probe {
     let userns = in_child(true);
     let namespaces =
         if euid == 0 { in_child(false) } else { Err(Failure { call: "root", errno: Errno::EPERM }) };
-    Probe { euid, userns, namespaces }
+    let ptrace = super::ptrace::probe();
+    Probe { euid, userns, namespaces, ptrace }
 }
 
 /// Forks a child that makes the calls a helper makes (with a user namespace first when
@@ -103,12 +106,22 @@ pub fn choose(isolation: Isolation, p: &Probe) -> Result<(Isolation, String), St
     match isolation {
         Isolation::Auto if !root => match &p.userns {
             Ok(()) => Ok((Isolation::Rootless, "rootless: a user namespace (not running as root)".into())),
-            Err(f) => Err(format!(
-                "no isolation works here for a non-root user: user namespaces are denied ({f}){}; a mode \
-                 for such containers (steps under ptrace) is not built yet — run hako as root in the container \
-                 (it then uses --isolation=chroot), or allow user namespaces",
-                super::userns_hint().map(|h| format!(" — {h}")).unwrap_or_default()
-            )),
+            Err(f) => match &p.ptrace {
+                Ok(()) => Ok((
+                    Isolation::Ptrace,
+                    format!(
+                        "ptrace: user namespaces are denied ({f}), as under Docker's default seccomp profile; \
+                         steps run under ptrace with root emulated, sharing the machine's processes and network \
+                         (slower on system-call-heavy steps)"
+                    ),
+                )),
+                Err(t) => Err(format!(
+                    "no isolation works here for a non-root user: user namespaces are denied ({f}){} and ptrace \
+                     is denied ({t}) — run hako as root in the container (it then uses --isolation=chroot), or \
+                     allow user namespaces",
+                    super::userns_hint().map(|h| format!(" — {h}")).unwrap_or_default()
+                )),
+            },
         },
         Isolation::Auto => match &p.namespaces {
             Ok(()) => {
@@ -133,6 +146,7 @@ pub fn name(i: Isolation) -> &'static str {
         Isolation::Rootless => "rootless",
         Isolation::Root => "root",
         Isolation::Chroot => "chroot",
+        Isolation::Ptrace => "ptrace",
     }
 }
 
@@ -146,17 +160,23 @@ mod tests {
 
     #[test]
     fn auto_picks_what_works_and_says_why() {
-        let all = Probe { euid: 0, userns: Ok(()), namespaces: Ok(()) };
+        let all = Probe { euid: 0, userns: Ok(()), namespaces: Ok(()), ptrace: Ok(()) };
         assert_eq!(choose(Isolation::Auto, &all).map(|c| c.0), Ok(Isolation::Root));
-        let locked = Probe { euid: 0, userns: denied(CALLS[0]), namespaces: denied(CALLS[1]) };
+        let locked =
+            Probe { euid: 0, userns: denied(CALLS[0]), namespaces: denied(CALLS[1]), ptrace: Ok(()) };
         let (mode, why) = choose(Isolation::Auto, &locked).expect("chroot");
         assert_eq!(mode, Isolation::Chroot);
         assert!(why.contains("unshare(CLONE_NEWNS|CLONE_NEWCGROUP): Operation not permitted"), "{why}");
-        let user = Probe { euid: 1000, userns: Ok(()), namespaces: denied("root") };
+        let user = Probe { euid: 1000, userns: Ok(()), namespaces: denied("root"), ptrace: Ok(()) };
         assert_eq!(choose(Isolation::Auto, &user).map(|c| c.0), Ok(Isolation::Rootless));
-        let user_locked = Probe { euid: 1000, userns: denied(CALLS[0]), namespaces: denied("root") };
-        let err = choose(Isolation::Auto, &user_locked).expect_err("nothing works");
-        assert!(err.contains("unshare(CLONE_NEWUSER): Operation not permitted"), "{err}");
+        let user_locked =
+            Probe { euid: 1000, userns: denied(CALLS[0]), namespaces: denied("root"), ptrace: Ok(()) };
+        let (mode, why) = choose(Isolation::Auto, &user_locked).expect("ptrace");
+        assert_eq!(mode, Isolation::Ptrace);
+        assert!(why.contains("unshare(CLONE_NEWUSER): Operation not permitted"), "{why}");
+        let nothing = Probe { ptrace: denied("ptrace(PTRACE_TRACEME)"), ..user_locked };
+        let err = choose(Isolation::Auto, &nothing).expect_err("nothing works");
+        assert!(err.contains("ptrace(PTRACE_TRACEME): Operation not permitted"), "{err}");
         assert_eq!(choose(Isolation::Chroot, &all).map(|c| c.0), Ok(Isolation::Chroot), "as asked");
     }
 

@@ -42,6 +42,7 @@ use crate::store::Store;
 mod mounts;
 mod snapshots;
 mod step;
+mod traced;
 
 use mounts::{Held, NewCache};
 pub use snapshots::wipe;
@@ -61,8 +62,10 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut input = std::io::stdin().lock();
     let rootless = mode.starts_with("rootless");
     let chroot = mode == "chroot";
-    // chroot isolation is for machines that allow no namespaces at all: nothing to set up.
-    let ready = if chroot { Ok(()) } else { setup(rootless, &mut input, &mut out) };
+    let traced = mode == "ptrace";
+    // chroot and ptrace isolation are for machines that allow no namespaces at all: nothing to
+    // set up.
+    let ready = if chroot || traced { Ok(()) } else { setup(rootless, &mut input, &mut out) };
     match ready {
         Ok(()) => {}
         Err(e) => {
@@ -71,13 +74,24 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     let base = Path::new(store).join("sandbox").join(super::mode_dir(mode));
-    let mut ctx = match Ctx::new(Path::new(store), &base, rootless, mode == "rootless-squash", chroot) {
+    let squash = mode == "rootless-squash" || traced;
+    let mut ctx = match Ctx::new(Path::new(store), &base, rootless, squash, chroot) {
         Ok(c) => c,
         Err(e) => {
             let _ = reply(&mut out, &Reply::Failed(e));
             return ExitCode::from(1);
         }
     };
+    if traced {
+        ctx.traced = true;
+        ctx.copy = true;
+        ctx.pending_note = Some(
+            "--isolation=ptrace: steps run under ptrace in a copy of their parent's filesystem, with root \
+             emulated (owners, modes and device nodes are recorded, not made); they share the machine's \
+             processes, network, /proc, /dev and /sys"
+                .into(),
+        );
+    }
     let _ = reply(&mut out, &Reply::Note("ready".into()));
     let mut line = String::new();
     loop {
@@ -180,6 +194,8 @@ struct Ctx {
     caches: PathBuf,
     /// Copy snapshotter: the trees of recent steps, by chain id, for the next step to take.
     trees: PathBuf,
+    /// Ptrace isolation: the owners of those trees' entries, `<chain id>.json`.
+    owners: PathBuf,
     state: PathBuf,
     flavor: Flavor,
     rootless: bool,
@@ -189,6 +205,8 @@ struct Ctx {
     copy: bool,
     /// `--isolation=chroot`: no namespaces, no mounts.
     chroot: bool,
+    /// `--isolation=ptrace`: steps under the tracer, owners recorded rather than made.
+    traced: bool,
     /// The no-device-nodes note was given.
     said_no_devices: bool,
     /// Said once, with the first step's replies (why steps run on copies).
@@ -213,6 +231,7 @@ impl Ctx {
             runs: dir("runs")?,
             caches: dir("cache")?,
             trees: dir("trees")?,
+            owners: dir("owners")?,
             state: dir("state")?,
             flavor: if rootless { Flavor::UserNs } else { Flavor::Root },
             rootless,
@@ -220,6 +239,7 @@ impl Ctx {
             steps: 0,
             copy: false,
             chroot,
+            traced: false,
             said_no_devices: false,
             pending_note: None,
             netns: None,
@@ -263,6 +283,12 @@ impl Ctx {
                 }
             }
         }
+    }
+
+    /// How layers are applied to this helper's trees: owners only where they can be set,
+    /// device nodes only as real root.
+    fn apply_options(&self) -> ApplyOptions {
+        ApplyOptions { chown: !self.squash, devices: !self.rootless && !self.traced }
     }
 
     fn next_name(&mut self, what: &str) -> String {

@@ -39,22 +39,45 @@ impl Ctx {
         if writable && std::fs::rename(self.trees.join(tree_id(layers)), &root).is_ok() {
             return Ok(Tree::Plain(root));
         }
-        fs_err::create_dir_all(&root).map_err(|e| e.to_string())?;
-        let opts = ApplyOptions { chown: !self.squash, devices: !self.rootless };
-        for layer in layers {
-            let l = layer.to_layer().map_err(|e| e.to_string())?;
-            let reader = crate::layer::open_layer(&self.store, &l).map_err(|e| e.to_string())?;
-            apply_layer(reader, &root, opts)
-                .map_err(|e| format!("extracting layer {}: {e}", layer.digest))?;
-        }
+        self.extract_tree(layers, &root)?;
         Ok(Tree::Plain(root))
     }
 
+    /// Applies `layers` to a new directory `root`.
+    pub(super) fn extract_tree(&self, layers: &[LayerRef], root: &Path) -> Result<(), String> {
+        fs_err::create_dir_all(root).map_err(|e| e.to_string())?;
+        let opts = self.apply_options();
+        for layer in layers {
+            let reader = self.open(layer)?;
+            apply_layer(reader, root, opts).map_err(|e| format!("extracting layer {}: {e}", layer.digest))?;
+        }
+        Ok(())
+    }
+
     /// Keeps a copy-snapshotter tree whose content is the filesystem of `layers`, for the next
-    /// step; only the few most recent are kept.
-    pub(super) fn keep_tree(&self, tree: &Path, layers: &[LayerRef]) {
+    /// step; only the few most recent are kept. `owners` (ptrace isolation) is what its entries'
+    /// owners, modes and devices really are, kept beside it.
+    pub(super) fn keep_tree(
+        &self,
+        tree: &Path,
+        layers: &[LayerRef],
+        owners: Option<&crate::layer::walkdiff::Record>,
+    ) {
         const KEEP: usize = 3;
-        if std::fs::rename(tree, self.trees.join(tree_id(layers))).is_err() {
+        let id = tree_id(layers);
+        if let Some(record) = owners {
+            let map: std::collections::BTreeMap<&str, crate::layer::walkdiff::Owner> =
+                record.iter().map(|(p, st)| (p.as_str(), st.owner())).collect();
+            let written = serde_json::to_vec(&map).map_err(std::io::Error::other).and_then(|bytes| {
+                let tmp = self.owners.join(format!(".{id}.{}", std::process::id()));
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, self.owners_file(&id))
+            });
+            if written.is_err() {
+                return;
+            }
+        }
+        if std::fs::rename(tree, self.trees.join(&id)).is_err() {
             return;
         }
         let Ok(rd) = std::fs::read_dir(&self.trees) else { return };
@@ -72,6 +95,9 @@ impl Ctx {
             let doomed = self.runs.join(format!("evict-{}-{t}", std::process::id()));
             if std::fs::rename(&old, &doomed).is_ok() {
                 let _ = std::fs::remove_dir_all(&doomed);
+                if let Some(name) = old.file_name() {
+                    let _ = std::fs::remove_file(self.owners.join(name).with_extension("json"));
+                }
             }
         }
     }
@@ -201,8 +227,13 @@ impl Ctx {
         fs_err::rename(tmp.join("x").join("upper"), tmp.join("d").join("upper")).map_err(|e| e.to_string())
     }
 
+    /// Where the owners of kept tree `id` are (ptrace isolation).
+    pub(super) fn owners_file(&self, id: &str) -> PathBuf {
+        self.owners.join(format!("{id}.json"))
+    }
+
     /// A stored layer as an uncompressed tar stream.
-    fn open(&self, layer: &LayerRef) -> Result<Box<dyn std::io::Read>, String> {
+    pub(super) fn open(&self, layer: &LayerRef) -> Result<Box<dyn std::io::Read>, String> {
         let l = layer.to_layer().map_err(|e| e.to_string())?;
         crate::layer::open_layer(&self.store, &l).map_err(|e| e.to_string())
     }
@@ -217,7 +248,7 @@ impl Ctx {
         tmp: &Path,
         out: &mut impl Write,
     ) -> Result<(), String> {
-        let opts = ApplyOptions { chown: !self.squash, devices: !self.rootless };
+        let opts = self.apply_options();
         let report = if below.is_empty() {
             let upper = tmp.join("upper");
             fs_err::create_dir_all(&upper).map_err(|e| e.to_string())?;

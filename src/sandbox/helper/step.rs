@@ -12,8 +12,13 @@ impl Ctx {
         let dir = self.runs.join(&name);
         fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
         self.successors = req.successors.clone();
-        let result =
-            if self.chroot { self.run_chroot(req, &dir, out) } else { self.run_in(req, &dir, &name, out) };
+        let result = if self.traced {
+            self.run_traced(req, &dir, out)
+        } else if self.chroot {
+            self.run_chroot(req, &dir, out)
+        } else {
+            self.run_in(req, &dir, &name, out)
+        };
         self.successors.clear();
         // Mounts made for the step are gone by now (dropped in run_in); the directory may hold
         // an upper that did not become a snapshot.
@@ -86,11 +91,12 @@ impl Ctx {
             Tree::Plain(p) => Some(p),
         };
 
-        self.finish(req, exit, run_ms, &rootfs, plain.as_deref(), before.as_ref(), &copied_up)
+        self.finish(req, exit, run_ms, &rootfs, plain.as_deref(), before.as_ref(), &copied_up, None)
     }
 
     /// The layer of a finished step: the overlay's upper directory (`plain` is None), or the
-    /// changes to the copy at `plain` since `before`.
+    /// changes to the copy at `plain` since `before` (to `after` when the owners on disk are not
+    /// the step's: ptrace isolation).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn finish(
         &self,
@@ -101,6 +107,7 @@ impl Ctx {
         plain: Option<&Path>,
         before: Option<&crate::layer::walkdiff::Record>,
         copied_up: &[(String, std::fs::Metadata)],
+        after: Option<crate::layer::walkdiff::Record>,
     ) -> Result<RunResult, Fail> {
         let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms };
         if exit != Exit::Code(0) || !req.commit {
@@ -115,7 +122,12 @@ impl Ctx {
         let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
         let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
         let summary = match (plain, before) {
-            (Some(p), Some(before)) => crate::layer::walkdiff::write_changes(p, before, &mut w, req.clamp),
+            (Some(p), Some(before)) => match &after {
+                Some(after) => {
+                    crate::layer::walkdiff::write_recorded_changes(p, before, after, &mut w, req.clamp)
+                }
+                None => crate::layer::walkdiff::write_changes(p, before, &mut w, req.clamp),
+            },
             _ => crate::layer::diff::write_diff(&upper, &mut w, &opts),
         }
         .map_err(|e| format!("turning the step's changes into a layer: {e}"))?;
@@ -124,7 +136,7 @@ impl Ctx {
         }
         if summary.entries == 0 {
             if let Some(tree) = plain {
-                self.keep_tree(tree, &req.layers);
+                self.keep_tree(tree, &req.layers, after.as_ref());
             }
             return Ok(result);
         }
@@ -133,7 +145,7 @@ impl Ctx {
         chain.push(layer.clone());
         match plain {
             // The copy holds exactly the new layer's filesystem now: the next step starts from it.
-            Some(tree) => self.keep_tree(tree, &chain),
+            Some(tree) => self.keep_tree(tree, &chain, after.as_ref()),
             None => {
                 let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
                 rename_into_place(&upper, &self.snapshots.join(id))?;
@@ -236,7 +248,7 @@ impl Ctx {
         drop(held);
         let exit = exit?;
         undone?;
-        self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[])
+        self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[], None)
     }
 
     pub(super) fn execute_chroot(
@@ -307,7 +319,7 @@ impl Ctx {
 
 /// Creates the step's working directory inside `root` when missing, as runc (and so BuildKit)
 /// does; libcontainer and chroot do not.
-fn make_cwd(root: &Path, cwd: &str) -> Result<(), Fail> {
+pub(super) fn make_cwd(root: &Path, cwd: &str) -> Result<(), Fail> {
     let path = crate::layer::rootpath::resolve_in_root(root, cwd.trim_start_matches('/'))
         .map_err(|e| Fail::Input(format!("working directory {cwd}: {e}")))?;
     if std::fs::symlink_metadata(&path).is_err() {

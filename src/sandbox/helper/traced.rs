@@ -1,0 +1,227 @@
+//! A step under `--isolation=ptrace` (see [`crate::sandbox::ptrace`]): the copy snapshotter's
+//! tree, what mounts would provide put into it (as chroot isolation does), the step run under
+//! the tracer, and the layer written from the owners the step was made to see.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use super::step::{forward, make_cwd};
+use super::*;
+use crate::layer::walkdiff::{Owner, record_as};
+use crate::sandbox::chroot::{Content, Injections};
+use crate::sandbox::ptrace::fake::Owners;
+
+impl Ctx {
+    pub(super) fn run_traced(
+        &mut self,
+        req: &RunRequest,
+        dir: &Path,
+        out: &mut impl Write,
+    ) -> Result<RunResult, Fail> {
+        if req.network == Network::None {
+            return Err(Fail::Input(
+                "RUN --network=none needs a network namespace, which --isolation=ptrace does not make".into(),
+            ));
+        }
+        let rootfs = dir.join("rootfs");
+        let (root, known) = self.traced_tree(&req.layers, &rootfs)?;
+        let real = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let mut owners = Owners::new(real, (req.process.uid, req.process.gid));
+        let before = record_as(&root, &mut |rel, md| {
+            let o = believed(known.get(rel), md);
+            owners.set((md.dev(), md.ino()), o);
+            usable(&root.join(rel), md);
+            o
+        })
+        .map_err(|e| e.to_string())?;
+        // What the runtime would create (the working directory) is root's.
+        make_cwd(&root, &req.process.cwd)?;
+        claim_new(&root, &req.process.cwd, &mut owners, 0, 0);
+
+        let mut inj = Injections::new(&root, &dir.join("aside"));
+        inj.chown = false;
+        let mut held = Held::default();
+        let prepared = (|| -> Result<(), Fail> {
+            for (target, data) in super::mounts::etc_contents(&req.options.extra_hosts) {
+                inj.add(target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
+                claim(&root, target, &mut owners, 0, 0);
+            }
+            for (i, m) in req.mounts.iter().enumerate() {
+                let mdir = dir.join(format!("m{i}"));
+                fs_err::create_dir_all(&mdir).map_err(|e| e.to_string())?;
+                match m {
+                    MountRequest::Tmpfs { target, .. } => inj.add(target, Content::Dir(0o1777))?,
+                    MountRequest::Secret { data, target, mode, uid, gid } => {
+                        inj.add(
+                            target,
+                            Content::File { data: data.clone(), mode: *mode, uid: *uid, gid: *gid },
+                        )?;
+                        claim(&root, target, &mut owners, *uid, *gid);
+                    }
+                    MountRequest::Cache { key, target, sharing, mode, uid, gid, seed, .. } => {
+                        let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: seed.as_ref() };
+                        let path = self.cache_dir(key, sharing, new, &mdir, &mut held, out)?;
+                        inj.add(target, Content::MoveIn(path))?;
+                        claim(&root, target, &mut owners, *uid, *gid);
+                    }
+                    MountRequest::Bind { from, source, target, .. } => {
+                        let tree = match from {
+                            BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
+                            BindFrom::Layers(layers) => self.tree(layers, &mdir, false, out)?,
+                        };
+                        let src = super::mounts::source_in(tree.path(), source, "--mount source")?;
+                        inj.add(target, Content::CopyIn(src))?;
+                    }
+                    MountRequest::Ssh { .. } => {
+                        return Err(Fail::Input(
+                            "RUN --mount=type=ssh needs a bind mount, which --isolation=ptrace cannot make"
+                                .into(),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = prepared {
+            let _ = inj.undo();
+            return Err(e);
+        }
+        let arg0 = req.process.args.first().map_or("", String::as_str);
+        let Some(exe) = crate::sandbox::chroot::find_executable(&root, arg0, &req.process.env) else {
+            let _ = inj.undo();
+            return Err(Fail::Input(format!(
+                "executable '{arg0}' not found in $PATH (the image has no such program: install it in an earlier \
+                 step, or name another one)"
+            )));
+        };
+
+        let started = Instant::now();
+        let ran = self.execute_traced(&root, req, &exe, owners, out);
+        let run_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let undone = inj.undo();
+        drop(held);
+        let (exit, owners) = ran?;
+        undone?;
+        let after = record_as(&root, &mut |_, md| owners.view((md.dev(), md.ino()), Owner::of(md)))
+            .map_err(|e| e.to_string())?;
+        self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[], Some(after))
+    }
+
+    /// The tree of `layers` for a traced step and what its entries' owners, modes and devices
+    /// are: a kept tree with its record, or the layers extracted anew and read for their owners.
+    fn traced_tree(
+        &mut self,
+        layers: &[LayerRef],
+        rootfs: &Path,
+    ) -> Result<(PathBuf, BTreeMap<String, Owner>), Fail> {
+        fs_err::create_dir_all(rootfs).map_err(|e| e.to_string())?;
+        let root = rootfs.join("copy");
+        let id = snapshots::tree_id(layers);
+        let kept = std::fs::read(self.owners_file(&id))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<BTreeMap<String, Owner>>(&b).ok());
+        if let Some(known) = kept
+            && std::fs::rename(self.trees.join(&id), &root).is_ok()
+        {
+            return Ok((root, known));
+        }
+        self.extract_tree(layers, &root)?;
+        // The disk cannot hold the layers' owners and devices: the layers say them.
+        let mut index = crate::layer::index::FsIndex::new();
+        for layer in layers {
+            index.apply_tar(self.open(layer)?).map_err(|e| format!("reading layer {}: {e}", layer.digest))?;
+        }
+        let known =
+            index.walk("").filter(|(p, _)| !p.is_empty()).map(|(p, m)| (p.to_string(), m.owner())).collect();
+        Ok((root, known))
+    }
+
+    /// Runs the step under the tracer, forwarding its output; returns its exit and the owners
+    /// as it left them.
+    fn execute_traced(
+        &self,
+        root: &Path,
+        req: &RunRequest,
+        exe: &str,
+        owners: Owners,
+        out: &mut impl Write,
+    ) -> Result<(Exit, Owners), Fail> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let group = AtomicI32::new(0);
+        // The tracer must be the thread that forks (ptrace attaches to a thread), and output
+        // must flow while it serves stops: it gets a thread, the output this one.
+        let (traced, output) = std::thread::scope(|s| {
+            let tracer = s.spawn(|| {
+                crate::sandbox::ptrace::run(root, exe, &req.process, w, owners, |pid| {
+                    group.store(pid.as_raw(), Ordering::SeqCst);
+                })
+            });
+            let output = forward(r.as_fd(), out, &mut || {
+                let pid = group.load(Ordering::SeqCst);
+                if pid > 0 {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            });
+            (tracer.join(), output)
+        });
+        let traced =
+            traced.map_err(|_| Fail::Env("the tracer thread panicked".into()))?.map_err(Fail::Env)?;
+        output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
+        Ok(traced)
+    }
+}
+
+/// What an entry is believed to be: its record (the type from the disk, unless the record says
+/// it is a device, which the disk holds as an empty file), else root's with the disk's mode.
+fn believed(known: Option<&Owner>, md: &std::fs::Metadata) -> Owner {
+    use nix::libc::{S_IFBLK, S_IFCHR, S_IFMT};
+    match known {
+        Some(o) if matches!(o.mode & S_IFMT, S_IFCHR | S_IFBLK) => *o,
+        Some(o) => Owner { mode: (md.mode() & S_IFMT) | (o.mode & 0o7777), rdev: 0, ..*o },
+        None => Owner { uid: 0, gid: 0, mode: md.mode(), rdev: 0 },
+    }
+}
+
+/// Gives the caller read and write (and search, for directories) on an entry, as root has on
+/// everything; the record keeps the real mode.
+fn usable(path: &Path, md: &std::fs::Metadata) {
+    let need = if md.is_dir() {
+        0o700
+    } else if md.is_file() {
+        0o600
+    } else {
+        return;
+    };
+    if md.mode() & need != need {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode((md.mode() | need) & 0o7777));
+    }
+}
+
+/// Records `uid`:`gid` for what is at `target` in the root now.
+fn claim(root: &Path, target: &str, owners: &mut Owners, uid: u32, gid: u32) {
+    if let Ok(p) = crate::layer::rootpath::resolve_in_root(root, target.trim_start_matches('/'))
+        && let Ok(md) = std::fs::symlink_metadata(&p)
+    {
+        owners.set((md.dev(), md.ino()), Owner { uid, gid, mode: md.mode(), rdev: 0 });
+    }
+}
+
+/// Records `uid`:`gid` for the directories on the way to `dir` the table does not know yet
+/// (just made).
+fn claim_new(root: &Path, dir: &str, owners: &mut Owners, uid: u32, gid: u32) {
+    let mut at = String::new();
+    for c in dir.split('/').filter(|c| !c.is_empty()) {
+        at.push('/');
+        at.push_str(c);
+        if let Ok(p) = crate::layer::rootpath::resolve_in_root(root, at.trim_start_matches('/'))
+            && let Ok(md) = std::fs::symlink_metadata(&p)
+            && owners.get((md.dev(), md.ino())).is_none()
+        {
+            owners.set((md.dev(), md.ino()), Owner { uid, gid, mode: md.mode(), rdev: 0 });
+        }
+    }
+}

@@ -1,0 +1,751 @@
+//! The system calls the tracer rewrites or emulates (x86-64 numbers), at their entry and, for
+//! those whose result must be changed, at their exit.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::unistd::Pid;
+
+use super::Tracer;
+use super::fake::Creds;
+use super::mem::{self, Scratch};
+use super::paths::path;
+use super::regs::Regs;
+use crate::layer::walkdiff::Owner;
+
+/// Every call the seccomp filter sends to the tracer.
+pub const TRACED: &[i64] = &[
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_creat,
+    libc::SYS_stat,
+    libc::SYS_lstat,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_access,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_getcwd,
+    libc::SYS_chdir,
+    libc::SYS_chroot,
+    libc::SYS_truncate,
+    libc::SYS_statfs,
+    libc::SYS_utime,
+    libc::SYS_utimes,
+    libc::SYS_futimesat,
+    libc::SYS_utimensat,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
+    libc::SYS_rmdir,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_link,
+    libc::SYS_linkat,
+    libc::SYS_symlink,
+    libc::SYS_symlinkat,
+    libc::SYS_chmod,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
+    libc::SYS_chown,
+    libc::SYS_lchown,
+    libc::SYS_fchown,
+    libc::SYS_fchownat,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_getxattr,
+    libc::SYS_lgetxattr,
+    libc::SYS_listxattr,
+    libc::SYS_llistxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    libc::SYS_inotify_add_watch,
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    libc::SYS_getuid,
+    libc::SYS_geteuid,
+    libc::SYS_getgid,
+    libc::SYS_getegid,
+    libc::SYS_getresuid,
+    libc::SYS_getresgid,
+    libc::SYS_getgroups,
+    libc::SYS_setuid,
+    libc::SYS_setgid,
+    libc::SYS_setreuid,
+    libc::SYS_setregid,
+    libc::SYS_setresuid,
+    libc::SYS_setresgid,
+    libc::SYS_setfsuid,
+    libc::SYS_setfsgid,
+    libc::SYS_setgroups,
+];
+
+/// What to check once a call has run: at the process's next stop, whatever it is (waiting for
+/// the call's own exit stop after a seccomp stop is not reliable on every kernel, and costs a
+/// stop).
+#[derive(Debug)]
+pub enum After {
+    /// Record who made the entry at this machine path (not followed), and what it is, if the
+    /// call made it.
+    Made { host: Vec<u8>, owner: Owner },
+    /// Forget an inode whose last name this was, if the name is gone.
+    Forget { host: Vec<u8>, inode: (u64, u64) },
+}
+
+/// How a path argument is read: where it is, relative to which directory, and whether its last
+/// component is followed.
+#[derive(Clone, Copy)]
+struct Arg {
+    dirfd: Option<usize>,
+    path: usize,
+    follow: bool,
+}
+
+const fn p(path: usize, follow: bool) -> Arg {
+    Arg { dirfd: None, path, follow }
+}
+
+const fn at(dirfd: usize, path: usize, follow: bool) -> Arg {
+    Arg { dirfd: Some(dirfd), path, follow }
+}
+
+/// A call's outcome at entry: go on (maybe rewritten, maybe with work at exit) or skip it with a
+/// result.
+pub enum Entry {
+    /// Let the (possibly rewritten) call run.
+    Run(Option<After>),
+    /// Do not run it: the tracee sees this result.
+    Skip(i64),
+}
+
+fn err(e: Errno) -> i64 {
+    -(e as i64)
+}
+
+impl Tracer {
+    /// Handles the entry of call `regs.nr()` by `pid`.
+    pub fn entry(&mut self, pid: Pid, regs: &mut Regs) -> Entry {
+        match self.dispatch(pid, regs) {
+            Ok(e) => e,
+            Err(e) => Entry::Skip(err(e)),
+        }
+    }
+
+    fn dispatch(&mut self, pid: Pid, regs: &mut Regs) -> Result<Entry, Errno> {
+        let nr = regs.nr();
+        let args: [u64; 6] = std::array::from_fn(|i| regs.arg(i));
+        let a = |i: usize| args[i];
+        let nofollow_flag = |i: usize| a(i) as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
+        let mut scratch = Scratch::new(pid, regs.sp());
+        let run = |after: Option<After>| Ok(Entry::Run(after));
+        match nr {
+            libc::SYS_open | libc::SYS_openat | libc::SYS_creat => {
+                let (arg, flags, mode_i) = match nr {
+                    libc::SYS_open => (p(0, true), a(1) as i32, 2),
+                    libc::SYS_openat => (at(0, 1, true), a(2) as i32, 3),
+                    _ => (p(0, true), libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, 1),
+                };
+                let follow = flags & libc::O_NOFOLLOW == 0
+                    && flags & (libc::O_CREAT | libc::O_EXCL) != (libc::O_CREAT | libc::O_EXCL);
+                let Some(host) = self.rewrite(pid, regs, &mut scratch, Arg { follow, ..arg })? else {
+                    return run(None);
+                };
+                if flags & libc::O_CREAT == 0 || !self.root.holds(&host) {
+                    return run(None);
+                }
+                let mode = a(mode_i) as u32 & 0o7777;
+                let forced = mode | 0o600;
+                if forced != mode {
+                    regs.set_arg(mode_i, forced as u64);
+                }
+                run(self.made(pid, host, libc::S_IFREG | mode, 0, forced != mode))
+            }
+            libc::SYS_openat2 => Err(Errno::ENOSYS),
+            // The stat family, readlink and getcwd return what the step must see differently:
+            // the tracer makes the call itself and writes the result.
+            libc::SYS_stat | libc::SYS_lstat => {
+                let t = self.target(pid, regs, &mut scratch, p(0, nr == libc::SYS_stat))?;
+                self.stat(pid, t, a(1)).map(Entry::Skip)
+            }
+            libc::SYS_fstat => self.stat(pid, Target::Fd(a(0) as i32), a(1)).map(Entry::Skip),
+            libc::SYS_newfstatat => {
+                let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+                self.stat(pid, t, a(2)).map(Entry::Skip)
+            }
+            libc::SYS_statx => {
+                let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(2)))?;
+                self.statx(pid, t, a(2) as i32, a(3) as u32, a(4)).map(Entry::Skip)
+            }
+            libc::SYS_access | libc::SYS_chdir | libc::SYS_truncate | libc::SYS_statfs => {
+                self.rewrite(pid, regs, &mut scratch, p(0, true))?;
+                run(None)
+            }
+            libc::SYS_utime | libc::SYS_utimes | libc::SYS_setxattr | libc::SYS_getxattr => {
+                self.rewrite(pid, regs, &mut scratch, p(0, true))?;
+                run(None)
+            }
+            libc::SYS_listxattr | libc::SYS_removexattr => {
+                self.rewrite(pid, regs, &mut scratch, p(0, true))?;
+                run(None)
+            }
+            libc::SYS_lsetxattr | libc::SYS_lgetxattr | libc::SYS_llistxattr | libc::SYS_lremovexattr => {
+                self.rewrite(pid, regs, &mut scratch, p(0, false))?;
+                run(None)
+            }
+            libc::SYS_faccessat | libc::SYS_futimesat => {
+                self.rewrite(pid, regs, &mut scratch, at(0, 1, true))?;
+                run(None)
+            }
+            libc::SYS_faccessat2 => {
+                self.rewrite(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+                run(None)
+            }
+            libc::SYS_utimensat => {
+                // A NULL path makes it act on the descriptor.
+                if a(1) != 0 {
+                    self.rewrite(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+                }
+                run(None)
+            }
+            libc::SYS_inotify_add_watch => {
+                let follow = a(2) as u32 & libc::IN_DONT_FOLLOW == 0;
+                self.rewrite(pid, regs, &mut scratch, at(0, 1, follow).no_dirfd())?;
+                run(None)
+            }
+            libc::SYS_readlink | libc::SYS_readlinkat => {
+                let (arg, buf) =
+                    if nr == libc::SYS_readlink { (p(0, false), 1) } else { (at(0, 1, false), 2) };
+                let t = self.target(pid, regs, &mut scratch, arg)?;
+                let link = std::fs::read_link(path(&t.host(pid))).map_err(io_errno)?;
+                // The machine's /proc links name machine paths: give the step's.
+                let guest = self.root.to_guest(link.as_os_str().as_bytes());
+                let n = guest.len().min(a(buf + 1) as usize);
+                mem::write(pid, a(buf), &guest[..n])?;
+                Ok(Entry::Skip(n as i64))
+            }
+            libc::SYS_getcwd => {
+                let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(io_errno)?;
+                let mut guest = self.root.to_guest(cwd.as_os_str().as_bytes());
+                guest.push(0);
+                if guest.len() as u64 > a(1) {
+                    return Err(Errno::ERANGE);
+                }
+                mem::write(pid, a(0), &guest)?;
+                Ok(Entry::Skip(guest.len() as i64))
+            }
+            libc::SYS_chroot => Err(Errno::EPERM),
+            libc::SYS_mkdir | libc::SYS_mkdirat => {
+                let (arg, mode_i) =
+                    if nr == libc::SYS_mkdir { (p(0, false), 1) } else { (at(0, 1, false), 2) };
+                let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
+                let mode = a(mode_i) as u32 & 0o7777;
+                let forced = mode | 0o700;
+                if forced != mode {
+                    regs.set_arg(mode_i, forced as u64);
+                }
+                run(self.made(pid, host, libc::S_IFDIR | mode, 0, forced != mode))
+            }
+            libc::SYS_mknod | libc::SYS_mknodat => {
+                let (arg, mode_i) =
+                    if nr == libc::SYS_mknod { (p(0, false), 1) } else { (at(0, 1, false), 2) };
+                let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
+                let mode = a(mode_i) as u32;
+                let kind = mode & libc::S_IFMT;
+                let kind = if kind == 0 { libc::S_IFREG } else { kind };
+                if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
+                    // Only root may make device nodes: an empty file stands in for it, and the
+                    // layer gets the device.
+                    regs.set_arg(mode_i, (libc::S_IFREG | (mode & 0o7777) | 0o600) as u64);
+                    regs.set_arg(mode_i + 1, 0);
+                    let owner = self.made_owner(pid, kind | (mode & 0o7777 & !umask(pid)), a(mode_i + 1));
+                    return run(Some(After::Made { host, owner }));
+                }
+                run(self.made(pid, host, kind | (mode & 0o7777), 0, false))
+            }
+            libc::SYS_symlink | libc::SYS_symlinkat => {
+                let arg = if nr == libc::SYS_symlink { p(1, false) } else { at(1, 2, false) };
+                let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
+                run(self.made(pid, host, libc::S_IFLNK | 0o777, 0, false))
+            }
+            libc::SYS_link | libc::SYS_linkat => {
+                let (old, new) = if nr == libc::SYS_link {
+                    (p(0, false), p(1, false))
+                } else {
+                    (at(0, 1, a(4) as i32 & libc::AT_SYMLINK_FOLLOW != 0), at(2, 3, false))
+                };
+                self.rewrite(pid, regs, &mut scratch, old)?;
+                self.rewrite(pid, regs, &mut scratch, new)?;
+                run(None)
+            }
+            libc::SYS_unlink | libc::SYS_rmdir | libc::SYS_unlinkat => {
+                let arg = if nr == libc::SYS_unlinkat { at(0, 1, false) } else { p(0, false) };
+                let host = self.rewrite(pid, regs, &mut scratch, arg)?;
+                run(host.and_then(|h| self.last_link(&h, None).map(|inode| After::Forget { host: h, inode })))
+            }
+            libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2 => {
+                let (old, new) = if nr == libc::SYS_rename {
+                    (p(0, false), p(1, false))
+                } else {
+                    (at(0, 1, false), at(2, 3, false))
+                };
+                let from = self.rewrite(pid, regs, &mut scratch, old)?;
+                let to = self.rewrite(pid, regs, &mut scratch, new)?;
+                let exchange = nr == libc::SYS_renameat2 && a(4) as u32 & libc::RENAME_EXCHANGE != 0;
+                let replaced = match (&from, to) {
+                    (Some(f), Some(t)) if !exchange => self.last_link(&t, Some(f)).map(|inode| (t, inode)),
+                    _ => None,
+                };
+                // The new name holds the moved entry if the rename worked: the replaced inode is
+                // gone when the name no longer leads to it.
+                run(replaced.map(|(host, inode)| After::Forget { host, inode }))
+            }
+            libc::SYS_chmod | libc::SYS_fchmodat | libc::SYS_fchmodat2 | libc::SYS_fchmod => {
+                let (target, mode) = match nr {
+                    libc::SYS_chmod => (self.target(pid, regs, &mut scratch, p(0, true))?, a(1)),
+                    libc::SYS_fchmod => (Target::Fd(a(0) as i32), a(1)),
+                    libc::SYS_fchmodat => (self.target(pid, regs, &mut scratch, at(0, 1, true))?, a(2)),
+                    _ => {
+                        let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+                        (t, a(2))
+                    }
+                };
+                self.chmod(pid, target, mode as u32 & 0o7777).map(Entry::Skip)
+            }
+            libc::SYS_chown | libc::SYS_lchown | libc::SYS_fchown | libc::SYS_fchownat => {
+                let (target, uid, gid) = match nr {
+                    libc::SYS_chown | libc::SYS_lchown => {
+                        let t = self.target(pid, regs, &mut scratch, p(0, nr == libc::SYS_chown))?;
+                        (t, a(1), a(2))
+                    }
+                    libc::SYS_fchown => (Target::Fd(a(0) as i32), a(1), a(2)),
+                    _ => {
+                        let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(4)))?;
+                        (t, a(2), a(3))
+                    }
+                };
+                self.chown(pid, target, uid as u32, gid as u32).map(Entry::Skip)
+            }
+            libc::SYS_execve | libc::SYS_execveat => {
+                let (arg, argv_i) =
+                    if nr == libc::SYS_execve { (p(0, true), 1) } else { (at(0, 1, true), 2) };
+                self.exec(pid, regs, &mut scratch, arg, argv_i)?;
+                run(None)
+            }
+            _ => self.creds_call(pid, regs).map(Entry::Skip),
+        }
+    }
+
+    /// Reads path argument `arg`, makes it the machine's path and points the call at it.
+    /// `None` when the call acts on a descriptor (an empty path with `AT_EMPTY_PATH`).
+    fn rewrite(
+        &mut self,
+        pid: Pid,
+        regs: &mut Regs,
+        scratch: &mut Scratch,
+        arg: Arg,
+    ) -> Result<Option<Vec<u8>>, Errno> {
+        let host = self.host_path(pid, regs, arg)?;
+        if let Some(host) = &host {
+            let addr = scratch.put_cstr(host)?;
+            regs.set_arg(arg.path, addr);
+        }
+        Ok(host)
+    }
+
+    /// The machine path for path argument `arg`; `None` for an empty path (`AT_EMPTY_PATH`, or
+    /// `ENOENT`, which the kernel reports itself).
+    fn host_path(&mut self, pid: Pid, regs: &Regs, arg: Arg) -> Result<Option<Vec<u8>>, Errno> {
+        let guest = mem::read_cstr(pid, regs.arg(arg.path))?;
+        if guest.is_empty() {
+            return Ok(None);
+        }
+        let dirfd = arg.dirfd.map(|i| regs.arg(i) as i32);
+        let abs = self.root.absolute(pid, dirfd, &guest)?;
+        let host = self.root.to_host(&abs, arg.follow)?;
+        if self.debug {
+            self.log(format!(
+                "{pid} {:?} is {:?}",
+                String::from_utf8_lossy(&abs),
+                String::from_utf8_lossy(&host)
+            ));
+        }
+        // The tracer makes some calls itself: `/proc/self` must be the step's process.
+        Ok(Some(match host.strip_prefix(b"/proc/self".as_slice()) {
+            Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
+                [format!("/proc/{pid}").as_bytes(), rest].concat()
+            }
+            _ => match host.strip_prefix(b"/proc/thread-self".as_slice()) {
+                Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
+                    [format!("/proc/{pid}/task/{pid}").as_bytes(), rest].concat()
+                }
+                _ => host,
+            },
+        }))
+    }
+
+    /// What a call the tracer makes itself (stat, readlink, chmod, chown) acts on.
+    fn target(
+        &mut self,
+        pid: Pid,
+        regs: &mut Regs,
+        _scratch: &mut Scratch,
+        arg: Arg,
+    ) -> Result<Target, Errno> {
+        let follow = arg.follow;
+        match self.host_path(pid, regs, arg)? {
+            Some(host) => Ok(Target::Path(host, follow)),
+            None if arg.dirfd.is_some() => Ok(Target::Fd(regs.arg(arg.dirfd.unwrap_or(0)) as i32)),
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    /// The inode at `host` (not followed) when it is in the root and this name is its last
+    /// (a directory, or a file with one link) and it is not `same` (a rename onto itself).
+    fn last_link(&self, host: &[u8], same: Option<&[u8]>) -> Option<(u64, u64)> {
+        if !self.root.holds(host) {
+            return None;
+        }
+        let md = std::fs::symlink_metadata(path(host)).ok()?;
+        if let Some(s) = same.and_then(|s| std::fs::symlink_metadata(path(s)).ok())
+            && (s.dev(), s.ino()) == (md.dev(), md.ino())
+        {
+            return None;
+        }
+        (md.is_dir() || md.nlink() <= 1).then_some((md.dev(), md.ino()))
+    }
+
+    /// The owner a new entry gets: the creating process's filesystem ids.
+    fn made_owner(&self, pid: Pid, mode: u32, rdev: u64) -> Owner {
+        let c = self.creds(pid);
+        Owner { uid: c.uid[3], gid: c.gid[3], mode, rdev }
+    }
+
+    /// Work at exit for a creation at `host`: needed when the disk cannot say the truth (a mode
+    /// widened so the caller can use it, or a creator other than the step's user).
+    fn made(&self, pid: Pid, host: Vec<u8>, mode: u32, rdev: u64, widened: bool) -> Option<After> {
+        if !self.root.holds(&host) {
+            return None;
+        }
+        let c = self.creds(pid);
+        let other = (c.uid[3], c.gid[3]) != self.owners.default;
+        if !widened && !other {
+            return None;
+        }
+        let umask = if mode & libc::S_IFMT == libc::S_IFLNK { 0 } else { umask(pid) };
+        Some(After::Made { host, owner: self.made_owner(pid, mode & !umask, rdev) })
+    }
+
+    /// `chmod`: the disk gets the mode with the owner's read and write (and, for directories,
+    /// search) bits, so the caller can still use the entry as root could; the step and the layer
+    /// see the mode asked for.
+    fn chmod(&mut self, pid: Pid, target: Target, mode: u32) -> Result<i64, Errno> {
+        let host = target.host(pid);
+        let follow = target.follows();
+        let md = stat(&host, follow)?;
+        if !self.root.holds(&host) && !matches!(target, Target::Fd(_)) {
+            return Err(Errno::EPERM);
+        }
+        if md.file_type().is_symlink() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let forced = mode | if md.is_dir() { 0o700 } else { 0o600 };
+        std::fs::set_permissions(path(&host), std::os::unix::fs::PermissionsExt::from_mode(forced))
+            .map_err(io_errno)?;
+        let inode = (md.dev(), md.ino());
+        let now = self.owners.view(inode, Owner::of(&md));
+        self.owners.set(inode, Owner { mode: (now.mode & libc::S_IFMT) | mode, ..now });
+        Ok(0)
+    }
+
+    /// `chown`: recorded, never made (the caller cannot give files away).
+    fn chown(&mut self, pid: Pid, target: Target, uid: u32, gid: u32) -> Result<i64, Errno> {
+        let host = target.host(pid);
+        let md = stat(&host, target.follows())?;
+        let inode = (md.dev(), md.ino());
+        let now = self.owners.view(inode, Owner::of(&md));
+        let mut next = now;
+        if uid != u32::MAX {
+            next.uid = uid;
+        }
+        if gid != u32::MAX {
+            next.gid = gid;
+        }
+        // As the kernel does: a chown of a non-directory drops setuid, and setgid when the group
+        // can execute.
+        if (uid != u32::MAX || gid != u32::MAX) && !md.is_dir() && !md.file_type().is_symlink() {
+            next.mode &= !libc::S_ISUID;
+            if next.mode & 0o010 != 0 {
+                next.mode &= !libc::S_ISGID;
+            }
+        }
+        self.owners.set(inode, next);
+        Ok(0)
+    }
+
+    /// Rewrites an exec so the kernel runs the root's program (see [`super::exec`]).
+    fn exec(
+        &mut self,
+        pid: Pid,
+        regs: &mut Regs,
+        scratch: &mut Scratch,
+        arg: Arg,
+        argv_i: usize,
+    ) -> Result<(), Errno> {
+        let guest = mem::read_cstr(pid, regs.arg(arg.path))?;
+        if guest.is_empty() {
+            return Ok(()); // fexecve: the descriptor's program, as it is
+        }
+        let dirfd = arg.dirfd.map(|i| regs.arg(i) as i32);
+        let abs = self.root.absolute(pid, dirfd, &guest)?;
+        let argv = mem::read_ptrs(pid, regs.arg(argv_i), 1 << 20)?;
+        let argv0 = match argv.first() {
+            Some(p) => mem::read_cstr(pid, *p)?,
+            None => Vec::new(),
+        };
+        let plan = super::exec::plan(&self.root, &mut self.loaders, &abs, &argv0)?;
+        let host = scratch.put_cstr(&plan.host)?;
+        let mut ptrs = Vec::with_capacity(plan.head.len() + argv.len());
+        for h in &plan.head {
+            ptrs.push(scratch.put_cstr(h)?);
+        }
+        ptrs.extend(argv.iter().skip(1));
+        ptrs.push(0);
+        let bytes: Vec<u8> = ptrs.iter().flat_map(|p| p.to_ne_bytes()).collect();
+        let array = scratch.put(&bytes)?;
+        regs.set_arg(arg.path, host);
+        regs.set_arg(argv_i, array);
+        Ok(())
+    }
+
+    /// The identity calls: answered from the process's emulated credentials.
+    fn creds_call(&mut self, pid: Pid, regs: &Regs) -> Result<i64, Errno> {
+        let a = |i: usize| regs.arg(i) as u32;
+        let c = self.creds_mut(pid);
+        let root = c.uid[1] == 0;
+        Ok(match regs.nr() {
+            libc::SYS_getuid => c.uid[0].into(),
+            libc::SYS_geteuid => c.uid[1].into(),
+            libc::SYS_getgid => c.gid[0].into(),
+            libc::SYS_getegid => c.gid[1].into(),
+            libc::SYS_getresuid | libc::SYS_getresgid => {
+                let ids = if regs.nr() == libc::SYS_getresuid { c.uid } else { c.gid };
+                for (i, id) in ids.iter().take(3).enumerate() {
+                    mem::write(pid, regs.arg(i), &id.to_ne_bytes())?;
+                }
+                0
+            }
+            libc::SYS_getgroups => {
+                let groups = c.groups.clone();
+                let size = regs.arg(0) as usize;
+                if size != 0 {
+                    if size < groups.len() {
+                        return Err(Errno::EINVAL);
+                    }
+                    let bytes: Vec<u8> = groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
+                    mem::write(pid, regs.arg(1), &bytes)?;
+                }
+                groups.len() as i64
+            }
+            libc::SYS_setgroups => {
+                let n = (regs.arg(0) as usize).min(65536);
+                let mut bytes = vec![0u8; n * 4];
+                mem::read(pid, regs.arg(1), &mut bytes)?;
+                self.creds_mut(pid).groups =
+                    bytes.chunks(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+                0
+            }
+            libc::SYS_setuid => {
+                Creds::set_one(&mut c.uid, a(0), root);
+                0
+            }
+            libc::SYS_setgid => {
+                Creds::set_one(&mut c.gid, a(0), root);
+                0
+            }
+            libc::SYS_setreuid => {
+                Creds::set_res(&mut c.uid, a(0), a(1), u32::MAX);
+                0
+            }
+            libc::SYS_setregid => {
+                Creds::set_res(&mut c.gid, a(0), a(1), u32::MAX);
+                0
+            }
+            libc::SYS_setresuid => {
+                Creds::set_res(&mut c.uid, a(0), a(1), a(2));
+                0
+            }
+            libc::SYS_setresgid => {
+                Creds::set_res(&mut c.gid, a(0), a(1), a(2));
+                0
+            }
+            libc::SYS_setfsuid => {
+                let old = c.uid[3];
+                if a(0) != u32::MAX {
+                    c.uid[3] = a(0);
+                }
+                old.into()
+            }
+            libc::SYS_setfsgid => {
+                let old = c.gid[3];
+                if a(0) != u32::MAX {
+                    c.gid[3] = a(0);
+                }
+                old.into()
+            }
+            _ => return Err(Errno::ENOSYS),
+        })
+    }
+
+    /// Settles what a call left to check, once it has run.
+    pub fn check(&mut self, after: After) {
+        match after {
+            After::Made { host, owner } => {
+                if let Ok(md) = std::fs::symlink_metadata(path(&host))
+                    && self.owners.get((md.dev(), md.ino())).is_none()
+                {
+                    self.owners.set((md.dev(), md.ino()), owner);
+                }
+            }
+            After::Forget { host, inode } => {
+                let still =
+                    std::fs::symlink_metadata(path(&host)).is_ok_and(|md| (md.dev(), md.ino()) == inode);
+                if !still {
+                    self.owners.forget(inode);
+                }
+            }
+        }
+    }
+
+    /// `stat`, `lstat`, `fstat`, `newfstatat`: made by the tracer, with the recorded owner, mode
+    /// and device number, written to the step's buffer at `addr`.
+    fn stat(&self, pid: Pid, target: Target, addr: u64) -> Result<i64, Errno> {
+        let md = stat(&target.host(pid), target.follows())?;
+        let v = self.owners.view((md.dev(), md.ino()), Owner::of(&md));
+        // struct stat as x86-64's kernel writes it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        st.st_dev = md.dev();
+        st.st_ino = md.ino();
+        st.st_nlink = md.nlink();
+        st.st_mode = v.mode;
+        st.st_uid = v.uid;
+        st.st_gid = v.gid;
+        st.st_rdev = v.rdev;
+        st.st_size = md.size() as i64;
+        st.st_blksize = md.blksize() as i64;
+        st.st_blocks = md.blocks() as i64;
+        st.st_atime = md.atime();
+        st.st_atime_nsec = md.atime_nsec();
+        st.st_mtime = md.mtime();
+        st.st_mtime_nsec = md.mtime_nsec();
+        st.st_ctime = md.ctime();
+        st.st_ctime_nsec = md.ctime_nsec();
+        // SAFETY: a plain C struct, read as its bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&st as *const libc::stat).cast::<u8>(),
+                std::mem::size_of::<libc::stat>(),
+            )
+        };
+        mem::write(pid, addr, bytes)?;
+        Ok(0)
+    }
+
+    /// `statx`: made by the tracer (the kernel's own call on the machine path), with the recorded
+    /// owner, mode and device number.
+    fn statx(&self, pid: Pid, target: Target, flags: i32, mask: u32, addr: u64) -> Result<i64, Errno> {
+        let host = std::ffi::CString::new(target.host(pid)).map_err(|_| Errno::EINVAL)?;
+        let mut flags = flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW);
+        if !target.follows() {
+            flags |= libc::AT_SYMLINK_NOFOLLOW;
+        }
+        let mut b = [0u8; 256];
+        // SAFETY: statx writes at most 256 bytes (struct statx) into `b`.
+        let r = unsafe {
+            libc::syscall(libc::SYS_statx, libc::AT_FDCWD, host.as_ptr(), flags, mask, b.as_mut_ptr())
+        };
+        if r != 0 {
+            return Err(Errno::last());
+        }
+        let u32_at = |b: &[u8], o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        // struct statx: uid@20 gid@24 mode(u16)@28 ino@32 rdev_major@128 rdev_minor@132
+        // dev_major@136 dev_minor@140.
+        let dev = nix::sys::stat::makedev(u32_at(&b, 136).into(), u32_at(&b, 140).into());
+        let rdev = nix::sys::stat::makedev(u32_at(&b, 128).into(), u32_at(&b, 132).into());
+        let mut ino = [0u8; 8];
+        ino.copy_from_slice(&b[32..40]);
+        let mode = u16::from_ne_bytes([b[28], b[29]]) as u32;
+        let disk = Owner { uid: u32_at(&b, 20), gid: u32_at(&b, 24), mode, rdev };
+        let v = self.owners.view((dev, u64::from_ne_bytes(ino)), disk);
+        b[20..24].copy_from_slice(&v.uid.to_ne_bytes());
+        b[24..28].copy_from_slice(&v.gid.to_ne_bytes());
+        b[28..30].copy_from_slice(&(v.mode as u16).to_ne_bytes());
+        b[128..132].copy_from_slice(&(nix::sys::stat::major(v.rdev) as u32).to_ne_bytes());
+        b[132..136].copy_from_slice(&(nix::sys::stat::minor(v.rdev) as u32).to_ne_bytes());
+        mem::write(pid, addr, &b)?;
+        Ok(0)
+    }
+}
+
+impl Arg {
+    /// The call has no directory argument at `dirfd` (inotify's first argument is its own fd).
+    fn no_dirfd(self) -> Arg {
+        Arg { dirfd: None, ..self }
+    }
+}
+
+/// What chmod and chown act on.
+enum Target {
+    /// A machine path; whether its last component is followed.
+    Path(Vec<u8>, bool),
+    /// A descriptor of the calling process.
+    Fd(i32),
+}
+
+impl Target {
+    fn host(&self, pid: Pid) -> Vec<u8> {
+        match self {
+            Target::Path(p, _) => p.clone(),
+            Target::Fd(libc::AT_FDCWD) => format!("/proc/{pid}/cwd").into_bytes(),
+            Target::Fd(fd) => format!("/proc/{pid}/fd/{fd}").into_bytes(),
+        }
+    }
+
+    fn follows(&self) -> bool {
+        match self {
+            Target::Path(_, f) => *f,
+            Target::Fd(_) => true,
+        }
+    }
+}
+
+fn stat(host: &[u8], follow: bool) -> Result<std::fs::Metadata, Errno> {
+    let p = path(host);
+    if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) }.map_err(io_errno)
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The process's umask, from `/proc/PID/status`.
+fn umask(pid: Pid) -> u32 {
+    std::fs::read(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let s = String::from_utf8_lossy(&s).into_owned();
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok()))
+        })
+        .unwrap_or(0o022)
+}

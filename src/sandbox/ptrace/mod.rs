@@ -1,0 +1,439 @@
+//! `--isolation=ptrace`: RUN steps for a non-root user where namespaces, mounts and chroot are
+//! all denied (a CI container under Docker's default seccomp profile, a restricted Kubernetes
+//! pod). The step's processes run under `ptrace`, which that profile allows on kernels ≥ 4.8:
+//!
+//! - a seccomp filter stops them only at the calls that name paths or identities
+//!   ([`calls::TRACED`]); everything else (reads, writes, memory) runs at full speed;
+//! - paths are rewritten into the step's root, symlinks resolved as if it were `/`
+//!   ([`paths`]), and results that carry paths (`getcwd`, `/proc` links) rewritten back;
+//! - execs are rewritten so scripts and dynamic executables find their interpreter and loader
+//!   in the root ([`exec`]);
+//! - root is emulated: the step sees uid 0 (or its USER), `chown` and `chmod` succeed and are
+//!   recorded, `mknod` of a device leaves an empty file and records the device, and `stat`
+//!   shows what was recorded ([`fake`]); the layer is written from that record, so the image
+//!   says what the step did, as with any other isolation.
+//!
+//! What it does not do: isolate. The step shares the machine's processes, network, `/proc`,
+//! `/dev` and `/sys`, and a program that makes system calls the tracer does not rewrite (32-bit
+//! code, `io_uring`, descriptors passed in from outside) can reach the machine's files as the
+//! calling user. It is a build environment for trusted Dockerfiles in a throwaway container, as
+//! kaniko is. x86-64 only.
+
+mod calls;
+mod exec;
+pub mod fake;
+mod mem;
+mod paths;
+mod regs;
+mod seccomp;
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
+
+use super::protocol::{Exit, Process};
+use calls::{After, Entry};
+use fake::{Creds, Owners};
+
+/// The tracer's state for one step.
+pub struct Tracer {
+    root: paths::Root,
+    /// Owners, modes and devices as the step made them.
+    pub owners: Owners,
+    loaders: exec::Loaders,
+    procs: HashMap<Pid, Proc>,
+    default_creds: Creds,
+    /// Stops come from the seccomp filter (else from every system call: slower).
+    seccomp: bool,
+    /// `HAKO_PTRACE_DEBUG` is set: every rewritten call is logged on stderr (at the end, so
+    /// logging does not change the timing).
+    debug: bool,
+    debug_log: Vec<String>,
+}
+
+/// A traced process (or thread).
+struct Proc {
+    creds: Creds,
+    /// What its last call left to check, at its next stop.
+    after: Option<After>,
+    /// Without the filter: whether the next syscall stop is an exit.
+    in_call: bool,
+    /// Made by a fork whose first stop is still to come.
+    fresh: bool,
+}
+
+impl Tracer {
+    fn creds(&self, pid: Pid) -> &Creds {
+        self.procs.get(&pid).map_or(&self.default_creds, |p| &p.creds)
+    }
+
+    fn creds_mut(&mut self, pid: Pid) -> &mut Creds {
+        let default = self.default_creds.clone();
+        &mut self.procs.entry(pid).or_insert_with(|| Proc::new(default)).creds
+    }
+}
+
+impl Proc {
+    fn new(creds: Creds) -> Proc {
+        Proc { creds, after: None, in_call: false, fresh: false }
+    }
+}
+
+/// Runs `process` (whose program, found in the root, is `exe`) in `root` under the tracer, its
+/// output on `output`, until it and everything it started are gone (the rest are killed when
+/// the first process exits, as when a container's init dies). `started` gets the process group
+/// to kill when the build is cancelled. Returns the exit and the owners as the step left them.
+pub fn run(
+    root: &Path,
+    exe: &str,
+    process: &Process,
+    output: OwnedFd,
+    owners: Owners,
+    started: impl FnOnce(Pid),
+) -> Result<(Exit, Owners), String> {
+    let root = paths::Root::new(root);
+    let c =
+        |s: &[u8]| CString::new(s).map_err(|_| format!("{:?} holds a NUL byte", String::from_utf8_lossy(s)));
+    let exe_c = c(exe.as_bytes())?;
+    let args = process.args.iter().map(|a| c(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let env = process.env.iter().map(|a| c(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
+    let cwd = root.to_host(process.cwd.as_bytes(), true).map_err(|e| format!("working directory: {e}"))?;
+    let cwd = c(&cwd)?;
+    let traced: Vec<u32> = calls::TRACED.iter().map(|n| *n as u32).collect();
+    let filter = seccomp::program(&traced);
+    let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    // SAFETY: between fork and exec the child makes only system calls on data prepared above.
+    let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let fail = |what: &str, e: Errno| -> ! {
+                let msg = format!("hako: {what}: {e}\n");
+                let _ = nix::unistd::write(std::io::stderr(), msg.as_bytes());
+                unsafe { nix::libc::_exit(127) }
+            };
+            let _ = nix::unistd::setsid();
+            unsafe {
+                nix::libc::dup2(null.as_raw_fd(), 0);
+                nix::libc::dup2(output.as_raw_fd(), 1);
+                nix::libc::dup2(output.as_raw_fd(), 2);
+            }
+            if let Err(e) = nix::unistd::chdir(cwd.as_c_str()) {
+                fail("chdir to the working directory", e);
+            }
+            if let Err(e) = ptrace::traceme() {
+                fail("ptrace", e);
+            }
+            let filtered = seccomp::install(&filter).is_ok();
+            let _ = nix::unistd::write(&report_w, &[filtered as u8]);
+            let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+            // The tracer rewrites this exec like any other: `exe` is the step's path.
+            let e = nix::unistd::execve(&exe_c, &args, &env).err().unwrap_or(Errno::UnknownErrno);
+            fail("exec", e)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(output);
+    drop(report_w);
+    started(child);
+    match waitpid(child, Some(WaitPidFlag::__WALL)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        Ok(WaitStatus::Exited(_, code)) => return Ok((Exit::Code(code), owners)),
+        other => return Err(format!("starting the traced step: {other:?}")),
+    }
+    let mut flag = [0u8; 1];
+    let seccomp = nix::unistd::read(&report_r, &mut flag).is_ok_and(|n| n == 1) && flag[0] == 1;
+    let mut options = ptrace::Options::PTRACE_O_TRACESYSGOOD
+        | ptrace::Options::PTRACE_O_TRACEFORK
+        | ptrace::Options::PTRACE_O_TRACEVFORK
+        | ptrace::Options::PTRACE_O_TRACECLONE
+        | ptrace::Options::PTRACE_O_TRACEEXEC
+        | ptrace::Options::PTRACE_O_EXITKILL;
+    if seccomp {
+        options |= ptrace::Options::PTRACE_O_TRACESECCOMP;
+    }
+    if let Err(e) = ptrace::setoptions(child, options) {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(format!("ptrace options: {e}"));
+    }
+    let default_creds = Creds::new(process.uid, process.gid, process.groups.clone());
+    let mut t = Tracer {
+        root,
+        owners,
+        loaders: exec::Loaders::default(),
+        procs: HashMap::from([(child, Proc::new(default_creds.clone()))]),
+        default_creds,
+        seccomp,
+        debug: std::env::var_os("HAKO_PTRACE_DEBUG").is_some(),
+        debug_log: Vec::new(),
+    };
+    t.resume(child, None);
+    let exit = t.serve(child);
+    for line in t.debug_log.drain(..) {
+        eprintln!("hako ptrace: {line}");
+    }
+    Ok((exit?, t.owners))
+}
+
+impl Tracer {
+    /// Handles stops until every tracee is gone; returns how `main` ended.
+    fn serve(&mut self, main: Pid) -> Result<Exit, String> {
+        let mut exit = None;
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+                Ok(s) => s,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => break,
+                Err(e) => return Err(format!("waiting for the step: {e}")),
+            };
+            if self.debug {
+                let kind = status.pid().map(regs::stop_kind);
+                self.log(format!("stop {status:?} {kind:?}"));
+            }
+            match status {
+                WaitStatus::Exited(pid, code) => {
+                    self.settle(pid);
+                    self.procs.remove(&pid);
+                    if pid == main {
+                        exit = Some(Exit::Code(code));
+                        self.kill_all();
+                    }
+                }
+                WaitStatus::Signaled(pid, sig, _) => {
+                    self.settle(pid);
+                    self.procs.remove(&pid);
+                    if pid == main {
+                        exit = Some(Exit::Signal(sig as i32));
+                        self.kill_all();
+                    }
+                }
+                WaitStatus::PtraceEvent(pid, _, event) => {
+                    self.settle(pid);
+                    if exit.is_some() {
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                        let _ = ptrace::cont(pid, None);
+                        continue;
+                    }
+                    self.event(pid, event);
+                }
+                WaitStatus::PtraceSyscall(pid) => {
+                    self.settle(pid);
+                    if exit.is_some() {
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                        let _ = ptrace::cont(pid, None);
+                        continue;
+                    }
+                    self.syscall_stop(pid);
+                }
+                WaitStatus::Stopped(pid, sig) => {
+                    self.settle(pid);
+                    if exit.is_some() {
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                        let _ = ptrace::cont(pid, None);
+                        continue;
+                    }
+                    self.signal_stop(pid, sig);
+                }
+                _ => {}
+            }
+            if exit.is_some() && self.procs.is_empty() {
+                // Stragglers not yet seen still report (and are killed) until ECHILD.
+                continue;
+            }
+        }
+        exit.ok_or_else(|| "the step's first process was never seen to exit".to_string())
+    }
+
+    fn log(&mut self, line: String) {
+        if self.debug {
+            self.debug_log.push(line);
+        }
+    }
+
+    /// Settles what `pid`'s last call left to check (it has run by now).
+    fn settle(&mut self, pid: Pid) {
+        if let Some(after) = self.procs.get_mut(&pid).and_then(|p| p.after.take()) {
+            if self.debug {
+                self.log(format!("{pid} settles {after:?}"));
+            }
+            self.check(after);
+        }
+    }
+
+    fn kill_all(&mut self) {
+        for pid in self.procs.keys() {
+            let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+        }
+    }
+
+    /// Resumes `pid` until its next traced call (every call, without the filter).
+    fn resume(&mut self, pid: Pid, sig: Option<Signal>) {
+        // ESRCH means it died meanwhile; waitpid reports that.
+        let _ = if self.seccomp { ptrace::cont(pid, sig) } else { ptrace::syscall(pid, sig) };
+    }
+
+    fn event(&mut self, pid: Pid, event: i32) {
+        match event {
+            // It resumes the tracee itself: resuming twice could resume its *next* stop
+            // unhandled, and that call would run with the step's paths on the machine.
+            nix::libc::PTRACE_EVENT_SECCOMP => return self.call_entry(pid),
+            nix::libc::PTRACE_EVENT_FORK | nix::libc::PTRACE_EVENT_VFORK | nix::libc::PTRACE_EVENT_CLONE => {
+                let creds = self.creds(pid).clone();
+                if let Ok(child) = ptrace::getevent(pid) {
+                    let child = Pid::from_raw(child as i32);
+                    match self.procs.get_mut(&child) {
+                        // Its first stop came first.
+                        Some(p) => p.creds = creds,
+                        None => {
+                            let mut p = Proc::new(creds);
+                            p.fresh = true;
+                            self.procs.insert(child, p);
+                        }
+                    }
+                }
+            }
+            nix::libc::PTRACE_EVENT_EXEC => {
+                // A thread that execs takes its leader's pid; the old id is gone.
+                if let Ok(former) = ptrace::getevent(pid) {
+                    let former = Pid::from_raw(former as i32);
+                    if former != pid
+                        && let Some(p) = self.procs.remove(&former)
+                    {
+                        self.procs.insert(pid, Proc { after: None, in_call: false, ..p });
+                    }
+                }
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.after = None;
+                    p.in_call = false;
+                }
+            }
+            _ => {}
+        }
+        self.resume(pid, None);
+    }
+
+    /// A syscall stop: without the filter, every call's entry (handled) and exit (nothing left
+    /// to do there: [`After`] is settled at the next stop).
+    fn syscall_stop(&mut self, pid: Pid) {
+        let entering = match regs::stop_kind(pid) {
+            regs::StopKind::Entry => true,
+            regs::StopKind::Exit | regs::StopKind::Seccomp => false,
+            // Kernels before 5.3 cannot say: entries and exits alternate.
+            regs::StopKind::Unknown => {
+                let p = self.procs.entry(pid).or_insert_with(|| Proc::new(self.default_creds.clone()));
+                p.in_call = !p.in_call;
+                p.in_call
+            }
+        };
+        if entering && !self.seccomp {
+            self.call_entry(pid);
+        } else {
+            self.resume(pid, None);
+        }
+    }
+
+    fn call_entry(&mut self, pid: Pid) {
+        let Ok(mut regs) = regs::Regs::get(pid) else {
+            self.resume(pid, None);
+            return;
+        };
+        if !calls::TRACED.contains(&regs.nr()) {
+            self.resume(pid, None);
+            return;
+        }
+        let nr = regs.nr();
+        let after = match self.entry(pid, &mut regs) {
+            Entry::Run(after) => after,
+            Entry::Skip(ret) => {
+                if self.debug {
+                    self.log(format!("{pid} syscall {nr} answered {ret}"));
+                }
+                regs.skip(ret);
+                None
+            }
+        };
+        if self.debug {
+            self.log(format!("{pid} syscall {nr} runs, then {after:?}"));
+        }
+        if let Err(e) = regs.put() {
+            self.log(format!("{pid} registers not written: {e}"));
+        }
+        let default = self.default_creds.clone();
+        self.procs.entry(pid).or_insert_with(|| Proc::new(default)).after = after;
+        self.resume(pid, None);
+    }
+
+    fn signal_stop(&mut self, pid: Pid, sig: Signal) {
+        let known = self.procs.get_mut(&pid);
+        let first = match known {
+            None => {
+                // A new process whose fork event is still to come.
+                self.procs.insert(pid, Proc::new(self.default_creds.clone()));
+                sig == Signal::SIGSTOP
+            }
+            Some(p) if p.fresh && sig == Signal::SIGSTOP => {
+                p.fresh = false;
+                true
+            }
+            Some(_) => false,
+        };
+        if first {
+            self.resume(pid, None);
+            return;
+        }
+        // A group stop (no signal info) is not a signal to deliver.
+        let deliver = ptrace::getsiginfo(pid).is_ok().then_some(sig);
+        self.resume(pid, deliver);
+    }
+}
+
+/// Whether a traced step can run here: a forked child asks to be traced and installs the
+/// seccomp filter; the tracer sees it stop and lets it exit. The failure names the refused call.
+pub fn probe() -> Result<(), super::probe::Failure> {
+    use super::probe::Failure;
+    let traced: Vec<u32> = calls::TRACED.iter().map(|n| *n as u32).collect();
+    let filter = seccomp::program(&traced);
+    let fork_failed = |errno| Failure { call: "fork", errno };
+    // SAFETY: the child only makes system calls and exits.
+    match unsafe { nix::unistd::fork() }.map_err(fork_failed)? {
+        ForkResult::Child => {
+            let code = match ptrace::traceme() {
+                Err(e) => 64 | (e as i32).min(63),
+                Ok(()) => match seccomp::install(&filter) {
+                    Err(e) => 128 | (e as i32).min(63),
+                    Ok(()) => {
+                        let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+                        0
+                    }
+                },
+            };
+            unsafe { nix::libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Stopped(_, _)) => {
+                    let _ = ptrace::cont(child, None);
+                }
+                Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+                Ok(WaitStatus::Exited(_, code)) => {
+                    let call = if code & 64 != 0 {
+                        "ptrace(PTRACE_TRACEME)"
+                    } else {
+                        "seccomp(SECCOMP_SET_MODE_FILTER)"
+                    };
+                    return Err(Failure { call, errno: Errno::from_raw(code & 63) });
+                }
+                Ok(_) => return Err(Failure { call: "ptrace", errno: Errno::ECHILD }),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(Failure { call: "waitpid", errno }),
+            }
+        },
+    }
+}

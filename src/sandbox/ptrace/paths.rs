@@ -1,0 +1,172 @@
+//! Paths between the step and the machine: the step names paths in its own root (`/etc/passwd`);
+//! the kernel must be given the machine's (`<root>/etc/passwd`). Resolution follows symlinks as
+//! if the root were `/` ([`crate::layer::rootpath`], the one implementation of that walk), so an
+//! absolute link in the image (`/etc/alternatives/x -> /usr/bin/y`) stays inside it.
+//!
+//! `/proc`, `/dev` and `/sys` are the machine's own, as the mounts a container gets: the step's
+//! `/dev/null` is the real one, and `/proc/self` is the process itself.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Top-level directories taken from the machine rather than the root.
+const HOST_DIRS: [&[u8]; 3] = [b"proc", b"dev", b"sys"];
+
+/// The root a step sees as `/`.
+pub struct Root {
+    host: PathBuf,
+    /// `host` as bytes, without a trailing slash.
+    prefix: Vec<u8>,
+}
+
+impl Root {
+    /// The root at `host` (absolute).
+    pub fn new(host: &Path) -> Root {
+        let mut prefix = host.as_os_str().as_bytes().to_vec();
+        while prefix.len() > 1 && prefix.ends_with(b"/") {
+            prefix.pop();
+        }
+        Root { host: host.to_path_buf(), prefix }
+    }
+
+    /// The machine's path for the step's absolute path `guest`. The last component is followed
+    /// when it is a symlink only if `follow`. A trailing slash is kept (the kernel then insists on
+    /// a directory).
+    pub fn to_host(&self, guest: &[u8], follow: bool) -> Result<Vec<u8>, Errno> {
+        let trailing = guest.len() > 1 && guest.ends_with(b"/");
+        let (parent, last) = match split_last(guest) {
+            // `.`, `..` and trailing slashes name directories: always followed.
+            Some((parent, last)) if !follow && !trailing && last != b"." && last != b".." => {
+                (parent, Some(last))
+            }
+            _ => (guest, None),
+        };
+        let mut rel = crate::layer::rootpath::resolve_in_root_bytes(&self.host, parent)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::ELOOP)))?;
+        if let Some(last) = last {
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(last);
+        }
+        let first = rel.split(|b| *b == b'/').next().unwrap_or_default();
+        let mut out = if HOST_DIRS.contains(&first) {
+            let mut v = b"/".to_vec();
+            v.extend_from_slice(&rel);
+            v
+        } else {
+            let mut v = self.prefix.clone();
+            if !rel.is_empty() {
+                v.push(b'/');
+                v.extend_from_slice(&rel);
+            }
+            v
+        };
+        if trailing {
+            out.push(b'/');
+        }
+        Ok(out)
+    }
+
+    /// The step's path for a machine path: inside the root, relative to it; `/proc`, `/dev` and
+    /// `/sys` as they are; anything else (outside the step's view) as it is.
+    pub fn to_guest(&self, host: &[u8]) -> Vec<u8> {
+        if host == self.prefix.as_slice() {
+            return b"/".to_vec();
+        }
+        match host.strip_prefix(self.prefix.as_slice()) {
+            Some(rest) if rest.starts_with(b"/") => rest.to_vec(),
+            _ => host.to_vec(),
+        }
+    }
+
+    /// Whether `host` is inside the root (not one of the machine's directories).
+    pub fn holds(&self, host: &[u8]) -> bool {
+        host.strip_prefix(self.prefix.as_slice()).is_some_and(|r| r.is_empty() || r.starts_with(b"/"))
+    }
+
+    /// The step's absolute path for `path` as process `pid` passed it, relative to `dirfd`
+    /// (`AT_FDCWD`: its working directory).
+    pub fn absolute(&self, pid: Pid, dirfd: Option<i32>, path: &[u8]) -> Result<Vec<u8>, Errno> {
+        if path.starts_with(b"/") {
+            return Ok(path.to_vec());
+        }
+        let base = match dirfd {
+            None | Some(nix::libc::AT_FDCWD) => format!("/proc/{pid}/cwd"),
+            Some(fd) if fd >= 0 => format!("/proc/{pid}/fd/{fd}"),
+            Some(_) => return Err(Errno::EBADF),
+        };
+        let dir = std::fs::read_link(&base).map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ENOENT) if dirfd.is_some_and(|d| d >= 0) => Errno::EBADF,
+            Some(n) => Errno::from_raw(n),
+            None => Errno::EIO,
+        })?;
+        let mut guest = self.to_guest(dir.as_os_str().as_bytes());
+        if !guest.ends_with(b"/") {
+            guest.push(b'/');
+        }
+        guest.extend_from_slice(path);
+        Ok(guest)
+    }
+}
+
+/// Splits `a/b/c` (trailing slashes ignored) into `a/b` and `c`; `None` for the root.
+fn split_last(p: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut end = p.len();
+    while end > 0 && p[end - 1] == b'/' {
+        end -= 1;
+    }
+    if end == 0 {
+        return None;
+    }
+    let p = &p[..end];
+    match p.iter().rposition(|b| *b == b'/') {
+        Some(i) => Some((&p[..i + 1], &p[i + 1..])),
+        None => Some((b"", p)),
+    }
+}
+
+/// `bytes` as a path.
+pub fn path(bytes: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn paths_stay_in_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("etc/alternatives")).unwrap();
+        std::fs::write(r.join("usr/bin/y"), "").unwrap();
+        symlink("/usr/bin/y", r.join("etc/alternatives/x")).unwrap();
+        symlink("usr/bin", r.join("bin")).unwrap();
+        let root = Root::new(r);
+        let host =
+            |g: &str, follow: bool| String::from_utf8(root.to_host(g.as_bytes(), follow).unwrap()).unwrap();
+        let at = |rel: &str| format!("{}{rel}", r.display());
+        assert_eq!(host("/etc/alternatives/x", true), at("/usr/bin/y"));
+        assert_eq!(host("/etc/alternatives/x", false), at("/etc/alternatives/x"), "lstat sees the link");
+        assert_eq!(host("/bin/y", false), at("/usr/bin/y"), "parents are always followed");
+        assert_eq!(host("/../../etc", true), at("/etc"), "`..` stops at the root");
+        assert_eq!(host("/", true), at(""));
+        assert_eq!(host("/new/file", true), at("/new/file"), "missing paths are kept");
+        assert_eq!(host("/etc/", false), at("/etc/"), "a trailing slash is kept");
+        assert_eq!(host("/dev/null", true), "/dev/null");
+        assert_eq!(host("/proc/self/fd/1", false), "/proc/self/fd/1");
+        assert_eq!(root.to_guest(at("/usr/bin/y").as_bytes()), b"/usr/bin/y");
+        assert_eq!(root.to_guest(at("").as_bytes()), b"/");
+        assert_eq!(root.to_guest(b"/dev/pts/0"), b"/dev/pts/0");
+        assert!(!root.holds(format!("{}x/y", r.display()).as_bytes()), "a sibling with the same prefix");
+        assert_eq!(split_last(b"/a/b/"), Some((&b"/a/"[..], &b"b"[..])));
+        assert_eq!(split_last(b"/"), None);
+    }
+}
