@@ -24,6 +24,8 @@ pub(crate) enum Mode {
     /// Either of the above with the copy snapshotter (HAKO_SNAPSHOTTER=copy), the fallback for
     /// machines where overlayfs cannot be mounted.
     Copy(Box<Mode>),
+    /// Root or the rootless user with `--isolation=ptrace` (no namespaces, root emulated).
+    Ptrace(Box<Mode>),
 }
 
 impl Mode {
@@ -34,13 +36,21 @@ impl Mode {
             Mode::Rootless(_) => "rootless",
             Mode::Copy(m) if matches!(**m, Mode::Root) => "root, copy snapshotter",
             Mode::Copy(_) => "rootless, copy snapshotter",
+            Mode::Ptrace(m) if matches!(**m, Mode::Root) => "ptrace, as root",
+            Mode::Ptrace(_) => "ptrace, as a non-root user",
         }
+    }
+
+    /// Steps run with no namespaces (no /proc of their own, no --network=none, no ssh mount,
+    /// tmpfs an empty directory).
+    fn no_namespaces(&self) -> bool {
+        matches!(self, Mode::Chroot | Mode::Ptrace(_))
     }
 
     /// The mode without the snapshotter choice.
     fn user(&self) -> &Mode {
         match self {
-            Mode::Copy(m) => m,
+            Mode::Copy(m) | Mode::Ptrace(m) => m,
             m => m,
         }
     }
@@ -59,6 +69,9 @@ impl Mode {
 
     /// The store's sandbox directory for this mode.
     fn sandbox_dir(&self) -> &'static str {
+        if let Mode::Ptrace(_) = self {
+            return "ptrace";
+        }
         match self.user() {
             Mode::Root => "root",
             Mode::Chroot => "chroot",
@@ -67,12 +80,14 @@ impl Mode {
     }
 }
 
-/// [`modes`], each of them again with the copy snapshotter, and chroot isolation when root.
+/// [`modes`], each of them again with the copy snapshotter and with ptrace isolation, and chroot
+/// isolation when root.
 fn modes_and_snapshotters(what: &str) -> Vec<Mode> {
     let base = modes(what);
     let copies: Vec<Mode> = base.iter().map(|m| Mode::Copy(Box::new(m.clone()))).collect();
+    let traced: Vec<Mode> = base.iter().map(|m| Mode::Ptrace(Box::new(m.clone()))).collect();
     let chroot = base.iter().any(|m| matches!(m, Mode::Root)).then_some(Mode::Chroot);
-    base.into_iter().chain(copies).chain(chroot).collect()
+    base.into_iter().chain(copies).chain(chroot).chain(traced).collect()
 }
 
 /// The modes this machine can test, skipping (with the reason) those it cannot.
@@ -168,8 +183,14 @@ pub(crate) fn build_command(dir: &Dir, mode: &Mode, args: &[&str]) -> Command {
         .arg(dir.path().join("store"))
         .args(["--build-context", &base])
         .env_remove("SOURCE_DATE_EPOCH");
-    if matches!(mode, Mode::Chroot) {
-        cmd.arg("--isolation=chroot");
+    match mode {
+        Mode::Chroot => {
+            cmd.arg("--isolation=chroot");
+        }
+        Mode::Ptrace(_) => {
+            cmd.arg("--isolation=ptrace");
+        }
+        _ => {}
     }
     cmd.args(args);
     cmd
@@ -380,7 +401,7 @@ fn every_mount_type_works_and_secrets_leave_no_trace() {
         let dir = Dir::new(&mode);
         // chroot isolation has no namespaces and no mounts: no ssh socket, no private network,
         // no /proc, and a tmpfs is an empty directory.
-        let chroot = matches!(mode, Mode::Chroot);
+        let chroot = mode.no_namespaces();
         let dockerfile: String = MOUNTS_DOCKERFILE
             .lines()
             .filter(|l| {
@@ -623,8 +644,8 @@ impl Drop for LockedDown {
 /// Inside a container run with Docker's default seccomp profile (no unshare, no mount: a GitLab or
 /// GitHub Actions job container): as root, the default isolation picks chroot and says why (the
 /// build and `hako info` print the denied call), and gives the image `--isolation=chroot` gives,
-/// with the right layer (umoci-checked); as a non-root user with no-new-privileges, nothing works
-/// yet and the error names the denied call.
+/// with the right layer (umoci-checked); as a non-root user with no-new-privileges it picks ptrace
+/// and gives the image the host's rootless build gives, and pushes it.
 #[test]
 fn auto_isolation_in_a_locked_down_container() {
     let profile =
@@ -686,15 +707,62 @@ fn auto_isolation_in_a_locked_down_container() {
         assert!(!rootfs.join(stub).exists(), "/{stub} is not in the image");
     }
 
-    let out = podman(
-        Some("65534:65534"),
-        "/w/hako build --root /tmp/s --build-context busybox=oci-layout:///w/bb /w/ctx; echo user=$?",
+    // (b) As a non-root user with no new privileges: user namespaces, mounts and chroot are all
+    // denied, so auto picks ptrace; the tree Dockerfile gives the image the host's rootless build
+    // gives (byte for byte), and it is pushed to the local registry from in there.
+    fs_err::create_dir_all(dir.join("tree")).expect("mkdir");
+    fs_err::write(dir.join("tree/Dockerfile"), TREE_DOCKERFILE).expect("write");
+    let Some(reg) = crate::registry_fixture::Registry::start() else { return };
+    let image = reg.image("ci/tree:1");
+    let script = format!(
+        "/w/hako info --root /tmp/s; /w/hako build --root /tmp/s --build-context busybox=oci-layout:///w/bb \
+         -t tree:1 -o type=oci,dest=/tmp/image,tar=false -o type=image,name={image},push=true \
+         /w/tree; echo user=$?; cat /tmp/image/index.json"
     );
+    let out = ld
+        .podman(Some("65534:65534"))
+        .args([
+            "--network",
+            "host",
+            "-v",
+            "/lib:/lib:ro",
+            "-v",
+            "/lib64:/lib64:ro",
+            "-v",
+            "/usr/lib:/usr/lib:ro",
+            // A CI job image has CA certificates; busybox does not.
+            "-v",
+            "/etc/ssl/certs:/etc/ssl/certs:ro",
+        ])
+        .arg(format!("oci:{}/bb:latest", dir.display()))
+        .args(["sh", "-c", &script])
+        .output()
+        .expect("podman");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(!stdout.contains("user=0"), "no isolation works there for a non-root user yet:\n{stdout}");
-    assert!(
-        stderr.contains("user namespaces are denied (unshare(CLONE_NEWUSER): Operation not permitted)"),
-        "the error names the denied call:\n{stderr}"
+    let denied = "user namespaces are denied (unshare(CLONE_NEWUSER): Operation not permitted)";
+    assert!(stdout.contains("isolation:  ptrace: ") && stdout.contains(denied), "info:\n{stdout}");
+    assert!(stderr.contains("isolation ptrace: "), "the build says it chose ptrace:\n{stderr}");
+    assert!(stdout.contains("user=0"), "the non-root build works there:\n{stdout}\n{stderr}");
+    let inside: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .expect("the index the container wrote");
+    let inside = inside["manifests"][0]["digest"].as_str().expect("a manifest").to_string();
+    assert_eq!(reg.digest_of("ci/tree:1"), inside, "the pushed image is the one built");
+    // The host's rootless build of the same Dockerfile.
+    let Some(host) = modes("the host side of the locked-down comparison").into_iter().last() else { return };
+    let hdir = Dir::new(&host);
+    hdir.write(&host, &[("ctx/Dockerfile", TREE_DOCKERFILE)]);
+    let layout = hdir.path().join("image.oci");
+    let dest = format!("type=oci,dest={},tar=false", layout.display());
+    let out =
+        build(&hdir, &host, &["-t", "tree:1", "-o", &dest, hdir.path().join("ctx").to_str().expect("utf-8")]);
+    ok(&out, host.name());
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(layout.join("index.json")).expect("index")).expect("json");
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str(),
+        Some(inside.as_str()),
+        "the container's ptrace build and the host's {} build give one image",
+        host.name()
     );
 }
 

@@ -4,7 +4,8 @@
 //! absolute link in the image (`/etc/alternatives/x -> /usr/bin/y`) stays inside it.
 //!
 //! `/proc`, `/dev` and `/sys` are the machine's own, as the mounts a container gets: the step's
-//! `/dev/null` is the real one, and `/proc/self` is the process itself.
+//! `/dev/null` is the real one, and `/proc/self` is the process itself. What the root has below
+//! them (a heredoc script hako puts in `/dev/pipes`) stays visible.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -54,7 +55,12 @@ impl Root {
             rel.extend_from_slice(last);
         }
         let first = rel.split(|b| *b == b'/').next().unwrap_or_default();
-        let mut out = if HOST_DIRS.contains(&first) {
+        // What the root itself has there wins (a RUN heredoc's script in /dev/pipes, put there
+        // for the step): the machine's directories are under the root's, as mounts would be.
+        let machine = HOST_DIRS.contains(&first)
+            && rel.len() > first.len()
+            && std::fs::symlink_metadata(self.host.join(OsStr::from_bytes(&rel))).is_err();
+        let mut out = if machine {
             let mut v = b"/".to_vec();
             v.extend_from_slice(&rel);
             v
@@ -162,6 +168,10 @@ mod tests {
         assert_eq!(host("/etc/", false), at("/etc/"), "a trailing slash is kept");
         assert_eq!(host("/dev/null", true), "/dev/null");
         assert_eq!(host("/proc/self/fd/1", false), "/proc/self/fd/1");
+        std::fs::create_dir_all(r.join("dev/pipes")).unwrap();
+        std::fs::write(r.join("dev/pipes/EOF"), "").unwrap();
+        assert_eq!(host("/dev/pipes/EOF", true), at("/dev/pipes/EOF"), "the root's own files win");
+        assert_eq!(host("/dev", true), at("/dev"));
         assert_eq!(root.to_guest(at("/usr/bin/y").as_bytes()), b"/usr/bin/y");
         assert_eq!(root.to_guest(at("").as_bytes()), b"/");
         assert_eq!(root.to_guest(b"/dev/pts/0"), b"/dev/pts/0");
