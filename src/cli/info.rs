@@ -47,11 +47,16 @@ fn modes(p: &Probe) -> String {
         Ok(()) => "available".to_string(),
         Err(f) => format!("not available: {f}"),
     };
-    let mut out = line("rootless", probed(&p.userns));
+    let rootless = match (&p.userns, &p.subids) {
+        (Ok(()), Err(why)) if !root => format!("available, owners squashed: {why}"),
+        _ => probed(&p.userns),
+    };
+    let mut out = line("rootless", rootless);
     out.push_str(&line("root", if root { probed(&p.namespaces) } else { "needs root".into() }));
     out.push_str(&line(
         "chroot",
         if root { "available (no namespaces)".into() } else { "needs root".into() },
     ));
+    out.push_str(&line("ptrace", probed(&p.ptrace)));
     out
 }

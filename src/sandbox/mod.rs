@@ -339,14 +339,23 @@ fn id_maps(euid: u32, warnings: &mut Vec<String>) -> Result<Maps, SandboxError> 
     let uid_ranges = ranges("/etc/subuid", euid)?;
     let gid_ranges = ranges("/etc/subgid", euid)?;
     let have_tools = which("newuidmap") && which("newgidmap");
-    if uid_ranges.is_empty() || gid_ranges.is_empty() || !have_tools {
+    // newuidmap is setuid: with no_new_privs (Kubernetes' allowPrivilegeEscalation: false,
+    // `--security-opt no-new-privileges`) it runs without its privilege and cannot map sub-ids.
+    let no_new_privs = no_new_privs();
+    if uid_ranges.is_empty() || gid_ranges.is_empty() || !have_tools || no_new_privs {
         let file = if uid_ranges.is_empty() { "/etc/subuid" } else { "/etc/subgid" };
         let mut w = idmap::single_id_warning(file, &user);
-        if !have_tools {
+        if no_new_privs && !uid_ranges.is_empty() && !gid_ranges.is_empty() {
+            w = "no_new_privs is set, so setuid newuidmap cannot map your sub-ids: only your own id is mapped \
+                 (to 0): files owned by other ids will be owned by root inside RUN steps"
+                .to_string();
+        } else if !have_tools {
             w = "newuidmap/newgidmap not found (Debian: apt-get install uidmap), so only your own id is mapped \
                  (to 0): files owned by other ids will be owned by root inside RUN steps"
                 .to_string();
         }
+        // Ptrace isolation records every owner without sub-ids (slower, no isolation).
+        w.push_str("; --isolation=ptrace keeps every owner without sub-ids");
         warnings.push(w);
         let one = |id| vec![idmap::IdMapping { inside: 0, outside: id, count: 1 }];
         return Ok(Maps { uid: one(euid), gid: one(egid), single: true });
@@ -389,6 +398,31 @@ impl Maps {
         }
         Ok(())
     }
+}
+
+/// Whether a user namespace here gets the caller's sub-id ranges (else only the caller's own
+/// id is mapped, and a step's `chown` to other ids fails); the reason when not.
+pub fn subids_usable() -> Result<(), String> {
+    let mut warnings = Vec::new();
+    match id_maps(nix::unistd::geteuid().as_raw(), &mut warnings) {
+        Ok(m) if !m.single => Ok(()),
+        // The warning's cause, without what follows from it.
+        Ok(_) => Err(warnings
+            .pop()
+            .and_then(|w| {
+                w.split([',', ';'])
+                    .next()
+                    .map(|c| c.trim_end_matches(" so only your own id is mapped (to 0)").to_string())
+            })
+            .unwrap_or_else(|| "only your own id can be mapped".into())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Whether this process runs with `no_new_privs` (setuid programs gain nothing).
+fn no_new_privs() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("NoNewPrivs:") && l.trim_end().ends_with('1')))
 }
 
 fn which(tool: &str) -> bool {

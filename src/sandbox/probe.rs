@@ -22,6 +22,8 @@ pub struct Probe {
     pub namespaces: Result<(), Failure>,
     /// Tracing a child under a seccomp filter (ptrace mode).
     pub ptrace: Result<(), Failure>,
+    /// Not root: whether a user namespace gets the caller's sub-id ranges, or why not.
+    pub subids: Result<(), String>,
 }
 
 /// A probe that failed: the call and its errno.
@@ -58,7 +60,8 @@ fn run_probes() -> Probe {
     let namespaces =
         if euid == 0 { in_child(false) } else { Err(Failure { call: "root", errno: Errno::EPERM }) };
     let ptrace = super::ptrace::probe();
-    Probe { euid, userns, namespaces, ptrace }
+    let subids = if euid == 0 { Ok(()) } else { super::subids_usable() };
+    Probe { euid, userns, namespaces, ptrace, subids }
 }
 
 /// Forks a child that makes the calls a helper makes (with a user namespace first when
@@ -105,7 +108,22 @@ pub fn choose(isolation: Isolation, p: &Probe) -> Result<(Isolation, String), St
     let root = p.euid == 0;
     match isolation {
         Isolation::Auto if !root => match &p.userns {
-            Ok(()) => Ok((Isolation::Rootless, "rootless: a user namespace (not running as root)".into())),
+            Ok(()) if p.subids.is_ok() => Ok((
+                Isolation::Rootless,
+                "rootless: a user namespace with your sub-ids (not running as root)".into(),
+            )),
+            // Without sub-ids a user namespace maps only the caller: owners are squashed and a
+            // step's chown to another id fails. Ptrace keeps them all (slower, no isolation).
+            Ok(()) => match (&p.ptrace, &p.subids) {
+                (Ok(()), Err(why)) => Ok((
+                    Isolation::Ptrace,
+                    format!(
+                        "ptrace: a user namespace would map only your own id ({why}); steps run under ptrace \
+                         with root emulated, keeping every owner (--isolation=rootless is faster and squashes them)"
+                    ),
+                )),
+                _ => Ok((Isolation::Rootless, "rootless: a user namespace (not running as root)".into())),
+            },
             Err(f) => match &p.ptrace {
                 Ok(()) => Ok((
                     Isolation::Ptrace,
@@ -160,17 +178,34 @@ mod tests {
 
     #[test]
     fn auto_picks_what_works_and_says_why() {
-        let all = Probe { euid: 0, userns: Ok(()), namespaces: Ok(()), ptrace: Ok(()) };
+        let all = Probe { euid: 0, userns: Ok(()), namespaces: Ok(()), ptrace: Ok(()), subids: Ok(()) };
         assert_eq!(choose(Isolation::Auto, &all).map(|c| c.0), Ok(Isolation::Root));
-        let locked =
-            Probe { euid: 0, userns: denied(CALLS[0]), namespaces: denied(CALLS[1]), ptrace: Ok(()) };
+        let locked = Probe {
+            euid: 0,
+            userns: denied(CALLS[0]),
+            namespaces: denied(CALLS[1]),
+            ptrace: Ok(()),
+            subids: Ok(()),
+        };
         let (mode, why) = choose(Isolation::Auto, &locked).expect("chroot");
         assert_eq!(mode, Isolation::Chroot);
         assert!(why.contains("unshare(CLONE_NEWNS|CLONE_NEWCGROUP): Operation not permitted"), "{why}");
-        let user = Probe { euid: 1000, userns: Ok(()), namespaces: denied("root"), ptrace: Ok(()) };
+        let user =
+            Probe { euid: 1000, userns: Ok(()), namespaces: denied("root"), ptrace: Ok(()), subids: Ok(()) };
         assert_eq!(choose(Isolation::Auto, &user).map(|c| c.0), Ok(Isolation::Rootless));
-        let user_locked =
-            Probe { euid: 1000, userns: denied(CALLS[0]), namespaces: denied("root"), ptrace: Ok(()) };
+        let squashed = Probe { subids: Err("no range for u in /etc/subuid".into()), ..user.clone() };
+        let (mode, why) = choose(Isolation::Auto, &squashed).expect("ptrace");
+        assert_eq!(mode, Isolation::Ptrace, "owners kept rather than squashed");
+        assert!(why.contains("no range for u in /etc/subuid"), "{why}");
+        let squashed_only = Probe { ptrace: denied("ptrace(PTRACE_TRACEME)"), ..squashed };
+        assert_eq!(choose(Isolation::Auto, &squashed_only).map(|c| c.0), Ok(Isolation::Rootless));
+        let user_locked = Probe {
+            euid: 1000,
+            userns: denied(CALLS[0]),
+            namespaces: denied("root"),
+            ptrace: Ok(()),
+            subids: Ok(()),
+        };
         let (mode, why) = choose(Isolation::Auto, &user_locked).expect("ptrace");
         assert_eq!(mode, Isolation::Ptrace);
         assert!(why.contains("unshare(CLONE_NEWUSER): Operation not permitted"), "{why}");

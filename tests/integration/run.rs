@@ -618,15 +618,20 @@ impl LockedDown {
     /// `podman run` with that profile, default capabilities, `runc`, this directory at `/w`, and
     /// (for `user`) no new privileges; the caller adds mounts, the image and the command.
     fn podman(&self, user: Option<&str>) -> Command {
+        let mut cmd = self.podman_default(user);
+        cmd.arg("--security-opt").arg(format!("seccomp={}", self.profile.display()));
+        cmd
+    }
+
+    /// [`LockedDown::podman`] with podman's own default seccomp profile (user namespaces allowed).
+    fn podman_default(&self, user: Option<&str>) -> Command {
         let mut cmd = Command::new("podman");
         cmd.arg("--root")
             .arg(self.dir.join("podman-root"))
             .arg("--runroot")
             .arg(self.dir.join("podman-run"))
             .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
-            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"])
-            .arg("--security-opt")
-            .arg(format!("seccomp={}", self.profile.display()));
+            .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
         if let Some(u) = user {
             cmd.args(["--user", u, "--security-opt", "no-new-privileges"]);
         }
@@ -747,6 +752,23 @@ fn auto_isolation_in_a_locked_down_container() {
         .expect("the index the container wrote");
     let inside = inside["manifests"][0]["digest"].as_str().expect("a manifest").to_string();
     assert_eq!(reg.digest_of("ci/tree:1"), inside, "the pushed image is the one built");
+    // (c) Under podman's own default profile user namespaces work, but this image has no sub-ids
+    // or newuidmap (and no-new-privileges would defeat it): rootless would squash owners, so auto
+    // keeps them with ptrace, and says so.
+    let out = ld
+        .podman_default(Some("65534:65534"))
+        .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro"])
+        .arg(format!("oci:{}/bb:latest", dir.display()))
+        .args(["/w/hako", "info", "--root", "/tmp/s"])
+        .output()
+        .expect("podman");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("isolation:  ptrace: a user namespace would map only your own id")
+            && stdout.contains("rootless  available, owners squashed"),
+        "info under podman's default profile:\n{stdout}{}",
+        text(&out.stderr)
+    );
     // The host's rootless build of the same Dockerfile.
     let Some(host) = modes("the host side of the locked-down comparison").into_iter().last() else { return };
     let hdir = Dir::new(&host);
