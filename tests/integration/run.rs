@@ -1090,7 +1090,8 @@ fn mount_targets_are_relative_to_the_workdir() {
 
 /// hako's own image (dist/Dockerfile: the static binary on busybox), built by hako itself with
 /// scripts/build-image.sh, runs in a container under Docker's default seccomp profile with no
-/// library from the host, and builds a Dockerfile with RUN there (auto isolation: chroot).
+/// library from the host, and builds a Dockerfile with RUN there: as root (auto isolation:
+/// chroot) and as its unprivileged user with no new privileges (ptrace).
 #[test]
 fn the_static_image_builds_in_a_locked_down_container() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -1139,6 +1140,20 @@ fn the_static_image_builds_in_a_locked_down_container() {
     );
     let made = fs_err::metadata(rootfs.join("made")).expect("made");
     assert_eq!((made.uid(), made.len()), (42, 3));
+
+    // As the image's unprivileged user with no new privileges (a restricted Kubernetes pod):
+    // auto picks ptrace and the step's chown is in the layer.
+    let out = ld
+        .podman(Some("1000:1000"))
+        .arg(format!("oci:{}/image:latest", dir.display()))
+        .args(["build", "--build-context", "busybox=oci-layout:///w/bb", "-t", "out:latest"])
+        .args(["-o", "type=oci,dest=/tmp/out,tar=false"])
+        .arg("/w/ctx")
+        .output()
+        .expect("podman");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "the image's hako builds there as uid 1000:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("isolation ptrace: "), "{stderr}");
 }
 
 /// Independent stages build at the same time (issue 13): two stages that each sleep 2 s, and a
