@@ -532,7 +532,9 @@ impl Tracer {
     fn creds_call(&mut self, pid: Pid, regs: &Regs) -> Result<i64, Errno> {
         let a = |i: usize| regs.arg(i) as u32;
         let c = self.creds_mut(pid);
-        let root = c.uid[1] == 0;
+        let root = c.privileged();
+        // A refused change is EPERM, as the kernel says it.
+        let ok = |done: bool| if done { Ok(0) } else { Err(Errno::EPERM) };
         Ok(match regs.nr() {
             libc::SYS_getuid => c.uid[0].into(),
             libc::SYS_geteuid => c.uid[1].into(),
@@ -558,6 +560,9 @@ impl Tracer {
                 groups.len() as i64
             }
             libc::SYS_setgroups => {
+                if !root {
+                    return Err(Errno::EPERM);
+                }
                 let n = (regs.arg(0) as usize).min(65536);
                 let mut bytes = vec![0u8; n * 4];
                 mem::read(pid, regs.arg(1), &mut bytes)?;
@@ -565,44 +570,14 @@ impl Tracer {
                     bytes.chunks(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
                 0
             }
-            libc::SYS_setuid => {
-                Creds::set_one(&mut c.uid, a(0), root);
-                0
-            }
-            libc::SYS_setgid => {
-                Creds::set_one(&mut c.gid, a(0), root);
-                0
-            }
-            libc::SYS_setreuid => {
-                Creds::set_res(&mut c.uid, a(0), a(1), u32::MAX);
-                0
-            }
-            libc::SYS_setregid => {
-                Creds::set_res(&mut c.gid, a(0), a(1), u32::MAX);
-                0
-            }
-            libc::SYS_setresuid => {
-                Creds::set_res(&mut c.uid, a(0), a(1), a(2));
-                0
-            }
-            libc::SYS_setresgid => {
-                Creds::set_res(&mut c.gid, a(0), a(1), a(2));
-                0
-            }
-            libc::SYS_setfsuid => {
-                let old = c.uid[3];
-                if a(0) != u32::MAX {
-                    c.uid[3] = a(0);
-                }
-                old.into()
-            }
-            libc::SYS_setfsgid => {
-                let old = c.gid[3];
-                if a(0) != u32::MAX {
-                    c.gid[3] = a(0);
-                }
-                old.into()
-            }
+            libc::SYS_setuid => ok(Creds::set_one(&mut c.uid, root, a(0)))?,
+            libc::SYS_setgid => ok(Creds::set_one(&mut c.gid, root, a(0)))?,
+            libc::SYS_setreuid => ok(Creds::set_re(&mut c.uid, root, a(0), a(1)))?,
+            libc::SYS_setregid => ok(Creds::set_re(&mut c.gid, root, a(0), a(1)))?,
+            libc::SYS_setresuid => ok(Creds::set_res(&mut c.uid, root, a(0), a(1), a(2)))?,
+            libc::SYS_setresgid => ok(Creds::set_res(&mut c.gid, root, a(0), a(1), a(2)))?,
+            libc::SYS_setfsuid => Creds::set_fs(&mut c.uid, root, a(0)).into(),
+            libc::SYS_setfsgid => Creds::set_fs(&mut c.gid, root, a(0)).into(),
             _ => return Err(Errno::ENOSYS),
         })
     }
