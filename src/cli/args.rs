@@ -249,7 +249,8 @@ digest is printed on stdout. Builds are reproducible: image timestamps are SOURC
 1980-01-01, and file mtimes in new layers are clamped to it (-o type=oci,rewrite-timestamp=false keeps them).
 
 Registries: plain HTTP is used for loopback registries and --insecure-registry hosts; credentials come \
-from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsStore).
+from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsStore). Mirrors, plain HTTP, unchecked TLS and CA files per registry come from $HAKO_CONFIG or \
+~/.config/hako/config.toml, in buildkitd.toml's shape ([registry.\"docker.io\"] mirrors = [\"HOST\"]).
 
 RUN steps run in a sandbox: as root in new namespaces, as any other user in a user namespace that maps \
 your id to 0 and your /etc/subuid and /etc/subgid ranges after it (see --isolation).
@@ -359,6 +360,12 @@ pub struct BuildArgs {
     /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+
+    /// Pull Docker Hub images through this mirror first (`HOST[:PORT]`, `https://HOST` or
+    /// `http://HOST` for plain HTTP), as dockerd's flag; repeatable, tried in order, then Docker
+    /// Hub. Other registries' mirrors go in the config file.
+    #[arg(long = "registry-mirror", value_name = "HOST")]
+    pub registry_mirrors: Vec<String>,
 
     // ── docker buildx flags scripts pass (kept together; read in `cli/buildx.rs`). A value
     // flag given twice takes the last, as buildx's ──

@@ -104,8 +104,9 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let registry = crate::registry::Registry::new(&args.insecure_registries)
-        .map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let registry = super::registry_config(&args.registry_mirrors, &args.insecure_registries)?;
+    let registry =
+        crate::registry::Registry::new(registry).map_err(|e| Failure::usage(format!("error: {e}")))?;
     let bases = store.as_ref().map(|s| {
         let mut bases = crate::build::Bases::new(s, Some(&registry));
         bases.pull = args.pull;

@@ -104,6 +104,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The registry settings: hako's config file (`registry::config`), then the flags on top.
+fn registry_config(
+    mirrors: &[String],
+    insecure: &[String],
+) -> Result<crate::registry::config::Config, Failure> {
+    crate::registry::config::Config::load()
+        .and_then(|c| c.with_flags(mirrors, insecure))
+        .map_err(|e| Failure::usage(format!("error: {e}")))
+}
+
 /// Writes data to stdout; a closed pipe (`hako … | head`) is not an error.
 fn print_stdout(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();

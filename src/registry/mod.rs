@@ -2,11 +2,14 @@
 //! platform selection), blobs streamed straight between the network and the store with their
 //! digests verified, blobs the registry already has skipped, cross-repository mounts, and
 //! credentials from `~/.docker/config.json`, credential helpers or `REGISTRY_AUTH_FILE`.
+//! Pulls try the registry's mirrors first (`config`), then the registry itself.
 //!
 //! oci-client is async; hako drives it from a private current-thread tokio runtime, so the rest
 //! of the program stays synchronous (and no runtime threads exist when the sandbox forks later).
 
 mod auth;
+mod clients;
+pub mod config;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -15,7 +18,6 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context as TaskContext, Poll};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -80,11 +82,11 @@ type Result<T> = std::result::Result<T, RegistryError>;
 
 /// A connection to registries.
 pub struct Registry {
-    /// The HTTPS client, made on first use: a build that never talks to a registry must not
+    /// How each registry is reached, and its mirrors.
+    config: config::Config,
+    /// A client per scheme and host, made on first use: a build that never talks to a registry must not
     /// depend on CA certificates being installed.
-    https: std::sync::OnceLock<std::result::Result<Client, String>>,
-    /// `--insecure-registry` hosts.
-    insecure: Vec<String>,
+    clients: Mutex<HashMap<String, Client>>,
     rt: tokio::runtime::Runtime,
     /// Where each pulled blob came from (for cross-repository mounts on push).
     origins: Mutex<HashMap<Digest, Reference>>,
@@ -99,40 +101,15 @@ const ACCEPT: [&str; 4] = [
 ];
 
 impl Registry {
-    /// A client that speaks plain HTTP to `localhost`, `127.0.0.1`, `[::1]` (any port) and the
-    /// `insecure` registries, and HTTPS everywhere else.
-    pub fn new(insecure: &[String]) -> Result<Registry> {
+    /// A connection that reaches each registry as `config` says (plain HTTP for loopback
+    /// registries unless configured otherwise, HTTPS everywhere else) and pulls through its
+    /// mirrors.
+    pub fn new(config: config::Config) -> Result<Registry> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(RegistryError::Runtime)?;
-        Ok(Registry {
-            https: std::sync::OnceLock::new(),
-            insecure: insecure.to_vec(),
-            rt,
-            origins: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The client settings hako uses; `plain_http` registries are spoken to without TLS.
-    fn config(plain_http: Vec<String>) -> ClientConfig {
-        ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http),
-            // One streamed PUT per blob: fastest and constant memory (see ../shared/FACTS.md).
-            use_monolithic_push: true,
-            connect_timeout: Some(std::time::Duration::from_secs(15)),
-            // A stalled download is cut and made again instead of hanging the build.
-            read_timeout: Some(retry::idle_timeout()),
-            ..ClientConfig::default()
-        }
-    }
-
-    /// Whether `host[:port]` gets plain HTTP.
-    fn plain_http(host: &str) -> bool {
-        let name = host
-            .rsplit_once(':')
-            .map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
-        matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") || name.starts_with("127.")
+        Ok(Registry { config, clients: Mutex::new(HashMap::new()), rt, origins: Mutex::new(HashMap::new()) })
     }
 
     /// Parses `reference` with Docker's grammar ([`ImageName`]) into oci-client's form: a bare
@@ -155,35 +132,79 @@ impl Registry {
     /// The parsed reference, its client and credentials.
     fn session(&self, reference: &str) -> Result<Session> {
         let r = Registry::parse(reference)?;
-        let client = self.client_for(&r)?;
-        let creds = auth::credentials(r.resolve_registry());
+        let transport = self.config.transport(r.resolve_registry());
+        self.session_at(r, &transport)
+    }
+
+    /// `r` with the client for its registry, reached as `transport` says, and its credentials.
+    fn session_at(&self, r: Reference, transport: &config::Transport) -> Result<Session> {
+        let registry = r.resolve_registry().to_string();
+        let scheme = if transport.plain_http { "http" } else { "https" };
+        let key = format!("{scheme}://{registry}");
+        let cached = self.clients.lock().ok().and_then(|c| c.get(&key).cloned());
+        let client = match cached {
+            Some(c) => c,
+            None => {
+                let c = clients::oci(transport)
+                    .map_err(|e| RegistryError::Tls { registry: registry.clone(), reason: e.to_string() })?;
+                if let Ok(mut cache) = self.clients.lock() {
+                    cache.insert(key, c.clone());
+                }
+                c
+            }
+        };
+        let creds = auth::credentials(&registry);
         Ok(Session { r, client, creds })
     }
 
-    /// The client for `r`: loopback and `--insecure-registry` registries are reached over plain
-    /// HTTP, the rest over HTTPS.
-    fn client_for(&self, r: &Reference) -> Result<Client> {
-        let registry = r.resolve_registry().to_string();
-        let tls = |reason: String| RegistryError::Tls { registry: registry.clone(), reason };
-        if Registry::plain_http(&registry) || self.insecure.contains(&registry) {
-            // No TLS is spoken, so no certificate store is needed (reqwest otherwise insists on one).
-            let config = ClientConfig {
-                accept_invalid_certificates: true,
-                ..Registry::config(vec![registry.clone()])
-            };
-            return Client::try_from(config).map_err(|e| tls(e.to_string()));
+    /// Runs `f` on each mirror of `reference`'s registry in turn, then on the registry itself:
+    /// the first result `found` accepts wins. The registry's own failure says what the mirrors
+    /// answered.
+    fn through_mirrors<T>(
+        &self,
+        reference: &str,
+        found: impl Fn(&T) -> bool,
+        mut f: impl FnMut(Session) -> Result<T>,
+    ) -> Result<T> {
+        let origin = Registry::parse(reference)?;
+        let mut missed = Vec::new();
+        for mirror in self.config.mirrors(origin.registry()) {
+            let r = on_host(&origin, &mirror.host);
+            match self.session_at(r, &self.config.mirror_transport(mirror)).and_then(&mut f) {
+                Ok(v) if found(&v) => return Ok(v),
+                Ok(_) => missed.push(format!("not found on {}", mirror.host)),
+                // The reason names the mirror already.
+                Err(RegistryError::Remote { reason, .. }) => missed.push(reason),
+                Err(e) => missed.push(format!("{}: {e}", mirror.host)),
+            }
         }
-        self.https
-            .get_or_init(|| {
-                Client::try_from(Registry::config(self.insecure.clone())).map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(tls)
+        let transport = self.config.transport(origin.resolve_registry());
+        self.session_at(origin, &transport).and_then(f).map_err(|e| match e {
+            RegistryError::Remote { action, reference, reason } if !missed.is_empty() => {
+                RegistryError::Remote {
+                    action,
+                    reference,
+                    reason: format!("{reason} (mirrors tried first: {})", missed.join("; ")),
+                }
+            }
+            other => other,
+        })
     }
 
-    /// Pulls `reference` for `platform` into the store; returns the image and its manifest digest.
+    /// Pulls `reference` for `platform` into the store, from a mirror or the registry; returns
+    /// the image and its manifest digest.
     pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
-        let Session { r, client, creds } = self.session(reference)?;
+        self.through_mirrors(reference, |_| true, |s| self.pull_from(s, store, reference, platform))
+    }
+
+    fn pull_from(
+        &self,
+        session: Session,
+        store: &Store,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<(Image, Digest)> {
+        let Session { r, client, creds } = session;
         let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
         let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
@@ -251,9 +272,13 @@ impl Registry {
     }
 
     /// Fetches the manifest `reference` names as it is (an index is not resolved), with its
-    /// digest verified; `None` when the registry says it does not exist.
+    /// digest verified, from a mirror or the registry; `None` when none has it.
     pub fn manifest(&self, reference: &str) -> Result<Option<(Vec<u8>, Digest)>> {
-        let Session { r, client, creds } = self.session(reference)?;
+        self.through_mirrors(reference, Option::is_some, |s| self.manifest_from(s, reference))
+    }
+
+    fn manifest_from(&self, session: Session, reference: &str) -> Result<Option<(Vec<u8>, Digest)>> {
+        let Session { r, client, creds } = session;
         let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
         let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
@@ -271,13 +296,24 @@ impl Registry {
         })
     }
 
-    /// Pulls blob `digest` (of `size` bytes) from the repository of `reference` into the store,
-    /// verified while it streams; nothing to do when the store has it.
+    /// Pulls blob `digest` (of `size` bytes) from the repository of `reference` (or a mirror's)
+    /// into the store, verified while it streams; nothing to do when the store has it.
     pub fn blob(&self, store: &Store, reference: &str, digest: &Digest, size: u64) -> Result<()> {
         if store.has_blob(digest) {
             return Ok(());
         }
-        let Session { r, client, creds } = self.session(reference)?;
+        self.through_mirrors(reference, |_| true, |s| self.blob_from(s, store, reference, digest, size))
+    }
+
+    fn blob_from(
+        &self,
+        session: Session,
+        store: &Store,
+        reference: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let Session { r, client, creds } = session;
         let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
         let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
@@ -352,6 +388,18 @@ impl Registry {
             .map_err(remote)?;
             Ok(manifest_digest)
         })
+    }
+}
+
+/// `r` (repository, tag, digest) on another host: a mirror.
+fn on_host(r: &Reference, host: &str) -> Reference {
+    let (host, repository) = (host.to_string(), r.repository().to_string());
+    match (r.tag(), r.digest()) {
+        (Some(tag), Some(digest)) => {
+            Reference::with_tag_and_digest(host, repository, tag.to_string(), digest.to_string())
+        }
+        (None, Some(digest)) => Reference::with_digest(host, repository, digest.to_string()),
+        (tag, None) => Reference::with_tag(host, repository, tag.unwrap_or("latest").to_string()),
     }
 }
 
@@ -531,16 +579,6 @@ impl tokio::io::AsyncWrite for SyncWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_registries_use_plain_http() {
-        for h in ["localhost:5000", "127.0.0.1:35123", "127.0.0.1", "localhost", "[::1]:5000"] {
-            assert!(Registry::plain_http(h), "{h}");
-        }
-        for h in ["registry.example.com", "docker.io", "10.0.0.1:5000", "localhost.example.com"] {
-            assert!(!Registry::plain_http(h), "{h}");
-        }
-    }
 
     #[test]
     fn references_parse_as_docker_does() -> Result<()> {

@@ -75,7 +75,14 @@ impl Sandbox {
     fn command(&self, root: &str, args: &[&str]) -> Command {
         let mut cmd = hako();
         cmd.args(args).arg("--root").arg(self.path(root));
-        for var in ["REGISTRY_AUTH_FILE", "HAKO_ROOT", "SOURCE_DATE_EPOCH", "XDG_CACHE_HOME"] {
+        for var in [
+            "REGISTRY_AUTH_FILE",
+            "HAKO_ROOT",
+            "SOURCE_DATE_EPOCH",
+            "XDG_CACHE_HOME",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+        ] {
             cmd.env_remove(var);
         }
         cmd.env("HOME", self.path("home"))
@@ -435,6 +442,81 @@ fn unreachable_registry_and_missing_tag_fail_with_exit_1() {
     let err = failed(&out, 1, "FROM a missing tag");
     assert!(err.contains(&missing), "the message does not name the image {missing}:\n{err}");
     assert!(err.to_lowercase().contains("not found"), "the message does not say not found:\n{err}");
+}
+
+#[test]
+fn pulls_go_through_mirrors_first_and_keep_the_image_name() {
+    let Some(reg) = Registry::start() else { return };
+    let sb = Sandbox::new();
+    let live = reg.host();
+    // Nothing listens on ports 1 and 2 (privileged, unused): only a mirror can answer there.
+    let (dead, dead2) = ("127.0.0.1:1", "127.0.0.1:2");
+    let config = |name: &str, registry: &str, mirrors: &[&str]| {
+        let path = sb.path(name);
+        let list: Vec<String> = mirrors.iter().map(|m| format!("{m:?}")).collect();
+        let text = format!("[registry.{registry:?}]\nmirrors = [{}]\n", list.join(", "));
+        fs_err::write(&path, text).expect("write config");
+        path
+    };
+
+    // A registry that cannot be reached, mirrored by the live one: the pull comes from the
+    // mirror, and what the build shows and records is the name in the Dockerfile.
+    let from_mirror = config("mirrored.toml", dead, &[&live]);
+    let base = format!("{dead}/base/busybox:latest");
+    let out = sb.build(
+        "root",
+        &["--build-arg", &format!("BASE={base}"), "-t", "app:mirrored"],
+        &[("HAKO_CONFIG", from_mirror.as_os_str())],
+    );
+    ok(&out, "FROM an unreachable registry with a live mirror");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("load metadata for {base}")), "{err}");
+    assert!(!err.contains(&live), "the mirror's name shows in the build output:\n{err}");
+
+    // The same config found as ~/.config/hako/config.toml (XDG_CONFIG_HOME), and in the
+    // default location a second registry's mirror list, tried in order: a dead mirror first
+    // is passed over.
+    let xdg = sb.path("home/.config/hako");
+    fs_err::create_dir_all(&xdg).expect("mkdir");
+    let body = format!("[registry.{dead:?}]\nmirrors = [{dead2:?}, {live:?}]\n");
+    fs_err::write(xdg.join("config.toml"), body).expect("write config");
+    let out = sb.build("root2", &["--build-arg", &format!("BASE={base}")], &[]);
+    ok(&out, "a dead mirror, then a live one, from ~/.config/hako/config.toml");
+
+    // --registry-mirror is Docker Hub's: `base/busybox` is docker.io/base/busybox, pulled from
+    // the live registry's repository of the same name, with no Docker Hub access.
+    let out = sb.build(
+        "root3",
+        &["--registry-mirror", &format!("http://{live}"), "--build-arg", "BASE=base/busybox:latest"],
+        &[],
+    );
+    ok(&out, "a Docker Hub image through --registry-mirror");
+    assert!(text(&out.stderr).contains("load metadata for base/busybox:latest"), "{}", text(&out.stderr));
+
+    // Every mirror failing: the registry itself answers.
+    let fallback = config("fallback.toml", &live, &[dead]);
+    let out = sb.build(
+        "root4",
+        &["--build-arg", &format!("BASE={}", reg.base())],
+        &[("HAKO_CONFIG", fallback.as_os_str())],
+    );
+    ok(&out, "a dead mirror in front of a live registry");
+
+    // Nothing answers: the error is the registry's, and says what its mirror answered.
+    let none = config("none.toml", dead, &[dead2]);
+    let out =
+        sb.build("root5", &["--build-arg", &format!("BASE={base}")], &[("HAKO_CONFIG", none.as_os_str())]);
+    let err = failed(&out, 1, "a dead registry behind a dead mirror");
+    assert!(err.contains(&format!("cannot reach registry {dead}")), "{err}");
+    assert!(err.contains(&format!("mirrors tried first: cannot reach registry {dead2}")), "{err}");
+
+    // A config that names a key hako does not know is an error naming the file, not ignored.
+    let bad = sb.path("bad.toml");
+    fs_err::write(&bad, "[registry.\"docker.io\"]\nmirror = [\"x\"]\n").expect("write");
+    let out =
+        sb.build("root5", &["--build-arg", &format!("BASE={base}")], &[("HAKO_CONFIG", bad.as_os_str())]);
+    let err = failed(&out, 2, "an unknown key in the config file");
+    assert!(err.contains("bad.toml") && err.contains("mirror"), "{err}");
 }
 
 #[test]
