@@ -391,7 +391,7 @@ fn deliver(
         let started = std::time::Instant::now();
         let full = full_name(name);
         status(format!("pushing layers to {full}"));
-        registry.push(store, &shipped.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
+        registry.push(store, &shipped.manifest, name).map_err(|e| super::registry_failure(&e))?;
         status(format!(
             "pushing layers to {full} {} {:.1}s done",
             progress::go_size(shipped_size),

@@ -229,9 +229,8 @@ pub fn push(args: PushArgs) -> Result<(), Failure> {
         .map_or_else(|_| args.name.clone(), |n| n.full());
     let started = std::time::Instant::now();
     eprintln!("#1 pushing layers to {full}");
-    let digest = registry
-        .push(&store, &shipped.manifest, &args.name)
-        .map_err(|e| Failure::user(format!("error: {e}")))?;
+    let digest =
+        registry.push(&store, &shipped.manifest, &args.name).map_err(|e| super::registry_failure(&e))?;
     eprintln!("#1 pushing layers to {full} {:.1}s done", started.elapsed().as_secs_f64());
     eprintln!("#1 pushing manifest for {full}@{digest} done");
     eprintln!("#1 DONE {:.1}s", started.elapsed().as_secs_f64());

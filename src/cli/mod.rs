@@ -114,6 +114,14 @@ fn registry_config(
         .map_err(|e| Failure::usage(format!("error: {e}")))
 }
 
+/// A registry's refusal as an input failure (exit 1), with its hint (`hako login …`) when it has one.
+fn registry_failure(e: &crate::registry::RegistryError) -> Failure {
+    match e.hint() {
+        Some(hint) => Failure::user(format!("error: {e}\nhint: {hint}")),
+        None => Failure::user(format!("error: {e}")),
+    }
+}
+
 /// Writes data to stdout; a closed pipe (`hako … | head`) is not an error.
 fn print_stdout(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();

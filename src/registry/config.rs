@@ -148,7 +148,18 @@ impl Config {
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), source: e }),
         };
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        // A CA file that is not there is a mistake in the file, said now rather than at the
+        // first pull from that registry.
+        for (name, host) in &config.hosts {
+            for ca in &host.ca {
+                fs_err::metadata(ca).map_err(|e| ConfigError::Invalid {
+                    origin: format!("{} [registry.{name:?}]", path.display()),
+                    message: format!("ca: {e}"),
+                })?;
+            }
+        }
+        Ok(config)
     }
 
     /// Parses the text of the file at `path` (relative `ca` paths are taken from its directory).
@@ -323,6 +334,17 @@ debug = true
         assert!(e.contains("line 1") || e.contains("1:"), "{e}");
         let e = Config::default().with_flags(&["".into()], &[]).err().map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.starts_with("--registry-mirror")));
+    }
+
+    #[test]
+    fn a_ca_file_that_is_not_there_is_named_when_the_file_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        fs_err::write(&path, "[registry.\"r.example\"]\nca = [\"ca.pem\"]\n").expect("write");
+        let e = Config::load_from(&path, true).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("[registry.\"r.example\"]") && e.contains("ca.pem"), "{e}");
+        fs_err::write(dir.path().join("ca.pem"), "").expect("write");
+        assert!(Config::load_from(&path, true).is_ok());
     }
 
     #[test]

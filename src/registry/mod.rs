@@ -51,6 +51,8 @@ pub enum RegistryError {
         reference: String,
         /// The error, made readable.
         reason: String,
+        /// What to do about it (`hako login …`), when hako knows.
+        hint: Option<String>,
     },
     /// The content does not describe a usable image.
     #[error("{reference}: {reason}")]
@@ -63,10 +65,9 @@ pub enum RegistryError {
     /// Local store failure.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// The HTTP client could not be set up (e.g. no CA certificates for HTTPS).
-    #[error(
-        "cannot set up HTTPS for {registry}: {reason}; install CA certificates (Debian: ca-certificates) or point SSL_CERT_FILE at a bundle"
-    )]
+    /// The HTTP client could not be set up (no CA certificates for HTTPS, a `ca` file that does
+    /// not read).
+    #[error("cannot set up HTTPS for {registry}: {reason}")]
     Tls {
         /// The registry.
         registry: String,
@@ -79,6 +80,16 @@ pub enum RegistryError {
 }
 
 type Result<T> = std::result::Result<T, RegistryError>;
+
+impl RegistryError {
+    /// What the user can do about this error (a `hint:` line), when hako knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::Remote { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+}
 
 /// A connection to registries.
 pub struct Registry {
@@ -145,8 +156,15 @@ impl Registry {
         let client = match cached {
             Some(c) => c,
             None => {
-                let c = clients::oci(transport)
-                    .map_err(|e| RegistryError::Tls { registry: registry.clone(), reason: e.to_string() })?;
+                let c = clients::oci(transport).map_err(|e| {
+                    let reason = match e {
+                        clients::ClientError::Tls(e) => format!(
+                            "{e}; install CA certificates (Debian: ca-certificates) or point SSL_CERT_FILE at a bundle"
+                        ),
+                        other => other.to_string(),
+                    };
+                    RegistryError::Tls { registry: registry.clone(), reason }
+                })?;
                 if let Ok(mut cache) = self.clients.lock() {
                     cache.insert(key, c.clone());
                 }
@@ -180,11 +198,12 @@ impl Registry {
         }
         let transport = self.config.transport(origin.resolve_registry());
         self.session_at(origin, &transport).and_then(f).map_err(|e| match e {
-            RegistryError::Remote { action, reference, reason } if !missed.is_empty() => {
+            RegistryError::Remote { action, reference, reason, hint } if !missed.is_empty() => {
                 RegistryError::Remote {
                     action,
                     reference,
                     reason: format!("{reason} (mirrors tried first: {})", missed.join("; ")),
+                    hint,
                 }
             }
             other => other,
@@ -418,10 +437,12 @@ fn remote_error(
     creds: &auth::Creds,
     e: oci_client::errors::OciDistributionError,
 ) -> RegistryError {
+    let explained = auth::explain(&e, r.resolve_registry(), creds);
     RegistryError::Remote {
         action,
         reference: reference.to_string(),
-        reason: auth::explain(&e, r.resolve_registry(), creds),
+        reason: explained.reason,
+        hint: explained.hint,
     }
 }
 
@@ -455,11 +476,14 @@ fn attempt_error(
         Attempt::Store(e) => RegistryError::Store(e),
     };
     match e {
-        RegistryError::Remote { action, reference, reason } if f.attempts > 1 => RegistryError::Remote {
-            action,
-            reference,
-            reason: format!("{reason} (gave up after {} attempts)", f.attempts),
-        },
+        RegistryError::Remote { action, reference, reason, hint } if f.attempts > 1 => {
+            RegistryError::Remote {
+                action,
+                reference,
+                reason: format!("{reason} (gave up after {} attempts)", f.attempts),
+                hint,
+            }
+        }
         other => other,
     }
 }

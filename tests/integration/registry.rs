@@ -16,6 +16,13 @@ use std::time::SystemTime;
 use crate::common::{hako, text};
 use crate::registry_fixture::{PASS, Registry, USER, auth_json, installed};
 
+/// Writes `<sandbox>/<name>` with `body` and returns its path (for HAKO_CONFIG).
+fn write_config(sb: &Sandbox, name: &str, body: &str) -> PathBuf {
+    let path = sb.path(name);
+    fs_err::write(&path, body).expect("write config");
+    path
+}
+
 const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello");
 
 fn busybox_context() -> String {
@@ -452,11 +459,8 @@ fn pulls_go_through_mirrors_first_and_keep_the_image_name() {
     // Nothing listens on ports 1 and 2 (privileged, unused): only a mirror can answer there.
     let (dead, dead2) = ("127.0.0.1:1", "127.0.0.1:2");
     let config = |name: &str, registry: &str, mirrors: &[&str]| {
-        let path = sb.path(name);
         let list: Vec<String> = mirrors.iter().map(|m| format!("{m:?}")).collect();
-        let text = format!("[registry.{registry:?}]\nmirrors = [{}]\n", list.join(", "));
-        fs_err::write(&path, text).expect("write config");
-        path
+        write_config(&sb, name, &format!("[registry.{registry:?}]\nmirrors = [{}]\n", list.join(", ")))
     };
 
     // A registry that cannot be reached, mirrored by the live one: the pull comes from the
@@ -517,6 +521,65 @@ fn pulls_go_through_mirrors_first_and_keep_the_image_name() {
         sb.build("root5", &["--build-arg", &format!("BASE={base}")], &[("HAKO_CONFIG", bad.as_os_str())]);
     let err = failed(&out, 2, "an unknown key in the config file");
     assert!(err.contains("bad.toml") && err.contains("mirror"), "{err}");
+}
+
+#[test]
+fn https_registry_trusted_through_ssl_cert_file_ssl_cert_dir_or_its_ca_in_the_config() {
+    let Some(reg) = Registry::start_tls() else { return };
+    let sb = Sandbox::new();
+    let host = reg.host();
+    let base = format!("BASE={}", reg.base());
+    // A loopback registry is spoken to over plain HTTP unless its section says `http = false`.
+    let https = write_config(&sb, "https.toml", &format!("[registry.{host:?}]\nhttp = false\n"));
+    let config = ("HAKO_CONFIG", https.as_os_str());
+
+    // The CA is in no trust store: refused, saying it is the certificate and what to do.
+    let out = sb.build("root1", &["--build-arg", &base], &[config]);
+    let err = failed(&out, 1, "an HTTPS registry whose CA is not trusted");
+    assert!(err.contains(&host), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the message does not say it is the certificate:\n{err}"
+    );
+    assert!(err.contains("SSL_CERT_FILE"), "the message does not say how to trust a CA:\n{err}");
+
+    // SSL_CERT_FILE names the CA (and replaces the system's store, as with OpenSSL).
+    let ca = reg.ca();
+    let out = sb.build("root2", &["--build-arg", &base], &[config, ("SSL_CERT_FILE", ca.as_os_str())]);
+    ok(&out, "SSL_CERT_FILE");
+
+    // SSL_CERT_DIR: a directory holding it.
+    let certs = sb.path("certs");
+    fs_err::create_dir_all(&certs).expect("mkdir");
+    fs_err::copy(&ca, certs.join("hako-test.pem")).expect("copy ca");
+    let out = sb.build("root3", &["--build-arg", &base], &[config, ("SSL_CERT_DIR", certs.as_os_str())]);
+    ok(&out, "SSL_CERT_DIR");
+
+    // `ca = [...]` in the registry's section: trusted for it, besides the system's CAs; a
+    // relative path is taken from the config file's directory.
+    let body = format!("[registry.{host:?}]\nhttp = false\nca = [\"certs/hako-test.pem\"]\n");
+    let with_ca = write_config(&sb, "with-ca.toml", &body);
+    let name = reg.image("app/tls:1");
+    let out = sb.build(
+        "root4",
+        &["--build-arg", &base, "-t", &name, "--push"],
+        &[("HAKO_CONFIG", with_ca.as_os_str())],
+    );
+    ok(&out, "the registry's ca in the config file (pull and push)");
+    assert_eq!(reg.digest_of("app/tls:1"), pushed_digest(&out, &name));
+
+    // `insecure = true`: HTTPS with any certificate.
+    let body = format!("[registry.{host:?}]\nhttp = false\ninsecure = true\n");
+    let insecure = write_config(&sb, "insecure.toml", &body);
+    let out = sb.build("root5", &["--build-arg", &base], &[("HAKO_CONFIG", insecure.as_os_str())]);
+    ok(&out, "insecure = true");
+
+    // A ca file that does not exist is named.
+    let body = format!("[registry.{host:?}]\nhttp = false\nca = [\"missing.pem\"]\n");
+    let missing = write_config(&sb, "missing-ca.toml", &body);
+    let out = sb.build("root6", &["--build-arg", &base], &[("HAKO_CONFIG", missing.as_os_str())]);
+    let err = failed(&out, 2, "a missing ca file");
+    assert!(err.contains("missing.pem"), "{err}");
 }
 
 #[test]
