@@ -8,6 +8,7 @@ mod debug;
 mod du;
 mod images;
 mod info;
+mod login;
 mod progress;
 mod prune;
 
@@ -17,8 +18,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::{
-    BuildArgs, Cli, Command, DebugCommand, DuArgs, ImagesArgs, InfoArgs, ProgressMode, PruneArgs, PushArgs,
-    RmiArgs, SaveArgs, TagArgs,
+    BuildArgs, Cli, Command, DebugCommand, DuArgs, ImagesArgs, InfoArgs, LoginArgs, LogoutArgs, ProgressMode,
+    PruneArgs, PushArgs, RmiArgs, SaveArgs, TagArgs,
 };
 
 /// Exit status: the build failed because of the user's input (Dockerfile error, failing step).
@@ -93,6 +94,8 @@ pub fn main() -> ExitCode {
         Command::Push(args) => images::push(args),
         Command::Save(args) => images::save(args),
         Command::Rmi(args) => images::rmi(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Debug { command } => debug::run(command),
     };
     match result {

@@ -64,6 +64,18 @@ pub struct Explained {
     pub hint: Option<String>,
 }
 
+/// How to log in to `registry` (Docker Hub by its short name).
+pub fn login_command(registry: &str) -> String {
+    format!("hako login {}", super::config::normalize(registry))
+}
+
+/// What to do when `registry`'s certificate is not trusted.
+pub fn tls_hint(registry: &str) -> String {
+    format!(
+        "if its certificate is signed by your own CA, point SSL_CERT_FILE (a PEM bundle) or SSL_CERT_DIR at it, or list it as `ca = [\"FILE\"]` in [registry.\"{registry}\"] of hako's config file ($HAKO_CONFIG or ~/.config/hako/config.toml)"
+    )
+}
+
 /// Turns an oci-client error into a sentence that says which registry, what failed and what to do.
 pub fn explain(e: &OciDistributionError, registry: &str, creds: &Creds) -> Explained {
     use oci_client::errors::OciErrorCode;
@@ -87,17 +99,18 @@ pub fn explain(e: &OciDistributionError, registry: &str, creds: &Creds) -> Expla
         || lower.contains("unauthorized")
         || lower.contains("denied")
     {
-        return plain(format!(
-            "registry {registry} refused access with {} ({text}); log in with `docker login {registry}` or set REGISTRY_AUTH_FILE",
-            creds.source
-        ));
+        return Explained {
+            reason: format!("registry {registry} refused access with {} ({text})", creds.source),
+            hint: Some(format!(
+                "log in with `{}` (it writes ~/.docker/config.json, or REGISTRY_AUTH_FILE when set), as a user allowed to do this",
+                login_command(registry)
+            )),
+        };
     }
     if super::retry::certificate_rejected(e) {
         return Explained {
             reason: format!("registry {registry}'s TLS certificate was not accepted: {text}"),
-            hint: Some(format!(
-                "if its certificate is signed by your own CA, point SSL_CERT_FILE (a PEM bundle) or SSL_CERT_DIR at it, or list it as `ca = [\"FILE\"]` in [registry.\"{registry}\"] of hako's config file ($HAKO_CONFIG or ~/.config/hako/config.toml)"
-            )),
+            hint: Some(tls_hint(registry)),
         };
     }
     if lower.contains("connection refused")

@@ -79,6 +79,24 @@ pub fn oci(transport: &Transport) -> Result<oci_client::Client, ClientError> {
     oci_client::Client::try_from(config).map_err(|e| ClientError::Tls(e.to_string()))
 }
 
+/// A plain reqwest client with the same TLS settings (for `hako login`'s checks), and the URL
+/// scheme to use with it.
+pub fn http(transport: &Transport) -> Result<(reqwest::Client, &'static str), ClientError> {
+    let certs = ca_certificates(transport)?
+        .iter()
+        .map(|c| reqwest::Certificate::from_pem(&c.data))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(transport.plain_http || transport.skip_verify)
+        .tls_certs_merge(certs)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(retry::idle_timeout())
+        .build()
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    Ok((client, if transport.plain_http { "http" } else { "https" }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

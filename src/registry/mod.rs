@@ -2,14 +2,17 @@
 //! platform selection), blobs streamed straight between the network and the store with their
 //! digests verified, blobs the registry already has skipped, cross-repository mounts, and
 //! credentials from `~/.docker/config.json`, credential helpers or `REGISTRY_AUTH_FILE`.
-//! Pulls try the registry's mirrors first (`config`), then the registry itself.
+//! Pulls try the registry's mirrors first (`config`), then the registry itself. `hako login`'s
+//! check (`login`) and the file it writes (`authfile`) live here too.
 //!
 //! oci-client is async; hako drives it from a private current-thread tokio runtime, so the rest
 //! of the program stays synchronous (and no runtime threads exist when the sandbox forks later).
 
 mod auth;
+pub mod authfile;
 mod clients;
 pub mod config;
+pub mod login;
 pub mod retry;
 
 use std::collections::HashMap;
