@@ -9,6 +9,7 @@ mod du;
 mod images;
 mod info;
 mod login;
+mod metadata;
 mod progress;
 mod prune;
 

@@ -13,6 +13,7 @@ pub mod authfile;
 mod clients;
 pub mod config;
 pub mod login;
+mod mirrors;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -176,41 +177,6 @@ impl Registry {
         };
         let creds = auth::credentials(&registry);
         Ok(Session { r, client, creds })
-    }
-
-    /// Runs `f` on each mirror of `reference`'s registry in turn, then on the registry itself:
-    /// the first result `found` accepts wins. The registry's own failure says what the mirrors
-    /// answered.
-    fn through_mirrors<T>(
-        &self,
-        reference: &str,
-        found: impl Fn(&T) -> bool,
-        mut f: impl FnMut(Session) -> Result<T>,
-    ) -> Result<T> {
-        let origin = Registry::parse(reference)?;
-        let mut missed = Vec::new();
-        for mirror in self.config.mirrors(origin.registry()) {
-            let r = on_host(&origin, &mirror.host);
-            match self.session_at(r, &self.config.mirror_transport(mirror)).and_then(&mut f) {
-                Ok(v) if found(&v) => return Ok(v),
-                Ok(_) => missed.push(format!("not found on {}", mirror.host)),
-                // The reason names the mirror already.
-                Err(RegistryError::Remote { reason, .. }) => missed.push(reason),
-                Err(e) => missed.push(format!("{}: {e}", mirror.host)),
-            }
-        }
-        let transport = self.config.transport(origin.resolve_registry());
-        self.session_at(origin, &transport).and_then(f).map_err(|e| match e {
-            RegistryError::Remote { action, reference, reason, hint } if !missed.is_empty() => {
-                RegistryError::Remote {
-                    action,
-                    reference,
-                    reason: format!("{reason} (mirrors tried first: {})", missed.join("; ")),
-                    hint,
-                }
-            }
-            other => other,
-        })
     }
 
     /// Pulls `reference` for `platform` into the store, from a mirror or the registry; returns
@@ -410,18 +376,6 @@ impl Registry {
             .map_err(remote)?;
             Ok(manifest_digest)
         })
-    }
-}
-
-/// `r` (repository, tag, digest) on another host: a mirror.
-fn on_host(r: &Reference, host: &str) -> Reference {
-    let (host, repository) = (host.to_string(), r.repository().to_string());
-    match (r.tag(), r.digest()) {
-        (Some(tag), Some(digest)) => {
-            Reference::with_tag_and_digest(host, repository, tag.to_string(), digest.to_string())
-        }
-        (None, Some(digest)) => Reference::with_digest(host, repository, digest.to_string()),
-        (tag, None) => Reference::with_tag(host, repository, tag.unwrap_or("latest").to_string()),
     }
 }
 
