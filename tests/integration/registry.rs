@@ -574,6 +574,32 @@ fn https_registry_trusted_through_ssl_cert_file_ssl_cert_dir_or_its_ca_in_the_co
     let out = sb.build("root5", &["--build-arg", &base], &[("HAKO_CONFIG", insecure.as_os_str())]);
     ok(&out, "insecure = true");
 
+    // hako login reaches the registry the same way: refused certificate without the CA (exit 1,
+    // with the hint), accepted with the config's ca (the registry asks for no login: accepted).
+    let login = |config: &Path| {
+        let mut cmd = hako();
+        cmd.args(["login", "-u", "someone", "--password-stdin", &host])
+            .env("HAKO_CONFIG", config)
+            .env("HOME", sb.path("home"))
+            .env("DOCKER_CONFIG", sb.path("home/.docker"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn hako login");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(b"pw\n").expect("write stdin");
+        child.wait_with_output().expect("wait for hako login")
+    };
+    let out = login(&https);
+    let err = failed(&out, 1, "hako login to an HTTPS registry whose CA is not trusted");
+    assert!(err.contains("certificate") && err.contains("hint:") && err.contains("SSL_CERT_FILE"), "{err}");
+    let out = login(&with_ca);
+    ok(&out, "hako login with the registry's ca in the config file");
+    assert_eq!(text(&out.stdout), "Login Succeeded\n");
+
     // A ca file that does not exist is named.
     let body = format!("[registry.{host:?}]\nhttp = false\nca = [\"missing.pem\"]\n");
     let missing = write_config(&sb, "missing-ca.toml", &body);
