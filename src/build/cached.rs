@@ -232,7 +232,7 @@ fn source_key(
             .map(|s| s.key.to_string())
             .ok_or_else(|| BuildError::Internal(format!("stage {j} not built")))?,
         Source::Image(r) => {
-            image_key(b.bases.image(r, platform).map_err(|e| input_error(format!("{what}={r}: {e}"), pos))?)
+            image_key(b.bases.image(r, platform).map_err(|e| e.input_error(format!("{what}={r}: {e}"), pos))?)
         }
         Source::Context { name, value } => image_key(named_context_image(b, name, value, platform, pos)?),
         Source::Scratch | Source::BuildContext => "scratch".into(),

@@ -185,8 +185,10 @@ fn from_stage<'d>(
             Some((image.insert(image_stage(found, platform)), format!("build context {name}")))
         }
         Source::Image(r) => {
-            let found =
-                b.bases.image(r, platform).map_err(|e| input_error(format!("COPY --from={r}: {e}"), pos))?;
+            let found = b
+                .bases
+                .image(r, platform)
+                .map_err(|e| e.input_error(format!("COPY --from={r}: {e}"), pos))?;
             Some((image.insert(image_stage(found, platform)), format!("image {r}")))
         }
         _ => None,

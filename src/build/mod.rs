@@ -400,7 +400,44 @@ pub struct Bases<'a> {
     pub registry: Option<&'a crate::registry::Registry>,
     /// `--pull`: names always go to the registry, even when the store keeps an image so named.
     pub pull: bool,
-    cache: Mutex<std::collections::HashMap<(String, String), Result<Image, String>>>,
+    cache: Mutex<std::collections::HashMap<(String, String), Result<Image, BaseError>>>,
+}
+
+/// Why a base image could not be had, and what to do about it when the registry's answer says
+/// (`hako login …`).
+#[derive(Debug, Clone)]
+pub struct BaseError {
+    /// What failed.
+    pub message: String,
+    /// A `hint:` line for the diagnostic.
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for BaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for BaseError {
+    fn from(message: String) -> Self {
+        BaseError { message, hint: None }
+    }
+}
+
+impl BaseError {
+    /// `diagnostic` with this error's hint, if any, else `otherwise`.
+    pub fn hinted(&self, diagnostic: Diagnostic, otherwise: Option<String>) -> Diagnostic {
+        match self.hint.clone().or(otherwise) {
+            Some(h) => diagnostic.with_hint(h),
+            None => diagnostic,
+        }
+    }
+
+    /// A located input error saying `message`, with this error's hint.
+    pub fn input_error(&self, message: String, pos: Pos) -> BuildError {
+        BuildError::Input(self.hinted(Diagnostic::new(message, pos), None))
+    }
 }
 
 impl<'a> Bases<'a> {
@@ -410,7 +447,7 @@ impl<'a> Bases<'a> {
     }
 
     /// The image `reference` names for `platform`.
-    pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, String> {
+    pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
         let key = (reference.to_string(), platform.to_string());
         if let Some(hit) = lock(&self.cache).get(&key) {
             return hit.clone();
@@ -419,7 +456,7 @@ impl<'a> Bases<'a> {
             let (dir, tag) = stage::split_layout_ref(rest);
             crate::image::manifest::import_layout(self.store, std::path::Path::new(dir), tag, platform)
                 .map(|(image, _)| image)
-                .map_err(|e| e.to_string())
+                .map_err(|e| BaseError::from(e.to_string()))
         } else {
             let reference = reference.strip_prefix("docker-image://").unwrap_or(reference);
             let kept = if self.pull {
@@ -429,11 +466,12 @@ impl<'a> Bases<'a> {
             };
             match (kept, self.registry) {
                 (Ok(Some((image, _))), _) => Ok(image),
-                (Err(e), _) => Err(format!("{reference} (kept in the store): {e}")),
-                (Ok(None), Some(r)) => {
-                    r.pull(self.store, reference, platform).map(|(image, _)| image).map_err(|e| e.to_string())
-                }
-                (Ok(None), None) => Err(format!("{reference}: registry access is off")),
+                (Err(e), _) => Err(format!("{reference} (kept in the store): {e}").into()),
+                (Ok(None), Some(r)) => r
+                    .pull(self.store, reference, platform)
+                    .map(|(image, _)| image)
+                    .map_err(|e| BaseError { message: e.to_string(), hint: e.hint() }),
+                (Ok(None), None) => Err(format!("{reference}: registry access is off").into()),
             }
         };
         lock(&self.cache).insert(key, result.clone());

@@ -357,7 +357,7 @@ fn bind_from(
             let image = b
                 .bases
                 .image(r, &b.plan.target_platform)
-                .map_err(|e| input_error(format!("--mount from={r}: {e}"), pos))?;
+                .map_err(|e| e.input_error(format!("--mount from={r}: {e}"), pos))?;
             layers(&image)
         }
         Source::Context { name, value } => {

@@ -124,10 +124,11 @@ fn base(
         Source::Image(r) => {
             from(r);
             let mut image = b.bases.image(r, &sp.platform).map_err(|e| {
-                BuildError::Input(Diagnostic::new(format!("FROM {r}: {e}"), at).with_hint(format!(
+                let offline = format!(
                     "for an offline base, keep it in the store (hako build -t NAME, hako tag) or give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
                     crate::plan::context_key(r.split('@').next().unwrap_or(r))
-                )))
+                );
+                BuildError::Input(e.hinted(Diagnostic::new(format!("FROM {r}: {e}"), at), Some(offline)))
             })?;
             ensure_path(&mut image.config, &sp.platform);
             Ok(image_stage(image, &sp.platform))

@@ -39,6 +39,12 @@ pub enum Command {
     Save(SaveArgs),
     /// Remove names of kept images (like `docker rmi`); `hako prune` frees their blobs.
     Rmi(RmiArgs),
+    /// Log in to a registry (like `docker login`): check the credentials with the registry, then
+    /// keep them where docker and podman read them (REGISTRY_AUTH_FILE, else
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json, or the credential helper it names).
+    Login(LoginArgs),
+    /// Log out from a registry (like `docker logout`): remove its login from that file or helper.
+    Logout(LogoutArgs),
     /// Developer tools for the Dockerfile frontend.
     Debug {
         /// Which tool.
@@ -184,6 +190,38 @@ pub struct RmiArgs {
     pub root: Option<PathBuf>,
 }
 
+/// `hako login` options.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (`HOST[:PORT]`) [default: Docker Hub].
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+
+    /// The user name (asked for on a terminal when not given).
+    #[arg(short, long)]
+    pub username: Option<String>,
+
+    /// The password or token; visible to other users of the machine: prefer --password-stdin.
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+
+    /// Read the password or token from stdin (`echo "$TOKEN" | hako login -u USER --password-stdin SERVER`).
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+
+    /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `hako logout` options.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry (`HOST[:PORT]`) [default: Docker Hub].
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+}
+
 /// `hako info` options.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
@@ -249,7 +287,9 @@ digest is printed on stdout. Builds are reproducible: image timestamps are SOURC
 1980-01-01, and file mtimes in new layers are clamped to it (-o type=oci,rewrite-timestamp=false keeps them).
 
 Registries: plain HTTP is used for loopback registries and --insecure-registry hosts; credentials come \
-from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsStore).
+from REGISTRY_AUTH_FILE, else ~/.docker/config.json (auths, credHelpers, credsStore), as `hako login` writes \
+them. Mirrors, plain HTTP, unchecked TLS and CA files per registry come from $HAKO_CONFIG or \
+~/.config/hako/config.toml, in buildkitd.toml's shape ([registry.\"docker.io\"] mirrors = [\"HOST\"]).
 
 RUN steps run in a sandbox: as root in new namespaces, as any other user in a user namespace that maps \
 your id to 0 and your /etc/subuid and /etc/subgid ranges after it (see --isolation).
@@ -360,6 +400,12 @@ pub struct BuildArgs {
     /// Reach this registry (`HOST[:PORT]`) over plain HTTP; loopback registries always are; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+
+    /// Pull Docker Hub images through this mirror first (`HOST[:PORT]`, `https://HOST` or
+    /// `http://HOST` for plain HTTP), as dockerd's flag; repeatable, tried in order, then Docker
+    /// Hub. Other registries' mirrors go in the config file.
+    #[arg(long = "registry-mirror", value_name = "HOST")]
+    pub registry_mirrors: Vec<String>,
 
     // ── docker buildx flags scripts pass (kept together; read in `cli/buildx.rs`). A value
     // flag given twice takes the last, as buildx's ──

@@ -104,8 +104,9 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let registry = crate::registry::Registry::new(&args.insecure_registries)
-        .map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let registry = super::registry_config(&args.registry_mirrors, &args.insecure_registries)?;
+    let registry =
+        crate::registry::Registry::new(registry).map_err(|e| Failure::usage(format!("error: {e}")))?;
     let bases = store.as_ref().map(|s| {
         let mut bases = crate::build::Bases::new(s, Some(&registry));
         bases.pull = args.pull;
@@ -337,7 +338,7 @@ fn deliver(
         let started = std::time::Instant::now();
         let full = full_name(name);
         status(format!("pushing layers to {full}"));
-        registry.push(store, &shipped.manifest, name).map_err(|e| Failure::user(format!("error: {e}")))?;
+        registry.push(store, &shipped.manifest, name).map_err(|e| super::registry_failure(&e))?;
         status(format!(
             "pushing layers to {full} {} {:.1}s done",
             progress::go_size(shipped_size),
@@ -383,13 +384,14 @@ fn deliver(
             .map_err(|e| Failure::usage(format!("error: {e}")))?;
     }
     if let Some(path) = &args.metadata_file {
-        let meta = serde_json::json!({
-            "containerimage.digest": digest,
-            "containerimage.config.digest": written.config_digest.to_string(),
-            "containerimage.descriptor": shipped.manifest,
-            "image.name": args.tags.join(","),
-        });
-        let text = serde_json::to_string_pretty(&meta).unwrap_or_default();
+        let meta = super::metadata::metadata(
+            &shipped.manifest,
+            &written.config_digest.to_string(),
+            &args.tags,
+            &super::metadata::build_ref(),
+        );
+        let text = serde_json::to_string_pretty(&meta)
+            .map_err(|e| Failure::usage(format!("error: --metadata-file: {e}")))?;
         fs_err::write(path, text).map_err(|e| Failure::usage(format!("error: {e}")))?;
     }
     if outputs.is_empty() && !args.push {

@@ -222,15 +222,15 @@ pub fn push(args: PushArgs) -> Result<(), Failure> {
         .map_err(|e| failed(format!("compressing the layers: {e}")))?
         .write_annotated(&store, &annotations)
         .map_err(|e| failed(format!("writing the image: {e}")))?;
-    let registry = crate::registry::Registry::new(&args.insecure_registries).map_err(failed)?;
+    let config = super::registry_config(&[], &args.insecure_registries)?;
+    let registry = crate::registry::Registry::new(config).map_err(failed)?;
     // The lines `hako build --push` prints, in BuildKit's wording, so log scrapers read both.
     let full = crate::image::reference::ImageName::parse(&args.name)
         .map_or_else(|_| args.name.clone(), |n| n.full());
     let started = std::time::Instant::now();
     eprintln!("#1 pushing layers to {full}");
-    let digest = registry
-        .push(&store, &shipped.manifest, &args.name)
-        .map_err(|e| Failure::user(format!("error: {e}")))?;
+    let digest =
+        registry.push(&store, &shipped.manifest, &args.name).map_err(|e| super::registry_failure(&e))?;
     eprintln!("#1 pushing layers to {full} {:.1}s done", started.elapsed().as_secs_f64());
     eprintln!("#1 pushing manifest for {full}@{digest} done");
     eprintln!("#1 DONE {:.1}s", started.elapsed().as_secs_f64());

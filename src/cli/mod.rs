@@ -8,6 +8,8 @@ mod debug;
 mod du;
 mod images;
 mod info;
+mod login;
+mod metadata;
 mod progress;
 mod prune;
 
@@ -17,8 +19,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub use args::{
-    BuildArgs, Cli, Command, DebugCommand, DuArgs, ImagesArgs, InfoArgs, ProgressMode, PruneArgs, PushArgs,
-    RmiArgs, SaveArgs, TagArgs,
+    BuildArgs, Cli, Command, DebugCommand, DuArgs, ImagesArgs, InfoArgs, LoginArgs, LogoutArgs, ProgressMode,
+    PruneArgs, PushArgs, RmiArgs, SaveArgs, TagArgs,
 };
 
 /// Exit status: the build failed because of the user's input (Dockerfile error, failing step).
@@ -93,6 +95,8 @@ pub fn main() -> ExitCode {
         Command::Push(args) => images::push(args),
         Command::Save(args) => images::save(args),
         Command::Rmi(args) => images::rmi(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
         Command::Debug { command } => debug::run(command),
     };
     match result {
@@ -101,6 +105,24 @@ pub fn main() -> ExitCode {
             let _ = std::io::stderr().write_all(f.text.as_bytes());
             ExitCode::from(f.code)
         }
+    }
+}
+
+/// The registry settings: hako's config file (`registry::config`), then the flags on top.
+fn registry_config(
+    mirrors: &[String],
+    insecure: &[String],
+) -> Result<crate::registry::config::Config, Failure> {
+    crate::registry::config::Config::load()
+        .and_then(|c| c.with_flags(mirrors, insecure))
+        .map_err(|e| Failure::usage(format!("error: {e}")))
+}
+
+/// A registry's refusal as an input failure (exit 1), with its hint (`hako login …`) when it has one.
+fn registry_failure(e: &crate::registry::RegistryError) -> Failure {
+    match e.hint() {
+        Some(hint) => Failure::user(format!("error: {e}\nhint: {hint}")),
+        None => Failure::user(format!("error: {e}")),
     }
 }
 

@@ -56,29 +56,71 @@ pub fn credentials(registry: &str) -> Creds {
     Creds { auth: RegistryAuth::Anonymous, source: "no credentials".into() }
 }
 
+/// A registry error made readable: what happened, and what to do about it.
+pub struct Explained {
+    /// Which registry, what failed.
+    pub reason: String,
+    /// What to do (`hako login`, a CA to trust), when hako knows.
+    pub hint: Option<String>,
+}
+
+/// How to log in to `registry` (Docker Hub by its short name).
+pub fn login_command(registry: &str) -> String {
+    format!("hako login {}", super::config::normalize(registry))
+}
+
+/// What to do when `registry`'s certificate is not trusted.
+pub fn tls_hint(registry: &str) -> String {
+    format!(
+        "if its certificate is signed by your own CA, point SSL_CERT_FILE (a PEM bundle) or SSL_CERT_DIR at it, or list it as `ca = [\"FILE\"]` in [registry.\"{registry}\"] of hako's config file ($HAKO_CONFIG or ~/.config/hako/config.toml)"
+    )
+}
+
 /// Turns an oci-client error into a sentence that says which registry, what failed and what to do.
-pub fn explain(e: &OciDistributionError, registry: &str, creds: &Creds) -> String {
-    let text = e.to_string();
+pub fn explain(e: &OciDistributionError, registry: &str, creds: &Creds) -> Explained {
+    use oci_client::errors::OciErrorCode;
+    let text = super::retry::chain(e);
     let lower = text.to_lowercase();
-    if matches!(
-        e,
-        OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. }
-    ) || lower.contains("401")
+    let plain = |reason: String| Explained { reason, hint: None };
+    let denied = match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| matches!(x.code, OciErrorCode::Denied | OciErrorCode::Unauthorized)),
+        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
+        _ => false,
+    };
+    if denied
+        || matches!(
+            e,
+            OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. }
+        )
+        || lower.contains("401")
         || lower.contains("unauthorized")
+        || lower.contains("denied")
     {
-        return format!(
-            "registry {registry} refused access with {} ({text}); log in with `docker login {registry}` or set REGISTRY_AUTH_FILE",
-            creds.source
-        );
+        return Explained {
+            reason: format!("registry {registry} refused access with {} ({text})", creds.source),
+            hint: Some(format!(
+                "log in with `{}` (it writes ~/.docker/config.json, or REGISTRY_AUTH_FILE when set), as a user allowed to do this",
+                login_command(registry)
+            )),
+        };
+    }
+    if super::retry::certificate_rejected(e) {
+        return Explained {
+            reason: format!("registry {registry}'s TLS certificate was not accepted: {text}"),
+            hint: Some(tls_hint(registry)),
+        };
     }
     if lower.contains("connection refused")
         || lower.contains("dns")
         || lower.contains("error sending request")
     {
-        return format!("cannot reach registry {registry}: {text}");
+        return plain(format!("cannot reach registry {registry}: {text}"));
     }
     if lower.contains("manifest unknown") || lower.contains("not found") || lower.contains("404") {
-        return format!("not found on registry {registry}: {text}");
+        return plain(format!("not found on registry {registry}: {text}"));
     }
-    format!("registry {registry}: {text}")
+    plain(format!("registry {registry}: {text}"))
 }

@@ -2,11 +2,18 @@
 //! platform selection), blobs streamed straight between the network and the store with their
 //! digests verified, blobs the registry already has skipped, cross-repository mounts, and
 //! credentials from `~/.docker/config.json`, credential helpers or `REGISTRY_AUTH_FILE`.
+//! Pulls try the registry's mirrors first (`config`), then the registry itself. `hako login`'s
+//! check (`login`) and the file it writes (`authfile`) live here too.
 //!
 //! oci-client is async; hako drives it from a private current-thread tokio runtime, so the rest
 //! of the program stays synchronous (and no runtime threads exist when the sandbox forks later).
 
 mod auth;
+pub mod authfile;
+mod clients;
+pub mod config;
+pub mod login;
+mod mirrors;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -15,7 +22,6 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context as TaskContext, Poll};
 
-use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -49,6 +55,8 @@ pub enum RegistryError {
         reference: String,
         /// The error, made readable.
         reason: String,
+        /// What to do about it (`hako login …`), when hako knows.
+        hint: Option<String>,
     },
     /// The content does not describe a usable image.
     #[error("{reference}: {reason}")]
@@ -61,10 +69,9 @@ pub enum RegistryError {
     /// Local store failure.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// The HTTP client could not be set up (e.g. no CA certificates for HTTPS).
-    #[error(
-        "cannot set up HTTPS for {registry}: {reason}; install CA certificates (Debian: ca-certificates) or point SSL_CERT_FILE at a bundle"
-    )]
+    /// The HTTP client could not be set up (no CA certificates for HTTPS, a `ca` file that does
+    /// not read).
+    #[error("cannot set up HTTPS for {registry}: {reason}")]
     Tls {
         /// The registry.
         registry: String,
@@ -78,13 +85,23 @@ pub enum RegistryError {
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
+impl RegistryError {
+    /// What the user can do about this error (a `hint:` line), when hako knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::Remote { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+}
+
 /// A connection to registries.
 pub struct Registry {
-    /// The HTTPS client, made on first use: a build that never talks to a registry must not
+    /// How each registry is reached, and its mirrors.
+    config: config::Config,
+    /// A client per scheme and host, made on first use: a build that never talks to a registry must not
     /// depend on CA certificates being installed.
-    https: std::sync::OnceLock<std::result::Result<Client, String>>,
-    /// `--insecure-registry` hosts.
-    insecure: Vec<String>,
+    clients: Mutex<HashMap<String, Client>>,
     rt: tokio::runtime::Runtime,
     /// Where each pulled blob came from (for cross-repository mounts on push).
     origins: Mutex<HashMap<Digest, Reference>>,
@@ -99,40 +116,15 @@ const ACCEPT: [&str; 4] = [
 ];
 
 impl Registry {
-    /// A client that speaks plain HTTP to `localhost`, `127.0.0.1`, `[::1]` (any port) and the
-    /// `insecure` registries, and HTTPS everywhere else.
-    pub fn new(insecure: &[String]) -> Result<Registry> {
+    /// A connection that reaches each registry as `config` says (plain HTTP for loopback
+    /// registries unless configured otherwise, HTTPS everywhere else) and pulls through its
+    /// mirrors.
+    pub fn new(config: config::Config) -> Result<Registry> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(RegistryError::Runtime)?;
-        Ok(Registry {
-            https: std::sync::OnceLock::new(),
-            insecure: insecure.to_vec(),
-            rt,
-            origins: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The client settings hako uses; `plain_http` registries are spoken to without TLS.
-    fn config(plain_http: Vec<String>) -> ClientConfig {
-        ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http),
-            // One streamed PUT per blob: fastest and constant memory (see ../shared/FACTS.md).
-            use_monolithic_push: true,
-            connect_timeout: Some(std::time::Duration::from_secs(15)),
-            // A stalled download is cut and made again instead of hanging the build.
-            read_timeout: Some(retry::idle_timeout()),
-            ..ClientConfig::default()
-        }
-    }
-
-    /// Whether `host[:port]` gets plain HTTP.
-    fn plain_http(host: &str) -> bool {
-        let name = host
-            .rsplit_once(':')
-            .map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host });
-        matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") || name.starts_with("127.")
+        Ok(Registry { config, clients: Mutex::new(HashMap::new()), rt, origins: Mutex::new(HashMap::new()) })
     }
 
     /// Parses `reference` with Docker's grammar ([`ImageName`]) into oci-client's form: a bare
@@ -155,35 +147,52 @@ impl Registry {
     /// The parsed reference, its client and credentials.
     fn session(&self, reference: &str) -> Result<Session> {
         let r = Registry::parse(reference)?;
-        let client = self.client_for(&r)?;
-        let creds = auth::credentials(r.resolve_registry());
+        let transport = self.config.transport(r.resolve_registry());
+        self.session_at(r, &transport)
+    }
+
+    /// `r` with the client for its registry, reached as `transport` says, and its credentials.
+    fn session_at(&self, r: Reference, transport: &config::Transport) -> Result<Session> {
+        let registry = r.resolve_registry().to_string();
+        let scheme = if transport.plain_http { "http" } else { "https" };
+        let key = format!("{scheme}://{registry}");
+        let cached = self.clients.lock().ok().and_then(|c| c.get(&key).cloned());
+        let client = match cached {
+            Some(c) => c,
+            None => {
+                let c = clients::oci(transport).map_err(|e| {
+                    let reason = match e {
+                        clients::ClientError::Tls(e) => format!(
+                            "{e}; install CA certificates (Debian: ca-certificates) or point SSL_CERT_FILE at a bundle"
+                        ),
+                        other => other.to_string(),
+                    };
+                    RegistryError::Tls { registry: registry.clone(), reason }
+                })?;
+                if let Ok(mut cache) = self.clients.lock() {
+                    cache.insert(key, c.clone());
+                }
+                c
+            }
+        };
+        let creds = auth::credentials(&registry);
         Ok(Session { r, client, creds })
     }
 
-    /// The client for `r`: loopback and `--insecure-registry` registries are reached over plain
-    /// HTTP, the rest over HTTPS.
-    fn client_for(&self, r: &Reference) -> Result<Client> {
-        let registry = r.resolve_registry().to_string();
-        let tls = |reason: String| RegistryError::Tls { registry: registry.clone(), reason };
-        if Registry::plain_http(&registry) || self.insecure.contains(&registry) {
-            // No TLS is spoken, so no certificate store is needed (reqwest otherwise insists on one).
-            let config = ClientConfig {
-                accept_invalid_certificates: true,
-                ..Registry::config(vec![registry.clone()])
-            };
-            return Client::try_from(config).map_err(|e| tls(e.to_string()));
-        }
-        self.https
-            .get_or_init(|| {
-                Client::try_from(Registry::config(self.insecure.clone())).map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(tls)
+    /// Pulls `reference` for `platform` into the store, from a mirror or the registry; returns
+    /// the image and its manifest digest.
+    pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
+        self.through_mirrors(reference, |_| true, |s| self.pull_from(s, store, reference, platform))
     }
 
-    /// Pulls `reference` for `platform` into the store; returns the image and its manifest digest.
-    pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
-        let Session { r, client, creds } = self.session(reference)?;
+    fn pull_from(
+        &self,
+        session: Session,
+        store: &Store,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<(Image, Digest)> {
+        let Session { r, client, creds } = session;
         let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
         let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
@@ -251,9 +260,13 @@ impl Registry {
     }
 
     /// Fetches the manifest `reference` names as it is (an index is not resolved), with its
-    /// digest verified; `None` when the registry says it does not exist.
+    /// digest verified, from a mirror or the registry; `None` when none has it.
     pub fn manifest(&self, reference: &str) -> Result<Option<(Vec<u8>, Digest)>> {
-        let Session { r, client, creds } = self.session(reference)?;
+        self.through_mirrors(reference, Option::is_some, |s| self.manifest_from(s, reference))
+    }
+
+    fn manifest_from(&self, session: Session, reference: &str) -> Result<Option<(Vec<u8>, Digest)>> {
+        let Session { r, client, creds } = session;
         let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
         let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
@@ -271,13 +284,24 @@ impl Registry {
         })
     }
 
-    /// Pulls blob `digest` (of `size` bytes) from the repository of `reference` into the store,
-    /// verified while it streams; nothing to do when the store has it.
+    /// Pulls blob `digest` (of `size` bytes) from the repository of `reference` (or a mirror's)
+    /// into the store, verified while it streams; nothing to do when the store has it.
     pub fn blob(&self, store: &Store, reference: &str, digest: &Digest, size: u64) -> Result<()> {
         if store.has_blob(digest) {
             return Ok(());
         }
-        let Session { r, client, creds } = self.session(reference)?;
+        self.through_mirrors(reference, |_| true, |s| self.blob_from(s, store, reference, digest, size))
+    }
+
+    fn blob_from(
+        &self,
+        session: Session,
+        store: &Store,
+        reference: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
+        let Session { r, client, creds } = session;
         let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
         let (client, creds) = (&client, &creds);
         self.rt.block_on(async {
@@ -370,10 +394,12 @@ fn remote_error(
     creds: &auth::Creds,
     e: oci_client::errors::OciDistributionError,
 ) -> RegistryError {
+    let explained = auth::explain(&e, r.resolve_registry(), creds);
     RegistryError::Remote {
         action,
         reference: reference.to_string(),
-        reason: auth::explain(&e, r.resolve_registry(), creds),
+        reason: explained.reason,
+        hint: explained.hint,
     }
 }
 
@@ -407,11 +433,14 @@ fn attempt_error(
         Attempt::Store(e) => RegistryError::Store(e),
     };
     match e {
-        RegistryError::Remote { action, reference, reason } if f.attempts > 1 => RegistryError::Remote {
-            action,
-            reference,
-            reason: format!("{reason} (gave up after {} attempts)", f.attempts),
-        },
+        RegistryError::Remote { action, reference, reason, hint } if f.attempts > 1 => {
+            RegistryError::Remote {
+                action,
+                reference,
+                reason: format!("{reason} (gave up after {} attempts)", f.attempts),
+                hint,
+            }
+        }
         other => other,
     }
 }
@@ -531,16 +560,6 @@ impl tokio::io::AsyncWrite for SyncWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_registries_use_plain_http() {
-        for h in ["localhost:5000", "127.0.0.1:35123", "127.0.0.1", "localhost", "[::1]:5000"] {
-            assert!(Registry::plain_http(h), "{h}");
-        }
-        for h in ["registry.example.com", "docker.io", "10.0.0.1:5000", "localhost.example.com"] {
-            assert!(!Registry::plain_http(h), "{h}");
-        }
-    }
 
     #[test]
     fn references_parse_as_docker_does() -> Result<()> {

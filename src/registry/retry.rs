@@ -29,8 +29,33 @@ impl Transient for reqwest::Error {
         if let Some(status) = self.status() {
             return status.is_server_error() || status.as_u16() == 429;
         }
+        // A certificate that is not trusted will not be trusted on the next attempt either.
+        if certificate_rejected(self) {
+            return false;
+        }
         self.is_timeout() || self.is_connect() || self.is_body() || self.is_decode() || self.is_request()
     }
+}
+
+/// `e` and its causes, `: `-joined (a cause its parent's text already shows is left out):
+/// reqwest's own text ("error sending request for url …") does not say why.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether TLS failed because the server's certificate was not accepted (rustls says
+/// "invalid peer certificate: UnknownIssuer", "… NotValidForName", …).
+pub fn certificate_rejected(e: &(dyn std::error::Error + 'static)) -> bool {
+    chain(e).contains("certificate")
 }
 
 impl Transient for oci_client::errors::OciDistributionError {

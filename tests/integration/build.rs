@@ -307,6 +307,7 @@ fn every_output_type() {
     let p = |n: &str| dir.path().join(n).display().to_string();
     let iid = p("iid");
     let meta = p("meta.json");
+    let meta_path = meta.clone();
     let out = build(
         dir.path(),
         &[
@@ -335,7 +336,18 @@ fn every_output_type() {
     assert!(iid.starts_with("sha256:"), "{iid}");
     let meta: serde_json::Value = serde_json::from_slice(&fs_err::read(&meta).expect("meta")).expect("json");
     assert_eq!(meta["containerimage.config.digest"], iid.as_str());
-    assert!(meta["containerimage.digest"].as_str().is_some_and(|d| d.starts_with("sha256:")));
+    let digest = meta["containerimage.digest"].as_str().expect("containerimage.digest");
+    assert!(digest.starts_with("sha256:"), "{meta}");
+    // buildx's descriptor: media type, digest and size (no platform), the same digest.
+    let desc = meta["containerimage.descriptor"].as_object().expect("containerimage.descriptor");
+    assert_eq!(desc.keys().collect::<Vec<_>>(), ["digest", "mediaType", "size"], "{meta}");
+    assert_eq!(desc["digest"], digest);
+    assert_eq!(desc["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert!(desc["size"].as_u64().is_some_and(|n| n > 0), "{meta}");
+    // buildx.build.ref has buildx's `builder/node/id` shape.
+    let build_ref = meta["buildx.build.ref"].as_str().expect("buildx.build.ref");
+    assert!(build_ref.starts_with("hako/local/") && build_ref.len() == "hako/local/".len() + 25, "{meta}");
+    assert_eq!(meta["image.name"], "app:1");
     if have("skopeo") {
         for src in [
             format!("oci-archive:{}:1", p("image.oci.tar")),
@@ -346,8 +358,20 @@ fn every_output_type() {
         }
     }
     // No output: the image stays in the store, tagged, and its digest is printed.
-    let out = build(dir.path(), &["-t", "kept:1", ctx], &[]);
+    let out = build(dir.path(), &["-t", "kept:1", "-t", "kept:2", "--metadata-file", &meta_path, ctx], &[]);
     let digest = digest_of(&out);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(&meta_path).expect("meta")).expect("json");
+    assert_eq!(meta["containerimage.digest"], digest.as_str());
+    assert_eq!(meta["image.name"], "kept:1,kept:2", "every -t, comma-joined");
+    assert_ne!(meta["buildx.build.ref"], build_ref, "each build has its own reference");
+    // Without -t there is no image.name key at all (as buildx).
+    let out = build(dir.path(), &["--metadata-file", &meta_path, ctx], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(&meta_path).expect("meta")).expect("json");
+    assert!(meta.get("image.name").is_none(), "image.name without -t: {meta}");
+    assert_eq!(meta["containerimage.digest"], digest.as_str());
     let index: serde_json::Value =
         serde_json::from_slice(&fs_err::read(dir.path().join("store/index.json")).expect("store index"))
             .expect("json");

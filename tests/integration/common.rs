@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-/// The `hako` binary under test.
+/// The `hako` binary under test (never with the caller's `HAKO_CONFIG`: tests that want a
+/// config file give their own).
 pub fn hako() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hako"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hako"));
+    cmd.env_remove("HAKO_CONFIG");
+    cmd
 }
 
 /// Runs `hako` with `args`, feeding `stdin`, and returns its output.

@@ -14,6 +14,7 @@ mod export;
 mod fidelity;
 mod fuzz_seeds;
 mod images;
+mod login;
 mod parser_conformance;
 mod progress;
 mod registry;

@@ -16,6 +16,13 @@ use std::time::SystemTime;
 use crate::common::{hako, text};
 use crate::registry_fixture::{PASS, Registry, USER, auth_json, installed};
 
+/// Writes `<sandbox>/<name>` with `body` and returns its path (for HAKO_CONFIG).
+fn write_config(sb: &Sandbox, name: &str, body: &str) -> PathBuf {
+    let path = sb.path(name);
+    fs_err::write(&path, body).expect("write config");
+    path
+}
+
 const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/hello");
 
 fn busybox_context() -> String {
@@ -75,7 +82,14 @@ impl Sandbox {
     fn command(&self, root: &str, args: &[&str]) -> Command {
         let mut cmd = hako();
         cmd.args(args).arg("--root").arg(self.path(root));
-        for var in ["REGISTRY_AUTH_FILE", "HAKO_ROOT", "SOURCE_DATE_EPOCH", "XDG_CACHE_HOME"] {
+        for var in [
+            "REGISTRY_AUTH_FILE",
+            "HAKO_ROOT",
+            "SOURCE_DATE_EPOCH",
+            "XDG_CACHE_HOME",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+        ] {
             cmd.env_remove(var);
         }
         cmd.env("HOME", self.path("home"))
@@ -435,6 +449,163 @@ fn unreachable_registry_and_missing_tag_fail_with_exit_1() {
     let err = failed(&out, 1, "FROM a missing tag");
     assert!(err.contains(&missing), "the message does not name the image {missing}:\n{err}");
     assert!(err.to_lowercase().contains("not found"), "the message does not say not found:\n{err}");
+}
+
+#[test]
+fn pulls_go_through_mirrors_first_and_keep_the_image_name() {
+    let Some(reg) = Registry::start() else { return };
+    let sb = Sandbox::new();
+    let live = reg.host();
+    // Nothing listens on ports 1 and 2 (privileged, unused): only a mirror can answer there.
+    let (dead, dead2) = ("127.0.0.1:1", "127.0.0.1:2");
+    let config = |name: &str, registry: &str, mirrors: &[&str]| {
+        let list: Vec<String> = mirrors.iter().map(|m| format!("{m:?}")).collect();
+        write_config(&sb, name, &format!("[registry.{registry:?}]\nmirrors = [{}]\n", list.join(", ")))
+    };
+
+    // A registry that cannot be reached, mirrored by the live one: the pull comes from the
+    // mirror, and what the build shows and records is the name in the Dockerfile.
+    let from_mirror = config("mirrored.toml", dead, &[&live]);
+    let base = format!("{dead}/base/busybox:latest");
+    let out = sb.build(
+        "root",
+        &["--build-arg", &format!("BASE={base}"), "-t", "app:mirrored"],
+        &[("HAKO_CONFIG", from_mirror.as_os_str())],
+    );
+    ok(&out, "FROM an unreachable registry with a live mirror");
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("load metadata for {base}")), "{err}");
+    assert!(!err.contains(&live), "the mirror's name shows in the build output:\n{err}");
+
+    // The same config found as ~/.config/hako/config.toml (XDG_CONFIG_HOME), and in the
+    // default location a second registry's mirror list, tried in order: a dead mirror first
+    // is passed over.
+    let xdg = sb.path("home/.config/hako");
+    fs_err::create_dir_all(&xdg).expect("mkdir");
+    let body = format!("[registry.{dead:?}]\nmirrors = [{dead2:?}, {live:?}]\n");
+    fs_err::write(xdg.join("config.toml"), body).expect("write config");
+    let out = sb.build("root2", &["--build-arg", &format!("BASE={base}")], &[]);
+    ok(&out, "a dead mirror, then a live one, from ~/.config/hako/config.toml");
+
+    // --registry-mirror is Docker Hub's: `base/busybox` is docker.io/base/busybox, pulled from
+    // the live registry's repository of the same name, with no Docker Hub access.
+    let out = sb.build(
+        "root3",
+        &["--registry-mirror", &format!("http://{live}"), "--build-arg", "BASE=base/busybox:latest"],
+        &[],
+    );
+    ok(&out, "a Docker Hub image through --registry-mirror");
+    assert!(text(&out.stderr).contains("load metadata for base/busybox:latest"), "{}", text(&out.stderr));
+
+    // Every mirror failing: the registry itself answers.
+    let fallback = config("fallback.toml", &live, &[dead]);
+    let out = sb.build(
+        "root4",
+        &["--build-arg", &format!("BASE={}", reg.base())],
+        &[("HAKO_CONFIG", fallback.as_os_str())],
+    );
+    ok(&out, "a dead mirror in front of a live registry");
+
+    // Nothing answers: the error is the registry's, and says what its mirror answered.
+    let none = config("none.toml", dead, &[dead2]);
+    let out =
+        sb.build("root5", &["--build-arg", &format!("BASE={base}")], &[("HAKO_CONFIG", none.as_os_str())]);
+    let err = failed(&out, 1, "a dead registry behind a dead mirror");
+    assert!(err.contains(&format!("cannot reach registry {dead}")), "{err}");
+    assert!(err.contains(&format!("mirrors tried first: cannot reach registry {dead2}")), "{err}");
+
+    // A config that names a key hako does not know is an error naming the file, not ignored.
+    let bad = sb.path("bad.toml");
+    fs_err::write(&bad, "[registry.\"docker.io\"]\nmirror = [\"x\"]\n").expect("write");
+    let out =
+        sb.build("root5", &["--build-arg", &format!("BASE={base}")], &[("HAKO_CONFIG", bad.as_os_str())]);
+    let err = failed(&out, 2, "an unknown key in the config file");
+    assert!(err.contains("bad.toml") && err.contains("mirror"), "{err}");
+}
+
+#[test]
+fn https_registry_trusted_through_ssl_cert_file_ssl_cert_dir_or_its_ca_in_the_config() {
+    let Some(reg) = Registry::start_tls() else { return };
+    let sb = Sandbox::new();
+    let host = reg.host();
+    let base = format!("BASE={}", reg.base());
+    // A loopback registry is spoken to over plain HTTP unless its section says `http = false`.
+    let https = write_config(&sb, "https.toml", &format!("[registry.{host:?}]\nhttp = false\n"));
+    let config = ("HAKO_CONFIG", https.as_os_str());
+
+    // The CA is in no trust store: refused, saying it is the certificate and what to do.
+    let out = sb.build("root1", &["--build-arg", &base], &[config]);
+    let err = failed(&out, 1, "an HTTPS registry whose CA is not trusted");
+    assert!(err.contains(&host), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the message does not say it is the certificate:\n{err}"
+    );
+    assert!(err.contains("SSL_CERT_FILE"), "the message does not say how to trust a CA:\n{err}");
+
+    // SSL_CERT_FILE names the CA (and replaces the system's store, as with OpenSSL).
+    let ca = reg.ca();
+    let out = sb.build("root2", &["--build-arg", &base], &[config, ("SSL_CERT_FILE", ca.as_os_str())]);
+    ok(&out, "SSL_CERT_FILE");
+
+    // SSL_CERT_DIR: a directory holding it.
+    let certs = sb.path("certs");
+    fs_err::create_dir_all(&certs).expect("mkdir");
+    fs_err::copy(&ca, certs.join("hako-test.pem")).expect("copy ca");
+    let out = sb.build("root3", &["--build-arg", &base], &[config, ("SSL_CERT_DIR", certs.as_os_str())]);
+    ok(&out, "SSL_CERT_DIR");
+
+    // `ca = [...]` in the registry's section: trusted for it, besides the system's CAs; a
+    // relative path is taken from the config file's directory.
+    let body = format!("[registry.{host:?}]\nhttp = false\nca = [\"certs/hako-test.pem\"]\n");
+    let with_ca = write_config(&sb, "with-ca.toml", &body);
+    let name = reg.image("app/tls:1");
+    let out = sb.build(
+        "root4",
+        &["--build-arg", &base, "-t", &name, "--push"],
+        &[("HAKO_CONFIG", with_ca.as_os_str())],
+    );
+    ok(&out, "the registry's ca in the config file (pull and push)");
+    assert_eq!(reg.digest_of("app/tls:1"), pushed_digest(&out, &name));
+
+    // `insecure = true`: HTTPS with any certificate.
+    let body = format!("[registry.{host:?}]\nhttp = false\ninsecure = true\n");
+    let insecure = write_config(&sb, "insecure.toml", &body);
+    let out = sb.build("root5", &["--build-arg", &base], &[("HAKO_CONFIG", insecure.as_os_str())]);
+    ok(&out, "insecure = true");
+
+    // hako login reaches the registry the same way: refused certificate without the CA (exit 1,
+    // with the hint), accepted with the config's ca (the registry asks for no login: accepted).
+    let login = |config: &Path| {
+        let mut cmd = hako();
+        cmd.args(["login", "-u", "someone", "--password-stdin", &host])
+            .env("HAKO_CONFIG", config)
+            .env("HOME", sb.path("home"))
+            .env("DOCKER_CONFIG", sb.path("home/.docker"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn hako login");
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(b"pw\n").expect("write stdin");
+        child.wait_with_output().expect("wait for hako login")
+    };
+    let out = login(&https);
+    let err = failed(&out, 1, "hako login to an HTTPS registry whose CA is not trusted");
+    assert!(err.contains("certificate") && err.contains("hint:") && err.contains("SSL_CERT_FILE"), "{err}");
+    let out = login(&with_ca);
+    ok(&out, "hako login with the registry's ca in the config file");
+    assert_eq!(text(&out.stdout), "Login Succeeded\n");
+
+    // A ca file that does not exist is named.
+    let body = format!("[registry.{host:?}]\nhttp = false\nca = [\"missing.pem\"]\n");
+    let missing = write_config(&sb, "missing-ca.toml", &body);
+    let out = sb.build("root6", &["--build-arg", &base], &[("HAKO_CONFIG", missing.as_os_str())]);
+    let err = failed(&out, 2, "a missing ca file");
+    assert!(err.contains("missing.pem"), "{err}");
 }
 
 #[test]

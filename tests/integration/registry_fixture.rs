@@ -1,6 +1,7 @@
 //! A real registry for the pull/push tests: Debian's `docker-registry` (CNCF distribution 2.8) on a
-//! free loopback port, with its storage in a temporary directory, optionally behind htpasswd auth,
-//! seeded with the offline busybox base from `testdata/busybox`. Killed (and reaped) on drop.
+//! free loopback port, with its storage in a temporary directory, optionally behind htpasswd auth
+//! or serving HTTPS with a certificate from a CA made for it, seeded with the offline busybox base
+//! from `testdata/busybox`. Killed (and reaped) on drop.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,6 +22,14 @@ pub struct Registry {
     port: u16,
     dir: tempfile::TempDir,
     auth: bool,
+}
+
+/// What the registry is started with.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Anonymous,
+    Htpasswd,
+    Tls,
 }
 
 /// Whether `tool` is on PATH; says why the caller skips when it is not.
@@ -88,20 +97,30 @@ impl Registry {
     /// An anonymous registry with `base/busybox:latest`; None (after saying why) when
     /// `docker-registry` or `skopeo` is missing.
     pub fn start() -> Option<Registry> {
-        Registry::launch(false)
+        Registry::launch(Mode::Anonymous)
     }
 
     /// A registry behind htpasswd auth (`USER`/`PASS`) with `base/busybox:latest`; None when a
     /// tool is missing.
     pub fn start_with_auth() -> Option<Registry> {
-        Registry::launch(true)
+        Registry::launch(Mode::Htpasswd)
     }
 
-    fn launch(auth: bool) -> Option<Registry> {
+    /// An anonymous registry that speaks HTTPS only, with a certificate for `127.0.0.1` signed by
+    /// a CA made for it ([`Registry::ca`]); None when a tool is missing.
+    pub fn start_tls() -> Option<Registry> {
+        Registry::launch(Mode::Tls)
+    }
+
+    fn launch(mode: Mode) -> Option<Registry> {
+        let auth = mode == Mode::Htpasswd;
         if !installed("docker-registry", "it") || !installed("skopeo", "it") {
             return None;
         }
         if auth && !installed("htpasswd", "apache2-utils") {
+            return None;
+        }
+        if mode == Mode::Tls && !installed("openssl", "openssl") {
             return None;
         }
         let htpasswd = auth.then(|| {
@@ -124,13 +143,23 @@ impl Registry {
                 auth_section =
                     format!("auth:\n  htpasswd:\n    realm: hako-test\n    path: {}\n", file.display());
             }
+            let tls_section = if mode == Mode::Tls {
+                make_certificates(dir.path());
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    dir.path().join("server.pem").display(),
+                    dir.path().join("server.key").display()
+                )
+            } else {
+                String::new()
+            };
             let port = free_port();
             let config = dir.path().join("config.yml");
             fs_err::write(
                 &config,
                 format!(
                     "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  \
-                     filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_section}",
+                     filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_section}{auth_section}",
                     dir.path().join("storage").display()
                 ),
             )
@@ -146,7 +175,12 @@ impl Registry {
                 .expect("spawn docker-registry");
             // From here on, Drop kills and reaps it whatever happens.
             let mut registry = Registry { child, port, dir, auth };
-            let want = if auth { 401 } else { 200 };
+            // Go's server answers a plain-HTTP request to its TLS port with 400.
+            let want = match mode {
+                Mode::Anonymous => 200,
+                Mode::Htpasswd => 401,
+                Mode::Tls => 400,
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut status = None;
             while Instant::now() < deadline {
@@ -181,6 +215,11 @@ impl Registry {
     /// The seeded base image, `127.0.0.1:PORT/base/busybox:latest`.
     pub fn base(&self) -> String {
         self.image("base/busybox:latest")
+    }
+
+    /// The CA certificate (PEM) that signed a TLS registry's certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// The registry's storage directory (`docker/registry/v2/...` inside).
@@ -237,6 +276,58 @@ impl Registry {
             .output()
             .expect("run skopeo copy")
     }
+}
+
+/// Runs `openssl ARGS…` in `dir`, panicking with its stderr if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+}
+
+/// Writes `ca.pem` (a CA made for this registry) and `server.pem`/`server.key` (a certificate for
+/// 127.0.0.1 it signed) into `dir`: P-256 keys, valid for two days.
+fn make_certificates(dir: &Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ca = [
+        "-subj",
+        "/CN=hako test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+    ];
+    openssl(dir, &[&["req", "-x509"][..], &ec, &ca].concat());
+    let ext = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+               extendedKeyUsage=serverAuth\n";
+    fs_err::write(dir.join("server.ext"), ext).expect("write server.ext");
+    let csr = ["-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"];
+    openssl(dir, &[&["req"][..], &ec, &csr].concat());
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
 }
 
 impl Drop for Registry {
