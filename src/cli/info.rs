@@ -30,8 +30,12 @@ pub fn run(args: InfoArgs) -> Result<(), Failure> {
         Ok((_, why)) => why,
         Err(why) => format!("none — {why}"),
     };
+    let roots = match crate::registry::roots::bundled_in_use() {
+        Some(f) => format!("hako's built-in roots (the machine has no CA certificates; {})", f.display()),
+        None => "the machine's (SSL_CERT_FILE, SSL_CERT_DIR or the system bundle)".into(),
+    };
     let text = format!(
-        "hako {}\nstore:      {}{store}\nkernel:     {kernel}\nuser:       {user}\nisolation:  {auto}\n{}",
+        "hako {}\nstore:      {}{store}\nkernel:     {kernel}\nuser:       {user}\nca roots:   {roots}\nisolation:  {auto}\n{}",
         env!("CARGO_PKG_VERSION"),
         root.display(),
         modes(&p),

@@ -77,6 +77,8 @@ pub fn main() -> ExitCode {
     if argv.get(1).map(String::as_str) == Some("__sandbox") {
         return crate::sandbox::helper::main(&argv[2..]);
     }
+    // SAFETY: nothing has started a thread yet.
+    unsafe { crate::registry::roots::use_bundled_if_none() };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod login;
 mod mirrors;
 pub mod retry;
+pub mod roots;
 
 use std::collections::HashMap;
 use std::io::Read;
