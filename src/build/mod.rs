@@ -400,8 +400,11 @@ pub struct Bases<'a> {
     pub registry: Option<&'a crate::registry::Registry>,
     /// `--pull`: names always go to the registry, even when the store keeps an image so named.
     pub pull: bool,
-    cache: Mutex<std::collections::HashMap<(String, String), Result<Image, BaseError>>>,
+    cache: Mutex<std::collections::HashMap<(String, String), Resolved>>,
 }
+
+/// A resolved base: the image and, for a name, the manifest digest it resolved to.
+type Resolved = Result<(Image, Option<String>), BaseError>;
 
 /// Why a base image could not be had, and what to do about it when the registry's answer says
 /// (`hako login …`).
@@ -448,6 +451,24 @@ impl<'a> Bases<'a> {
 
     /// The image `reference` names for `platform`.
     pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
+        self.resolve(reference, platform).map(|(image, _)| image)
+    }
+
+    /// How BuildKit shows a resolved base on its `FROM` line: the fully qualified name with the
+    /// manifest digest it resolved to (`docker.io/library/busybox:latest@sha256:…`); a layout
+    /// reference as written.
+    pub fn shown(&self, reference: &str, platform: &crate::plan::Platform) -> String {
+        let bare = reference.strip_prefix("docker-image://").unwrap_or(reference);
+        let digest = self.resolve(reference, platform).ok().and_then(|(_, d)| d);
+        match (crate::image::reference::ImageName::parse(bare), digest) {
+            (Ok(name), Some(d)) if name.digest().is_none() => format!("{}@{d}", name.full()),
+            (Ok(name), _) => name.full(),
+            (Err(_), _) => reference.to_string(),
+        }
+    }
+
+    /// The image and, for a name (kept or pulled), the manifest digest it resolved to.
+    fn resolve(&self, reference: &str, platform: &crate::plan::Platform) -> Resolved {
         let key = (reference.to_string(), platform.to_string());
         if let Some(hit) = lock(&self.cache).get(&key) {
             return hit.clone();
@@ -455,7 +476,7 @@ impl<'a> Bases<'a> {
         let result = if let Some(rest) = reference.strip_prefix("oci-layout://") {
             let (dir, tag) = stage::split_layout_ref(rest);
             crate::image::manifest::import_layout(self.store, std::path::Path::new(dir), tag, platform)
-                .map(|(image, _)| image)
+                .map(|(image, _)| (image, None))
                 .map_err(|e| BaseError::from(e.to_string()))
         } else {
             let reference = reference.strip_prefix("docker-image://").unwrap_or(reference);
@@ -465,11 +486,11 @@ impl<'a> Bases<'a> {
                 crate::image::stored::base(self.store, reference, platform).map_err(|e| e.to_string())
             };
             match (kept, self.registry) {
-                (Ok(Some((image, _))), _) => Ok(image),
+                (Ok(Some((image, digest))), _) => Ok((image, Some(digest.to_string()))),
                 (Err(e), _) => Err(format!("{reference} (kept in the store): {e}").into()),
                 (Ok(None), Some(r)) => r
                     .pull(self.store, reference, platform)
-                    .map(|(image, _)| image)
+                    .map(|(image, digest)| (image, Some(digest.to_string())))
                     .map_err(|e| BaseError { message: e.to_string(), hint: e.hint() }),
                 (Ok(None), None) => Err(format!("{reference}: registry access is off").into()),
             }

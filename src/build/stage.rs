@@ -122,7 +122,7 @@ fn base(
             Ok(image_stage(image, &sp.platform))
         }
         Source::Image(r) => {
-            from(r);
+            from(&b.bases.shown(r, &sp.platform));
             let mut image = b.bases.image(r, &sp.platform).map_err(|e| {
                 let offline = format!(
                     "for an offline base, keep it in the store (hako build -t NAME, hako tag) or give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",

@@ -193,8 +193,10 @@ fn pull_build_push_and_pull_back() {
     let out = sb.build("root", &["--build-arg", &base, "-t", &name, "--push"], &[]);
     ok(&out, "build FROM the registry and push");
     let digest = pushed_digest(&out, &name);
+    // BuildKit's FROM line: the qualified name and the manifest digest it resolved to.
+    let base_digest = reg.digest_of("base/busybox:latest");
     assert!(
-        text(&out.stderr).contains(&format!("FROM {}", reg.base())),
+        text(&out.stderr).contains(&format!("FROM {}@{base_digest}", reg.base())),
         "the base did not come from the registry:\n{}",
         text(&out.stderr)
     );
