@@ -96,6 +96,9 @@ pub enum BuildError {
     /// Store, I/O or other internal failure (exit 2).
     #[error("{0}")]
     Internal(String),
+    /// Not run: a stage built at the same time failed (that failure is the one reported).
+    #[error("cancelled: another stage failed")]
+    Cancelled,
 }
 
 impl BuildError {
@@ -103,7 +106,7 @@ impl BuildError {
     pub fn diagnostic(&self) -> Option<&Diagnostic> {
         match self {
             BuildError::Input(d) | BuildError::NotSupported(d) | BuildError::Environment(d) => Some(d),
-            BuildError::Internal(_) => None,
+            BuildError::Internal(_) | BuildError::Cancelled => None,
         }
     }
 }
@@ -163,6 +166,9 @@ pub struct Builder<'a> {
     pub fetched: Mutex<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
     /// The isolation line was printed (once per build, however many helpers start).
     said_isolation: std::sync::atomic::AtomicBool,
+    /// A stage failed: stages built at the same time start no further step (BuildKit cancels
+    /// them too), so the failure is reported without waiting for their remaining steps.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// Locks `m`; a panic in another stage's thread does not hide its data from the error path.
@@ -201,6 +207,7 @@ impl<'a> Builder<'a> {
             fetched: Default::default(),
             successors: Default::default(),
             said_isolation: Default::default(),
+            failed: Default::default(),
         }
     }
 }
@@ -244,8 +251,17 @@ impl Builder<'_> {
                     })
                     .collect()
             });
+            // The failure itself, not a stage it cancelled.
+            let mut cancelled = None;
             for (i, r) in results {
-                done[i] = Some(r?);
+                match r {
+                    Ok(out) => done[i] = Some(out),
+                    Err(BuildError::Cancelled) => cancelled = Some(BuildError::Cancelled),
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(e) = cancelled {
+                return Err(e);
             }
         }
         // Steps of parallel stages were recorded as they finished: in stage order, a remote cache

@@ -24,6 +24,9 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> 
     let mut cmd_set = false;
     let mut n = 1;
     for (i, step) in sp.steps.iter().enumerate() {
+        if b.failed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(BuildError::Cancelled);
+        }
         let layer = if is_step(&step.op) {
             n += 1;
             b.reporter.event(&Event::Step { stage: &label, shown: &shown, n, total, text: &step.display });
@@ -73,6 +76,10 @@ fn is_step(op: &Op) -> bool {
 /// Reports a failed step `n` (its message on one line) and passes the result on.
 fn ended<T>(b: &Builder<'_>, label: &str, n: usize, r: Result<T, BuildError>) -> Result<T, BuildError> {
     if let Err(e) = &r {
+        if matches!(e, BuildError::Cancelled) {
+            return r;
+        }
+        b.failed.store(true, std::sync::atomic::Ordering::Relaxed);
         let message = match e.diagnostic() {
             Some(d) => d.message.clone(),
             None => e.to_string(),

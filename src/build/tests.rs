@@ -29,14 +29,20 @@ impl Executor for Fake {
     ) -> Result<RunResult, SandboxError> {
         self.runs.fetch_add(1, Ordering::Relaxed);
         output("fake output\n");
+        // `RUN pause MS` takes that long.
+        let cmd = req.process.args.join(" ");
+        if let Some(ms) = cmd.split("pause ").nth(1).and_then(|m| m.split_whitespace().next()?.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        let exit = self.exit;
         let body = format!("{} on {} layers\n", req.process.args.join(" "), req.layers.len());
         let mut w = LayerWriter::new(&self.store, crate::layer::Compression::Gzip, Some(0))
             .map_err(|e| SandboxError::Helper(e.to_string()))?;
         let meta = Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.len() as u64 };
         w.add("ran", &meta, Some(&mut body.as_bytes())).map_err(|e| SandboxError::Helper(e.to_string()))?;
         let layer = w.finish().map_err(|e| SandboxError::Helper(e.to_string()))?;
-        let layer = (self.exit == 0).then(|| LayerRef::from_layer(&layer));
-        Ok(RunResult { exit: Exit::Code(self.exit), layer, notes: Vec::new(), run_ms: 0.0 })
+        let layer = (exit == 0).then(|| LayerRef::from_layer(&layer));
+        Ok(RunResult { exit: Exit::Code(exit), layer, notes: Vec::new(), run_ms: 0.0 })
     }
 }
 
@@ -162,4 +168,23 @@ fn the_epoch_and_the_clamp() {
     assert_eq!((o.epoch(), o.clamp()), (86_400, Some(86_400)));
     let o = Options { keep_file_times: true, ..o };
     assert_eq!((o.epoch(), o.clamp()), (86_400, None));
+}
+
+/// A stage that fails stops the stages built beside it at their next step: the build reports the
+/// failure without running what they had left (BuildKit cancels them too).
+#[test]
+fn a_failing_stage_cancels_the_stages_beside_it() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return; // one core: stages run one at a time, nothing to cancel
+    }
+    let b = Bench::new();
+    let df = "FROM scratch AS slow\nCOPY a.txt /a\nRUN pause 400\nRUN pause 3000 never\n\
+              FROM scratch AS bad\nCOPY nosuch.txt /b\n\
+              FROM scratch\nCOPY --from=slow /ran /s\nCOPY --from=bad /ran /b\n";
+    let started = std::time::Instant::now();
+    let err = b.build(df, 0, false).expect_err("a stage fails");
+    assert!(!matches!(err, BuildError::Cancelled), "the failure is reported, not the cancellation: {err:?}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500), "took {:?}", started.elapsed());
+    // At most the step already running when the other stage failed; never `pause 3000`.
+    assert!(b.ran() <= 1, "a cancelled stage started no further step");
 }

@@ -171,6 +171,7 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
         BuildError::NotSupported(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
         BuildError::Environment(d) => Failure::usage(format!("error: {}", d.render(&input.name, &source))),
         BuildError::Internal(msg) => Failure::usage(format!("error: {msg}")),
+        BuildError::Cancelled => Failure::usage("error: the build was cancelled".to_string()),
     })?;
     deliver(
         &args,
