@@ -291,6 +291,58 @@ impl<R: Read> Read for ExactReader<R> {
 mod tests {
     use std::io::Write;
 
+    use super::*;
+    use crate::layer::index::{Kind, Meta};
+
+    /// A layer with a file that compresses (several gzip blocks) and one that does not (stored
+    /// blocks), written with `compression` at its default level.
+    fn golden_layer(store: &Store, compression: Compression) -> Layer {
+        let mut w = LayerWriter::new(store, compression, Some(0)).expect("writer");
+        let text: Vec<u8> = (0..(2 << 20) + 12_345).map(|i: u32| b"golden layer "[i as usize % 13]).collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let random: Vec<u8> = (0..(3 << 19))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for (path, data) in [("random.bin", &random), ("text.txt", &text)] {
+            let meta =
+                Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: data.len() as u64 };
+            w.add(path, &meta, Some(&mut &data[..])).expect("add");
+        }
+        w.finish().expect("finish")
+    }
+
+    /// The default gzip and zstd blobs are pinned: a change to the compressors (a level, a block
+    /// size, a flag) that changes every image digest hako makes must fail here first.
+    #[test]
+    fn default_compression_gives_the_same_blobs_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let plain = golden_layer(&store, Compression::None);
+        let gzip = golden_layer(&store, Compression::Gzip);
+        let zstd = golden_layer(&store, Compression::Zstd);
+        assert_eq!(
+            (gzip.diff_id.clone(), zstd.diff_id.clone()),
+            (plain.diff_id.clone(), plain.diff_id.clone())
+        );
+        assert_eq!(
+            plain.diff_id.to_string(),
+            "sha256:068090ec4998397b8b61efb2069545467a5233c583a2c5c1cb18485baeb4b8e6"
+        );
+        assert_eq!(
+            gzip.digest.to_string(),
+            "sha256:c705148c115552041ab38085e0f29b7b79dccd7e67c5d6f280fbfbdf50a6837e"
+        );
+        assert_eq!(
+            zstd.digest.to_string(),
+            "sha256:89e803e59107db5240def89ac6c1c6156140f81003f5e5d56d6c09d845de5f54"
+        );
+    }
+
     /// zstd with workers: the bytes do not depend on how many (so blob digests are the same on
     /// every machine), for input long enough to be cut into several jobs.
     #[test]
