@@ -6,7 +6,8 @@
 # Usage: scripts/bench-peers.sh start [registry|buildah|buildkit|all]   (default all; idempotent)
 #        scripts/bench-peers.sh stop [registry|buildkit|all]...          (default all; buildah has no daemon)
 #        scripts/bench-peers.sh status                                   (exit 0 when something runs)
-#        scripts/bench-peers.sh env                                      (KEY=VALUE lines for bench.sh)
+#        scripts/bench-peers.sh env                                      (KEY=VALUE lines for bench.sh:
+#                                                                         REGISTRY, REGISTRY_DATA, DOCKER_*)
 #
 # - registry: Debian's `docker-registry` (CNCF distribution 2.8) with its own config on 127.0.0.1 and a
 #   free port; the peers pull the benchmark base images from it.
@@ -227,7 +228,10 @@ cmd_status() {
 }
 
 cmd_env() {
-  alive "$state/registry/pid" && echo "REGISTRY=127.0.0.1:$(cat "$state/registry/port")"
+  if alive "$state/registry/pid"; then
+    echo "REGISTRY=127.0.0.1:$(cat "$state/registry/port")"
+    echo "REGISTRY_DATA=$state/registry/data"
+  fi
   if alive "$state/buildkit/dockerd.pid"; then
     echo "DOCKER_CLI=$(docker_cli)"
     echo "DOCKER_HOST=unix://$state/buildkit/docker.sock"

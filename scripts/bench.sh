@@ -9,6 +9,15 @@
 #   change  after one input changed (copy-many: a file in src/; deps-then-src: src/mod0.txt;
 #           cache-mount: version.txt; apt-python: src/main.py), same state.
 #   export  hako only, where cheap: the build again with `-o type=oci,dest=FILE.tar`.
+#   push    big-layer: the image the cold build left, pushed to the local registry, gzip, into a new
+#           repository each run: `hako push`, `buildah push`, and for BuildKit `docker push` (dockerd 26
+#           pushes what its BuildKit stored, compressing on the fly). The blobs a push left are removed
+#           from the registry's storage afterwards (base images' kept), so runs do not fill the disk.
+#   cold-oci   big-layer: hako's cold build writing a gzip OCI archive (`-o type=oci,dest=FILE.tar`).
+#           The peers' cells in its row are their `cold` builds into their own (uncompressed) stores:
+#           the baseline issue 13 sets (hako's archive against a peer's plain build).
+#   cold-zstd  big-layer: the same with `compression=zstd`; hako only (dockerd's BuildKit writes no OCI
+#           archive; issue 13 sets an absolute target). The archives are removed after each run.
 # Each cell is the median of BENCH_RUNS runs of the wall time of the builder's command, and the median
 # of its peak RSS: GNU time's %M for hako and buildah, which is the largest single process in the
 # command's tree, RUN step processes included (apt-get makes apt-python's ~96 MiB); for BuildKit, which
@@ -17,15 +26,21 @@
 #
 # How to read the table: seconds per builder ("fail" = the build failed, its log is printed; "skip" =
 # not run, e.g. after a failed cold build; "-" = not applicable); hako/buildah and hako/buildkit are
-# ratios of the medians (below 1 means hako is faster). The "physical limits" lines are floors on this
+# ratios of the medians (below 1 means hako is faster). Every run's peak RSS is logged as it ends and
+# kept in results.tsv; after the table come hako's largest peak RSS per workload and issue 13's targets,
+# checked against the medians. The "physical limits" lines are floors on this
 # machine: hashing copy-many's context (for any builder that checksums its inputs) and, with big-layer,
-# writing and compressing its 1 GiB (BuildKit in dockerd's own image store and buildah keep layers
-# uncompressed until a push; hako writes compressed OCI layers).
+# writing and compressing its 1 GiB (BuildKit in dockerd's own image store, buildah and hako keep
+# layers uncompressed until a push or an archive: big-layer's push, cold-oci and cold-zstd pay it).
 #
 # Options (environment):
 #   BENCH_RUNS=N          runs per cell (default 3)
 #   BENCH_ONLY=a,b        workloads (default all: copy-many,deps-then-src,multistage,cache-mount,
 #                         big-layer,apt-python)
+#   BENCH_SCENARIOS=a,b   scenarios (default each workload's all: cold, noop, change, export, and
+#                         big-layer's push, cold-oci, cold-zstd); one that starts from the cold build's
+#                         state or compares with the peers' cold builds (noop, change, export, push,
+#                         cold-oci) brings cold along. E.g. BENCH_ONLY=big-layer BENCH_SCENARIOS=push
 #   BENCH_PEERS=none|buildah|buildkit|all   peers to compare with (default: whichever is installed or
 #                         started; scripts/bench-peers.sh installs and starts them; daemons this script
 #                         starts are stopped when it exits)
@@ -41,6 +56,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 runs=${BENCH_RUNS:-3}
 all_workloads=copy-many,deps-then-src,multistage,cache-mount,big-layer,apt-python
 IFS=, read -r -a workloads <<<"${BENCH_ONLY:-$all_workloads}"
+all_scenarios=cold,noop,change,export,push,cold-oci,cold-zstd
+scenarios_only=${BENCH_SCENARIOS:-}
 work=${BENCH_WORK:-/var/tmp/hako-bench/run}
 shared=${BENCH_SHARED:-$repo/../shared/bench}
 [[ -d $shared ]] || shared=/work/shared/bench
@@ -60,6 +77,43 @@ die() {
 for w in "${workloads[@]}"; do
   [[ ,$all_workloads, == *,$w,* ]] || die "unknown workload '$w' (known: $all_workloads)"
 done
+IFS=, read -r -a chosen_scenarios <<<"$scenarios_only"
+for s in "${chosen_scenarios[@]}"; do
+  [[ ,$all_scenarios, == *,$s,* ]] || die "unknown scenario '$s' (known: $all_scenarios)"
+done
+
+# Whether SCENARIO starts from the state the cold build left.
+needs_cold() { [[ $1 == noop || $1 == change || $1 == export || $1 == push ]]; }
+
+# The scenarios of WORKLOAD that run, in order: its own, filtered by BENCH_SCENARIOS (cold added when
+# a chosen one needs it: its state, or the peers' cold builds as cold-oci's baseline).
+scenarios_of() {
+  local all s want_cold=0
+  local -a out=()
+  case $1 in
+  multistage) all="cold noop export" ;;
+  big-layer) all="cold noop push cold-oci cold-zstd" ;;
+  apt-python) all="cold noop change" ;;
+  *) all="cold noop change export" ;;
+  esac
+  if [[ -z $scenarios_only ]]; then
+    echo "$all"
+    return
+  fi
+  for s in $all; do
+    [[ ,$scenarios_only, == *,$s,* ]] || continue
+    out+=("$s")
+    if needs_cold "$s" || [[ $s == cold-oci ]]; then want_cold=1; fi
+  done
+  if ((want_cold)) && [[ ,$scenarios_only, != *,cold,* ]]; then out=(cold "${out[@]}"); fi
+  echo "${out[*]}"
+}
+
+# Whether BUILDER runs in SCENARIO: the archive scenarios are hako's alone.
+measured_in() { [[ $2 == hako || ($1 != export && $1 != cold-oci && $1 != cold-zstd) ]]; }
+
+mapfile -t workloads < <(for w in "${workloads[@]}"; do [[ -z $(scenarios_of "$w") ]] || echo "$w"; done)
+((${#workloads[@]} > 0)) || die "no workload of BENCH_ONLY has a scenario of BENCH_SCENARIOS"
 if [[ -n $bench_user ]] && ! id "$bench_user" >/dev/null 2>&1; then
   die "no user $bench_user (scripts/test-user.sh creates hakotest)"
 fi
@@ -112,7 +166,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ((${#peers[@]} > 0)); then
+# The registry: the peers pull their bases from it, and the push scenario pushes to it (hako too).
+needs_registry=0
+((${#peers[@]} == 0)) || needs_registry=1
+for w in "${workloads[@]}"; do [[ " $(scenarios_of "$w") " != *" push "* ]] || needs_registry=1; done
+if ((needs_registry)); then
   before=$("$peers_sh" env)
   # Listed before starting, so that a daemon which half started is stopped too.
   grep -q '^REGISTRY=' <<<"$before" || started+=(registry)
@@ -129,6 +187,7 @@ if ((${#peers[@]} > 0)); then
   peers=("${up[@]}")
   env_lines=$("$peers_sh" env)
   REGISTRY=$(sed -n 's/^REGISTRY=//p' <<<"$env_lines")
+  REGISTRY_DATA=$(sed -n 's/^REGISTRY_DATA=//p' <<<"$env_lines")
   DOCKER_CLI=$(sed -n 's/^DOCKER_CLI=//p' <<<"$env_lines")
   DOCKERD_PID=$(sed -n 's/^DOCKERD_PID=//p' <<<"$env_lines")
   DOCKER_HOST=$(sed -n 's/^DOCKER_HOST=//p' <<<"$env_lines")
@@ -210,17 +269,27 @@ build() {
   case $b in
   hako)
     local store=$work/hako/store
-    if [[ $s == cold ]]; then
+    local -a as=() # how hako runs: as the caller, or rootless as BENCH_USER
+    [[ -z $bench_user ]] || as=(runuser -u "$bench_user" --)
+    if [[ $s == cold* ]]; then
       rm -rf "$store"
       mkdir -p "$store"
       [[ -z $bench_user ]] || chown "$bench_user:" "$store"
     fi
-    # shellcheck disable=SC2207 # the base arguments hold no spaces or globs
-    cmd=("$hako" build --root "$store" --progress plain -t "bench/$w" -f "$ctx/Dockerfile" $(hako_base_args "$w"))
-    [[ $s == export ]] && cmd+=(-o "type=oci,dest=$work/out/$w.tar")
-    cmd+=("$ctx")
-    [[ -z $bench_user ]] || cmd=(runuser -u "$bench_user" -- "${cmd[@]}")
-    measure "$logf" -- "${cmd[@]}" || rc=$?
+    if [[ $s == push ]]; then
+      "${as[@]}" "$hako" tag --root "$store" "bench/$w" "$(push_name hako "$r")" >"$logf" 2>&1 || rc=$?
+      cmd=("$hako" push --root "$store" "$(push_name hako "$r")")
+    else
+      # shellcheck disable=SC2207 # the base arguments hold no spaces or globs
+      cmd=("$hako" build --root "$store" --progress plain -t "bench/$w" -f "$ctx/Dockerfile" $(hako_base_args "$w"))
+      case $s in
+      export | cold-oci) cmd+=(-o "type=oci,dest=$work/out/$w.tar") ;;
+      cold-zstd) cmd+=(-o "type=oci,dest=$work/out/$w.tar,compression=zstd") ;;
+      esac
+      cmd+=("$ctx")
+    fi
+    ((rc != 0)) || measure "$logf" -- "${as[@]}" "${cmd[@]}" || rc=$?
+    [[ $s != cold-* ]] || rm -f "$work/out/$w.tar"
     ;;
   buildah)
     local -a bh=(buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot")
@@ -230,8 +299,13 @@ build() {
       rm -rf "$work/buildah/tmp"
     fi
     mkdir -p "$work/buildah/tmp"
-    cmd=(env TMPDIR="$work/buildah/tmp" "${bh[@]}" build --runtime runc --layers --network host
-      --tls-verify=false --build-arg "BASE=$(peer_base "$w")" -t "bench/$w" -f "$ctx/Dockerfile" "$ctx")
+    if [[ $s == push ]]; then
+      cmd=(env TMPDIR="$work/buildah/tmp" "${bh[@]}" push --tls-verify=false "bench/$w"
+        "docker://$(push_name buildah "$r")")
+    else
+      cmd=(env TMPDIR="$work/buildah/tmp" "${bh[@]}" build --runtime runc --layers --network host
+        --tls-verify=false --build-arg "BASE=$(peer_base "$w")" -t "bench/$w" -f "$ctx/Dockerfile" "$ctx")
+    fi
     measure "$logf" -- "${cmd[@]}" || rc=$?
     ;;
   buildkit)
@@ -240,13 +314,20 @@ build() {
       "$DOCKER_CLI" image prune -af >/dev/null 2>&1 || true
       "$DOCKER_CLI" builder prune -af >/dev/null 2>&1 || true
     fi
+    if [[ $s == push ]]; then
+      "$DOCKER_CLI" tag "bench/$w" "$(push_name buildkit "$r")" >"$logf" 2>&1 || rc=$?
+      cmd=("$DOCKER_CLI" push "$(push_name buildkit "$r")")
+    else
+      cmd=(env DOCKER_BUILDKIT=1 "$DOCKER_CLI" build --network host --progress plain
+        --build-arg "BASE=$(peer_base "$w")" -t "bench/$w" -f "$ctx/Dockerfile" "$ctx")
+    fi
     echo 5 >"/proc/$DOCKERD_PID/clear_refs"
-    cmd=(env DOCKER_BUILDKIT=1 "$DOCKER_CLI" build --network host --progress plain
-      --build-arg "BASE=$(peer_base "$w")" -t "bench/$w" -f "$ctx/Dockerfile" "$ctx")
-    measure "$logf" -- "${cmd[@]}" || rc=$?
+    ((rc != 0)) || measure "$logf" -- "${cmd[@]}" || rc=$?
     rss_kb=$(awk '/^VmHWM/ { print $2 }' "/proc/$DOCKERD_PID/status")
+    [[ $s != push ]] || "$DOCKER_CLI" image rm "$(push_name buildkit "$r")" >/dev/null 2>&1 || true
     ;;
   esac
+  [[ $s != push ]] || forget_push "bench/push-$b"
   if ((rc != 0)); then
     log "$b $w $s (run $r) FAILED (exit $rc); the end of its log ($logf):"
     tail -15 "$logf" | sed 's/^/    /' >&2
@@ -255,6 +336,34 @@ build() {
   fi
   log "$(printf '%-14s %-7s %-9s run %d: %8.2f s %7d MiB' "$w" "$s" "$b" "$r" "$secs" $((rss_kb / 1024)))"
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$s" "$b" "$r" "$secs" "$rss_kb" >>"$results"
+}
+
+# push_name BUILDER RUN: where BUILDER pushes in run RUN (a repository of its own, emptied after).
+push_name() { echo "$REGISTRY/bench/push-$1:r$2"; }
+
+# forget_push REPOSITORY: removes a measured push from the registry's storage — the repository and
+# every blob it links that no base image does — so the next run pushes into a registry without them
+# and runs do not fill the disk (distribution frees blobs only by an offline garbage collection). The
+# registry is configured without a blob cache (bench-peers.sh), so it sees the blobs gone.
+forget_push() {
+  if [[ -z ${REGISTRY_DATA:-} ]]; then
+    log "bench-peers.sh gives no REGISTRY_DATA: the pushed blobs of $1 stay in the registry"
+    return 0
+  fi
+  python3 - "$REGISTRY_DATA/docker/registry/v2" "$1" <<'PY'
+import os, shutil, sys
+data, repo = sys.argv[1:]
+def links(r):
+    d = os.path.join(data, "repositories", r, "_layers", "sha256")
+    return set(os.listdir(d)) if os.path.isdir(d) else set()
+base = os.path.join(data, "repositories", "base")
+keep = set()
+for name in (os.listdir(base) if os.path.isdir(base) else []):
+    keep |= links("base/" + name)
+for h in links(repo) - keep:
+    shutil.rmtree(os.path.join(data, "blobs", "sha256", h[:2], h), ignore_errors=True)
+shutil.rmtree(os.path.join(data, "repositories", repo), ignore_errors=True)
+PY
 }
 
 skip() { printf '%s\t%s\t%s\t%s\tskip\t-\n' "$1" "$2" "$3" "$4" >>"$results"; }
@@ -270,15 +379,6 @@ change_input() {
   *) return 1 ;;
   esac
   echo "# changed by bench.sh, run $2 $(date +%s%N)" >>"$f"
-}
-
-scenarios_of() {
-  case $1 in
-  multistage) echo "cold noop export" ;;
-  big-layer) echo "cold noop" ;;
-  apt-python) echo "cold noop change" ;;
-  *) echo "cold noop change export" ;;
-  esac
 }
 
 # --- physical limits ----------------------------------------------------------------------------
@@ -336,8 +436,8 @@ for w in "${workloads[@]}"; do
       [[ $s == change ]] && change_input "$w" "$r"
       for ((i = 0; i < nb; i++)); do
         b=${builders[(i + r - 1) % nb]}
-        if [[ $s == export && $b != hako ]]; then continue; fi
-        if [[ $s != cold && -z ${ok[$b]:-} ]]; then
+        measured_in "$s" "$b" || continue
+        if needs_cold "$s" && [[ -z ${ok[$b]:-} ]]; then
           skip "$w" "$s" "$b" "$r"
           continue
         fi
@@ -379,13 +479,70 @@ printf "$fmt" workload scenario "hako s" "buildah s" "buildkit s" hako/buildah h
 for w in "${workloads[@]}"; do
   read -r -a scen <<<"$(scenarios_of "$w")"
   for s in "${scen[@]}"; do
+    ps=$s # the peers' cells of this row: cold-oci's are their cold builds
+    [[ $s == cold-oci ]] && ps=cold
     h=$(cell "$w" "$s" hako 5)
-    ba=$(cell "$w" "$s" buildah 5)
-    bk=$(cell "$w" "$s" buildkit 5)
+    ba=$(cell "$w" "$ps" buildah 5)
+    bk=$(cell "$w" "$ps" buildkit 5)
     # shellcheck disable=SC2059
     printf "$fmt" "$w" "$s" "$h" "$ba" "$bk" "$(ratio "$h" "$ba")" "$(ratio "$h" "$bk")" \
-      "$(cell "$w" "$s" hako 6)" "$(cell "$w" "$s" buildah 6)" "$(cell "$w" "$s" buildkit 6)"
+      "$(cell "$w" "$s" hako 6)" "$(cell "$w" "$ps" buildah 6)" "$(cell "$w" "$ps" buildkit 6)"
   done
 done
+
+# hako's largest peak RSS over every run of each workload (GNU time's %M: the largest process of the
+# command's tree, so a RUN step's own processes count too, e.g. apt-get in apt-python).
+rss_limit_kib=62500 # issue 13's 64 MB; GNU time counts KiB
+echo
+echo "hako peak RSS, the largest of every run of a workload (issue 13: at most 64 MB, $rss_limit_kib KiB):"
+rss_over=0
+for w in "${workloads[@]}"; do
+  line=$(awk -F'\t' -v w="$w" -v lim="$rss_limit_kib" '
+    $1 == w && $3 == "hako" && $6 ~ /^[0-9]+$/ && $6 + 0 > max { max = $6 + 0; at = $2 " run " $4 }
+    END {
+      if (max == "") { print "-"; exit }
+      printf "%d MiB, %d KiB (%s)%s", max / 1024, max, at, (max > lim ? ": over" : "")
+    }' "$results")
+  [[ $line == *": over" ]] && rss_over=1
+  printf '  %-14s %s\n' "$w" "$line"
+done
+
+# Issue 13's "done when" targets, from the medians above, where this run measured them.
+# target WHAT VALUE LIMIT [DETAIL]: VALUE ≤ LIMIT, said as met, not met or not measured.
+target() {
+  awk -v what="$1" -v v="$2" -v lim="$3" -v detail="${4:-}" 'BEGIN {
+    if (v !~ /^[0-9.]+$/) verdict = "not measured"
+    else verdict = (v + 0 <= lim + 0 ? "met" : "NOT met")
+    printf "  %-44s %-12s %s\n", what, verdict, (v ~ /^[0-9.]+$/ ? v " (limit " lim ")" : "") (detail == "" ? "" : ", " detail)
+  }'
+}
+# best_peer WORKLOAD SCENARIO: the fastest peer's median, "-" when none was measured.
+best_peer() {
+  local a b
+  a=$(cell "$1" "$2" buildah 5)
+  b=$(cell "$1" "$2" buildkit 5)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    if (a ~ /^[0-9.]+$/ && (b !~ /^[0-9.]+$/ || a + 0 < b + 0)) print a; else if (b ~ /^[0-9.]+$/) print b; else print "-" }'
+}
+has() { [[ " ${workloads[*]} " == *" $1 "* && " $(scenarios_of "$1") " == *" $2 "* ]]; }
+echo
+echo "issue 13 targets (ratios of medians; \"not measured\" when this run lacks a cell):"
+if has multistage cold; then
+  target "multistage cold / best peer" "$(ratio "$(cell multistage cold hako 5)" "$(best_peer multistage cold)")" 0.8
+fi
+if has copy-many cold; then
+  target "copy-many cold / best peer" "$(ratio "$(cell copy-many cold hako 5)" "$(best_peer copy-many cold)")" 0.5
+fi
+if has big-layer cold-oci; then
+  target "big-layer gzip OCI archive / BuildKit cold" \
+    "$(ratio "$(cell big-layer cold-oci hako 5)" "$(cell big-layer cold buildkit 5)")" 0.8
+fi
+if has big-layer cold-zstd; then
+  target "big-layer zstd OCI archive, seconds" "$(cell big-layer cold-zstd hako 5)" 6
+fi
+if has big-layer push; then
+  target "big-layer push / BuildKit push" "$(ratio "$(cell big-layer push hako 5)" "$(cell big-layer push buildkit 5)")" 0.5
+fi
+printf '  %-44s %s\n' "hako peak RSS <= 64 MB, every run" "$( ((rss_over)) && echo "NOT met" || echo met)"
 echo
 echo "raw results: $results; build logs: $work/logs"

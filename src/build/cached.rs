@@ -117,10 +117,10 @@ fn lookup(b: &Builder<'_>, sp: &StagePlan, records: &Records<'_>, key: &CacheKey
         return Some(hit);
     }
     let imported = b.imported.get(b.store, b.bases.registry, key)?.and_then(|hit| match hit {
-        Hit::Layer(l) => crate::layer::compress::to_local(b.store, &l, super::LOCAL)
+        (Hit::Layer(l), level) => crate::layer::compress::to_local(b.store, &l, super::LOCAL, level)
             .map(Hit::Layer)
             .map_err(|e| e.to_string()),
-        Hit::Empty => Ok(Hit::Empty),
+        (Hit::Empty, _) => Ok(Hit::Empty),
     });
     match imported {
         Ok(hit) => {

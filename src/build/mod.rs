@@ -44,8 +44,6 @@ pub const DEFAULT_EPOCH: i64 = 315_532_800;
 /// Build settings that are not part of the Dockerfile.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// The layer compression outputs ask for (layers are kept as [`LOCAL`] meanwhile).
-    pub compression: Compression,
     /// `SOURCE_DATE_EPOCH`: timestamps in the config and history, and the clamp for file mtimes
     /// ([`DEFAULT_EPOCH`] when unset; see [`Options::epoch`]).
     pub source_date_epoch: Option<i64>,

@@ -22,7 +22,8 @@ use super::key::CacheKey;
 use super::records::{Hit, LayerRecord};
 use crate::digest::Digest;
 use crate::image::manifest::{Layer, oci_digest, our_digest};
-use crate::layer::Compression;
+use crate::layer::Codec;
+use crate::layer::compress::ExportCompression;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -57,8 +58,9 @@ pub struct CacheSpec {
     /// `cache-mounts=true` (hako's own; BuildKit cannot, moby/buildkit#1474): the contents of
     /// the build's `RUN --mount=type=cache` directories travel with the cache.
     pub cache_mounts: bool,
-    /// `compression=`: how the cache's layers are compressed (gzip unless told).
-    pub compression: Compression,
+    /// `compression=`, `compression-level=`, `force-compression=`: how the cache's layers are
+    /// compressed (gzip unless told).
+    pub compression: ExportCompression,
 }
 
 /// Parses a `--cache-to` (`export`) or `--cache-from` value: `type=registry,ref=R`,
@@ -70,7 +72,7 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             max: false,
             ignore_error: false,
             cache_mounts: false,
-            compression: Compression::Gzip,
+            compression: ExportCompression::default(),
         });
     }
     // An unknown type first: its options are not ours to judge.
@@ -81,7 +83,7 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
     }
     let (mut kind, mut reference, mut dir, mut max, mut ignore_error) = (None, None, None, false, false);
     let mut cache_mounts = false;
-    let mut compression = Compression::Gzip;
+    let (mut compression, mut level, mut force) = (None, None, None);
     for field in s.split(',') {
         let (k, v) = field.split_once('=').ok_or_else(|| format!("{field:?}: expected KEY=VALUE"))?;
         match (k.trim(), v.trim()) {
@@ -94,14 +96,13 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             ("mode", other) => return Err(format!("mode={other}: expected min or max")),
             ("ignore-error", v) => ignore_error = v == "true",
             ("cache-mounts", v) if export => cache_mounts = v == "true",
-            ("compression", "gzip") => compression = Compression::Gzip,
-            ("compression", "zstd") => compression = Compression::Zstd,
-            ("compression", "uncompressed") => compression = Compression::None,
-            ("compression", other) => {
-                return Err(format!("compression={other}: expected gzip, zstd or uncompressed"));
-            }
+            ("compression", v) if export => compression = Some(v),
+            ("compression-level", v) if export => level = Some(v),
+            ("force-compression", v) if export => force = Some(v),
+            // An import reads layers in whatever compression they are, as BuildKit's does.
+            ("compression" | "compression-level" | "force-compression", _) => {}
             // Accepted for buildx compatibility: hako always writes OCI manifests.
-            ("oci-mediatypes" | "image-manifest" | "compression-level" | "force-compression", _) => {}
+            ("oci-mediatypes" | "image-manifest", _) => {}
             (other, _) => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -123,6 +124,7 @@ pub fn parse_spec(s: &str, export: bool) -> Result<CacheSpec, String> {
             "cache-mounts=true needs type=registry or type=local (an image config cannot hold them)".into()
         );
     }
+    let compression = ExportCompression::parse(compression, level, force).map_err(|e| e.to_string())?;
     Ok(CacheSpec { target, max, ignore_error, cache_mounts, compression })
 }
 
@@ -156,6 +158,10 @@ pub struct RemoteRecord {
     pub key: String,
     /// The layer compression (`gzip`, `zstd`, `none`).
     pub compression: String,
+    /// The compression level, when not the compression's default: an importer remembers the
+    /// blob as that level's (older caches have none: they were made at the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
     /// The index of its layer among the manifest's (or, inline, the image's) layers.
     pub layer: Option<usize>,
     /// The layer's diff id (a manifest names only blobs).
@@ -175,13 +181,8 @@ pub struct Used {
 }
 
 /// The records of `used` (in `stages`), with their layers indexed into `layers` (extended with
-/// the layers not in it yet), which ship compressed as `compression`.
-pub fn records(
-    used: &[Used],
-    stages: &HashSet<usize>,
-    layers: &mut Vec<Layer>,
-    compression: Compression,
-) -> CacheConfig {
+/// the layers not in it yet), which ship compressed with `codec`.
+pub fn records(used: &[Used], stages: &HashSet<usize>, layers: &mut Vec<Layer>, codec: Codec) -> CacheConfig {
     let mut seen = HashSet::new();
     let mut records = Vec::new();
     for u in used.iter().filter(|u| stages.contains(&u.stage)) {
@@ -197,7 +198,8 @@ pub fn records(
         });
         records.push(RemoteRecord {
             key: u.key.to_string(),
-            compression: compression.name().into(),
+            compression: codec.compression().name().into(),
+            level: (!codec.is_default_level()).then(|| codec.level()),
             layer,
             diff_id: u.layer.as_ref().map(|l| l.diff_id.to_string()),
         });
@@ -213,7 +215,7 @@ pub fn add_mounts(config: &mut CacheConfig, layers: &mut Vec<Layer>, mounts: Vec
     }
 }
 
-/// Writes a cache of `config` (made by [`records`] with `spec.compression`) and `layers` to
+/// Writes a cache of `config` (made by [`records`] with `spec.compression.codec`) and `layers` to
 /// `spec`'s target (registry or local), the layers compressed as it asks; returns what was
 /// written, for the log.
 pub fn export(
@@ -271,11 +273,15 @@ enum Origin {
     Local(PathBuf),
 }
 
+/// An imported layer and the compression level its cache records (none: the default).
+type Leveled = (LayerRecord, Option<u32>);
+
 /// The records of every `--cache-from`, the first source of a key winning.
 #[derive(Debug, Default)]
 pub struct Imported {
     origins: Vec<Origin>,
-    hits: HashMap<String, (usize, Option<LayerRecord>)>,
+    /// By key: the cache's index in `origins`, and the layer with its compression level.
+    hits: HashMap<String, (usize, Option<Leveled>)>,
     mounts: HashMap<String, (usize, LayerRecord)>,
 }
 
@@ -314,7 +320,7 @@ impl Imported {
                 None => None,
                 Some(i) => {
                     let (Some(d), Some(diff_id)) = (layers.get(i), r.diff_id) else { continue };
-                    Some(layer_record(d, diff_id))
+                    Some((layer_record(d, diff_id), r.level))
                 }
             };
             self.hits.entry(r.key).or_insert((n, layer));
@@ -347,16 +353,17 @@ impl Imported {
     }
 
     /// The imported result of `key`, its layer pulled into the store now (verified by digest), in
-    /// whatever compression the cache has it.
+    /// whatever compression the cache has it, with the compression level the cache records when
+    /// it is not the default.
     pub fn get(
         &self,
         store: &Store,
         registry: Option<&Registry>,
         key: &CacheKey,
-    ) -> Option<Result<Hit, String>> {
+    ) -> Option<Result<(Hit, Option<u32>), String>> {
         let (origin, layer) = self.hits.get(&key.to_string())?;
-        let Some(l) = layer else { return Some(Ok(Hit::Empty)) };
-        Some(self.fetch(store, registry, &self.origins[*origin], l).map(Hit::Layer))
+        let Some((l, level)) = layer else { return Some(Ok((Hit::Empty, None))) };
+        Some(self.fetch(store, registry, &self.origins[*origin], l).map(|l| (Hit::Layer(l), *level)))
     }
 
     /// Pulls the blob of `l` from `origin` into the store (verified by digest).
@@ -491,6 +498,20 @@ mod tests {
     }
 
     #[test]
+    fn compression_options_apply_to_exports() {
+        let s = "type=registry,ref=x,compression=zstd,compression-level=19,force-compression=true";
+        let want = ExportCompression::parse(Some("zstd"), Some("19"), Some("true")).unwrap();
+        assert_eq!(parse_spec(s, true).unwrap().compression, want);
+        assert_eq!(parse_spec("x", true).unwrap().compression, ExportCompression::default());
+        let e = parse_spec("type=local,dest=d,compression-level=10", true).unwrap_err();
+        assert_eq!(e, "compression-level=10 is out of range for gzip: expected 0 to 9");
+        assert!(parse_spec("type=local,dest=d,compression=lz4", true).unwrap_err().contains("\"lz4\""));
+        // An import reads whatever compression the cache has.
+        let s = "type=registry,ref=x,compression=lz4,compression-level=99";
+        assert_eq!(parse_spec(s, false).unwrap().compression, ExportCompression::default());
+    }
+
+    #[test]
     fn records_index_layers_once() {
         let l = |n: &[u8]| Layer {
             digest: Digest::of(n),
@@ -506,8 +527,13 @@ mod tests {
             Used { key: k(b"4"), layer: Some(l(b"b")), stage: 2 },
         ];
         let mut layers = Vec::new();
-        let c = records(&used, &HashSet::from([0, 1]), &mut layers, Compression::Gzip);
+        let c = records(&used, &HashSet::from([0, 1]), &mut layers, Codec::default());
         assert_eq!(layers.len(), 1, "a layer two records share is carried once");
         assert_eq!(c.records.iter().map(|r| r.layer).collect::<Vec<_>>(), vec![Some(0), None, Some(0)]);
+        // The default level is not written (older caches read the same); another level is.
+        assert!(!serde_json::to_string(&c).unwrap().contains("level"));
+        let nine = Codec::new(crate::layer::Compression::Gzip, Some(9)).unwrap();
+        let c = records(&used, &HashSet::from([0]), &mut layers, nine);
+        assert!(c.records.iter().all(|r| r.level == Some(9) && r.compression == "gzip"));
     }
 }

@@ -149,6 +149,14 @@ pub struct PushArgs {
     #[arg(long, value_name = "ALGORITHM", default_value = "gzip")]
     pub compression: String,
 
+    /// Compression level: gzip 0–9 (default 6), zstd 0–22 (default 3), as `compression-level=` of `--output`.
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<String>,
+
+    /// Compress base-image layers that came in another compression too, as `force-compression=true`.
+    #[arg(long)]
+    pub force_compression: bool,
+
     /// hako's store [default: $XDG_CACHE_HOME/hako, else ~/.cache/hako].
     #[arg(long, value_name = "DIR", env = "HAKO_ROOT")]
     pub root: Option<PathBuf>,

@@ -12,7 +12,7 @@ use crate::context::Context;
 use crate::dockerfile::instructions::from_ast;
 use crate::dockerfile::{Diagnostic, Warning, parse_bytes};
 use crate::export::spec::{OutputSpec, parse_output};
-use crate::layer::Compression;
+use crate::layer::compress::ExportCompression;
 use crate::plan::{self, Platform};
 use crate::store::Store;
 
@@ -153,7 +153,6 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
     reporter.event(&Event::TaskStatus { name: context_task, text: &text });
     reporter.event(&Event::TaskDone { name: context_task });
     let build_options = crate::build::Options {
-        compression: compression(&outputs)?,
         source_date_epoch: source_date_epoch()?,
         keep_file_times: keep_file_times(&outputs)?,
         labels: labels(&args)?,
@@ -256,7 +255,8 @@ fn file_name(file: &Option<String>) -> String {
 /// What a build's result goes to.
 struct Delivery<'a> {
     outputs: &'a [OutputSpec],
-    pushes: &'a [String],
+    /// The names to push, each with the compression its output asks for.
+    pushes: &'a [(String, ExportCompression)],
     cache_to: &'a [remote::CacheSpec],
     /// `--annotation`s of the manifest.
     annotations: &'a BTreeMap<String, String>,
@@ -281,8 +281,16 @@ fn deliver(
     let export = "exporting to image";
     reporter.event(&Event::Task { name: export });
     let status = |text: String| reporter.event(&Event::TaskStatus { name: export, text: &text });
+    // Which compression "the" image has (the digest printed and in `--metadata-file`): the
+    // first push's, else the first archive's; none when nothing ships compressed layers.
+    let primary = pushes.first().map(|(_, c)| *c).or_else(|| {
+        outputs
+            .iter()
+            .find(|o| matches!(o, OutputSpec::Oci { .. } | OutputSpec::Docker { .. }))?
+            .compression()
+    });
     if cache_to.iter().any(|c| c.target == Target::Inline) {
-        inline_cache(builder, &mut image);
+        inline_cache(builder, &mut image, primary.unwrap_or_default());
     }
     let size: u64 = image.layers.iter().map(|l| l.size).sum();
     let started = std::time::Instant::now();
@@ -306,46 +314,42 @@ fn deliver(
         status(format!("naming to {} done", full_name(tag)));
     }
     // The store keeps the image as built (uncompressed layers); archives and registries get it
-    // with compressed layers, compressed once here.
-    let ships = !pushes.is_empty()
-        || outputs.iter().any(|o| matches!(o, OutputSpec::Oci { .. } | OutputSpec::Docker { .. }));
-    let (shipped, shipped_size) = if ships {
-        let compressed = crate::layer::compress::compressed_image(store, &image, builder.options.compression)
-            .map_err(|e| Failure::usage(format!("error: compressing the layers: {e}")))?;
-        let size = compressed.layers.iter().map(|l| l.size).sum();
-        let written = compressed
-            .write_annotated(store, to.annotations)
-            .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
-        (written, size)
-    } else {
-        (written.clone(), size)
+    // with compressed layers, as each asks, each layer compressed once per compression and level.
+    let mut shipped = Shipped { store, image: &image, annotations: to.annotations, made: Vec::new() };
+    let shipped_descriptor = match primary {
+        Some(c) => shipped.get(c)?.0.manifest.clone(),
+        None => written.manifest.clone(),
     };
-    let digest = shipped.manifest.digest().to_string();
+    let digest = shipped_descriptor.digest().to_string();
     for (out, spec) in outputs.iter().zip(&args.outputs) {
         status(format!("exporting to {spec} done"));
         let clamp = builder.options.clamp();
         let manifest = match out {
-            OutputSpec::Oci { .. } | OutputSpec::Docker { .. } => &shipped.manifest,
-            _ => &written.manifest,
+            OutputSpec::Oci { compression, .. } | OutputSpec::Docker { compression, .. } => {
+                shipped.get(*compression)?.0.manifest.clone()
+            }
+            _ => written.manifest.clone(),
         };
-        crate::export::write::write_output(store, manifest, &image, out, &args.tags, clamp)
+        crate::export::write::write_output(store, &manifest, &image, out, &args.tags, clamp)
             .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
     }
     if let Some(engine) = to.load {
         let said = load_image(store, &written.manifest, &image, &args.tags, engine)?;
         reporter.event(&Event::Note(&said));
     }
-    for name in pushes {
+    for (name, compression) in pushes {
         let started = std::time::Instant::now();
         let full = full_name(name);
         status(format!("pushing layers to {full}"));
-        registry.push(store, &shipped.manifest, name).map_err(|e| super::registry_failure(&e))?;
+        let (pushed, shipped_size) = shipped.get(*compression)?;
+        let manifest = pushed.manifest.clone();
+        registry.push(store, &manifest, name).map_err(|e| super::registry_failure(&e))?;
         status(format!(
             "pushing layers to {full} {} {:.1}s done",
             progress::go_size(shipped_size),
             started.elapsed().as_secs_f64()
         ));
-        status(format!("pushing manifest for {full}@{digest} done"));
+        status(format!("pushing manifest for {full}@{} done", manifest.digest()));
     }
     reporter.event(&Event::TaskDone { name: export });
     for spec in cache_to.iter().filter(|c| c.target != Target::Inline) {
@@ -353,7 +357,7 @@ fn deliver(
             if spec.max { builder.plan.order.iter().copied().collect() } else { builder.image_stages() };
         let mut layers = Vec::new();
         let mut config =
-            remote::records(&crate::build::lock(&builder.used), &stages, &mut layers, spec.compression);
+            remote::records(&crate::build::lock(&builder.used), &stages, &mut layers, spec.compression.codec);
         if spec.cache_mounts {
             match builder.cache_mount_layers() {
                 Ok(mounts) => remote::add_mounts(&mut config, &mut layers, mounts),
@@ -386,7 +390,7 @@ fn deliver(
     }
     if let Some(path) = &args.metadata_file {
         let meta = super::metadata::metadata(
-            &shipped.manifest,
+            &shipped_descriptor,
             &written.config_digest.to_string(),
             &args.tags,
             &super::metadata::build_ref(),
@@ -433,7 +437,12 @@ fn load_image(
     let failed = |e: String| Failure::usage(format!("error: --load: {e}"));
     let tmp = store.temp_dir("load-").map_err(|e| failed(e.to_string()))?;
     let archive = tmp.path().join("image.tar");
-    let spec = OutputSpec::Docker { dest: Some(archive.clone()), name: None, rewrite_timestamp: None };
+    let spec = OutputSpec::Docker {
+        dest: Some(archive.clone()),
+        name: None,
+        compression: ExportCompression::default(),
+        rewrite_timestamp: None,
+    };
     crate::export::write::write_output(store, manifest, image, &spec, tags, None)
         .map_err(|e| failed(format!("writing the archive: {e}")))?;
     let said = crate::export::load::load(engine, &archive).map_err(|e| failed(e.to_string()))?;
@@ -482,15 +491,19 @@ fn import_caches(
     imported
 }
 
-/// `--cache-to type=inline`: the records of the image's own steps, in its config.
-fn inline_cache(builder: &Builder<'_>, image: &mut crate::image::manifest::Image) {
+/// `--cache-to type=inline`: the records of the image's own steps, in its config, as the image
+/// ships with `shipped` (the compression its layers get where it is pushed).
+fn inline_cache(
+    builder: &Builder<'_>,
+    image: &mut crate::image::manifest::Image,
+    shipped: ExportCompression,
+) {
     let mut layers = image.layers.clone();
-    let compression = builder.options.compression;
     let mut config = remote::records(
         &crate::build::lock(&builder.used),
         &builder.image_stages(),
         &mut layers,
-        compression,
+        shipped.codec,
     );
     // Only records whose layer is one of the image's can travel inside it.
     config.records.retain(|r| r.layer.is_none_or(|i| i < image.layers.len()));
@@ -522,54 +535,59 @@ fn outputs(args: &BuildArgs) -> Result<Vec<OutputSpec>, Failure> {
     Ok(out)
 }
 
-/// The names to push: every `-t` with `--push`, and the names of `type=registry` outputs
-/// (their `name=`, else the `-t` tags).
-fn push_names(args: &BuildArgs, outputs: &[OutputSpec]) -> Result<Vec<String>, Failure> {
-    let mut names: Vec<String> = Vec::new();
+/// The names to push, each with the compression its output asks for: every `-t` with `--push`
+/// (buildx's shorthand for `--output type=registry`: gzip), and the names of `type=registry`
+/// outputs (their `name=`, else the `-t` tags). A name given twice is pushed once, as first asked.
+fn push_names(args: &BuildArgs, outputs: &[OutputSpec]) -> Result<Vec<(String, ExportCompression)>, Failure> {
+    let mut names: Vec<(String, ExportCompression)> = Vec::new();
     if args.push {
         if args.tags.is_empty() {
             return Err(Failure::usage("error: --push needs at least one -t NAME to push to"));
         }
-        names.extend(args.tags.iter().cloned());
+        names.extend(args.tags.iter().map(|t| (t.clone(), ExportCompression::default())));
     }
     for o in outputs {
-        if matches!(o, OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. }) {
+        if let OutputSpec::Registry { compression, .. } = o {
             let n = o.names();
             if n.is_empty() && args.tags.is_empty() {
                 return Err(Failure::usage("error: --output type=registry needs name=NAME or -t NAME"));
             }
-            names.extend(if n.is_empty() { args.tags.clone() } else { n });
+            let n = if n.is_empty() { args.tags.clone() } else { n };
+            names.extend(n.into_iter().map(|n| (n, *compression)));
         }
     }
     let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
+    names.retain(|(n, _)| seen.insert(n.clone()));
     Ok(names)
 }
 
-/// A layer compression as buildx names it (`compression=` of an output, `hako push --compression`).
-pub(super) fn compression_named(name: &str) -> Result<Compression, Failure> {
-    match name {
-        "gzip" => Ok(Compression::Gzip),
-        "zstd" => Ok(Compression::Zstd),
-        "uncompressed" => Ok(Compression::None),
-        other => {
-            Err(Failure::usage(format!("error: unknown compression {other:?} (gzip, zstd, uncompressed)")))
-        }
-    }
+/// The image with its layers compressed for each compression outputs ask for, each made once and
+/// written to the store (with `--annotation`s), with its layers' total size.
+struct Shipped<'a> {
+    store: &'a Store,
+    image: &'a crate::image::manifest::Image,
+    annotations: &'a BTreeMap<String, String>,
+    made: Vec<(ExportCompression, crate::image::manifest::Written, u64)>,
 }
 
-fn compression(outputs: &[OutputSpec]) -> Result<Compression, Failure> {
-    let mut chosen = None;
-    for o in outputs {
-        if let OutputSpec::Oci { compression: Some(c), .. } = o {
-            let c = compression_named(c)?;
-            if chosen.is_some_and(|p| p != c) {
-                return Err(Failure::usage("error: outputs ask for different layer compressions"));
+impl Shipped<'_> {
+    fn get(&mut self, want: ExportCompression) -> Result<(&crate::image::manifest::Written, u64), Failure> {
+        let i = match self.made.iter().position(|(c, ..)| *c == want) {
+            Some(i) => i,
+            None => {
+                let compressed = crate::layer::compress::compressed_image(self.store, self.image, want)
+                    .map_err(|e| Failure::usage(format!("error: compressing the layers: {e}")))?;
+                let size = compressed.layers.iter().map(|l| l.size).sum();
+                let written = compressed
+                    .write_annotated(self.store, self.annotations)
+                    .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
+                self.made.push((want, written, size));
+                self.made.len() - 1
             }
-            chosen = Some(c);
-        }
+        };
+        let (_, written, size) = &self.made[i];
+        Ok((written, *size))
     }
-    Ok(chosen.unwrap_or_default())
 }
 
 /// `rewrite-timestamp=false` on an image output: file times in new layers are kept. The layers

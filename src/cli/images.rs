@@ -192,7 +192,12 @@ pub fn tag(args: TagArgs) -> Result<(), Failure> {
 /// `hako push NAME[:TAG]`: the kept image, with compressed layers (as a build's push makes them,
 /// so the digest is the one `hako build --push` gives).
 pub fn push(args: PushArgs) -> Result<(), Failure> {
-    let compression = super::build::compression_named(&args.compression)?;
+    let compression = crate::layer::compress::ExportCompression::parse(
+        Some(&args.compression),
+        args.compression_level.as_deref(),
+        Some(if args.force_compression { "true" } else { "false" }),
+    )
+    .map_err(|e| Failure::usage(format!("error: {e}")))?;
     let store = open(args.root.as_deref())?;
     let name = stored::store_name(&args.name)
         .map_err(|e| Failure::usage(format!("error: invalid name {:?}: {e}", args.name)))?;
@@ -246,8 +251,17 @@ pub fn save(args: SaveArgs) -> Result<(), Failure> {
         ));
     }
     let spec = match args.format.as_str() {
-        "docker" => OutputSpec::Docker { dest, name: None, rewrite_timestamp: None },
-        "oci" => OutputSpec::Oci { dest, tar: true, name: None, compression: None, rewrite_timestamp: None },
+        // The kept image as it is (layers uncompressed): the compression is not used.
+        "docker" => {
+            OutputSpec::Docker { dest, name: None, compression: Default::default(), rewrite_timestamp: None }
+        }
+        "oci" => OutputSpec::Oci {
+            dest,
+            tar: true,
+            name: None,
+            compression: Default::default(),
+            rewrite_timestamp: None,
+        },
         other => return Err(Failure::usage(format!("error: --format {other}: expected docker or oci"))),
     };
     let store = open(args.root.as_deref())?;

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::layer::compress::ExportCompression;
+
 /// A parsed `--output`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
@@ -22,8 +24,8 @@ pub enum OutputSpec {
         tar: bool,
         /// The `name=` option as given (comma-separated names; see [`OutputSpec::names`]).
         name: Option<String>,
-        /// Layer compression: `gzip`, `zstd` or `uncompressed`.
-        compression: Option<String>,
+        /// `compression=`, `compression-level=`, `force-compression=`.
+        compression: ExportCompression,
         /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
         rewrite_timestamp: Option<bool>,
     },
@@ -33,6 +35,8 @@ pub enum OutputSpec {
         dest: Option<PathBuf>,
         /// The `name=` option as given.
         name: Option<String>,
+        /// `compression=`, `compression-level=`, `force-compression=`.
+        compression: ExportCompression,
         /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
         rewrite_timestamp: Option<bool>,
     },
@@ -52,6 +56,8 @@ pub enum OutputSpec {
         name: Option<String>,
         /// Always true.
         push: bool,
+        /// `compression=`, `compression-level=`, `force-compression=`.
+        compression: ExportCompression,
         /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
         rewrite_timestamp: Option<bool>,
     },
@@ -80,6 +86,17 @@ impl OutputSpec {
         }
     }
 
+    /// How the output wants its layers compressed: for the outputs that ship compressed layers
+    /// (OCI and docker archives, registries), none for the others.
+    pub fn compression(&self) -> Option<ExportCompression> {
+        match self {
+            OutputSpec::Oci { compression, .. }
+            | OutputSpec::Docker { compression, .. }
+            | OutputSpec::Registry { compression, .. } => Some(*compression),
+            OutputSpec::Image { .. } | OutputSpec::Local { .. } | OutputSpec::Tar { .. } => None,
+        }
+    }
+
     /// The image names of the `name=` option (split at commas, blanks dropped).
     pub fn names(&self) -> Vec<String> {
         let name = match self {
@@ -92,6 +109,9 @@ impl OutputSpec {
         name.unwrap_or("").split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()
     }
 }
+
+/// The options of outputs that ship compressed layers.
+const COMPRESSION_KEYS: [&str; 3] = ["compression", "compression-level", "force-compression"];
 
 /// Output types buildx accepts.
 const TYPES: &str = "oci, docker, local, tar, image, registry";
@@ -133,8 +153,9 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
         "docker" => {
             let dest = o.dest();
             let name = o.name();
+            let compression = o.compression()?;
             let rewrite_timestamp = o.image_options()?;
-            OutputSpec::Docker { dest, name, rewrite_timestamp }
+            OutputSpec::Docker { dest, name, compression, rewrite_timestamp }
         }
         "local" => match o.attrs.remove("dest").filter(|d| !d.is_empty()) {
             None => return Err("type=local needs dest= (a directory)".into()),
@@ -149,8 +170,14 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
             let name = o.name();
             let rewrite_timestamp = o.image_options()?;
             if push {
-                OutputSpec::Registry { name, push, rewrite_timestamp }
+                let compression = o.compression()?;
+                OutputSpec::Registry { name, push, compression, rewrite_timestamp }
             } else {
+                if let Some(key) = COMPRESSION_KEYS.iter().find(|k| o.attrs.contains_key(**k)) {
+                    return Err(format!(
+                        "output option {key} needs push=true: the store keeps layers uncompressed"
+                    ));
+                }
                 OutputSpec::Image { name, push, rewrite_timestamp }
             }
         }
@@ -181,15 +208,10 @@ impl Opts<'_> {
         self.attrs.remove(key).map(|v| parse_bool(key, &v)).transpose()
     }
 
-    fn compression(&mut self) -> Result<Option<String>, String> {
-        match self.attrs.remove("compression") {
-            None => Ok(None),
-            Some(c) => match c.as_str() {
-                "gzip" | "zstd" | "uncompressed" => Ok(Some(c)),
-                "estargz" => Err("not supported yet: output option compression=estargz".into()),
-                _ => Err(format!("invalid compression {c:?}: expected gzip, zstd or uncompressed")),
-            },
-        }
+    /// `compression`, `compression-level` and `force-compression`.
+    fn compression(&mut self) -> Result<ExportCompression, String> {
+        let [c, level, force] = COMPRESSION_KEYS.map(|k| self.attrs.remove(k));
+        ExportCompression::parse(c.as_deref(), level.as_deref(), force.as_deref()).map_err(|e| e.to_string())
     }
 
     /// The options of image outputs: OCI media types (the only ones hako writes), and
@@ -210,6 +232,9 @@ impl Opts<'_> {
             "dest" => &["oci", "docker", "local", "tar"],
             "name" | "oci-mediatypes" | "rewrite-timestamp" => &["oci", "docker", "image", "registry"],
             "push" => &["image", "registry"],
+            "compression" | "compression-level" | "force-compression" => {
+                &["oci", "docker", "image", "registry"]
+            }
             "tar" => &["oci"],
             _ => &[],
         };
@@ -294,6 +319,12 @@ fn read_quoted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::Compression;
+
+    /// The default: gzip at its default level, without force.
+    fn gz() -> ExportCompression {
+        ExportCompression::default()
+    }
 
     fn ok(s: &str) -> OutputSpec {
         parse_output(s).unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -319,7 +350,7 @@ mod tests {
     fn oci() {
         assert_eq!(
             ok("type=oci"),
-            OutputSpec::Oci { dest: None, tar: true, name: None, compression: None, rewrite_timestamp: None }
+            OutputSpec::Oci { dest: None, tar: true, name: None, compression: gz(), rewrite_timestamp: None }
         );
         assert_eq!(
             ok("type=oci,dest=out.tar,name=app:1"),
@@ -327,13 +358,13 @@ mod tests {
                 dest: Some("out.tar".into()),
                 tar: true,
                 name: Some("app:1".into()),
-                compression: None,
+                compression: gz(),
                 rewrite_timestamp: None
             }
         );
         assert_eq!(
             ok("type=oci,dest=-"),
-            OutputSpec::Oci { dest: None, tar: true, name: None, compression: None, rewrite_timestamp: None }
+            OutputSpec::Oci { dest: None, tar: true, name: None, compression: gz(), rewrite_timestamp: None }
         );
         assert_eq!(
             ok("type=oci,dest=dir,tar=false,compression=zstd,oci-mediatypes=true,rewrite-timestamp=false"),
@@ -341,7 +372,7 @@ mod tests {
                 dest: Some("dir".into()),
                 tar: false,
                 name: None,
-                compression: Some("zstd".into()),
+                compression: ExportCompression::from(Compression::Zstd),
                 rewrite_timestamp: Some(false)
             }
         );
@@ -353,10 +384,28 @@ mod tests {
                 dest: Some("d".into()),
                 tar: false,
                 name: None,
-                compression: None,
+                compression: gz(),
                 rewrite_timestamp: None
             }
         );
+    }
+
+    #[test]
+    fn compression_options_of_the_outputs_that_ship_layers() {
+        let want = |c, l, f| ExportCompression::parse(c, l, f).expect("valid");
+        let zstd9 = want(Some("zstd"), Some("9"), Some("true"));
+        for s in [
+            "type=oci,compression=zstd,compression-level=9,force-compression=true",
+            "type=docker,compression=zstd,compression-level=9,force-compression=1",
+            "type=registry,name=r/a,compression=zstd,compression-level=9,force-compression=",
+            "type=image,name=r/a,push=true,Compression=zstd,compression-level= 9,force-compression=T",
+        ] {
+            assert_eq!(ok(s).compression(), Some(zstd9), "{s}");
+        }
+        assert_eq!(ok("type=oci,compression-level=1").compression(), Some(want(None, Some("1"), None)));
+        assert_eq!(ok("type=docker").compression(), Some(gz()));
+        assert_eq!(ok("type=image,name=a").compression(), None);
+        assert_eq!(ok("type=local,dest=d").compression(), None);
     }
 
     #[test]
@@ -372,7 +421,7 @@ mod tests {
                 dest: Some(r#"x,"y""#.into()),
                 tar: false,
                 name: None,
-                compression: None,
+                compression: gz(),
                 rewrite_timestamp: None
             }
         );
@@ -382,12 +431,16 @@ mod tests {
 
     #[test]
     fn docker_local_tar() {
-        assert_eq!(ok("type=docker"), OutputSpec::Docker { dest: None, name: None, rewrite_timestamp: None });
+        assert_eq!(
+            ok("type=docker"),
+            OutputSpec::Docker { dest: None, name: None, compression: gz(), rewrite_timestamp: None }
+        );
         assert_eq!(
             ok("type=docker,dest=img.tar,name=app"),
             OutputSpec::Docker {
                 dest: Some("img.tar".into()),
                 name: Some("app".into()),
+                compression: gz(),
                 rewrite_timestamp: None
             }
         );
@@ -402,6 +455,7 @@ mod tests {
         let reg = |name: &str| OutputSpec::Registry {
             name: Some(name.into()),
             push: true,
+            compression: gz(),
             rewrite_timestamp: None,
         };
         let img =
@@ -413,7 +467,7 @@ mod tests {
         assert_eq!(ok("type=registry,name=app,push=false"), img("app"));
         assert_eq!(
             ok("type=registry"),
-            OutputSpec::Registry { name: None, push: true, rewrite_timestamp: None }
+            OutputSpec::Registry { name: None, push: true, compression: gz(), rewrite_timestamp: None }
         );
     }
 
@@ -436,7 +490,21 @@ mod tests {
             ("type=oci,tar=maybe", "invalid value \"maybe\" for output option tar"),
             ("type=image,push=yes", "invalid value \"yes\" for output option push"),
             ("type=oci,compression=lz4", "invalid compression \"lz4\""),
-            ("type=oci,compression=estargz", "not supported yet: output option compression=estargz"),
+            ("type=oci,compression=estargz", "not supported yet: compression=estargz"),
+            (
+                "type=oci,compression-level=10",
+                "compression-level=10 is out of range for gzip: expected 0 to 9",
+            ),
+            ("type=registry,compression=zstd,compression-level=x", "invalid compression-level \"x\""),
+            ("type=docker,force-compression=maybe", "invalid force-compression \"maybe\""),
+            (
+                "type=oci,compression=uncompressed,compression-level=1",
+                "compression-level does not apply to compression=uncompressed",
+            ),
+            ("type=image,name=a,compression=zstd", "output option compression needs push=true"),
+            ("type=image,name=a,force-compression=true", "output option force-compression needs push=true"),
+            ("type=local,dest=d,compression=zstd", "output option compression does not apply to type=local"),
+            ("type=tar,compression-level=1", "output option compression-level does not apply to type=tar"),
             ("type=oci,oci-mediatypes=false", "not supported yet: output option oci-mediatypes=false"),
             (
                 "type=local,dest=d,rewrite-timestamp=false",
@@ -447,9 +515,7 @@ mod tests {
                 "not supported yet: output option annotation.org.opencontainers.image.title",
             ),
             ("type=image,annotation-index.foo=x", "not supported yet: output option annotation-index.foo"),
-            ("type=oci,compression-level=3", "not supported yet: output option compression-level"),
             ("type=image,push-by-digest=true", "not supported yet: output option push-by-digest"),
-            ("type=docker,compression=gzip", "not supported yet: output option compression"),
             ("type=docker,tar=false,dest=d", "not supported yet: output option tar"),
             ("type=local,dest=d,platform-split=true", "not supported yet: output option platform-split"),
             ("type=local,dest=d,name=x", "output option name does not apply to type=local"),

@@ -38,9 +38,10 @@ pub enum WriteError {
     Spec(&'static str),
 }
 
-/// Writes the image (`manifest` in the store, `image` its layers and config) as `spec` says;
-/// `tags` name it where the spec gives no `name=`. Registry outputs are pushed by the caller,
-/// after every local output is written.
+/// Writes the image as `spec` says: `manifest` (in the store) is the image as this output ships
+/// it — the caller compresses its layers as the spec's [`compression`](OutputSpec::compression)
+/// asks — and `image` its layers and config; `tags` name it where the spec gives no `name=`.
+/// Registry outputs are pushed by the caller, after every local output is written.
 pub fn write_output(
     store: &Store,
     manifest: &Descriptor,

@@ -209,6 +209,22 @@ mod tests {
     }
 
     #[test]
+    fn every_level_round_trips_and_keeps_incompressible_blocks_stored() {
+        let data = mixed(2 * BLOCK + 777);
+        let sizes: Vec<usize> = (0..=9)
+            .map(|level| {
+                let out = gzip(&data, level, 65_536);
+                assert_eq!(gunzip(&out), data, "level {level}");
+                // Random bytes cost ~5 bytes per 64 KiB at every level: stored, not deflated.
+                assert!(out.len() < data.len() / 2 + data.len() / 100 || level == 0, "level {level}");
+                out.len()
+            })
+            .collect();
+        assert!(sizes[0] > data.len(), "level 0 stores everything: {sizes:?}");
+        assert!(sizes[9] <= sizes[1], "{sizes:?}");
+    }
+
+    #[test]
     fn incompressible_blocks_are_stored_and_text_is_compressed() {
         let data = mixed(4 * BLOCK);
         let out = gzip(&data, 6, 65_536);

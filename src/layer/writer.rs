@@ -67,6 +67,104 @@ impl Compression {
             Compression::None => MediaType::ImageLayer,
         }
     }
+
+    /// The level used when none is given: gzip's 6 and zstd's 3, as BuildKit (and the `gzip`
+    /// and `zstd` tools) default to; 0 for no compression.
+    pub fn default_level(self) -> u32 {
+        match self {
+            Compression::Gzip => 6,
+            Compression::Zstd => 3,
+            Compression::None => 0,
+        }
+    }
+
+    /// The levels `compression-level=` may give, as buildx documents them: gzip 0–9, zstd 0–22;
+    /// none for no compression.
+    pub fn levels(self) -> Option<(u32, u32)> {
+        match self {
+            Compression::Gzip => Some((0, 9)),
+            Compression::Zstd => Some((0, 22)),
+            Compression::None => None,
+        }
+    }
+}
+
+/// The highest zstd level hako compresses with (see [`Codec::new`]).
+const ZSTD_MAX_LEVEL: u32 = 19;
+
+/// A compression at a level: what a compressed blob is made with. The same tar, compression and
+/// level give the same bytes on every machine, whatever its number of cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Codec {
+    compression: Compression,
+    level: u32,
+}
+
+/// A `compression-level` that does not fit the compression.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LevelError {
+    /// Outside the compression's levels.
+    #[error("compression-level={level} is out of range for {compression}: expected {min} to {max}")]
+    OutOfRange {
+        /// The compression's name.
+        compression: &'static str,
+        /// The level asked for.
+        level: i64,
+        /// Its lowest level.
+        min: u32,
+        /// Its highest level.
+        max: u32,
+    },
+    /// A level for no compression.
+    #[error("compression-level does not apply to compression=uncompressed")]
+    Uncompressed,
+}
+
+impl Codec {
+    /// `compression` at `level` (its [default](Compression::default_level) when none), checked
+    /// against [`Compression::levels`]. gzip 0 stores (no compression), 9 compresses best. zstd's
+    /// levels are zstd's own from 1 to 19; 0, which BuildKit reads as its fastest and zstd as its
+    /// default, is 1, zstd's fastest; and zstd's "ultra" levels 20–22 are 19: their tables and
+    /// windows take hundreds of MiB per stream while compressing (so per core; 700 MiB for 22
+    /// on two cores here, against 130 MiB for 19) and windows of up to 128 MiB for every puller
+    /// to decompress. BuildKit maps every level from 9 up to one, its encoder's best.
+    pub fn new(compression: Compression, level: Option<i64>) -> Result<Codec, LevelError> {
+        let Some(level) = level else { return Ok(Codec::from(compression)) };
+        let Some((min, max)) = compression.levels() else { return Err(LevelError::Uncompressed) };
+        let out_of_range = || LevelError::OutOfRange { compression: compression.name(), level, min, max };
+        let level = u32::try_from(level).ok().filter(|l| (min..=max).contains(l)).ok_or_else(out_of_range)?;
+        let level = if compression == Compression::Zstd { level.clamp(1, ZSTD_MAX_LEVEL) } else { level };
+        Ok(Codec { compression, level })
+    }
+
+    /// The compression.
+    pub fn compression(self) -> Compression {
+        self.compression
+    }
+
+    /// The level.
+    pub fn level(self) -> u32 {
+        self.level
+    }
+
+    /// Whether the level is the compression's default.
+    pub fn is_default_level(self) -> bool {
+        self.level == self.compression.default_level()
+    }
+}
+
+impl From<Compression> for Codec {
+    /// `compression` at its default level.
+    fn from(compression: Compression) -> Codec {
+        Codec { compression, level: compression.default_level() }
+    }
+}
+
+impl Default for Codec {
+    /// gzip at level 6.
+    fn default() -> Codec {
+        Codec::from(Compression::default())
+    }
 }
 
 enum Encoder {
@@ -84,9 +182,9 @@ struct TarSink {
 }
 
 impl TarSink {
-    fn new(store: &Store, compression: Compression) -> Result<TarSink, StoreError> {
-        let diff = (compression != Compression::None).then(|| HashingWriter::new(io::sink()));
-        Ok(TarSink { enc: Encoder::new(store, compression)?, diff })
+    fn new(store: &Store, codec: Codec) -> Result<TarSink, StoreError> {
+        let diff = (codec.compression != Compression::None).then(|| HashingWriter::new(io::sink()));
+        Ok(TarSink { enc: Encoder::new(store, codec)?, diff })
     }
 }
 
@@ -123,13 +221,14 @@ impl Write for Encoder {
 }
 
 impl Encoder {
-    fn new(store: &Store, compression: Compression) -> Result<Encoder, StoreError> {
+    fn new(store: &Store, codec: Codec) -> Result<Encoder, StoreError> {
         let blob = store.blob_writer()?;
-        Ok(match compression {
-            // Level 6 is gzip's default; on all cores, incompressible blocks stored.
-            Compression::Gzip => Encoder::Gzip(super::pgzip::ParGzEncoder::new(blob, 6)?),
+        Ok(match codec.compression {
+            // On all cores, incompressible blocks stored.
+            Compression::Gzip => Encoder::Gzip(super::pgzip::ParGzEncoder::new(blob, codec.level)?),
             Compression::Zstd => {
-                let mut e = zstd::Encoder::new(blob, 3)?;
+                // Levels are at most ZSTD_MAX_LEVEL (`Codec::new`).
+                let mut e = zstd::Encoder::new(blob, codec.level as i32)?;
                 // With any number of workers ≥ 1 zstd gives the same bytes, so the blob digest
                 // does not depend on the machine.
                 e.multithread(rayon::current_num_threads().max(1) as u32)?;
@@ -163,7 +262,7 @@ impl LayerWriter {
         compression: Compression,
         clamp: Option<i64>,
     ) -> Result<LayerWriter, StoreError> {
-        let mut tar = tar::Builder::new(TarSink::new(store, compression)?);
+        let mut tar = tar::Builder::new(TarSink::new(store, Codec::from(compression))?);
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter { tar, compression, clamp, entries: 0 })
     }
@@ -242,16 +341,12 @@ impl LayerWriter {
     }
 }
 
-/// Stores the layer tar `tar` (uncompressed) compressed as `compression`; returns the blob's
-/// layer, whose diff id is that of `tar`.
-pub fn compress_tar(
-    store: &Store,
-    tar: &mut dyn Read,
-    compression: Compression,
-) -> Result<Layer, StoreError> {
-    let mut sink = TarSink::new(store, compression)?;
+/// Stores the layer tar `tar` (uncompressed) compressed with `codec`; returns the blob's layer,
+/// whose diff id is that of `tar`.
+pub fn compress_tar(store: &Store, tar: &mut dyn Read, codec: Codec) -> Result<Layer, StoreError> {
+    let mut sink = TarSink::new(store, codec)?;
     io::copy(tar, &mut sink)?;
-    seal(sink, compression)
+    seal(sink, codec.compression)
 }
 
 /// Finishes a layer's compression and stores its blob: the tar's digest is the diff id, the
@@ -290,6 +385,58 @@ impl<R: Read> Read for ExactReader<R> {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
+
+    use super::*;
+    use crate::layer::index::{Kind, Meta};
+
+    /// A layer with a file that compresses (several gzip blocks) and one that does not (stored
+    /// blocks), written with `compression` at its default level.
+    fn golden_layer(store: &Store, compression: Compression) -> Layer {
+        let mut w = LayerWriter::new(store, compression, Some(0)).expect("writer");
+        let text: Vec<u8> = (0..(2 << 20) + 12_345).map(|i: u32| b"golden layer "[i as usize % 13]).collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let random: Vec<u8> = (0..(3 << 19))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for (path, data) in [("random.bin", &random), ("text.txt", &text)] {
+            let meta =
+                Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: data.len() as u64 };
+            w.add(path, &meta, Some(&mut &data[..])).expect("add");
+        }
+        w.finish().expect("finish")
+    }
+
+    /// The default gzip and zstd blobs are pinned: a change to the compressors (a level, a block
+    /// size, a flag) that changes every image digest hako makes must fail here first.
+    #[test]
+    fn default_compression_gives_the_same_blobs_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let plain = golden_layer(&store, Compression::None);
+        let gzip = golden_layer(&store, Compression::Gzip);
+        let zstd = golden_layer(&store, Compression::Zstd);
+        assert_eq!(
+            (gzip.diff_id.clone(), zstd.diff_id.clone()),
+            (plain.diff_id.clone(), plain.diff_id.clone())
+        );
+        assert_eq!(
+            plain.diff_id.to_string(),
+            "sha256:068090ec4998397b8b61efb2069545467a5233c583a2c5c1cb18485baeb4b8e6"
+        );
+        assert_eq!(
+            gzip.digest.to_string(),
+            "sha256:c705148c115552041ab38085e0f29b7b79dccd7e67c5d6f280fbfbdf50a6837e"
+        );
+        assert_eq!(
+            zstd.digest.to_string(),
+            "sha256:89e803e59107db5240def89ac6c1c6156140f81003f5e5d56d6c09d845de5f54"
+        );
+    }
 
     /// zstd with workers: the bytes do not depend on how many (so blob digests are the same on
     /// every machine), for input long enough to be cut into several jobs.

@@ -352,6 +352,50 @@ fn registry_outputs_push() {
     assert!(!err.contains("pushing"), "{err}");
 }
 
+/// `type=registry` with `compression=zstd,force-compression=true`: every layer pushed as zstd
+/// (the registry's base image included); `hako push --compression zstd --force-compression`
+/// pushes the same manifest, and `--push` beside it keeps gzip (buildx's default for it).
+#[test]
+fn registry_outputs_take_compression_options() {
+    let Some(reg) = Registry::start() else { return };
+    let sb = Sandbox::new();
+    let base = format!("BASE={}", reg.base());
+    let (zstd, gzip) = (reg.image("app/zstd:1"), reg.image("app/gzip:1"));
+    let output = format!("type=registry,name={zstd},compression=zstd,force-compression=true");
+    let out = sb.build("root", &["--build-arg", &base, "-t", &gzip, "--push", "-o", &output], &[]);
+    ok(&out, "-o type=registry,compression=zstd,force-compression=true beside --push");
+    let digest = pushed_digest(&out, &zstd);
+    assert_ne!(digest, pushed_digest(&out, &gzip), "two compressions, two manifests");
+    let layout = sb.path("zstd-layout");
+    let copy = reg.copy_to_layout("app/zstd:1", &layout, "1");
+    assert!(copy.status.success(), "skopeo copy verifies every blob: {}", text(&copy.stderr));
+    let media_types = |layout: &Path| -> Vec<String> {
+        let index = read_json(&layout.join("index.json"));
+        let hex = index["manifests"][0]["digest"]
+            .as_str()
+            .expect("digest")
+            .trim_start_matches("sha256:")
+            .to_string();
+        let manifest = read_json(&layout.join("blobs/sha256").join(hex));
+        manifest["layers"].as_array().expect("layers").iter().map(|l| l["mediaType"].to_string()).collect()
+    };
+    let types = media_types(&layout);
+    assert!(types.len() >= 2 && types.iter().all(|m| m.contains("tar+zstd")), "{types:?}");
+    let gzip_layout = sb.path("gzip-layout");
+    assert!(reg.copy_to_layout("app/gzip:1", &gzip_layout, "1").status.success());
+    assert!(media_types(&gzip_layout).iter().all(|m| m.contains("gzip")), "{:?}", media_types(&gzip_layout));
+
+    let kept = reg.image("app/zstd-kept:1");
+    ok(&sb.build("root", &["--build-arg", &base, "-t", &kept], &[]), "build, kept");
+    let args = ["push", "--compression", "zstd", "--force-compression", kept.as_str()];
+    let out = sb.command("root", &args).output().expect("run hako push");
+    ok(&out, "hako push --compression zstd --force-compression");
+    assert_eq!(pushed_digest(&out, &kept), digest, "hako push and the build push the same manifest");
+    let args = ["push", "--compression", "zstd", "--compression-level", "23", kept.as_str()];
+    let err = failed(&sb.command("root", &args).output().expect("run hako push"), 2, "a level out of range");
+    assert!(err.contains("compression-level=23 is out of range for zstd: expected 0 to 22"), "{err}");
+}
+
 #[test]
 fn auth_registry_takes_credentials_from_docker_config_or_registry_auth_file() {
     let Some(reg) = Registry::start_with_auth() else { return };
