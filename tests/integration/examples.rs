@@ -654,10 +654,29 @@ fn doc<'a>(yaml: &'a [(PathBuf, Value)], rel: &str) -> &'a Value {
     docs
 }
 
+/// The YAML block of README.md's "Running in CI" section (the GitLab job), dedented, in a file
+/// (with the directory that holds it).
+fn readme_gitlab_job() -> (PathBuf, tempfile::TempDir) {
+    let readme = fs_err::read_to_string(repo().join("README.md")).expect("README.md");
+    let section = &readme[readme.find("\n## Running in CI\n").expect("README has \"Running in CI\"")..];
+    let fence = section.find("```yaml\n").expect("a yaml block in \"Running in CI\"");
+    let indent = section[..fence].rsplit('\n').next().expect("line").len();
+    let body: Vec<&str> = section[fence..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim() != "```")
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("readme-gitlab.yml");
+    fs_err::write(&file, body.join("\n")).expect("write");
+    (file, dir)
+}
+
 /// The static promises of the CI files; `ci_examples` runs them. Every YAML file parses; no
 /// example uses docker-in-docker, a privileged container or a Docker socket; each CI build pushes
 /// with a registry cache and credentials; the Kubernetes Job is restricted; and no file under
-/// examples/ says something is not built yet.
+/// examples/ says something is not built yet. README's GitLab job is the example's, shortened.
 #[test]
 fn yaml_examples_parse_and_keep_their_promises() {
     for file in files_under(&examples_dir(), &|_| true) {
@@ -699,6 +718,23 @@ fn yaml_examples_parse_and_keep_their_promises() {
     ]) {
         assert!(script.contains(needed), "the GitLab job lacks {needed}");
     }
+
+    // The README's GitLab job is this job, shortened: the same credentials line, and a build
+    // line whose words are all the example's (it builds `.`, not $CONTEXT).
+    let readme = readme_gitlab_job();
+    let Some(parsed) = parse_yaml(std::slice::from_ref(&readme.0)) else { return };
+    let short_job = &parsed[0][0]["build"];
+    assert_eq!(short_job["image"]["name"], gitlab["variables"]["HAKO_IMAGE"], "README's job image");
+    assert_eq!(short_job["image"]["entrypoint"], gitlab["build"]["image"]["entrypoint"]);
+    assert_eq!(short_job["script"][0], gitlab["build"]["script"][0], "README's credentials line");
+    let words = |v: &Value| -> Vec<String> {
+        v.as_str().expect("script line").split_whitespace().map(|w| w.replace('"', "")).collect()
+    };
+    let example_words = words(&gitlab["build"]["script"][1]);
+    for word in words(&short_job["script"][1]) {
+        assert!(word == "." || example_words.contains(&word), "README's GitLab build line has {word:?}");
+    }
+    assert_eq!(short_job["script"].as_array().map(Vec::len), Some(2));
 
     // GitHub Actions: on the runner itself, the static binary, credentials from GITHUB_TOKEN.
     let workflow = &doc(&yaml, "github-actions/workflow.yml")[0];
