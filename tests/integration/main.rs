@@ -5,6 +5,7 @@ mod build;
 mod buildx_flags;
 mod cache;
 mod checks;
+mod ci_examples;
 mod cli;
 mod common;
 mod dockerignore_conformance;

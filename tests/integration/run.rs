@@ -234,7 +234,8 @@ pub(crate) fn ok(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}: exit {:?}\n{}", out.status.code(), text(&out.stderr));
 }
 
-fn have(tool: &str) -> bool {
+/// Whether `tool` is on PATH.
+pub(crate) fn have(tool: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
 }
 
@@ -595,13 +596,13 @@ fn sleepers() -> usize {
 /// A scratch directory for a podman container under Docker's default seccomp profile (a GitLab
 /// or GitHub Actions job container): lowercase (podman names an `oci:` image after its path),
 /// with `ctx/` and the busybox layout at `bb/`, removed on drop.
-struct LockedDown {
-    dir: PathBuf,
+pub(crate) struct LockedDown {
+    pub(crate) dir: PathBuf,
     profile: PathBuf,
 }
 
 impl LockedDown {
-    fn new(name: &str, profile: PathBuf) -> LockedDown {
+    pub(crate) fn new(name: &str, profile: PathBuf) -> LockedDown {
         let dir = PathBuf::from(format!("/tmp/hako-{name}-{}", std::process::id()));
         let _ = fs_err::remove_dir_all(&dir);
         fs_err::create_dir_all(dir.join("ctx")).expect("mkdir");
@@ -617,14 +618,22 @@ impl LockedDown {
 
     /// `podman run` with that profile, default capabilities, `runc`, this directory at `/w`, and
     /// (for `user`) no new privileges; the caller adds mounts, the image and the command.
-    fn podman(&self, user: Option<&str>) -> Command {
+    pub(crate) fn podman(&self, user: Option<&str>) -> Command {
         let mut cmd = self.podman_default(user);
         cmd.arg("--security-opt").arg(format!("seccomp={}", self.profile.display()));
         cmd
     }
 
-    /// [`LockedDown::podman`] with podman's own default seccomp profile (user namespaces allowed).
-    fn podman_default(&self, user: Option<&str>) -> Command {
+    /// `podman run --rm` with that profile, `runc` and the host's lower ulimits, and nothing else:
+    /// no user, no mount; the caller says the rest (as a Kubernetes pod spec does).
+    pub(crate) fn bare(&self) -> Command {
+        let mut cmd = self.runtime();
+        cmd.arg("--security-opt").arg(format!("seccomp={}", self.profile.display()));
+        cmd
+    }
+
+    /// `podman run --rm` with a store in this directory, `runc`, and ulimits this host allows.
+    fn runtime(&self) -> Command {
         let mut cmd = Command::new("podman");
         cmd.arg("--root")
             .arg(self.dir.join("podman-root"))
@@ -632,6 +641,12 @@ impl LockedDown {
             .arg(self.dir.join("podman-run"))
             .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm"])
             .args(["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+        cmd
+    }
+
+    /// [`LockedDown::podman`] with podman's own default seccomp profile (user namespaces allowed).
+    fn podman_default(&self, user: Option<&str>) -> Command {
+        let mut cmd = self.runtime();
         if let Some(u) = user {
             cmd.args(["--user", u, "--security-opt", "no-new-privileges"]);
         }
