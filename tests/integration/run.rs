@@ -916,8 +916,11 @@ fn rootless_without_sub_ids_maps_one_id_and_says_so() {
         &mode,
         &[("ctx/Dockerfile", "FROM busybox\nRUN echo hi > /made && stat -c %u /home/app > /app-owner\n")],
     );
+    let ctx = dir.path().join("ctx");
+    let ctx = ctx.to_str().expect("utf-8");
+    // Asked for: a user namespace mapping only the caller, which says what it squashes.
     let dest = format!("type=local,dest={}", dir.path().join("out").display());
-    let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
+    let out = build(&dir, &mode, &["--isolation=rootless", "-o", &dest, ctx]);
     ok(&out, "single-id map");
     let log = text(&out.stderr);
     assert!(
@@ -929,6 +932,18 @@ fn rootless_without_sub_ids_maps_one_id_and_says_so() {
     assert_eq!(fs_err::read_to_string(dir.path().join("out/made")).expect("made"), "hi\n");
     // /home/app belongs to 1000 in the image; with one id mapped it is root's inside the step.
     assert_eq!(fs_err::read_to_string(dir.path().join("out/app-owner")).expect("owner"), "0\n");
+    // Not asked: auto keeps every owner with ptrace rather than squash them, and says why.
+    let dest = format!("type=local,dest={}", dir.path().join("out2").display());
+    let out = build(&dir, &mode, &["--no-cache", "-o", &dest, ctx]);
+    ok(&out, "auto without sub-ids");
+    let log = text(&out.stderr);
+    assert!(
+        log.contains(&format!(
+            "isolation ptrace: a user namespace would map only your own id (no range for {USER} in /etc/subuid)"
+        )),
+        "{log}"
+    );
+    assert_eq!(fs_err::read_to_string(dir.path().join("out2/app-owner")).expect("owner"), "1000\n");
 }
 
 /// Builds sharing a store run RUN steps at the same time: snapshots of the same layers are made
