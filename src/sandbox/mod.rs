@@ -74,6 +74,56 @@ pub fn mode_dir(mode: &str) -> &str {
     }
 }
 
+/// Signals ignored in this process (Rust ignores SIGPIPE; `nohup` adds SIGHUP) set back to their
+/// default for a step's processes, which inherit dispositions through fork and exec: a step with
+/// SIGPIPE ignored never ends `yes | head -1`. Dropping it restores what was set.
+pub struct DefaultSignals(Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>);
+
+impl DefaultSignals {
+    /// Sets every ignored catchable signal to its default action.
+    pub fn set() -> DefaultSignals {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        let mut changed = Vec::new();
+        for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+            // SAFETY: installing SIG_DFL, no handler code is involved.
+            if let Ok(old) = unsafe { sigaction(sig, &default) } {
+                if matches!(old.handler(), SigHandler::SigIgn) {
+                    changed.push((sig, old));
+                } else {
+                    // Not ignored: put back what it was (a handler stays a handler).
+                    let _ = unsafe { sigaction(sig, &old) };
+                }
+            }
+        }
+        DefaultSignals(changed)
+    }
+}
+
+/// [`DefaultSignals::set`] for a forked child about to exec: nothing to restore, and no allocation
+/// (another thread of the parent may have held the allocator's lock at fork).
+pub fn default_signals_in_child() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: reading, and for an ignored signal replacing, the action; no handler runs.
+        if let Ok(old) = unsafe { sigaction(sig, &default) }
+            && !matches!(old.handler(), SigHandler::SigIgn)
+        {
+            let _ = unsafe { sigaction(sig, &old) };
+        }
+    }
+}
+
+impl Drop for DefaultSignals {
+    fn drop(&mut self) {
+        for (sig, old) in &self.0 {
+            // SAFETY: restoring the action read from the kernel.
+            let _ = unsafe { nix::sys::signal::sigaction(*sig, old) };
+        }
+    }
+}
+
 /// What stops unprivileged user namespaces on this machine, if it can be told.
 pub fn userns_hint() -> Option<String> {
     let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());

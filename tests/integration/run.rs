@@ -1242,3 +1242,41 @@ fn parallel_stages_copy_from_one_stage() {
         ok(&out, &format!("{}, round {round}", mode.name()));
     }
 }
+
+/// A step's processes start with default signal actions, whatever the builder ignores (Rust
+/// ignores SIGPIPE): SIGPIPE kills, and `yes | head` ends, in every mode.
+#[test]
+fn steps_get_default_signal_actions() {
+    for mode in modes_and_snapshotters("the signal checks") {
+        let dir = Dir::new(&mode);
+        let df = "FROM busybox\nRUN yes | head -n 2 > /y; sh -c 'kill -PIPE $$; exit 0'; echo $? > /pipe\n";
+        dir.write(&mode, &[("ctx/Dockerfile", df)]);
+        let dest = format!("type=local,dest={}", dir.path().join("out").display());
+        let mut child =
+            build_command(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{}: `yes | head` ended and the build passed",
+            mode.name()
+        );
+        assert_eq!(fs_err::read_to_string(dir.path().join("out/y")).expect("y"), "y\ny\n", "{}", mode.name());
+        let pipe = fs_err::read_to_string(dir.path().join("out/pipe")).expect("pipe");
+        assert_eq!(pipe, "141\n", "{}: SIGPIPE kills (128 + 13), it is not ignored", mode.name());
+    }
+}

@@ -275,6 +275,9 @@ impl Ctx {
         let w2 = w.try_clone().map_err(|e| e.to_string())?;
         let null: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?.into();
         let lc = |what: &str, e: libcontainer::error::LibcontainerError| Fail::Env(format!("{what}: {e}"));
+        // The step's processes start with default signal actions, not the helper's ignored ones:
+        // its init process is forked when the container is built.
+        let signals = crate::sandbox::DefaultSignals::set();
         let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
             .with_executor(DefaultExecutor {})
             .with_root_path(&self.state)
@@ -290,6 +293,7 @@ impl Ctx {
             .build()
             .map_err(|e| start_error(&e))?;
         let started = container.start();
+        drop(signals);
         // The builder's copies of the write ends are gone: the pipe ends when the step's
         // processes do (the pid namespace dies with its first process).
         let mut output = Ok(());

@@ -119,6 +119,7 @@ pub fn run(
                 unsafe { nix::libc::_exit(127) }
             };
             let _ = nix::unistd::setsid();
+            super::default_signals_in_child();
             unsafe {
                 nix::libc::dup2(null.as_raw_fd(), 0);
                 nix::libc::dup2(output.as_raw_fd(), 1);
