@@ -193,6 +193,11 @@ if ((needs_registry)); then
   DOCKER_HOST=$(sed -n 's/^DOCKER_HOST=//p' <<<"$env_lines")
   DOCKER_CONFIG=$(sed -n 's/^DOCKER_CONFIG=//p' <<<"$env_lines")
   export DOCKER_HOST DOCKER_CONFIG
+  # buildah (containers/image) reads $DOCKER_CONFIG/config.json as its auth file and refuses a
+  # push when the directory has none; the docker CLI is fine with an empty one.
+  if [[ -n $DOCKER_CONFIG && ! -f $DOCKER_CONFIG/config.json ]]; then
+    mkdir -p "$DOCKER_CONFIG" && echo '{}' > "$DOCKER_CONFIG/config.json"
+  fi
 fi
 builders=(hako "${peers[@]}")
 
