@@ -695,11 +695,15 @@ fn auto_isolation_in_a_locked_down_container() {
             .output()
             .expect("podman")
     };
+    fs_err::create_dir_all(dir.join("tree")).expect("mkdir");
+    fs_err::write(dir.join("tree/Dockerfile"), TREE_DOCKERFILE).expect("write");
     let script = "/w/hako info --root /w/s1; \
                   /w/hako build --root /w/s1 --build-context busybox=oci-layout:///w/bb \
                   -t ci:1 -o type=oci,dest=/w/image,tar=false /w/ctx; echo auto=$?; \
                   /w/hako build --isolation=chroot --root /w/s2 --build-context busybox=oci-layout:///w/bb \
-                  -t ci:1 -o type=oci,dest=/w/image2,tar=false /w/ctx; echo chroot=$?";
+                  -t ci:1 -o type=oci,dest=/w/image2,tar=false /w/ctx; echo chroot=$?; \
+                  /w/hako build --root /w/s1 --build-context busybox=oci-layout:///w/bb \
+                  -t tree:1 -o type=oci,dest=/w/tree-root,tar=false /w/tree; echo tree=$?";
     let out = podman(None, script);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     if !out.status.success() && (stderr.contains("cgroup") || stderr.contains("OCI permission denied")) {
@@ -712,7 +716,10 @@ fn auto_isolation_in_a_locked_down_container() {
         "info:\n{stdout}"
     );
     assert!(stderr.contains(denied), "the build says why it chose chroot:\n{stderr}");
-    assert!(stdout.contains("auto=0") && stdout.contains("chroot=0"), "both build:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("auto=0") && stdout.contains("chroot=0") && stdout.contains("tree=0"),
+        "all build:\n{stdout}\n{stderr}"
+    );
     let manifest = |layout: &str| {
         let index: serde_json::Value =
             serde_json::from_slice(&fs_err::read(dir.join(layout).join("index.json")).expect("index"))
@@ -730,8 +737,6 @@ fn auto_isolation_in_a_locked_down_container() {
     // (b) As a non-root user with no new privileges: user namespaces, mounts and chroot are all
     // denied, so auto picks ptrace; the tree Dockerfile gives the image the host's rootless build
     // gives (byte for byte), and it is pushed to the local registry from in there.
-    fs_err::create_dir_all(dir.join("tree")).expect("mkdir");
-    fs_err::write(dir.join("tree/Dockerfile"), TREE_DOCKERFILE).expect("write");
     let Some(reg) = crate::registry_fixture::Registry::start() else { return };
     let image = reg.image("ci/tree:1");
     let script = format!(
@@ -799,6 +804,11 @@ fn auto_isolation_in_a_locked_down_container() {
         Some(inside.as_str()),
         "the container's ptrace build and the host's {} build give one image",
         host.name()
+    );
+    assert_eq!(
+        Some(manifest("tree-root").as_str()),
+        Some(inside.as_str()),
+        "the container's build as root (chroot) gives that image too"
     );
 }
 
