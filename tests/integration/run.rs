@@ -664,8 +664,8 @@ impl Drop for LockedDown {
 /// Inside a container run with Docker's default seccomp profile (no unshare, no mount: a GitLab or
 /// GitHub Actions job container): as root, the default isolation picks chroot and says why (the
 /// build and `hako info` print the denied call), and gives the image `--isolation=chroot` gives,
-/// with the right layer (umoci-checked); as a non-root user with no-new-privileges it picks ptrace
-/// and gives the image the host's rootless build gives, and pushes it.
+/// with the right layer (umoci-checked); as a non-root user with no-new-privileges it picks ptrace.
+/// Both build the tree Dockerfile into the image the host's rootless build gives and push it.
 #[test]
 fn auto_isolation_in_a_locked_down_container() {
     let profile =
@@ -687,8 +687,10 @@ fn auto_isolation_in_a_locked_down_container() {
     )
     .expect("write");
     // This hako is linked to the host's glibc: its libraries are mounted in.
+    // The host's network, to push to the registry on its loopback.
     let podman = |user: Option<&str>, script: &str| {
         ld.podman(user)
+            .args(["--network", "host"])
             .args(["-v", "/lib:/lib:ro", "-v", "/lib64:/lib64:ro", "-v", "/usr/lib:/usr/lib:ro"])
             .arg(format!("oci:{}/bb:latest", dir.display()))
             .args(["sh", "-c", script])
@@ -697,14 +699,18 @@ fn auto_isolation_in_a_locked_down_container() {
     };
     fs_err::create_dir_all(dir.join("tree")).expect("mkdir");
     fs_err::write(dir.join("tree/Dockerfile"), TREE_DOCKERFILE).expect("write");
-    let script = "/w/hako info --root /w/s1; \
-                  /w/hako build --root /w/s1 --build-context busybox=oci-layout:///w/bb \
-                  -t ci:1 -o type=oci,dest=/w/image,tar=false /w/ctx; echo auto=$?; \
-                  /w/hako build --isolation=chroot --root /w/s2 --build-context busybox=oci-layout:///w/bb \
-                  -t ci:1 -o type=oci,dest=/w/image2,tar=false /w/ctx; echo chroot=$?; \
-                  /w/hako build --root /w/s1 --build-context busybox=oci-layout:///w/bb \
-                  -t tree:1 -o type=oci,dest=/w/tree-root,tar=false /w/tree; echo tree=$?";
-    let out = podman(None, script);
+    let Some(reg) = crate::registry_fixture::Registry::start() else { return };
+    let script = format!(
+        "/w/hako info --root /w/s1; \
+         /w/hako build --root /w/s1 --build-context busybox=oci-layout:///w/bb \
+         -t ci:1 -o type=oci,dest=/w/image,tar=false /w/ctx; echo auto=$?; \
+         /w/hako build --isolation=chroot --root /w/s2 --build-context busybox=oci-layout:///w/bb \
+         -t ci:1 -o type=oci,dest=/w/image2,tar=false /w/ctx; echo chroot=$?; \
+         /w/hako build --root /w/s1 --build-context busybox=oci-layout:///w/bb -t tree:1 \
+         -o type=oci,dest=/w/tree-root,tar=false -o type=image,name={},push=true /w/tree; echo tree=$?",
+        reg.image("ci/tree-root:1")
+    );
+    let out = podman(None, &script);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     if !out.status.success() && (stderr.contains("cgroup") || stderr.contains("OCI permission denied")) {
         skip(&format!("the locked-down container check: podman cannot run containers here: {stderr}"));
@@ -737,7 +743,7 @@ fn auto_isolation_in_a_locked_down_container() {
     // (b) As a non-root user with no new privileges: user namespaces, mounts and chroot are all
     // denied, so auto picks ptrace; the tree Dockerfile gives the image the host's rootless build
     // gives (byte for byte), and it is pushed to the local registry from in there.
-    let Some(reg) = crate::registry_fixture::Registry::start() else { return };
+    assert_eq!(reg.digest_of("ci/tree-root:1"), manifest("tree-root"), "the root build was pushed");
     let image = reg.image("ci/tree:1");
     let script = format!(
         "/w/hako info --root /tmp/s; /w/hako build --root /tmp/s --build-context busybox=oci-layout:///w/bb \
