@@ -175,16 +175,16 @@ impl Tracer {
             // The stat family, readlink and getcwd return what the step must see differently:
             // the tracer makes the call itself and writes the result.
             libc::SYS_stat | libc::SYS_lstat => {
-                let t = self.target(pid, regs, &mut scratch, p(0, nr == libc::SYS_stat))?;
+                let t = self.target(pid, regs, p(0, nr == libc::SYS_stat))?;
                 self.stat(pid, t, a(1)).map(Entry::Skip)
             }
             libc::SYS_fstat => self.stat(pid, Target::Fd(a(0) as i32), a(1)).map(Entry::Skip),
             libc::SYS_newfstatat => {
-                let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+                let t = self.target(pid, regs, at(0, 1, nofollow_flag(3)))?;
                 self.stat(pid, t, a(2)).map(Entry::Skip)
             }
             libc::SYS_statx => {
-                let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(2)))?;
+                let t = self.target(pid, regs, at(0, 1, nofollow_flag(2)))?;
                 self.statx(pid, t, a(2) as i32, a(3) as u32, a(4)).map(Entry::Skip)
             }
             libc::SYS_access | libc::SYS_chdir | libc::SYS_truncate | libc::SYS_statfs => {
@@ -226,7 +226,7 @@ impl Tracer {
             libc::SYS_readlink | libc::SYS_readlinkat => {
                 let (arg, buf) =
                     if nr == libc::SYS_readlink { (p(0, false), 1) } else { (at(0, 1, false), 2) };
-                let t = self.target(pid, regs, &mut scratch, arg)?;
+                let t = self.target(pid, regs, arg)?;
                 let link = std::fs::read_link(path(&t.host(pid))).map_err(io_errno)?;
                 // The machine's /proc links name machine paths: give the step's.
                 let guest = self.root.to_guest(link.as_os_str().as_bytes());
@@ -312,11 +312,11 @@ impl Tracer {
             }
             libc::SYS_chmod | libc::SYS_fchmodat | libc::SYS_fchmodat2 | libc::SYS_fchmod => {
                 let (target, mode) = match nr {
-                    libc::SYS_chmod => (self.target(pid, regs, &mut scratch, p(0, true))?, a(1)),
+                    libc::SYS_chmod => (self.target(pid, regs, p(0, true))?, a(1)),
                     libc::SYS_fchmod => (Target::Fd(a(0) as i32), a(1)),
-                    libc::SYS_fchmodat => (self.target(pid, regs, &mut scratch, at(0, 1, true))?, a(2)),
+                    libc::SYS_fchmodat => (self.target(pid, regs, at(0, 1, true))?, a(2)),
                     _ => {
-                        let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+                        let t = self.target(pid, regs, at(0, 1, nofollow_flag(3)))?;
                         (t, a(2))
                     }
                 };
@@ -325,12 +325,12 @@ impl Tracer {
             libc::SYS_chown | libc::SYS_lchown | libc::SYS_fchown | libc::SYS_fchownat => {
                 let (target, uid, gid) = match nr {
                     libc::SYS_chown | libc::SYS_lchown => {
-                        let t = self.target(pid, regs, &mut scratch, p(0, nr == libc::SYS_chown))?;
+                        let t = self.target(pid, regs, p(0, nr == libc::SYS_chown))?;
                         (t, a(1), a(2))
                     }
                     libc::SYS_fchown => (Target::Fd(a(0) as i32), a(1), a(2)),
                     _ => {
-                        let t = self.target(pid, regs, &mut scratch, at(0, 1, nofollow_flag(4)))?;
+                        let t = self.target(pid, regs, at(0, 1, nofollow_flag(4)))?;
                         (t, a(2), a(3))
                     }
                 };
@@ -395,18 +395,12 @@ impl Tracer {
     }
 
     /// What a call the tracer makes itself (stat, readlink, chmod, chown) acts on.
-    fn target(
-        &mut self,
-        pid: Pid,
-        regs: &mut Regs,
-        _scratch: &mut Scratch,
-        arg: Arg,
-    ) -> Result<Target, Errno> {
+    fn target(&mut self, pid: Pid, regs: &Regs, arg: Arg) -> Result<Target, Errno> {
         let follow = arg.follow;
-        match self.host_path(pid, regs, arg)? {
-            Some(host) => Ok(Target::Path(host, follow)),
-            None if arg.dirfd.is_some() => Ok(Target::Fd(regs.arg(arg.dirfd.unwrap_or(0)) as i32)),
-            None => Err(Errno::ENOENT),
+        match (self.host_path(pid, regs, arg)?, arg.dirfd) {
+            (Some(host), _) => Ok(Target::Path(host, follow)),
+            (None, Some(fd)) => Ok(Target::Fd(regs.arg(fd) as i32)),
+            (None, None) => Err(Errno::ENOENT),
         }
     }
 
