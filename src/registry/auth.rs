@@ -76,6 +76,14 @@ pub fn tls_hint(registry: &str) -> String {
     )
 }
 
+/// Whether `lower` (an error text) carries HTTP status `code`, as oci-client (`code: 401`) and
+/// reqwest (`(401 Unauthorized)`) write it; not a port or a digest that happens to hold the digits.
+fn status_in(lower: &str, code: &str) -> bool {
+    [format!("code: {code}"), format!("({code} "), format!("status {code}"), format!(" {code} ")]
+        .iter()
+        .any(|p| lower.contains(p.as_str()))
+}
+
 /// Turns an oci-client error into a sentence that says which registry, what failed and what to do.
 pub fn explain(e: &OciDistributionError, registry: &str, creds: &Creds) -> Explained {
     use oci_client::errors::OciErrorCode;
@@ -95,7 +103,7 @@ pub fn explain(e: &OciDistributionError, registry: &str, creds: &Creds) -> Expla
             e,
             OciDistributionError::AuthenticationFailure(_) | OciDistributionError::UnauthorizedError { .. }
         )
-        || lower.contains("401")
+        || status_in(&lower, "401")
         || lower.contains("unauthorized")
         || lower.contains("denied")
     {
@@ -119,8 +127,41 @@ pub fn explain(e: &OciDistributionError, registry: &str, creds: &Creds) -> Expla
     {
         return plain(format!("cannot reach registry {registry}: {text}"));
     }
-    if lower.contains("manifest unknown") || lower.contains("not found") || lower.contains("404") {
+    if lower.contains("manifest unknown") || lower.contains("not found") || status_in(&lower, "404") {
         return plain(format!("not found on registry {registry}: {text}"));
     }
     plain(format!("registry {registry}: {text}"))
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::*;
+
+    fn anonymous() -> Creds {
+        Creds { auth: RegistryAuth::Anonymous, source: "no credentials".into() }
+    }
+
+    /// A port holding "401" (127.0.0.1:40195) is no 401: a missing tag there is "not found",
+    /// with no login hint. It was "refused access" whenever the test registry got such a port.
+    #[test]
+    fn status_codes_are_not_read_out_of_ports() {
+        let missing = OciDistributionError::GenericError(Some(
+            "Registry error: url http://127.0.0.1:40195/v2/base/busybox/manifests/nope, envelope: OCI API \
+             errors: [OCI API error: manifest unknown]"
+                .into(),
+        ));
+        let e = explain(&missing, "127.0.0.1:40195", &anonymous());
+        assert!(e.reason.starts_with("not found on registry"), "{}", e.reason);
+        assert!(e.hint.is_none());
+        let refused = OciDistributionError::ServerError {
+            code: 401,
+            url: "http://127.0.0.1:5000/v2/".into(),
+            message: "no".into(),
+        };
+        assert!(explain(&refused, "127.0.0.1:5000", &anonymous()).hint.is_some(), "a real 401 hints login");
+        let gone = OciDistributionError::GenericError(Some(
+            "Server error: url http://r:4040/x, code: 404, message: x".into(),
+        ));
+        assert!(explain(&gone, "r:4040", &anonymous()).reason.starts_with("not found"));
+    }
 }
