@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 
 use super::Tracer;
 use super::fake::Creds;
+use super::io_errno;
 use super::mem::{self, Scratch};
 use super::paths::path;
 use super::regs::Regs;
@@ -187,15 +188,16 @@ impl Tracer {
                 let t = self.target(pid, regs, at(0, 1, nofollow_flag(2)))?;
                 self.statx(pid, t, a(2) as i32, a(3) as u32, a(4)).map(Entry::Skip)
             }
-            libc::SYS_access | libc::SYS_chdir | libc::SYS_truncate | libc::SYS_statfs => {
-                self.rewrite(pid, regs, &mut scratch, p(0, true))?;
-                run(None)
-            }
-            libc::SYS_utime | libc::SYS_utimes | libc::SYS_setxattr | libc::SYS_getxattr => {
-                self.rewrite(pid, regs, &mut scratch, p(0, true))?;
-                run(None)
-            }
-            libc::SYS_listxattr | libc::SYS_removexattr => {
+            libc::SYS_access
+            | libc::SYS_chdir
+            | libc::SYS_truncate
+            | libc::SYS_statfs
+            | libc::SYS_utime
+            | libc::SYS_utimes
+            | libc::SYS_setxattr
+            | libc::SYS_getxattr
+            | libc::SYS_listxattr
+            | libc::SYS_removexattr => {
                 self.rewrite(pid, regs, &mut scratch, p(0, true))?;
                 run(None)
             }
@@ -701,10 +703,6 @@ impl Target {
 fn stat(host: &[u8], follow: bool) -> Result<std::fs::Metadata, Errno> {
     let p = path(host);
     if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) }.map_err(io_errno)
-}
-
-fn io_errno(e: std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// The process's umask, from `/proc/PID/status`.

@@ -7,11 +7,11 @@
 //! before it grew its own loader). Static executables run as they are.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
 
+use super::io_errno;
 use super::paths::{Root, path};
 
 /// How the kernel must be asked to run an exec.
@@ -43,8 +43,8 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
     // The kernel allows a few levels of interpreters (BINPRM_MAX_RECURSION is 4).
     for _ in 0..5 {
         let host = root.to_host(&current, true)?;
-        let mut f = std::fs::File::open(path(&host)).map_err(errno)?;
-        let md = f.metadata().map_err(errno)?;
+        let mut f = std::fs::File::open(path(&host)).map_err(io_errno)?;
+        let md = f.metadata().map_err(io_errno)?;
         if !md.is_file() {
             return Err(Errno::EACCES);
         }
@@ -52,7 +52,7 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
             return Err(Errno::EACCES);
         }
         let mut buf = vec![0u8; 256];
-        let n = read_up_to(&mut f, &mut buf).map_err(errno)?;
+        let n = crate::layer::read_up_to(&mut f, &mut buf).map_err(io_errno)?;
         buf.truncate(n);
         if let Some((interp, arg)) = shebang(&buf) {
             let mut next = vec![interp.clone()];
@@ -66,7 +66,7 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
         if !buf.starts_with(b"\x7fELF") {
             return Err(Errno::ENOEXEC);
         }
-        let Some(ld) = pt_interp(&mut f, &buf).map_err(errno)? else {
+        let Some(ld) = pt_interp(&mut f, &buf).map_err(io_errno)? else {
             return Ok(Plan { host, head });
         };
         let ld_host = root.to_host(&ld, true)?;
@@ -141,21 +141,6 @@ fn pt_interp(f: &mut std::fs::File, head: &[u8]) -> std::io::Result<Option<Vec<u
         return Ok(Some(name));
     }
     Ok(None)
-}
-
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-fn errno(e: std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ use nix::errno::Errno;
 use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 
+use super::io_errno;
+
 /// The longest path a tracee may pass (Linux's `PATH_MAX`).
 pub const PATH_MAX: usize = 4096;
 
@@ -90,10 +92,6 @@ pub fn read_ptrs(pid: Pid, addr: u64, max: usize) -> Result<Vec<u64>, Errno> {
 
 fn proc_mem(pid: Pid) -> Result<std::fs::File, Errno> {
     std::fs::File::open(format!("/proc/{pid}/mem")).map_err(io_errno)
-}
-
-fn io_errno(e: std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))
 }
 
 /// Space below a tracee's stack pointer for the strings a rewritten call needs: it grows down

@@ -42,6 +42,11 @@ use super::protocol::{Exit, Process};
 use calls::{After, Entry};
 use fake::{Creds, Owners};
 
+/// The errno of a failed file operation (EIO when it has none).
+fn io_errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO))
+}
+
 /// The tracer's state for one step.
 pub struct Tracer {
     root: paths::Root,
@@ -198,55 +203,33 @@ impl Tracer {
                 let kind = status.pid().map(regs::stop_kind);
                 self.log(format!("stop {status:?} {kind:?}"));
             }
-            match status {
-                WaitStatus::Exited(pid, code) => {
-                    self.settle(pid);
-                    self.procs.remove(&pid);
-                    if pid == main {
-                        exit = Some(Exit::Code(code));
-                        self.kill_all();
-                    }
+            let Some(pid) = status.pid() else { continue };
+            self.settle(pid);
+            let ended = match status {
+                WaitStatus::Exited(_, code) => Some(Exit::Code(code)),
+                WaitStatus::Signaled(_, sig, _) => Some(Exit::Signal(sig as i32)),
+                _ => None,
+            };
+            if let Some(ended) = ended {
+                self.procs.remove(&pid);
+                if pid == main {
+                    exit = Some(ended);
+                    self.kill_all();
                 }
-                WaitStatus::Signaled(pid, sig, _) => {
-                    self.settle(pid);
-                    self.procs.remove(&pid);
-                    if pid == main {
-                        exit = Some(Exit::Signal(sig as i32));
-                        self.kill_all();
-                    }
-                }
-                WaitStatus::PtraceEvent(pid, _, event) => {
-                    self.settle(pid);
-                    if exit.is_some() {
-                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                        let _ = ptrace::cont(pid, None);
-                        continue;
-                    }
-                    self.event(pid, event);
-                }
-                WaitStatus::PtraceSyscall(pid) => {
-                    self.settle(pid);
-                    if exit.is_some() {
-                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                        let _ = ptrace::cont(pid, None);
-                        continue;
-                    }
-                    self.syscall_stop(pid);
-                }
-                WaitStatus::Stopped(pid, sig) => {
-                    self.settle(pid);
-                    if exit.is_some() {
-                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                        let _ = ptrace::cont(pid, None);
-                        continue;
-                    }
-                    self.signal_stop(pid, sig);
-                }
-                _ => {}
-            }
-            if exit.is_some() && self.procs.is_empty() {
-                // Stragglers not yet seen still report (and are killed) until ECHILD.
                 continue;
+            }
+            if exit.is_some() {
+                // The first process is gone, so the rest go too; stragglers not yet seen report
+                // here (and are killed) until ECHILD.
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = ptrace::cont(pid, None);
+                continue;
+            }
+            match status {
+                WaitStatus::PtraceEvent(_, _, event) => self.event(pid, event),
+                WaitStatus::PtraceSyscall(_) => self.syscall_stop(pid),
+                WaitStatus::Stopped(_, sig) => self.signal_stop(pid, sig),
+                _ => {}
             }
         }
         exit.ok_or_else(|| "the step's first process was never seen to exit".to_string())
