@@ -12,7 +12,7 @@
 //! no pid, network, uts or ipc isolation, and no `/proc` or `/sys` unless the image has them.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -232,18 +232,8 @@ pub fn spawn(
     match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
-            let fail = |what: &str, e: nix::errno::Errno| -> ! {
-                let msg = format!("hako: {what}: {e}\n");
-                let _ = nix::unistd::write(std::io::stderr(), msg.as_bytes());
-                unsafe { nix::libc::_exit(127) }
-            };
-            let _ = nix::unistd::setsid();
-            super::default_signals_in_child();
-            unsafe {
-                nix::libc::dup2(null.as_raw_fd(), 0);
-                nix::libc::dup2(output.as_raw_fd(), 1);
-                nix::libc::dup2(output.as_raw_fd(), 2);
-            }
+            use super::child_fail as fail;
+            super::child_start(null.as_fd(), output.as_fd());
             if let Err(e) = nix::unistd::chroot(root.as_c_str()) {
                 fail("chroot", e);
             }

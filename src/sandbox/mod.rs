@@ -100,9 +100,37 @@ impl DefaultSignals {
     }
 }
 
-/// [`DefaultSignals::set`] for a forked child about to exec: nothing to restore, and no allocation
-/// (another thread of the parent may have held the allocator's lock at fork).
-pub fn default_signals_in_child() {
+/// In a forked child about to exec a step's command (chroot and ptrace isolation): a session of
+/// its own (so the step's processes can be killed as a group), default signal actions, stdin from
+/// `null` and stdout and stderr to `output`. Only system calls, no allocation: another thread of
+/// the parent may have held the allocator's lock at fork.
+pub fn child_start(null: std::os::fd::BorrowedFd<'_>, output: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let _ = nix::unistd::setsid();
+    default_signals_in_child();
+    // SAFETY: dup2 on descriptors the caller keeps open.
+    unsafe {
+        nix::libc::dup2(null.as_raw_fd(), 0);
+        nix::libc::dup2(output.as_raw_fd(), 1);
+        nix::libc::dup2(output.as_raw_fd(), 2);
+    }
+}
+
+/// In a forked child: says `hako: WHAT: ERROR` on its stderr (the step's output) and exits 127, as
+/// a shell does for a command it cannot run. Formatted on the stack: no allocation.
+pub fn child_fail(what: &str, e: nix::errno::Errno) -> ! {
+    use std::io::Write;
+    let mut buf = [0u8; 512];
+    let mut rest = &mut buf[..];
+    let _ = writeln!(rest, "hako: {what}: {e}");
+    let len = 512 - rest.len();
+    let _ = nix::unistd::write(std::io::stderr(), &buf[..len]);
+    // SAFETY: ends the child without running the parent's exit handlers.
+    unsafe { nix::libc::_exit(127) }
+}
+
+/// [`DefaultSignals::set`] for a forked child about to exec: nothing to restore, and no allocation.
+fn default_signals_in_child() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {

@@ -29,7 +29,7 @@ mod seccomp;
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -118,18 +118,8 @@ pub fn run(
     // SAFETY: between fork and exec the child makes only system calls on data prepared above.
     let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
-            let fail = |what: &str, e: Errno| -> ! {
-                let msg = format!("hako: {what}: {e}\n");
-                let _ = nix::unistd::write(std::io::stderr(), msg.as_bytes());
-                unsafe { nix::libc::_exit(127) }
-            };
-            let _ = nix::unistd::setsid();
-            super::default_signals_in_child();
-            unsafe {
-                nix::libc::dup2(null.as_raw_fd(), 0);
-                nix::libc::dup2(output.as_raw_fd(), 1);
-                nix::libc::dup2(output.as_raw_fd(), 2);
-            }
+            use super::child_fail as fail;
+            super::child_start(null.as_fd(), output.as_fd());
             if let Err(e) = nix::unistd::chdir(cwd.as_c_str()) {
                 fail("chdir to the working directory", e);
             }
