@@ -162,12 +162,8 @@ impl Ctx {
         dir: &Path,
         out: &mut impl Write,
     ) -> Result<RunResult, Fail> {
-        use crate::sandbox::chroot::{Content, Injections};
-        if req.network == Network::None {
-            return Err(Fail::Input(
-                "RUN --network=none needs a network namespace, which --isolation=chroot does not make".into(),
-            ));
-        }
+        use crate::sandbox::chroot::Injections;
+        self.refuse_without_namespaces(req)?;
         let rootfs = dir.join("rootfs");
         let Tree::Plain(root) = self.tree(&req.layers, &rootfs, true, out)? else {
             return Err(Fail::Env("chroot isolation needs a copied root".into()));
@@ -176,59 +172,8 @@ impl Ctx {
         make_cwd(&root, &req.process.cwd)?;
         let mut inj = Injections::new(&root, &dir.join("aside"));
         let mut held = Held::default();
-        let prepared = (|| -> Result<(), Fail> {
-            for (name, major, minor) in crate::sandbox::chroot::DEVICES {
-                inj.add(&format!("/dev/{name}"), Content::Char(major, minor))?;
-            }
-            for (target, data) in super::mounts::etc_contents(&req.options.extra_hosts) {
-                inj.add(target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
-            }
-            for (i, m) in req.mounts.iter().enumerate() {
-                let mdir = dir.join(format!("m{i}"));
-                fs_err::create_dir_all(&mdir).map_err(|e| e.to_string())?;
-                match m {
-                    MountRequest::Tmpfs { target, .. } => inj.add(target, Content::Dir(0o1777))?,
-                    MountRequest::Secret { data, target, mode, uid, gid } => inj.add(
-                        target,
-                        Content::File { data: data.clone(), mode: *mode, uid: *uid, gid: *gid },
-                    )?,
-                    MountRequest::Cache { key, target, sharing, mode, uid, gid, seed, .. } => {
-                        let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: seed.as_ref() };
-                        let path = self.cache_dir(key, sharing, new, &mdir, &mut held, out)?;
-                        inj.add(target, Content::MoveIn(path))?;
-                    }
-                    MountRequest::Bind { from, source, target, .. } => {
-                        let tree = match from {
-                            BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
-                            BindFrom::Layers(layers) => self.tree(layers, &mdir, false, out)?,
-                        };
-                        let src = super::mounts::source_in(tree.path(), source, "--mount source")?;
-                        inj.add(target, Content::CopyIn(src))?;
-                    }
-                    MountRequest::Ssh { .. } => {
-                        return Err(Fail::Input(
-                            "RUN --mount=type=ssh needs a bind mount, which --isolation=chroot cannot make"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        })();
-        if let Err(e) = prepared {
-            let _ = inj.undo();
-            return Err(e);
-        }
-        // Looked up once the step's files are in place (a heredoc script is one of them).
-        let found = crate::sandbox::chroot::find_executable(&root, req.process.args.first().map_or("", String::as_str), &req.process.env)
-            .ok_or_else(|| {
-                Fail::Input(format!(
-                    "executable '{}' not found in $PATH (the image has no such program: install it in an earlier step, or name another one)",
-                    req.process.args.first().map_or("", String::as_str)
-                ))
-            });
-        let exe = match found {
-            Ok(exe) => exe,
+        let exe = match self.inject_mounts(req, dir, &root, &mut inj, &mut held, out) {
+            Ok((exe, _)) => exe,
             Err(e) => {
                 let _ = inj.undo();
                 return Err(e);
@@ -249,6 +194,89 @@ impl Ctx {
         let exit = exit?;
         undone?;
         self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[], None)
+    }
+
+    /// What chroot and ptrace isolation cannot give a step: a network namespace.
+    pub(super) fn refuse_without_namespaces(&self, req: &RunRequest) -> Result<(), Fail> {
+        if req.network != Network::None {
+            return Ok(());
+        }
+        Err(Fail::Input(format!(
+            "RUN --network=none needs a network namespace, which --isolation={} does not make",
+            self.isolation_name()
+        )))
+    }
+
+    /// `chroot` or `ptrace`: the isolation of a helper that makes no namespaces.
+    fn isolation_name(&self) -> &'static str {
+        if self.traced { "ptrace" } else { "chroot" }
+    }
+
+    /// Puts what mounts would provide into `root` for a step run without mount namespaces (chroot
+    /// and ptrace isolation; see [`crate::sandbox::chroot`]): device nodes (chroot; ptrace steps
+    /// use the machine's `/dev`), `/etc/hosts` and `/etc/resolv.conf`, and each mount's content.
+    /// Then finds the step's executable in the root (a heredoc script is one of the files put in).
+    /// Returns it, and the targets given an owner (for ptrace isolation to record). On an error the
+    /// caller takes `inj` out again.
+    pub(super) fn inject_mounts(
+        &mut self,
+        req: &RunRequest,
+        dir: &Path,
+        root: &Path,
+        inj: &mut crate::sandbox::chroot::Injections,
+        held: &mut Held,
+        out: &mut impl Write,
+    ) -> Result<(String, Vec<Owned>), Fail> {
+        use crate::sandbox::chroot::Content;
+        let mut owned = Vec::new();
+        if !self.traced {
+            for (name, major, minor) in crate::sandbox::chroot::DEVICES {
+                inj.add(&format!("/dev/{name}"), Content::Char(major, minor))?;
+            }
+        }
+        for (target, data) in super::mounts::etc_contents(&req.options.extra_hosts) {
+            inj.add(target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
+            owned.push((target.to_string(), 0, 0));
+        }
+        for (i, m) in req.mounts.iter().enumerate() {
+            let mdir = dir.join(format!("m{i}"));
+            fs_err::create_dir_all(&mdir).map_err(|e| e.to_string())?;
+            match m {
+                MountRequest::Tmpfs { target, .. } => inj.add(target, Content::Dir(0o1777))?,
+                MountRequest::Secret { data, target, mode, uid, gid } => {
+                    inj.add(target, Content::File { data: data.clone(), mode: *mode, uid: *uid, gid: *gid })?;
+                    owned.push((target.clone(), *uid, *gid));
+                }
+                MountRequest::Cache { key, target, sharing, mode, uid, gid, seed, .. } => {
+                    let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: seed.as_ref() };
+                    let path = self.cache_dir(key, sharing, new, &mdir, held, out)?;
+                    inj.add(target, Content::MoveIn(path))?;
+                    owned.push((target.clone(), *uid, *gid));
+                }
+                MountRequest::Bind { from, source, target, .. } => {
+                    let tree = match from {
+                        BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
+                        BindFrom::Layers(layers) => self.tree(layers, &mdir, false, out)?,
+                    };
+                    let src = super::mounts::source_in(tree.path(), source, "--mount source")?;
+                    inj.add(target, Content::CopyIn(src))?;
+                }
+                MountRequest::Ssh { .. } => {
+                    return Err(Fail::Input(format!(
+                        "RUN --mount=type=ssh needs a bind mount, which --isolation={} cannot make",
+                        self.isolation_name()
+                    )));
+                }
+            }
+        }
+        let arg0 = req.process.args.first().map_or("", String::as_str);
+        let exe = crate::sandbox::chroot::find_executable(root, arg0, &req.process.env).ok_or_else(|| {
+            Fail::Input(format!(
+                "executable '{arg0}' not found in $PATH (the image has no such program: install it in an earlier \
+                 step, or name another one)"
+            ))
+        })?;
+        Ok((exe, owned))
     }
 
     pub(super) fn execute_chroot(
@@ -320,6 +348,9 @@ impl Ctx {
         exit
     }
 }
+
+/// A path put into a step's root with the owner it must have: target, uid, gid.
+pub(super) type Owned = (String, u32, u32);
 
 /// Creates the step's working directory inside `root` when missing, as runc (and so BuildKit)
 /// does; libcontainer and chroot do not.

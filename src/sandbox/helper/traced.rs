@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use super::step::{forward, make_cwd};
 use super::*;
 use crate::layer::walkdiff::{Owner, record_as};
-use crate::sandbox::chroot::{Content, Injections};
+use crate::sandbox::chroot::Injections;
 use crate::sandbox::ptrace::fake::Owners;
 
 impl Ctx {
@@ -19,11 +19,7 @@ impl Ctx {
         dir: &Path,
         out: &mut impl Write,
     ) -> Result<RunResult, Fail> {
-        if req.network == Network::None {
-            return Err(Fail::Input(
-                "RUN --network=none needs a network namespace, which --isolation=ptrace does not make".into(),
-            ));
-        }
+        self.refuse_without_namespaces(req)?;
         let rootfs = dir.join("rootfs");
         let (root, known) = self.traced_tree(&req.layers, &rootfs)?;
         let real = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
@@ -42,58 +38,17 @@ impl Ctx {
         let mut inj = Injections::new(&root, &dir.join("aside"));
         inj.chown = false;
         let mut held = Held::default();
-        let prepared = (|| -> Result<(), Fail> {
-            for (target, data) in super::mounts::etc_contents(&req.options.extra_hosts) {
-                inj.add(target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
-                claim(&root, target, &mut owners, 0, 0);
-            }
-            for (i, m) in req.mounts.iter().enumerate() {
-                let mdir = dir.join(format!("m{i}"));
-                fs_err::create_dir_all(&mdir).map_err(|e| e.to_string())?;
-                match m {
-                    MountRequest::Tmpfs { target, .. } => inj.add(target, Content::Dir(0o1777))?,
-                    MountRequest::Secret { data, target, mode, uid, gid } => {
-                        inj.add(
-                            target,
-                            Content::File { data: data.clone(), mode: *mode, uid: *uid, gid: *gid },
-                        )?;
-                        claim(&root, target, &mut owners, *uid, *gid);
-                    }
-                    MountRequest::Cache { key, target, sharing, mode, uid, gid, seed, .. } => {
-                        let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: seed.as_ref() };
-                        let path = self.cache_dir(key, sharing, new, &mdir, &mut held, out)?;
-                        inj.add(target, Content::MoveIn(path))?;
-                        claim(&root, target, &mut owners, *uid, *gid);
-                    }
-                    MountRequest::Bind { from, source, target, .. } => {
-                        let tree = match from {
-                            BindFrom::Host(p) => Tree::Plain(PathBuf::from(p)),
-                            BindFrom::Layers(layers) => self.tree(layers, &mdir, false, out)?,
-                        };
-                        let src = super::mounts::source_in(tree.path(), source, "--mount source")?;
-                        inj.add(target, Content::CopyIn(src))?;
-                    }
-                    MountRequest::Ssh { .. } => {
-                        return Err(Fail::Input(
-                            "RUN --mount=type=ssh needs a bind mount, which --isolation=ptrace cannot make"
-                                .into(),
-                        ));
-                    }
+        let exe = match self.inject_mounts(req, dir, &root, &mut inj, &mut held, out) {
+            Ok((exe, owned)) => {
+                for (target, uid, gid) in owned {
+                    claim(&root, &target, &mut owners, uid, gid);
                 }
+                exe
             }
-            Ok(())
-        })();
-        if let Err(e) = prepared {
-            let _ = inj.undo();
-            return Err(e);
-        }
-        let arg0 = req.process.args.first().map_or("", String::as_str);
-        let Some(exe) = crate::sandbox::chroot::find_executable(&root, arg0, &req.process.env) else {
-            let _ = inj.undo();
-            return Err(Fail::Input(format!(
-                "executable '{arg0}' not found in $PATH (the image has no such program: install it in an earlier \
-                 step, or name another one)"
-            )));
+            Err(e) => {
+                let _ = inj.undo();
+                return Err(e);
+            }
         };
 
         let started = Instant::now();
