@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use super::progress::go_size;
 use super::{Failure, ImagesArgs, PushArgs, RmiArgs, SaveArgs, TagArgs, print_stdout};
 use crate::export::spec::OutputSpec;
 use crate::image::manifest::Image;
@@ -77,30 +78,6 @@ fn row(store: &Store, k: &Kept) -> Result<Row, Failure> {
     Ok(Row { repository, tag, id: id.to_string(), digest: digest.to_string(), created, size })
 }
 
-/// Sizes as Docker prints them (go-units' `HumanSize`: decimal units, 3 significant digits).
-fn docker_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    // Three significant digits, trailing zeros dropped (Go's `%.4g` of go-units).
-    let digits = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let mut text = if u == 0 { bytes.to_string() } else { format!("{v:.digits$}") };
-    if text.contains('.') {
-        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{text}{}", UNITS[u])
-}
-
 /// `hako images`.
 pub fn list(args: ImagesArgs) -> Result<(), Failure> {
     if !matches!(args.format.as_str(), "table" | "json") {
@@ -139,7 +116,7 @@ pub fn list(args: ImagesArgs) -> Result<(), Failure> {
         for r in &rows {
             let v = serde_json::json!({
                 "Repository": r.repository, "Tag": r.tag, "ID": short(&r.id), "Digest": r.digest,
-                "CreatedAt": r.created, "Size": docker_size(r.size), "VirtualSize": r.size,
+                "CreatedAt": r.created, "Size": go_size(r.size), "VirtualSize": r.size,
             });
             out.push_str(&format!("{v}\n"));
         }
@@ -158,7 +135,7 @@ pub fn list(args: ImagesArgs) -> Result<(), Failure> {
         if args.digests {
             line.push(r.digest.clone());
         }
-        line.extend([short(&r.id), r.created.clone(), docker_size(r.size)]);
+        line.extend([short(&r.id), r.created.clone(), go_size(r.size)]);
         table.push(line);
     }
     let widths: Vec<usize> =
@@ -318,8 +295,9 @@ fn build_lock(store: &Store) -> Result<crate::store::Lock, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::docker_size;
+    use super::go_size as docker_size;
 
+    /// `docker images` prints sizes with go-units' precision 3, as BuildKit's progress does.
     #[test]
     fn sizes_read_as_docker_prints_them() {
         assert_eq!(docker_size(999), "999B");
