@@ -80,24 +80,30 @@ pub fn mode_dir(mode: &str) -> &str {
 pub struct DefaultSignals(Vec<(nix::sys::signal::Signal, nix::sys::signal::SigAction)>);
 
 impl DefaultSignals {
-    /// Sets every ignored catchable signal to its default action.
+    /// Sets every ignored signal to its default action.
     pub fn set() -> DefaultSignals {
-        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
         let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-        let mut changed = Vec::new();
-        for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-            // SAFETY: installing SIG_DFL, no handler code is involved.
-            if let Ok(old) = unsafe { sigaction(sig, &default) } {
-                if matches!(old.handler(), SigHandler::SigIgn) {
-                    changed.push((sig, old));
-                } else {
-                    // Not ignored: put back what it was (a handler stays a handler).
-                    let _ = unsafe { sigaction(sig, &old) };
-                }
-            }
-        }
-        DefaultSignals(changed)
+        // SAFETY: installing SIG_DFL, no handler code is involved.
+        DefaultSignals(
+            ignored_signals()
+                .filter_map(|sig| Some((sig, unsafe { sigaction(sig, &default) }.ok()?)))
+                .collect(),
+        )
     }
+}
+
+/// The catchable signals this process ignores, asked without changing any (a handler, such as
+/// the Rust runtime's for stack overflows, is never swapped out, even for a moment). Only system
+/// calls: usable between fork and exec.
+fn ignored_signals() -> impl Iterator<Item = nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)).filter(|sig| {
+        // SAFETY: a null new action only reads the current one into `old`.
+        let mut old: nix::libc::sigaction = unsafe { std::mem::zeroed() };
+        (unsafe { nix::libc::sigaction(*sig as i32, std::ptr::null(), &mut old) } == 0)
+            && old.sa_sigaction == nix::libc::SIG_IGN
+    })
 }
 
 /// In a forked child about to exec a step's command (chroot and ptrace isolation): a session of
@@ -131,15 +137,11 @@ pub fn child_fail(what: &str, e: nix::errno::Errno) -> ! {
 
 /// [`DefaultSignals::set`] for a forked child about to exec: nothing to restore, and no allocation.
 fn default_signals_in_child() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: reading, and for an ignored signal replacing, the action; no handler runs.
-        if let Ok(old) = unsafe { sigaction(sig, &default) }
-            && !matches!(old.handler(), SigHandler::SigIgn)
-        {
-            let _ = unsafe { sigaction(sig, &old) };
-        }
+    for sig in ignored_signals() {
+        // SAFETY: installing SIG_DFL, no handler code is involved.
+        let _ = unsafe { sigaction(sig, &default) };
     }
 }
 
