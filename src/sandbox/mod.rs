@@ -257,7 +257,7 @@ impl Sandbox {
             None if isolation == Isolation::Chroot => "chroot",
             None if isolation == Isolation::Ptrace => "ptrace",
             None => "root",
-            Some(m) if m.single => "rootless-squash",
+            Some(m) if m.single.is_some() => "rootless-squash",
             Some(_) => "rootless",
         };
         let exe = std::env::current_exe().map_err(|e| {
@@ -397,7 +397,9 @@ impl Drop for Sandbox {
 struct Maps {
     uid: Vec<idmap::IdMapping>,
     gid: Vec<idmap::IdMapping>,
-    single: bool,
+    /// A single-id map (the caller's own id only), and why: no sub-id range, no newuidmap, or
+    /// no_new_privs.
+    single: Option<String>,
 }
 
 fn id_maps(euid: u32, warnings: &mut Vec<String>) -> Result<Maps, SandboxError> {
@@ -424,34 +426,41 @@ fn id_maps(euid: u32, warnings: &mut Vec<String>) -> Result<Maps, SandboxError> 
     let no_new_privs = no_new_privs();
     if uid_ranges.is_empty() || gid_ranges.is_empty() || !have_tools || no_new_privs {
         let file = if uid_ranges.is_empty() { "/etc/subuid" } else { "/etc/subgid" };
-        let mut w = idmap::single_id_warning(file, &user);
-        if no_new_privs && !uid_ranges.is_empty() && !gid_ranges.is_empty() {
-            w = "no_new_privs is set, so setuid newuidmap cannot map your sub-ids: only your own id is mapped \
-                 (to 0): files owned by other ids will be owned by root inside RUN steps"
-                .to_string();
+        let (cause, mut w) = if no_new_privs && !uid_ranges.is_empty() && !gid_ranges.is_empty() {
+            let cause = "no_new_privs is set";
+            let w = format!(
+                "{cause}, so setuid newuidmap cannot map your sub-ids: only your own id is mapped (to 0): files \
+                 owned by other ids will be owned by root inside RUN steps"
+            );
+            (cause.to_string(), w)
         } else if !have_tools {
-            w = "newuidmap/newgidmap not found (Debian: apt-get install uidmap), so only your own id is mapped \
-                 (to 0): files owned by other ids will be owned by root inside RUN steps"
-                .to_string();
-        }
+            let cause = "newuidmap/newgidmap not found (Debian: apt-get install uidmap)";
+            let w = format!(
+                "{cause}, so only your own id is mapped (to 0): files owned by other ids will be owned by root \
+                 inside RUN steps"
+            );
+            (cause.to_string(), w)
+        } else {
+            (format!("no range for {user} in {file}"), idmap::single_id_warning(file, &user))
+        };
         // Ptrace isolation records every owner without sub-ids (slower, no isolation).
         w.push_str("; --isolation=ptrace keeps every owner without sub-ids");
         warnings.push(w);
         let one = |id| vec![idmap::IdMapping { inside: 0, outside: id, count: 1 }];
-        return Ok(Maps { uid: one(euid), gid: one(egid), single: true });
+        return Ok(Maps { uid: one(euid), gid: one(egid), single: Some(cause) });
     }
     let uid =
         idmap::build_map(euid, &uid_ranges, "/etc/subuid").map_err(|e| SandboxError::Setup(e.to_string()))?;
     let gid =
         idmap::build_map(egid, &gid_ranges, "/etc/subgid").map_err(|e| SandboxError::Setup(e.to_string()))?;
-    Ok(Maps { uid, gid, single: false })
+    Ok(Maps { uid, gid, single: None })
 }
 
 impl Maps {
     /// Writes the maps of process `pid`: with newuidmap/newgidmap for sub-id ranges, or directly
     /// (allowed for one's own id once setgroups is denied) for a single-id map.
     fn write(&self, pid: u32) -> Result<(), SandboxError> {
-        if self.single {
+        if self.single.is_some() {
             let w = |file: &str, text: String| {
                 std::fs::write(format!("/proc/{pid}/{file}"), text)
                     .map_err(|e| SandboxError::Setup(format!("writing /proc/{pid}/{file}: {e}")))
@@ -483,18 +492,9 @@ impl Maps {
 /// Whether a user namespace here gets the caller's sub-id ranges (else only the caller's own
 /// id is mapped, and a step's `chown` to other ids fails); the reason when not.
 pub fn subids_usable() -> Result<(), String> {
-    let mut warnings = Vec::new();
-    match id_maps(nix::unistd::geteuid().as_raw(), &mut warnings) {
-        Ok(m) if !m.single => Ok(()),
-        // The warning's cause, without what follows from it.
-        Ok(_) => Err(warnings
-            .pop()
-            .and_then(|w| {
-                w.split([',', ';'])
-                    .next()
-                    .map(|c| c.trim_end_matches(" so only your own id is mapped (to 0)").to_string())
-            })
-            .unwrap_or_else(|| "only your own id can be mapped".into())),
+    match id_maps(nix::unistd::geteuid().as_raw(), &mut Vec::new()) {
+        Ok(Maps { single: Some(cause), .. }) => Err(cause),
+        Ok(_) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
 }
