@@ -54,18 +54,40 @@ pub unsafe fn use_bundled_if_none() -> Option<PathBuf> {
     if system_has_roots() {
         return None;
     }
-    let uid = nix::unistd::getuid().as_raw();
-    let path = std::env::temp_dir().join(format!("hako-{uid}-roots-{}.pem", env!("CARGO_PKG_VERSION")));
-    if !path.is_file() {
-        // Written whole under a unique name, then renamed: a concurrent hako never reads half.
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&tmp, bundled_pem()).ok()?;
-        std::fs::rename(&tmp, &path).ok()?;
-    }
+    let path = bundle_file(&std::env::temp_dir())?;
     // SAFETY: the caller promises no other thread runs (none reads the environment meanwhile).
     unsafe { std::env::set_var("SSL_CERT_FILE", &path) };
     let _ = BUNDLED.set(path.clone());
     Some(path)
+}
+
+/// The built-in roots as a file in `dir` (a shared temporary directory): the one this user wrote
+/// before, when it is this user's and nobody else can write it, else a new one. Another user's file
+/// at that name is never trusted: whoever wrote it would choose which servers hako believes.
+fn bundle_file(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::getuid().as_raw();
+    let name = format!("hako-{uid}-roots-{}", env!("CARGO_PKG_VERSION"));
+    let path = dir.join(format!("{name}.pem"));
+    let ours = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .is_ok_and(|m| m.file_type().is_file() && m.uid() == uid && m.mode() & 0o022 == 0)
+    };
+    if ours(&path) {
+        return Some(path);
+    }
+    // Written whole under a new name (O_EXCL, mode 0600), then renamed: a concurrent hako never
+    // reads half. A foreign file at the shared name cannot be replaced (the sticky bit): this
+    // process then keeps a file of its own.
+    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).tempfile_in(dir).ok()?;
+    std::io::Write::write_all(&mut tmp, bundled_pem().as_bytes()).ok()?;
+    match tmp.persist(&path) {
+        Ok(_) => Some(path),
+        Err(e) => {
+            let own = dir.join(format!("{name}-{}.pem", std::process::id()));
+            e.file.persist(&own).ok().map(|_| own)
+        }
+    }
 }
 
 static BUNDLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -87,5 +109,26 @@ mod tests {
             webpki_root_certs::TLS_SERVER_ROOT_CERTS.len()
         );
         assert!(pem.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+    }
+
+    #[test]
+    fn a_bundle_someone_else_can_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = bundle_file(dir.path()).expect("written");
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), bundled_pem());
+        assert_eq!(bundle_file(dir.path()), Some(first.clone()), "our own file is used again");
+        // Writable by others (or, for root, owned by another user): replaced, never read.
+        std::fs::write(&first, "-----BEGIN CERTIFICATE-----\nATTACKER\n").unwrap();
+        std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let again = bundle_file(dir.path()).expect("written");
+        assert_eq!(std::fs::read_to_string(&again).unwrap(), bundled_pem());
+        if nix::unistd::geteuid().is_root() {
+            std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::write(&first, "ATTACKER").unwrap();
+            std::os::unix::fs::chown(&first, Some(65534), Some(65534)).unwrap();
+            let theirs = bundle_file(dir.path()).expect("written");
+            assert_eq!(std::fs::read_to_string(&theirs).unwrap(), bundled_pem());
+        }
     }
 }
