@@ -143,6 +143,11 @@ impl<R: Read> HashingReader<R> {
         HashingReader { inner, hasher: Sha256::new(), len: 0 }
     }
 
+    /// The reader, to read past the hash.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The digest and byte count of everything read.
     pub fn finish(self) -> (Digest, u64) {
         (Digest::from_hasher(self.hasher), self.len)

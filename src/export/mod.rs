@@ -289,9 +289,12 @@ pub(crate) fn canonical_json(v: &Value) -> Vec<u8> {
 /// the end of the blob. The failure itself is kept in `failure` (the `io::Error` that the reader
 /// returns is only the signal), so callers can tell a bad blob from a failing output.
 pub(crate) struct BlobReader {
+    /// Taken when the blob has been read whole.
     inner: Option<HashingReader<File>>,
     path: PathBuf,
     digest: Digest,
+    /// Hashed as this process wrote it: not hashed again.
+    fresh: bool,
     remaining: u64,
     pub failure: Option<ExportError>,
 }
@@ -309,6 +312,7 @@ impl BlobReader {
         })?;
         Ok(BlobReader {
             inner: Some(HashingReader::new(file)),
+            fresh: store.is_fresh(&blob.digest),
             path,
             digest: blob.digest.clone(),
             remaining: blob.size,
@@ -335,7 +339,9 @@ impl Read for BlobReader {
         }
         let Some(inner) = self.inner.as_mut() else { return Ok(0) };
         let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = match inner.read(&mut buf[..max]) {
+        let read =
+            if self.fresh { inner.get_mut().read(&mut buf[..max]) } else { inner.read(&mut buf[..max]) };
+        let n = match read {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
             Err(e) => {
@@ -353,6 +359,7 @@ impl Read for BlobReader {
         self.remaining -= n as u64;
         if self.remaining == 0
             && let Some(done) = self.inner.take()
+            && !self.fresh
         {
             let (actual, _) = done.finish();
             if actual != self.digest {

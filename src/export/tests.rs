@@ -381,7 +381,9 @@ fn failures_are_reported_before_writing() {
     }
     assert!(out.is_empty());
     assert!(!f._dir.path().join("never").exists());
-    // A blob of the right size whose content changed is caught as it streams.
+    // A blob of the right size whose content changed since an earlier process wrote it is
+    // caught as it streams.
+    f.store.forget_written();
     let mut bad = saved.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;

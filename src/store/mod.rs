@@ -7,15 +7,17 @@
 //! (`index.json`) is only rewritten under an exclusive file lock, so concurrent builds are safe.
 
 mod lock;
+mod writer;
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use lock::Lock;
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 use tempfile::NamedTempFile;
+pub use writer::BlobWriter;
 
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
 
 /// Annotation naming an image in an OCI layout's `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -68,6 +70,10 @@ pub enum StoreError {
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Blobs hashed as this process wrote them, by store root ([`Store::note_written`]).
+static WRITTEN: std::sync::Mutex<std::collections::BTreeSet<(PathBuf, Digest)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// An open store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -116,15 +122,33 @@ impl Store {
         self.blob_path(d).is_file()
     }
 
+    /// Notes that this process saw `d` hashed as it was written into this store: by one of its
+    /// own blob writers, or by its sandbox helper, which reports the digests it computed. Such a
+    /// blob is [fresh](Store::is_fresh).
+    pub fn note_written(&self, d: &Digest) {
+        if let Ok(mut set) = WRITTEN.lock() {
+            set.insert((self.root.clone(), d.clone()));
+        }
+    }
+
+    /// Whether this process saw `d` hashed as it was written here ([`Store::note_written`]): an
+    /// export streams it without hashing it again. Other blobs were written by an earlier
+    /// process, and are checked as they are read, in case the store was damaged since.
+    pub fn is_fresh(&self, d: &Digest) -> bool {
+        WRITTEN.lock().is_ok_and(|set| set.contains(&(self.root.clone(), d.clone())))
+    }
+
+    /// Forgets which blobs this process wrote here, as a later process would not know.
+    #[cfg(test)]
+    pub fn forget_written(&self) {
+        if let Ok(mut set) = WRITTEN.lock() {
+            set.retain(|(root, _)| root != &self.root);
+        }
+    }
+
     /// A writer for a new blob; call [`BlobWriter::commit`] to keep it.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
-        let tmp = NamedTempFile::new_in(self.root.join("tmp"))?;
-        let file = tmp.reopen()?;
-        Ok(BlobWriter {
-            tmp,
-            out: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
-            store: self.clone(),
-        })
+        BlobWriter::new(self)
     }
 
     /// Stores `bytes` as a blob.
@@ -298,56 +322,6 @@ fn empty_index() -> ImageIndex {
         .manifests(Vec::<Descriptor>::new())
         .build()
         .unwrap_or_default()
-}
-
-/// A blob being written: digested as it streams; discarded unless committed.
-pub struct BlobWriter {
-    tmp: NamedTempFile,
-    out: HashingWriter<BufWriter<std::fs::File>>,
-    store: Store,
-}
-
-impl Write for BlobWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-impl BlobWriter {
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.out.len()
-    }
-
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.out.is_empty()
-    }
-
-    /// Flushes, syncs and checks the content, then moves it to its final name. With `expected`, a
-    /// mismatch discards the content and fails.
-    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
-        let BlobWriter { tmp, out, store } = self;
-        let (buf, digest, len) = out.finish();
-        let file = buf.into_inner().map_err(|e| e.into_error())?;
-        // Temporary files start 0600; blobs are shared content (layouts hard-link them).
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-        file.sync_data()?;
-        if let Some(exp) = expected
-            && exp != &digest
-        {
-            return Err(StoreError::DigestMismatch { expected: exp.clone(), actual: digest });
-        }
-        let path = store.blob_path(&digest);
-        if !path.is_file() {
-            tmp.persist(&path).map_err(|e| e.error)?;
-        }
-        Ok((digest, len))
-    }
 }
 
 #[cfg(test)]

@@ -91,3 +91,14 @@ fn concurrent_taggers_do_not_lose_updates() {
     }
     assert_eq!(s.index().expect("index").manifests().len(), 8);
 }
+
+#[test]
+fn blobs_written_here_are_fresh_for_this_store_only() {
+    let (_d, s) = store();
+    let (_e, other) = store();
+    let (d, _) = s.put_bytes(b"fresh").expect("put");
+    assert!(s.is_fresh(&d), "hashed as this process wrote it");
+    assert!(!other.is_fresh(&d), "another store's file of that name was not");
+    s.forget_written();
+    assert!(!s.is_fresh(&d));
+}

@@ -1,0 +1,263 @@
+//! Writing a blob. Once a blob passes one chunk, its bytes are hashed and written on a thread of
+//! their own, so whoever produces them (a tar walk that hashes its own diff id, a compressor, a
+//! download) runs beside the hashing instead of taking turns with it: a big layer costs one
+//! SHA-256 per core rather than two on one. Writeback to disk starts as the blob grows, so the
+//! sync before the rename waits for the last few MiB rather than for the whole blob.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tempfile::NamedTempFile;
+
+use super::{Result, Store, StoreError};
+use crate::digest::{Digest, HashingWriter};
+
+/// Bytes gathered before they go to the writing thread; a smaller blob never starts one.
+const CHUNK: usize = 1 << 20;
+/// Chunks queued for the writing thread before the producer waits (bounds memory).
+const QUEUED: usize = 4;
+/// Writeback is started every this many bytes.
+const WRITEBACK: u64 = 8 << 20;
+
+/// A blob being written: digested as it streams; discarded unless committed.
+pub struct BlobWriter {
+    /// Taken by [`BlobWriter::commit`].
+    tmp: Option<NamedTempFile>,
+    buf: Vec<u8>,
+    len: u64,
+    sink: Sink,
+    store: Store,
+}
+
+/// Where full chunks go: written here until the first one fills, then on a thread.
+enum Sink {
+    Here(Out),
+    Thread {
+        chunks: mpsc::SyncSender<Vec<u8>>,
+        /// Written chunks coming back, so a big blob cycles through a few buffers.
+        spare: mpsc::Receiver<Vec<u8>>,
+        thread: JoinHandle<io::Result<Out>>,
+    },
+    /// Finished, or failed.
+    Gone,
+}
+
+/// The file, hashed as it is written.
+type Out = HashingWriter<Writeback>;
+
+impl BlobWriter {
+    /// A writer for a new blob in `store`'s temporary directory.
+    pub(super) fn new(store: &Store) -> Result<BlobWriter> {
+        let tmp = NamedTempFile::new_in(store.root.join("tmp"))?;
+        let file = tmp.reopen()?;
+        Ok(BlobWriter {
+            tmp: Some(tmp),
+            buf: Vec::with_capacity(CHUNK),
+            len: 0,
+            sink: Sink::Here(HashingWriter::new(Writeback { file, written: 0, started: 0 })),
+            store: store.clone(),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sends the full buffer to the writing thread, starting it the first time.
+    fn hand_off(&mut self) -> io::Result<()> {
+        if let Sink::Here(_) = self.sink {
+            let Sink::Here(out) = std::mem::replace(&mut self.sink, Sink::Gone) else { unreachable!() };
+            self.sink = start(out)?;
+        }
+        let Sink::Thread { chunks, spare, .. } = &self.sink else { return Err(failed_earlier()) };
+        let next = spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.buf, next);
+        if chunks.send(chunk).is_err() {
+            // The thread stopped on an error: that error is the one to report.
+            return Err(match self.take_out() {
+                Err(e) => e,
+                Ok(_) => failed_earlier(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and ends the writing thread: the file, hashed.
+    fn take_out(&mut self) -> io::Result<Out> {
+        let rest = std::mem::take(&mut self.buf);
+        match std::mem::replace(&mut self.sink, Sink::Gone) {
+            Sink::Here(mut out) => {
+                out.write_all(&rest)?;
+                Ok(out)
+            }
+            Sink::Thread { chunks, thread, .. } => {
+                // A failed send means the thread already stopped, with its error.
+                let _ = chunks.send(rest);
+                drop(chunks);
+                thread.join().map_err(|_| io::Error::other("the thread writing a blob panicked"))?
+            }
+            Sink::Gone => Err(failed_earlier()),
+        }
+    }
+
+    /// Flushes, syncs and checks the content, then moves it to its final name. With `expected`, a
+    /// mismatch discards the content and fails.
+    pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let (wb, digest, len) = self.take_out()?.finish();
+        let file = wb.file;
+        // Temporary files start 0600; blobs are shared content (layouts hard-link them).
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        file.sync_data()?;
+        if let Some(exp) = expected
+            && exp != &digest
+        {
+            return Err(StoreError::DigestMismatch { expected: exp.clone(), actual: digest });
+        }
+        let path = self.store.blob_path(&digest);
+        if let Some(tmp) = self.tmp.take()
+            && !path.is_file()
+        {
+            tmp.persist(&path).map_err(|e| e.error)?;
+            self.store.note_written(&digest);
+        }
+        Ok((digest, len))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.len += n as u64;
+        if self.buf.len() == CHUNK {
+            self.hand_off()?;
+        }
+        Ok(n)
+    }
+
+    /// Nothing to do: the content reaches the file by [`BlobWriter::commit`], which is what
+    /// makes it a blob.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for BlobWriter {
+    /// Ends the writing thread before the temporary file goes away.
+    fn drop(&mut self) {
+        if let Sink::Thread { chunks, thread, .. } = std::mem::replace(&mut self.sink, Sink::Gone) {
+            drop(chunks);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the thread that hashes and writes the chunks it is sent.
+fn start(mut out: Out) -> io::Result<Sink> {
+    let (chunks, incoming) = mpsc::sync_channel::<Vec<u8>>(QUEUED);
+    let (give_back, spare) = mpsc::channel();
+    let thread = std::thread::Builder::new().name("blob-writer".into()).spawn(move || {
+        for mut chunk in incoming {
+            out.write_all(&chunk)?;
+            chunk.clear();
+            let _ = give_back.send(chunk);
+        }
+        Ok(out)
+    })?;
+    Ok(Sink::Thread { chunks, spare, thread })
+}
+
+fn failed_earlier() -> io::Error {
+    io::Error::other("the blob could not be written (an earlier write failed)")
+}
+
+/// A file that has the kernel start writing its pages out as it grows.
+struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        let pending = self.written - self.started;
+        if pending >= WRITEBACK {
+            // Hand-written: nix has no wrapper for sync_file_range. It only starts writeback of
+            // the range (no waiting, no metadata); if it fails, the sync at commit does the work.
+            // SAFETY: a plain syscall on a descriptor this struct keeps open; no memory is passed.
+            unsafe {
+                nix::libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as nix::libc::off64_t,
+                    pending as nix::libc::off64_t,
+                    nix::libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        (dir, s)
+    }
+
+    /// Blobs of every size around the chunk and writeback boundaries, written in odd pieces,
+    /// come out whole and named by their digest.
+    #[test]
+    fn any_size_in_any_pieces_is_stored_whole() {
+        let (_d, s) = store();
+        let mut x: u32 = 7;
+        let data: Vec<u8> = (0..(WRITEBACK as usize + 3 * CHUNK + 11))
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (x >> 16) as u8
+            })
+            .collect();
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK, data.len()] {
+            for piece in [1000, CHUNK, 3 * CHUNK] {
+                let mut w = s.blob_writer().expect("writer");
+                for part in data[..len].chunks(piece) {
+                    w.write_all(part).expect("write");
+                }
+                assert_eq!(w.len(), len as u64);
+                let (d, n) = w.commit(Some(&Digest::of(&data[..len]))).expect("commit");
+                assert_eq!(n, len as u64);
+                assert_eq!(fs_err::read(s.blob_path(&d)).expect("read"), &data[..len], "{len} in {piece}");
+            }
+        }
+    }
+
+    /// A writer dropped after its thread started leaves nothing behind.
+    #[test]
+    fn a_dropped_big_writer_leaves_nothing() {
+        let (_d, s) = store();
+        let mut w = s.blob_writer().expect("writer");
+        w.write_all(&vec![1u8; 3 * CHUNK + 5]).expect("write");
+        drop(w);
+        assert_eq!(fs_err::read_dir(s.root().join("tmp")).expect("tmp").count(), 0);
+        assert_eq!(fs_err::read_dir(s.root().join("blobs/sha256")).expect("blobs").count(), 0);
+    }
+}
