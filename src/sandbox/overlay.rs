@@ -54,6 +54,22 @@ pub fn options(lowers: &[String], upper: Option<&str>, work: Option<&str>, flavo
     o
 }
 
+/// Whether an overlay has an upper directory, and whether unmounting it syncs that directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upper {
+    /// Read-only: no upper directory.
+    None,
+    /// Unmounting syncs the upper directory (overlayfs syncs the filesystem under it).
+    Synced,
+    /// Mounted `volatile` where the kernel has it (5.10 and later): unmounting does not wait
+    /// for the upper directory to reach the disk. For an upper that is thrown away, or that the
+    /// caller syncs itself while doing other work (a step's, synced while its layer is made).
+    Volatile,
+}
+
+/// Whether the kernel refused `volatile` once: later mounts do without.
+static NO_VOLATILE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A mounted overlay; unmounted on drop.
 pub struct Mounted {
     target: PathBuf,
@@ -81,9 +97,10 @@ impl Drop for Mounted {
 }
 
 /// Mounts an overlay at `dir/merged` over `lowers` (top first), with `dir/upper` and `dir/work`
-/// when `writable`. `dir` must be empty apart from what this creates. With one lower directory
-/// and no upper, overlayfs refuses; the lower is bind-mounted read-only instead.
-pub fn mount_overlay(dir: &Path, lowers: &[PathBuf], writable: bool, flavor: Flavor) -> io::Result<Mounted> {
+/// unless `upper` is [`Upper::None`]. `dir` must be empty apart from what this creates. With one
+/// lower directory and no upper, overlayfs refuses; the lower is bind-mounted read-only instead.
+pub fn mount_overlay(dir: &Path, lowers: &[PathBuf], upper: Upper, flavor: Flavor) -> io::Result<Mounted> {
+    let writable = upper != Upper::None;
     if lowers.len() > MAX_LOWER {
         return Err(io::Error::other(format!(
             "{} layers: overlayfs stacks at most {MAX_LOWER}; squash some layers of the base image",
@@ -118,9 +135,18 @@ pub fn mount_overlay(dir: &Path, lowers: &[PathBuf], writable: bool, flavor: Fla
     } else {
         options(&names, None, None, flavor)
     };
+    let volatile = upper == Upper::Volatile && !NO_VOLATILE.load(std::sync::atomic::Ordering::Relaxed);
     let cwd = std::env::current_dir()?;
     std::env::set_current_dir(dir)?;
-    let r = mount(Some("overlay"), "merged", Some("overlay"), MsFlags::empty(), Some(data.as_str()));
+    let with = |data: &str| mount(Some("overlay"), "merged", Some("overlay"), MsFlags::empty(), Some(data));
+    let mut r = if volatile { with(&format!("{data},volatile")) } else { with(&data) };
+    if volatile && r == Err(nix::errno::Errno::EINVAL) {
+        // A kernel before 5.10: unmounting syncs, as it always did.
+        r = with(&data);
+        if r.is_ok() {
+            NO_VOLATILE.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     std::env::set_current_dir(cwd)?;
     r.map_err(|e| io::Error::other(format!("mounting overlayfs ({data}): {e}")))?;
     Ok(Mounted { target: merged })

@@ -29,14 +29,14 @@ use libcontainer::workload::default::DefaultExecutor;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
-use super::overlay::{self, Flavor, Mounted};
+use super::overlay::{self, Flavor, Mounted, Upper};
 use super::protocol::{
     BindFrom, Exit, LayerRef, MountRequest, Network, Reply, Request, RunRequest, RunResult,
 };
 use super::spec::{self, StepMount, StepSpec};
+use crate::layer::{Compression, LayerWriter};
 use crate::layer::diff::{DiffOptions, XattrPrefix};
 use crate::layer::extract::{ApplyOptions, apply_layer};
-use crate::layer::{Compression, LayerWriter};
 use crate::store::Store;
 
 mod mounts;

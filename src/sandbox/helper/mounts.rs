@@ -42,7 +42,7 @@ impl Ctx {
                         Tree::Plain(copy)
                     }
                     BindFrom::Host(p) => Tree::Overlay(
-                        overlay::mount_overlay(dir, &[PathBuf::from(p)], true, self.flavor)
+                        overlay::mount_overlay(dir, &[PathBuf::from(p)], Upper::Volatile, self.flavor)
                             .map_err(|e| e.to_string())?,
                     ),
                     BindFrom::Layers(layers) => self.tree(layers, dir, *rw, out)?,

@@ -10,7 +10,7 @@ impl Ctx {
         let dir = self.runs.join(name);
         let lower = dir.join("lower");
         fs_err::create_dir_all(&lower).map_err(|e| e.to_string())?;
-        let r = overlay::mount_overlay(&dir.join("o"), &[lower], true, self.flavor)
+        let r = overlay::mount_overlay(&dir.join("o"), &[lower], Upper::Volatile, self.flavor)
             .and_then(|m| m.unmount())
             .map_err(|e| e.to_string());
         let _ = std::fs::remove_dir_all(&dir);
@@ -30,7 +30,10 @@ impl Ctx {
         fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
         if !self.copy {
             let lowers: Vec<PathBuf> = self.snapshots(layers, out)?.into_iter().rev().collect();
-            let m = overlay::mount_overlay(dir, &lowers, writable, self.flavor).map_err(|e| e.to_string())?;
+            // A writable tree is a step's root, whose upper the step syncs while it makes the
+            // layer, or an rw bind mount's, which is thrown away.
+            let upper = if writable { Upper::Volatile } else { Upper::None };
+            let m = overlay::mount_overlay(dir, &lowers, upper, self.flavor).map_err(|e| e.to_string())?;
             return Ok(Tree::Overlay(m));
         }
         let root = dir.join("copy");
@@ -255,7 +258,8 @@ impl Ctx {
             apply_layer(reader, &upper, opts)
         } else {
             let lowers: Vec<PathBuf> = below.iter().rev().cloned().collect();
-            let m = overlay::mount_overlay(tmp, &lowers, true, self.flavor).map_err(|e| e.to_string())?;
+            let m = overlay::mount_overlay(tmp, &lowers, Upper::Synced, self.flavor)
+                .map_err(|e| e.to_string())?;
             let r = apply_layer(reader, m.path(), opts);
             m.unmount().map_err(|e| format!("unmounting {}: {e}", tmp.display()))?;
             r
