@@ -91,7 +91,7 @@ pub fn layer_step(
         }
         _ => None,
     };
-    if let Err(e) = records.put(&step_key, super::LOCAL, layer.as_ref()) {
+    if let Err(e) = records.put(&step_key, layer.as_ref()) {
         b.reporter.event(&Event::Warning(&format!("the step's result was not recorded in the cache: {e}")));
     }
     Ok(finish(b, sp, out, step_key, layer))
@@ -113,18 +113,20 @@ fn lookup(b: &Builder<'_>, sp: &StagePlan, records: &Records<'_>, key: &CacheKey
     if !b.use_cache(sp) {
         return None;
     }
-    if let Some(hit) = records.get(key, super::LOCAL) {
+    if let Some(hit) = records.get(key) {
         return Some(hit);
     }
     let imported = b.imported.get(b.store, b.bases.registry, key)?.and_then(|hit| match hit {
-        (Hit::Layer(l), level) => crate::layer::compress::to_local(b.store, &l, super::LOCAL, level)
-            .map(Hit::Layer)
-            .map_err(|e| e.to_string()),
+        (Hit::Layer(l), level) => {
+            crate::layer::compress::to_local(b.store, &l, b.options.compress_for, level)
+                .map(Hit::Layer)
+                .map_err(|e| e.to_string())
+        }
         (Hit::Empty, _) => Ok(Hit::Empty),
     });
     match imported {
         Ok(hit) => {
-            if let Err(e) = records.put(key, super::LOCAL, hit.layer()) {
+            if let Err(e) = records.put(key, hit.layer()) {
                 b.reporter.event(&Event::Warning(&format!("an imported result was not recorded: {e}")));
             }
             Some(hit)

@@ -324,7 +324,7 @@ fn write_layer(
         }
     }
     all.extend(entries);
-    let mut w = LayerWriter::new(b.store, super::LOCAL, clamp)?;
+    let mut w = LayerWriter::new(b.store, b.options.layer_codec(), clamp)?;
     let index = out.index(b)?;
     for (path, e) in &all {
         match &e.content {

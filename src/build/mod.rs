@@ -29,9 +29,10 @@ use crate::layer::Compression;
 use crate::plan::Plan;
 use crate::store::Store;
 
-/// How the builder keeps the layers it makes: uncompressed, so a local build never waits for
-/// gzip (BuildKit's snapshotter does the same); outputs that need compressed layers compress
-/// them once, when they are written ([`crate::layer::compress`]).
+/// How the builder keeps the layers it makes unless its outputs want them compressed
+/// ([`Options::compress_for`]): uncompressed, so a local build never waits for gzip
+/// (BuildKit's snapshotter does the same); outputs that need compressed layers compress them
+/// once, when they are written ([`crate::layer::compress`]).
 pub const LOCAL: Compression = Compression::None;
 
 /// The epoch used when `SOURCE_DATE_EPOCH` is not set: 1980-01-01T00:00:00Z. Image and history
@@ -63,6 +64,11 @@ pub struct Options {
     /// `--no-cache-filter`: run every step of these stages (names, as BuildKit matches them:
     /// case-insensitively).
     pub no_cache_filter: Vec<String>,
+    /// The compression and level every image output asks for, when they agree (OCI and docker
+    /// archives, pushes). New layers are then made in it instead of [`LOCAL`]: each is read,
+    /// hashed and written once, as it is made, instead of written plain and read back at export
+    /// to be compressed. A later build that finds them in the cache uses them as they are.
+    pub compress_for: Option<crate::layer::Codec>,
 }
 
 impl Options {
@@ -70,6 +76,11 @@ impl Options {
     /// timestamps, and the time of files the builder makes itself (WORKDIR, heredocs, parents).
     pub fn epoch(&self) -> i64 {
         self.source_date_epoch.unwrap_or(DEFAULT_EPOCH)
+    }
+
+    /// The compression new layers are made in: [`Options::compress_for`], else [`LOCAL`].
+    pub fn layer_codec(&self) -> crate::layer::Codec {
+        self.compress_for.unwrap_or(crate::layer::Codec::from(LOCAL))
     }
 
     /// The latest file time new layers may hold: the epoch, or none with `rewrite-timestamp=false`.

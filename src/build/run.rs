@@ -82,10 +82,15 @@ pub fn run_step(
         }
         return Err(BuildError::Input(d));
     }
-    result
+    let layer = result
         .layer
         .map(|l| l.to_layer().map_err(|e| BuildError::Internal(format!("layer from the sandbox: {e}"))))
-        .transpose()
+        .transpose()?;
+    if let Some(l) = &layer {
+        // The helper hashed the blob as it wrote it.
+        b.store.note_written(&l.digest);
+    }
+    Ok(layer)
 }
 
 /// The step as the executor takes it: argv, environment, user, mounts with their sources.
@@ -135,7 +140,8 @@ fn request(
         mounts: requests,
         commit: true,
         clamp: b.options.clamp(),
-        compression: super::LOCAL.name().into(),
+        compression: b.options.layer_codec().compression().name().into(),
+        level: b.options.layer_codec().level(),
         options: options.clone(),
     })
 }

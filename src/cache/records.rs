@@ -5,8 +5,9 @@
 //! renaming it into place), with temp file + rename, so a build killed at any point never leaves
 //! a record that names a missing blob or half a record; records are not synced themselves (one
 //! torn by a power loss does not parse, and is a miss). Two builds writing the same record write
-//! the same result (keys are content-based), so the last rename winning is harmless. A record is
-//! per layer compression: a step cached as gzip is a miss for a zstd build.
+//! the same result (keys are content-based), so the last rename winning is harmless. A record's
+//! layer is plain, or in the compression its build's outputs asked for
+//! ([`crate::build::Options::compress_for`]); either is a hit for any build.
 
 use std::path::PathBuf;
 
@@ -15,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use super::key::CacheKey;
 use crate::digest::Digest;
 use crate::image::manifest::Layer;
-use crate::layer::Compression;
 use crate::store::{Store, StoreError};
 
 /// Where [`Records::previous`] hints live, under the store.
@@ -114,14 +114,14 @@ impl<'a> Records<'a> {
         store.root().join("cache/steps")
     }
 
-    fn path(&self, key: &CacheKey, c: Compression) -> PathBuf {
-        Records::dir(self.store).join(format!("{}.{}.json", key.hex(), c.name()))
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        Records::dir(self.store).join(format!("{}.json", key.hex()))
     }
 
     /// The recorded result of `key`, if any and if its blob is still in the store (a record whose
     /// blob was removed, or that cannot be read, is a miss).
-    pub fn get(&self, key: &CacheKey, c: Compression) -> Option<Hit> {
-        let path = self.path(key, c);
+    pub fn get(&self, key: &CacheKey) -> Option<Hit> {
+        let path = self.path(key);
         let bytes = std::fs::read(&path).ok()?;
         let record: Record = serde_json::from_slice(&bytes).ok()?;
         if record.v != RECORD_VERSION {
@@ -143,11 +143,11 @@ impl<'a> Records<'a> {
     }
 
     /// Records that `key` made `layer` (or nothing).
-    pub fn put(&self, key: &CacheKey, c: Compression, layer: Option<&Layer>) -> Result<(), StoreError> {
+    pub fn put(&self, key: &CacheKey, layer: Option<&Layer>) -> Result<(), StoreError> {
         let record = Record { v: RECORD_VERSION, layer: layer.map(LayerRecord::of) };
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
         fs_err::create_dir_all(Records::dir(self.store))?;
-        self.store.write_cache_file(&self.path(key, c), &bytes)
+        self.store.write_cache_file(&self.path(key), &bytes)
     }
 
     /// The layer the step of shape `shape` (its key without the inputs found at build time, see

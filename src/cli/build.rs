@@ -161,6 +161,7 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
         ssh: ssh(&args.ssh)?,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
+        compress_for: compress_for(&outputs, &pushes),
     };
     let mut builder = Builder::new(store, &df, &plan, &context, build_options, reporter, bases);
     builder.imported = import_caches(reporter, store, &registry, &cache_from);
@@ -588,6 +589,22 @@ impl Shipped<'_> {
         let (_, written, size) = &self.made[i];
         Ok((written, *size))
     }
+}
+
+/// The compression new layers are made in ([`crate::build::Options::compress_for`]): the one
+/// every image output asks for (OCI and docker archives, pushes), when they all ask for the
+/// same; none when no image ships or the outputs disagree (each then compresses its own). A
+/// cache export does not decide it: a build that only exports its cache keeps its layers plain,
+/// as a build without outputs does, so both give the same image.
+fn compress_for(
+    outputs: &[OutputSpec],
+    pushes: &[(String, ExportCompression)],
+) -> Option<crate::layer::Codec> {
+    let mut wanted = (outputs.iter().filter_map(OutputSpec::compression))
+        .chain(pushes.iter().map(|(_, c)| *c))
+        .map(|c| c.codec);
+    let first = wanted.next()?;
+    (wanted.all(|c| c == first) && first.compression() != crate::layer::Compression::None).then_some(first)
 }
 
 /// `rewrite-timestamp=false` on an image output: file times in new layers are kept. The layers

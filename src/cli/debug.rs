@@ -52,7 +52,8 @@ fn sandbox_bench(
         mounts: Vec::new(),
         commit: false,
         clamp: None,
-        compression: "gzip".into(),
+        compression: "none".into(),
+        level: 0,
         successors: Vec::new(),
         options: Default::default(),
     };

@@ -153,25 +153,28 @@ pub fn compressed(store: &Store, layer: &Layer, want: ExportCompression) -> Resu
     Ok(out)
 }
 
-/// `layer` kept as the builder keeps its own (`local`): a layer that came compressed (from a remote
-/// cache) is stored again as `local`, and its compressed blob is remembered for the next export,
-/// so a store that imported a layer has the same image as the store that built it. `level` is
-/// the level the blob was compressed at when not its compression's default (a remote cache
-/// says); a blob whose level is not known as valid is not remembered, as an export at another
-/// level must not ship it.
+/// `layer` (from a remote cache) kept as the builder keeps its own: as it is when it is plain or
+/// in `keep` (the build's [`crate::build::Options::compress_for`]), else stored again plain,
+/// with its compressed blob remembered for the next export, so a store that imported a layer
+/// has the same image as the store that built it. `level` is the level the blob was compressed
+/// at when not its compression's default (a remote cache says); a blob whose level is not
+/// known as valid is neither kept nor remembered, as an output at another level must not ship it.
 pub fn to_local(
     store: &Store,
     layer: &Layer,
-    local: Compression,
+    keep: Option<Codec>,
     level: Option<u32>,
 ) -> Result<Layer, StoreError> {
-    if Compression::of_media_type(&layer.media_type) == Some(local) {
+    let codec = match Compression::of_media_type(&layer.media_type) {
+        Some(Compression::None) => return Ok(layer.clone()),
+        Some(from) => Codec::new(from, level.map(i64::from)).ok(),
+        None => None,
+    };
+    if codec.is_some() && codec == keep {
         return Ok(layer.clone());
     }
-    let out = recompress(store, layer, Codec::from(local))?;
-    if let Some(from) = Compression::of_media_type(&layer.media_type)
-        && let Ok(codec) = Codec::new(from, level.map(i64::from))
-    {
+    let out = recompress(store, layer, Codec::from(Compression::None))?;
+    if let Some(codec) = codec {
         remember(store, layer, codec);
     }
     Ok(out)
@@ -234,7 +237,7 @@ mod tests {
             Layer { media_type: "application/vnd.docker.image.rootfs.diff.tar.gzip".into(), ..gz.clone() };
         assert_eq!(compressed(&store, &docker, gzip).unwrap(), docker);
         // Back to the store's form: the same tar.
-        assert_eq!(to_local(&store, &gz, Compression::None, None).unwrap(), plain);
+        assert_eq!(to_local(&store, &gz, None, None).unwrap(), plain);
     }
 
     #[test]
@@ -293,7 +296,10 @@ mod tests {
         let plain = layer(&store, Compression::None);
         let nine = compressed(&store, &plain, want("gzip", Some("9"), None)).unwrap();
         fs_err::remove_dir_all(store.root().join("cache/compressed")).unwrap();
-        assert_eq!(to_local(&store, &nine, Compression::None, Some(9)).unwrap(), plain);
+        // Kept as it is only by a build that makes its layers at that level.
+        let keep = |level| Some(Codec::new(Compression::Gzip, Some(level)).unwrap());
+        assert_eq!(to_local(&store, &nine, keep(9), Some(9)).unwrap(), nine);
+        assert_eq!(to_local(&store, &nine, keep(6), Some(9)).unwrap(), plain);
         assert!(!store.root().join(format!("cache/compressed/{}.gzip.json", plain.diff_id.hex())).exists());
         assert!(store.root().join(format!("cache/compressed/{}.gzip-9.json", plain.diff_id.hex())).is_file());
         assert_eq!(compressed(&store, &plain, want("gzip", Some("9"), None)).unwrap(), nine);

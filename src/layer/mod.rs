@@ -17,7 +17,7 @@ pub mod writer;
 
 use std::io::{BufReader, Read};
 
-pub use writer::{Codec, Compression, LayerWriter};
+pub use writer::{Codec, Compression, LayerWriter, LevelError};
 
 use crate::image::manifest::Layer;
 use crate::store::{Store, StoreError};

@@ -269,14 +269,16 @@ const READ: usize = 1 << 20;
 
 impl LayerWriter {
     /// Starts a layer in `store`. With `clamp` (the build's epoch), no mtime is later than it.
+    /// `codec` is a [`Codec`] or a [`Compression`] at its default level.
     pub fn new(
         store: &Store,
-        compression: Compression,
+        codec: impl Into<Codec>,
         clamp: Option<i64>,
     ) -> Result<LayerWriter, StoreError> {
-        let mut tar = tar::Builder::new(TarSink::new(store, Codec::from(compression))?);
+        let codec = codec.into();
+        let mut tar = tar::Builder::new(TarSink::new(store, codec)?);
         tar.mode(tar::HeaderMode::Complete);
-        Ok(LayerWriter { tar, compression, clamp, entries: 0, buf: Vec::new() })
+        Ok(LayerWriter { tar, compression: codec.compression(), clamp, entries: 0, buf: Vec::new() })
     }
 
     /// Entries written so far.

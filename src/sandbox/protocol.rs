@@ -190,8 +190,11 @@ pub struct RunRequest {
     pub commit: bool,
     /// `SOURCE_DATE_EPOCH` clamp for the layer's mtimes.
     pub clamp: Option<i64>,
-    /// `gzip`, `zstd` or `none`.
+    /// How the layer is made: `gzip`, `zstd` or `none`...
     pub compression: String,
+    /// ...at this level (see [`crate::layer::Codec::new`]; ignored for `none`).
+    #[serde(default)]
+    pub level: u32,
     /// Layers that replace an earlier version of themselves (a COPY whose sources changed): their
     /// snapshot may be made from the earlier one's plus the difference.
     #[serde(default)]
@@ -199,6 +202,17 @@ pub struct RunRequest {
     /// `--add-host`, `--shm-size`, `--ulimit`.
     #[serde(default)]
     pub options: StepOptions,
+}
+
+impl RunRequest {
+    /// How the layer is made: [`RunRequest::compression`] at [`RunRequest::level`].
+    pub fn codec(&self) -> Result<crate::layer::Codec, crate::layer::LevelError> {
+        use crate::layer::{Codec, Compression};
+        match Compression::from_name(&self.compression) {
+            Compression::None => Ok(Codec::from(Compression::None)),
+            c => Codec::new(c, Some(i64::from(self.level))),
+        }
+    }
 }
 
 /// A layer that is a new version of another over the same parent (see [`RunRequest::successors`]).

@@ -504,6 +504,69 @@ fn layers_are_compressed_only_for_outputs() {
     }
 }
 
+/// The media types of the layers the step records of the store in `dir` hold.
+fn recorded_types(dir: &Dir) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs_err::read_dir(dir.path().join("store/cache/steps")).expect("records") {
+        let record: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(e.expect("entry").path()).expect("read")).expect("json");
+        if let Some(t) = record["layer"]["media_type"].as_str() {
+            out.push(t.to_string());
+        }
+    }
+    out
+}
+
+/// When every output wants one compression, layers are written in it as they are made: no
+/// plain copy is kept and nothing is compressed again at export, and the image is the one whose
+/// layers were kept plain and compressed at export. As in buildx, a later output that wants
+/// another compression ships such layers as they are, unless `force-compression=true`. Outputs
+/// that want different compressions get layers kept plain, each compressing its own.
+#[test]
+fn layers_are_made_in_the_compression_the_outputs_want() {
+    let Some((mode, made)) = as_root("layers made in the outputs' compression") else { return };
+    let (later, mixed) = (Dir::new(&mode), Dir::new(&mode));
+    for d in [&made, &later, &mixed] {
+        d.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/app/a.txt", "one\n")]);
+    }
+    let oci = |d: &Dir, name: &str, extra: &str| {
+        let p = d.path().join(name);
+        let dest = format!("type=oci,dest={},tar=false{extra}", p.display());
+        (p, dest)
+    };
+    let (a, dest) = oci(&made, "a", "");
+    built(&made, &mode, &["-o", &dest], "layers made gzip");
+    let types = recorded_types(&made);
+    assert!(types.len() == 2 && types.iter().all(|t| t == GZIP), "the COPY and RUN layers: {types:?}");
+    let compressed = made.path().join("store/cache/compressed");
+    assert!(
+        !compressed.exists() || fs_err::read_dir(&compressed).expect("dir").count() == 0,
+        "none compressed again"
+    );
+
+    built(&later, &mode, &["-t", "plain:1"], "layers kept plain");
+    assert!(recorded_types(&later).iter().all(|t| t == "application/vnd.oci.image.layer.v1.tar"));
+    let (b, dest) = oci(&later, "b", "");
+    built(&later, &mode, &["-o", &dest], "layers compressed at export");
+    assert_eq!(layout_layers(&a), layout_layers(&b), "the same blobs either way");
+
+    let (z, dest) = oci(&made, "z", ",compression=zstd");
+    let again = built(&made, &mode, &["-o", &dest], "a zstd output of gzip layers");
+    assert_eq!(cached(&again).len(), 2, "both steps cached");
+    assert_eq!(layout_layers(&z), layout_layers(&a), "shipped as they are, as buildx does");
+    let (f, dest) = oci(&made, "f", ",compression=zstd,force-compression=true");
+    built(&made, &mode, &["-o", &dest], "a forced zstd output");
+    assert!(media_types(&f).iter().all(|t| t == ZSTD), "{:?}", media_types(&f));
+
+    let (g, gzip) = oci(&mixed, "g", "");
+    let (m, zstd) = oci(&mixed, "m", ",compression=zstd");
+    built(&mixed, &mode, &["-o", &gzip, "-o", &zstd], "outputs that disagree");
+    assert!(recorded_types(&mixed).iter().all(|t| t == "application/vnd.oci.image.layer.v1.tar"));
+    assert_eq!(layout_layers(&g), layout_layers(&a));
+    let zt = media_types(&m);
+    assert!(zt[0] == GZIP && zt[1..].iter().all(|t| t == ZSTD), "{zt:?}");
+}
+
 /// `compression=zstd,force-compression=true` on an OCI archive: every layer zstd, the gzip base
 /// included, and every blob and diff id right (skopeo copies the archive verifying digests, umoci
 /// unpacks it verifying diff ids). The same build again gives the same archive.

@@ -34,7 +34,7 @@ use super::protocol::{
     BindFrom, Exit, LayerRef, MountRequest, Network, Reply, Request, RunRequest, RunResult,
 };
 use super::spec::{self, StepMount, StepSpec};
-use crate::layer::{Compression, LayerWriter};
+use crate::layer::LayerWriter;
 use crate::layer::diff::{DiffOptions, XattrPrefix};
 use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::store::Store;

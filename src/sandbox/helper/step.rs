@@ -121,8 +121,8 @@ impl Ctx {
             // disk, and it gets there while its layer is made instead of before.
             synced = Some(sync_in_background(&upper)?);
         }
-        let compression = Compression::from_name(&req.compression);
-        let mut w = LayerWriter::new(&self.store, compression, req.clamp).map_err(|e| e.to_string())?;
+        let codec = req.codec().map_err(|e| e.to_string())?;
+        let mut w = LayerWriter::new(&self.store, codec, req.clamp).map_err(|e| e.to_string())?;
         let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
         let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
         let summary = match (plain, before) {
