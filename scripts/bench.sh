@@ -259,6 +259,10 @@ rss_kb=
 measure() {
   local logf=$1 t0 t1 rc=0
   shift 2
+  # Untimed: the disk starts idle. Without it a build pays for the writeback of what the
+  # builder before it left dirty (buildah leaves gigabytes on big-layer), and any fsync or
+  # syncfs it makes waits behind that, which measures the order of the runs.
+  sync
   t0=$(date +%s%N)
   /usr/bin/time -f %M -o "$logf.rss" "$@" >"$logf" 2>&1 || rc=$?
   t1=$(date +%s%N)
