@@ -75,6 +75,7 @@ pub fn layer_step(
         }
         return Ok(finish(b, sp, out, step_key, layer));
     }
+    out.ran = true;
     let layer = match &step.op {
         Op::Workdir(dir) => copy_step::workdir(b, out, dir)?,
         Op::Copy(c) => {

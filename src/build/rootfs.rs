@@ -40,6 +40,8 @@ pub struct StageOut {
     index: Option<FsIndex>,
     /// Its files on disk, extracted on first use (`COPY --from`).
     rootfs: Arc<OnceLock<tempfile::TempDir>>,
+    /// Whether a step of this stage ran in this build (was not taken from the cache).
+    pub ran: bool,
 }
 
 fn index_dir(store: &Store) -> PathBuf {
@@ -49,13 +51,13 @@ fn index_dir(store: &Store) -> PathBuf {
 impl StageOut {
     /// A stage starting from `image`, whose filesystem has cache key `key`.
     pub fn new(image: Image, key: CacheKey) -> StageOut {
-        StageOut { image, key, index: None, rootfs: Arc::new(OnceLock::new()) }
+        StageOut { image, key, index: None, rootfs: Arc::new(OnceLock::new()), ran: false }
     }
 
     /// A new stage starting where this one ends (`FROM stage`): same image, key and index, its own
     /// extracted files.
     pub fn fork(&self) -> StageOut {
-        StageOut { rootfs: Arc::new(OnceLock::new()), ..self.clone() }
+        StageOut { rootfs: Arc::new(OnceLock::new()), ran: false, ..self.clone() }
     }
 
     /// The layers changed without the index following: it is made again when next needed.

@@ -64,7 +64,22 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> 
         });
     }
     out.image.config.created = Some(b.created());
+    if out.ran && copied_from_later(b, i) {
+        // A later stage copies from this one, whose steps ran, so that copy most likely runs
+        // too: extract the files now, on this stage's thread beside the stages built with it,
+        // rather than one after another when the copies run. A failure is the copy's to report.
+        let _ = out.rootfs(b);
+    }
     Ok(out)
+}
+
+/// Whether a COPY of another stage this build needs copies from stage `i`.
+fn copied_from_later(b: &Builder<'_>, i: usize) -> bool {
+    let needed = b.plan.order.iter().filter(|&&k| k != i).map(|&k| &b.plan.stages[k]);
+    needed.flat_map(|s| &s.steps).any(|step| match &step.op {
+        Op::Copy(c) => c.from == Source::Stage(i),
+        _ => false,
+    })
 }
 
 /// Whether `op` is a step as BuildKit counts them (it makes a filesystem state); the others only
