@@ -101,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Logout(args) => login::logout(args),
         Command::Debug { command } => debug::run(command),
     };
+    crate::sandbox::report_peak_rss("builder");
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

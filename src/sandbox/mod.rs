@@ -511,3 +511,17 @@ fn which(tool: &str) -> bool {
         .unwrap_or(false)
         || Path::new("/usr/bin").join(tool).is_file()
 }
+
+/// With `HAKO_REPORT_RSS` set, says on stderr how much memory this process (`who`: the builder
+/// or the helper) held at most, its own and not its children's: the steps it runs are the
+/// Dockerfile's, not hako's, and measuring the process tree from outside (`/usr/bin/time`)
+/// counts an `apt-get` step as hako. The benchmark script reads these lines.
+pub fn report_peak_rss(who: &str) {
+    if std::env::var_os("HAKO_REPORT_RSS").is_none() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+        eprintln!("hako {who} peak RSS: {} KiB", kib.trim().trim_end_matches("kB").trim());
+    }
+}

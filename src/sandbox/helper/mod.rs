@@ -97,7 +97,10 @@ pub fn main(args: &[String]) -> ExitCode {
     loop {
         line.clear();
         match input.read_line(&mut line) {
-            Ok(0) | Err(_) => return ExitCode::SUCCESS,
+            Ok(0) | Err(_) => {
+                super::report_peak_rss("helper");
+                return ExitCode::SUCCESS;
+            }
             Ok(_) => {}
         }
         let result = match serde_json::from_str::<Request>(&line) {
