@@ -418,8 +418,13 @@ impl<'a> TarStream<'a> {
         let entry = blob.entry();
         let h = Self::header(&entry, tar::EntryType::Regular, blob.size)?;
         let mut reader = BlobReader::open(store, blob)?;
+        let mut buf = Vec::new();
+        // The header alone, then the content in big reads (a layer can be gigabytes).
         self.builder
-            .append(&h, &mut reader)
+            .append(&h, io::empty())
+            .and_then(|()| {
+                crate::layer::append_content(self.builder.get_mut(), &mut reader, blob.size, &mut buf)
+            })
             .map_err(|source| reader.blame(ExportError::Output { entry, source }))
     }
 

@@ -17,7 +17,7 @@ pub mod writer;
 
 use std::io::{BufReader, Read};
 
-pub use writer::{Codec, Compression, LayerWriter, LevelError};
+pub use writer::{Codec, Compression, LayerWriter, LevelError, append_content};
 
 use crate::image::manifest::Layer;
 use crate::store::{Store, StoreError};

@@ -306,22 +306,7 @@ impl LayerWriter {
                 // one); given no data it writes no padding either, so the content and its
                 // padding follow here, read in big pieces: the same bytes as its own copy.
                 self.tar.append_data(&mut h, path, io::empty())?;
-                let want = usize::try_from(meta.size).unwrap_or(usize::MAX).min(READ);
-                if self.buf.len() < want {
-                    self.buf.resize(want, 0);
-                }
-                let out = self.tar.get_mut();
-                loop {
-                    let n = match limited.read(&mut self.buf[..want]) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    };
-                    out.write_all(&self.buf[..n])?;
-                }
-                let pad = (512 - meta.size % 512) % 512;
-                out.write_all(&[0; 512][..pad as usize])
+                append_content(self.tar.get_mut(), &mut limited, meta.size, &mut self.buf)
             }
             Kind::Dir => {
                 let p = if path.is_empty() { "./".to_string() } else { format!("{path}/") };
@@ -372,6 +357,35 @@ impl LayerWriter {
         let LayerWriter { tar, compression, .. } = self;
         seal(tar.into_inner()?, compression)
     }
+}
+
+/// Writes a tar entry's content after its header: `size` bytes from `content`, read in pieces of
+/// up to 1 MiB through `buf` (the tar crate's own copy reads 8 KiB at a time, a system call per
+/// 8 KiB), then the zeros that pad it to a 512-byte block. The caller writes the header with no
+/// data (the tar crate then writes no padding), so the bytes are the same as the crate's.
+pub fn append_content(
+    out: &mut dyn Write,
+    content: &mut dyn Read,
+    size: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    let want = usize::try_from(size).unwrap_or(usize::MAX).min(READ);
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    let mut left = size;
+    while left > 0 {
+        let n = match content.read(&mut buf[..want]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{left} bytes short"))),
+            Ok(n) => n.min(usize::try_from(left).unwrap_or(usize::MAX)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    let pad = (512 - size % 512) % 512;
+    out.write_all(&[0; 512][..pad as usize])
 }
 
 /// Stores the layer tar `tar` (uncompressed) compressed with `codec`; returns the blob's layer,
