@@ -23,6 +23,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context as TaskContext, Poll};
 
+use futures_util::{StreamExt, TryStreamExt};
 use oci_client::manifest::OciDescriptor;
 use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -32,6 +33,9 @@ use crate::image::manifest::{DOCKER_MANIFEST, Image, our_digest, select};
 use crate::image::platform::Platform;
 use crate::image::reference::ImageName;
 use crate::store::{BlobWriter, Store};
+
+/// Blobs of one image pulled at the same time (docker's default is 3 per pull).
+const PULL_CONCURRENCY: usize = 3;
 
 /// Docker's manifest list media type.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -232,29 +236,41 @@ impl Registry {
             store.put_bytes(&bytes)?;
             let mut blobs = vec![manifest.config().clone()];
             blobs.extend(manifest.layers().iter().cloned());
+            let mut missing = Vec::new();
             for desc in &blobs {
                 let d = our_digest(desc.digest()).map_err(|e| content(reference, e))?;
                 if let Ok(mut o) = self.origins.lock() {
                     o.insert(d.clone(), r.clone());
                 }
-                if store.has_blob(&d) {
-                    continue;
-                }
-                let oci_desc = OciDescriptor {
-                    media_type: desc.media_type().to_string(),
-                    digest: d.to_string(),
-                    size: desc.size() as i64,
-                    ..OciDescriptor::default()
-                };
-                let (got, size) =
-                    blob_with_retries(client, &manifest_ref, &oci_desc, store, &d).await.map_err(remote)?;
-                if size != desc.size() {
-                    return Err(content(
-                        reference,
-                        format!("blob {got} has {size} bytes, its manifest says {}", desc.size()),
-                    ));
+                if !store.has_blob(&d) {
+                    missing.push((desc.clone(), d));
                 }
             }
+            // A few at a time, as docker pull does: one connection rarely fills the link, and
+            // each blob is hashed and written on its own thread (`store::BlobWriter`).
+            let manifest_ref = &manifest_ref;
+            futures_util::stream::iter(missing)
+                .map(|(desc, d)| async move {
+                    let oci_desc = OciDescriptor {
+                        media_type: desc.media_type().to_string(),
+                        digest: d.to_string(),
+                        size: desc.size() as i64,
+                        ..OciDescriptor::default()
+                    };
+                    let (got, size) = blob_with_retries(client, manifest_ref, &oci_desc, store, &d)
+                        .await
+                        .map_err(remote)?;
+                    if size != desc.size() {
+                        return Err(content(
+                            reference,
+                            format!("blob {got} has {size} bytes, its manifest says {}", desc.size()),
+                        ));
+                    }
+                    Ok(())
+                })
+                .buffer_unordered(PULL_CONCURRENCY)
+                .try_collect::<Vec<()>>()
+                .await?;
             let image = Image::load(store, &manifest_digest).map_err(|e| content(reference, e))?;
             Ok((image, manifest_digest))
         })
