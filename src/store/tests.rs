@@ -102,3 +102,40 @@ fn blobs_written_here_are_fresh_for_this_store_only() {
     s.forget_written();
     assert!(!s.is_fresh(&d));
 }
+
+/// Blobs of every size around the chunk and writeback boundaries, written in odd pieces,
+/// come out whole and named by their digest.
+#[test]
+fn any_size_in_any_pieces_is_stored_whole() {
+    let (_d, s) = store();
+    let mut x: u32 = 7;
+    let data: Vec<u8> = (0..(writer::WRITEBACK as usize + 3 * writer::CHUNK + 11))
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 16) as u8
+        })
+        .collect();
+    for len in [0, 1, writer::CHUNK - 1, writer::CHUNK, writer::CHUNK + 1, 5 * writer::CHUNK, data.len()] {
+        for piece in [1000, writer::CHUNK, 3 * writer::CHUNK] {
+            let mut w = s.blob_writer().expect("writer");
+            for part in data[..len].chunks(piece) {
+                w.write_all(part).expect("write");
+            }
+            assert_eq!(w.len(), len as u64);
+            let (d, n) = w.commit(Some(&Digest::of(&data[..len]))).expect("commit");
+            assert_eq!(n, len as u64);
+            assert_eq!(fs_err::read(s.blob_path(&d)).expect("read"), &data[..len], "{len} in {piece}");
+        }
+    }
+}
+
+/// A writer dropped after its thread started leaves nothing behind.
+#[test]
+fn a_dropped_big_writer_leaves_nothing() {
+    let (_d, s) = store();
+    let mut w = s.blob_writer().expect("writer");
+    w.write_all(&vec![1u8; 3 * writer::CHUNK + 5]).expect("write");
+    drop(w);
+    assert_eq!(fs_err::read_dir(s.root().join("tmp")).expect("tmp").count(), 0);
+    assert_eq!(fs_err::read_dir(s.root().join("blobs/sha256")).expect("blobs").count(), 0);
+}

@@ -16,11 +16,11 @@ use super::{Result, Store, StoreError};
 use crate::digest::{Digest, HashingWriter};
 
 /// Bytes gathered before they go to the writing thread; a smaller blob never starts one.
-const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 /// Chunks queued for the writing thread before the producer waits (bounds memory).
 const QUEUED: usize = 4;
 /// Writeback is started every this many bytes.
-const WRITEBACK: u64 = 8 << 20;
+pub(super) const WRITEBACK: u64 = 8 << 20;
 
 /// A blob being written: digested as it streams; discarded unless committed.
 pub struct BlobWriter {
@@ -211,53 +211,5 @@ impl Write for Writeback {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(dir.path()).expect("open");
-        (dir, s)
-    }
-
-    /// Blobs of every size around the chunk and writeback boundaries, written in odd pieces,
-    /// come out whole and named by their digest.
-    #[test]
-    fn any_size_in_any_pieces_is_stored_whole() {
-        let (_d, s) = store();
-        let mut x: u32 = 7;
-        let data: Vec<u8> = (0..(WRITEBACK as usize + 3 * CHUNK + 11))
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                (x >> 16) as u8
-            })
-            .collect();
-        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK, data.len()] {
-            for piece in [1000, CHUNK, 3 * CHUNK] {
-                let mut w = s.blob_writer().expect("writer");
-                for part in data[..len].chunks(piece) {
-                    w.write_all(part).expect("write");
-                }
-                assert_eq!(w.len(), len as u64);
-                let (d, n) = w.commit(Some(&Digest::of(&data[..len]))).expect("commit");
-                assert_eq!(n, len as u64);
-                assert_eq!(fs_err::read(s.blob_path(&d)).expect("read"), &data[..len], "{len} in {piece}");
-            }
-        }
-    }
-
-    /// A writer dropped after its thread started leaves nothing behind.
-    #[test]
-    fn a_dropped_big_writer_leaves_nothing() {
-        let (_d, s) = store();
-        let mut w = s.blob_writer().expect("writer");
-        w.write_all(&vec![1u8; 3 * CHUNK + 5]).expect("write");
-        drop(w);
-        assert_eq!(fs_err::read_dir(s.root().join("tmp")).expect("tmp").count(), 0);
-        assert_eq!(fs_err::read_dir(s.root().join("blobs/sha256")).expect("blobs").count(), 0);
     }
 }
