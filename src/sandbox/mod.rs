@@ -229,7 +229,7 @@ impl Sandbox {
         let euid = nix::unistd::geteuid().as_raw();
         // Auto probes what works (cheaply, before a helper starts) and says what it chose and why.
         let (isolation, chosen) = if isolation == Isolation::Auto {
-            let (i, why) = probe::choose(isolation, &probe::probe()).map_err(SandboxError::Setup)?;
+            let (i, why) = probe::choose(isolation, &probe::probe_for_auto()).map_err(SandboxError::Setup)?;
             (i, Some(why))
         } else {
             (isolation, None)

@@ -47,20 +47,35 @@ impl std::fmt::Display for Failure {
 const CALLS: [&str; 4] =
     ["unshare(CLONE_NEWUSER)", "unshare(CLONE_NEWNS|CLONE_NEWCGROUP)", "mount(/, MS_REC|MS_PRIVATE)", "fork"];
 
-/// What the probes found, probed once per process (a few forks, about a millisecond): each
-/// sandbox helper a build starts (one per stage running at the same time) asks again.
+/// What every probe found (`hako info`), probed once per process: a few forks, about a
+/// millisecond.
 pub fn probe() -> Probe {
     static FOUND: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
-    FOUND.get_or_init(run_probes).clone()
+    FOUND.get_or_init(|| run_probes(true)).clone()
 }
 
-fn run_probes() -> Probe {
+/// What [`choose`] needs for `--isolation=auto`, probed once per process (each sandbox helper a
+/// build starts asks again): as root only the namespaces, and ptrace only when a user namespace
+/// will not do. The probes left out read as [`NOT_PROBED`].
+pub fn probe_for_auto() -> Probe {
+    static FOUND: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| run_probes(false)).clone()
+}
+
+/// A probe [`probe_for_auto`] did not make, because [`choose`] does not read it.
+pub const NOT_PROBED: Failure = Failure { call: "not probed", errno: Errno::UnknownErrno };
+
+fn run_probes(all: bool) -> Probe {
     let euid = nix::unistd::geteuid().as_raw();
-    let userns = in_child(true);
     let namespaces =
         if euid == 0 { in_child(false) } else { Err(Failure { call: "root", errno: Errno::EPERM }) };
-    let ptrace = super::ptrace::probe();
+    if euid == 0 && !all {
+        return Probe { euid, userns: Err(NOT_PROBED), namespaces, ptrace: Err(NOT_PROBED), subids: Ok(()) };
+    }
+    let userns = in_child(true);
     let subids = if euid == 0 { Ok(()) } else { super::subids_usable() };
+    let ptrace =
+        if all || userns.is_err() || subids.is_err() { super::ptrace::probe() } else { Err(NOT_PROBED) };
     Probe { euid, userns, namespaces, ptrace, subids }
 }
 
@@ -223,5 +238,33 @@ mod tests {
         if p.euid != 0 {
             assert!(p.namespaces.is_err());
         }
+        // The probes auto makes choose what all of them choose.
+        let fewer = probe_for_auto();
+        assert_eq!(choose(Isolation::Auto, &fewer), choose(Isolation::Auto, &p));
+        if p.euid == 0 {
+            assert_eq!(
+                (fewer.userns, fewer.ptrace),
+                (Err(NOT_PROBED), Err(NOT_PROBED)),
+                "root needs neither"
+            );
+        }
+    }
+
+    #[test]
+    fn auto_reads_no_probe_it_skipped() {
+        let skipped = || Err(NOT_PROBED);
+        for namespaces in [Ok(()), denied(CALLS[1])] {
+            let root = Probe { euid: 0, userns: skipped(), namespaces, ptrace: skipped(), subids: Ok(()) };
+            let (_, why) = choose(Isolation::Auto, &root).expect("root mode or chroot");
+            assert!(!why.contains("not probed"), "{why}");
+        }
+        let user = Probe {
+            euid: 1000,
+            userns: Ok(()),
+            namespaces: denied("root"),
+            ptrace: skipped(),
+            subids: Ok(()),
+        };
+        assert_eq!(choose(Isolation::Auto, &user).map(|c| c.0), Ok(Isolation::Rootless));
     }
 }
