@@ -18,11 +18,20 @@ pub fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = cmd.spawn().expect("spawn hako");
     if let Some(input) = stdin {
-        use std::io::Write;
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input).expect("write stdin");
+        feed_stdin(&mut child, input);
     }
     child.wait_with_output().expect("wait for hako")
+}
+
+/// Writes `input` to the child's piped stdin and closes it. A child that exits without reading
+/// (a usage error) closes the pipe first: that is its answer to check, not a test failure.
+pub fn feed_stdin(child: &mut std::process::Child, input: &[u8]) {
+    use std::io::Write;
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    match pipe.write_all(input) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.expect("write stdin"),
+    }
 }
 
 /// `../shared/conformance/<sub>` next to the repository (read-only project material), or `None`

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
-use crate::common::{hako, text};
+use crate::common::{feed_stdin, hako, text};
 use crate::registry_fixture::{PASS, Registry, USER, base64};
 
 /// A private home: `home/.docker` is DOCKER_CONFIG.
@@ -56,8 +56,7 @@ impl Home {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn hako");
         if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin");
-            pipe.write_all(input.as_bytes()).expect("write stdin");
+            feed_stdin(&mut child, input.as_bytes());
         }
         child.wait_with_output().expect("wait for hako")
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::SystemTime;
 
-use crate::common::{hako, text};
+use crate::common::{feed_stdin, hako, text};
 use crate::registry_fixture::{PASS, Registry, USER, auth_json, installed};
 
 /// Writes `<sandbox>/<name>` with `body` and returns its path (for HAKO_CONFIG).
@@ -635,8 +635,7 @@ fn https_registry_trusted_through_ssl_cert_file_ssl_cert_dir_or_its_ca_in_the_co
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn hako login");
-        use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(b"pw\n").expect("write stdin");
+        feed_stdin(&mut child, b"pw\n");
         child.wait_with_output().expect("wait for hako login")
     };
     let out = login(&https);
