@@ -6,7 +6,9 @@
 //! check (`login`) and the file it writes (`authfile`) live here too.
 //!
 //! oci-client is async; hako drives it from a private current-thread tokio runtime, so the rest
-//! of the program stays synchronous (and no runtime threads exist when the sandbox forks later).
+//! of the program stays synchronous and the runtime starts no threads of its own. Several threads
+//! may `block_on` it at once (a build resolves bases while their layers come): tokio's
+//! current-thread scheduler hands its driver from one to the next.
 
 mod auth;
 pub mod authfile;
@@ -187,10 +189,56 @@ impl Registry {
     /// Pulls `reference` for `platform` into the store, from a mirror or the registry; returns
     /// the image and its manifest digest.
     pub fn pull(&self, store: &Store, reference: &str, platform: &Platform) -> Result<(Image, Digest)> {
-        self.through_mirrors(reference, |_| true, |s| self.pull_from(s, store, reference, platform))
+        let (image, digest) = self.pull_config(store, reference, platform)?;
+        self.pull_layers(store, reference, &image)?;
+        Ok((image, digest))
     }
 
-    fn pull_from(
+    /// The first half of [`pull`](Registry::pull): the manifest for `platform` and the image
+    /// config, into the store, from a mirror or the registry; the layers are left to
+    /// [`pull_layers`](Registry::pull_layers), so a build can plan (and other stages run) while
+    /// they come.
+    pub fn pull_config(
+        &self,
+        store: &Store,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<(Image, Digest)> {
+        self.through_mirrors(reference, |_| true, |s| self.config_from(s, store, reference, platform))
+    }
+
+    /// The second half of [`pull`](Registry::pull): the layers of `image` (pulled from
+    /// `reference` by [`pull_config`](Registry::pull_config)) that the store lacks, a few at a
+    /// time, from a mirror or the registry. Blobs are named by digest, so any mirror that has
+    /// them serves.
+    pub fn pull_layers(&self, store: &Store, reference: &str, image: &Image) -> Result<()> {
+        let missing: Vec<Blob> = image
+            .layers
+            .iter()
+            .filter(|l| !store.has_blob(&l.digest))
+            .map(|l| Blob { media_type: l.media_type.to_string(), digest: l.digest.clone(), size: l.size })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.through_mirrors(
+            reference,
+            |_| true,
+            |session| {
+                let Session { r, client, creds } = session;
+                let remote = |e| attempt_error("pulling", reference, &r, &creds, e);
+                self.rt.block_on(async {
+                    auth_with_retries(&client, &r, &creds, RegistryOperation::Pull).await.map_err(remote)?;
+                    // Blobs an earlier mirror's attempt got are not fetched again.
+                    let left = missing.iter().filter(|b| !store.has_blob(&b.digest)).cloned().collect();
+                    fetch_blobs(&client, &r, &creds, store, reference, left).await
+                })
+            },
+        )
+    }
+
+    /// The manifest for `platform` (through an index) and the config, from one registry or mirror.
+    fn config_from(
         &self,
         session: Session,
         store: &Store,
@@ -234,43 +282,22 @@ impl Registry {
             let manifest: ImageManifest =
                 serde_json::from_slice(&bytes).map_err(|e| content(reference, e))?;
             store.put_bytes(&bytes)?;
-            let mut blobs = vec![manifest.config().clone()];
-            blobs.extend(manifest.layers().iter().cloned());
+            let config = manifest.config();
             let mut missing = Vec::new();
-            for desc in &blobs {
+            for desc in std::iter::once(config).chain(manifest.layers()) {
                 let d = our_digest(desc.digest()).map_err(|e| content(reference, e))?;
                 if let Ok(mut o) = self.origins.lock() {
                     o.insert(d.clone(), r.clone());
                 }
-                if !store.has_blob(&d) {
-                    missing.push((desc.clone(), d));
+                if desc == config && !store.has_blob(&d) {
+                    missing.push(Blob {
+                        media_type: desc.media_type().to_string(),
+                        digest: d,
+                        size: desc.size(),
+                    });
                 }
             }
-            // A few at a time, as docker pull does: one connection rarely fills the link, and
-            // each blob is hashed and written on its own thread (`store::BlobWriter`).
-            let manifest_ref = &manifest_ref;
-            futures_util::stream::iter(missing)
-                .map(|(desc, d)| async move {
-                    let oci_desc = OciDescriptor {
-                        media_type: desc.media_type().to_string(),
-                        digest: d.to_string(),
-                        size: desc.size() as i64,
-                        ..OciDescriptor::default()
-                    };
-                    let (got, size) = blob_with_retries(client, manifest_ref, &oci_desc, store, &d)
-                        .await
-                        .map_err(remote)?;
-                    if size != desc.size() {
-                        return Err(content(
-                            reference,
-                            format!("blob {got} has {size} bytes, its manifest says {}", desc.size()),
-                        ));
-                    }
-                    Ok(())
-                })
-                .buffer_unordered(PULL_CONCURRENCY)
-                .try_collect::<Vec<()>>()
-                .await?;
+            fetch_blobs(client, &manifest_ref, creds, store, reference, missing).await?;
             let image = Image::load(store, &manifest_digest).map_err(|e| content(reference, e))?;
             Ok((image, manifest_digest))
         })
@@ -497,6 +524,49 @@ async fn blob_with_retries(
         sink.inner.commit(Some(digest)).map_err(Attempt::Store)
     })
     .await
+}
+
+/// A blob to pull: what its descriptor says.
+#[derive(Clone)]
+struct Blob {
+    media_type: String,
+    digest: Digest,
+    size: u64,
+}
+
+/// Downloads `blobs` into the store, a few at a time, as docker pull does: one connection rarely
+/// fills the link, and each blob is hashed and written on its own thread (`store::BlobWriter`).
+async fn fetch_blobs(
+    client: &Client,
+    r: &Reference,
+    creds: &auth::Creds,
+    store: &Store,
+    reference: &str,
+    blobs: Vec<Blob>,
+) -> Result<()> {
+    let remote = |e| attempt_error("pulling", reference, r, creds, e);
+    futures_util::stream::iter(blobs)
+        .map(|blob| async move {
+            let oci_desc = OciDescriptor {
+                media_type: blob.media_type,
+                digest: blob.digest.to_string(),
+                size: blob.size as i64,
+                ..OciDescriptor::default()
+            };
+            let (got, size) =
+                blob_with_retries(client, r, &oci_desc, store, &blob.digest).await.map_err(remote)?;
+            if size != blob.size {
+                return Err(content(
+                    reference,
+                    format!("blob {got} has {size} bytes, its manifest says {}", blob.size),
+                ));
+            }
+            Ok(())
+        })
+        .buffer_unordered(PULL_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(drop)
 }
 
 /// Whether the registry answered that the manifest does not exist.
