@@ -117,7 +117,7 @@ fn lookup(b: &Builder<'_>, sp: &StagePlan, records: &Records<'_>, key: &CacheKey
     if let Some(hit) = records.get(key) {
         return Some(hit);
     }
-    let imported = b.imported.get(b.store, b.bases.registry, key)?.and_then(|hit| match hit {
+    let imported = b.imported.get(b.store, b.bases.registry(), key)?.and_then(|hit| match hit {
         (Hit::Layer(l), level) => {
             crate::layer::compress::to_local(b.store, &l, b.options.compress_for, level)
                 .map(Hit::Layer)
@@ -234,9 +234,9 @@ fn source_key(
             .and_then(Option::as_ref)
             .map(|s| s.key.to_string())
             .ok_or_else(|| BuildError::Internal(format!("stage {j} not built")))?,
-        Source::Image(r) => {
-            image_key(b.bases.image(r, platform).map_err(|e| e.input_error(format!("{what}={r}: {e}"), pos))?)
-        }
+        Source::Image(r) => image_key(
+            b.bases.metadata(r, platform).map_err(|e| e.input_error(format!("{what}={r}: {e}"), pos))?,
+        ),
         Source::Context { name, value } => image_key(named_context_image(b, name, value, platform, pos)?),
         Source::Scratch | Source::BuildContext => "scratch".into(),
     })

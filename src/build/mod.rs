@@ -15,13 +15,14 @@ mod stage;
 pub mod users;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use copy::{CopyError, apply_chmod, resolve_in_root};
 pub use progress::{Event, Reporter};
 pub use run::{DEFAULT_PATH, SecretSource};
 
 use crate::context::Context;
+use crate::digest::Digest;
 use crate::dockerfile::instructions::Dockerfile;
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::manifest::Image;
@@ -418,18 +419,67 @@ impl Builder<'_> {
 /// uses its image store; not with `pull`), and registry references (pulled, when a registry
 /// client is given). Each image is resolved once per build; the planner asks for configs (so
 /// ENV PATH=/x:$PATH sees the base's PATH) and the builder for the image itself.
+///
+/// A pull from a registry is in two parts, as BuildKit's: resolving (manifest and config)
+/// happens when the planner asks, and the layers then come on a thread of their own, so the
+/// build plans, loads its context and runs other stages meanwhile; a stage waits for its base's
+/// layers at its `FROM` ([`image`](Bases::image)).
 pub struct Bases<'a> {
     /// The store images are imported into.
     pub store: &'a Store,
-    /// Registry access (None: registry references are refused).
-    pub registry: Option<&'a crate::registry::Registry>,
+    /// Registry access (None: registry references are refused); shared with the layer downloads.
+    registry: Option<Arc<crate::registry::Registry>>,
     /// `--pull`: names always go to the registry, even when the store keeps an image so named.
     pub pull: bool,
     cache: Mutex<std::collections::HashMap<(String, String), Resolved>>,
+    /// Layer downloads started by resolving, by manifest digest (two names for one image share one).
+    layers: Mutex<std::collections::HashMap<Digest, Arc<LayerPull>>>,
+}
+
+/// The layers of one pulled image, coming on their own thread.
+struct LayerPull {
+    thread: Mutex<Option<std::thread::JoinHandle<Result<(), BaseError>>>>,
+    result: OnceLock<Result<(), BaseError>>,
+}
+
+impl LayerPull {
+    /// Starts pulling `image`'s missing layers (it was resolved from `reference`).
+    fn start(
+        registry: Arc<crate::registry::Registry>,
+        store: Store,
+        reference: String,
+        image: Image,
+    ) -> LayerPull {
+        let job = move || {
+            registry
+                .pull_layers(&store, &reference, &image)
+                .map_err(|e| BaseError { message: e.to_string(), hint: e.hint() })
+        };
+        let pending = LayerPull { thread: Mutex::new(None), result: OnceLock::new() };
+        match std::thread::Builder::new().name("pull-layers".into()).spawn(job.clone()) {
+            Ok(handle) => *lock(&pending.thread) = Some(handle),
+            // Without a thread to spare, the layers are pulled here and now.
+            Err(_) => {
+                let _ = pending.result.set(job());
+            }
+        }
+        pending
+    }
+
+    /// Waits for the layers: `Ok` once every one is in the store.
+    fn wait(&self) -> Result<(), BaseError> {
+        self.result
+            .get_or_init(|| match lock(&self.thread).take().map(std::thread::JoinHandle::join) {
+                Some(Ok(result)) => result,
+                Some(Err(_)) => Err("pulling the layers failed unexpectedly".to_string().into()),
+                None => Err("the layer pull never started".to_string().into()),
+            })
+            .clone()
+    }
 }
 
 /// A resolved base: the image and, for a name, the manifest digest it resolved to.
-type Resolved = Result<(Image, Option<String>), BaseError>;
+type Resolved = Result<(Image, Option<Digest>), BaseError>;
 
 /// Why a base image could not be had, and what to do about it when the registry's answer says
 /// (`hako login …`).
@@ -470,12 +520,29 @@ impl BaseError {
 
 impl<'a> Bases<'a> {
     /// A resolver over `store` and, optionally, registries.
-    pub fn new(store: &'a Store, registry: Option<&'a crate::registry::Registry>) -> Bases<'a> {
-        Bases { store, registry, pull: false, cache: Default::default() }
+    pub fn new(store: &'a Store, registry: Option<Arc<crate::registry::Registry>>) -> Bases<'a> {
+        Bases { store, registry, pull: false, cache: Default::default(), layers: Default::default() }
     }
 
-    /// The image `reference` names for `platform`.
+    /// Registry access, if any.
+    pub fn registry(&self) -> Option<&crate::registry::Registry> {
+        self.registry.as_deref()
+    }
+
+    /// The image `reference` names for `platform`, with its layers in the store (waiting for a
+    /// pull under way to end).
     pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
+        let (image, digest) = self.resolve(reference, platform)?;
+        let pull = digest.and_then(|d| lock(&self.layers).get(&d).cloned());
+        if let Some(pull) = pull {
+            pull.wait()?;
+        }
+        Ok(image)
+    }
+
+    /// The image `reference` names for `platform`, its layers perhaps still coming: enough for
+    /// what needs only its manifest and config (cache keys use the config's diff ids).
+    pub fn metadata(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
         self.resolve(reference, platform).map(|(image, _)| image)
     }
 
@@ -510,13 +577,23 @@ impl<'a> Bases<'a> {
             } else {
                 crate::image::stored::base(self.store, reference, platform).map_err(|e| e.to_string())
             };
-            match (kept, self.registry) {
-                (Ok(Some((image, digest))), _) => Ok((image, Some(digest.to_string()))),
+            match (kept, &self.registry) {
+                (Ok(Some((image, digest))), _) => Ok((image, Some(digest))),
                 (Err(e), _) => Err(format!("{reference} (kept in the store): {e}").into()),
-                (Ok(None), Some(r)) => r
-                    .pull(self.store, reference, platform)
-                    .map(|(image, digest)| (image, Some(digest.to_string())))
-                    .map_err(|e| BaseError { message: e.to_string(), hint: e.hint() }),
+                (Ok(None), Some(r)) => match r.pull_config(self.store, reference, platform) {
+                    Ok((image, digest)) => {
+                        lock(&self.layers).entry(digest.clone()).or_insert_with(|| {
+                            Arc::new(LayerPull::start(
+                                Arc::clone(r),
+                                self.store.clone(),
+                                reference.into(),
+                                image.clone(),
+                            ))
+                        });
+                        Ok((image, Some(digest)))
+                    }
+                    Err(e) => Err(BaseError { message: e.to_string(), hint: e.hint() }),
+                },
                 (Ok(None), None) => Err(format!("{reference}: registry access is off").into()),
             }
         };
@@ -529,7 +606,7 @@ impl crate::plan::BaseImages for Bases<'_> {
     fn config(&self, reference: &str, platform: &crate::plan::Platform) -> crate::plan::StageState {
         let mut state = crate::plan::StageState::default();
         // A base that cannot be resolved fails later, at its FROM, with the reason.
-        let Ok(image) = self.image(reference, platform) else { return state };
+        let Ok(image) = self.metadata(reference, platform) else { return state };
         let c = &image.config.config;
         state.env = crate::plan::scope::EnvList(image.config.env_pairs());
         if let Some(w) = c.working_dir.as_ref().filter(|w| !w.is_empty()) {

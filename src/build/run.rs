@@ -450,7 +450,7 @@ fn imported_mount(b: &Builder<'_>, key: &str) -> Option<crate::image::manifest::
     {
         return None;
     }
-    match b.imported.mount(b.store, b.bases.registry, key)? {
+    match b.imported.mount(b.store, b.bases.registry(), key)? {
         Ok(layer) => Some(layer),
         Err(e) => {
             b.reporter

@@ -105,10 +105,11 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
         None => None,
     };
     let registry = super::registry_config(&args.registry_mirrors, &args.insecure_registries)?;
-    let registry =
-        crate::registry::Registry::new(registry).map_err(|e| Failure::usage(format!("error: {e}")))?;
+    let registry = std::sync::Arc::new(
+        crate::registry::Registry::new(registry).map_err(|e| Failure::usage(format!("error: {e}")))?,
+    );
     let bases = store.as_ref().map(|s| {
-        let mut bases = crate::build::Bases::new(s, Some(&registry));
+        let mut bases = crate::build::Bases::new(s, Some(std::sync::Arc::clone(&registry)));
         bases.pull = args.pull;
         bases
     });

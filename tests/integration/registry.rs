@@ -745,6 +745,10 @@ enum Fault {
     Cut,
     /// Send the head and 1 KiB, then say nothing for 3 s (past the 1 s idle timeout) and close.
     Stall,
+    /// Send the head, wait 3 s, then send the whole body: a slow pull that succeeds.
+    Slow,
+    /// Answer 404, as for a blob the registry lost.
+    Gone,
 }
 
 /// A loopback HTTP proxy in front of the registry (one request per connection: it asks both sides
@@ -858,8 +862,18 @@ fn proxy_one(
         queue.lock().expect("lock").pop_front();
         injected.lock().expect("lock").push(*f);
     });
+    if fault == Some(Fault::Gone) {
+        client.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
     client.write_all(&closing(&resp_head))?;
     match fault {
+        Some(Fault::Slow) => {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            client.write_all(&body)?;
+            std::io::copy(&mut up, &mut client)?;
+            Ok(())
+        }
         Some(f) => {
             while body.len() < 1024 {
                 let mut chunk = [0u8; 4096];
@@ -908,6 +922,76 @@ fn pulls_survive_a_503_a_cut_and_a_stall() {
     let direct = sb.build("direct", &["--build-arg", &format!("BASE={}", reg.base())], &[]);
     ok(&direct, "a build pulling directly");
     assert_eq!(text(&out.stdout), text(&direct.stdout), "the same image");
+}
+
+/// A base's layers come while the build goes on, as in BuildKit: planning needs only the
+/// manifest and config, a stage that does not need the base runs meanwhile, and the stage FROM it
+/// waits at its FROM step (whose time shows the wait).
+#[test]
+fn base_layers_come_while_other_stages_run() {
+    let Some(reg) = Registry::start() else { return };
+    let port: u16 = reg.host().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let proxy = FaultyProxy::start(port, &[Fault::Slow], false);
+    let sb = Sandbox::new();
+    let ctx = sb.path("ctx");
+    fs_err::create_dir_all(&ctx).expect("mkdir");
+    fs_err::write(ctx.join("local.txt"), "built meanwhile\n").expect("write");
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {}/base/busybox:latest AS pulled\nFROM scratch AS local\nCOPY local.txt /\nFROM pulled\nCOPY --from=local /local.txt /\n",
+            proxy.host()
+        ),
+    )
+    .expect("write");
+    let out = sb.command("root", &["build", "--progress=json"]).arg(&ctx).output().expect("run hako");
+    ok(&out, "a build whose base pulls slowly");
+    assert_eq!(*proxy.injected.lock().expect("lock"), vec![Fault::Slow], "the layer came slowly");
+    let events: Vec<serde_json::Value> =
+        text(&out.stderr).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    // The step ids, then when each ended.
+    let id = |stage: &str, instruction: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["event"] == "step"
+                    && e["stage"] == stage
+                    && e["instruction"].as_str().is_some_and(|i| i.starts_with(instruction))
+            })
+            .map(|e| e["id"].clone())
+            .unwrap_or_else(|| panic!("no {instruction} step in stage {stage}: {}", text(&out.stderr)))
+    };
+    let done = |id: &serde_json::Value| {
+        events
+            .iter()
+            .find(|e| e["event"] == "done" && &e["id"] == id)
+            .unwrap_or_else(|| panic!("step {id} never ended: {}", text(&out.stderr)))
+    };
+    let metadata = events
+        .iter()
+        .find(|e| e["event"] == "task" && e["name"].as_str().is_some_and(|n| n.contains("load metadata")))
+        .map(|e| done(&e["id"]))
+        .expect("a load metadata task");
+    let from = done(&id("pulled", "FROM"));
+    let copy = done(&id("local", "COPY"));
+    let time = |e: &serde_json::Value| e["time"].as_str().expect("time").to_string();
+    assert!(
+        metadata["seconds"].as_f64().expect("seconds") < 2.0,
+        "planning did not wait for layers: {metadata}"
+    );
+    assert!(from["seconds"].as_f64().expect("seconds") >= 2.0, "FROM waited for its layers: {from}");
+    assert!(time(copy) < time(from), "the other stage ran while the layers came: {copy} then {from}");
+
+    // A layer that never comes fails the build at the FROM that needs it, naming the image.
+    proxy.faults.lock().expect("lock").push_back(Fault::Gone);
+    let out = sb.command("fresh", &["build", "--progress=plain"]).arg(&ctx).output().expect("run hako");
+    let err = failed(&out, 1, "a base whose layer is gone");
+    assert_eq!(proxy.injected.lock().expect("lock").last(), Some(&Fault::Gone));
+    assert!(
+        err.contains("Dockerfile:1") && err.contains(&format!("FROM {}/base/busybox", proxy.host())),
+        "{err}"
+    );
+    assert!(err.contains("404") || err.to_lowercase().contains("not found"), "{err}");
 }
 
 /// When blob uploads keep failing, the push gives up with an error that names the registry, the
