@@ -175,9 +175,14 @@ impl Walker<'_, '_> {
                 (entry.meta.uid, entry.meta.gid, entry.meta.mode) = (uid, gid, mode);
             }
         }
-        let mut stack = vec![(rel.to_string(), to.to_string(), String::new())];
-        while let Some((src, dst, inner)) = stack.pop() {
-            let dir = resolve_in_root(self.root.dir, &src)?;
+        // Each directory is resolved inside the root once, and its children are read through
+        // the resolved path: joining a child's name to the path as written would let the host
+        // resolve a symlink on the way (`abs -> /etc` would read the host's /etc). `src` stays
+        // as written, for `.dockerignore`.
+        let top = resolved_rel(self.root.dir, &resolve_in_root(self.root.dir, rel)?);
+        let mut stack = vec![(rel.to_string(), top, to.to_string(), String::new())];
+        while let Some((src, real, dst, inner)) = stack.pop() {
+            let dir = self.root.dir.join(&real);
             let mut names: Vec<String> = Vec::new();
             for e in fs_err::read_dir(&dir)? {
                 names.push(e?.file_name().to_string_lossy().into_owned());
@@ -185,6 +190,7 @@ impl Walker<'_, '_> {
             names.sort();
             for name in names {
                 let child_src = join(&src, &name);
+                let child_real = join(&real, &name);
                 let child_inner = join(&inner, &name);
                 if let Some(ig) = self.root.ignore
                     && ig.is_excluded(&child_src).map_err(ignore_error)?
@@ -194,7 +200,7 @@ impl Walker<'_, '_> {
                     }
                     // A `!` exception may re-include something below: descend but skip the entry.
                     if std::fs::symlink_metadata(dir.join(&name))?.is_dir() && !ig.can_skip_dir(&child_src) {
-                        stack.push((child_src, join(&dst, &name), child_inner));
+                        stack.push((child_src, child_real, join(&dst, &name), child_inner));
                     }
                     continue;
                 }
@@ -207,9 +213,9 @@ impl Walker<'_, '_> {
                 }
                 let child_dst = join(&dst, &name);
                 let is_dir = std::fs::symlink_metadata(dir.join(&name))?.is_dir();
-                self.one(&child_src, &child_dst, false)?;
+                self.one(&child_real, &child_dst, false)?;
                 if is_dir {
-                    stack.push((child_src, child_dst, child_inner));
+                    stack.push((child_src, child_real, child_dst, child_inner));
                 }
             }
         }
@@ -217,7 +223,8 @@ impl Walker<'_, '_> {
     }
 
     /// Adds one entry. `follow`: the top-level source is followed if it is a symlink (within the
-    /// root); anything found while walking is copied as it is.
+    /// root); anything found while walking is copied as it is, and named by `rel` with its
+    /// directory already resolved.
     fn one(&mut self, rel: &str, to: &str, follow: bool) -> Result<()> {
         let path = if follow { resolve_in_root(self.root.dir, rel)? } else { self.root.dir.join(rel) };
         let md = std::fs::symlink_metadata(&path)?;

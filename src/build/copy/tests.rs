@@ -184,6 +184,13 @@ fn symlinks_stay_inside_the_root() {
     // A top-level symlink source is followed (within the root) and copied as the file it names.
     let e = f.collect(&["main-link"], "/m", None).expect("ok");
     assert_eq!(e["m"].meta.kind, Kind::File);
+    // A directory named through an absolute symlink is read inside the root, children
+    // included: never the host's /etc/passwd.
+    f.file("etc/passwd", "inside the root");
+    let e = f.collect(&["etc-link/"], "/d/", None).expect("ok");
+    let Content::File(path) = &e["d/passwd"].content else { panic!("not a file: {e:?}") };
+    assert!(path.starts_with(f.dir.path()), "{}", path.display());
+    assert_eq!(fs_err::read_to_string(path).expect("read"), "inside the root");
     // Symlinks found while walking a directory are copied as symlinks.
     let e = f.collect(&["."], "/all/", None).expect("ok");
     assert_eq!(e["all/etc-link"].meta.kind, Kind::Symlink("/etc".into()));
