@@ -400,14 +400,18 @@ fn rfc3339(t: SystemTime) -> String {
     format!("{}.{:03}Z", secs.trim_end_matches('Z'), d.subsec_millis())
 }
 
+/// Writes `lines` to stderr in one call: stderr is unbuffered, and `writeln!` would make a system
+/// call per piece (a JSON event was ~100), and one write keeps a line whole beside other writers.
 fn write_lines(lines: &[String]) {
     if lines.is_empty() {
         return;
     }
-    let mut err = std::io::stderr().lock();
+    let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for l in lines {
-        let _ = writeln!(err, "{l}");
+        text.push_str(l);
+        text.push('\n');
     }
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// `--progress=plain`.
@@ -434,7 +438,7 @@ impl Reporter for Json {
     fn event(&self, e: &Event<'_>) {
         let Ok(mut core) = self.0.lock() else { return };
         if let Some(v) = core.json(e) {
-            let _ = writeln!(std::io::stderr().lock(), "{v}");
+            write_lines(&[v.to_string()]);
         }
     }
 }
