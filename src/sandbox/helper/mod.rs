@@ -194,6 +194,8 @@ struct Ctx {
     /// Snapshots made as another snapshot plus a delta (see `snapshots::Derived`).
     derived: PathBuf,
     runs: PathBuf,
+    /// One lock file per snapshot being made, so helpers never extract the same one at once.
+    locks: PathBuf,
     caches: PathBuf,
     /// Copy snapshotter: the trees of recent steps, by chain id, for the next step to take.
     trees: PathBuf,
@@ -232,6 +234,7 @@ impl Ctx {
             snapshots: dir("snapshots")?,
             derived: dir("derived")?,
             runs: dir("runs")?,
+            locks: dir("locks")?,
             caches: dir("cache")?,
             trees: dir("trees")?,
             owners: dir("owners")?,

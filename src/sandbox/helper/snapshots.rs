@@ -119,25 +119,55 @@ impl Ctx {
                 paths.push(path);
                 continue;
             }
-            if let Some(pair) = self.derived_snapshot(id) {
-                paths.extend(pair);
-                continue;
-            }
-            if let Some(pair) = self.derive(&layers[..i], layer, &paths, out) {
-                paths.extend(pair);
-                continue;
-            }
-            let name = self.next_name("snap");
-            let tmp = self.runs.join(name);
-            fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
-            let reader = self.open(layer)?;
-            let r = self.extract(layer, reader, &paths, &tmp, out);
-            let r = r.and_then(|()| rename_into_place(&tmp.join("upper"), &path));
-            let _ = std::fs::remove_dir_all(&tmp);
-            r?;
-            paths.push(path);
+            // Another helper (a stage built beside this one, or another build) may be making the
+            // same snapshot — two stages FROM one base do at once: wait for it, then use it,
+            // rather than doing the same work twice on the same cores. The lock only saves work:
+            // a snapshot appears by an atomic rename either way.
+            let lock = self.locks.join(id);
+            let held = crate::store::Lock::exclusive(&lock).map_err(|e| e.to_string())?;
+            let made = self.make_snapshot(&layers[..i], layer, id, &path, &mut paths, out);
+            // Removed while held: a helper that waited on it finds the snapshot made and takes it.
+            let _ = std::fs::remove_file(&lock);
+            drop(held);
+            made?;
         }
         Ok(paths)
+    }
+
+    /// Adds the snapshot directories of `layer` (over `parent`, whose directories are `paths`),
+    /// chain id `id`, to `paths`: one another helper made meanwhile, a derived one, or `layer`
+    /// extracted whole into `path`.
+    fn make_snapshot(
+        &mut self,
+        parent: &[LayerRef],
+        layer: &LayerRef,
+        id: &str,
+        path: &Path,
+        paths: &mut Vec<PathBuf>,
+        out: &mut impl Write,
+    ) -> Result<(), String> {
+        if path.is_dir() {
+            paths.push(path.to_path_buf());
+            return Ok(());
+        }
+        if let Some(pair) = self.derived_snapshot(id) {
+            paths.extend(pair);
+            return Ok(());
+        }
+        if let Some(pair) = self.derive(parent, layer, paths, out) {
+            paths.extend(pair);
+            return Ok(());
+        }
+        let name = self.next_name("snap");
+        let tmp = self.runs.join(name);
+        fs_err::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+        let reader = self.open(layer)?;
+        let r = self.extract(layer, reader, paths, &tmp, out);
+        let r = r.and_then(|()| rename_into_place(&tmp.join("upper"), path));
+        let _ = std::fs::remove_dir_all(&tmp);
+        r?;
+        paths.push(path.to_path_buf());
+        Ok(())
     }
 
     /// The two directories of derived snapshot `id` (its base's snapshot, then its delta), when it
