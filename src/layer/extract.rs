@@ -63,6 +63,8 @@ pub struct ApplyReport {
     /// (volume labels, multi-volume parts, unknown type flags) and AUFS `.wh..wh.*` metadata.
     /// Hostile names are not listed here: they fail the apply with [`ExtractError::UnsafePath`].
     pub skipped_unsafe: Vec<String>,
+    /// Files [`apply_layer_selected`] was told to leave out.
+    pub unselected: u64,
 }
 
 /// Why a layer could not be applied. Each variant names the entry or file concerned.
@@ -89,6 +91,15 @@ pub enum ExtractError {
     SymlinkLoop {
         /// The entry name.
         path: String,
+    },
+    /// [`apply_layer_selected`]: an entry's path goes through a symlink the selection left out,
+    /// so where it lands cannot be known from the files written.
+    #[error("{path:?} goes through the symlink {link:?}, which was not selected")]
+    Unselected {
+        /// The entry name.
+        path: String,
+        /// The symlink left out.
+        link: String,
     },
     /// A parent component of an entry exists and is neither a directory nor a symlink to one.
     #[error("{path:?}: parent {parent:?} is not a directory")]
@@ -138,6 +149,36 @@ pub fn apply_layer(
     root: &Path,
     opts: ApplyOptions,
 ) -> Result<ApplyReport, ExtractError> {
+    apply_layer_selected(tar_stream, root, opts, &mut Selection::new(&|_| true))
+}
+
+/// What [`apply_layer_selected`] writes, over the layers of one tree.
+pub struct Selection<'k> {
+    keep: &'k dyn Fn(&Path) -> bool,
+    /// Symlinks left out so far, by resolved path: no later entry may go through one.
+    left_out: HashSet<PathBuf>,
+}
+
+impl<'k> Selection<'k> {
+    /// The entries whose resolved paths (relative to the root) `keep` accepts.
+    pub fn new(keep: &'k dyn Fn(&Path) -> bool) -> Selection<'k> {
+        Selection { keep, left_out: HashSet::new() }
+    }
+}
+
+/// [`apply_layer`], writing only what `selection` keeps (give each layer of a tree the same
+/// one): an entry other than a directory is skipped unless it accepts its resolved path (relative to the root), and what a lower layer left
+/// there is removed, as writing it would have. Directories are always written. A caller that
+/// selects the symlinks its paths go through gets those paths resolving as in the whole tree;
+/// an entry whose own path goes through a symlink left out fails with
+/// [`ExtractError::Unselected`] rather than land elsewhere. That is what lets a caller read a few
+/// files of a big filesystem (`COPY --from`) without writing the rest.
+pub fn apply_layer_selected(
+    tar_stream: impl Read,
+    root: &Path,
+    opts: ApplyOptions,
+    selection: &mut Selection<'_>,
+) -> Result<ApplyReport, ExtractError> {
     match fs::symlink_metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(io_err("open root", root, io::Error::from_raw_os_error(nix::libc::ENOTDIR))),
@@ -146,6 +187,7 @@ pub fn apply_layer(
     let mut x = Extractor {
         root,
         opts,
+        selection,
         report: ApplyReport::default(),
         touched: HashSet::new(),
         dirs: HashMap::new(),
@@ -344,9 +386,11 @@ struct Attrs {
     mtime: (i64, u32),
 }
 
-struct Extractor<'r> {
+struct Extractor<'r, 's> {
     root: &'r Path,
     opts: ApplyOptions,
+    /// Which entries to write (see [`apply_layer_selected`]).
+    selection: &'r mut Selection<'s>,
     report: ApplyReport,
     /// Paths (relative, resolved) this layer wrote, and all their ancestors: whiteouts and opaque
     /// markers only remove what the lower layers put there.
@@ -355,7 +399,7 @@ struct Extractor<'r> {
     dirs: HashMap<PathBuf, DirMeta>,
 }
 
-impl Extractor<'_> {
+impl Extractor<'_, '_> {
     fn apply_entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -398,7 +442,20 @@ impl Extractor<'_> {
                 let parent = self
                     .resolve_dir(&comps, true, name)?
                     .ok_or_else(|| invalid(name, "parent directory could not be created"))?;
-                self.write_entry(entry, &parent.join(OsStr::from_bytes(last)), name)?;
+                let rel = parent.join(OsStr::from_bytes(last));
+                if ty != EntryType::Directory && !(self.selection.keep)(&rel) {
+                    let abs = self.root.join(&rel);
+                    if let Some(meta) = lstat(&abs)? {
+                        remove_any(&abs, &meta)?;
+                    }
+                    if ty == EntryType::Symlink {
+                        self.selection.left_out.insert(rel);
+                    }
+                    self.report.unselected += 1;
+                    return Ok(());
+                }
+                self.selection.left_out.remove(&rel);
+                self.write_entry(entry, &rel, name)?;
             }
         }
         Ok(())
@@ -435,6 +492,12 @@ impl Extractor<'_> {
                 Step::NotDir(c) if create => {
                     let parent = String::from_utf8_lossy(&walk.child(&c)).into_owned();
                     return Err(ExtractError::NotADirectory { path: name.to_string(), parent });
+                }
+                Step::Missing(c)
+                    if self.selection.left_out.contains(Path::new(OsStr::from_bytes(&walk.child(&c)))) =>
+                {
+                    let link = String::from_utf8_lossy(&walk.child(&c)).into_owned();
+                    return Err(ExtractError::Unselected { path: name.to_string(), link });
                 }
                 Step::Missing(c) if create => {
                     let rel = PathBuf::from(OsStr::from_bytes(&walk.child(&c)));

@@ -10,7 +10,8 @@
 //! Keys are normalised relative paths: no leading `/`, no trailing `/`, no `.` components; the
 //! root is `""`. Names that are not UTF-8 are stored lossily (U+FFFD).
 
-use std::collections::{BTreeMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::io::{self, Read};
 use std::ops::Bound;
@@ -144,6 +145,21 @@ impl Tree for FsIndex {
     }
 }
 
+/// The index as a [`Tree`] that notes every key it is asked about.
+struct Recording<'a> {
+    index: &'a FsIndex,
+    seen: RefCell<BTreeSet<String>>,
+}
+
+impl Tree for Recording<'_> {
+    type Error = Infallible;
+
+    fn node(&self, rel: &[u8]) -> Result<Node, Infallible> {
+        self.seen.borrow_mut().insert(lossy(rel));
+        self.index.node(rel)
+    }
+}
+
 /// Runs `walk` over the index as far as it goes.
 fn advance(index: &FsIndex, walk: &mut Walk, last_any: bool) -> Step {
     let Ok(step) = walk.advance(index, last_any);
@@ -231,6 +247,20 @@ impl FsIndex {
     pub fn resolve(&self, path: &str) -> Option<String> {
         let mut w = Walk::new(path.as_bytes());
         match advance(self, &mut w, true) {
+            Step::Done => Some(lossy(w.resolved())),
+            _ => None,
+        }
+    }
+
+    /// [`resolve`](FsIndex::resolve), also putting into `seen` every key the walk looked at:
+    /// the directories passed and the symlinks followed, which a tree must hold for `path` to
+    /// resolve in it as it does here.
+    pub fn resolve_recording(&self, path: &str, seen: &mut BTreeSet<String>) -> Option<String> {
+        let recording = Recording { index: self, seen: RefCell::new(std::mem::take(seen)) };
+        let mut w = Walk::new(path.as_bytes());
+        let Ok(step) = w.advance(&recording, true);
+        *seen = recording.seen.into_inner();
+        match step {
             Step::Done => Some(lossy(w.resolved())),
             _ => None,
         }
