@@ -271,6 +271,61 @@ impl Walker<'_, '_> {
     }
 }
 
+/// The index keys a COPY of `sources` from a filesystem indexed by `index` reads (see
+/// [`collect`]): what resolving each source's literal part visits, everything under what it names
+/// (and, below a wildcard, what a matching symlink names, since a match is followed), the targets
+/// of hard links among them, and the ancestors of all. A tree holding these and every directory
+/// and symlink gives `collect` the same answer as the whole tree. `None` when a source is the
+/// root itself: that is the whole tree.
+pub fn selection(index: &FsIndex, sources: &[String]) -> Option<std::collections::BTreeSet<String>> {
+    let mut keys = std::collections::BTreeSet::new();
+    let subtree = |top: &str, keys: &mut std::collections::BTreeSet<String>| {
+        for (k, m) in index.walk(top) {
+            keys.insert(k.to_string());
+            if let Kind::Hardlink(target) = &m.kind {
+                keys.insert(target.clone());
+            }
+        }
+    };
+    for src in sources {
+        let pattern = clean(src);
+        let segments: Vec<&str> = pattern.split('/').collect();
+        let first_wild = segments.iter().position(|s| glob::has_meta(s));
+        let base = first_wild.map_or(pattern.clone(), |i| segments[..i].join("/"));
+        if base.is_empty() {
+            return None;
+        }
+        // A source that is not there is left for `collect` to report.
+        let Some(top) = index.resolve_recording(&base, &mut keys) else { continue };
+        subtree(&top, &mut keys);
+        if let Some(i) = first_wild {
+            let depth = segments.len() - i;
+            let matches: Vec<String> = index
+                .walk(&top)
+                .filter(|(k, m)| {
+                    let below = if top.is_empty() {
+                        k.split('/').count()
+                    } else {
+                        k[top.len()..].matches('/').count()
+                    };
+                    matches!(m.kind, Kind::Symlink(_)) && below == depth
+                })
+                .map(|(k, _)| k.to_string())
+                .collect();
+            for k in matches {
+                if let Some(found) = index.resolve_recording(&k, &mut keys) {
+                    subtree(&found, &mut keys);
+                }
+            }
+        }
+    }
+    let ancestors: Vec<String> =
+        keys.iter().flat_map(|k| k.match_indices('/').map(|(i, _)| k[..i].to_string())).collect();
+    keys.extend(ancestors);
+    keys.insert(String::new());
+    Some(keys)
+}
+
 /// The sources a pattern names, relative to the root, sorted. As fsutil's `ResolveWildcards`:
 /// the segments before the first one with an unescaped wildcard are a literal path (followed
 /// inside the root), the rest is matched segment by segment (Go `path.Match`, `\\` escapes) below

@@ -211,11 +211,24 @@ fn source_entries(
     let mut image = None;
     let failed = failed(c, pos);
     if let Some((src, name)) = from_stage(b, c, done, &mut image, pos)? {
-        let dir = src.rootfs(b)?;
-        let index = src.index(b)?;
-        let root = SourceRoot { dir: &dir, index: Some(index), ignore: None, name };
+        src.index(b)?;
         let target = out.index(b)?;
-        let entries = copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp);
+        let src = &*src;
+        let index = src.made_index().ok_or_else(|| BuildError::Internal("no index".into()))?;
+        let collect = |dir: &Path| {
+            let root = SourceRoot { dir, index: Some(index), ignore: None, name: name.clone() };
+            copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp)
+        };
+        // Only the paths the sources name are extracted, unless they name the whole tree. Should
+        // that fail, or the tree not answer as the whole one would (`selection`'s reading of the
+        // index and the walk in `collect` disagree), the whole tree answers instead.
+        let selected = copy::selection(index, sources)
+            .and_then(|keys| src.selected_files(b, &keys).ok())
+            .map(|dir| collect(&dir));
+        let entries = match selected {
+            Some(Ok(entries)) => Ok(entries),
+            _ => collect(&src.rootfs(b)?),
+        };
         // An image (unlike a stage) lives only for this step, but the entries point at its
         // extracted files: they must outlive it until the layer is written.
         if let Some(image) = image.take() {

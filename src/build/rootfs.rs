@@ -15,7 +15,7 @@ use super::progress::Event;
 use super::{BuildError, Builder};
 use crate::cache::CacheKey;
 use crate::image::manifest::Image;
-use crate::layer::extract::{ApplyOptions, apply_layer};
+use crate::layer::extract::{ApplyOptions, Selection, apply_layer, apply_layer_selected};
 use crate::layer::index::{FsIndex, Kind};
 use crate::layer::open_layer;
 use crate::store::Store;
@@ -42,6 +42,9 @@ pub struct StageOut {
     rootfs: Arc<OnceLock<tempfile::TempDir>>,
     /// Whether a step of this stage ran in this build (was not taken from the cache).
     pub ran: bool,
+    /// How many of the layers are the base image's: that chain's index is worth keeping too,
+    /// as other stages start from the same base.
+    base_layers: usize,
 }
 
 fn index_dir(store: &Store) -> PathBuf {
@@ -51,7 +54,8 @@ fn index_dir(store: &Store) -> PathBuf {
 impl StageOut {
     /// A stage starting from `image`, whose filesystem has cache key `key`.
     pub fn new(image: Image, key: CacheKey) -> StageOut {
-        StageOut { image, key, index: None, rootfs: Arc::new(OnceLock::new()), ran: false }
+        let base_layers = image.layers.len();
+        StageOut { image, key, index: None, rootfs: Arc::new(OnceLock::new()), ran: false, base_layers }
     }
 
     /// A new stage starting where this one ends (`FROM stage`): same image, key and index, its own
@@ -102,10 +106,13 @@ impl StageOut {
                 break;
             }
         }
-        for layer in &self.image.layers[start..] {
+        for (i, layer) in self.image.layers.iter().enumerate().skip(start) {
             index
                 .apply_tar(open_layer(b.store, layer)?)
                 .map_err(|e| BuildError::Internal(format!("reading layer {}: {e}", layer.digest)))?;
+            if i + 1 == self.base_layers && i + 1 < chain.len() {
+                keep(b.store, &index, &chain[i]);
+            }
         }
         if let Some(id) = chain.last().filter(|_| start < chain.len()) {
             keep(b.store, &index, id);
@@ -140,6 +147,39 @@ impl StageOut {
             .get()
             .map(|d| d.path().join("root"))
             .ok_or_else(|| BuildError::Internal("the stage's files were not kept".into()))
+    }
+
+    /// The stage's directories, and of its other entries only those whose paths are in `keys`
+    /// (see [`copy::selection`](super::copy::selection)), extracted into a new directory the
+    /// builder removes at the end of the build: what a `COPY --from` of a few paths reads,
+    /// without writing the rest of the stage.
+    pub fn selected_files(
+        &self,
+        b: &Builder<'_>,
+        keys: &std::collections::BTreeSet<String>,
+    ) -> Result<PathBuf, BuildError> {
+        let dir = b.store.temp_dir("files-")?;
+        let root = dir.path().join("root");
+        fs_err::create_dir(&root)?;
+        b.keep_temp(dir.keep());
+        let keep = |rel: &std::path::Path| rel.to_str().is_some_and(|r| keys.contains(r));
+        let mut selection = Selection::new(&keep);
+        for layer in &self.image.layers {
+            let reader = open_layer(b.store, layer)?;
+            apply_layer_selected(
+                reader,
+                &root,
+                ApplyOptions { chown: false, devices: false },
+                &mut selection,
+            )
+            .map_err(|e| BuildError::Internal(format!("extracting layer {}: {e}", layer.digest)))?;
+        }
+        Ok(root)
+    }
+
+    /// The filesystem index, if made (see [`index`](StageOut::index)).
+    pub fn made_index(&self) -> Option<&FsIndex> {
+        self.index.as_ref()
     }
 
     /// Hands the extracted files (if any) to the builder, which removes them at the end of the

@@ -211,3 +211,158 @@ fn parents_excludes_chown_chmod() {
     let e = f.collect_with(&["src"], "/s", None, &Ownership::default(), false, &["*.md", "lib"]).expect("ok");
     assert_eq!(keys(&e), ["s", "s/main.rs"]);
 }
+
+/// A layer tar from `(name, kind)` entries: `f:BODY` a file, `d` a directory, `l:TARGET` a
+/// symlink, `h:TARGET` a hard link.
+fn layer_tar(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, what) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(1);
+        h.set_uid(0);
+        h.set_gid(0);
+        let (kind, arg) = what.split_once(':').unwrap_or((what, ""));
+        match kind {
+            "f" => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(arg.len() as u64);
+                b.append_data(&mut h, name, arg.as_bytes()).expect("file");
+            }
+            "d" => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, name, std::io::empty()).expect("dir");
+            }
+            "l" | "h" => {
+                h.set_entry_type(if kind == "l" { tar::EntryType::Symlink } else { tar::EntryType::Link });
+                h.set_size(0);
+                b.append_link(&mut h, name, arg).expect("link");
+            }
+            _ => panic!("unknown kind {kind}"),
+        }
+    }
+    b.into_inner().expect("tar")
+}
+
+/// COPY --from of a few paths reads a tree holding only what [`selection`] names (plus every
+/// directory and symlink) and gets exactly what the whole tree gives: through symlinked
+/// directories, absolute and chained links, wildcards matching symlinks, hard links, whiteouts.
+#[test]
+fn a_selected_tree_copies_as_the_whole_tree() {
+    use crate::layer::extract::{ApplyOptions, Selection, apply_layer, apply_layer_selected};
+    let layers = [
+        layer_tar(&[
+            ("app/", "d"),
+            ("app/bin/", "d"),
+            ("app/bin/x", "f:x-binary"),
+            ("app/bin/y", "h:app/bin/x"),
+            ("app/lib/", "d"),
+            ("app/lib/a.so", "f:a"),
+            ("app/lib/old.so", "f:old"),
+            ("app/current", "l:lib"),
+            ("usr/local/bin/tool", "f:tool-1"),
+            ("bin", "l:usr/local/bin"),
+            ("abs", "l:/app"),
+            ("data/a.txt", "f:a"),
+            ("data/b.md", "f:b"),
+            ("data/link.txt", "l:/app/bin/x"),
+            ("chain1", "l:chain2"),
+            ("chain2", "l:/data"),
+            ("big/unrelated", "f:never read"),
+            ("swap/", "d"),
+            ("swap/inner", "f:gone later"),
+        ]),
+        layer_tar(&[
+            ("app/lib/.wh.old.so", "f:"),
+            ("usr/local/bin/tool", "f:tool-2"),
+            ("app/lib/new.so", "f:new"),
+            ("swap", "f:a file now"),
+        ]),
+    ];
+    let mut index = FsIndex::new();
+    for l in &layers {
+        index.apply_tar(&l[..]).expect("index");
+    }
+    let whole = tempfile::tempdir().expect("tempdir");
+    for l in &layers {
+        apply_layer(&l[..], whole.path(), ApplyOptions::default()).expect("extract");
+    }
+    let target = FsIndex::new();
+    let run = |dir: &Path, sources: &[String]| {
+        let root = SourceRoot { dir, index: Some(&index), ignore: None, name: "stage s".into() };
+        let entries = collect(&root, sources, "/out/", &target, &Ownership::default(), false, &[], None)?;
+        // The same entries, whichever tree their content is read from.
+        Ok::<_, CopyError>(
+            entries
+                .into_iter()
+                .map(|(k, e)| {
+                    let content = match e.content {
+                        Content::File(p) => fs_err::read_to_string(p).expect("read"),
+                        _ => String::new(),
+                    };
+                    (k, e.meta, content)
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let cases: &[&[&str]] = &[
+        &["/app/bin/x"],
+        &["/bin/tool"],
+        &["/abs/current/"],
+        &["/app/bin/y"],
+        &["/chain1"],
+        &["/data/*.txt"],
+        &["/chain1/*.md", "/app/lib"],
+        &["/app/../abs/bin/./x"],
+    ];
+    for sources in cases {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let keys = selection(&index, &sources).expect("some paths");
+        assert!(!keys.contains("big/unrelated"), "{sources:?} selects only what it reads: {keys:?}");
+        let part = tempfile::tempdir().expect("tempdir");
+        let keep = |rel: &Path| rel.to_str().is_some_and(|r| keys.contains(r));
+        let mut chosen = Selection::new(&keep);
+        for l in &layers {
+            apply_layer_selected(&l[..], part.path(), ApplyOptions::default(), &mut chosen).expect("extract");
+        }
+        assert!(!part.path().join("big/unrelated").exists());
+        // A directory a lower layer made, replaced by a file that is not selected, is gone.
+        assert!(!part.path().join("swap").exists());
+        let expected = run(whole.path(), &sources).unwrap_or_else(|e| panic!("{sources:?}: {e}"));
+        assert!(!expected.is_empty(), "{sources:?}");
+        assert_eq!(run(part.path(), &sources).expect("the selected tree copies"), expected, "{sources:?}");
+    }
+    // A missing source selects nothing for it; the copy fails as it would on the whole tree.
+    let missing = vec!["/nope".to_string()];
+    let keys = selection(&index, &missing).expect("a path");
+    let part = tempfile::tempdir().expect("tempdir");
+    let keep = |rel: &Path| rel.to_str().is_some_and(|r| keys.contains(r));
+    let mut chosen = Selection::new(&keep);
+    for l in &layers {
+        apply_layer_selected(&l[..], part.path(), ApplyOptions::default(), &mut chosen).expect("extract");
+    }
+    assert!(matches!(run(part.path(), &missing), Err(CopyError::NotFound(_))));
+    // A layer writing through a symlink the selection left out cannot be extracted in part:
+    // the caller is told, and extracts the whole tree instead.
+    let through =
+        [layer_tar(&[("usr/lib/", "d"), ("lib", "l:usr/lib")]), layer_tar(&[("lib/foo.so", "f:foo")])];
+    let mut index = FsIndex::new();
+    for l in &through {
+        index.apply_tar(&l[..]).expect("index");
+    }
+    let keys = selection(&index, &["/usr/lib/foo.so".to_string()]).expect("a path");
+    assert!(keys.contains("usr/lib/foo.so") && !keys.contains("lib"), "{keys:?}");
+    let part = tempfile::tempdir().expect("tempdir");
+    let keep = |rel: &Path| rel.to_str().is_some_and(|r| keys.contains(r));
+    let mut chosen = Selection::new(&keep);
+    apply_layer_selected(&through[0][..], part.path(), ApplyOptions::default(), &mut chosen)
+        .expect("extract");
+    let err = apply_layer_selected(&through[1][..], part.path(), ApplyOptions::default(), &mut chosen)
+        .expect_err("a path through a symlink left out");
+    assert!(matches!(err, crate::layer::extract::ExtractError::Unselected { .. }), "{err}");
+    // The root is the whole tree.
+    assert_eq!(selection(&index, &["/".to_string()]), None);
+    assert_eq!(selection(&index, &["/app".to_string(), ".".to_string()]), None);
+}
