@@ -3,7 +3,8 @@
 # README.md), in one run, alternating builders. Run by hand as root; never by CI.
 #
 # What it measures, per workload and scenario, for each builder:
-#   cold    a build from fresh state (hako: a new --root; buildah: `rmi -a -f`, cache mounts removed;
+#   cold    a build from fresh state (hako: a new --root, the old one moved aside and removed between
+#           workloads, see retire(); buildah: `rmi -a -f`, cache mounts removed;
 #           BuildKit: `docker builder prune -af` and its images removed). Includes getting the base.
 #   noop    the same build again on the state the cold build left (a step cache makes every step a hit).
 #   change  after one input changed (copy-many: a file in src/; deps-then-src: src/mod0.txt;
@@ -48,6 +49,12 @@
 #                         starts are stopped when it exits)
 #   HAKO=/path/to/hako    (default target/release/hako, built with `cargo build --release` if missing)
 #   BENCH_USER=hakotest   run hako rootless as that user (scripts/test-user.sh creates hakotest)
+#   BENCH_SETTLE=SECONDS  before each run of a cold scenario, make every builder's fresh state
+#                         first, then wait this long (default 0: each builder's just before its
+#                         build). ext4 reuses no inode within 60 s of its deletion, so a build
+#                         right after a prune that deleted thousands of files creates its own
+#                         files slowly (copy-many's RUN: 0.3 s settled, up to 1.7 s not);
+#                         BENCH_SETTLE=60 measures the builders, not the pruning before them
 #   BENCH_WORK=DIR        scratch directory (default /var/tmp/hako-bench/run; emptied first)
 #   BENCH_SHARED=DIR      the workloads (default ../shared/bench next to the repository)
 #   BENCH_KEEP=1          keep the builders' stores and outputs in BENCH_WORK after the run
@@ -64,6 +71,8 @@ work=${BENCH_WORK:-/var/tmp/hako-bench/run}
 shared=${BENCH_SHARED:-$repo/../shared/bench}
 [[ -d $shared ]] || shared=/work/shared/bench
 bench_user=${BENCH_USER:-}
+settle=${BENCH_SETTLE:-0}
+declare -A prepared=()
 peers_sh=$repo/scripts/bench-peers.sh
 debian_layout=/var/cache/hako-test/debian-bookworm
 
@@ -75,6 +84,7 @@ die() {
 
 [[ $(id -u) -eq 0 ]] || die "run as root (the peers need it; BENCH_USER=hakotest benchmarks hako rootless)"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive number, not '$runs'"
+[[ $settle =~ ^[0-9]+$ ]] || die "BENCH_SETTLE must be a number of seconds, not '$settle'"
 [[ -x $shared/make-contexts.sh ]] || die "no workloads at $shared (set BENCH_SHARED)"
 for w in "${workloads[@]}"; do
   [[ ,$all_workloads, == *,$w,* ]] || die "unknown workload '$w' (known: $all_workloads)"
@@ -161,7 +171,7 @@ cleanup() {
     if [[ -d $work/buildah/root ]]; then
       buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot" rmi -a -f >/dev/null 2>&1 || true
     fi
-    rm -rf "$work/hako" "$work/buildah" "$work/out"
+    rm -rf "$work/hako" "$work/buildah" "$work/out" "$work/trash"
   fi
   exit "$rc"
 }
@@ -273,20 +283,65 @@ measure() {
   return "$rc"
 }
 
-# build BUILDER WORKLOAD SCENARIO RUN: one measured build; appends a line to $results.
+# retire DIR: moves a store out of the way for a cold build, to be removed between workloads
+# (empty_trash). Removing thousands of files just before a build makes the build's own file
+# creation slow: ext4 does not reuse an inode within a minute of its deletion (`recently_deleted`),
+# and the allocator favours exactly the groups just emptied (copy-many's RUN took 0.3 s after a
+# quiet minute, 1.7 s on the fifth cold run in a row). That is the benchmark's cost, not the
+# builder's. Trash past 4 GiB (big-layer: few, big files) is removed at once.
+retire() {
+  [[ -e $1 ]] || return 0
+  mkdir -p "$work/trash"
+  mv "$1" "$work/trash/$(date +%s%N)"
+  if (($(du -sk "$work/trash" | cut -f1) > 4 * 1024 * 1024)); then
+    empty_trash
+  fi
+}
+empty_trash() {
+  rm -rf "$work/trash"
+  sync
+}
+
+# prepare_cold BUILDER WORKLOAD SCENARIO: the fresh state a cold build starts from (see the top).
+prepare_cold() {
+  local b=$1 w=$2 s=$3
+  case $b in
+  hako)
+    retire "$work/hako/store"
+    mkdir -p "$work/hako/store"
+    [[ -z $bench_user ]] || chown "$bench_user:" "$work/hako/store"
+    ;;
+  buildah)
+    [[ $s == cold ]] || return 0
+    local -a bh=(buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot")
+    "${bh[@]}" rm -a >/dev/null 2>&1 || true
+    "${bh[@]}" rmi -a -f >/dev/null 2>&1 || true
+    rm -rf "$work/buildah/tmp"
+    ;;
+  buildkit)
+    [[ $s == cold ]] || return 0
+    "$DOCKER_CLI" image rm -f "bench/$w" >/dev/null 2>&1 || true
+    "$DOCKER_CLI" image prune -af >/dev/null 2>&1 || true
+    "$DOCKER_CLI" builder prune -af >/dev/null 2>&1 || true
+    ;;
+  esac
+}
+
+# build BUILDER WORKLOAD SCENARIO RUN: one measured build; appends a line to $results. A cold
+# scenario starts from prepare_cold's state, made here unless the caller made it already
+# (prepared[BUILDER], see BENCH_SETTLE).
 build() {
   local b=$1 w=$2 s=$3 r=$4 ctx=$work/ctx/$2 logf=$work/logs/$2.$3.$1.$4.log rc=0
   local -a cmd
+  if [[ $s == cold* && -z ${prepared[$b]:-} ]]; then
+    prepare_cold "$b" "$w" "$s"
+  fi
+  unset 'prepared[$b]'
   case $b in
   hako)
     local store=$work/hako/store
     local -a as=() # how hako runs: as the caller, or rootless as BENCH_USER
     [[ -z $bench_user ]] || as=(runuser -u "$bench_user" --)
-    if [[ $s == cold* ]]; then
-      rm -rf "$store"
-      mkdir -p "$store"
-      [[ -z $bench_user ]] || chown "$bench_user:" "$store"
-    fi
     if [[ $s == push ]]; then
       "${as[@]}" "$hako" tag --root "$store" "bench/$w" "$(push_name hako "$r")" >"$logf" 2>&1 || rc=$?
       cmd=("$hako" push --root "$store" "$(push_name hako "$r")")
@@ -308,11 +363,6 @@ build() {
     ;;
   buildah)
     local -a bh=(buildah --root "$work/buildah/root" --runroot "$work/buildah/runroot")
-    if [[ $s == cold ]]; then
-      "${bh[@]}" rm -a >/dev/null 2>&1 || true
-      "${bh[@]}" rmi -a -f >/dev/null 2>&1 || true
-      rm -rf "$work/buildah/tmp"
-    fi
     mkdir -p "$work/buildah/tmp"
     if [[ $s == push ]]; then
       cmd=(env TMPDIR="$work/buildah/tmp" "${bh[@]}" push --tls-verify=false "bench/$w"
@@ -324,11 +374,6 @@ build() {
     measure "$logf" -- "${cmd[@]}" || rc=$?
     ;;
   buildkit)
-    if [[ $s == cold ]]; then
-      "$DOCKER_CLI" image rm -f "bench/$w" >/dev/null 2>&1 || true
-      "$DOCKER_CLI" image prune -af >/dev/null 2>&1 || true
-      "$DOCKER_CLI" builder prune -af >/dev/null 2>&1 || true
-    fi
     if [[ $s == push ]]; then
       "$DOCKER_CLI" tag "bench/$w" "$(push_name buildkit "$r")" >"$logf" 2>&1 || rc=$?
       cmd=("$DOCKER_CLI" push "$(push_name buildkit "$r")")
@@ -449,6 +494,19 @@ for w in "${workloads[@]}"; do
     declare -A ok=()
     for s in "${scen[@]}"; do
       [[ $s == change ]] && change_input "$w" "$r"
+      if [[ $s == cold* ]] && ((settle > 0)); then
+        # Every builder's fresh state first, then a pause: no build runs within a minute of
+        # thousands of deletions, whoever made them (see retire).
+        for ((i = 0; i < nb; i++)); do
+          b=${builders[i]}
+          if measured_in "$s" "$b"; then
+            prepare_cold "$b" "$w" "$s"
+            prepared[$b]=1
+          fi
+        done
+        sync
+        sleep "$settle"
+      fi
       for ((i = 0; i < nb; i++)); do
         b=${builders[(i + r - 1) % nb]}
         measured_in "$s" "$b" || continue
@@ -466,6 +524,7 @@ for w in "${workloads[@]}"; do
     done
     unset ok
   done
+  empty_trash
 done
 
 # --- the table ----------------------------------------------------------------------------------
