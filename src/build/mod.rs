@@ -438,9 +438,14 @@ pub struct Bases<'a> {
 
 /// The layers of one pulled image, coming on their own thread.
 struct LayerPull {
-    thread: Mutex<Option<std::thread::JoinHandle<Result<(), BaseError>>>>,
-    result: OnceLock<Result<(), BaseError>>,
+    thread: Mutex<Option<std::thread::JoinHandle<Pulled>>>,
+    result: OnceLock<Pulled>,
+    /// A `FROM` has claimed showing this pull (stages on one base share BuildKit's vertex).
+    shown: std::sync::atomic::AtomicBool,
 }
+
+/// The blobs a layer pull fetched, or why it failed.
+type Pulled = Result<Vec<crate::registry::Fetched>, BaseError>;
 
 impl LayerPull {
     /// Starts pulling `image`'s missing layers (it was resolved from `reference`).
@@ -455,7 +460,11 @@ impl LayerPull {
                 .pull_layers(&store, &reference, &image)
                 .map_err(|e| BaseError { message: e.to_string(), hint: e.hint() })
         };
-        let pending = LayerPull { thread: Mutex::new(None), result: OnceLock::new() };
+        let pending = LayerPull {
+            thread: Mutex::new(None),
+            result: OnceLock::new(),
+            shown: std::sync::atomic::AtomicBool::new(false),
+        };
         match std::thread::Builder::new().name("pull-layers".into()).spawn(job.clone()) {
             Ok(handle) => *lock(&pending.thread) = Some(handle),
             // Without a thread to spare, the layers are pulled here and now.
@@ -466,15 +475,13 @@ impl LayerPull {
         pending
     }
 
-    /// Waits for the layers: `Ok` once every one is in the store.
-    fn wait(&self) -> Result<(), BaseError> {
-        self.result
-            .get_or_init(|| match lock(&self.thread).take().map(std::thread::JoinHandle::join) {
-                Some(Ok(result)) => result,
-                Some(Err(_)) => Err("pulling the layers failed unexpectedly".to_string().into()),
-                None => Err("the layer pull never started".to_string().into()),
-            })
-            .clone()
+    /// Waits for the layers: the blobs fetched, once every one is in the store.
+    fn wait(&self) -> &Pulled {
+        self.result.get_or_init(|| match lock(&self.thread).take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err("pulling the layers failed unexpectedly".to_string().into()),
+            None => Err("the layer pull never started".to_string().into()),
+        })
     }
 }
 
@@ -533,11 +540,39 @@ impl<'a> Bases<'a> {
     /// pull under way to end).
     pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
         let (image, digest) = self.resolve(reference, platform)?;
-        let pull = digest.and_then(|d| lock(&self.layers).get(&d).cloned());
-        if let Some(pull) = pull {
-            pull.wait()?;
+        if let Some(pull) = self.pull_of(digest) {
+            pull.wait().clone()?;
         }
         Ok(image)
+    }
+
+    /// [`image`](Bases::image), with the blobs this build pulled for it, for the one caller that
+    /// [claimed](Bases::claim_pull) showing the pull (none for the others, and none when the
+    /// image was in the store already or came from a layout).
+    pub fn image_pulled(
+        &self,
+        reference: &str,
+        platform: &crate::plan::Platform,
+        claimed: bool,
+    ) -> Result<(Image, Vec<crate::registry::Fetched>), BaseError> {
+        let (image, digest) = self.resolve(reference, platform)?;
+        let fetched = match self.pull_of(digest) {
+            Some(pull) => pull.wait().clone()?,
+            None => Vec::new(),
+        };
+        Ok((image, if claimed { fetched } else { Vec::new() }))
+    }
+
+    /// Whether `reference` is pulled from a registry in this build and the caller is the first
+    /// to ask: its `FROM` then shows `resolve …` and the blobs that come, as BuildKit's vertex
+    /// does once for all the stages on that base.
+    pub fn claim_pull(&self, reference: &str, platform: &crate::plan::Platform) -> bool {
+        let digest = self.resolve(reference, platform).ok().and_then(|(_, d)| d);
+        self.pull_of(digest).is_some_and(|p| !p.shown.swap(true, std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn pull_of(&self, digest: Option<Digest>) -> Option<Arc<LayerPull>> {
+        digest.and_then(|d| lock(&self.layers).get(&d).cloned())
     }
 
     /// The image `reference` names for `platform`, its layers perhaps still coming: enough for

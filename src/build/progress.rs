@@ -52,6 +52,28 @@ pub enum Event<'a> {
         /// The text.
         text: &'a str,
     },
+    /// A status line of a running step (`resolve docker.io/library/busybox:latest@sha256:… done`).
+    StepStatus {
+        /// Stage label.
+        stage: &'a str,
+        /// 1-based step number in the stage.
+        n: usize,
+        /// The line.
+        text: &'a str,
+    },
+    /// A blob a step downloaded (a base image's layer, pulled for its `FROM`).
+    Download {
+        /// Stage label.
+        stage: &'a str,
+        /// 1-based step number in the stage.
+        n: usize,
+        /// The blob's digest.
+        digest: &'a str,
+        /// Its size.
+        size: u64,
+        /// How long it took, in milliseconds.
+        millis: u64,
+    },
     /// A step finished (ran, or was already ended by [`Event::Cached`]).
     Done {
         /// Stage label.

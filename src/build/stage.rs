@@ -147,14 +147,32 @@ fn base(
             Ok(image_stage(image, &sp.platform))
         }
         Source::Image(r) => {
-            from(&b.bases.shown(r, &sp.platform));
-            let mut image = b.bases.image(r, &sp.platform).map_err(|e| {
+            let shown_ref = b.bases.shown(r, &sp.platform);
+            from(&shown_ref);
+            let claimed = b.bases.claim_pull(r, &sp.platform);
+            if claimed {
+                let text = format!("resolve {shown_ref} done");
+                b.reporter.event(&Event::StepStatus { stage: &label, n: 1, text: &text });
+            }
+            let pulled = b.bases.image_pulled(r, &sp.platform, claimed).map_err(|e| {
                 let offline = format!(
                     "for an offline base, keep it in the store (hako build -t NAME, hako tag) or give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
                     crate::plan::context_key(r.split('@').next().unwrap_or(r))
                 );
                 BuildError::Input(e.hinted(Diagnostic::new(format!("FROM {r}: {e}"), at), Some(offline)))
             })?;
+            let (mut image, fetched) = pulled;
+            for f in &fetched {
+                let digest = f.digest.to_string();
+                let millis = u64::try_from(f.elapsed.as_millis()).unwrap_or(u64::MAX);
+                b.reporter.event(&Event::Download {
+                    stage: &label,
+                    n: 1,
+                    digest: &digest,
+                    size: f.size,
+                    millis,
+                });
+            }
             ensure_path(&mut image.config, &sp.platform);
             Ok(image_stage(image, &sp.platform))
         }

@@ -101,6 +101,8 @@ impl Key {
             Event::Step { stage, n, .. }
             | Event::Cached { stage, n }
             | Event::Output { stage, n, .. }
+            | Event::StepStatus { stage, n, .. }
+            | Event::Download { stage, n, .. }
             | Event::Done { stage, n }
             | Event::Failed { stage, n, .. } => Some(Key::Step(stage.to_string(), *n)),
             Event::Task { name } | Event::TaskStatus { name, .. } | Event::TaskDone { name } => {
@@ -255,7 +257,14 @@ impl Core {
             Event::Output { text, .. } => {
                 line(format!("{:.3} {}", since.as_secs_f64(), text.trim_end_matches('\n')), &mut out)
             }
-            Event::TaskStatus { text, .. } => line(text.to_string(), &mut out),
+            Event::TaskStatus { text, .. } | Event::StepStatus { text, .. } => {
+                line(text.to_string(), &mut out)
+            }
+            // As BuildKit shows a finished blob of a pull.
+            Event::Download { digest, size, millis, .. } => {
+                let size = go_size(*size);
+                line(format!("{digest} {size} / {size} {:.1}s done", *millis as f64 / 1000.0), &mut out)
+            }
             Event::Cached { .. } => line("CACHED".into(), &mut out),
             Event::Done { .. } | Event::TaskDone { .. } => {
                 line(format!("DONE {:.1}s", since.as_secs_f64()), &mut out)
@@ -288,8 +297,12 @@ impl Core {
             (Event::Output { stage, n, text }, None) => {
                 json!({"event": "output", "stage": stage, "step": n, "text": text})
             }
-            (Event::TaskStatus { text, .. }, Some((id, _, _))) => {
+            (Event::TaskStatus { text, .. } | Event::StepStatus { text, .. }, Some((id, _, _))) => {
                 json!({"event": "status", "id": id, "text": text})
+            }
+            (Event::Download { digest, size, millis, .. }, Some((id, _, _))) => {
+                let seconds = round3(*millis as f64 / 1000.0);
+                json!({"event": "download", "id": id, "digest": digest, "size": size, "seconds": seconds})
             }
             (Event::Cached { .. }, Some((id, _, _))) => json!({"event": "cached", "id": id}),
             (Event::Done { .. } | Event::TaskDone { .. }, Some((id, _, t))) => {
@@ -564,6 +577,19 @@ mod tests {
         events.extend(task("[internal] load build context"));
         events.extend([
             step("build", 1, 3, "FROM busybox"),
+            Some(Event::StepStatus {
+                stage: "build",
+                n: 1,
+                text: "resolve docker.io/library/busybox:latest done",
+            }),
+            None,
+            Some(Event::Download {
+                stage: "build",
+                n: 1,
+                digest: "sha256:f2ab",
+                size: 1_090_000,
+                millis: 70,
+            }),
             Some(Event::Done { stage: "build", n: 1 }),
             step("build", 2, 3, "COPY a.txt ."),
             Some(Event::Cached { stage: "build", n: 2 }),
@@ -586,7 +612,9 @@ mod tests {
 #2 DONE 0.0s
 
 #3 [build 1/3] FROM busybox
-#3 DONE 0.0s
+#3 resolve docker.io/library/busybox:latest done
+#3 sha256:f2ab 1.09MB / 1.09MB 0.1s done
+#3 DONE 0.1s
 
 #4 [build 2/3] COPY a.txt .
 #4 CACHED
@@ -597,7 +625,7 @@ mod tests {
 
 note: kept
 
-Built sha256:abc (1.09MB) in 0.3s: 1 step run, 1 cached
+Built sha256:abc (1.09MB) in 0.4s: 1 step run, 1 cached
 ";
         assert_eq!(plain(&events), want);
     }

@@ -211,7 +211,8 @@ impl Registry {
     /// `reference` by [`pull_config`](Registry::pull_config)) that the store lacks, a few at a
     /// time, from a mirror or the registry. Blobs are named by digest, so any mirror that has
     /// them serves.
-    pub fn pull_layers(&self, store: &Store, reference: &str, image: &Image) -> Result<()> {
+    /// Returns the blobs it fetched.
+    pub fn pull_layers(&self, store: &Store, reference: &str, image: &Image) -> Result<Vec<Fetched>> {
         let missing: Vec<Blob> = image
             .layers
             .iter()
@@ -219,7 +220,7 @@ impl Registry {
             .map(|l| Blob { media_type: l.media_type.to_string(), digest: l.digest.clone(), size: l.size })
             .collect();
         if missing.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.through_mirrors(
             reference,
@@ -526,6 +527,17 @@ async fn blob_with_retries(
     .await
 }
 
+/// A blob a pull fetched.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// How long it took to come.
+    pub elapsed: std::time::Duration,
+}
+
 /// A blob to pull: what its descriptor says.
 #[derive(Clone)]
 struct Blob {
@@ -543,10 +555,11 @@ async fn fetch_blobs(
     store: &Store,
     reference: &str,
     blobs: Vec<Blob>,
-) -> Result<()> {
+) -> Result<Vec<Fetched>> {
     let remote = |e| attempt_error("pulling", reference, r, creds, e);
     futures_util::stream::iter(blobs)
         .map(|blob| async move {
+            let started = std::time::Instant::now();
             let oci_desc = OciDescriptor {
                 media_type: blob.media_type,
                 digest: blob.digest.to_string(),
@@ -561,12 +574,11 @@ async fn fetch_blobs(
                     format!("blob {got} has {size} bytes, its manifest says {}", blob.size),
                 ));
             }
-            Ok(())
+            Ok(Fetched { digest: got, size, elapsed: started.elapsed() })
         })
         .buffer_unordered(PULL_CONCURRENCY)
-        .try_collect::<Vec<()>>()
+        .try_collect::<Vec<Fetched>>()
         .await
-        .map(drop)
 }
 
 /// Whether the registry answered that the manifest does not exist.

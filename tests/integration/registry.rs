@@ -981,6 +981,25 @@ fn base_layers_come_while_other_stages_run() {
     );
     assert!(from["seconds"].as_f64().expect("seconds") >= 2.0, "FROM waited for its layers: {from}");
     assert!(time(copy) < time(from), "the other stage ran while the layers came: {copy} then {from}");
+    // The FROM shows what BuildKit's does: the resolved reference, then each blob that came.
+    let from_id = id("pulled", "FROM");
+    let of_from =
+        |kind: &str| events.iter().filter(|e| e["event"] == kind && e["id"] == from_id).collect::<Vec<_>>();
+    let resolve = format!("resolve {}/base/busybox:latest@sha256:", proxy.host());
+    assert!(
+        of_from("status").iter().any(|e| e["text"].as_str().is_some_and(|t| t.starts_with(&resolve))),
+        "{events:?}"
+    );
+    let downloads = of_from("download");
+    assert!(!downloads.is_empty(), "{events:?}");
+    assert!(
+        downloads.iter().all(|e| e["digest"].as_str().is_some_and(|d| d.starts_with("sha256:"))
+            && e["size"].as_u64() > Some(0))
+    );
+    assert!(
+        downloads.iter().any(|e| e["seconds"].as_f64() >= Some(2.0)),
+        "the slow layer took its time: {downloads:?}"
+    );
 
     // A layer that never comes fails the build at the FROM that needs it, naming the image.
     proxy.faults.lock().expect("lock").push_back(Fault::Gone);
