@@ -195,6 +195,16 @@ fn from_stage<'d>(
     })
 }
 
+/// The sources of every COPY/ADD `--from` stage `j` in the stages this build needs.
+pub(super) fn copied_from(b: &Builder<'_>, j: usize) -> Vec<String> {
+    let needed = b.plan.order.iter().map(|&k| &b.plan.stages[k]);
+    let copies = needed.flat_map(|s| &s.steps).filter_map(|step| match &step.op {
+        crate::plan::Op::Copy(c) if c.from == Source::Stage(j) => Some(paths(c)),
+        _ => None,
+    });
+    copies.flatten().collect()
+}
+
 /// The entries the (non-URL, non-archive) `sources` give, from wherever the step copies.
 #[allow(clippy::too_many_arguments)]
 fn source_entries(
@@ -211,6 +221,16 @@ fn source_entries(
     let mut image = None;
     let failed = failed(c, pos);
     if let Some((src, name)) = from_stage(b, c, done, &mut image, pos)? {
+        // Only the paths the sources name are extracted, unless they name the whole tree: for a
+        // stage, the paths every copy of it in this build names, extracted once for them all.
+        let selected = match c.from {
+            Source::Stage(j) => src.copy_files(b, &copied_from(b, j)),
+            _ => {
+                src.index(b)?;
+                let keys = src.made_index().and_then(|index| copy::selection(index, sources));
+                keys.and_then(|keys| src.selected_files(b, &keys).ok())
+            }
+        };
         src.index(b)?;
         let target = out.index(b)?;
         let src = &*src;
@@ -219,13 +239,10 @@ fn source_entries(
             let root = SourceRoot { dir, index: Some(index), ignore: None, name: name.clone() };
             copy::collect(&root, sources, dest, target, own, c.parents, &c.excludes, clamp)
         };
-        // Only the paths the sources name are extracted, unless they name the whole tree. Should
-        // that fail, or the tree not answer as the whole one would (`selection`'s reading of the
-        // index and the walk in `collect` disagree), the whole tree answers instead.
-        let selected = copy::selection(index, sources)
-            .and_then(|keys| src.selected_files(b, &keys).ok())
-            .map(|dir| collect(&dir));
-        let entries = match selected {
+        // Should the selection fail, or its tree not answer as the whole one would
+        // (`selection`'s reading of the index and the walk in `collect` disagree), the whole
+        // tree answers instead.
+        let entries = match selected.map(|dir| collect(&dir)) {
             Some(Ok(entries)) => Ok(entries),
             _ => collect(&src.rootfs(b)?),
         };

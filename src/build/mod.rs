@@ -157,6 +157,8 @@ pub struct Builder<'a> {
     pub bases: &'a Bases<'a>,
     /// Temporary directories to remove when the build ends.
     pub temps: Mutex<Vec<std::path::PathBuf>>,
+    /// Whole stage trees extracted for `COPY --from` (most copies extract only what they read).
+    pub whole_trees: std::sync::atomic::AtomicUsize,
     /// Idle sandbox helpers: a RUN takes one (or starts one) and gives it back, so stages that
     /// run at the same time each have their own.
     pub sandboxes: Mutex<Vec<crate::sandbox::Sandbox>>,
@@ -208,6 +210,7 @@ impl<'a> Builder<'a> {
             reporter,
             bases,
             temps: Default::default(),
+            whole_trees: Default::default(),
             sandboxes: Default::default(),
             executor: Default::default(),
             mount_context: Default::default(),

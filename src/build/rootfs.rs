@@ -40,6 +40,9 @@ pub struct StageOut {
     index: Option<FsIndex>,
     /// Its files on disk, extracted on first use (`COPY --from`).
     rootfs: Arc<OnceLock<tempfile::TempDir>>,
+    /// Its files for the copies other stages make of it, selected for all of them (see
+    /// [`copy_files`](StageOut::copy_files)); `None` inside: the whole tree serves instead.
+    copies: Arc<OnceLock<Option<PathBuf>>>,
     /// Whether a step of this stage ran in this build (was not taken from the cache).
     pub ran: bool,
     /// How many of the layers are the base image's: that chain's index is worth keeping too,
@@ -55,13 +58,26 @@ impl StageOut {
     /// A stage starting from `image`, whose filesystem has cache key `key`.
     pub fn new(image: Image, key: CacheKey) -> StageOut {
         let base_layers = image.layers.len();
-        StageOut { image, key, index: None, rootfs: Arc::new(OnceLock::new()), ran: false, base_layers }
+        StageOut {
+            image,
+            key,
+            index: None,
+            rootfs: Arc::new(OnceLock::new()),
+            copies: Arc::new(OnceLock::new()),
+            ran: false,
+            base_layers,
+        }
     }
 
     /// A new stage starting where this one ends (`FROM stage`): same image, key and index, its own
     /// extracted files.
     pub fn fork(&self) -> StageOut {
-        StageOut { rootfs: Arc::new(OnceLock::new()), ran: false, ..self.clone() }
+        StageOut {
+            rootfs: Arc::new(OnceLock::new()),
+            copies: Arc::new(OnceLock::new()),
+            ran: false,
+            ..self.clone()
+        }
     }
 
     /// The layers changed without the index following: it is made again when next needed.
@@ -125,6 +141,7 @@ impl StageOut {
         if let Some(dir) = self.rootfs.get() {
             return Ok(dir.path().join("root"));
         }
+        b.whole_trees.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = b.store.temp_dir("rootfs-")?;
         let root = dir.path().join("root");
         fs_err::create_dir(&root)?;
@@ -175,6 +192,21 @@ impl StageOut {
             .map_err(|e| BuildError::Internal(format!("extracting layer {}: {e}", layer.digest)))?;
         }
         Ok(root)
+    }
+
+    /// The files the copies other stages make of this one read (`sources`: all their sources),
+    /// extracted once for all of them (see [`selected_files`](StageOut::selected_files)). `None`
+    /// when the sources name the whole tree or the extraction failed: the whole tree serves then.
+    pub fn copy_files(&mut self, b: &Builder<'_>, sources: &[String]) -> Option<PathBuf> {
+        if let Some(made) = self.copies.get() {
+            return made.clone();
+        }
+        self.index(b).ok()?;
+        let keys = super::copy::selection(self.index.as_ref()?, sources);
+        // Stages copying at the same time may both extract: the first set wins, and the other
+        // tree is removed with the build's other temporary files.
+        let made = keys.and_then(|keys| self.selected_files(b, &keys).ok());
+        self.copies.get_or_init(|| made).clone()
     }
 
     /// The filesystem index, if made (see [`index`](StageOut::index)).

@@ -64,25 +64,16 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> 
         });
     }
     out.image.config.created = Some(b.created());
-    if out.ran && copied_whole_later(b, i) {
-        // A later stage copies this one's whole tree, and its steps ran, so that copy most likely
-        // runs too: extract the files now, on this stage's thread beside the stages built with
-        // it, rather than one after another when the copies run. A failure is the copy's to
-        // report. (A copy of some paths extracts only those, when it runs.)
-        let _ = out.rootfs(b);
+    let copied = super::copy_step::copied_from(b, i);
+    if out.ran && !copied.is_empty() {
+        // Later stages copy from this one, whose steps ran, so those copies most likely run too:
+        // extract what they read now, on this stage's thread beside the stages built with it,
+        // rather than when the copies run. A failure is the copies' to report.
+        if out.copy_files(b, &copied).is_none() {
+            let _ = out.rootfs(b);
+        }
     }
     Ok(out)
-}
-
-/// Whether a COPY of another stage this build needs copies the whole tree of stage `i`.
-fn copied_whole_later(b: &Builder<'_>, i: usize) -> bool {
-    let needed = b.plan.order.iter().filter(|&&k| k != i).map(|&k| &b.plan.stages[k]);
-    needed.flat_map(|s| &s.steps).any(|step| match &step.op {
-        Op::Copy(c) => {
-            c.from == Source::Stage(i) && c.sources.iter().any(|s| super::copy::clean(s).is_empty())
-        }
-        _ => false,
-    })
 }
 
 /// Whether `op` is a step as BuildKit counts them (it makes a filesystem state); the others only

@@ -63,6 +63,11 @@ impl Bench {
     }
 
     fn build(&self, src: &str, exit: i32, no_cache: bool) -> Result<Image, BuildError> {
+        self.build_counting(src, exit, no_cache).0
+    }
+
+    /// [`build`](Bench::build), and how many whole stage trees it extracted.
+    fn build_counting(&self, src: &str, exit: i32, no_cache: bool) -> (Result<Image, BuildError>, usize) {
         let ast = parse(src).expect("parse");
         let df = from_ast(&ast, src).expect("typed");
         let bases = Bases::new(&self.store, None);
@@ -73,7 +78,8 @@ impl Bench {
         let options = Options { source_date_epoch: Some(0), no_cache, ..Options::default() };
         let builder = Builder::new(&self.store, &df, &plan, &context, options, &progress::Quiet, &bases);
         *super::lock(&builder.executor) = Some(Box::new(fake));
-        builder.build()
+        let image = builder.build();
+        (image, builder.whole_trees.load(Ordering::Relaxed))
     }
 
     fn ran(&self) -> usize {
@@ -187,4 +193,52 @@ fn a_failing_stage_cancels_the_stages_beside_it() {
     assert!(started.elapsed() < std::time::Duration::from_millis(2500), "took {:?}", started.elapsed());
     // At most the step already running when the other stage failed; never `pause 3000`.
     assert!(b.ran() <= 1, "a cancelled stage started no further step");
+}
+
+/// The names in a layer, in order.
+fn layer_names(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<String> {
+    let mut archive = tar::Archive::new(crate::layer::open_layer(store, layer).expect("open layer"));
+    let entries = archive.entries().expect("entries");
+    entries.map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned()).collect()
+}
+
+/// Several stages copy different paths of one stage whose steps ran: each copy gets exactly its
+/// paths (the stage's files are extracted once, for the paths all its copies read), the
+/// contents right, through a symlinked directory too.
+#[test]
+fn copies_of_a_stage_get_their_paths_from_one_extraction() {
+    let b = Bench::new();
+    let ctx = b.dir.path().join("ctx");
+    for (path, body) in
+        [("lib/a.so", "a"), ("lib/b.so", "b"), ("bin/tool", "tool"), ("big/1", "1"), ("big/2", "2")]
+    {
+        std::fs::create_dir_all(ctx.join(path).parent().expect("parent")).expect("mkdir");
+        std::fs::write(ctx.join(path), body).expect("write");
+    }
+    std::os::unix::fs::symlink("/lib", ctx.join("libs")).expect("symlink");
+    let df = "FROM scratch AS src\nCOPY . /\nRUN make\n\
+              FROM scratch AS one\nCOPY --from=src /libs/a.so /x/\n\
+              FROM scratch\nCOPY --from=src /bin/ /b/\nCOPY --from=src /ran /ran\nCOPY --from=one /x /y\n";
+    let (image, whole) = b.build_counting(df, 0, false);
+    let image = image.expect("build");
+    assert_eq!(whole, 0, "no stage was extracted whole");
+    let names: Vec<Vec<String>> = image.layers.iter().map(|l| layer_names(&b.store, l)).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], ["b/", "b/tool"]);
+    assert_eq!(names[1], ["ran"]);
+    assert_eq!(names[2], ["y/", "y/a.so"]);
+    let mut archive = tar::Archive::new(crate::layer::open_layer(&b.store, &image.layers[2]).expect("open"));
+    let mut body = String::new();
+    for e in archive.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        if e.path().expect("path").ends_with("a.so") {
+            std::io::Read::read_to_string(&mut e, &mut body).expect("read");
+        }
+    }
+    assert_eq!(body, "a");
+    // A copy of the whole stage takes the whole tree.
+    let (image, whole) =
+        b.build_counting("FROM scratch AS src\nCOPY . /\nFROM scratch\nCOPY --from=src / /all/\n", 0, false);
+    assert_eq!(whole, 1);
+    assert!(layer_names(&b.store, &image.expect("build").layers[0]).contains(&"all/big/2".to_string()));
 }
