@@ -1011,6 +1011,34 @@ fn base_layers_come_while_other_stages_run() {
         "{err}"
     );
     assert!(err.contains("404") || err.to_lowercase().contains("not found"), "{err}");
+
+    // Two bases from the registry at once: one's layers come on their thread while the planner
+    // resolves the other (several threads drive the registry's runtime at the same time).
+    let small = sb.path("small");
+    fs_err::create_dir_all(&small).expect("mkdir");
+    fs_err::write(small.join("local.txt"), "from the small image\n").expect("write");
+    fs_err::write(small.join("Dockerfile"), "FROM scratch\nCOPY local.txt /\n").expect("write");
+    let name = reg.image("small/one:1");
+    let out =
+        sb.command("pusher", &["build", "--progress=plain", "-t", &name, "--push"]).arg(&small).output();
+    ok(&out.expect("run hako"), "push the small image");
+    proxy.faults.lock().expect("lock").push_back(Fault::Slow);
+    fs_err::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {p}/base/busybox:latest AS a\nFROM {p}/small/one:1 AS b\nFROM a\nCOPY --from=b /local.txt /b.txt\n",
+            p = proxy.host()
+        ),
+    )
+    .expect("write");
+    let dest = sb.path("two-out");
+    let local = format!("type=local,dest={}", dest.display());
+    let out =
+        sb.command("two", &["build", "--progress=plain", "-o", &local]).arg(&ctx).output().expect("run hako");
+    ok(&out, "a build FROM two registry images, one slow");
+    assert_eq!(proxy.injected.lock().expect("lock").last(), Some(&Fault::Slow));
+    assert_eq!(fs_err::read_to_string(dest.join("b.txt")).expect("read"), "from the small image\n");
+    assert!(dest.join("bin/busybox").is_file());
 }
 
 /// When blob uploads keep failing, the push gives up with an error that names the registry, the
