@@ -223,15 +223,14 @@ fn source_entries(
     if let Some((src, name)) = from_stage(b, c, done, &mut image, pos)? {
         // Only the paths the sources name are extracted, unless they name the whole tree: for a
         // stage, the paths every copy of it in this build names, extracted once for them all.
+        src.index(b)?;
         let selected = match c.from {
             Source::Stage(j) => src.copy_files(b, &copied_from(b, j)),
             _ => {
-                src.index(b)?;
                 let keys = src.made_index().and_then(|index| copy::selection(index, sources));
                 keys.and_then(|keys| src.selected_files(b, &keys).ok())
             }
         };
-        src.index(b)?;
         let target = out.index(b)?;
         let src = &*src;
         let index = src.made_index().ok_or_else(|| BuildError::Internal("no index".into()))?;

@@ -542,11 +542,7 @@ impl<'a> Bases<'a> {
     /// The image `reference` names for `platform`, with its layers in the store (waiting for a
     /// pull under way to end).
     pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
-        let (image, digest) = self.resolve(reference, platform)?;
-        if let Some(pull) = self.pull_of(digest) {
-            pull.wait().clone()?;
-        }
-        Ok(image)
+        self.image_pulled(reference, platform, false).map(|(image, _)| image)
     }
 
     /// [`image`](Bases::image), with the blobs this build pulled for it, for the one caller that

@@ -63,7 +63,7 @@ pub struct ApplyReport {
     /// (volume labels, multi-volume parts, unknown type flags) and AUFS `.wh..wh.*` metadata.
     /// Hostile names are not listed here: they fail the apply with [`ExtractError::UnsafePath`].
     pub skipped_unsafe: Vec<String>,
-    /// Files [`apply_layer_selected`] was told to leave out.
+    /// Entries [`apply_layer_selected`] was told to leave out.
     pub unselected: u64,
 }
 
@@ -167,12 +167,13 @@ impl<'k> Selection<'k> {
 }
 
 /// [`apply_layer`], writing only what `selection` keeps (give each layer of a tree the same
-/// one): an entry other than a directory is skipped unless it accepts its resolved path (relative to the root), and what a lower layer left
-/// there is removed, as writing it would have. Directories are always written. A caller that
-/// selects the symlinks its paths go through gets those paths resolving as in the whole tree;
-/// an entry whose own path goes through a symlink left out fails with
-/// [`ExtractError::Unselected`] rather than land elsewhere. That is what lets a caller read a few
-/// files of a big filesystem (`COPY --from`) without writing the rest.
+/// one): an entry other than a directory is skipped unless it accepts the entry's resolved path
+/// (relative to the root), and what a lower layer left there is removed, as writing it would
+/// have. Directories are always written. A caller that selects the symlinks its paths go through
+/// gets those paths resolving as in the whole tree; an entry whose own path goes through a
+/// symlink left out fails with [`ExtractError::Unselected`] rather than land elsewhere. That is
+/// what lets a caller read a few files of a big filesystem (`COPY --from`) without writing the
+/// rest.
 pub fn apply_layer_selected(
     tar_stream: impl Read,
     root: &Path,

@@ -209,9 +209,8 @@ impl Registry {
 
     /// The second half of [`pull`](Registry::pull): the layers of `image` (pulled from
     /// `reference` by [`pull_config`](Registry::pull_config)) that the store lacks, a few at a
-    /// time, from a mirror or the registry. Blobs are named by digest, so any mirror that has
-    /// them serves.
-    /// Returns the blobs it fetched.
+    /// time, from a mirror or the registry, and returns those it fetched. Blobs are named by
+    /// digest, so any mirror that has them serves.
     pub fn pull_layers(&self, store: &Store, reference: &str, image: &Image) -> Result<Vec<Fetched>> {
         let missing: Vec<Blob> = image
             .layers
