@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::digest::{BadDigest, Digest, HashingReader};
 use crate::image::manifest::DOCKER_MANIFEST;
+use crate::store::pagecache::DropBehind;
 use crate::store::{REF_NAME, Store, StoreError};
 use reference::ImageName;
 
@@ -290,7 +291,7 @@ pub(crate) fn canonical_json(v: &Value) -> Vec<u8> {
 /// returns is only the signal), so callers can tell a bad blob from a failing output.
 pub(crate) struct BlobReader {
     /// Taken when the blob has been read whole.
-    inner: Option<HashingReader<File>>,
+    inner: Option<HashingReader<DropBehind<File>>>,
     path: PathBuf,
     digest: Digest,
     /// Hashed as this process wrote it: not hashed again.
@@ -311,7 +312,7 @@ impl BlobReader {
             }
         })?;
         Ok(BlobReader {
-            inner: Some(HashingReader::new(file)),
+            inner: Some(HashingReader::new(DropBehind::new(file))),
             fresh: store.is_fresh(&blob.digest),
             path,
             digest: blob.digest.clone(),

@@ -9,6 +9,7 @@ use oci_spec::image::Descriptor;
 use super::spec::OutputSpec;
 use crate::image::manifest::Image;
 use crate::store::Store;
+use crate::store::pagecache::WriteBehind;
 
 /// Why an output could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +94,8 @@ fn to(
     let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        // Written behind: an archive is read by whatever takes it next, not by this build.
+        let mut w = std::io::BufWriter::new(WriteBehind::new(tmp.as_file_mut()));
         f(&mut w)?;
         w.flush().map_err(io)?;
     }

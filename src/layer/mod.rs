@@ -20,11 +20,12 @@ use std::io::{BufReader, Read};
 pub use writer::{Codec, Compression, LayerWriter, LevelError, append_content};
 
 use crate::image::manifest::Layer;
+use crate::store::pagecache::DropBehind;
 use crate::store::{Store, StoreError};
 
 /// Opens a stored layer as an uncompressed tar stream, by its media type.
 pub fn open_layer(store: &Store, layer: &Layer) -> Result<Box<dyn Read>, StoreError> {
-    let file = BufReader::with_capacity(1 << 20, store.open_blob(&layer.digest)?);
+    let file = BufReader::with_capacity(1 << 20, DropBehind::new(store.open_blob(&layer.digest)?));
     // Docker's media type `application/vnd.docker.image.rootfs.diff.tar.gzip` reads as gzip;
     // anything unknown is sniffed.
     Ok(match Compression::of_media_type(&layer.media_type) {
@@ -52,7 +53,7 @@ pub(crate) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
-fn sniff(mut file: BufReader<fs_err::File>) -> Result<Box<dyn Read>, StoreError> {
+fn sniff(mut file: BufReader<DropBehind<fs_err::File>>) -> Result<Box<dyn Read>, StoreError> {
     use std::io::BufRead;
     let head = file.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {

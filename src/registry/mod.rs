@@ -612,6 +612,7 @@ fn platforms(entries: &[Descriptor]) -> String {
 fn chunks(
     file: fs_err::File,
 ) -> impl futures_util::Stream<Item = oci_client::errors::Result<bytes::Bytes>> + Send {
+    let file = crate::store::pagecache::DropBehind::new(file);
     futures_util::stream::unfold(Some(file), |state| async move {
         let mut file = state?;
         let mut buf = vec![0u8; 4 << 20];

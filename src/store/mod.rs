@@ -7,6 +7,7 @@
 //! (`index.json`) is only rewritten under an exclusive file lock, so concurrent builds are safe.
 
 mod lock;
+pub(crate) mod pagecache;
 mod writer;
 
 use std::io::{self, Read, Write};

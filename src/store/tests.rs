@@ -109,7 +109,7 @@ fn blobs_written_here_are_fresh_for_this_store_only() {
 fn any_size_in_any_pieces_is_stored_whole() {
     let (_d, s) = store();
     let mut x: u32 = 7;
-    let data: Vec<u8> = (0..(writer::WRITEBACK as usize + 3 * writer::CHUNK + 11))
+    let data: Vec<u8> = (0..(pagecache::WINDOW as usize + 3 * writer::CHUNK + 11))
         .map(|_| {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             (x >> 16) as u8

@@ -1,17 +1,17 @@
 //! Writing a blob. Once a blob passes one chunk, its bytes are hashed and written on a thread of
 //! their own, so whoever produces them (a tar walk that hashes its own diff id, a compressor, a
 //! download) runs beside the hashing instead of taking turns with it: a big layer costs one
-//! SHA-256 per core rather than two on one. Writeback to disk starts as the blob grows, so the
-//! sync before the rename waits for the last few MiB rather than for the whole blob.
+//! SHA-256 per core rather than two on one. The file is written behind ([`super::pagecache`]), so
+//! the sync before the rename waits for the last few MiB rather than for the whole blob.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tempfile::NamedTempFile;
 
+use super::pagecache::WriteBehind;
 use super::{Result, Store, StoreError};
 use crate::digest::{Digest, HashingWriter};
 
@@ -19,8 +19,6 @@ use crate::digest::{Digest, HashingWriter};
 pub(super) const CHUNK: usize = 1 << 20;
 /// Chunks queued for the writing thread before the producer waits (bounds memory).
 const QUEUED: usize = 4;
-/// Writeback is started every this many bytes.
-pub(super) const WRITEBACK: u64 = 8 << 20;
 
 /// A blob being written: digested as it streams; discarded unless committed.
 pub struct BlobWriter {
@@ -46,7 +44,7 @@ enum Sink {
 }
 
 /// The file, hashed as it is written.
-type Out = HashingWriter<Writeback>;
+type Out = HashingWriter<WriteBehind<File>>;
 
 impl BlobWriter {
     /// A writer for a new blob in `store`'s temporary directory.
@@ -57,7 +55,7 @@ impl BlobWriter {
             tmp: Some(tmp),
             buf: Vec::with_capacity(CHUNK),
             len: 0,
-            sink: Sink::Here(HashingWriter::new(Writeback { file, written: 0, started: 0 })),
+            sink: Sink::Here(HashingWriter::new(WriteBehind::new(file))),
             store: store.clone(),
         })
     }
@@ -113,7 +111,7 @@ impl BlobWriter {
     /// mismatch discards the content and fails.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
         let (wb, digest, len) = self.take_out()?.finish();
-        let file = wb.file;
+        let file = wb.into_inner();
         // Temporary files start 0600; blobs are shared content (layouts hard-link them).
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         file.sync_data()?;
@@ -178,38 +176,4 @@ fn start(mut out: Out) -> io::Result<Sink> {
 
 fn failed_earlier() -> io::Error {
     io::Error::other("the blob could not be written (an earlier write failed)")
-}
-
-/// A file that has the kernel start writing its pages out as it grows.
-struct Writeback {
-    file: File,
-    written: u64,
-    started: u64,
-}
-
-impl Write for Writeback {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written += n as u64;
-        let pending = self.written - self.started;
-        if pending >= WRITEBACK {
-            // Hand-written: nix has no wrapper for sync_file_range. It only starts writeback of
-            // the range (no waiting, no metadata); if it fails, the sync at commit does the work.
-            // SAFETY: a plain syscall on a descriptor this struct keeps open; no memory is passed.
-            unsafe {
-                nix::libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    self.started as nix::libc::off64_t,
-                    pending as nix::libc::off64_t,
-                    nix::libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-            self.started = self.written;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
