@@ -54,16 +54,15 @@ pub fn options(lowers: &[String], upper: Option<&str>, work: Option<&str>, flavo
     o
 }
 
-/// Whether an overlay has an upper directory, and whether unmounting it syncs that directory.
+/// Whether an overlay has an upper directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upper {
     /// Read-only: no upper directory.
     None,
-    /// Unmounting syncs the upper directory (overlayfs syncs the filesystem under it).
-    Synced,
-    /// Mounted `volatile` where the kernel has it (5.10 and later): unmounting does not wait
-    /// for the upper directory to reach the disk. For an upper that is thrown away, or that the
-    /// caller syncs itself while doing other work (a step's, synced while its layer is made).
+    /// Mounted `volatile` where the kernel has it (5.10 and later): neither unmounting nor an
+    /// fsync inside waits for the upper directory to reach the disk. Nothing syncs it later
+    /// either: snapshots are trusted only in the boot that made them (see the helper's
+    /// `forget_earlier_boots`).
     Volatile,
 }
 

@@ -1296,3 +1296,52 @@ fn steps_get_default_signal_actions() {
         assert_eq!(pipe, "141\n", "{}: SIGPIPE kills (128 + 13), it is not ignored", mode.name());
     }
 }
+
+/// Snapshots are never synced, so they are trusted only in the boot that made them: a sandbox
+/// directory whose `boot-id` names another boot has its snapshots removed before a step uses
+/// them, and the build makes what it needs again, with the right result.
+#[test]
+fn snapshots_from_another_boot_are_made_again() {
+    for mode in modes_and_snapshotters("the snapshots-from-another-boot check") {
+        let dir = Dir::new(&mode);
+        let as_user = |program: &str, args: &[&str]| {
+            let out =
+                mode.command(program).args(args).stdin(std::process::Stdio::null()).output().expect("run");
+            ok(&out, &format!("{}: {program} {args:?}", mode.name()));
+        };
+        let run = |n: u32| {
+            let ctx = format!("ctx{n}");
+            dir.write(
+                &mode,
+                &[(&format!("{ctx}/Dockerfile"), &format!("FROM busybox\nRUN echo {n} > /n\n"))],
+            );
+            let dest = format!("type=local,dest={}", dir.path().join(format!("out{n}")).display());
+            ok(
+                &build(&dir, &mode, &["-o", &dest, dir.path().join(&ctx).to_str().expect("utf-8")]),
+                mode.name(),
+            );
+            let got = fs_err::read_to_string(dir.path().join(format!("out{n}/n"))).expect("n");
+            assert_eq!(got, format!("{n}\n"), "{}: build {n}", mode.name());
+        };
+        run(1);
+        let base = dir.path().join("store/sandbox").join(mode.sandbox_dir());
+        let boot = fs_err::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+        let recorded = fs_err::read_to_string(base.join("boot-id")).expect("the sandbox records its boot");
+        assert_eq!(recorded, boot, "{}", mode.name());
+        let planted = base.join("snapshots/planted");
+        as_user("mkdir", &[planted.to_str().expect("utf-8")]);
+        run(2);
+        assert!(planted.is_dir(), "{}: in the same boot, snapshots are kept", mode.name());
+        as_user("sh", &["-c", &format!("echo another-boot > {}", base.join("boot-id").display())]);
+        run(3);
+        assert!(!planted.exists(), "{}: snapshots from another boot are removed", mode.name());
+        let recorded = fs_err::read_to_string(base.join("boot-id")).expect("boot-id");
+        assert_eq!(recorded, boot, "{}: this boot is recorded again", mode.name());
+        let left: Vec<String> = fs_err::read_dir(&base)
+            .expect("sandbox dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("stale-"))
+            .collect();
+        assert!(left.is_empty(), "{}: nothing of the earlier boot is left: {left:?}", mode.name());
+    }
+}

@@ -251,6 +251,11 @@ impl Ctx {
             netns: None,
             successors: Vec::new(),
         };
+        snapshots::forget_earlier_boots(
+            base,
+            &[&ctx.snapshots, &ctx.derived, &ctx.trees, &ctx.owners],
+            &ctx.locks,
+        )?;
         ctx.sweep();
         if chroot {
             ctx.copy = true;

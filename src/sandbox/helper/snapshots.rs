@@ -30,8 +30,8 @@ impl Ctx {
         fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
         if !self.copy {
             let lowers: Vec<PathBuf> = self.snapshots(layers, out)?.into_iter().rev().collect();
-            // A writable tree is a step's root, whose upper the step syncs while it makes the
-            // layer, or an rw bind mount's, which is thrown away.
+            // A writable tree is a step's root, whose upper becomes a snapshot unsynced (see
+            // `forget_earlier_boots`), or an rw bind mount's, which is thrown away.
             let upper = if writable { Upper::Volatile } else { Upper::None };
             let m = overlay::mount_overlay(dir, &lowers, upper, self.flavor).map_err(|e| e.to_string())?;
             return Ok(Tree::Overlay(m));
@@ -288,7 +288,7 @@ impl Ctx {
             apply_layer(reader, &upper, opts)
         } else {
             let lowers: Vec<PathBuf> = below.iter().rev().cloned().collect();
-            let m = overlay::mount_overlay(tmp, &lowers, Upper::Synced, self.flavor)
+            let m = overlay::mount_overlay(tmp, &lowers, Upper::Volatile, self.flavor)
                 .map_err(|e| e.to_string())?;
             let r = apply_layer(reader, m.path(), opts);
             m.unmount().map_err(|e| format!("unmounting {}: {e}", tmp.display()))?;
@@ -319,6 +319,64 @@ const DERIVED_META: &str = "derived.json";
 /// The key of a copy-snapshotter tree holding the filesystem of `layers`: their chain id.
 pub(super) fn tree_id(layers: &[LayerRef]) -> String {
     overlay::chain_ids(layers).pop().unwrap_or_else(|| "empty".into())
+}
+
+/// The file in a mode's sandbox directory naming the boot its snapshots were made in.
+const BOOT_FILE: &str = "boot-id";
+
+/// Snapshots, derived snapshots, copy-snapshotter trees and their owner records are a cache of
+/// the store's blobs, and nothing makes them durable: a step's upper is mounted volatile and
+/// renamed into place unsynced, as an extracted layer is. Within the boot that wrote them the page
+/// cache keeps them whole (a killed build included); after a crash they can be torn. So they are
+/// trusted only in the boot that made them: before a helper uses any, this compares `boot-id` with
+/// the kernel's, and when they differ (or the file is missing: an older hako, or a wiped sandbox)
+/// moves `dirs` aside, removes them, and records this boot. After a reboot the first step of each
+/// base extracts its layers again; in exchange no step waits for its upper to reach the disk, nor
+/// for every other dirty page of the filesystem (`syncfs`), which on a busy CI machine can be
+/// seconds per step. The blobs, which records name, are still synced.
+///
+/// Where the kernel says no boot id (no /proc), snapshots are trusted as they are.
+pub(super) fn forget_earlier_boots(base: &Path, dirs: &[&Path], locks: &Path) -> Result<(), String> {
+    let Some(boot) = boot_id() else { return Ok(()) };
+    let file = base.join(BOOT_FILE);
+    let _held = crate::store::Lock::exclusive(&locks.join(BOOT_FILE)).map_err(|e| e.to_string())?;
+    if std::fs::read_to_string(&file).is_ok_and(|b| b.trim() == boot) {
+        return Ok(());
+    }
+    for (i, dir) in dirs.iter().enumerate() {
+        let empty = std::fs::read_dir(dir).map(|mut rd| rd.next().is_none()).unwrap_or(true);
+        if empty {
+            continue;
+        }
+        // Aside first, so nothing from the earlier boot is left under its name even when some
+        // of it cannot be removed.
+        let stale = base.join(format!("stale-{}-{i}", std::process::id()));
+        fs_err::rename(dir, &stale).map_err(|e| e.to_string())?;
+        fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    // The moves reach the disk before the file that says this boot's content is all there is.
+    fs_err::File::open(base).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+    let tmp = base.join(format!(".{BOOT_FILE}.{}", std::process::id()));
+    let written = fs_err::write(&tmp, format!("{boot}\n"))
+        .and_then(|()| fs_err::File::open(&tmp)?.sync_all())
+        .and_then(|()| fs_err::rename(&tmp, &file));
+    written.map_err(|e| e.to_string())?;
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("stale-") {
+                wipe(&e.path());
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// This boot's id, as the kernel gives it.
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
 }
 
 /// Removes everything under `dir` (keeping `dir`): entries and bytes removed, and what could not

@@ -114,12 +114,8 @@ impl Ctx {
             return Ok(result);
         }
         let upper = rootfs.join("upper");
-        let mut synced = None;
         if plain.is_none() {
             overlay::prune_copied_up(&upper, copied_up);
-            // The root was mounted volatile: the upper becomes a snapshot only once it is on
-            // disk, and it gets there while its layer is made instead of before.
-            synced = Some(sync_in_background(&upper)?);
         }
         let codec = req.codec().map_err(|e| e.to_string())?;
         let mut w = LayerWriter::new(&self.store, codec, req.clamp).map_err(|e| e.to_string())?;
@@ -151,9 +147,7 @@ impl Ctx {
             // The copy holds exactly the new layer's filesystem now: the next step starts from it.
             Some(tree) => self.keep_tree(tree, &chain, after.as_ref()),
             None => {
-                if let Some(s) = synced {
-                    s.join().map_err(|_| "syncing the step's changes: the thread panicked".to_string())??;
-                }
+                // Unsynced, as every snapshot (see `snapshots::forget_earlier_boots`).
                 let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
                 rename_into_place(&upper, &self.snapshots.join(id))?;
             }
@@ -451,14 +445,4 @@ pub(super) fn wait(pid: i32) -> Result<Exit, String> {
             Err(e) => return Err(format!("waiting for the step: {e}")),
         }
     }
-}
-
-/// Syncs the filesystem holding `dir` on a thread of its own; joined before `dir` is kept.
-fn sync_in_background(dir: &Path) -> Result<std::thread::JoinHandle<Result<(), String>>, Fail> {
-    let d = fs_err::File::open(dir).map_err(|e| e.to_string())?;
-    let show = dir.display().to_string();
-    std::thread::Builder::new()
-        .name("sync-upper".into())
-        .spawn(move || nix::unistd::syncfs(&d).map_err(|e| format!("syncing {show}: {e}")))
-        .map_err(|e| Fail::Env(format!("starting a thread: {e}")))
 }
