@@ -324,7 +324,7 @@ fn deliver(
     };
     let digest = shipped_descriptor.digest().to_string();
     for (out, spec) in outputs.iter().zip(&args.outputs) {
-        status(format!("exporting to {spec} done"));
+        let started = std::time::Instant::now();
         let clamp = builder.options.clamp();
         let manifest = match out {
             OutputSpec::Oci { compression, .. } | OutputSpec::Docker { compression, .. } => {
@@ -334,6 +334,8 @@ fn deliver(
         };
         crate::export::write::write_output(store, &manifest, &image, out, &args.tags, clamp)
             .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
+        // Said once written, with its time, as BuildKit's `sending tarball 0.9s done`.
+        status(format!("exporting to {spec} {:.1}s done", started.elapsed().as_secs_f64()));
     }
     if let Some(engine) = to.load {
         let said = load_image(store, &written.manifest, &image, &args.tags, engine)?;
