@@ -337,7 +337,27 @@ const BOOT_FILE: &str = "boot-id";
 ///
 /// Where the kernel says no boot id (no /proc), snapshots are trusted as they are.
 pub(super) fn forget_earlier_boots(base: &Path, dirs: &[&Path], locks: &Path) -> Result<(), String> {
-    let Some(boot) = boot_id() else { return Ok(()) };
+    if let Some(boot) = boot_id() {
+        set_aside_earlier_boot(base, dirs, locks, &boot)?;
+    }
+    // Outside the lock, so other helpers need not wait for it; whatever could not be removed is
+    // tried again by the next helper.
+    if let Ok(rd) = std::fs::read_dir(base) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(STALE) {
+                wipe(&e.path());
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where the snapshots of an earlier boot go before they are removed.
+const STALE: &str = "stale-";
+
+/// Moves `dirs` aside (under [`STALE`] names) unless `base` records `boot`, then records it.
+fn set_aside_earlier_boot(base: &Path, dirs: &[&Path], locks: &Path, boot: &str) -> Result<(), String> {
     let file = base.join(BOOT_FILE);
     let _held = crate::store::Lock::exclusive(&locks.join(BOOT_FILE)).map_err(|e| e.to_string())?;
     if std::fs::read_to_string(&file).is_ok_and(|b| b.trim() == boot) {
@@ -350,7 +370,7 @@ pub(super) fn forget_earlier_boots(base: &Path, dirs: &[&Path], locks: &Path) ->
         }
         // Aside first, so nothing from the earlier boot is left under its name even when some
         // of it cannot be removed.
-        let stale = base.join(format!("stale-{}-{i}", std::process::id()));
+        let stale = base.join(format!("{STALE}{}-{i}", std::process::id()));
         fs_err::rename(dir, &stale).map_err(|e| e.to_string())?;
         fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
@@ -360,16 +380,7 @@ pub(super) fn forget_earlier_boots(base: &Path, dirs: &[&Path], locks: &Path) ->
     let written = fs_err::write(&tmp, format!("{boot}\n"))
         .and_then(|()| fs_err::File::open(&tmp)?.sync_all())
         .and_then(|()| fs_err::rename(&tmp, &file));
-    written.map_err(|e| e.to_string())?;
-    if let Ok(rd) = std::fs::read_dir(base) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with("stale-") {
-                wipe(&e.path());
-                let _ = std::fs::remove_dir(e.path());
-            }
-        }
-    }
-    Ok(())
+    written.map_err(|e| e.to_string())
 }
 
 /// This boot's id, as the kernel gives it.
