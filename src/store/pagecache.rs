@@ -9,7 +9,11 @@
 //! makes a blob durable waits for the last few MiB rather than the whole file; and on a VM whose
 //! free memory the host reclaims (a balloon with free-page reporting), every fresh page-cache page
 //! costs a host fault: writing a GiB through new pages took 2.5 s here, through a few recycled
-//! ones 0.9 s, disk write included.
+//! ones 0.9 s, disk write included. WSL2 and microVM-based CI runners reclaim the same way.
+//!
+//! The price: a big blob read again soon (a COPY layer extracted for the next RUN, a pulled base
+//! extracted) comes from the disk, at the disk's speed. Blobs under one window (8 MiB) are never
+//! dropped.
 //!
 //! Hand-written: nix wraps neither `sync_file_range` nor `posix_fadvise`'s ranges as needed here.
 //! Every call is advice: when one fails, the data is still written or read, only cached.
