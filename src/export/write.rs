@@ -95,7 +95,7 @@ fn to(
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     {
         // Written behind: an archive is read by whatever takes it next, not by this build.
-        let mut w = std::io::BufWriter::new(WriteBehind::new(tmp.as_file_mut()));
+        let mut w = std::io::BufWriter::new(WriteBehind::unpaced(tmp.as_file_mut()));
         f(&mut w)?;
         w.flush().map_err(io)?;
     }

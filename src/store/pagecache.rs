@@ -25,10 +25,11 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 pub(crate) const WINDOW: u64 = 8 << 20;
 
 /// A writer that has the kernel write its pages out as the file grows, and drops from the page
-/// cache the window before the one being written out (waiting for it to reach the disk first,
-/// which paces the writer to the disk).
+/// cache what has reached the disk.
 pub(crate) struct WriteBehind<W> {
     inner: W,
+    /// Whether it waits for the disk (see [`WriteBehind::paced`]).
+    paced: bool,
     written: u64,
     /// [started, written) is dirty, not yet handed to writeback.
     started: u64,
@@ -37,9 +38,18 @@ pub(crate) struct WriteBehind<W> {
 }
 
 impl<W: Write + AsFd> WriteBehind<W> {
-    /// Wraps `inner`, a file written from its start.
-    pub(crate) fn new(inner: W) -> WriteBehind<W> {
-        WriteBehind { inner, written: 0, started: 0, dropped: 0 }
+    /// Wraps `inner`, a file written from its start and synced when done (a blob): each window
+    /// is dropped once it is on disk, waiting for it, which paces the writer to the disk. The
+    /// sync needs that wait anyway, and no more than two windows are ever in the page cache.
+    pub(crate) fn paced(inner: W) -> WriteBehind<W> {
+        WriteBehind { inner, paced: true, written: 0, started: 0, dropped: 0 }
+    }
+
+    /// Wraps `inner`, a file written from its start and not synced (an archive): never waits
+    /// for the disk. A window is dropped a window after its writeback started, as far as it is
+    /// clean by then; on a disk slower than the writer the rest stays cached, as any file's.
+    pub(crate) fn unpaced(inner: W) -> WriteBehind<W> {
+        WriteBehind { paced: false, ..WriteBehind::paced(inner) }
     }
 
     /// The file.
@@ -56,18 +66,19 @@ impl<W: Write + AsFd> Write for WriteBehind<W> {
         if pending >= WINDOW {
             let fd = self.inner.as_fd().as_raw_fd();
             sync_range(fd, self.started, pending, nix::libc::SYNC_FILE_RANGE_WRITE);
-            if self.started > self.dropped {
-                let len = self.started - self.dropped;
-                sync_range(
-                    fd,
-                    self.dropped,
-                    len,
-                    nix::libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            // Paced: the window before this one, once on disk. Unpaced: the one before that,
+            // as far as it is clean.
+            let upto = if self.paced { self.started } else { self.started.saturating_sub(WINDOW) };
+            if upto > self.dropped {
+                let len = upto - self.dropped;
+                if self.paced {
+                    let wait = nix::libc::SYNC_FILE_RANGE_WAIT_BEFORE
                         | nix::libc::SYNC_FILE_RANGE_WRITE
-                        | nix::libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                );
+                        | nix::libc::SYNC_FILE_RANGE_WAIT_AFTER;
+                    sync_range(fd, self.dropped, len, wait);
+                }
                 drop_range(fd, self.dropped, len);
-                self.dropped = self.started;
+                self.dropped = upto;
             }
             self.started = self.written;
         }
@@ -136,14 +147,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..(3 * WINDOW as usize + 12_345)).map(|i| (i * 7 % 251) as u8).collect();
-        let mut w = WriteBehind::new(std::fs::File::create(&path).unwrap());
-        for piece in data.chunks(1_000_003) {
-            w.write_all(piece).unwrap();
+        for make in [WriteBehind::paced, WriteBehind::unpaced] {
+            let mut w = make(std::fs::File::create(&path).unwrap());
+            for piece in data.chunks(1_000_003) {
+                w.write_all(piece).unwrap();
+            }
+            w.flush().unwrap();
+            w.into_inner().sync_all().unwrap();
+            let mut back = Vec::new();
+            DropBehind::new(std::fs::File::open(&path).unwrap()).read_to_end(&mut back).unwrap();
+            assert!(back == data, "the file differs from what was written");
         }
-        w.flush().unwrap();
-        w.into_inner().sync_all().unwrap();
-        let mut back = Vec::new();
-        DropBehind::new(std::fs::File::open(&path).unwrap()).read_to_end(&mut back).unwrap();
-        assert!(back == data, "the file differs from what was written");
     }
 }

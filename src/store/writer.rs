@@ -55,7 +55,7 @@ impl BlobWriter {
             tmp: Some(tmp),
             buf: Vec::with_capacity(CHUNK),
             len: 0,
-            sink: Sink::Here(HashingWriter::new(WriteBehind::new(file))),
+            sink: Sink::Here(HashingWriter::new(WriteBehind::paced(file))),
             store: store.clone(),
         })
     }
