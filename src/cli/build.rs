@@ -280,9 +280,12 @@ fn deliver(
     let root = store.root().to_path_buf();
     let (outputs, pushes, cache_to) = (to.outputs, to.pushes, to.cache_to);
     let mut image = image;
-    let export = "exporting to image";
-    reporter.event(&Event::Task { name: export });
-    let status = |text: String| reporter.event(&Event::TaskStatus { name: export, text: &text });
+    // One vertex per exporter, named as BuildKit names it; the image written to the store (and
+    // compressed for the first output or push that ships it) is reported in the first.
+    let first = outputs.first().map_or(IMAGE_VERTEX, exporter_vertex);
+    reporter.event(&Event::Task { name: first });
+    let mut image_open = first == IMAGE_VERTEX;
+    let say = |name: &str, text: String| reporter.event(&Event::TaskStatus { name, text: &text });
     // Which compression "the" image has (the digest printed and in `--metadata-file`): the
     // first push's, else the first archive's; none when nothing ships compressed layers.
     let primary = pushes.first().map(|(_, c)| *c).or_else(|| {
@@ -294,18 +297,29 @@ fn deliver(
     if cache_to.iter().any(|c| c.target == Target::Inline) {
         inline_cache(builder, &mut image, primary.unwrap_or_default());
     }
-    let size: u64 = image.layers.iter().map(|l| l.size).sum();
     let started = std::time::Instant::now();
     let written = image
         .write_annotated(store, to.annotations)
         .map_err(|e| Failure::usage(format!("error: writing the image: {e}")))?;
-    status(format!(
-        "exporting layers ({} layers, {}) {:.1}s done",
-        image.layers.len(),
-        progress::go_size(size),
-        started.elapsed().as_secs_f64()
-    ));
-    status(format!("writing image {} done", written.config_digest));
+    // The store keeps the image as built (uncompressed layers); archives and registries get it
+    // with compressed layers, as each asks, each layer compressed once per compression and level.
+    let mut shipped = Shipped { store, image: &image, annotations: to.annotations, made: Vec::new() };
+    let (shipped_descriptor, size) = match primary {
+        Some(c) => shipped.get(c).map(|(w, size)| (w.manifest.clone(), size))?,
+        None => (written.manifest.clone(), image.layers.iter().map(|l| l.size).sum()),
+    };
+    say(
+        first,
+        format!(
+            "exporting layers ({} layers, {}) {:.1}s done",
+            image.layers.len(),
+            progress::go_size(size),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    if first == IMAGE_VERTEX {
+        say(first, format!("writing image {} done", written.config_digest));
+    }
     for tag in &args.tags {
         // Kept under Docker's familiar name (`app` as `app:latest`), so any spelling finds it.
         let name = crate::image::stored::store_name(tag)
@@ -313,29 +327,47 @@ fn deliver(
         store
             .tag(&name, &written.manifest)
             .map_err(|e| Failure::usage(format!("error: tagging {tag}: {e}")))?;
-        status(format!("naming to {} done", full_name(tag)));
+        say(first, format!("naming to {} done", full_name(tag)));
     }
-    // The store keeps the image as built (uncompressed layers); archives and registries get it
-    // with compressed layers, as each asks, each layer compressed once per compression and level.
-    let mut shipped = Shipped { store, image: &image, annotations: to.annotations, made: Vec::new() };
-    let shipped_descriptor = match primary {
-        Some(c) => shipped.get(c)?.0.manifest.clone(),
-        None => written.manifest.clone(),
-    };
     let digest = shipped_descriptor.digest().to_string();
-    for (out, spec) in outputs.iter().zip(&args.outputs) {
-        let started = std::time::Instant::now();
+    for (i, out) in outputs.iter().enumerate() {
+        let vertex = exporter_vertex(out);
+        if i > 0 {
+            reporter.event(&Event::Task { name: vertex });
+        }
+        image_open |= vertex == IMAGE_VERTEX;
         let clamp = builder.options.clamp();
         let manifest = match out {
             OutputSpec::Oci { compression, .. } | OutputSpec::Docker { compression, .. } => {
-                shipped.get(*compression)?.0.manifest.clone()
+                let (w, _) = shipped.get(*compression)?;
+                say(vertex, format!("exporting manifest {} done", w.manifest.digest()));
+                say(vertex, format!("exporting config {} done", w.config_digest));
+                w.manifest.clone()
             }
             _ => written.manifest.clone(),
         };
+        let started = std::time::Instant::now();
         crate::export::write::write_output(store, &manifest, &image, out, &args.tags, clamp)
             .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
-        // Said once written, with its time, as BuildKit's `sending tarball 0.9s done`.
-        status(format!("exporting to {spec} {:.1}s done", started.elapsed().as_secs_f64()));
+        let sending = match out {
+            OutputSpec::Oci { tar: false, .. } | OutputSpec::Image { .. } | OutputSpec::Registry { .. } => {
+                None
+            }
+            OutputSpec::Local { .. } => Some("copying files"),
+            OutputSpec::Oci { .. } | OutputSpec::Docker { .. } | OutputSpec::Tar { .. } => {
+                Some("sending tarball")
+            }
+        };
+        if let Some(what) = sending {
+            say(vertex, format!("{what} {:.1}s done", started.elapsed().as_secs_f64()));
+        }
+        if vertex != IMAGE_VERTEX {
+            reporter.event(&Event::TaskDone { name: vertex });
+        }
+    }
+    if (to.load.is_some() || !pushes.is_empty()) && !image_open {
+        reporter.event(&Event::Task { name: IMAGE_VERTEX });
+        image_open = true;
     }
     if let Some(engine) = to.load {
         let said = load_image(store, &written.manifest, &image, &args.tags, engine)?;
@@ -344,18 +376,23 @@ fn deliver(
     for (name, compression) in pushes {
         let started = std::time::Instant::now();
         let full = full_name(name);
-        status(format!("pushing layers to {full}"));
+        say(IMAGE_VERTEX, format!("pushing layers to {full}"));
         let (pushed, shipped_size) = shipped.get(*compression)?;
         let manifest = pushed.manifest.clone();
         registry.push(store, &manifest, name).map_err(|e| super::registry_failure(&e))?;
-        status(format!(
-            "pushing layers to {full} {} {:.1}s done",
-            progress::go_size(shipped_size),
-            started.elapsed().as_secs_f64()
-        ));
-        status(format!("pushing manifest for {full}@{} done", manifest.digest()));
+        say(
+            IMAGE_VERTEX,
+            format!(
+                "pushing layers to {full} {} {:.1}s done",
+                progress::go_size(shipped_size),
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        say(IMAGE_VERTEX, format!("pushing manifest for {full}@{} done", manifest.digest()));
     }
-    reporter.event(&Event::TaskDone { name: export });
+    if image_open {
+        reporter.event(&Event::TaskDone { name: IMAGE_VERTEX });
+    }
     for spec in cache_to.iter().filter(|c| c.target != Target::Inline) {
         let stages =
             if spec.max { builder.plan.order.iter().copied().collect() } else { builder.image_stages() };
@@ -567,6 +604,20 @@ fn push_names(args: &BuildArgs, outputs: &[OutputSpec]) -> Result<Vec<(String, E
 
 /// The image with its layers compressed for each compression outputs ask for, each made once and
 /// written to the store (with `--annotation`s), with its layers' total size.
+/// The vertex of the image exporter (the store, `type=image`, pushes), as BuildKit names it.
+const IMAGE_VERTEX: &str = "exporting to image";
+
+/// BuildKit's name for the vertex of `out`'s exporter.
+fn exporter_vertex(out: &OutputSpec) -> &'static str {
+    match out {
+        OutputSpec::Oci { .. } => "exporting to oci image format",
+        OutputSpec::Docker { .. } => "exporting to docker image format",
+        OutputSpec::Local { .. } => "exporting to client directory",
+        OutputSpec::Tar { .. } => "exporting to client tarball",
+        OutputSpec::Image { .. } | OutputSpec::Registry { .. } => IMAGE_VERTEX,
+    }
+}
+
 struct Shipped<'a> {
     store: &'a Store,
     image: &'a crate::image::manifest::Image,

@@ -84,6 +84,30 @@ fn plain_cold_then_cached() {
     assert!(err.trim_end().ends_with("0 steps run, 3 cached"), "{err}");
 }
 
+/// Each output is its own vertex, named and reported as BuildKit's exporter is: an OCI archive's
+/// manifest, config and `sending tarball`, a directory's `copying files`; the store's image
+/// goes into the first, and no `exporting to image` vertex appears without an image output.
+#[test]
+fn each_output_is_a_vertex_named_as_buildkit_names_it() {
+    let Some((mode, dir, ctx)) = setup("exporter vertices", DF) else { return };
+    let tar = format!("type=oci,dest={}", dir.path().join("o.tar").display());
+    let local = format!("type=local,dest={}", dir.path().join("out").display());
+    let out = build(&dir, &mode, &["-o", &tar, "-o", &local, "-t", "app", &ctx]);
+    ok(&out, "two outputs");
+    let err = text(&out.stderr);
+    let oci = vertex(&err, "exporting to oci image format");
+    let lines: Vec<&str> = err.lines().filter_map(|l| l.strip_prefix(&format!("{oci} "))).collect();
+    let has = |prefix: &str, suffix: &str| lines.iter().any(|l| l.starts_with(prefix) && l.ends_with(suffix));
+    assert!(has("exporting layers (", "s done"), "{err}");
+    assert!(has("naming to docker.io/library/app:latest", " done"), "{err}");
+    assert!(has("exporting manifest sha256:", " done") && has("exporting config sha256:", " done"), "{err}");
+    assert!(has("sending tarball ", "s done") && done(&err, &oci), "{err}");
+    let client = vertex(&err, "exporting to client directory");
+    assert!(err.lines().any(|l| l.starts_with(&format!("{client} copying files "))), "{err}");
+    assert!(done(&err, &client), "{err}");
+    assert!(!err.contains("exporting to image"), "no image exporter ran:\n{err}");
+}
+
 /// Every stderr line parses as a JSON object with a `time` and an `event`.
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     let err = text(&out.stderr);
