@@ -488,6 +488,30 @@ impl LayerPull {
     }
 }
 
+/// A base as a `FROM` uses it (see [`Bases::from`]).
+pub struct BaseFrom {
+    /// The reference as BuildKit's `FROM` line shows it.
+    pub shown: String,
+    resolved: Resolved,
+    pull: Option<Arc<LayerPull>>,
+    /// Whether this `FROM` shows the pull.
+    pub claimed: bool,
+}
+
+impl BaseFrom {
+    /// The image, once its layers are in the store, with the blobs this build pulled for it when
+    /// this `FROM` [claimed](BaseFrom::claimed) the pull (none otherwise, and none when the
+    /// image was in the store already or came from a layout).
+    pub fn wait(self) -> Result<(Image, Vec<crate::registry::Fetched>), BaseError> {
+        let (image, _) = self.resolved?;
+        let fetched = match &self.pull {
+            Some(pull) => pull.wait().clone()?,
+            None => Vec::new(),
+        };
+        Ok((image, if self.claimed { fetched } else { Vec::new() }))
+    }
+}
+
 /// A resolved base: the image and, for a name, the manifest digest it resolved to.
 type Resolved = Result<(Image, Option<Digest>), BaseError>;
 
@@ -542,32 +566,33 @@ impl<'a> Bases<'a> {
     /// The image `reference` names for `platform`, with its layers in the store (waiting for a
     /// pull under way to end).
     pub fn image(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
-        self.image_pulled(reference, platform, false).map(|(image, _)| image)
+        self.base(reference, platform, false).wait().map(|(image, _)| image)
     }
 
-    /// [`image`](Bases::image), with the blobs this build pulled for it, for the one caller that
-    /// [claimed](Bases::claim_pull) showing the pull (none for the others, and none when the
-    /// image was in the store already or came from a layout).
-    pub fn image_pulled(
-        &self,
-        reference: &str,
-        platform: &crate::plan::Platform,
-        claimed: bool,
-    ) -> Result<(Image, Vec<crate::registry::Fetched>), BaseError> {
-        let (image, digest) = self.resolve(reference, platform)?;
-        let fetched = match self.pull_of(digest) {
-            Some(pull) => pull.wait().clone()?,
-            None => Vec::new(),
+    /// A `FROM reference`: resolved once, shown as BuildKit shows it, and its layers waited for
+    /// by [`BaseFrom::wait`]. The first `FROM` of a base this build pulls claims the pull: it
+    /// shows `resolve …` and the blobs that come, as BuildKit's vertex does once for all the
+    /// stages on that base.
+    pub fn from(&self, reference: &str, platform: &crate::plan::Platform) -> BaseFrom {
+        self.base(reference, platform, true)
+    }
+
+    /// [`from`](Bases::from), claiming the pull only when `claim`.
+    fn base(&self, reference: &str, platform: &crate::plan::Platform, claim: bool) -> BaseFrom {
+        let resolved = self.resolve(reference, platform);
+        let digest = resolved.as_ref().ok().and_then(|(_, d)| d.clone());
+        let bare = reference.strip_prefix("docker-image://").unwrap_or(reference);
+        // The fully qualified name with the manifest digest it resolved to
+        // (`docker.io/library/busybox:latest@sha256:…`); a layout reference as written.
+        let shown = match (crate::image::reference::ImageName::parse(bare), &digest) {
+            (Ok(name), Some(d)) if name.digest().is_none() => format!("{}@{d}", name.full()),
+            (Ok(name), _) => name.full(),
+            (Err(_), _) => reference.to_string(),
         };
-        Ok((image, if claimed { fetched } else { Vec::new() }))
-    }
-
-    /// Whether `reference` is pulled from a registry in this build and the caller is the first
-    /// to ask: its `FROM` then shows `resolve …` and the blobs that come, as BuildKit's vertex
-    /// does once for all the stages on that base.
-    pub fn claim_pull(&self, reference: &str, platform: &crate::plan::Platform) -> bool {
-        let digest = self.resolve(reference, platform).ok().and_then(|(_, d)| d);
-        self.pull_of(digest).is_some_and(|p| !p.shown.swap(true, std::sync::atomic::Ordering::SeqCst))
+        let pull = self.pull_of(digest);
+        let claimed =
+            claim && pull.as_ref().is_some_and(|p| !p.shown.swap(true, std::sync::atomic::Ordering::SeqCst));
+        BaseFrom { shown, resolved, pull, claimed }
     }
 
     fn pull_of(&self, digest: Option<Digest>) -> Option<Arc<LayerPull>> {
@@ -578,19 +603,6 @@ impl<'a> Bases<'a> {
     /// what needs only its manifest and config (cache keys use the config's diff ids).
     pub fn metadata(&self, reference: &str, platform: &crate::plan::Platform) -> Result<Image, BaseError> {
         self.resolve(reference, platform).map(|(image, _)| image)
-    }
-
-    /// How BuildKit shows a resolved base on its `FROM` line: the fully qualified name with the
-    /// manifest digest it resolved to (`docker.io/library/busybox:latest@sha256:…`); a layout
-    /// reference as written.
-    pub fn shown(&self, reference: &str, platform: &crate::plan::Platform) -> String {
-        let bare = reference.strip_prefix("docker-image://").unwrap_or(reference);
-        let digest = self.resolve(reference, platform).ok().and_then(|(_, d)| d);
-        match (crate::image::reference::ImageName::parse(bare), digest) {
-            (Ok(name), Some(d)) if name.digest().is_none() => format!("{}@{d}", name.full()),
-            (Ok(name), _) => name.full(),
-            (Err(_), _) => reference.to_string(),
-        }
     }
 
     /// The image and, for a name (kept or pulled), the manifest digest it resolved to.

@@ -138,14 +138,13 @@ fn base(
             Ok(image_stage(image, &sp.platform))
         }
         Source::Image(r) => {
-            let shown_ref = b.bases.shown(r, &sp.platform);
-            from(&shown_ref);
-            let claimed = b.bases.claim_pull(r, &sp.platform);
-            if claimed {
-                let text = format!("resolve {shown_ref} done");
+            let base = b.bases.from(r, &sp.platform);
+            from(&base.shown);
+            if base.claimed {
+                let text = format!("resolve {} done", base.shown);
                 b.reporter.event(&Event::StepStatus { stage: &label, n: 1, text: &text });
             }
-            let pulled = b.bases.image_pulled(r, &sp.platform, claimed).map_err(|e| {
+            let pulled = base.wait().map_err(|e| {
                 let offline = format!(
                     "for an offline base, keep it in the store (hako build -t NAME, hako tag) or give it as an OCI layout: --build-context {}=oci-layout://DIR[:TAG]",
                     crate::plan::context_key(r.split('@').next().unwrap_or(r))
