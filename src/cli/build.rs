@@ -602,8 +602,6 @@ fn push_names(args: &BuildArgs, outputs: &[OutputSpec]) -> Result<Vec<(String, E
     Ok(names)
 }
 
-/// The image with its layers compressed for each compression outputs ask for, each made once and
-/// written to the store (with `--annotation`s), with its layers' total size.
 /// The vertex of the image exporter (the store, `type=image`, pushes), as BuildKit names it.
 const IMAGE_VERTEX: &str = "exporting to image";
 
@@ -618,6 +616,8 @@ fn exporter_vertex(out: &OutputSpec) -> &'static str {
     }
 }
 
+/// The image with its layers compressed for each compression outputs ask for, each made once and
+/// written to the store (with `--annotation`s), with its layers' total size.
 struct Shipped<'a> {
     store: &'a Store,
     image: &'a crate::image::manifest::Image,
