@@ -134,7 +134,8 @@ pub fn mount_overlay(dir: &Path, lowers: &[PathBuf], upper: Upper, flavor: Flavo
     } else {
         options(&names, None, None, flavor)
     };
-    let volatile = upper == Upper::Volatile && !NO_VOLATILE.load(std::sync::atomic::Ordering::Relaxed);
+    // Every upper is volatile (see `Upper::Volatile`).
+    let volatile = writable && !NO_VOLATILE.load(std::sync::atomic::Ordering::Relaxed);
     let cwd = std::env::current_dir()?;
     std::env::set_current_dir(dir)?;
     let with = |data: &str| mount(Some("overlay"), "merged", Some("overlay"), MsFlags::empty(), Some(data));
