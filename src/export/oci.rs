@@ -19,6 +19,7 @@ use super::{
     Blob, BlobReader, ExportError, IMAGE_NAME, OCI_LAYOUT, Prepared, Result, TarStream, canonical_json,
     io_err, new_index,
 };
+use crate::store::pagecache::WriteBehind;
 use crate::store::{REF_NAME, Store};
 
 /// Writes the image `manifest` names (with its config and layers) into the OCI layout directory
@@ -163,7 +164,8 @@ fn place_blob(store: &Store, b: &Blob, blob_dir: &Path) -> Result<()> {
     let mut reader = BlobReader::open(store, b)?;
     let mut tmp = NamedTempFile::new_in(blob_dir).map_err(io_err(blob_dir))?;
     let tmp_path = tmp.path().to_path_buf();
-    io::copy(&mut reader, tmp.as_file_mut())
+    // Synced by `finish_file`, as a blob is: written behind the same way.
+    io::copy(&mut reader, &mut WriteBehind::paced(tmp.as_file_mut()))
         .map_err(|source| reader.blame(ExportError::Io { path: tmp_path.clone(), source }))?;
     finish_file(tmp, &dest)
 }
