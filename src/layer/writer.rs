@@ -12,7 +12,7 @@ use oci_spec::image::MediaType;
 use super::index::{Kind, Meta};
 use crate::digest::HashingWriter;
 use crate::image::manifest::Layer;
-use crate::store::{BlobWriter, Store, StoreError};
+use crate::store::{BlobWriter, Store, StoreError, Tee};
 
 /// Layer compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -187,9 +187,9 @@ struct TarSink {
 }
 
 impl TarSink {
-    fn new(store: &Store, codec: Codec) -> Result<TarSink, StoreError> {
+    fn new(store: &Store, codec: Codec, tee: Option<Tee>) -> Result<TarSink, StoreError> {
         let diff = (codec.compression != Compression::None).then(|| HashingWriter::new(io::sink()));
-        Ok(TarSink { enc: Encoder::new(store, codec)?, diff })
+        Ok(TarSink { enc: Encoder::new(store, codec, tee)?, diff })
     }
 }
 
@@ -226,8 +226,11 @@ impl Write for Encoder {
 }
 
 impl Encoder {
-    fn new(store: &Store, codec: Codec) -> Result<Encoder, StoreError> {
-        let blob = store.blob_writer()?;
+    fn new(store: &Store, codec: Codec, tee: Option<Tee>) -> Result<Encoder, StoreError> {
+        let blob = match tee {
+            Some(t) => store.teed_blob_writer(t)?,
+            None => store.blob_writer()?,
+        };
         Ok(match codec.compression {
             // On all cores, incompressible blocks stored.
             Compression::Gzip => Encoder::Gzip(super::pgzip::ParGzEncoder::new(blob, codec.level)?),
@@ -275,8 +278,18 @@ impl LayerWriter {
         codec: impl Into<Codec>,
         clamp: Option<i64>,
     ) -> Result<LayerWriter, StoreError> {
-        let codec = codec.into();
-        let mut tar = tar::Builder::new(TarSink::new(store, codec)?);
+        LayerWriter::teed(store, codec.into(), clamp, None)
+    }
+
+    /// [`LayerWriter::new`] whose blob is also copied into `tee` as it is written (see
+    /// [`LayerWriter::finish_teed`]).
+    pub fn teed(
+        store: &Store,
+        codec: Codec,
+        clamp: Option<i64>,
+        tee: Option<Tee>,
+    ) -> Result<LayerWriter, StoreError> {
+        let mut tar = tar::Builder::new(TarSink::new(store, codec, tee)?);
         tar.mode(tar::HeaderMode::Complete);
         Ok(LayerWriter { tar, compression: codec.compression(), clamp, entries: 0, buf: Vec::new() })
     }
@@ -354,6 +367,11 @@ impl LayerWriter {
 
     /// Finishes the tar and the compression and stores the blob.
     pub fn finish(self) -> Result<Layer, StoreError> {
+        self.finish_teed().map(|(layer, _)| layer)
+    }
+
+    /// [`LayerWriter::finish`], and whether the whole blob reached the tee.
+    pub fn finish_teed(self) -> Result<(Layer, bool), StoreError> {
         let LayerWriter { tar, compression, .. } = self;
         seal(tar.into_inner()?, compression)
     }
@@ -391,17 +409,17 @@ pub fn append_content(
 /// Stores the layer tar `tar` (uncompressed) compressed with `codec`; returns the blob's layer,
 /// whose diff id is that of `tar`.
 pub fn compress_tar(store: &Store, tar: &mut dyn Read, codec: Codec) -> Result<Layer, StoreError> {
-    let mut sink = TarSink::new(store, codec)?;
+    let mut sink = TarSink::new(store, codec, None)?;
     io::copy(tar, &mut sink)?;
-    seal(sink, codec.compression)
+    seal(sink, codec.compression).map(|(layer, _)| layer)
 }
 
 /// Finishes a layer's compression and stores its blob: the tar's digest is the diff id, the
-/// compressed bytes' the blob digest.
-fn seal(sink: TarSink, compression: Compression) -> Result<Layer, StoreError> {
-    let (digest, size) = sink.enc.finish()?.commit(None)?;
+/// compressed bytes' the blob digest. Also says whether the blob was teed whole.
+fn seal(sink: TarSink, compression: Compression) -> Result<(Layer, bool), StoreError> {
+    let (digest, size, teed) = sink.enc.finish()?.commit_teed(None)?;
     let diff_id = sink.diff.map_or_else(|| digest.clone(), |d| d.finish().1);
-    Ok(Layer { digest, diff_id, size, media_type: compression.media_type() })
+    Ok((Layer { digest, diff_id, size, media_type: compression.media_type() }, teed))
 }
 
 /// Reads exactly `remaining` bytes: pads with zeros if the source ends early (a file truncated

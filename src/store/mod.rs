@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub use lock::Lock;
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 use tempfile::NamedTempFile;
-pub use writer::BlobWriter;
+pub use writer::{BlobWriter, Tee};
 
 use crate::digest::Digest;
 
@@ -149,7 +149,12 @@ impl Store {
 
     /// A writer for a new blob; call [`BlobWriter::commit`] to keep it.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
-        BlobWriter::new(self)
+        BlobWriter::new(self, None)
+    }
+
+    /// A [`BlobWriter`] whose bytes are copied into `tee` as well.
+    pub fn teed_blob_writer(&self, tee: Tee) -> Result<BlobWriter> {
+        BlobWriter::new(self, Some(tee))
     }
 
     /// Stores `bytes` as a blob.

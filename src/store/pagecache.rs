@@ -49,7 +49,13 @@ impl<W: Write + AsFd> WriteBehind<W> {
     /// for the disk. A window is dropped a window after its writeback started, as far as it is
     /// clean by then; on a disk slower than the writer the rest stays cached, as any file's.
     pub(crate) fn unpaced(inner: W) -> WriteBehind<W> {
-        WriteBehind { paced: false, ..WriteBehind::paced(inner) }
+        WriteBehind::unpaced_from(inner, 0)
+    }
+
+    /// [`WriteBehind::unpaced`] for a file written from `offset` on (the part of an archive a
+    /// step's layer goes to while the build runs).
+    pub(crate) fn unpaced_from(inner: W, offset: u64) -> WriteBehind<W> {
+        WriteBehind { inner, paced: false, written: offset, started: offset, dropped: offset }
     }
 
     /// The file.

@@ -139,3 +139,44 @@ fn a_dropped_big_writer_leaves_nothing() {
     assert_eq!(fs_err::read_dir(s.root().join("tmp")).expect("tmp").count(), 0);
     assert_eq!(fs_err::read_dir(s.root().join("blobs/sha256")).expect("blobs").count(), 0);
 }
+
+/// A teed blob's bytes land in the tee file at its offset, whole, whether the blob is small
+/// (written in place) or big (on the writing threads); what is around them is left alone.
+#[test]
+fn a_teed_blob_is_copied_at_its_offset() {
+    let (dir, s) = store();
+    for size in [100, 3 * writer::CHUNK + 12_345] {
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 253) as u8).collect();
+        let path = dir.path().join(format!("tee-{size}"));
+        fs_err::write(&path, vec![b'x'; 700]).expect("tee file");
+        let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        let mut w = s.teed_blob_writer(Tee { file, offset: 600 }).expect("writer");
+        for piece in data.chunks(70_001) {
+            w.write_all(piece).expect("write");
+        }
+        let (d, n, teed) = w.commit_teed(None).expect("commit");
+        assert_eq!((d.clone(), n, teed), (Digest::of(&data), size as u64, true), "{size}");
+        assert_eq!(s.read_blob(&d).expect("blob"), data);
+        let tee = fs_err::read(&path).expect("read tee");
+        assert_eq!(&tee[..600], &[b'x'; 600][..], "{size}: before the offset");
+        assert!(tee[600..] == data[..], "{size}: the copy");
+    }
+}
+
+/// A tee that cannot be written is given up; the blob is still stored, and says it was not teed.
+#[test]
+fn a_failing_tee_leaves_the_blob_whole() {
+    let (dir, s) = store();
+    let path = dir.path().join("read-only");
+    fs_err::write(&path, b"").expect("file");
+    for size in [10, 2 * writer::CHUNK + 1] {
+        let data = vec![7u8; size];
+        // Opened for reading only: every write to it fails.
+        let file = std::fs::File::open(&path).expect("open");
+        let mut w = s.teed_blob_writer(Tee { file, offset: 0 }).expect("writer");
+        w.write_all(&data).expect("write");
+        let (d, n, teed) = w.commit_teed(None).expect("commit");
+        assert_eq!((n, teed), (size as u64, false), "{size}");
+        assert_eq!(s.read_blob(&d).expect("blob"), data);
+    }
+}
