@@ -84,7 +84,7 @@ pub fn layer_step(
             Some(layer)
         }
         Op::Run { .. } => {
-            let layer = run::run_step(b, out, &step.op, &step.loc, (&label, n), done)?;
+            let layer = run::run_step(b, out, &step.op, &step.loc, (sp.index, &label, n), done)?;
             if layer.is_some() {
                 out.forget_index();
             }

@@ -176,6 +176,9 @@ pub struct Builder<'a> {
     pub successors: Mutex<Vec<crate::sandbox::protocol::Successor>>,
     /// `ADD <url>` downloads made in this build, by URL and checksum.
     pub fetched: Mutex<std::collections::HashMap<(String, Option<String>), fetch::Fetched>>,
+    /// An archive output written as the image's layers are made (see [`crate::export::spool`]):
+    /// RUN steps of the image's stages copy their blob into it.
+    pub spool: Mutex<Option<crate::export::spool::Spool>>,
     /// The isolation line was printed (once per build, however many helpers start).
     said_isolation: std::sync::atomic::AtomicBool,
     /// A stage failed: stages built at the same time start no further step (BuildKit cancels
@@ -219,6 +222,7 @@ impl<'a> Builder<'a> {
             used: Default::default(),
             fetched: Default::default(),
             successors: Default::default(),
+            spool: Default::default(),
             said_isolation: Default::default(),
             failed: Default::default(),
         }
@@ -361,7 +365,10 @@ impl Builder<'_> {
         let mut sb = match idle {
             Some(sb) => sb,
             None => {
-                let sb = crate::sandbox::Sandbox::start(self.store.root(), self.options.isolation)?;
+                let spool = lock(&self.spool);
+                let tee = spool.as_ref().map(|s| std::os::fd::AsFd::as_fd(s.file()));
+                let sb = crate::sandbox::Sandbox::start_with(self.store.root(), self.options.isolation, tee)?;
+                drop(spool);
                 if !self.said_isolation.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     if let Some(why) = &sb.chosen {
                         self.reporter.event(&Event::Note(&format!("isolation {why}")));

@@ -10,6 +10,7 @@ use super::rootfs::StageOut;
 use super::{BuildError, Builder, input_error, users};
 use crate::dockerfile::instructions::{CommandLine, InlineFile, Loc, Mount, MountType, Sharing};
 use crate::dockerfile::{Diagnostic, Pos};
+use crate::export::Blob;
 use crate::image::manifest::Layer;
 use crate::plan::{Op, Source};
 use crate::sandbox::SandboxError;
@@ -29,20 +30,21 @@ pub enum SecretSource {
     Env(String),
 }
 
-/// Runs a RUN step of stage `label`; returns its layer, if it changed anything.
+/// Runs a RUN step of stage number `stage`, `label`; returns its layer, if it changed anything.
 pub fn run_step(
     b: &Builder<'_>,
     out: &mut StageOut,
     op: &Op,
     loc: &Loc,
-    (label, n): (&str, usize),
+    (stage, label, n): (usize, &str, usize),
     done: &[Option<StageOut>],
 ) -> Result<Option<Layer>, BuildError> {
     let Op::Run { command, .. } = op else {
         return Err(BuildError::Internal("run_step called for another instruction".into()));
     };
     let pos = loc.pos();
-    let req = request(b, out, op, pos, done)?;
+    let mut req = request(b, out, op, pos, done)?;
+    req.tee = tee(b, stage, &out.image.layers);
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut on_output = |line: &str| {
         b.reporter.event(&Event::Output { stage: label, n, text: line });
@@ -89,8 +91,26 @@ pub fn run_step(
     if let Some(l) = &layer {
         // The helper hashed the blob as it wrote it.
         b.store.note_written(&l.digest);
+        if result.teed
+            && let Some(spool) = super::lock(&b.spool).as_mut()
+            && let Err(e) = spool.teed(&Blob { digest: l.digest.clone(), size: l.size })
+        {
+            b.reporter.event(&Event::Warning(&format!("the archive will be written at the end: {e}")));
+        }
     }
     Ok(layer)
+}
+
+/// Where in the spooled archive a step of stage `stage` on `layers` copies its layer's blob,
+/// when the stage's layers are the image's (see [`crate::export::spool`]).
+fn tee(b: &Builder<'_>, stage: usize, layers: &[Layer]) -> Option<u64> {
+    let mut guard = super::lock(&b.spool);
+    let spool = guard.as_mut()?;
+    if !b.image_stages().contains(&stage) {
+        return None;
+    }
+    let blobs: Vec<Blob> = layers.iter().map(|l| Blob { digest: l.digest.clone(), size: l.size }).collect();
+    spool.prepare(b.store, &blobs)
 }
 
 /// The step as the executor takes it: argv, environment, user, mounts with their sources.
@@ -143,6 +163,7 @@ fn request(
         compression: b.options.layer_codec().compression().name().into(),
         level: b.options.layer_codec().level(),
         options: options.clone(),
+        tee: None,
     })
 }
 

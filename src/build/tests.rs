@@ -42,7 +42,7 @@ impl Executor for Fake {
         w.add("ran", &meta, Some(&mut body.as_bytes())).map_err(|e| SandboxError::Helper(e.to_string()))?;
         let layer = w.finish().map_err(|e| SandboxError::Helper(e.to_string()))?;
         let layer = (exit == 0).then(|| LayerRef::from_layer(&layer));
-        Ok(RunResult { exit: Exit::Code(exit), layer, notes: Vec::new(), run_ms: 0.0 })
+        Ok(RunResult { exit: Exit::Code(exit), layer, notes: Vec::new(), run_ms: 0.0, teed: false })
     }
 }
 

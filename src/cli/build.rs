@@ -164,8 +164,10 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
         no_cache_filter: args.no_cache_filter.clone(),
         compress_for: compress_for(&outputs, &pushes),
     };
+    let spool = spool(&outputs, build_options.layer_codec());
     let mut builder = Builder::new(store, &df, &plan, &context, build_options, reporter, bases);
     builder.imported = import_caches(reporter, store, &registry, &cache_from);
+    builder.spool = std::sync::Mutex::new(spool);
     let built = builder.build();
     let image = built.map_err(|e| match &e {
         BuildError::Input(d) => located(d.clone()),
@@ -347,7 +349,11 @@ fn deliver(
             _ => written.manifest.clone(),
         };
         let started = std::time::Instant::now();
-        crate::export::write::write_output(store, &manifest, &image, out, &args.tags, clamp)
+        let spool = {
+            let mut s = crate::build::lock(&builder.spool);
+            s.take_if(|s| out.archive_file() == Some(s.dest()))
+        };
+        crate::export::write::write_output(store, &manifest, &image, out, &args.tags, clamp, spool)
             .map_err(|e| Failure::usage(format!("error: writing the output: {e}")))?;
         let sending = match out {
             OutputSpec::Oci { tar: false, .. } | OutputSpec::Image { .. } | OutputSpec::Registry { .. } => {
@@ -484,7 +490,7 @@ fn load_image(
         compression: ExportCompression::default(),
         rewrite_timestamp: None,
     };
-    crate::export::write::write_output(store, manifest, image, &spec, tags, None)
+    crate::export::write::write_output(store, manifest, image, &spec, tags, None, None)
         .map_err(|e| failed(format!("writing the archive: {e}")))?;
     let said = crate::export::load::load(engine, &archive).map_err(|e| failed(e.to_string()))?;
     Ok(format!("loaded into {engine}{}", if said.is_empty() { String::new() } else { format!(": {said}") }))
@@ -643,6 +649,16 @@ impl Shipped<'_> {
         let (_, written, size) = &self.made[i];
         Ok((written, *size))
     }
+}
+
+/// The archive written while the build runs (see [`crate::export::spool`]): the first OCI or
+/// docker archive to a file that takes the layers as they are made. None when it cannot be
+/// started: the export then writes it, or says why not.
+fn spool(outputs: &[OutputSpec], layers: crate::layer::Codec) -> Option<crate::export::spool::Spool> {
+    let out = outputs.iter().find(|o| {
+        o.archive_file().is_some() && o.compression().is_some_and(|c| c.codec == layers && !c.force)
+    })?;
+    crate::export::spool::Spool::create(out.archive_file()?).ok()
 }
 
 /// The compression new layers are made in ([`crate::build::Options::compress_for`]): the one

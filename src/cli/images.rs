@@ -248,7 +248,7 @@ pub fn save(args: SaveArgs) -> Result<(), Failure> {
     let names: Vec<String> = find(&store, &args.image)?.into_iter().map(|k| k.name).collect();
     let digest = kept.digest().map_err(failed)?;
     let image = Image::load(&store, &digest).map_err(failed)?;
-    crate::export::write::write_output(&store, &kept.descriptor, &image, &spec, &names, None)
+    crate::export::write::write_output(&store, &kept.descriptor, &image, &spec, &names, None, None)
         .map_err(|e| failed(format!("saving {}: {e}", args.image)))
 }
 

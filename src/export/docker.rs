@@ -35,6 +35,18 @@ pub fn write_docker_archive(
     names: &[String],
     out: &mut dyn Write,
 ) -> Result<()> {
+    docker_archive(store, manifest, names, out, None)
+}
+
+/// [`write_docker_archive`], going on after the blobs `present` when given (see
+/// [`TarStream::resume`]).
+pub(crate) fn docker_archive(
+    store: &Store,
+    manifest: &Descriptor,
+    names: &[String],
+    out: &mut dyn Write,
+    present: Option<&[crate::digest::Digest]>,
+) -> Result<()> {
     let Prepared { names, blobs, entries } = Prepared::new(store, manifest, names)?;
     let index = new_index(entries);
 
@@ -58,9 +70,8 @@ pub fn write_docker_archive(
     let manifest_json = to_json("manifest.json", &docker_manifest)?;
     let repositories_json = to_json("repositories", &repositories)?;
 
-    let mut tar = TarStream::new(out);
-    tar.dir("blobs/")?;
-    tar.dir("blobs/sha256/")?;
+    let mut tar = TarStream::resume(out, present);
+    tar.blob_dirs()?;
     for b in blobs.unique() {
         tar.blob(store, b)?;
     }

@@ -13,6 +13,7 @@ pub mod load;
 pub mod oci;
 pub use crate::image::reference;
 pub mod spec;
+pub mod spool;
 pub mod write;
 
 #[cfg(test)]
@@ -110,8 +111,10 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ 
 
 /// A blob of the image: its digest and size as the manifest records them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Blob {
+pub struct Blob {
+    /// Its digest.
     pub digest: Digest,
+    /// Its size in bytes.
     pub size: u64,
 }
 
@@ -167,12 +170,15 @@ impl ImageBlobs {
         Ok(blobs)
     }
 
-    /// Every blob once: the manifest, the config, then the layers in order.
+    /// Every blob once, in the order archives hold them: the layers in order, the config, then
+    /// the manifest. Layers come first so that an archive can be written while the build makes
+    /// them ([`spool`]), and it is the same order whether it was or not.
     pub fn unique(&self) -> Vec<&Blob> {
         let mut seen = HashSet::new();
-        std::iter::once(&self.manifest)
+        self.layers
+            .iter()
             .chain(std::iter::once(&self.config))
-            .chain(&self.layers)
+            .chain(std::iter::once(&self.manifest))
             .filter(|b| seen.insert(&b.digest))
             .collect()
     }
@@ -379,15 +385,23 @@ impl Read for BlobReader {
 /// no user or group names, ustar headers.
 pub(crate) struct TarStream<'a> {
     builder: tar::Builder<BufWriter<&'a mut dyn Write>>,
+    /// Blobs the archive holds already, with the `blobs/` directories (a spooled archive's).
+    present: Option<&'a [Digest]>,
 }
 
 impl<'a> TarStream<'a> {
     /// Wraps `out` (buffered: stdout's line buffering would split the stream into small writes).
     pub fn new(out: &'a mut dyn Write) -> TarStream<'a> {
-        TarStream { builder: tar::Builder::new(BufWriter::with_capacity(1 << 20, out)) }
+        TarStream { builder: tar::Builder::new(BufWriter::with_capacity(1 << 20, out)), present: None }
     }
 
-    fn header(path: &str, kind: tar::EntryType, size: u64) -> Result<tar::Header> {
+    /// With `present`, goes on with an archive that holds the `blobs/` directories and those
+    /// blobs already, in the order the exporter writes them: they are not written again.
+    pub fn resume(out: &'a mut dyn Write, present: Option<&'a [Digest]>) -> TarStream<'a> {
+        TarStream { present, ..TarStream::new(out) }
+    }
+
+    pub(crate) fn header(path: &str, kind: tar::EntryType, size: u64) -> Result<tar::Header> {
         let mut h = tar::Header::new_ustar();
         h.set_path(path).map_err(|source| ExportError::Output { entry: path.into(), source })?;
         h.set_entry_type(kind);
@@ -400,8 +414,17 @@ impl<'a> TarStream<'a> {
         Ok(h)
     }
 
+    /// The `blobs/` and `blobs/sha256/` directories (unless resumed: there already).
+    pub fn blob_dirs(&mut self) -> Result<()> {
+        if self.present.is_some() {
+            return Ok(());
+        }
+        self.dir("blobs/")?;
+        self.dir("blobs/sha256/")
+    }
+
     /// A directory entry (`path` ends with `/`).
-    pub fn dir(&mut self, path: &str) -> Result<()> {
+    fn dir(&mut self, path: &str) -> Result<()> {
         let h = Self::header(path, tar::EntryType::Directory, 0)?;
         self.builder
             .append(&h, io::empty())
@@ -414,8 +437,12 @@ impl<'a> TarStream<'a> {
         self.builder.append(&h, bytes).map_err(|source| ExportError::Output { entry: path.into(), source })
     }
 
-    /// A blob from the store, streamed and verified, at `blobs/sha256/<hex>`.
+    /// A blob from the store, streamed and verified, at `blobs/sha256/<hex>` (unless resumed
+    /// with it present).
     pub fn blob(&mut self, store: &Store, blob: &Blob) -> Result<()> {
+        if self.present.is_some_and(|p| p.contains(&blob.digest)) {
+            return Ok(());
+        }
         let entry = blob.entry();
         let h = Self::header(&entry, tar::EntryType::Regular, blob.size)?;
         let mut reader = BlobReader::open(store, blob)?;

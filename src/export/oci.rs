@@ -55,25 +55,37 @@ pub fn write_layout_dir(store: &Store, manifest: &Descriptor, names: &[String], 
     write_atomic(&index_path, &canonical_json(&index))
 }
 
-/// Streams the image as an OCI layout tar (`oci-archive:`) to `out`: `oci-layout`, `index.json`,
-/// `blobs/`, `blobs/sha256/`, then the manifest, the config and the layers. The same image and
-/// names always give the same bytes.
+/// Streams the image as an OCI layout tar (`oci-archive:`) to `out`: `blobs/`, `blobs/sha256/`,
+/// the layers, the config and the manifest, then `index.json` and `oci-layout` (after the blobs,
+/// as in BuildKit's archives). The same image and names always give the same bytes.
 pub fn write_layout_tar(
     store: &Store,
     manifest: &Descriptor,
     names: &[String],
     out: &mut dyn Write,
 ) -> Result<()> {
+    layout_tar(store, manifest, names, out, None)
+}
+
+/// [`write_layout_tar`], going on after the blobs `present` when given (see
+/// [`TarStream::resume`]).
+pub(crate) fn layout_tar(
+    store: &Store,
+    manifest: &Descriptor,
+    names: &[String],
+    out: &mut dyn Write,
+    present: Option<&[crate::digest::Digest]>,
+) -> Result<()> {
     let Prepared { blobs, entries, .. } = Prepared::new(store, manifest, names)?;
     let index = new_index(entries);
-    let mut tar = TarStream::new(out);
-    tar.file("oci-layout", OCI_LAYOUT)?;
-    tar.file("index.json", &canonical_json(&index))?;
-    tar.dir("blobs/")?;
-    tar.dir("blobs/sha256/")?;
+    // Only now: nothing, not even the end of an archive, is written for a refused image.
+    let mut tar = TarStream::resume(out, present);
+    tar.blob_dirs()?;
     for b in blobs.unique() {
         tar.blob(store, b)?;
     }
+    tar.file("index.json", &canonical_json(&index))?;
+    tar.file("oci-layout", OCI_LAYOUT)?;
     tar.finish()
 }
 

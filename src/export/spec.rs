@@ -97,6 +97,17 @@ impl OutputSpec {
         }
     }
 
+    /// The file an image archive (OCI or docker, not a directory) goes to; none for stdout
+    /// and the other outputs.
+    pub fn archive_file(&self) -> Option<&std::path::Path> {
+        match self {
+            OutputSpec::Oci { dest: Some(d), tar: true, .. } | OutputSpec::Docker { dest: Some(d), .. } => {
+                Some(d.as_path()).filter(|d| d.as_os_str() != "-")
+            }
+            _ => None,
+        }
+    }
+
     /// The image names of the `name=` option (split at commas, blanks dropped).
     pub fn names(&self) -> Vec<String> {
         let name = match self {

@@ -137,11 +137,11 @@ fn index_names(f: &Fixture, index: &Value) -> Vec<(Option<String>, Option<String
         .collect()
 }
 
+/// The blobs in the order archives hold them: the layers, the config, the manifest.
 fn blob_entries(f: &Fixture) -> Vec<String> {
-    let mut v =
-        vec![format!("blobs/sha256/{}", Digest::parse(f.manifest.digest().as_ref()).expect("d").hex())];
+    let mut v: Vec<String> = f.layers.iter().map(|l| format!("blobs/sha256/{}", l.hex())).collect();
     v.push(format!("blobs/sha256/{}", f.config.hex()));
-    v.extend(f.layers.iter().map(|l| format!("blobs/sha256/{}", l.hex())));
+    v.push(format!("blobs/sha256/{}", Digest::parse(f.manifest.digest().as_ref()).expect("d").hex()));
     v
 }
 
@@ -149,8 +149,10 @@ fn blob_entries(f: &Fixture) -> Vec<String> {
 fn oci_tar_layout_and_order() {
     let f = fixture();
     let es = entries(&oci_tar(&f, &["registry.io/app:1.2", "app"]));
-    let mut want = names(&["oci-layout", "index.json", "blobs/", "blobs/sha256/"]);
+    // Blobs first, layers before what names them, as BuildKit's archives (and a spooled one).
+    let mut want = names(&["blobs/", "blobs/sha256/"]);
     want.extend(blob_entries(&f));
+    want.extend(names(&["index.json", "oci-layout"]));
     assert_eq!(es.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), want);
     for (path, mode, mtime, uid, gid, _) in &es {
         let dir = path.ends_with('/');
@@ -220,7 +222,7 @@ fn layout_dir_links_blobs_and_merges() {
     );
 
     // A blob already present is left alone (here: a copy with its own inode).
-    let layer = dir.join(&blob_entries(&f)[2]);
+    let layer = dir.join(&blob_entries(&f)[0]);
     let copy = fs_err::read(&layer).expect("read");
     fs_err::remove_file(&layer).expect("rm");
     fs_err::write(&layer, &copy).expect("copy");
@@ -294,7 +296,7 @@ fn layout_dir_copies_across_filesystems_and_replaces_bad_blobs() {
     let dir = out.path().join("layout");
     fs_err::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
     // A truncated blob under the final name is replaced.
-    let layer = dir.join(&blob_entries(&f)[3]);
+    let layer = dir.join(&blob_entries(&f)[1]);
     fs_err::write(&layer, b"trunc").expect("write");
     write_layout_dir(&f.store, &f.manifest, &names(&["app"]), &dir).expect("export");
     for hex in blob_entries(&f) {
@@ -328,9 +330,9 @@ fn docker_archive_manifest_and_repositories() {
     assert_eq!(
         manifest,
         serde_json::json!([{
-            "Config": blobs[1],
+            "Config": blobs[2],
             "RepoTags": ["app:latest", "registry.io/team/app:1.2", "app:v2"],
-            "Layers": [blobs[2], blobs[3]],
+            "Layers": [blobs[0], blobs[1]],
         }])
     );
     // Keys in docker's order.
@@ -442,4 +444,87 @@ fn output_errors_name_the_entry() {
     let f = fixture();
     let e = write_layout_tar(&f.store, &f.manifest, &[], &mut Broken).unwrap_err();
     assert!(matches!(e, ExportError::Output { .. }) && e.to_string().contains("pipe closed"), "{e}");
+}
+
+/// The fixture's layers as blobs.
+fn layer_blobs(f: &Fixture) -> Vec<Blob> {
+    f.layers
+        .iter()
+        .map(|d| Blob {
+            digest: d.clone(),
+            size: fs_err::metadata(f.store.blob_path(d)).expect("blob").len(),
+        })
+        .collect()
+}
+
+/// Copies `blob` into the spool at `offset` as a step's blob writer does, through its own
+/// descriptor (as a sandbox helper's).
+fn tee_into(f: &Fixture, blob: &Blob, s: &spool::Spool, offset: u64) {
+    let file = s.file().try_clone().expect("dup");
+    let mut w = f.store.teed_blob_writer(crate::store::Tee { file, offset }).expect("writer");
+    std::io::Write::write_all(&mut w, &f.store.read_blob(&blob.digest).expect("blob")).expect("tee");
+    assert!(w.commit_teed(Some(&blob.digest)).expect("commit").2, "teed whole");
+}
+
+/// What finishing `spool` as `format` ("oci" or "docker") writes.
+fn finished(f: &Fixture, s: spool::Spool, format: &str, n: &[String]) -> Vec<u8> {
+    let dest = s.dest().to_path_buf();
+    s.finish(&f.store, &f.manifest, |w, p| match format {
+        "oci" => oci::layout_tar(&f.store, &f.manifest, n, w, p),
+        _ => docker::docker_archive(&f.store, &f.manifest, n, w, p),
+    })
+    .expect("finish");
+    fs_err::read(dest).expect("archive")
+}
+
+/// An archive written while the build ran (a layer teed by its step, one not teed, the rest at
+/// the end) is byte for byte the archive written in one go, in either format.
+#[test]
+fn a_spooled_archive_is_the_archive_written_at_once() {
+    let f = fixture();
+    let n = names(&["app:1"]);
+    let blobs = layer_blobs(&f);
+    for format in ["oci", "docker"] {
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut s = spool::Spool::create(&out.path().join("image.tar")).expect("spool");
+        let at = s.prepare(&f.store, &[]).expect("a place for the first layer");
+        tee_into(&f, &blobs[0], &s, at);
+        s.teed(&blobs[0]).expect("teed");
+        // The same layer again (a step that made an identical layer) is not added twice.
+        let again = s.prepare(&f.store, &blobs[..1]).expect("a place");
+        tee_into(&f, &blobs[0], &s, again);
+        s.teed(&blobs[0]).expect("teed");
+        // A step whose blob did not reach the archive: written at the end.
+        assert!(s.prepare(&f.store, &blobs[..1]).is_some());
+        let spooled = finished(&f, s, format, &n);
+        let mut at_once = Vec::new();
+        match format {
+            "oci" => write_layout_tar(&f.store, &f.manifest, &n, &mut at_once),
+            _ => write_docker_archive(&f.store, &f.manifest, &n, &mut at_once),
+        }
+        .expect("archive");
+        assert!(spooled == at_once, "{format}: the same bytes");
+        assert_eq!(fs_err::read_dir(out.path()).expect("ls").count(), 1, "no temporary file left");
+    }
+}
+
+/// A spool that took blobs the image does not start with (a stage that was not the image's)
+/// starts over; a step on other layers gets no slot; a dropped spool leaves nothing.
+#[test]
+fn a_spool_holding_other_blobs_starts_over() {
+    let f = fixture();
+    let n = names(&["app:1"]);
+    let blobs = layer_blobs(&f);
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut s = spool::Spool::create(&out.path().join("image.tar")).expect("spool");
+    let at = s.prepare(&f.store, &blobs[1..]).expect("a place");
+    tee_into(&f, &blobs[0], &s, at);
+    s.teed(&blobs[0]).expect("teed");
+    assert_eq!(s.prepare(&f.store, &blobs[..1]), None, "the archive holds another layer first");
+    assert!(oci_tar(&f, &["app:1"]) == finished(&f, s, "oci", &n));
+
+    let dropped = tempfile::tempdir().expect("tempdir");
+    let s = spool::Spool::create(&dropped.path().join("image.tar")).expect("spool");
+    drop(s);
+    assert_eq!(fs_err::read_dir(dropped.path()).expect("ls").count(), 0, "nothing left");
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use oci_spec::image::Descriptor;
 
 use super::spec::OutputSpec;
+use super::spool::Spool;
 use crate::image::manifest::Image;
 use crate::store::Store;
 use crate::store::pagecache::WriteBehind;
@@ -42,7 +43,9 @@ pub enum WriteError {
 /// Writes the image as `spec` says: `manifest` (in the store) is the image as this output ships
 /// it — the caller compresses its layers as the spec's [`compression`](OutputSpec::compression)
 /// asks — and `image` its layers and config; `tags` name it where the spec gives no `name=`.
-/// Registry outputs are pushed by the caller, after every local output is written.
+/// Registry outputs are pushed by the caller, after every local output is written. An archive
+/// output started during the build ([`Spool`], made for this spec's `dest`) is finished instead
+/// of written anew.
 pub fn write_output(
     store: &Store,
     manifest: &Descriptor,
@@ -50,6 +53,7 @@ pub fn write_output(
     spec: &OutputSpec,
     tags: &[String],
     clamp: Option<i64>,
+    spool: Option<Spool>,
 ) -> Result<(), WriteError> {
     let names = {
         let n = spec.names();
@@ -60,12 +64,20 @@ pub fn write_output(
             let dir = dest.as_ref().ok_or(WriteError::Spec("type=oci,tar=false needs dest=DIR"))?;
             Ok(super::oci::write_layout_dir(store, manifest, &names, dir)?)
         }
-        OutputSpec::Oci { dest, .. } => {
-            to(dest.as_deref(), |w| Ok(super::oci::write_layout_tar(store, manifest, &names, w)?))
-        }
-        OutputSpec::Docker { dest, .. } => {
-            to(dest.as_deref(), |w| Ok(super::docker::write_docker_archive(store, manifest, &names, w)?))
-        }
+        OutputSpec::Oci { dest, .. } => match spool.filter(|s| spec.archive_file() == Some(s.dest())) {
+            Some(s) => {
+                Ok(s.finish(store, manifest, |w, p| super::oci::layout_tar(store, manifest, &names, w, p))?)
+            }
+            None => to(dest.as_deref(), |w| Ok(super::oci::write_layout_tar(store, manifest, &names, w)?)),
+        },
+        OutputSpec::Docker { dest, .. } => match spool.filter(|s| spec.archive_file() == Some(s.dest())) {
+            Some(s) => Ok(s.finish(store, manifest, |w, p| {
+                super::docker::docker_archive(store, manifest, &names, w, p)
+            })?),
+            None => {
+                to(dest.as_deref(), |w| Ok(super::docker::write_docker_archive(store, manifest, &names, w)?))
+            }
+        },
         OutputSpec::Local { dest } => Ok(super::fs::write_local(store, image, dest)?),
         OutputSpec::Tar { dest } => {
             to(dest.as_deref(), |w| Ok(super::fs::write_tar(store, image, clamp, w)?))

@@ -20,6 +20,8 @@ pub mod ptrace;
 pub mod spec;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
@@ -208,19 +210,56 @@ pub struct Sandbox {
     pub chosen: Option<String>,
 }
 
+/// The descriptor a helper started with a tee ([`Sandbox::start_with`]) finds it as.
+pub const TEE_FD: std::os::fd::RawFd = 3;
+
+/// In the helper's process, between fork and exec: `fd` becomes [`TEE_FD`] and stays open across
+/// the exec (every descriptor Rust opens is close-on-exec).
+fn pass_fd(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: plain system calls on descriptors; dup2 clears close-on-exec on the copy, and a
+    // descriptor that is already TEE_FD has the flag cleared instead.
+    let r = unsafe {
+        if fd == TEE_FD {
+            nix::libc::fcntl(TEE_FD, nix::libc::F_SETFD, 0)
+        } else {
+            nix::libc::dup2(fd, TEE_FD)
+        }
+    };
+    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
 impl Sandbox {
     /// Starts a helper for the store at `store_root`, holding the store's sandbox lock shared (so
     /// `hako prune` waits for the build).
     pub fn start(store_root: &Path, isolation: Isolation) -> Result<Sandbox, SandboxError> {
+        Sandbox::start_with(store_root, isolation, None)
+    }
+
+    /// [`Sandbox::start`], handing the helper `tee`: the archive being written during the build
+    /// (see `crate::export::spool`), which steps copy their layer's blob into when a request
+    /// says where ([`RunRequest::tee`]). The helper finds it as descriptor [`TEE_FD`].
+    pub fn start_with(
+        store_root: &Path,
+        isolation: Isolation,
+        tee: Option<BorrowedFd<'_>>,
+    ) -> Result<Sandbox, SandboxError> {
         let lock = crate::store::Lock::shared(&store_root.join("locks/sandbox"))
             .map_err(|e| SandboxError::Setup(format!("locking the store: {e}")))?;
-        let mut sb = Sandbox::start_unlocked(store_root, isolation)?;
+        let mut sb = Sandbox::spawn(store_root, isolation, tee)?;
         sb._lock = Some(lock);
         Ok(sb)
     }
 
     /// Starts a helper without taking the lock (the caller holds it).
     pub fn start_unlocked(store_root: &Path, isolation: Isolation) -> Result<Sandbox, SandboxError> {
+        Sandbox::spawn(store_root, isolation, None)
+    }
+
+    fn spawn(
+        store_root: &Path,
+        isolation: Isolation,
+        tee: Option<BorrowedFd<'_>>,
+    ) -> Result<Sandbox, SandboxError> {
         // The helper changes directory (overlay mounts) and hands paths to libcontainer, which
         // wants them absolute.
         let store_root = std::path::absolute(store_root)
@@ -263,10 +302,17 @@ impl Sandbox {
         let exe = std::env::current_exe().map_err(|e| {
             SandboxError::Setup(format!("cannot find the hako executable to start the sandbox: {e}"))
         })?;
-        let mut child = Command::new(exe)
-            .arg("__sandbox")
-            .arg(store_root)
-            .arg(mode)
+        let mut cmd = Command::new(exe);
+        cmd.arg("__sandbox").arg(store_root).arg(mode);
+        if let Some(fd) = tee {
+            let fd = fd.as_raw_fd();
+            cmd.arg("tee");
+            // SAFETY: `pass_fd` makes only async-signal-safe calls, as the child of a fork must.
+            unsafe {
+                cmd.pre_exec(move || pass_fd(fd));
+            }
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -202,6 +202,10 @@ pub struct RunRequest {
     /// `--add-host`, `--shm-size`, `--ulimit`.
     #[serde(default)]
     pub options: StepOptions,
+    /// Where in the archive the helper was started with ([`crate::sandbox::Sandbox::start_with`])
+    /// the layer's blob is copied as it is made (see [`crate::export::spool`]).
+    #[serde(default)]
+    pub tee: Option<u64>,
 }
 
 impl RunRequest {
@@ -264,6 +268,9 @@ pub struct RunResult {
     pub notes: Vec<String>,
     /// Milliseconds spent in create → start → wait → delete.
     pub run_ms: f64,
+    /// The layer's whole blob went to [`RunRequest::tee`] as well.
+    #[serde(default)]
+    pub teed: bool,
 }
 
 /// A reply line.

@@ -1345,3 +1345,54 @@ fn snapshots_from_another_boot_are_made_again() {
         assert!(left.is_empty(), "{}: nothing of the earlier boot is left: {left:?}", mode.name());
     }
 }
+
+/// An OCI archive written while the build runs (each RUN layer of the image copied into it as it
+/// is made, see `export::spool`) is byte for byte the archive a rebuild from the cache writes in
+/// one go; its blobs are what their names say, and a stage that is not the image's puts nothing
+/// in it. In every mode and snapshotter: the step's helper writes into the builder's file, whose
+/// descriptor the step itself never sees.
+#[test]
+fn archives_written_during_the_build_are_the_archives_written_after() {
+    // More than a MiB of gzip: the blob's copy is written on its own thread.
+    const DF: &str = "FROM busybox AS other\nRUN echo other > /other\n\
+        FROM busybox AS base\n\
+        RUN awk 'BEGIN { srand(7); for (i = 0; i < 800000; i++) printf \"%04x\", int(rand() * 65536) }' > /noise\n\
+        FROM base\nCOPY f /f\nCOPY --from=other /other /other\n\
+        RUN echo two > /two && { [ ! -d /proc/self ] || [ ! -e /proc/$$/fd/3 ] || { ls -l /proc/$$/fd; exit 7; }; }\n";
+    for mode in modes_and_snapshotters("archives written during the build") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DF), ("ctx/f", "f\n")]);
+        let ctx = dir.path().join("ctx");
+        let ctx = ctx.to_str().expect("utf-8");
+        let spooled = dir.path().join("spooled.tar");
+        let out = build(&dir, &mode, &["-o", &format!("type=oci,dest={}", spooled.display()), ctx]);
+        ok(&out, mode.name());
+        let again = build(&dir, &mode, &["-o", "type=oci,dest=-", ctx]);
+        ok(&again, mode.name());
+        assert!(text(&again.stderr).contains(": 0 steps run"), "{}: {}", mode.name(), text(&again.stderr));
+        let bytes = fs_err::read(&spooled).expect("archive");
+        assert!(
+            bytes == again.stdout,
+            "{}: the archive written during the build is the one written after",
+            mode.name()
+        );
+        let mut blobs = 0;
+        for entry in tar::Archive::new(&bytes[..]).entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = entry.path().expect("path").to_string_lossy().into_owned();
+            let Some(hex) = path.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()) else { continue };
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+            assert_eq!(hako::digest::Digest::of(&data).hex(), hex, "{}: {path}", mode.name());
+            blobs += 1;
+        }
+        // busybox, /noise, /f, /other and /two; the config; the manifest.
+        assert_eq!(blobs, 7, "{}: the image's blobs, each once", mode.name());
+        let left: Vec<String> = fs_err::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{}: no temporary file left: {left:?}", mode.name());
+    }
+}

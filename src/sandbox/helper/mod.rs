@@ -51,13 +51,28 @@ use snapshots::{Tree, rename_into_place};
 /// The hostname of every step (BuildKit's).
 pub const HOSTNAME: &str = "buildkitsandbox";
 
-/// Entry point of `hako __sandbox STORE MODE` where MODE is `root`, `rootless`, `rootless-squash`
-/// (a single-id map: owners other than 0 cannot be set) or `chroot` (no namespaces).
+/// The descriptor the builder passed as [`super::TEE_FD`], made close-on-exec so no step
+/// inherits it. None if it is not open.
+fn take_tee() -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fcntl on a descriptor number; it fails harmlessly when the number is not open.
+    let set = unsafe { nix::libc::fcntl(super::TEE_FD, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+    // SAFETY: the builder opened this descriptor for this process alone (`pass_fd`), and nothing
+    // else here owns it.
+    (set == 0).then(|| unsafe { OwnedFd::from_raw_fd(super::TEE_FD) })
+}
+
+/// Entry point of `hako __sandbox STORE MODE [tee]` where MODE is `root`, `rootless`,
+/// `rootless-squash` (a single-id map: owners other than 0 cannot be set), `chroot` or `ptrace`
+/// (no namespaces); `tee`: descriptor [`super::TEE_FD`] is an archive being written during the
+/// build (see `crate::export::spool`).
 pub fn main(args: &[String]) -> ExitCode {
     let (Some(store), Some(mode)) = (args.first(), args.get(1)) else {
         eprintln!("usage: hako __sandbox STORE root|rootless|rootless-squash|chroot (started by hako build)");
         return ExitCode::from(2);
     };
+    // First: the children this process starts must not inherit it.
+    let tee = (args.get(2).map(String::as_str) == Some("tee")).then(take_tee).flatten();
     let mut out = std::io::stdout().lock();
     let mut input = std::io::stdin().lock();
     let rootless = mode.starts_with("rootless");
@@ -76,7 +91,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let base = Path::new(store).join("sandbox").join(super::mode_dir(mode));
     let squash = mode == "rootless-squash" || traced;
     let mut ctx = match Ctx::new(Path::new(store), &base, rootless, squash, chroot) {
-        Ok(c) => c,
+        Ok(c) => Ctx { tee, ..c },
         Err(e) => {
             let _ = reply(&mut out, &Reply::Failed(e));
             return ExitCode::from(1);
@@ -218,6 +233,8 @@ struct Ctx {
     pending_note: Option<String>,
     /// A process holding a private network namespace with loopback up (`--network=none`).
     netns: Option<(nix::unistd::Pid, PathBuf)>,
+    /// The archive the builder writes during the build, for steps to copy their blob into.
+    tee: Option<OwnedFd>,
     /// The current request's layers that replace earlier versions of themselves.
     successors: Vec<crate::sandbox::protocol::Successor>,
 }
@@ -249,6 +266,7 @@ impl Ctx {
             said_no_devices: false,
             pending_note: None,
             netns: None,
+            tee: None,
             successors: Vec::new(),
         };
         snapshots::forget_earlier_boots(

@@ -109,7 +109,7 @@ impl Ctx {
         copied_up: &[(String, std::fs::Metadata)],
         after: Option<crate::layer::walkdiff::Record>,
     ) -> Result<RunResult, Fail> {
-        let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms };
+        let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms, teed: false };
         if exit != Exit::Code(0) || !req.commit {
             return Ok(result);
         }
@@ -118,7 +118,12 @@ impl Ctx {
             overlay::prune_copied_up(&upper, copied_up);
         }
         let codec = req.codec().map_err(|e| e.to_string())?;
-        let mut w = LayerWriter::new(&self.store, codec, req.clamp).map_err(|e| e.to_string())?;
+        // A copy of the descriptor: the writer closes its own.
+        let tee = req.tee.and_then(|offset| {
+            let fd = self.tee.as_ref()?.try_clone().ok()?;
+            Some(crate::store::Tee { file: std::fs::File::from(fd), offset })
+        });
+        let mut w = LayerWriter::teed(&self.store, codec, req.clamp, tee).map_err(|e| e.to_string())?;
         let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
         let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
         let summary = match (plain, before) {
@@ -140,7 +145,9 @@ impl Ctx {
             }
             return Ok(result);
         }
-        let layer = LayerRef::from_layer(&w.finish().map_err(|e| e.to_string())?);
+        let (layer, teed) = w.finish_teed().map_err(|e| e.to_string())?;
+        let layer = LayerRef::from_layer(&layer);
+        result.teed = teed;
         let mut chain = req.layers.clone();
         chain.push(layer.clone());
         match plain {
