@@ -122,6 +122,28 @@ pub fn child_start(null: std::os::fd::BorrowedFd<'_>, output: std::os::fd::Borro
         nix::libc::dup2(output.as_raw_fd(), 1);
         nix::libc::dup2(output.as_raw_fd(), 2);
     }
+    cloexec_from_3();
+}
+
+/// Marks every descriptor from 3 on close-on-exec: what the builder inherited from whoever started
+/// it (a CI runner's pipes, a shell's) is not the step's, and a step's daemon holding a runner's
+/// pipe open can keep the job waiting. libcontainer closes them for namespaced steps; chroot and
+/// ptrace steps are forked by the helper, which needs some until the exec (the tracer's pipe).
+fn cloexec_from_3() {
+    // SAFETY: close_range only changes descriptor flags; no memory is passed.
+    let r = unsafe {
+        nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, nix::libc::CLOSE_RANGE_CLOEXEC)
+    };
+    if r == 0 {
+        return;
+    }
+    // Before Linux 5.11: one by one, as far as descriptors are usually numbered.
+    for fd in 3..4096 {
+        // SAFETY: fcntl on a descriptor number; harmless when it is not open.
+        unsafe {
+            nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+        }
+    }
 }
 
 /// In a forked child: says `hako: WHAT: ERROR` on its stderr (the step's output) and exits 127, as

@@ -1396,3 +1396,27 @@ fn archives_written_during_the_build_are_the_archives_written_after() {
         assert!(left.is_empty(), "{}: no temporary file left: {left:?}", mode.name());
     }
 }
+
+/// A step never gets the descriptors the builder inherited (a CI runner's pipes, which a step's
+/// daemon would keep open): here fd 9, in every mode where the step has a /proc to look in.
+#[test]
+fn steps_do_not_inherit_the_builders_descriptors() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let df =
+        "FROM busybox\nRUN [ ! -d /proc/self ] || [ ! -e /proc/$$/fd/9 ] || { ls -l /proc/$$/fd; exit 7; }\n";
+    let extra = fs_err::File::open("/dev/null").expect("/dev/null");
+    let raw = extra.as_raw_fd();
+    for mode in modes_and_snapshotters("inherited descriptors") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", df)]);
+        let mut cmd = build_command(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
+        // SAFETY: dup2 only, between fork and exec; its copy is not close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if nix::libc::dup2(raw, 9) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+            });
+        }
+        ok(&cmd.output().expect("run hako"), mode.name());
+    }
+}
