@@ -56,7 +56,9 @@ impl Spool {
     /// Starts the archive for `dest` as an unnamed file in its directory, with the `blobs/`
     /// directories.
     pub fn create(dest: &Path) -> Result<Spool> {
+        // Readable too: where it cannot be linked into place, it is copied (`name`).
         let mut file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .mode(0o600)
             .custom_flags(nix::libc::O_TMPFILE)
@@ -151,10 +153,21 @@ impl Spool {
     /// file to go on writing and the blobs it holds, if any) and gives it its name. Starts over
     /// when the image's blobs do not begin with those spooled.
     pub(crate) fn finish(
+        self,
+        store: &Store,
+        manifest: &Descriptor,
+        write: impl FnOnce(&mut dyn Write, Option<&[Digest]>) -> Result<()>,
+    ) -> Result<()> {
+        self.finish_linking(store, manifest, write, link)
+    }
+
+    /// [`Spool::finish`], naming the file with `link` (the tests make it fail).
+    pub(super) fn finish_linking(
         mut self,
         store: &Store,
         manifest: &Descriptor,
         write: impl FnOnce(&mut dyn Write, Option<&[Digest]>) -> Result<()>,
+        link: fn(&File, &Path) -> io::Result<()>,
     ) -> Result<()> {
         let order: Vec<Digest> =
             ImageBlobs::read(store, manifest)?.unique().into_iter().map(|b| b.digest.clone()).collect();
@@ -174,11 +187,21 @@ impl Spool {
         file.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io_err(&path))?;
         // A name beside the destination, then the destination's: it is replaced at once, as
         // `write::to` replaces it.
-        let named = tempfile::Builder::new()
-            .make_in(dir_of(&self.dest), |p| link(&self.file, p))
-            .map_err(io_err(&path))?;
-        named.persist(&self.dest).map_err(|e| ExportError::Io { path, source: e.error })?;
-        Ok(())
+        let dir = dir_of(&self.dest);
+        let persisted = match tempfile::Builder::new().make_in(dir, |p| link(&self.file, p)) {
+            Ok(named) => named.persist(&self.dest).map(drop).map_err(|e| e.error),
+            // Nowhere to link it from (no /proc, and not root): copied, as a last resort.
+            Err(_) => {
+                let mut copy = tempfile::NamedTempFile::new_in(dir).map_err(io_err(&path))?;
+                let mut from = &self.file;
+                from.seek(SeekFrom::Start(0))
+                    .and_then(|_| io::copy(&mut from, &mut WriteBehind::unpaced(copy.as_file_mut())))
+                    .and_then(|_| copy.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)))
+                    .map_err(io_err(&path))?;
+                copy.persist(&self.dest).map(drop).map_err(|e| e.error)
+            }
+        };
+        persisted.map_err(|source| ExportError::Io { path, source })
     }
 }
 

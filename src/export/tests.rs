@@ -474,6 +474,11 @@ fn finished(f: &Fixture, s: spool::Spool, format: &str, n: &[String]) -> Vec<u8>
         _ => docker::docker_archive(&f.store, &f.manifest, n, w, p),
     })
     .expect("finish");
+    assert_eq!(
+        fs_err::metadata(&dest).expect("stat").mode() & 0o777,
+        0o644,
+        "readable by all, as `to` leaves it"
+    );
     fs_err::read(dest).expect("archive")
 }
 
@@ -527,4 +532,26 @@ fn a_spool_holding_other_blobs_starts_over() {
     let s = spool::Spool::create(&dropped.path().join("image.tar")).expect("spool");
     drop(s);
     assert_eq!(fs_err::read_dir(dropped.path()).expect("ls").count(), 0, "nothing left");
+}
+
+/// Where the unnamed file cannot be linked into place (no /proc, not root), it is copied: the
+/// same archive, readable by all, and nothing else left.
+#[test]
+fn a_spool_that_cannot_be_linked_is_copied() {
+    let f = fixture();
+    let n = names(&["app:1"]);
+    let blobs = layer_blobs(&f);
+    let out = tempfile::tempdir().expect("tempdir");
+    let dest = out.path().join("image.tar");
+    let mut s = spool::Spool::create(&dest).expect("spool");
+    let at = s.prepare(&f.store, &[]).expect("a place");
+    tee_into(&f, &blobs[0], &s, at);
+    s.teed(&blobs[0]).expect("teed");
+    let cannot =
+        |_: &std::fs::File, _: &Path| Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+    s.finish_linking(&f.store, &f.manifest, |w, p| oci::layout_tar(&f.store, &f.manifest, &n, w, p), cannot)
+        .expect("finish");
+    assert!(fs_err::read(&dest).expect("archive") == oci_tar(&f, &["app:1"]), "the same bytes");
+    assert_eq!(fs_err::metadata(&dest).expect("stat").mode() & 0o777, 0o644);
+    assert_eq!(fs_err::read_dir(out.path()).expect("ls").count(), 1, "no temporary file left");
 }
