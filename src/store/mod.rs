@@ -6,6 +6,7 @@
 //! at any point (kill -9 included) never leaves a partial blob under its final name; shared state
 //! (`index.json`) is only rewritten under an exclusive file lock, so concurrent builds are safe.
 
+pub(crate) mod direct;
 mod lock;
 pub(crate) mod pagecache;
 mod writer;

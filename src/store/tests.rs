@@ -109,14 +109,14 @@ fn blobs_written_here_are_fresh_for_this_store_only() {
 fn any_size_in_any_pieces_is_stored_whole() {
     let (_d, s) = store();
     let mut x: u32 = 7;
-    let data: Vec<u8> = (0..(pagecache::WINDOW as usize + 3 * writer::CHUNK + 11))
+    let data: Vec<u8> = (0..(pagecache::WINDOW as usize + 3 * direct::CHUNK + 11))
         .map(|_| {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             (x >> 16) as u8
         })
         .collect();
-    for len in [0, 1, writer::CHUNK - 1, writer::CHUNK, writer::CHUNK + 1, 5 * writer::CHUNK, data.len()] {
-        for piece in [1000, writer::CHUNK, 3 * writer::CHUNK] {
+    for len in [0, 1, direct::CHUNK - 1, direct::CHUNK, direct::CHUNK + 1, 5 * direct::CHUNK, data.len()] {
+        for piece in [1000, direct::CHUNK, 3 * direct::CHUNK] {
             let mut w = s.blob_writer().expect("writer");
             for part in data[..len].chunks(piece) {
                 w.write_all(part).expect("write");
@@ -134,7 +134,7 @@ fn any_size_in_any_pieces_is_stored_whole() {
 fn a_dropped_big_writer_leaves_nothing() {
     let (_d, s) = store();
     let mut w = s.blob_writer().expect("writer");
-    w.write_all(&vec![1u8; 3 * writer::CHUNK + 5]).expect("write");
+    w.write_all(&vec![1u8; 3 * direct::CHUNK + 5]).expect("write");
     drop(w);
     assert_eq!(fs_err::read_dir(s.root().join("tmp")).expect("tmp").count(), 0);
     assert_eq!(fs_err::read_dir(s.root().join("blobs/sha256")).expect("blobs").count(), 0);
@@ -145,7 +145,7 @@ fn a_dropped_big_writer_leaves_nothing() {
 #[test]
 fn a_teed_blob_is_copied_at_its_offset() {
     let (dir, s) = store();
-    for size in [100, 3 * writer::CHUNK + 12_345] {
+    for size in [100, 3 * direct::CHUNK + 12_345] {
         let data: Vec<u8> = (0..size).map(|i| (i * 31 % 253) as u8).collect();
         let path = dir.path().join(format!("tee-{size}"));
         fs_err::write(&path, vec![b'x'; 700]).expect("tee file");
@@ -169,7 +169,7 @@ fn a_failing_tee_leaves_the_blob_whole() {
     let (dir, s) = store();
     let path = dir.path().join("read-only");
     fs_err::write(&path, b"").expect("file");
-    for size in [10, 2 * writer::CHUNK + 1] {
+    for size in [10, 2 * direct::CHUNK + 1] {
         let data = vec![7u8; size];
         // Opened for reading only: every write to it fails.
         let file = std::fs::File::open(&path).expect("open");

@@ -1,58 +1,77 @@
-//! Writing a blob. Once a blob passes one chunk, its bytes are hashed and written on a thread of
-//! their own, so whoever produces them (a tar walk that hashes its own diff id, a compressor, a
-//! download) runs beside the hashing instead of taking turns with it: a big layer costs one
-//! SHA-256 per core rather than two on one. The file is written behind ([`super::pagecache`]), so
-//! the sync before the rename waits for the last few MiB rather than for the whole blob.
+//! Writing a blob. Once a blob passes one chunk, its bytes are hashed on a thread of their own,
+//! so whoever produces them (a tar walk that hashes its own diff id, a compressor, a download)
+//! runs beside the hashing instead of taking turns with it: a big layer costs one SHA-256 per
+//! core rather than two on one. The file is written on another thread, directly where the file
+//! system allows it ([`super::direct`]), else written behind ([`super::pagecache`]) so the sync
+//! before the rename waits for the last few MiB rather than for the whole blob; either way, the
+//! hashing does not wait for the disk.
 //!
 //! A blob may also be teed: its bytes copied, as they are written, into another file at an
 //! offset (an archive output being written while the build runs, see
-//! [`crate::export::spool`]), so that output need not read the blob back.
+//! [`crate::export::spool`]), so that output need not read the blob back; on a third thread.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::FileExt;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use tempfile::NamedTempFile;
 
+use super::direct::{Chunk, Direct};
 use super::pagecache::WriteBehind;
 use super::{Result, Store, StoreError};
 use crate::digest::{Digest, HashingWriter};
 
-/// Bytes gathered before they go to the writing thread; a smaller blob never starts one.
-pub(super) const CHUNK: usize = 1 << 20;
-/// Chunks queued for the writing thread before the producer waits (bounds memory).
+/// Chunks queued for each thread before the one feeding it waits (bounds memory).
 const QUEUED: usize = 4;
 
 /// A blob being written: digested as it streams; discarded unless committed.
 pub struct BlobWriter {
     /// Taken by [`BlobWriter::commit`].
     tmp: Option<NamedTempFile>,
-    buf: Vec<u8>,
+    /// Bytes gathered before they go to the writing thread ([`super::direct::CHUNK`]); a smaller blob never
+    /// starts one.
+    buf: Chunk,
     len: u64,
     sink: Sink,
     store: Store,
 }
 
-/// Where full chunks go: written here until the first one fills, then on a thread.
+/// Where full chunks go: written here until the first one fills, then on threads.
 enum Sink {
     Here(Out),
     Thread {
-        chunks: mpsc::SyncSender<Vec<u8>>,
+        chunks: mpsc::SyncSender<Chunk>,
         /// Written chunks coming back, so a big blob cycles through a few buffers.
-        spare: mpsc::Receiver<Vec<u8>>,
-        thread: JoinHandle<io::Result<Out>>,
-        /// The thread writing the tee; says whether all of it was written.
+        spare: mpsc::Receiver<Chunk>,
+        /// Hashes the chunks and hands them to the writing threads.
+        hasher: JoinHandle<HashingWriter<io::Sink>>,
+        /// Writes the blob's file.
+        file: JoinHandle<io::Result<WriteBehind<Direct>>>,
+        /// Writes the tee; says whether all of it was written.
         tee: Option<JoinHandle<bool>>,
     },
     /// Finished, or failed.
     Gone,
 }
 
-/// The file, hashed as it is written.
-type Out = HashingWriter<Files>;
+/// The blob's bytes so far: their digest, and the files they went to.
+struct Out {
+    hash: HashingWriter<io::Sink>,
+    files: Files,
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.files.write(buf)?;
+        self.hash.write_all(&buf[..n])?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.files.flush()
+    }
+}
 
 /// Where a blob's bytes are copied as well (see the module doc).
 #[derive(Debug)]
@@ -64,34 +83,10 @@ pub struct Tee {
     pub offset: u64,
 }
 
-/// A [`Tee`]'s file written from its offset on.
-struct At {
-    file: File,
-    pos: u64,
-}
-
-impl Write for At {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl AsFd for At {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
-    }
-}
-
 /// The blob's file and the tee. A failed write to the tee ends the tee, not the blob: whoever
 /// reads the tee writes the blob there again.
 struct Files {
-    blob: WriteBehind<File>,
+    blob: WriteBehind<Direct>,
     tee: TeeOut,
 }
 
@@ -100,7 +95,7 @@ enum TeeOut {
     /// There is none.
     None,
     /// Written here, beside the blob (until the writing thread starts).
-    Here(WriteBehind<At>),
+    Here(WriteBehind<Direct>),
     /// Written whole, on a thread of its own.
     Done,
     /// Abandoned after a failure.
@@ -127,17 +122,17 @@ impl BlobWriter {
     /// A writer for a new blob in `store`'s temporary directory.
     pub(super) fn new(store: &Store, tee: Option<Tee>) -> Result<BlobWriter> {
         let tmp = NamedTempFile::new_in(store.root.join("tmp"))?;
-        let file = tmp.reopen()?;
+        let file = Direct::new(tmp.reopen()?, tmp.path(), 0);
         let tee = match tee {
-            Some(t) => TeeOut::Here(WriteBehind::unpaced_from(At { file: t.file, pos: t.offset }, t.offset)),
+            Some(t) => TeeOut::Here(WriteBehind::unpaced_from(Direct::reopened(t.file, t.offset), t.offset)),
             None => TeeOut::None,
         };
         let files = Files { blob: WriteBehind::paced(file), tee };
         Ok(BlobWriter {
             tmp: Some(tmp),
-            buf: Vec::with_capacity(CHUNK),
+            buf: Chunk::new(),
             len: 0,
-            sink: Sink::Here(HashingWriter::new(files)),
+            sink: Sink::Here(Out { hash: HashingWriter::new(io::sink()), files }),
             store: store.clone(),
         })
     }
@@ -159,7 +154,7 @@ impl BlobWriter {
             self.sink = start(out)?;
         }
         let Sink::Thread { chunks, spare, .. } = &self.sink else { return Err(failed_earlier()) };
-        let next = spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let next = spare.try_recv().unwrap_or_else(|_| Chunk::new());
         let chunk = std::mem::replace(&mut self.buf, next);
         if chunks.send(chunk).is_err() {
             // The thread stopped on an error: that error is the one to report.
@@ -171,29 +166,28 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Writes what is buffered and ends the writing thread: the file, hashed.
+    /// Writes what is buffered and ends the threads: the files, and the digest.
     fn take_out(&mut self) -> io::Result<Out> {
-        let rest = std::mem::take(&mut self.buf);
+        let rest = std::mem::replace(&mut self.buf, Chunk::new());
         match std::mem::replace(&mut self.sink, Sink::Gone) {
             Sink::Here(mut out) => {
-                out.write_all(&rest)?;
+                out.write_all(rest.bytes())?;
                 Ok(out)
             }
-            Sink::Thread { chunks, thread, tee, .. } => {
-                // A failed send means the thread already stopped, with its error.
+            Sink::Thread { chunks, hasher, file, tee, .. } => {
+                // A failed send means the threads already stopped, the file's with its error.
                 let _ = chunks.send(rest);
                 drop(chunks);
-                let out =
-                    thread.join().map_err(|_| io::Error::other("the thread writing a blob panicked"))?;
-                // The tee's thread ends with the blob's, which holds its sender.
-                let teed = tee.map(|t| t.join().unwrap_or(false));
-                let mut out = out?;
-                match teed {
-                    Some(true) => out.get_mut().tee = TeeOut::Done,
-                    Some(false) => out.get_mut().tee = TeeOut::Failed,
-                    None => {}
-                }
-                Ok(out)
+                let panicked = || io::Error::other("a thread writing a blob panicked");
+                let hash = hasher.join().map_err(|_| panicked());
+                // The writing threads end with the hasher, which holds their senders.
+                let blob = file.join().map_err(|_| panicked())?;
+                let tee = match tee.map(|t| t.join().unwrap_or(false)) {
+                    Some(true) => TeeOut::Done,
+                    Some(false) => TeeOut::Failed,
+                    None => TeeOut::None,
+                };
+                Ok(Out { hash: hash?, files: Files { blob: blob?, tee } })
             }
             Sink::Gone => Err(failed_earlier()),
         }
@@ -207,9 +201,10 @@ impl BlobWriter {
 
     /// [`BlobWriter::commit`], and whether every byte also reached the tee (false without one).
     pub fn commit_teed(mut self, expected: Option<&Digest>) -> Result<(Digest, u64, bool)> {
-        let (files, digest, len) = self.take_out()?.finish();
+        let Out { hash, files } = self.take_out()?;
+        let (_, digest, len) = hash.finish();
         let teed = matches!(files.tee, TeeOut::Here(_) | TeeOut::Done);
-        let file = files.blob.into_inner();
+        let file = files.blob.into_inner().into_inner();
         // Temporary files start 0600; blobs are shared content (layouts hard-link them).
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         file.sync_data()?;
@@ -231,10 +226,9 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
+        let n = self.buf.push(data);
         self.len += n as u64;
-        if self.buf.len() == CHUNK {
+        if self.buf.is_full() {
             self.hand_off()?;
         }
         Ok(n)
@@ -248,11 +242,13 @@ impl Write for BlobWriter {
 }
 
 impl Drop for BlobWriter {
-    /// Ends the writing thread before the temporary file goes away.
+    /// Ends the threads before the temporary file goes away.
     fn drop(&mut self) {
-        if let Sink::Thread { chunks, thread, tee, .. } = std::mem::replace(&mut self.sink, Sink::Gone) {
+        if let Sink::Thread { chunks, hasher, file, tee, .. } = std::mem::replace(&mut self.sink, Sink::Gone)
+        {
             drop(chunks);
-            let _ = thread.join();
+            let _ = hasher.join();
+            let _ = file.join();
             if let Some(t) = tee {
                 let _ = t.join();
             }
@@ -260,53 +256,67 @@ impl Drop for BlobWriter {
     }
 }
 
-/// Starts the thread that hashes and writes the chunks it is sent, and the tee's, if there is
-/// one: a copy and another file's writeback, which would otherwise slow the hashing.
-fn start(mut out: Out) -> io::Result<Sink> {
-    let (chunks, incoming) = mpsc::sync_channel::<Vec<u8>>(QUEUED);
-    let (give_back, spare) = mpsc::channel::<Vec<u8>>();
-    let (to_tee, tee) = match std::mem::replace(&mut out.get_mut().tee, TeeOut::None) {
-        TeeOut::Here(mut file) => {
-            let (to_tee, teed) = mpsc::sync_channel::<Vec<u8>>(QUEUED);
-            let give_back = give_back.clone();
+/// Starts the threads: one hashes the chunks it is sent and hands each to one writing the blob's
+/// file and, if there is one, to one writing the tee. Writes wait for the disk (direct I/O) or
+/// cost a copy and its writeback; on threads of their own they overlap the hashing, and each
+/// other, instead of adding to it.
+fn start(out: Out) -> io::Result<Sink> {
+    let Out { mut hash, files: Files { mut blob, tee } } = out;
+    let (chunks, incoming) = mpsc::sync_channel::<Chunk>(QUEUED);
+    let (give_back, spare) = mpsc::channel::<Chunk>();
+    let (to_file, from_hasher) = mpsc::sync_channel::<Arc<Chunk>>(QUEUED);
+    let back = give_back.clone();
+    let file = std::thread::Builder::new().name("blob-file".into()).spawn(move || {
+        for chunk in from_hasher {
+            blob.write_all(chunk.bytes())?;
+            recycle(chunk, &back);
+        }
+        Ok(blob)
+    })?;
+    let (to_tee, tee) = match tee {
+        TeeOut::Here(mut out) => {
+            let (to_tee, from_hasher) = mpsc::sync_channel::<Arc<Chunk>>(QUEUED);
+            let back = give_back.clone();
             let spawned = std::thread::Builder::new().name("blob-tee".into()).spawn(move || {
                 let mut ok = true;
-                for mut chunk in teed {
-                    ok = ok && file.write_all(&chunk).is_ok();
-                    chunk.clear();
-                    let _ = give_back.send(chunk);
+                // A failed tee is abandoned, not the blob: its chunks are still taken.
+                for chunk in from_hasher {
+                    ok = ok && out.write_all(chunk.bytes()).is_ok();
+                    recycle(chunk, &back);
                 }
                 ok
             });
             match spawned {
                 Ok(t) => (Some(to_tee), Some(t)),
-                Err(_) => {
-                    out.get_mut().tee = TeeOut::Failed;
-                    (None, None)
-                }
+                Err(_) => (None, None),
             }
         }
-        other => {
-            out.get_mut().tee = other;
-            (None, None)
-        }
+        _ => (None, None),
     };
-    let thread = std::thread::Builder::new().name("blob-writer".into()).spawn(move || {
-        for mut chunk in incoming {
-            out.write_all(&chunk)?;
-            // To the tee's thread, which gives it back; a stopped one has given up (and says so).
-            if let Some(t) = &to_tee {
-                match t.send(chunk) {
-                    Ok(()) => continue,
-                    Err(mpsc::SendError(c)) => chunk = c,
-                }
+    let hasher = std::thread::Builder::new().name("blob-hasher".into()).spawn(move || {
+        for chunk in incoming {
+            let _ = hash.write_all(chunk.bytes());
+            let chunk = Arc::new(chunk);
+            // The file's thread stopped on an error, which it reports: stop taking chunks.
+            if to_file.send(Arc::clone(&chunk)).is_err() {
+                break;
             }
-            chunk.clear();
-            let _ = give_back.send(chunk);
+            if let Some(t) = &to_tee {
+                let _ = t.send(Arc::clone(&chunk));
+            }
+            recycle(chunk, &give_back);
         }
-        Ok(out)
+        hash
     })?;
-    Ok(Sink::Thread { chunks, spare, thread, tee })
+    Ok(Sink::Thread { chunks, spare, hasher, file, tee })
+}
+
+/// Gives `chunk` back to the writer for reuse if no other thread holds it.
+fn recycle(chunk: Arc<Chunk>, give_back: &mpsc::Sender<Chunk>) {
+    if let Some(mut c) = Arc::into_inner(chunk) {
+        c.clear();
+        let _ = give_back.send(c);
+    }
 }
 
 fn failed_earlier() -> io::Error {
