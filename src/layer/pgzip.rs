@@ -17,8 +17,13 @@ use flate2::{Compress, FlushCompress};
 
 /// Input bytes per block.
 const BLOCK: usize = 1 << 20;
-/// Bytes sampled at the start of a block to decide whether it compresses.
-const SAMPLE: usize = 32 << 10;
+/// Bytes sampled at the start of a block to decide whether it compresses: a quick look, then a
+/// longer one when the quick one is not clear.
+const SAMPLES: [usize; 2] = [8 << 10, 32 << 10];
+/// An empty stored deflate block: what a sync flush writes.
+const SYNC_FLUSH: [u8; 5] = [0, 0, 0, 0xff, 0xff];
+/// The most a stored deflate block holds.
+const STORED_MAX: usize = 65_535;
 
 /// A gzip encoder compressing blocks in parallel (see the module doc). Call [`finish`](Self::finish)
 /// to write the end of the stream; dropping it without does not.
@@ -27,7 +32,7 @@ pub struct ParGzEncoder<W: Write> {
     level: u32,
     block: Vec<u8>,
     /// Blocks being compressed, in stream order.
-    pending: VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
+    pending: VecDeque<mpsc::Receiver<io::Result<Segment>>>,
     /// Blocks allowed in flight before `write` waits for the oldest (bounds memory).
     in_flight: usize,
     crc: crc32fast::Hasher,
@@ -60,7 +65,7 @@ impl<W: Write> ParGzEncoder<W> {
         let (tx, rx) = mpsc::channel();
         let level = self.level;
         rayon::spawn(move || {
-            let _ = tx.send(deflate(&block, level));
+            let _ = tx.send(deflate(block, level));
         });
         self.pending.push_back(rx);
         while self.pending.len() > self.in_flight {
@@ -88,7 +93,10 @@ impl<W: Write> ParGzEncoder<W> {
                 Err(mpsc::TryRecvError::Disconnected) => return Err(stopped()),
             }
         }?;
-        self.inner.write_all(&bytes)
+        match bytes {
+            Segment::Deflated(bytes) => self.inner.write_all(&bytes),
+            Segment::Stored(block) => write_stored(&mut self.inner, &block),
+        }
     }
 
     /// Compresses what is left, writes the end of the stream and returns the writer.
@@ -125,9 +133,35 @@ impl<W: Write> Write for ParGzEncoder<W> {
     }
 }
 
-/// One block as a raw deflate segment ending in a sync flush (byte-aligned, not final).
-fn deflate(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let level = if level > 0 && !compresses(&data[..data.len().min(SAMPLE)]) { 0 } else { level };
+/// Writes `block` as stored deflate blocks ending in a sync flush: framed here exactly as zlib
+/// frames level 0 (blocks of 65,535 bytes, then the empty block of the flush), rather than by
+/// zlib, which would copy every byte once more. The same bytes as before, so blob digests did
+/// not change.
+fn write_stored(out: &mut impl Write, block: &[u8]) -> io::Result<()> {
+    for piece in block.chunks(STORED_MAX) {
+        let len = piece.len() as u16;
+        // BFINAL 0, BTYPE 00, padded to the byte; LEN and its complement.
+        let [l0, l1] = len.to_le_bytes();
+        let [n0, n1] = (!len).to_le_bytes();
+        out.write_all(&[0, l0, l1, n0, n1])?;
+        out.write_all(piece)?;
+    }
+    out.write_all(&SYNC_FLUSH)
+}
+
+/// A block's part of the deflate stream: byte-aligned, not final.
+enum Segment {
+    /// Compressed, ending in a sync flush.
+    Deflated(Vec<u8>),
+    /// The block itself, to be framed as stored deflate blocks.
+    Stored(Vec<u8>),
+}
+
+/// One block as a segment of the deflate stream.
+fn deflate(data: Vec<u8>, level: u32) -> io::Result<Segment> {
+    if level == 0 || !compresses(&data) {
+        return Ok(Segment::Stored(data));
+    }
     let mut c = Compress::new(flate2::Compression::new(level), false);
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 64);
     loop {
@@ -135,23 +169,34 @@ fn deflate(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
         c.compress_vec(&data[done..], &mut out, FlushCompress::Sync).map_err(io::Error::other)?;
         // Finished when all input is in and the flush fitted (room was left).
         if c.total_in() as usize == data.len() && out.len() < out.capacity() {
-            return Ok(out);
+            return Ok(Segment::Deflated(out));
         }
         out.reserve(64 << 10);
     }
 }
 
-/// Whether a sample shrinks by at least 2% at the fastest level.
-fn compresses(sample: &[u8]) -> bool {
-    if sample.is_empty() {
-        return true;
+/// Whether a block's start shrinks by at least 2% at the fastest level. A quick look decides
+/// when it is clear (random bytes grow, text halves): the fastest level emits incompressible
+/// bytes one literal at a time, slowly enough that sampling 32 KiB of every random MiB took a
+/// tenth of a 1 GiB layer's time.
+fn compresses(data: &[u8]) -> bool {
+    let mut percent = 100;
+    for (i, sample) in SAMPLES.iter().map(|&n| &data[..data.len().min(n)]).enumerate() {
+        if sample.is_empty() {
+            return true;
+        }
+        let mut c = Compress::new(flate2::Compression::new(1), false);
+        let mut out = Vec::with_capacity(sample.len() + 1024);
+        percent = match c.compress_vec(sample, &mut out, FlushCompress::Finish) {
+            Ok(_) if c.total_in() as usize == sample.len() => out.len() * 100 / sample.len(),
+            _ => return true,
+        };
+        let last = i + 1 == SAMPLES.len() || sample.len() == data.len();
+        if last || !(90..100).contains(&percent) {
+            break;
+        }
     }
-    let mut c = Compress::new(flate2::Compression::new(1), false);
-    let mut out = Vec::with_capacity(sample.len() + 1024);
-    match c.compress_vec(sample, &mut out, FlushCompress::Finish) {
-        Ok(_) if c.total_in() as usize == sample.len() => out.len() * 100 < sample.len() * 98,
-        _ => true,
-    }
+    percent < 98
 }
 
 #[cfg(test)]
@@ -206,6 +251,20 @@ mod tests {
         let c = one.install(|| gzip(&data, 6, 4096));
         assert_eq!(a, b);
         assert_eq!(a, c, "the same bytes on one core as on many");
+    }
+
+    /// Stored blocks framed by hand are zlib's level 0, byte for byte.
+    #[test]
+    fn stored_blocks_are_framed_as_zlib_frames_them() {
+        for len in [1, 1000, STORED_MAX, STORED_MAX + 1, 200_000, BLOCK] {
+            let data = mixed(len);
+            let mut c = Compress::new(flate2::Compression::new(0), false);
+            let mut zlib = Vec::with_capacity(len + len / 64 + 64);
+            c.compress_vec(&data, &mut zlib, FlushCompress::Sync).unwrap();
+            let mut ours = Vec::new();
+            write_stored(&mut ours, &data).unwrap();
+            assert!(ours == zlib, "{len} bytes");
+        }
     }
 
     #[test]
