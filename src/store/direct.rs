@@ -15,6 +15,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
@@ -28,25 +29,31 @@ const ALIGN: usize = 4096;
 #[repr(C, align(4096))]
 struct Bytes([u8; CHUNK]);
 
-/// A buffer of [`CHUNK`] bytes aligned for direct I/O, filled from its start.
+/// A buffer of [`CHUNK`] bytes aligned for direct I/O, filled from its start. Allocated at the
+/// first byte and never zeroed: a blob of a few hundred bytes touches one page of it.
 pub(crate) struct Chunk {
-    bytes: Box<Bytes>,
+    bytes: Option<Box<MaybeUninit<Bytes>>>,
     len: usize,
 }
 
 impl Chunk {
-    /// An empty chunk.
+    /// An empty chunk (nothing allocated yet).
     pub(crate) fn new() -> Chunk {
-        // SAFETY: all-zero bytes are a valid `[u8; CHUNK]`. (`Box::new` would build the MiB on
-        // the stack first.)
-        let bytes = unsafe { Box::<Bytes>::new_zeroed().assume_init() };
-        Chunk { bytes, len: 0 }
+        Chunk { bytes: None, len: 0 }
     }
 
     /// Appends what fits of `data`; says how much that was.
     pub(crate) fn push(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(CHUNK - self.len);
-        self.bytes.0[self.len..self.len + n].copy_from_slice(&data[..n]);
+        if n == 0 {
+            return 0;
+        }
+        let bytes = self.bytes.get_or_insert_with(Box::new_uninit);
+        // SAFETY: `len + n <= CHUNK`, so the copy stays inside the buffer, which `data` (a
+        // shared borrow) cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), bytes.as_mut_ptr().cast::<u8>().add(self.len), n)
+        };
         self.len += n;
         n
     }
@@ -56,14 +63,18 @@ impl Chunk {
         self.len == CHUNK
     }
 
-    /// Empties it.
+    /// Empties it (keeping its buffer).
     pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
 
     /// The bytes it holds.
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.bytes.0[..self.len]
+        match &self.bytes {
+            // SAFETY: `push` wrote the first `len` bytes.
+            Some(b) => unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<u8>(), self.len) },
+            None => &[],
+        }
     }
 }
 
@@ -178,8 +189,9 @@ mod tests {
     #[test]
     fn chunks_are_aligned_and_fill_up() {
         let mut c = Chunk::new();
-        assert_eq!(c.bytes().as_ptr() as usize % ALIGN, 0);
+        assert!(c.bytes().is_empty());
         assert_eq!(c.push(&[1; 1000]), 1000);
+        assert_eq!(c.bytes().as_ptr() as usize % ALIGN, 0);
         assert_eq!(c.push(&vec![2; CHUNK]), CHUNK - 1000);
         assert!(c.is_full());
         assert_eq!(&c.bytes()[998..1002], &[1, 1, 2, 2]);
