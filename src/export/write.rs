@@ -59,25 +59,18 @@ pub fn write_output(
         let n = spec.names();
         if n.is_empty() { tags.to_vec() } else { n }
     };
+    let spool = spool.filter(|s| spec.archive_file() == Some(s.dest()));
     match spec {
         OutputSpec::Oci { dest, tar: false, .. } => {
             let dir = dest.as_ref().ok_or(WriteError::Spec("type=oci,tar=false needs dest=DIR"))?;
             Ok(super::oci::write_layout_dir(store, manifest, &names, dir)?)
         }
-        OutputSpec::Oci { dest, .. } => match spool.filter(|s| spec.archive_file() == Some(s.dest())) {
-            Some(s) => {
-                Ok(s.finish(store, manifest, |w, p| super::oci::layout_tar(store, manifest, &names, w, p))?)
-            }
-            None => to(dest.as_deref(), |w| Ok(super::oci::write_layout_tar(store, manifest, &names, w)?)),
-        },
-        OutputSpec::Docker { dest, .. } => match spool.filter(|s| spec.archive_file() == Some(s.dest())) {
-            Some(s) => Ok(s.finish(store, manifest, |w, p| {
-                super::docker::docker_archive(store, manifest, &names, w, p)
-            })?),
-            None => {
-                to(dest.as_deref(), |w| Ok(super::docker::write_docker_archive(store, manifest, &names, w)?))
-            }
-        },
+        OutputSpec::Oci { dest, .. } => archive(store, manifest, dest.as_deref(), spool, |w, present| {
+            super::oci::layout_tar(store, manifest, &names, w, present)
+        }),
+        OutputSpec::Docker { dest, .. } => archive(store, manifest, dest.as_deref(), spool, |w, present| {
+            super::docker::docker_archive(store, manifest, &names, w, present)
+        }),
         OutputSpec::Local { dest } => Ok(super::fs::write_local(store, image, dest)?),
         OutputSpec::Tar { dest } => {
             to(dest.as_deref(), |w| Ok(super::fs::write_tar(store, image, clamp, w)?))
@@ -91,6 +84,22 @@ pub fn write_output(
             Ok(())
         }
         OutputSpec::Registry { .. } | OutputSpec::Image { push: true, .. } => Ok(()),
+    }
+}
+
+/// An image archive made by `write` (an exporter, given the writer and the blobs it holds
+/// already): finished from `spool`, started during the build for this output, or else written
+/// whole to `dest`.
+fn archive(
+    store: &Store,
+    manifest: &Descriptor,
+    dest: Option<&Path>,
+    spool: Option<Spool>,
+    write: impl FnOnce(&mut dyn Write, Option<&[crate::digest::Digest]>) -> super::Result<()>,
+) -> Result<(), WriteError> {
+    match spool {
+        Some(s) => Ok(s.finish(store, manifest, write)?),
+        None => to(dest, |w| Ok(write(w, None)?)),
     }
 }
 
