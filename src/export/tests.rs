@@ -457,13 +457,15 @@ fn layer_blobs(f: &Fixture) -> Vec<Blob> {
         .collect()
 }
 
-/// Copies `blob` into the spool at `offset` as a step's blob writer does, through its own
-/// descriptor (as a sandbox helper's).
-fn tee_into(f: &Fixture, blob: &Blob, s: &spool::Spool, offset: u64) {
+/// A step on `layers` whose blob is `blob`: copied into the spool where it says, as a step's blob
+/// writer does, through its own descriptor (as a sandbox helper's).
+fn tee_step(f: &Fixture, s: &mut spool::Spool, layers: &[Blob], blob: &Blob) {
+    let offset = s.prepare(&f.store, layers).expect("a place for the step's layer");
     let file = s.file().try_clone().expect("dup");
     let mut w = f.store.teed_blob_writer(crate::store::Tee { file, offset }).expect("writer");
     std::io::Write::write_all(&mut w, &f.store.read_blob(&blob.digest).expect("blob")).expect("tee");
     assert!(w.commit_teed(Some(&blob.digest)).expect("commit").2, "teed whole");
+    s.teed(blob).expect("teed");
 }
 
 /// What finishing `spool` as `format` ("oci" or "docker") writes.
@@ -492,13 +494,9 @@ fn a_spooled_archive_is_the_archive_written_at_once() {
     for format in ["oci", "docker"] {
         let out = tempfile::tempdir().expect("tempdir");
         let mut s = spool::Spool::create(&out.path().join("image.tar")).expect("spool");
-        let at = s.prepare(&f.store, &[]).expect("a place for the first layer");
-        tee_into(&f, &blobs[0], &s, at);
-        s.teed(&blobs[0]).expect("teed");
+        tee_step(&f, &mut s, &[], &blobs[0]);
         // The same layer again (a step that made an identical layer) is not added twice.
-        let again = s.prepare(&f.store, &blobs[..1]).expect("a place");
-        tee_into(&f, &blobs[0], &s, again);
-        s.teed(&blobs[0]).expect("teed");
+        tee_step(&f, &mut s, &blobs[..1], &blobs[0]);
         // A step whose blob did not reach the archive: written at the end.
         assert!(s.prepare(&f.store, &blobs[..1]).is_some());
         let spooled = finished(&f, s, format, &n);
@@ -522,9 +520,7 @@ fn a_spool_holding_other_blobs_starts_over() {
     let blobs = layer_blobs(&f);
     let out = tempfile::tempdir().expect("tempdir");
     let mut s = spool::Spool::create(&out.path().join("image.tar")).expect("spool");
-    let at = s.prepare(&f.store, &blobs[1..]).expect("a place");
-    tee_into(&f, &blobs[0], &s, at);
-    s.teed(&blobs[0]).expect("teed");
+    tee_step(&f, &mut s, &blobs[1..], &blobs[0]);
     assert_eq!(s.prepare(&f.store, &blobs[..1]), None, "the archive holds another layer first");
     assert!(oci_tar(&f, &["app:1"]) == finished(&f, s, "oci", &n));
 
@@ -544,9 +540,7 @@ fn a_spool_that_cannot_be_linked_is_copied() {
     let out = tempfile::tempdir().expect("tempdir");
     let dest = out.path().join("image.tar");
     let mut s = spool::Spool::create(&dest).expect("spool");
-    let at = s.prepare(&f.store, &[]).expect("a place");
-    tee_into(&f, &blobs[0], &s, at);
-    s.teed(&blobs[0]).expect("teed");
+    tee_step(&f, &mut s, &[], &blobs[0]);
     let cannot =
         |_: &std::fs::File, _: &Path| Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
     s.finish_linking(&f.store, &f.manifest, |w, p| oci::layout_tar(&f.store, &f.manifest, &n, w, p), cannot)
