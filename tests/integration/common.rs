@@ -59,6 +59,14 @@ pub fn cases(dir: &std::path::Path) -> Vec<PathBuf> {
     v
 }
 
+/// The names of the entries of `dir`, in the order the file system lists them.
+pub fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    fs_err::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Text of stdout/stderr.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

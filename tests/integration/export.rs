@@ -16,7 +16,7 @@ use hako::store::Store;
 use oci_spec::image::{Descriptor, MediaType};
 use serde_json::Value;
 
-use crate::common::text;
+use crate::common::{dir_names, text};
 
 const NAMES: [&str; 2] = ["example.com/hako/app:1.0", "app"];
 
@@ -107,11 +107,7 @@ fn write_file(path: &Path, f: impl FnOnce(&mut dyn std::io::Write)) {
 
 /// The blob files skopeo's `dir:` transport wrote (named by hex digest).
 fn dir_blobs(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 64)
-        .collect();
+    let mut v: Vec<String> = dir_names(dir).into_iter().filter(|n| n.len() == 64).collect();
     v.sort();
     v
 }

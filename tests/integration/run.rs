@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{skip, text};
+use crate::common::{dir_names, skip, text};
 
 /// The unprivileged user rootless tests run as (see scripts/test-user.sh).
 const TEST_USER: &str = "hakotest";
@@ -1009,10 +1009,7 @@ fn concurrent_run_builds_share_a_store() {
         seen.sort_unstable();
         assert_eq!(seen, ["0", "1", "2", "3"], "{}: every build used the cache: {logs:?}", mode.name());
         let snaps = dir.path().join("store/sandbox").join(mode.sandbox_dir()).join("snapshots");
-        let names: Vec<String> = fs_err::read_dir(&snaps)
-            .expect("snapshots")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
+        let names = dir_names(&snaps);
         assert!(names.iter().all(|n| n.len() == 64), "{}: only complete snapshots: {names:?}", mode.name());
     }
 }
@@ -1337,11 +1334,7 @@ fn snapshots_from_another_boot_are_made_again() {
         assert!(!planted.exists(), "{}: snapshots from another boot are removed", mode.name());
         let recorded = fs_err::read_to_string(base.join("boot-id")).expect("boot-id");
         assert_eq!(recorded, boot, "{}: this boot is recorded again", mode.name());
-        let left: Vec<String> = fs_err::read_dir(&base)
-            .expect("sandbox dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("stale-"))
-            .collect();
+        let left: Vec<String> = dir_names(&base).into_iter().filter(|n| n.starts_with("stale-")).collect();
         assert!(left.is_empty(), "{}: nothing of the earlier boot is left: {left:?}", mode.name());
     }
 }
@@ -1388,11 +1381,7 @@ fn archives_written_during_the_build_are_the_archives_written_after() {
         }
         // busybox, /noise, /f, /other and /two; the config; the manifest.
         assert_eq!(blobs, 7, "{}: the image's blobs, each once", mode.name());
-        let left: Vec<String> = fs_err::read_dir(dir.path())
-            .expect("ls")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".tmp"))
-            .collect();
+        let left: Vec<String> = dir_names(dir.path()).into_iter().filter(|n| n.starts_with(".tmp")).collect();
         assert!(left.is_empty(), "{}: no temporary file left: {left:?}", mode.name());
     }
 }
