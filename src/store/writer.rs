@@ -29,8 +29,8 @@ const QUEUED: usize = 4;
 pub struct BlobWriter {
     /// Taken by [`BlobWriter::commit`].
     tmp: Option<NamedTempFile>,
-    /// Bytes gathered before they go to the writing thread ([`super::direct::CHUNK`]); a smaller blob never
-    /// starts one.
+    /// Bytes gathered before they go to the hashing thread ([`super::direct::CHUNK`]); a smaller
+    /// blob never starts one.
     buf: Chunk,
     len: u64,
     sink: Sink,
@@ -94,7 +94,7 @@ struct Files {
 enum TeeOut {
     /// There is none.
     None,
-    /// Written here, beside the blob (until the writing thread starts).
+    /// Written here, beside the blob (until the threads start).
     Here(WriteBehind<Direct>),
     /// Written whole, on a thread of its own.
     Done,
@@ -147,7 +147,7 @@ impl BlobWriter {
         self.len == 0
     }
 
-    /// Sends the full buffer to the writing thread, starting it the first time.
+    /// Sends the full buffer to the hashing thread, starting the threads the first time.
     fn hand_off(&mut self) -> io::Result<()> {
         if let Sink::Here(_) = self.sink {
             let Sink::Here(out) = std::mem::replace(&mut self.sink, Sink::Gone) else { unreachable!() };
@@ -157,7 +157,7 @@ impl BlobWriter {
         let next = spare.try_recv().unwrap_or_else(|_| Chunk::new());
         let chunk = std::mem::replace(&mut self.buf, next);
         if chunks.send(chunk).is_err() {
-            // The thread stopped on an error: that error is the one to report.
+            // The threads stopped on an error (the file's): that error is the one to report.
             return Err(match self.take_out() {
                 Err(e) => e,
                 Ok(_) => failed_earlier(),
