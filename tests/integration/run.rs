@@ -913,6 +913,31 @@ fn debian_base_dpkg_and_users() {
     }
 }
 
+/// Dynamic programs see themselves in `/proc/self/exe` under ptrace isolation too, where the
+/// tracer starts them through their loader (which the kernel's link then names): the link, a
+/// re-exec through it, and reading it give the program, as in a namespace sandbox.
+const SELF_EXE_DOCKERFILE: &str = r#"FROM debian
+RUN set -e; got=$(readlink /proc/self/exe); echo "readlink: $got"; test "$got" = /usr/bin/readlink; \
+    got=$(sh -c 'readlink /proc/$$/exe'); echo "a shell's: $got"; test "$got" = /usr/bin/dash; \
+    got=$(sh -c '/proc/self/exe -c "echo re-executed"'); echo "$got"; test "$got" = re-executed; \
+    test "$(stat -L -c %s /proc/self/exe)" = "$(stat -c %s /usr/bin/stat)"; \
+    test "$(od -An -c -N4 /proc/self/exe | tr -d ' ')" = '177ELF'
+"#;
+
+#[test]
+fn programs_see_themselves_in_proc_self_exe_under_ptrace() {
+    let Some(base) = debian_base() else { return };
+    for mode in modes("/proc/self/exe under ptrace").into_iter().map(|m| Mode::Ptrace(Box::new(m))) {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", SELF_EXE_DOCKERFILE)]);
+        let ctx = dir.path().join("ctx");
+        let debian = format!("debian=oci-layout://{}:bookworm", base.display());
+        let out = build(&dir, &mode, &["--build-context", &debian, ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        assert!(text(&out.stderr).contains("readlink: /usr/bin/readlink"), "{}", mode.name());
+    }
+}
+
 /// A user without /etc/subuid ranges still builds rootless: only their own id is mapped, and a
 /// one-line warning says what that squashes.
 #[test]

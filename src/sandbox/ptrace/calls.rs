@@ -1,7 +1,7 @@
 //! The system calls the tracer rewrites or emulates (x86-64 numbers), at their entry and, for
 //! those whose result must be changed, at their exit.
 
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 
 use nix::errno::Errno;
@@ -12,7 +12,7 @@ use super::Tracer;
 use super::fake::Creds;
 use super::io_errno;
 use super::mem::{self, Scratch};
-use super::paths::path;
+use super::paths::{self, path};
 use super::regs::Regs;
 use crate::layer::walkdiff::Owner;
 
@@ -228,10 +228,13 @@ impl Tracer {
             libc::SYS_readlink | libc::SYS_readlinkat => {
                 let (arg, buf) =
                     if nr == libc::SYS_readlink { (p(0, false), 1) } else { (at(0, 1, false), 2) };
-                let t = self.target(pid, regs, arg)?;
-                let link = std::fs::read_link(path(&t.host(pid))).map_err(io_errno)?;
+                let host = self.target(pid, regs, arg)?.host(pid);
+                let link = match self.program(&host) {
+                    Some(program) => program,
+                    None => std::fs::read_link(path(&host)).map_err(io_errno)?.into_os_string().into_vec(),
+                };
                 // The machine's /proc links name machine paths: give the step's.
-                let guest = self.root.to_guest(link.as_os_str().as_bytes());
+                let guest = self.root.to_guest(&link);
                 let n = guest.len().min(a(buf + 1) as usize);
                 mem::write(pid, a(buf), &guest[..n])?;
                 Ok(Entry::Skip(n as i64))
@@ -382,18 +385,21 @@ impl Tracer {
                 String::from_utf8_lossy(&host)
             ));
         }
-        // The tracer makes some calls itself: `/proc/self` must be the step's process.
-        Ok(Some(match host.strip_prefix(b"/proc/self".as_slice()) {
-            Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
-                [format!("/proc/{pid}").as_bytes(), rest].concat()
-            }
-            _ => match host.strip_prefix(b"/proc/thread-self".as_slice()) {
-                Some(rest) if rest.is_empty() || rest.starts_with(b"/") => {
-                    [format!("/proc/{pid}/task/{pid}").as_bytes(), rest].concat()
-                }
-                _ => host,
-            },
-        }))
+        let host = paths::own_proc(pid, host);
+        // Followed, a step's `/proc/PID/exe` is its program, not the loader that runs it.
+        if arg.follow
+            && let Some(program) = self.program(&host)
+        {
+            return Ok(Some(program));
+        }
+        Ok(Some(host))
+    }
+
+    /// The program of the traced process whose `exe` link `host` is (`/proc/PID/exe`,
+    /// `/proc/PID/task/TID/exe`), when the kernel's link names its loader instead.
+    fn program(&self, host: &[u8]) -> Option<Vec<u8>> {
+        let pid = paths::exe_link_pid(host)?;
+        self.procs.get(&pid)?.exe.clone()
     }
 
     /// What a call the tracer makes itself (stat, readlink, chmod, chown) acts on.
@@ -500,10 +506,18 @@ impl Tracer {
     ) -> Result<(), Errno> {
         let guest = mem::read_cstr(pid, regs.arg(arg.path))?;
         if guest.is_empty() {
-            return Ok(()); // fexecve: the descriptor's program, as it is
+            // fexecve: the descriptor's program, as it is.
+            self.proc_mut(pid).next_exe = None;
+            return Ok(());
         }
         let dirfd = arg.dirfd.map(|i| regs.arg(i) as i32);
-        let abs = self.root.absolute(pid, dirfd, &guest)?;
+        // The machine's /proc is the step's: its own process, and its program rather than the
+        // loader, are what it re-executes through `/proc/self/exe`.
+        let abs = paths::own_proc(pid, self.root.absolute(pid, dirfd, &guest)?);
+        let abs = match self.program(&abs) {
+            Some(program) => self.root.to_guest(&program),
+            None => abs,
+        };
         let argv = mem::read_ptrs(pid, regs.arg(argv_i), 1 << 20)?;
         let argv0 = match argv.first() {
             Some(p) => mem::read_cstr(pid, *p)?,
@@ -521,6 +535,7 @@ impl Tracer {
         let array = scratch.put(&bytes)?;
         regs.set_arg(arg.path, host);
         regs.set_arg(argv_i, array);
+        self.proc_mut(pid).next_exe = plan.program;
         Ok(())
     }
 

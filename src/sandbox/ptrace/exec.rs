@@ -4,7 +4,9 @@
 //! interpreter with the script as an argument (as the kernel would do), and a dynamic executable
 //! becomes its dynamic loader run as a command (`ld.so [--argv0 NAME] PROGRAM ARGS…`), which then
 //! opens the program and its libraries through calls the tracer translates (PRoot's approach
-//! before it grew its own loader). Static executables run as they are.
+//! before it grew its own loader). Static executables run as they are. The kernel's
+//! `/proc/PID/exe` then names the loader; the tracer answers for it with the program
+//! ([`Plan::program`]), so a program that finds its files or re-executes itself through it works.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -21,6 +23,10 @@ pub struct Plan {
     pub host: Vec<u8>,
     /// The arguments that replace the original `argv[0]` (the rest follow unchanged).
     pub head: Vec<Vec<u8>>,
+    /// The machine path of the program when it runs through its loader: what the step's
+    /// `/proc/self/exe` must name, as the kernel's names the loader. `None` when the kernel runs
+    /// the program itself.
+    pub program: Option<Vec<u8>>,
 }
 
 /// Which dynamic loaders accept `--argv0` (glibc ≥ 2.33), by machine path.
@@ -67,7 +73,7 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
             return Err(Errno::ENOEXEC);
         }
         let Some(ld) = pt_interp(&mut f, &buf).map_err(io_errno)? else {
-            return Ok(Plan { host, head });
+            return Ok(Plan { host, head, program: None });
         };
         let ld_host = root.to_host(&ld, true)?;
         let mut next = vec![ld.clone()];
@@ -77,7 +83,7 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
         }
         next.push(current.clone());
         next.extend(head.drain(1..));
-        return Ok(Plan { host: ld_host, head: next });
+        return Ok(Plan { host: ld_host, head: next, program: Some(host) });
     }
     Err(Errno::ELOOP)
 }

@@ -72,6 +72,12 @@ struct Proc {
     in_call: bool,
     /// Made by a fork whose first stop is still to come.
     fresh: bool,
+    /// The machine path of the program it runs when that program was started through its
+    /// loader, whose path is then what the kernel's `/proc/PID/exe` names: the tracer answers
+    /// for that link with this ([`exec`]).
+    exe: Option<Vec<u8>>,
+    /// What `exe` becomes if the exec it is making succeeds.
+    next_exe: Option<Vec<u8>>,
 }
 
 impl Tracer {
@@ -80,14 +86,19 @@ impl Tracer {
     }
 
     fn creds_mut(&mut self, pid: Pid) -> &mut Creds {
-        let default = self.default_creds.clone();
-        &mut self.procs.entry(pid).or_insert_with(|| Proc::new(default)).creds
+        &mut self.proc_mut(pid).creds
+    }
+
+    /// What is known of `pid`: a process not seen before runs as the step's user.
+    fn proc_mut(&mut self, pid: Pid) -> &mut Proc {
+        let default = &self.default_creds;
+        self.procs.entry(pid).or_insert_with(|| Proc::new(default.clone()))
     }
 }
 
 impl Proc {
     fn new(creds: Creds) -> Proc {
-        Proc { creds, after: None, in_call: false, fresh: false }
+        Proc { creds, after: None, in_call: false, fresh: false, exe: None, next_exe: None }
     }
 }
 
@@ -259,18 +270,18 @@ impl Tracer {
             // unhandled, and that call would run with the step's paths on the machine.
             nix::libc::PTRACE_EVENT_SECCOMP => return self.call_entry(pid),
             nix::libc::PTRACE_EVENT_FORK | nix::libc::PTRACE_EVENT_VFORK | nix::libc::PTRACE_EVENT_CLONE => {
+                // The child runs the same program, as the same user.
                 let creds = self.creds(pid).clone();
+                let exe = self.procs.get(&pid).and_then(|p| p.exe.clone());
                 if let Ok(child) = ptrace::getevent(pid) {
                     let child = Pid::from_raw(child as i32);
-                    match self.procs.get_mut(&child) {
-                        // Its first stop came first.
-                        Some(p) => p.creds = creds,
-                        None => {
-                            let mut p = Proc::new(creds);
-                            p.fresh = true;
-                            self.procs.insert(child, p);
-                        }
-                    }
+                    let p = self.procs.entry(child).or_insert_with(|| Proc {
+                        // Unless its first stop came first, that stop is still to come.
+                        fresh: true,
+                        ..Proc::new(creds.clone())
+                    });
+                    p.creds = creds;
+                    p.exe = exe;
                 }
             }
             nix::libc::PTRACE_EVENT_EXEC => {
@@ -286,6 +297,7 @@ impl Tracer {
                 if let Some(p) = self.procs.get_mut(&pid) {
                     p.after = None;
                     p.in_call = false;
+                    p.exe = p.next_exe.take();
                 }
             }
             _ => {}

@@ -120,6 +120,34 @@ impl Root {
     }
 }
 
+/// `host` with `/proc/self` and `/proc/thread-self` made process `pid`'s own: the tracer makes
+/// some calls itself, where they would name the tracer.
+pub fn own_proc(pid: Pid, host: Vec<u8>) -> Vec<u8> {
+    let under = |dir: &[u8]| {
+        host.strip_prefix(dir).filter(|rest| rest.is_empty() || rest.starts_with(b"/")).map(<[u8]>::to_vec)
+    };
+    if let Some(rest) = under(b"/proc/self") {
+        return [format!("/proc/{pid}").as_bytes(), &rest].concat();
+    }
+    if let Some(rest) = under(b"/proc/thread-self") {
+        return [format!("/proc/{pid}/task/{pid}").as_bytes(), &rest].concat();
+    }
+    host
+}
+
+/// The process (or thread) whose `exe` link `host` is: `/proc/PID/exe` or
+/// `/proc/PID/task/TID/exe`.
+pub fn exe_link_pid(host: &[u8]) -> Option<Pid> {
+    let parts: Vec<&[u8]> = host.strip_prefix(b"/proc/")?.split(|b| *b == b'/').collect();
+    let id = match parts.as_slice() {
+        [pid, b"exe"] | [_, b"task", pid, b"exe"] => pid,
+        _ => return None,
+    };
+    let id = std::str::from_utf8(id).ok()?;
+    // Digits only: `+1` parses too, and names nothing in /proc.
+    id.bytes().all(|b| b.is_ascii_digit()).then(|| id.parse().ok().map(Pid::from_raw)).flatten()
+}
+
 /// Splits `a/b/c` (trailing slashes ignored) into `a/b` and `c`; `None` for the root.
 fn split_last(p: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut end = p.len();
@@ -177,6 +205,25 @@ mod tests {
         assert_eq!(root.to_guest(b"/dev/pts/0"), b"/dev/pts/0");
         assert!(!root.holds(format!("{}x/y", r.display()).as_bytes()), "a sibling with the same prefix");
         assert_eq!(split_last(b"/a/b/"), Some((&b"/a/"[..], &b"b"[..])));
+    }
+
+    #[test]
+    fn proc_self_is_the_step_and_exe_links_name_their_process() {
+        let pid = Pid::from_raw(42);
+        let own = |h: &str| String::from_utf8(own_proc(pid, h.as_bytes().to_vec())).unwrap();
+        assert_eq!(own("/proc/self/exe"), "/proc/42/exe");
+        assert_eq!(own("/proc/self"), "/proc/42");
+        assert_eq!(own("/proc/thread-self/fd/3"), "/proc/42/task/42/fd/3");
+        assert_eq!(own("/proc/selfish"), "/proc/selfish");
+        assert_eq!(own("/root/proc/self"), "/root/proc/self");
+        let exe = |h: &str| exe_link_pid(h.as_bytes()).map(Pid::as_raw);
+        assert_eq!(exe("/proc/42/exe"), Some(42));
+        assert_eq!(exe("/proc/42/task/43/exe"), Some(43));
+        for no in
+            ["/proc/42/exe/", "/proc/42/cwd", "/proc/+42/exe", "/proc/self/exe", "/proc//exe", "/x/42/exe"]
+        {
+            assert_eq!(exe(no), None, "{no}");
+        }
         assert_eq!(split_last(b"/"), None);
     }
 }
