@@ -913,28 +913,43 @@ fn debian_base_dpkg_and_users() {
     }
 }
 
-/// Dynamic programs see themselves in `/proc/self/exe` under ptrace isolation too, where the
-/// tracer starts them through their loader (which the kernel's link then names): the link, a
-/// re-exec through it, and reading it give the program, as in a namespace sandbox.
-const SELF_EXE_DOCKERFILE: &str = r#"FROM debian
+/// What a tracer must translate beyond file calls, on real programs: a dynamic program is
+/// started through its loader (which the kernel's `/proc/self/exe` then names), yet the link, a
+/// re-exec through it and reading it give the program; a Unix socket's path is in the root (bound
+/// in a directory only the root has, relative, and longer than `sun_path` once made a machine
+/// path), where `rm` finds it. As in a namespace sandbox.
+const PTRACE_DEBIAN_DOCKERFILE: &str = r#"FROM debian
 RUN set -e; got=$(readlink /proc/self/exe); echo "readlink: $got"; test "$got" = /usr/bin/readlink; \
     got=$(sh -c 'readlink /proc/$$/exe'); echo "a shell's: $got"; test "$got" = /usr/bin/dash; \
     got=$(sh -c '/proc/self/exe -c "echo re-executed"'); echo "$got"; test "$got" = re-executed; \
     test "$(stat -L -c %s /proc/self/exe)" = "$(stat -c %s /usr/bin/stat)"; \
     test "$(od -An -c -N4 /proc/self/exe | tr -d ' ')" = '177ELF'
+RUN set -e; long=/run/hako-test/a-directory-with-a-name-long-enough-to-push-the-machine-path-past-108; \
+    mkdir -p $long; cd /run/hako-test; \
+    for path in /run/hako-test/s relative $long/s; do \
+      perl -MIO::Socket::UNIX -e 'my $p = shift; \
+        my $srv = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Local => $p, Listen => 1) or die "bind $p: $!\n"; \
+        -S $p or die "no socket at $p\n"; \
+        if (!fork) { my $c = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => $p) or die "connect $p: $!\n"; \
+          print $c "hello over $p\n"; exit 0 } \
+        my $conn = $srv->accept or die "accept: $!\n"; print "got: ", scalar <$conn>; wait' "$path"; \
+      rm "$path"; test ! -e "$path"; \
+    done
 "#;
 
 #[test]
-fn programs_see_themselves_in_proc_self_exe_under_ptrace() {
+fn debian_programs_under_ptrace_see_their_exe_and_sockets() {
     let Some(base) = debian_base() else { return };
-    for mode in modes("/proc/self/exe under ptrace").into_iter().map(|m| Mode::Ptrace(Box::new(m))) {
+    for mode in modes("the Debian base under ptrace").into_iter().map(|m| Mode::Ptrace(Box::new(m))) {
         let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", SELF_EXE_DOCKERFILE)]);
+        dir.write(&mode, &[("ctx/Dockerfile", PTRACE_DEBIAN_DOCKERFILE)]);
         let ctx = dir.path().join("ctx");
         let debian = format!("debian=oci-layout://{}:bookworm", base.display());
         let out = build(&dir, &mode, &["--build-context", &debian, ctx.to_str().expect("utf-8")]);
         ok(&out, mode.name());
-        assert!(text(&out.stderr).contains("readlink: /usr/bin/readlink"), "{}", mode.name());
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("readlink: /usr/bin/readlink"), "{}: {stderr}", mode.name());
+        assert_eq!(stderr.matches("got: hello over ").count(), 3, "{}: {stderr}", mode.name());
     }
 }
 

@@ -72,6 +72,8 @@ pub const TRACED: &[i64] = &[
     libc::SYS_removexattr,
     libc::SYS_lremovexattr,
     libc::SYS_inotify_add_watch,
+    libc::SYS_bind,
+    libc::SYS_connect,
     libc::SYS_execve,
     libc::SYS_execveat,
     libc::SYS_getuid,
@@ -341,6 +343,10 @@ impl Tracer {
                 };
                 self.chown(pid, target, uid as u32, gid as u32).map(Entry::Skip)
             }
+            libc::SYS_bind | libc::SYS_connect => {
+                self.socket_path(pid, regs, &mut scratch, nr == libc::SYS_connect)?;
+                run(None)
+            }
             libc::SYS_execve | libc::SYS_execveat => {
                 let (arg, argv_i) =
                     if nr == libc::SYS_execve { (p(0, true), 1) } else { (at(0, 1, true), 2) };
@@ -493,6 +499,43 @@ impl Tracer {
         }
         self.owners.set(inode, next);
         Ok(0)
+    }
+
+    /// Points a `bind` or `connect` to a Unix socket's path at the machine's path for it, so the
+    /// step makes its sockets in its root (where its `ls` and `unlink` look) and finds them
+    /// there. Other addresses (IP, abstract sockets) are left as they are. A machine path too
+    /// long for `sun_path` goes through the tracer's descriptor of the root instead
+    /// (`/proc/TRACER/fd/N/…`, which the kernel follows to the same directory).
+    fn socket_path(
+        &mut self,
+        pid: Pid,
+        regs: &mut Regs,
+        scratch: &mut Scratch,
+        follow: bool,
+    ) -> Result<(), Errno> {
+        // struct sockaddr_un: a 2-byte family, then up to 108 bytes of path.
+        const SUN_PATH: usize = 108;
+        let (addr, len) = (regs.arg(1), regs.arg(2) as usize);
+        // Malformed addresses are the kernel's to refuse.
+        if addr == 0 || len <= 2 || len > 2 + SUN_PATH {
+            return Ok(());
+        }
+        let mut sa = vec![0u8; len];
+        mem::read(pid, addr, &mut sa)?;
+        let (family, guest) = sa.split_at(2);
+        if u16::from_ne_bytes([family[0], family[1]]) != libc::AF_UNIX as u16 || guest[0] == 0 {
+            return Ok(());
+        }
+        let guest = &guest[..guest.iter().position(|b| *b == 0).unwrap_or(guest.len())];
+        let abs = self.root.absolute(pid, None, guest)?;
+        let mut host = paths::own_proc(pid, self.root.to_host(&abs, follow)?);
+        if host.len() >= SUN_PATH {
+            host = self.root.via_fd(&host).filter(|h| h.len() < SUN_PATH).ok_or(Errno::ENAMETOOLONG)?;
+        }
+        let out = [family, &host, &[0]].concat();
+        regs.set_arg(1, scratch.put(&out)?);
+        regs.set_arg(2, out.len() as u64);
+        Ok(())
     }
 
     /// Rewrites an exec so the kernel runs the root's program (see [`super::exec`]).

@@ -5,7 +5,8 @@
 //! - a seccomp filter stops them only at the calls that name paths or identities
 //!   ([`calls::TRACED`]); everything else (reads, writes, memory) runs at full speed;
 //! - paths are rewritten into the step's root, symlinks resolved as if it were `/`
-//!   ([`paths`]), and results that carry paths (`getcwd`, `/proc` links) rewritten back;
+//!   ([`paths`]), Unix sockets' among them, and results that carry paths (`getcwd`, `/proc`
+//!   links) rewritten back;
 //! - execs are rewritten so scripts and dynamic executables find their interpreter and loader
 //!   in the root ([`exec`]);
 //! - root is emulated: the step sees uid 0 (or its USER), `chown` and `chmod` succeed and are
@@ -15,7 +16,8 @@
 //!
 //! What it does not do: isolate. The step shares the machine's processes, network, `/proc`,
 //! `/dev` and `/sys`, and a program that makes system calls the tracer does not rewrite (32-bit
-//! code, `io_uring`, descriptors passed in from outside) can reach the machine's files as the
+//! code, `io_uring`, a datagram `sendto` a socket path without `connect`, descriptors passed in
+//! from outside) can reach the machine's files as the
 //! calling user. It is a build environment for trusted Dockerfiles in a throwaway container, as
 //! kaniko is. x86-64 only.
 

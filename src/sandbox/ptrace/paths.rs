@@ -22,6 +22,8 @@ pub struct Root {
     host: PathBuf,
     /// `host` as bytes, without a trailing slash.
     prefix: Vec<u8>,
+    /// The root's directory, open in the tracer: `/proc/TRACER/fd/N` is a short name for it.
+    dir: Option<std::fs::File>,
 }
 
 impl Root {
@@ -31,7 +33,19 @@ impl Root {
         while prefix.len() > 1 && prefix.ends_with(b"/") {
             prefix.pop();
         }
-        Root { host: host.to_path_buf(), prefix }
+        // Close-on-exec, as std opens every file: no program of the step holds it.
+        let dir = std::fs::File::open(host).ok();
+        Root { host: host.to_path_buf(), prefix, dir }
+    }
+
+    /// `host`, a path in the root, named through the tracer's descriptor of the root
+    /// (`/proc/TRACER/fd/N/rest`): a shorter name any process of the same user can use, for
+    /// where a path's length is limited (a Unix socket's 108 bytes).
+    pub fn via_fd(&self, host: &[u8]) -> Option<Vec<u8>> {
+        let rest =
+            host.strip_prefix(self.prefix.as_slice()).filter(|r| r.is_empty() || r.starts_with(b"/"))?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(self.dir.as_ref()?);
+        Some([format!("/proc/{}/fd/{fd}", std::process::id()).as_bytes(), rest].concat())
     }
 
     /// The machine's path for the step's absolute path `guest`. The last component is followed
@@ -205,6 +219,19 @@ mod tests {
         assert_eq!(root.to_guest(b"/dev/pts/0"), b"/dev/pts/0");
         assert!(!root.holds(format!("{}x/y", r.display()).as_bytes()), "a sibling with the same prefix");
         assert_eq!(split_last(b"/a/b/"), Some((&b"/a/"[..], &b"b"[..])));
+    }
+
+    #[test]
+    fn the_roots_descriptor_names_its_paths_shorter() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("run/x")).unwrap();
+        std::fs::write(t.path().join("run/x/f"), "through the descriptor").unwrap();
+        let root = Root::new(t.path());
+        let short = root.via_fd(format!("{}/run/x/f", t.path().display()).as_bytes()).unwrap();
+        assert!(short.starts_with(format!("/proc/{}/fd/", std::process::id()).as_bytes()));
+        assert_eq!(std::fs::read_to_string(path(&short)).unwrap(), "through the descriptor");
+        assert_eq!(root.via_fd(b"/dev/null"), None, "only paths in the root");
+        assert_eq!(root.via_fd(format!("{}x/f", t.path().display()).as_bytes()), None, "a sibling");
     }
 
     #[test]
