@@ -869,7 +869,8 @@ RUN id -un > whoami && touch made-by-builder
 "#;
 
 /// A realistic base: dpkg installs a package built in the step, useradd adds a user, files end up
-/// owned by _apt (42) and by the new user, rootless as well as root (umoci checks the result).
+/// owned by _apt (42) and by the new user, rootless as well as root, in a namespace sandbox and
+/// under ptrace (umoci checks the result).
 #[test]
 fn debian_base_dpkg_and_users() {
     let Some(base) = debian_base() else { return };
@@ -877,7 +878,8 @@ fn debian_base_dpkg_and_users() {
         skip("the Debian base checks: umoci is not installed");
         return;
     }
-    for mode in modes("the Debian base checks") {
+    let traced_too = |m: Mode| [m.clone(), Mode::Ptrace(Box::new(m))];
+    for mode in modes("the Debian base checks").into_iter().flat_map(traced_too) {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", DEBIAN_DOCKERFILE)]);
         let layout = dir.path().join("image");
