@@ -76,6 +76,34 @@ impl Owner {
 /// A record of a tree: relative path → stamp (the root itself is not recorded).
 pub type Record = BTreeMap<String, Stamp>;
 
+/// The index of the tree `record` was taken of, as the layers that make that tree would give it:
+/// entries as recorded (owners, modes and devices as the record says, symlink targets, sizes,
+/// mtimes to the second); hard links as the files they are; sockets, which no layer holds, left
+/// out. Later layers then apply to it as to the index of their parents
+/// ([`super::index::FsIndex::apply_tar`]).
+pub fn index_of(record: &Record) -> super::index::FsIndex {
+    use nix::libc::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG};
+    let mut index = super::index::FsIndex::new();
+    for (path, st) in record {
+        let (major, minor) = (nix::sys::stat::major(st.rdev) as u32, nix::sys::stat::minor(st.rdev) as u32);
+        let kind = match st.mode & S_IFMT {
+            S_IFDIR => Kind::Dir,
+            S_IFLNK => {
+                Kind::Symlink(st.link.as_ref().map_or_else(String::new, |l| l.to_string_lossy().into_owned()))
+            }
+            S_IFCHR => Kind::Char(major, minor),
+            S_IFBLK => Kind::Block(major, minor),
+            S_IFIFO => Kind::Fifo,
+            S_IFREG => Kind::File,
+            _ => continue,
+        };
+        let size = if kind == Kind::File { st.size } else { 0 };
+        let meta = Meta { kind, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime.0, size };
+        index.insert(path, meta);
+    }
+    index
+}
+
 /// Records every entry under `root`. Names must be UTF-8 (as in any layer).
 pub fn record(root: &Path) -> Result<Record, DiffError> {
     record_as(root, &mut |_, md| Owner::of(md))
@@ -251,6 +279,43 @@ mod tests {
                 format!("{}{link}", e.path().unwrap().display())
             })
             .collect()
+    }
+
+    /// A recorded tree's index holds what its layers' headers would: kinds, link targets, sizes,
+    /// and the owners, modes and devices the record says, not the disk's.
+    #[test]
+    fn a_records_index_is_the_tree_as_layers_say_it() {
+        use crate::layer::index::{Kind, Meta};
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("etc/app")).unwrap();
+        fs::write(r.join("etc/app/conf"), "12345").unwrap();
+        fs::write(r.join("dev-null"), "").unwrap();
+        std::os::unix::fs::symlink("app/conf", r.join("etc/link")).unwrap();
+        let record = record_as(r, &mut |path, md| match path {
+            "etc/app/conf" => Owner { uid: 42, gid: 4242, mode: 0o100640, rdev: 0 },
+            "dev-null" => Owner { uid: 0, gid: 0, mode: 0o020666, rdev: nix::sys::stat::makedev(1, 3) },
+            _ => Owner::of(md),
+        })
+        .unwrap();
+        let index = index_of(&record);
+        let mtime = |p: &str| fs::symlink_metadata(r.join(p)).unwrap().mtime();
+        let me = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        assert_eq!(
+            index.get("etc/app/conf"),
+            Some(&Meta {
+                kind: Kind::File,
+                mode: 0o640,
+                uid: 42,
+                gid: 4242,
+                mtime: mtime("etc/app/conf"),
+                size: 5
+            })
+        );
+        assert_eq!(index.get("dev-null").map(|m| (&m.kind, m.mode)), Some((&Kind::Char(1, 3), 0o666)));
+        assert_eq!(index.get("etc/link").map(|m| &m.kind), Some(&Kind::Symlink("app/conf".into())));
+        assert_eq!(index.get("etc").map(|m| (&m.kind, m.uid, m.gid)), Some((&Kind::Dir, me.0, me.1)));
+        assert_eq!(index.len(), 5, "five entries below the root");
     }
 
     #[test]

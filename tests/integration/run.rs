@@ -358,6 +358,23 @@ fn run_steps_make_the_expected_tree() {
     assert!(digests.iter().all(|d| d.1 == first), "one image from every mode: {digests:?}");
 }
 
+/// A step runs on the tree the step before it left, as its overlay snapshot is in a namespace
+/// sandbox, not on its layer extracted again: what the layer does not keep (mtimes are clamped
+/// to the build's epoch) is as that step left it, with a COPY between as well. The copy
+/// snapshotter (chroot, ptrace) keeps the last trees and applies only the layers above one.
+#[test]
+fn steps_run_on_the_tree_the_step_before_left() {
+    const DOCKERFILE: &str = "FROM busybox\nRUN touch /made-by-run\nCOPY f /f\n\
+        RUN set -e; stat -c 'mtime %Y' /made-by-run; test \"$(stat -c %Y /made-by-run)\" != 315532800; cat /f\n";
+    for mode in modes_and_snapshotters("the kept-tree build") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE), ("ctx/f", "copied\n")]);
+        let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        assert!(text(&out.stderr).contains(" copied\n"), "{}: {}", mode.name(), text(&out.stderr));
+    }
+}
+
 /// `podman run` of the built image prints the CMD's output, when podman can run containers here.
 fn podman_runs(dir: &Dir, mode: &Mode, archive: &Path) {
     if !matches!(mode, Mode::Root | Mode::Copy(_)) || !matches!(mode.user(), Mode::Root) {

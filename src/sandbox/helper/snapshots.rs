@@ -37,18 +37,46 @@ impl Ctx {
             return Ok(Tree::Overlay(m));
         }
         let root = dir.join("copy");
-        // The tree the previous step of this stage left is this step's parent: take it (a
-        // rename, so no other build can have it at the same time) instead of extracting.
-        if writable && std::fs::rename(self.trees.join(tree_id(layers)), &root).is_ok() {
-            return Ok(Tree::Plain(root));
-        }
-        self.extract_tree(layers, &root)?;
+        let start = match writable.then(|| self.take_tree(layers, &root, |_| Some(()))).flatten() {
+            Some((n, ())) => n,
+            None => {
+                fs_err::create_dir_all(&root).map_err(|e| e.to_string())?;
+                0
+            }
+        };
+        self.apply_layers(&layers[start..], &root)?;
         Ok(Tree::Plain(root))
     }
 
-    /// Applies `layers` to a new directory `root`.
-    pub(super) fn extract_tree(&self, layers: &[LayerRef], root: &Path) -> Result<(), String> {
-        fs_err::create_dir_all(root).map_err(|e| e.to_string())?;
+    /// Takes the kept tree of the longest prefix of `layers` that has one and that `accept`
+    /// takes (given the prefix's tree id; ptrace isolation also needs the tree's index), moving it
+    /// to `root`; returns how many of `layers` it holds and what `accept` gave. The tree the
+    /// previous step of a stage left is the next step's parent, or its parent's when a COPY came
+    /// between: the caller applies the layers above it instead of extracting them all. Taken by
+    /// rename, so no other build can have it at the same time.
+    pub(super) fn take_tree<T>(
+        &self,
+        layers: &[LayerRef],
+        root: &Path,
+        mut accept: impl FnMut(&str) -> Option<T>,
+    ) -> Option<(usize, T)> {
+        let ids = overlay::chain_ids(layers);
+        for (i, id) in ids.iter().enumerate().rev() {
+            let kept = self.trees.join(id);
+            if !kept.is_dir() {
+                continue;
+            }
+            if let Some(t) = accept(id)
+                && std::fs::rename(&kept, root).is_ok()
+            {
+                return Some((i + 1, t));
+            }
+        }
+        None
+    }
+
+    /// Applies `layers` to the directory `root`, in order.
+    pub(super) fn apply_layers(&self, layers: &[LayerRef], root: &Path) -> Result<(), String> {
         let opts = self.apply_options();
         for layer in layers {
             let reader = self.open(layer)?;
@@ -58,8 +86,9 @@ impl Ctx {
     }
 
     /// Keeps a copy-snapshotter tree whose content is the filesystem of `layers`, for the next
-    /// step; only the few most recent are kept. `owners` (ptrace isolation) is what its entries'
-    /// owners, modes and devices really are, kept beside it.
+    /// step; only the few most recent are kept. `owners` (ptrace isolation) records what its
+    /// entries' owners, modes and devices really are: kept beside it as the tree's index, which
+    /// the layers of later steps apply to.
     pub(super) fn keep_tree(
         &self,
         tree: &Path,
@@ -69,9 +98,8 @@ impl Ctx {
         const KEEP: usize = 3;
         let id = tree_id(layers);
         if let Some(record) = owners {
-            let map: std::collections::BTreeMap<&str, crate::layer::walkdiff::Owner> =
-                record.iter().map(|(p, st)| (p.as_str(), st.owner())).collect();
-            let written = serde_json::to_vec(&map).map_err(std::io::Error::other).and_then(|bytes| {
+            let index = crate::layer::walkdiff::index_of(record);
+            let written = serde_json::to_vec(&index).map_err(std::io::Error::other).and_then(|bytes| {
                 let tmp = self.owners.join(format!(".{id}.{}", std::process::id()));
                 std::fs::write(&tmp, bytes)?;
                 std::fs::rename(&tmp, self.owners_file(&id))

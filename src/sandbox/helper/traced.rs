@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::step::{forward, make_cwd};
 use super::*;
+use crate::layer::index::FsIndex;
 use crate::layer::walkdiff::{Owner, record_as};
 use crate::sandbox::chroot::Injections;
 use crate::sandbox::ptrace::fake::Owners;
@@ -64,7 +65,9 @@ impl Ctx {
     }
 
     /// The tree of `layers` for a traced step and what its entries' owners, modes and devices
-    /// are: a kept tree with its record, or the layers extracted anew and read for their owners.
+    /// are: the kept tree of the longest prefix of `layers` with its index, or an empty one,
+    /// with the layers above it applied to both (the disk cannot hold the layers' owners and
+    /// devices: their headers say them).
     fn traced_tree(
         &mut self,
         layers: &[LayerRef],
@@ -72,19 +75,20 @@ impl Ctx {
     ) -> Result<(PathBuf, BTreeMap<String, Owner>), Fail> {
         fs_err::create_dir_all(rootfs).map_err(|e| e.to_string())?;
         let root = rootfs.join("copy");
-        let id = snapshots::tree_id(layers);
-        let kept = std::fs::read(self.owners_file(&id))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<BTreeMap<String, Owner>>(&b).ok());
-        if let Some(known) = kept
-            && std::fs::rename(self.trees.join(&id), &root).is_ok()
-        {
-            return Ok((root, known));
-        }
-        self.extract_tree(layers, &root)?;
-        // The disk cannot hold the layers' owners and devices: the layers say them.
-        let mut index = crate::layer::index::FsIndex::new();
-        for layer in layers {
+        let kept = self.take_tree(layers, &root, |id| {
+            let bytes = std::fs::read(self.owners_file(id)).ok()?;
+            serde_json::from_slice::<FsIndex>(&bytes).ok()
+        });
+        let (start, mut index) = match kept {
+            Some(kept) => kept,
+            None => {
+                fs_err::create_dir_all(&root).map_err(|e| e.to_string())?;
+                (0, FsIndex::new())
+            }
+        };
+        let above = &layers[start..];
+        self.apply_layers(above, &root)?;
+        for layer in above {
             index.apply_tar(self.open(layer)?).map_err(|e| format!("reading layer {}: {e}", layer.digest))?;
         }
         let known =
