@@ -57,6 +57,7 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
     let cache_from = cache_specs(&args.cache_from, false)?;
     let cache_to = cache_specs(&args.cache_to, true)?;
     let outputs = outputs(&args)?;
+    let annotations = manifest_annotations(annotations, &outputs)?;
     let pushes = push_names(&args, &outputs)?;
     let mut options = plan_options(&args)?;
     // A dry run or a check builds nothing: no steps to show, only findings and errors.
@@ -488,7 +489,7 @@ fn load_image(
         dest: Some(archive.clone()),
         name: None,
         compression: ExportCompression::default(),
-        rewrite_timestamp: None,
+        image: Default::default(),
     };
     crate::export::write::write_output(store, manifest, image, &spec, tags, None, None)
         .map_err(|e| failed(format!("writing the archive: {e}")))?;
@@ -675,6 +676,27 @@ fn compress_for(
         .map(|c| c.codec);
     let first = wanted.next()?;
     (wanted.all(|c| c == first) && first.compression() != crate::layer::Compression::None).then_some(first)
+}
+
+/// The image manifest's annotations: each image output's `annotation.*` options with
+/// `--annotation`'s over them (buildx sets the flag's on every output). hako writes one manifest
+/// for all outputs, so they must agree.
+fn manifest_annotations(
+    flags: BTreeMap<String, String>,
+    outputs: &[OutputSpec],
+) -> Result<BTreeMap<String, String>, Failure> {
+    let mut each = outputs.iter().filter_map(OutputSpec::image_options).map(|o| {
+        let mut all = o.annotations.clone();
+        all.extend(flags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    });
+    let Some(first) = each.next() else { return Ok(flags) };
+    if each.any(|other| other != first) {
+        return Err(Failure::usage(
+            "error: outputs ask for different annotations; hako writes one image manifest for all of them",
+        ));
+    }
+    Ok(first)
 }
 
 /// `rewrite-timestamp=false` on an image output: file times in new layers are kept. The layers

@@ -229,15 +229,18 @@ pub fn save(args: SaveArgs) -> Result<(), Failure> {
     }
     let spec = match args.format.as_str() {
         // The kept image as it is (layers uncompressed): the compression is not used.
-        "docker" => {
-            OutputSpec::Docker { dest, name: None, compression: Default::default(), rewrite_timestamp: None }
-        }
+        "docker" => OutputSpec::Docker {
+            dest,
+            name: None,
+            compression: Default::default(),
+            image: Default::default(),
+        },
         "oci" => OutputSpec::Oci {
             dest,
             tar: true,
             name: None,
             compression: Default::default(),
-            rewrite_timestamp: None,
+            image: Default::default(),
         },
         other => return Err(Failure::usage(format!("error: --format {other}: expected docker or oci"))),
     };

@@ -26,8 +26,8 @@ pub enum OutputSpec {
         name: Option<String>,
         /// `compression=`, `compression-level=`, `force-compression=`.
         compression: ExportCompression,
-        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
-        rewrite_timestamp: Option<bool>,
+        /// The options every image output takes.
+        image: ImageOptions,
     },
     /// A `docker load` archive, to `dest` or stdout.
     Docker {
@@ -37,8 +37,8 @@ pub enum OutputSpec {
         name: Option<String>,
         /// `compression=`, `compression-level=`, `force-compression=`.
         compression: ExportCompression,
-        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
-        rewrite_timestamp: Option<bool>,
+        /// The options every image output takes.
+        image: ImageOptions,
     },
     /// The final stage's filesystem, into a directory.
     Local {
@@ -58,8 +58,8 @@ pub enum OutputSpec {
         push: bool,
         /// `compression=`, `compression-level=`, `force-compression=`.
         compression: ExportCompression,
-        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
-        rewrite_timestamp: Option<bool>,
+        /// The options every image output takes.
+        image: ImageOptions,
     },
     /// An image kept in hako's store (`type=image` without push).
     Image {
@@ -67,23 +67,41 @@ pub enum OutputSpec {
         name: Option<String>,
         /// Always false.
         push: bool,
-        /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see [`OutputSpec::rewrite_timestamp`]).
-        rewrite_timestamp: Option<bool>,
+        /// The options every image output takes.
+        image: ImageOptions,
     },
 }
 
+/// The options of the outputs that write an image (OCI and docker archives, registries, the
+/// store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// `rewrite-timestamp=`: `Some(false)` keeps file times as made (see
+    /// [`OutputSpec::rewrite_timestamp`]).
+    pub rewrite_timestamp: Option<bool>,
+    /// `annotation.KEY=VALUE`, `annotation-manifest.KEY=VALUE` (also with the one platform built,
+    /// `annotation-manifest[linux/amd64].KEY`): annotations of the image manifest, as buildx's
+    /// `--annotation` gives them.
+    pub annotations: BTreeMap<String, String>,
+}
+
 impl OutputSpec {
+    /// The options of an output that writes an image; none for the others.
+    pub fn image_options(&self) -> Option<&ImageOptions> {
+        match self {
+            OutputSpec::Oci { image, .. }
+            | OutputSpec::Docker { image, .. }
+            | OutputSpec::Registry { image, .. }
+            | OutputSpec::Image { image, .. } => Some(image),
+            OutputSpec::Local { .. } | OutputSpec::Tar { .. } => None,
+        }
+    }
+
     /// buildx's `rewrite-timestamp` for image outputs. hako clamps file times in new layers to
     /// the build's epoch by default (what `rewrite-timestamp=true` asks of BuildKit), when the
     /// layers are made; `false` asks for the real times. `None`: not given.
     pub fn rewrite_timestamp(&self) -> Option<bool> {
-        match self {
-            OutputSpec::Oci { rewrite_timestamp, .. }
-            | OutputSpec::Docker { rewrite_timestamp, .. }
-            | OutputSpec::Registry { rewrite_timestamp, .. }
-            | OutputSpec::Image { rewrite_timestamp, .. } => *rewrite_timestamp,
-            OutputSpec::Local { .. } | OutputSpec::Tar { .. } => None,
-        }
+        self.image_options().and_then(|o| o.rewrite_timestamp)
     }
 
     /// How the output wants its layers compressed: for the outputs that ship compressed layers
@@ -127,6 +145,21 @@ const COMPRESSION_KEYS: [&str; 3] = ["compression", "compression-level", "force-
 /// Output types buildx accepts.
 const TYPES: &str = "oci, docker, local, tar, image, registry";
 
+/// The annotation key of output option `option` when it annotates the image manifest:
+/// `annotation.KEY`, `annotation-manifest.KEY`, or `annotation-manifest[PLATFORM].KEY` (hako builds
+/// one platform, so every platform named is it).
+fn manifest_annotation(option: &str) -> Option<&str> {
+    if let Some(key) = option.strip_prefix("annotation.") {
+        return Some(key);
+    }
+    let rest = option.strip_prefix("annotation-manifest")?;
+    let rest = match rest.strip_prefix('[') {
+        Some(r) => &r[r.find(']')? + 1..],
+        None => rest,
+    };
+    rest.strip_prefix('.')
+}
+
 /// Parses one `--output` value.
 pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
     let fields = split_csv(s)?;
@@ -155,18 +188,18 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
             let tar = o.bool("tar")?.unwrap_or(true);
             let name = o.name();
             let compression = o.compression()?;
-            let rewrite_timestamp = o.image_options()?;
+            let image = o.image_options()?;
             if !tar && dest.is_none() {
                 return Err("type=oci,tar=false needs dest= (the layout directory)".into());
             }
-            OutputSpec::Oci { dest, tar, name, compression, rewrite_timestamp }
+            OutputSpec::Oci { dest, tar, name, compression, image }
         }
         "docker" => {
             let dest = o.dest();
             let name = o.name();
             let compression = o.compression()?;
-            let rewrite_timestamp = o.image_options()?;
-            OutputSpec::Docker { dest, name, compression, rewrite_timestamp }
+            let image = o.image_options()?;
+            OutputSpec::Docker { dest, name, compression, image }
         }
         "local" => match o.attrs.remove("dest").filter(|d| !d.is_empty()) {
             None => return Err("type=local needs dest= (a directory)".into()),
@@ -179,17 +212,17 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
         "image" | "registry" => {
             let push = o.bool("push")?.unwrap_or(kind == "registry");
             let name = o.name();
-            let rewrite_timestamp = o.image_options()?;
+            let image = o.image_options()?;
             if push {
                 let compression = o.compression()?;
-                OutputSpec::Registry { name, push, compression, rewrite_timestamp }
+                OutputSpec::Registry { name, push, compression, image }
             } else {
                 if let Some(key) = COMPRESSION_KEYS.iter().find(|k| o.attrs.contains_key(**k)) {
                     return Err(format!(
                         "output option {key} needs push=true: the store keeps layers uncompressed"
                     ));
                 }
-                OutputSpec::Image { name, push, rewrite_timestamp }
+                OutputSpec::Image { name, push, image }
             }
         }
         "cacheonly" => return Err("not supported yet: output type cacheonly".into()),
@@ -225,15 +258,29 @@ impl Opts<'_> {
         ExportCompression::parse(c.as_deref(), level.as_deref(), force.as_deref()).map_err(|e| e.to_string())
     }
 
-    /// The options of image outputs: OCI media types (the only ones hako writes), and
-    /// `rewrite-timestamp` (returned).
-    fn image_options(&mut self) -> Result<Option<bool>, String> {
+    /// The options of image outputs: OCI media types (the only ones hako writes),
+    /// `rewrite-timestamp` and the manifest's annotations. Annotations of an index or of a
+    /// descriptor are left, so refused: hako writes no index of its own for one platform.
+    fn image_options(&mut self) -> Result<ImageOptions, String> {
         if self.bool("oci-mediatypes")? == Some(false) {
             return Err(
                 "not supported yet: output option oci-mediatypes=false (hako writes OCI media types)".into(),
             );
         }
-        self.bool("rewrite-timestamp")
+        let rewrite_timestamp = self.bool("rewrite-timestamp")?;
+        let mut annotations = BTreeMap::new();
+        let keys: Vec<String> = self.attrs.keys().filter(|k| k.starts_with("annotation")).cloned().collect();
+        for option in keys {
+            let Some(key) = manifest_annotation(&option) else { continue };
+            if key.is_empty() {
+                return Err(format!("output option {option}: the annotation's key is empty"));
+            }
+            let key = key.to_string();
+            if let Some(value) = self.attrs.remove(&option) {
+                annotations.insert(key, value);
+            }
+        }
+        Ok(ImageOptions { rewrite_timestamp, annotations })
     }
 
     /// Refuses whatever was not consumed.
@@ -247,6 +294,7 @@ impl Opts<'_> {
                 &["oci", "docker", "image", "registry"]
             }
             "tar" => &["oci"],
+            k if manifest_annotation(k).is_some() => &["oci", "docker", "image", "registry"],
             _ => &[],
         };
         let not_here = !elsewhere.is_empty() && !elsewhere.contains(&self.kind);
@@ -361,7 +409,13 @@ mod tests {
     fn oci() {
         assert_eq!(
             ok("type=oci"),
-            OutputSpec::Oci { dest: None, tar: true, name: None, compression: gz(), rewrite_timestamp: None }
+            OutputSpec::Oci {
+                dest: None,
+                tar: true,
+                name: None,
+                compression: gz(),
+                image: ImageOptions::default()
+            }
         );
         assert_eq!(
             ok("type=oci,dest=out.tar,name=app:1"),
@@ -370,12 +424,18 @@ mod tests {
                 tar: true,
                 name: Some("app:1".into()),
                 compression: gz(),
-                rewrite_timestamp: None
+                image: ImageOptions::default()
             }
         );
         assert_eq!(
             ok("type=oci,dest=-"),
-            OutputSpec::Oci { dest: None, tar: true, name: None, compression: gz(), rewrite_timestamp: None }
+            OutputSpec::Oci {
+                dest: None,
+                tar: true,
+                name: None,
+                compression: gz(),
+                image: ImageOptions::default()
+            }
         );
         assert_eq!(
             ok("type=oci,dest=dir,tar=false,compression=zstd,oci-mediatypes=true,rewrite-timestamp=false"),
@@ -384,7 +444,7 @@ mod tests {
                 tar: false,
                 name: None,
                 compression: ExportCompression::from(Compression::Zstd),
-                rewrite_timestamp: Some(false)
+                image: ImageOptions { rewrite_timestamp: Some(false), ..Default::default() }
             }
         );
         assert_eq!(ok("type=docker,rewrite-timestamp=true").rewrite_timestamp(), Some(true));
@@ -396,9 +456,29 @@ mod tests {
                 tar: false,
                 name: None,
                 compression: gz(),
-                rewrite_timestamp: None
+                image: ImageOptions::default()
             }
         );
+    }
+
+    #[test]
+    fn manifest_annotations_as_buildx_names_them() {
+        let spec = ok("type=oci,annotation.org.opencontainers.image.title=hako,\
+            annotation-manifest.a=1,annotation-manifest[linux/amd64].b=2,\"annotation.c=x,y\"");
+        let want: BTreeMap<String, String> =
+            [("org.opencontainers.image.title", "hako"), ("a", "1"), ("b", "2"), ("c", "x,y")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        assert_eq!(spec.image_options().map(|o| &o.annotations), Some(&want));
+        for s in [
+            "type=docker,annotation.a=1",
+            "type=registry,name=r/a,annotation.a=1",
+            "type=image,annotation.a=1",
+        ] {
+            assert_eq!(ok(s).image_options().map(|o| o.annotations.len()), Some(1), "{s}");
+        }
+        assert_eq!(ok("type=tar").image_options(), None);
     }
 
     #[test]
@@ -433,7 +513,7 @@ mod tests {
                 tar: false,
                 name: None,
                 compression: gz(),
-                rewrite_timestamp: None
+                image: ImageOptions::default()
             }
         );
         assert_eq!(ok(r#"type=image,"name= a , ,b""#).names(), ["a", "b"]);
@@ -444,7 +524,7 @@ mod tests {
     fn docker_local_tar() {
         assert_eq!(
             ok("type=docker"),
-            OutputSpec::Docker { dest: None, name: None, compression: gz(), rewrite_timestamp: None }
+            OutputSpec::Docker { dest: None, name: None, compression: gz(), image: ImageOptions::default() }
         );
         assert_eq!(
             ok("type=docker,dest=img.tar,name=app"),
@@ -452,7 +532,7 @@ mod tests {
                 dest: Some("img.tar".into()),
                 name: Some("app".into()),
                 compression: gz(),
-                rewrite_timestamp: None
+                image: ImageOptions::default()
             }
         );
         assert_eq!(ok("type=local,dest=out"), OutputSpec::Local { dest: "out".into() });
@@ -467,10 +547,13 @@ mod tests {
             name: Some(name.into()),
             push: true,
             compression: gz(),
-            rewrite_timestamp: None,
+            image: ImageOptions::default(),
         };
-        let img =
-            |name: &str| OutputSpec::Image { name: Some(name.into()), push: false, rewrite_timestamp: None };
+        let img = |name: &str| OutputSpec::Image {
+            name: Some(name.into()),
+            push: false,
+            image: ImageOptions::default(),
+        };
         assert_eq!(ok("type=registry,name=r.io/app"), reg("r.io/app"));
         assert_eq!(ok("type=image,name=r.io/app,push=true"), reg("r.io/app"));
         assert_eq!(ok("type=image,name=app"), img("app"));
@@ -478,7 +561,12 @@ mod tests {
         assert_eq!(ok("type=registry,name=app,push=false"), img("app"));
         assert_eq!(
             ok("type=registry"),
-            OutputSpec::Registry { name: None, push: true, compression: gz(), rewrite_timestamp: None }
+            OutputSpec::Registry {
+                name: None,
+                push: true,
+                compression: gz(),
+                image: ImageOptions::default()
+            }
         );
     }
 
@@ -521,11 +609,13 @@ mod tests {
                 "type=local,dest=d,rewrite-timestamp=false",
                 "output option rewrite-timestamp does not apply to type=local",
             ),
-            (
-                "type=oci,annotation.org.opencontainers.image.title=x",
-                "not supported yet: output option annotation.org.opencontainers.image.title",
-            ),
+            ("type=local,dest=d,annotation.a=x", "output option annotation.a does not apply to type=local"),
+            ("type=oci,annotation.=x", "output option annotation.: the annotation's key is empty"),
             ("type=image,annotation-index.foo=x", "not supported yet: output option annotation-index.foo"),
+            (
+                "type=oci,annotation-manifest-descriptor.foo=x",
+                "not supported yet: output option annotation-manifest-descriptor.foo",
+            ),
             ("type=image,push-by-digest=true", "not supported yet: output option push-by-digest"),
             ("type=docker,tar=false,dest=d", "not supported yet: output option tar"),
             ("type=local,dest=d,platform-split=true", "not supported yet: output option platform-split"),

@@ -1,5 +1,6 @@
 //! The `docker buildx build` flags scripts pass, with buildx's meanings: `--pull`, `--load`
-//! (Docker engine, else podman, else a clear error), `--annotation`, `--network`, `--add-host`,
+//! (Docker engine, else podman, else a clear error), `--annotation` and output annotations,
+//! `--network`, `--add-host`,
 //! `--allow`, `--shm-size`, `--ulimit`, and `--provenance`/`--sbom`/`--attest` (off is accepted,
 //! on is refused as not supported yet).
 
@@ -202,6 +203,34 @@ fn attestations_off_are_accepted_and_on_are_not_supported_yet() {
     // clap still suggests the flag meant.
     let err = fails(&build(dir.path(), &["--provenanse=false", &ctx], &[]), 2, "a misspelt flag");
     assert!(err.contains("--provenance"), "{err}");
+}
+
+/// buildx's output annotations (`annotation.K`, `annotation-manifest.K`) annotate the manifest,
+/// with `--annotation`'s over them; outputs that disagree are refused, as hako writes one manifest.
+#[test]
+fn output_annotations_annotate_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = context(dir.path(), "FROM busybox\nLABEL x=y\n");
+    let layout = dir.path().join("layout");
+    let dest = format!(
+        "type=oci,dest={},tar=false,annotation.org.opencontainers.image.title=hako,\
+         annotation-manifest[linux/amd64].org.example.k=from-output",
+        layout.display()
+    );
+    let out = build(dir.path(), &["--annotation", "org.example.k=from-flag", "-o", &dest, &ctx], &[]);
+    ok(&out, "annotated output");
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&fs_err::read(p).expect("read")).expect("json")
+    };
+    let index = json(&layout.join("index.json"));
+    let digest = index["manifests"][0]["digest"].as_str().expect("digest").trim_start_matches("sha256:");
+    let manifest = json(&layout.join("blobs/sha256").join(digest));
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.title"], "hako", "{manifest}");
+    assert_eq!(manifest["annotations"]["org.example.k"], "from-flag", "the flag wins: {manifest}");
+
+    let other = format!("type=docker,dest={},annotation.a=b", dir.path().join("d.tar").display());
+    let err = fails(&build(dir.path(), &["-o", &dest, "-o", &other, "--dry-run", &ctx], &[]), 2, "disagree");
+    assert!(err.contains("outputs ask for different annotations"), "{err}");
 }
 
 #[test]

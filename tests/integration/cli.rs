@@ -43,7 +43,7 @@ fn unbuilt_features_are_refused_not_ignored() {
         &["--cache-to", "type=gha"][..],
         &["--cache-from", "type=s3,region=x"],
         &["--platform", "linux/amd64,linux/arm64"],
-        &["--output", "type=oci,dest=x,annotation.a=b"],
+        &["--output", "type=oci,dest=x,annotation-index.a=b"],
     ] {
         let mut args = vec!["build", "--dry-run"];
         args.extend_from_slice(flags);
