@@ -462,6 +462,7 @@ impl Drop for Sandbox {
 }
 
 /// The user namespace's maps for the caller.
+#[derive(Clone)]
 struct Maps {
     uid: Vec<idmap::IdMapping>,
     gid: Vec<idmap::IdMapping>,
@@ -470,7 +471,25 @@ struct Maps {
     single: Option<String>,
 }
 
+/// The maps for this process's user (`euid`), and what to warn of: worked out once per process,
+/// as the isolation probe asks before the first helper starts, and each helper a build starts
+/// asks again.
 fn id_maps(euid: u32, warnings: &mut Vec<String>) -> Result<Maps, SandboxError> {
+    static FOUND: std::sync::OnceLock<Result<(Maps, Vec<String>), String>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let mut w = Vec::new();
+        read_id_maps(euid, &mut w).map(|maps| (maps, w)).map_err(|e| match e {
+            SandboxError::Setup(why) => why,
+            other => other.to_string(),
+        })
+    });
+    let (maps, w) = found.clone().map_err(SandboxError::Setup)?;
+    warnings.extend(w);
+    Ok(maps)
+}
+
+/// [`id_maps`], reading `/etc/subuid` and `/etc/subgid`.
+fn read_id_maps(euid: u32, warnings: &mut Vec<String>) -> Result<Maps, SandboxError> {
     let egid = nix::unistd::getegid().as_raw();
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(euid))
         .ok()
