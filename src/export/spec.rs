@@ -407,32 +407,21 @@ mod tests {
 
     #[test]
     fn oci() {
-        assert_eq!(
-            ok("type=oci"),
-            OutputSpec::Oci {
-                dest: None,
-                tar: true,
-                name: None,
-                compression: gz(),
-                image: ImageOptions::default()
-            }
-        );
+        let stdout = OutputSpec::Oci {
+            dest: None,
+            tar: true,
+            name: None,
+            compression: gz(),
+            image: Default::default(),
+        };
+        assert_eq!(ok("type=oci"), stdout);
+        assert_eq!(ok("type=oci,dest=-"), stdout);
         assert_eq!(
             ok("type=oci,dest=out.tar,name=app:1"),
             OutputSpec::Oci {
                 dest: Some("out.tar".into()),
                 tar: true,
                 name: Some("app:1".into()),
-                compression: gz(),
-                image: ImageOptions::default()
-            }
-        );
-        assert_eq!(
-            ok("type=oci,dest=-"),
-            OutputSpec::Oci {
-                dest: None,
-                tar: true,
-                name: None,
                 compression: gz(),
                 image: ImageOptions::default()
             }
