@@ -382,16 +382,7 @@ impl Tracer {
             return Ok(None);
         }
         let dirfd = arg.dirfd.map(|i| regs.arg(i) as i32);
-        let abs = self.root.absolute(pid, dirfd, &guest)?;
-        let host = self.root.to_host(&abs, arg.follow)?;
-        if self.debug {
-            self.log(format!(
-                "{pid} {:?} is {:?}",
-                String::from_utf8_lossy(&abs),
-                String::from_utf8_lossy(&host)
-            ));
-        }
-        let host = paths::own_proc(pid, host);
+        let host = self.machine_path(pid, dirfd, &guest, arg.follow)?;
         // Followed, a step's `/proc/PID/exe` is its program, not the loader that runs it.
         if arg.follow
             && let Some(program) = self.program(&host)
@@ -399,6 +390,27 @@ impl Tracer {
             return Ok(Some(program));
         }
         Ok(Some(host))
+    }
+
+    /// The machine's path for `guest`, a path process `pid` named relative to `dirfd` (none:
+    /// its working directory), with `/proc/self` made the process's own.
+    fn machine_path(
+        &mut self,
+        pid: Pid,
+        dirfd: Option<i32>,
+        guest: &[u8],
+        follow: bool,
+    ) -> Result<Vec<u8>, Errno> {
+        let abs = self.root.absolute(pid, dirfd, guest)?;
+        let host = self.root.to_host(&abs, follow)?;
+        if self.debug {
+            self.log(format!(
+                "{pid} {:?} is {:?}",
+                String::from_utf8_lossy(&abs),
+                String::from_utf8_lossy(&host)
+            ));
+        }
+        Ok(paths::own_proc(pid, host))
     }
 
     /// The program of the traced process whose `exe` link `host` is (`/proc/PID/exe`,
@@ -527,8 +539,7 @@ impl Tracer {
             return Ok(());
         }
         let guest = &guest[..guest.iter().position(|b| *b == 0).unwrap_or(guest.len())];
-        let abs = self.root.absolute(pid, None, guest)?;
-        let mut host = paths::own_proc(pid, self.root.to_host(&abs, follow)?);
+        let mut host = self.machine_path(pid, None, guest, follow)?;
         if host.len() >= SUN_PATH {
             host = self.root.via_fd(&host).filter(|h| h.len() < SUN_PATH).ok_or(Errno::ENAMETOOLONG)?;
         }

@@ -42,8 +42,7 @@ impl Root {
     /// (`/proc/TRACER/fd/N/rest`): a shorter name any process of the same user can use, for
     /// where a path's length is limited (a Unix socket's 108 bytes).
     pub fn via_fd(&self, host: &[u8]) -> Option<Vec<u8>> {
-        let rest =
-            host.strip_prefix(self.prefix.as_slice()).filter(|r| r.is_empty() || r.starts_with(b"/"))?;
+        let rest = below(host, &self.prefix)?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(self.dir.as_ref()?);
         Some([format!("/proc/{}/fd/{fd}", std::process::id()).as_bytes(), rest].concat())
     }
@@ -95,18 +94,16 @@ impl Root {
     /// The step's path for a machine path: inside the root, relative to it; `/proc`, `/dev` and
     /// `/sys` as they are; anything else (outside the step's view) as it is.
     pub fn to_guest(&self, host: &[u8]) -> Vec<u8> {
-        if host == self.prefix.as_slice() {
-            return b"/".to_vec();
-        }
-        match host.strip_prefix(self.prefix.as_slice()) {
-            Some(rest) if rest.starts_with(b"/") => rest.to_vec(),
-            _ => host.to_vec(),
+        match below(host, &self.prefix) {
+            Some([]) => b"/".to_vec(),
+            Some(rest) => rest.to_vec(),
+            None => host.to_vec(),
         }
     }
 
     /// Whether `host` is inside the root (not one of the machine's directories).
     pub fn holds(&self, host: &[u8]) -> bool {
-        host.strip_prefix(self.prefix.as_slice()).is_some_and(|r| r.is_empty() || r.starts_with(b"/"))
+        below(host, &self.prefix).is_some()
     }
 
     /// The step's absolute path for `path` as process `pid` passed it, relative to `dirfd`
@@ -137,16 +134,19 @@ impl Root {
 /// `host` with `/proc/self` and `/proc/thread-self` made process `pid`'s own: the tracer makes
 /// some calls itself, where they would name the tracer.
 pub fn own_proc(pid: Pid, host: Vec<u8>) -> Vec<u8> {
-    let under = |dir: &[u8]| {
-        host.strip_prefix(dir).filter(|rest| rest.is_empty() || rest.starts_with(b"/")).map(<[u8]>::to_vec)
-    };
-    if let Some(rest) = under(b"/proc/self") {
-        return [format!("/proc/{pid}").as_bytes(), &rest].concat();
+    if let Some(rest) = below(&host, b"/proc/self") {
+        return [format!("/proc/{pid}").as_bytes(), rest].concat();
     }
-    if let Some(rest) = under(b"/proc/thread-self") {
-        return [format!("/proc/{pid}/task/{pid}").as_bytes(), &rest].concat();
+    if let Some(rest) = below(&host, b"/proc/thread-self") {
+        return [format!("/proc/{pid}/task/{pid}").as_bytes(), rest].concat();
     }
     host
+}
+
+/// What follows `dir` in `path` when `path` is `dir` itself (empty) or below it (`/…`), not a
+/// sibling that only shares its name's start (`/rootx` for `/root`).
+fn below<'a>(path: &'a [u8], dir: &[u8]) -> Option<&'a [u8]> {
+    path.strip_prefix(dir).filter(|rest| rest.is_empty() || rest.starts_with(b"/"))
 }
 
 /// The process (or thread) whose `exe` link `host` is: `/proc/PID/exe` or
