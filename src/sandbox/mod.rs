@@ -17,6 +17,7 @@ pub mod overlay;
 pub mod probe;
 pub mod protocol;
 pub mod ptrace;
+pub mod seccomp;
 pub mod spec;
 
 use std::io::{BufRead, BufReader, Write};

@@ -55,6 +55,9 @@ pub struct StepSpec {
     pub mounts: Vec<StepMount>,
     /// `--shm-size` (bytes; 0: the default 64 MiB) and `--ulimit`s.
     pub options: super::protocol::StepOptions,
+    /// A seccomp filter goes in before the exec: the process keeps `CAP_SYS_ADMIN` until then,
+    /// which installing it without `no_new_privs` needs (see [`super::seccomp`]).
+    pub seccomp: bool,
 }
 
 /// Docker's default capability set: what a RUN step gets in docker build and BuildKit.
@@ -75,9 +78,20 @@ pub const DOCKER_CAPS: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
+/// [`DOCKER_CAPS`] by their names in a seccomp profile (`CAP_CHOWN`, …).
+pub fn docker_cap_names() -> Vec<String> {
+    DOCKER_CAPS
+        .iter()
+        .filter_map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(String::from)))
+        .collect()
+}
+
 /// Builds the spec. Errors only if oci-spec's builders reject a value.
 pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError> {
-    let caps: HashSet<Capability> = DOCKER_CAPS.into_iter().collect();
+    let mut caps: HashSet<Capability> = DOCKER_CAPS.into_iter().collect();
+    if s.seccomp {
+        caps.insert(Capability::SysAdmin);
+    }
     // Inheritable and ambient stay empty: ambient capabilities would survive the exec of a non-root
     // USER, which Docker never grants.
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -241,6 +255,7 @@ mod tests {
                 StepMount::Tmpfs { target: "/cache".into(), size: 4096 },
             ],
             options: Default::default(),
+            seccomp: false,
         }
     }
 
@@ -278,6 +293,26 @@ mod tests {
         assert_eq!(p.user().additional_gids().as_deref(), Some(&[50][..]));
         assert!(p.rlimits().as_ref().is_none_or(Vec::is_empty));
         assert_eq!(spec.hostname().as_deref(), Some("buildkitsandbox"));
+    }
+
+    #[test]
+    fn a_seccomp_step_keeps_sys_admin_until_its_executor_drops_it() {
+        let caps =
+            |s: &StepSpec| build(s).unwrap().process().as_ref().unwrap().capabilities().clone().unwrap();
+        let mut s = step();
+        assert!(!caps(&s).bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
+        s.seccomp = true;
+        let c = caps(&s);
+        for set in [c.bounding(), c.effective(), c.permitted()] {
+            assert!(set.as_ref().unwrap().contains(&Capability::SysAdmin));
+        }
+        assert!(!c.ambient().as_ref().unwrap().contains(&Capability::SysAdmin));
+        // The profile is resolved for Docker's set, not the one with CAP_SYS_ADMIN.
+        let names = docker_cap_names();
+        assert_eq!(names.len(), DOCKER_CAPS.len());
+        assert!(
+            names.contains(&"CAP_SYS_CHROOT".to_string()) && names.contains(&"CAP_AUDIT_WRITE".to_string())
+        );
     }
 
     #[test]

@@ -375,6 +375,40 @@ fn steps_run_on_the_tree_the_step_before_left() {
     }
 }
 
+/// Steps in namespace isolation run under Docker's default seccomp profile, as in docker build:
+/// a new user namespace is refused, `no_new_privs` stays off (setuid programs work), and the
+/// capability kept to install the filter is gone, for root and for a USER alike. Chroot and ptrace
+/// steps are left to the container they run in.
+#[test]
+fn steps_run_under_dockers_seccomp_profile() {
+    const DOCKERFILE: &str = "FROM busybox\n\
+        RUN grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd):' /proc/self/status > /status; \\\n\
+            (unshare -U true 2>/dev/null && echo allowed || echo refused) > /unshare; \\\n\
+            chroot / true && echo chroot > /chroot\n\
+        USER nobody\n\
+        RUN grep -E '^(Seccomp|CapEff):' /proc/self/status > /tmp/nobody\n";
+    let mut modes: Vec<Mode> = modes("the seccomp build");
+    modes.extend(modes.clone().into_iter().map(|m| Mode::Copy(Box::new(m))));
+    for mode in modes {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let dest = format!("type=local,dest={}", dir.path().join("out").display());
+        let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let read = |p: &str| fs_err::read_to_string(dir.path().join("out").join(p)).expect(p);
+        // Docker's default capabilities, CAP_SYS_ADMIN not among them.
+        assert_eq!(
+            read("status"),
+            "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t0\nSeccomp:\t2\n",
+            "{}",
+            mode.name()
+        );
+        assert_eq!(read("unshare"), "refused\n", "{}: unshare -U", mode.name());
+        assert_eq!(read("chroot"), "chroot\n", "{}: chroot (CAP_SYS_CHROOT) is allowed", mode.name());
+        assert_eq!(read("tmp/nobody"), "CapEff:\t0000000000000000\nSeccomp:\t2\n", "{}", mode.name());
+    }
+}
+
 /// `podman run` of the built image prints the CMD's output, when podman can run containers here.
 fn podman_runs(dir: &Dir, mode: &Mode, archive: &Path) {
     if !matches!(mode, Mode::Root | Mode::Copy(_)) || !matches!(mode.user(), Mode::Root) {

@@ -26,6 +26,7 @@ use std::time::Instant;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 
@@ -237,6 +238,9 @@ struct Ctx {
     tee: Option<OwnedFd>,
     /// The current request's layers that replace earlier versions of themselves.
     successors: Vec<crate::sandbox::protocol::Successor>,
+    /// Docker's seccomp profile compiled for namespace-isolated steps: `None` until the first
+    /// such step, `Some(None)` where the kernel has no seccomp (said once).
+    seccomp: Option<Option<std::sync::Arc<Vec<seccompiler::BpfProgram>>>>,
 }
 
 impl Ctx {
@@ -268,6 +272,7 @@ impl Ctx {
             netns: None,
             tee: None,
             successors: Vec::new(),
+            seccomp: None,
         };
         snapshots::forget_earlier_boots(
             base,

@@ -63,7 +63,9 @@ impl Ctx {
             Network::Host => None,
             Network::None => Some(self.none_netns()?),
         };
+        let seccomp = self.seccomp_programs(out)?;
         let step = StepSpec {
+            seccomp: seccomp.is_some(),
             root: root.path().to_path_buf(),
             process: req.process.clone(),
             hostname: HOSTNAME.into(),
@@ -79,7 +81,7 @@ impl Ctx {
         spec.save(bundle.join("config.json")).map_err(|e| format!("writing the runtime spec: {e}"))?;
 
         let started = Instant::now();
-        let exit = self.execute(name, &bundle, out)?;
+        let exit = self.execute(name, &bundle, seccomp, out)?;
         let run_ms = started.elapsed().as_secs_f64() * 1000.0;
         overlay::remove_stubs(root.path(), &stubs);
         drop(held);
@@ -306,7 +308,32 @@ impl Ctx {
         Ok(exit)
     }
 
-    pub(super) fn execute(&self, name: &str, bundle: &Path, out: &mut impl Write) -> Result<Exit, Fail> {
+    /// Docker's seccomp profile for namespace-isolated steps, compiled on the first one; `None`
+    /// where the kernel has no seccomp, which the first step's output says.
+    fn seccomp_programs(&mut self, out: &mut impl Write) -> Result<Option<Programs>, Fail> {
+        if let Some(p) = &self.seccomp {
+            return Ok(p.clone());
+        }
+        let caps = spec::docker_cap_names();
+        let programs =
+            crate::sandbox::seccomp::default_programs(&caps).map_err(|e| Fail::Env(e.to_string()))?;
+        if programs.is_none() {
+            let note = "this kernel (or architecture) has no seccomp filter support: steps run without Docker's \
+                        default seccomp profile, so calls a docker build refuses (unshare, mount, keyctl …) succeed";
+            reply(out, &Reply::Note(note.into())).map_err(|e| e.to_string())?;
+        }
+        let p = programs.map(std::sync::Arc::new);
+        self.seccomp = Some(p.clone());
+        Ok(p)
+    }
+
+    pub(super) fn execute(
+        &self,
+        name: &str,
+        bundle: &Path,
+        seccomp: Option<Programs>,
+        out: &mut impl Write,
+    ) -> Result<Exit, Fail> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
         let w2 = w.try_clone().map_err(|e| e.to_string())?;
         let null: OwnedFd = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?.into();
@@ -315,7 +342,7 @@ impl Ctx {
         // its init process is forked when the container is built.
         let signals = crate::sandbox::DefaultSignals::set();
         let mut container = ContainerBuilder::new(name.to_string(), SyscallType::default())
-            .with_executor(DefaultExecutor {})
+            .with_executor(StepExecutor { seccomp })
             .with_root_path(&self.state)
             .map_err(|e| lc("container state directory", e))?
             .with_stdin(null)
@@ -354,6 +381,31 @@ impl Ctx {
         let _ = container.delete(true);
         output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
         exit
+    }
+}
+
+/// Compiled seccomp filters, shared by the steps of a helper.
+type Programs = std::sync::Arc<Vec<seccompiler::BpfProgram>>;
+
+/// libcontainer's executor, run in the step's init process after its capabilities are set:
+/// installs the seccomp filters (if any) and drops the `CAP_SYS_ADMIN` kept for that, then execs
+/// the step as the default executor does.
+#[derive(Clone)]
+struct StepExecutor {
+    seccomp: Option<Programs>,
+}
+
+impl Executor for StepExecutor {
+    fn exec(&self, spec: &libcontainer::oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        if let Some(programs) = &self.seccomp {
+            crate::sandbox::seccomp::install_and_drop_admin(programs)
+                .map_err(|e| ExecutorError::Execution(Box::new(e)))?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &libcontainer::oci_spec::runtime::Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
     }
 }
 
