@@ -409,6 +409,27 @@ fn steps_run_under_dockers_seccomp_profile() {
     }
 }
 
+/// A USER in no group of the image's /etc/group has no supplementary group in its steps, as with
+/// runc, rather than the groups of whoever runs hako (the rootless user's own group maps to 0).
+#[test]
+fn a_user_in_no_group_gets_none_of_the_callers() {
+    const DOCKERFILE: &str =
+        "FROM busybox\nUSER nobody\nRUN id -G > /tmp/groups\nUSER root\nRUN id -G > /groups\n";
+    let mut modes: Vec<Mode> = modes("the supplementary groups build");
+    modes.extend(modes.clone().into_iter().map(|m| Mode::Copy(Box::new(m))));
+    for mode in modes {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let dest = format!("type=local,dest={}", dir.path().join("out").display());
+        let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let read = |p: &str| fs_err::read_to_string(dir.path().join("out").join(p)).expect(p);
+        assert_eq!(read("tmp/groups"), "65534\n", "{}: nobody's groups", mode.name());
+        // busybox's /etc/group lists no member: root has only its primary group too.
+        assert_eq!(read("groups"), "0\n", "{}: root's groups", mode.name());
+    }
+}
+
 /// `podman run` of the built image prints the CMD's output, when podman can run containers here.
 fn podman_runs(dir: &Dir, mode: &Mode, archive: &Path) {
     if !matches!(mode, Mode::Root | Mode::Copy(_)) || !matches!(mode.user(), Mode::Root) {

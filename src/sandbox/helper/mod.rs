@@ -89,6 +89,13 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    if !chroot && !traced {
+        // libcontainer sets a step's supplementary groups only when its USER has some; otherwise
+        // the step would keep the caller's (a rootless caller's own group shows as root's, 0).
+        // runc sets them always, an empty list too. Refused only in a single-id map, whose
+        // steps can have no other group anyway.
+        let _ = nix::unistd::setgroups(&[]);
+    }
     let base = Path::new(store).join("sandbox").join(super::mode_dir(mode));
     let squash = mode == "rootless-squash" || traced;
     let mut ctx = match Ctx::new(Path::new(store), &base, rootless, squash, chroot) {
