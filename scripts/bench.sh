@@ -34,7 +34,10 @@
 # checked against the medians. The "physical limits" lines are floors on this
 # machine: hashing copy-many's context (for any builder that checksums its inputs) and, with big-layer,
 # writing and compressing its 1 GiB (BuildKit in dockerd's own image store, buildah and hako keep
-# layers uncompressed until a push or an archive: big-layer's push, cold-oci and cold-zstd pay it).
+# layers uncompressed until a push or an archive: big-layer's push, cold-oci and cold-zstd pay it),
+# and the RUN commands of multistage and big-layer run alone, chrooted into the base with no
+# sandbox (a build of them can only be slower: issue 13's ratios for those two cannot go below
+# floor / peer's time).
 #
 # Options (environment):
 #   BENCH_RUNS=N          runs per cell (default 3)
@@ -51,10 +54,18 @@
 #   BENCH_USER=hakotest   run hako rootless as that user (scripts/test-user.sh creates hakotest)
 #   BENCH_SETTLE=SECONDS  before each run of a cold scenario, make every builder's fresh state
 #                         first, then wait this long (default 0: each builder's just before its
-#                         build). ext4 reuses no inode within 60 s of its deletion, so a build
-#                         right after a prune that deleted thousands of files creates its own
-#                         files slowly (copy-many's RUN: 0.3 s settled, up to 1.7 s not);
-#                         BENCH_SETTLE=60 measures the builders, not the pruning before them
+#                         build)
+#   BENCH_DROP_CACHES=0   do not drop the kernel's clean caches before each cold build (default 1:
+#                         sync, drop them, read the workload's context, bases and the builders'
+#                         programs back in). On ext4 without a journal (this machine's root) a new
+#                         inode skips every free one deleted within 60 s — 360 s while the
+#                         inode-table block holding it is dirty, which the new inodes themselves
+#                         make it — as long as that block is cached: a build right after a prune
+#                         of thousands of files (its own store, or a peer's) created its files
+#                         3-8x slower, more with each run (copy-many's RUN 0.7 s, then 2.7, 3.7,
+#                         5.5 s in a row; a minute's wait did not help). Dropped, the blocks are
+#                         not cached and the check passes at once (0.6-0.9 s): the builders are
+#                         measured, not the file system's memory of the previous prune
 #   BENCH_WORK=DIR        scratch directory (default /var/tmp/hako-bench/run; emptied first)
 #   BENCH_SHARED=DIR      the workloads (default ../shared/bench next to the repository)
 #   BENCH_KEEP=1          keep the builders' stores and outputs in BENCH_WORK after the run
@@ -72,6 +83,7 @@ shared=${BENCH_SHARED:-$repo/../shared/bench}
 [[ -d $shared ]] || shared=/work/shared/bench
 bench_user=${BENCH_USER:-}
 settle=${BENCH_SETTLE:-0}
+drop=${BENCH_DROP_CACHES:-1}
 declare -A prepared=()
 peers_sh=$repo/scripts/bench-peers.sh
 debian_layout=/var/cache/hako-test/debian-bookworm
@@ -85,6 +97,8 @@ die() {
 [[ $(id -u) -eq 0 ]] || die "run as root (the peers need it; BENCH_USER=hakotest benchmarks hako rootless)"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive number, not '$runs'"
 [[ $settle =~ ^[0-9]+$ ]] || die "BENCH_SETTLE must be a number of seconds, not '$settle'"
+[[ $drop == 0 || $drop == 1 ]] || die "BENCH_DROP_CACHES must be 0 or 1, not '$drop'"
+((drop == 0 || EUID == 0)) || die "BENCH_DROP_CACHES=1 needs root (or set BENCH_DROP_CACHES=0)"
 [[ -x $shared/make-contexts.sh ]] || die "no workloads at $shared (set BENCH_SHARED)"
 for w in "${workloads[@]}"; do
   [[ ,$all_workloads, == *,$w,* ]] || die "unknown workload '$w' (known: $all_workloads)"
@@ -284,11 +298,9 @@ measure() {
 }
 
 # retire DIR: moves a store out of the way for a cold build, to be removed between workloads
-# (empty_trash). Removing thousands of files just before a build makes the build's own file
-# creation slow: ext4 does not reuse an inode within a minute of its deletion (`recently_deleted`),
-# and the allocator favours exactly the groups just emptied (copy-many's RUN took 0.3 s after a
-# quiet minute, 1.7 s on the fifth cold run in a row). That is the benchmark's cost, not the
-# builder's. Trash past 4 GiB (big-layer: few, big files) is removed at once.
+# (empty_trash): removing thousands of files just before a build makes the build's own file
+# creation slow (see BENCH_DROP_CACHES; the peers' prunes still delete, hence drop_caches too).
+# Trash past 4 GiB (big-layer: few, big files) is removed at once.
 retire() {
   [[ -e $1 ]] || return 0
   mkdir -p "$work/trash"
@@ -300,6 +312,23 @@ retire() {
 empty_trash() {
   rm -rf "$work/trash"
   sync
+}
+
+# drop_caches WORKLOAD: the kernel's clean caches dropped, then what every build of WORKLOAD reads
+# read back in, as a warm machine has it: the context, the bases, the builders' programs (see
+# BENCH_DROP_CACHES at the top).
+drop_caches() {
+  ((drop)) || return 0
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+  local -a warm=("$work/ctx/$1" "$work/bases" "$hako")
+  [[ $1 != apt-python ]] || warm+=("$debian_layout")
+  [[ -z ${REGISTRY_DATA:-} ]] || warm+=("$REGISTRY_DATA")
+  local p
+  for p in buildah runc "${DOCKER_CLI:-}"; do
+    [[ -n $p ]] && p=$(command -v "$p") && warm+=("$p")
+  done
+  find "${warm[@]}" -type f -print0 2>/dev/null | xargs -0 cat >/dev/null 2>&1 || true
 }
 
 # prepare_cold BUILDER WORKLOAD SCENARIO: the fresh state a cold build starts from (see the top).
@@ -336,6 +365,7 @@ build() {
   if [[ $s == cold* && -z ${prepared[$b]:-} ]]; then
     prepare_cold "$b" "$w" "$s"
   fi
+  [[ $s != cold* ]] || drop_caches "$w"
   unset 'prepared[$b]'
   case $b in
   hako)
@@ -472,6 +502,46 @@ compression_limits() {
       (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9 }'
 }
 
+# The RUN commands of multistage (its two stages' side by side) and big-layer, alone: chrooted into
+# the busybox base with no sandbox, layer or store. No builder's build of them can be faster.
+run_floors() {
+  local root=$work/out/floor-root line=() t0 t1 t2
+  rm -rf "$root"
+  umoci raw unpack --image "$work/bases/busybox:latest" "$root" >/dev/null 2>&1 || {
+    log "run floors: umoci cannot unpack the busybox base; skipped"
+    return 0
+  }
+  mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null || true
+  mknod -m 666 "$root/dev/urandom" c 1 9 2>/dev/null || true
+  local -a stage_runs=() big_run=()
+  if [[ " ${workloads[*]} " == *" multistage "* ]]; then
+    mapfile -t stage_runs < <(sed -n 's/^RUN //p' "$work/ctx/multistage/Dockerfile" | head -2)
+  fi
+  if [[ " ${workloads[*]} " == *" big-layer "* ]]; then
+    mapfile -t big_run < <(sed -n 's/^RUN //p' "$work/ctx/big-layer/Dockerfile")
+  fi
+  t0=$(date +%s%N)
+  if ((${#stage_runs[@]} == 2)); then
+    chroot "$root" /bin/sh -c "${stage_runs[0]}" &
+    chroot "$root" /bin/sh -c "${stage_runs[1]}"
+    wait
+  fi
+  t1=$(date +%s%N)
+  if ((${#big_run[@]} == 1)); then
+    chroot "$root" /bin/sh -c "${big_run[0]} && sync"
+  fi
+  t2=$(date +%s%N)
+  rm -rf "$root"
+  ((${#stage_runs[@]} == 2)) && line+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {
+    printf "multistage'"'"'s two stage RUNs side by side %.2f s", (b - a) / 1e9 }')")
+  ((${#big_run[@]} == 1)) && line+=("$(awk -v a="$t1" -v b="$t2" 'BEGIN {
+    printf "big-layer'"'"'s RUN (and sync) %.2f s", (b - a) / 1e9 }')")
+  if ((${#line[@]} > 0)); then
+    local IFS=';'
+    echo "physical limits: the RUN commands alone (chroot into the busybox base, no sandbox):${line[*]/#/ }"
+  fi
+}
+
 # --- the run ------------------------------------------------------------------------------------
 echo "hako benchmark: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, kernel $(uname -r), runs=$runs"
 echo "hako: $hako_src ($("$hako" --version 2>/dev/null || echo '?'))${bench_user:+, rootless as $bench_user}"
@@ -484,8 +554,10 @@ CLI $("$DOCKER_CLI" version --format '{{.Client.Version}}'), DOCKER_BUILDKIT=1 -
 done
 ((${#peers[@]} > 0)) || echo "peers: none"
 echo "workloads: ${workloads[*]}"
+((drop == 0)) || echo "cold builds start from dropped kernel caches, the workload's files read back in (BENCH_DROP_CACHES)"
 physical_limits
 for w in "${workloads[@]}"; do [[ $w == big-layer ]] && compression_limits; done
+run_floors
 
 nb=${#builders[@]}
 for w in "${workloads[@]}"; do
