@@ -121,7 +121,7 @@ fn request(
     pos: Pos,
     done: &[Option<StageOut>],
 ) -> Result<RunRequest, BuildError> {
-    let Op::Run { command, shell, env, mounts, network, workdir, user, options, .. } = op else {
+    let Op::Run { command, shell, env, mounts, network, security, workdir, user, options, .. } = op else {
         return Err(BuildError::Internal("not a RUN".into()));
     };
     // The planner refused every other value.
@@ -163,6 +163,7 @@ fn request(
         compression: b.options.layer_codec().compression().name().into(),
         level: b.options.layer_codec().level(),
         options: options.clone(),
+        insecure: security == "insecure",
         tee: None,
     })
 }

@@ -303,8 +303,7 @@ RUN steps run in a sandbox: as root in new namespaces, as any other user in a us
 your id to 0 and your /etc/subuid and /etc/subgid ranges after it (see --isolation).
 
 Not built yet (each fails with `not supported yet` instead of being ignored): several --platform values at \
-once, attestations (--provenance, --sbom, --attest other than false), index and descriptor annotations, \
-RUN --security=insecure.")]
+once, attestations (--provenance, --sbom, --attest other than false), index and descriptor annotations.")]
 pub struct BuildArgs {
     /// Build context: a directory, or `-` for a tar stream on stdin.
     #[arg(value_name = "CONTEXT")]

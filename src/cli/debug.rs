@@ -56,6 +56,7 @@ fn sandbox_bench(
         level: 0,
         successors: Vec::new(),
         options: Default::default(),
+        insecure: false,
         tee: None,
     };
     let mut runtime = Vec::new();

@@ -19,8 +19,8 @@ pub fn err(df: &Dockerfile, loc: &Loc, word: &str, e: ShellError) -> Diagnostic 
 
 /// RUN's `--network`, `--security` and `--device`, checked while planning so `--dry-run` reports
 /// them (the frontend checks `--network`'s values). As BuildKit, `--network=host` and
-/// `--security=insecure` need their entitlement (`--allow`). What hako cannot do yet says
-/// `not supported yet` (the CLI exits 2 for it).
+/// `--security=insecure` need their entitlement (`--allow`). What hako cannot do yet (`--device`)
+/// says `not supported yet` (the CLI exits 2 for it).
 fn check_run_flags(
     run: &crate::dockerfile::instructions::Run,
     opts: &Options,
@@ -37,15 +37,12 @@ fn check_run_flags(
         )
         .with_hint("allow it with --allow network.host (as docker buildx build)"));
     }
-    if run.security.as_deref() == Some("insecure") {
-        if !entitled("security.insecure") {
-            return Err(fail(
-                loc,
-                "RUN --security=insecure needs the security.insecure entitlement, which this build does not allow",
-            )
-            .with_hint("allow it with --allow security.insecure (as docker buildx build)"));
-        }
-        return Err(fail(loc, "not supported yet: RUN --security=insecure (a privileged step)"));
+    if run.security.as_deref() == Some("insecure") && !entitled("security.insecure") {
+        return Err(fail(
+            loc,
+            "RUN --security=insecure needs the security.insecure entitlement, which this build does not allow",
+        )
+        .with_hint("allow it with --allow security.insecure (as docker buildx build)"));
     }
     Ok(())
 }

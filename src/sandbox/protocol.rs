@@ -202,6 +202,10 @@ pub struct RunRequest {
     /// `--add-host`, `--shm-size`, `--ulimit`.
     #[serde(default)]
     pub options: StepOptions,
+    /// `RUN --security=insecure` (entitled by `--allow security.insecure`): the step runs
+    /// privileged, as `docker run --privileged` (see [`crate::sandbox::spec::Privileged`]).
+    #[serde(default)]
+    pub insecure: bool,
     /// Where in the archive the helper was started with ([`crate::sandbox::Sandbox::start_with`])
     /// the layer's blob is copied as it is made (see [`crate::export::spool`]).
     #[serde(default)]

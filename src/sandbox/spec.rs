@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use super::protocol::Process;
 use libcontainer::oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, Mount,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder, get_default_mounts,
-    get_rootless_mounts,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceBuilder, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder, get_default_mounts, get_rootless_mounts,
 };
 
 /// A mount the step asked for, with its source already prepared by the helper.
@@ -58,6 +58,39 @@ pub struct StepSpec {
     /// A seccomp filter goes in before the exec: the process keeps `CAP_SYS_ADMIN` until then,
     /// which installing it without `no_new_privs` needs (see [`super::seccomp`]).
     pub seccomp: bool,
+    /// `RUN --security=insecure`: what the step gets instead of the sandbox's limits.
+    pub privileged: Option<Privileged>,
+}
+
+/// A privileged step, as BuildKit's insecure mode makes it (`docker run --privileged`): every
+/// capability the helper holds in all five sets (ambient too, so a USER keeps them), no masked
+/// or read-only paths, `/sys` writable, every device allowed by the device cgroup, and the device
+/// nodes BuildKit adds. No seccomp filter (the helper installs none for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Privileged {
+    /// The capabilities.
+    pub caps: HashSet<Capability>,
+    /// Device nodes to make in the step's `/dev`: path, block (`true`) or char, major, minor.
+    /// None in a user namespace, which cannot make them.
+    pub devices: Vec<(String, bool, i64, i64)>,
+}
+
+/// The device nodes BuildKit's insecure mode adds outside a user namespace: `/dev/kmsg`, `cuse`,
+/// `fuse`, `kvm`, `net/tun`, `loop-control`, and loop devices 0 to `free_loop + 7`.
+pub fn privileged_devices(free_loop: i64) -> Vec<(String, bool, i64, i64)> {
+    let mut d: Vec<(String, bool, i64, i64)> = [
+        ("/dev/kmsg", 1, 11),
+        ("/dev/cuse", 10, 203),
+        ("/dev/fuse", 10, 229),
+        ("/dev/kvm", 10, 232),
+        ("/dev/net/tun", 10, 200),
+        ("/dev/loop-control", 10, 237),
+    ]
+    .into_iter()
+    .map(|(p, major, minor)| (p.to_string(), false, major, minor))
+    .collect();
+    d.extend((0..=free_loop + 7).map(|i| (format!("/dev/loop{i}"), true, 7, i)));
+    d
 }
 
 /// Docker's default capability set: what a RUN step gets in docker build and BuildKit.
@@ -93,13 +126,17 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
         caps.insert(Capability::SysAdmin);
     }
     // Inheritable and ambient stay empty: ambient capabilities would survive the exec of a non-root
-    // USER, which Docker never grants.
+    // USER, which Docker never grants (a privileged step excepted, as in BuildKit).
+    let (caps, ambient) = match &s.privileged {
+        Some(p) => (p.caps.clone(), p.caps.clone()),
+        None => (caps, HashSet::new()),
+    };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
-        .inheritable(HashSet::new())
-        .ambient(HashSet::new())
+        .inheritable(ambient.clone())
+        .ambient(ambient)
         .build()?;
     let p = &s.process;
     let mut user = UserBuilder::default().uid(p.uid).gid(p.gid);
@@ -130,10 +167,36 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
     if let Some(path) = &s.netns {
         namespaces.push(ns(LinuxNamespaceType::Network, Some(path.clone()))?);
     }
-    let linux = LinuxBuilder::default()
-        .namespaces(namespaces)
-        .cgroups_path(PathBuf::from(&s.cgroups_path))
-        .build()?;
+    let mut linux =
+        LinuxBuilder::default().namespaces(namespaces).cgroups_path(PathBuf::from(&s.cgroups_path));
+    if let Some(p) = &s.privileged {
+        let devices = p
+            .devices
+            .iter()
+            .map(|(path, block, major, minor)| {
+                LinuxDeviceBuilder::default()
+                    .path(path)
+                    .typ(if *block { LinuxDeviceType::B } else { LinuxDeviceType::C })
+                    .major(*major)
+                    .minor(*minor)
+                    .file_mode(0o660u32)
+                    .uid(0u32)
+                    .gid(0u32)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let allow = |typ| LinuxDeviceCgroupBuilder::default().allow(true).typ(typ).access("rwm").build();
+        linux = linux
+            .masked_paths(Vec::<String>::new())
+            .readonly_paths(Vec::<String>::new())
+            .devices(devices)
+            .resources(
+                LinuxResourcesBuilder::default()
+                    .devices(vec![allow(LinuxDeviceType::C)?, allow(LinuxDeviceType::B)?])
+                    .build()?,
+            );
+    }
+    let linux = linux.build()?;
 
     let mut mounts: Vec<Mount> = if s.rootless { get_rootless_mounts() } else { get_default_mounts() };
     // A build step has no business with the cgroup tree; mqueue is not mountable in every
@@ -164,6 +227,14 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
                 .source("/sys")
                 .options(vec!["rbind".into(), "ro".into(), "nosuid".into(), "noexec".into(), "nodev".into()])
                 .build()?;
+        }
+    }
+    if s.privileged.is_some() {
+        // BuildKit's insecure mode makes sysfs writable.
+        for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/sys") {
+            let options: Vec<String> =
+                m.options().clone().unwrap_or_default().into_iter().filter(|o| o != "ro").collect();
+            m.set_options(Some(options));
         }
     }
     for m in &s.mounts {
@@ -256,6 +327,7 @@ mod tests {
             ],
             options: Default::default(),
             seccomp: false,
+            privileged: None,
         }
     }
 
@@ -293,6 +365,43 @@ mod tests {
         assert_eq!(p.user().additional_gids().as_deref(), Some(&[50][..]));
         assert!(p.rlimits().as_ref().is_none_or(Vec::is_empty));
         assert_eq!(spec.hostname().as_deref(), Some("buildkitsandbox"));
+    }
+
+    #[test]
+    fn a_privileged_step_has_every_capability_device_and_path() {
+        let mut s = step();
+        s.rootless = false;
+        let caps: HashSet<Capability> =
+            [Capability::SysAdmin, Capability::NetAdmin, Capability::Chown].into();
+        s.privileged = Some(Privileged { caps: caps.clone(), devices: privileged_devices(2) });
+        let spec = build(&s).unwrap();
+        let c = spec.process().as_ref().unwrap().capabilities().clone().unwrap();
+        for set in [c.bounding(), c.effective(), c.permitted(), c.inheritable(), c.ambient()] {
+            assert_eq!(set.as_ref(), Some(&caps));
+        }
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(linux.masked_paths().as_deref(), Some(&[][..]));
+        assert_eq!(linux.readonly_paths().as_deref(), Some(&[][..]));
+        let devices = linux.devices().clone().unwrap_or_default();
+        let paths: Vec<String> = devices.iter().map(|d| d.path().to_string_lossy().into_owned()).collect();
+        assert!(
+            paths.contains(&"/dev/fuse".to_string()) && paths.contains(&"/dev/loop9".to_string()),
+            "{paths:?}"
+        );
+        assert!(!paths.contains(&"/dev/loop10".to_string()), "free loop 2: loop0 to loop9");
+        let loop9 = devices.iter().find(|d| d.path().ends_with("loop9")).unwrap();
+        assert_eq!((loop9.typ(), loop9.major(), loop9.minor()), (LinuxDeviceType::B, 7, 9));
+        let rules = linux.resources().as_ref().and_then(|r| r.devices().clone()).unwrap_or_default();
+        assert_eq!(rules.len(), 2);
+        assert!(rules.iter().all(|r| r.allow() && r.access().as_deref() == Some("rwm")));
+        let sys =
+            spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/sys").unwrap();
+        assert!(!sys.options().clone().unwrap_or_default().contains(&"ro".to_string()), "sysfs writable");
+
+        let sandboxed = build(&step()).unwrap();
+        let linux = sandboxed.linux().as_ref().unwrap();
+        assert!(linux.masked_paths().as_ref().is_some_and(|m| m.iter().any(|p| p == "/proc/kcore")));
+        assert!(linux.readonly_paths().as_ref().is_some_and(|m| m.iter().any(|p| p == "/proc/sys")));
     }
 
     #[test]

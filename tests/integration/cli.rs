@@ -180,12 +180,6 @@ fn dry_run_checks_run_flags() {
         ),
         (
             "FROM scratch\nRUN --security=insecure true\n",
-            "security.insecure",
-            2,
-            "not supported yet: RUN --security=insecure",
-        ),
-        (
-            "FROM scratch\nRUN --security=insecure true\n",
             "",
             1,
             "Dockerfile:2:1: RUN --security=insecure needs the security.insecure entitlement",

@@ -409,6 +409,45 @@ fn steps_run_under_dockers_seccomp_profile() {
     }
 }
 
+/// `RUN --security=insecure` (with `--allow security.insecure`) runs privileged, as BuildKit's
+/// insecure mode: every capability, no seccomp filter, mounts allowed, /proc/sys writable. The
+/// step after it is sandboxed again.
+#[test]
+fn an_insecure_step_runs_privileged_and_the_next_is_sandboxed() {
+    const DOCKERFILE: &str = "FROM busybox\n\
+        RUN --security=insecure grep -E '^(CapEff|Seccomp):' /proc/self/status > /status; \\\n\
+            mount -t tmpfs none /tmp && echo mounted > /mount; \\\n\
+            if grep ' /proc/sys ' /proc/mounts | grep -q ' ro,'; then echo ro; else echo rw; fi > /procsys\n\
+        RUN grep -E '^(CapEff|Seccomp):' /proc/self/status > /status2\n";
+    for mode in modes("the insecure build") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let dest = format!("type=local,dest={}", dir.path().join("out").display());
+        let ctx = dir.path().join("ctx");
+        let args = ["--allow", "security.insecure", "-o", &dest, ctx.to_str().expect("utf-8")];
+        let out = build(&dir, &mode, &args);
+        ok(&out, mode.name());
+        let read = |p: &str| fs_err::read_to_string(dir.path().join("out").join(p)).expect(p);
+        let status = read("status");
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:\t"))
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .expect("CapEff");
+        let (sys_admin, net_admin) = (1u64 << 21, 1u64 << 12);
+        assert_eq!(cap_eff & (sys_admin | net_admin), sys_admin | net_admin, "{}: {status}", mode.name());
+        assert!(status.ends_with("Seccomp:\t0\n"), "{}: no filter: {status}", mode.name());
+        assert_eq!(read("mount"), "mounted\n", "{}", mode.name());
+        assert_eq!(read("procsys"), "rw\n", "{}", mode.name());
+        assert_eq!(
+            read("status2"),
+            "CapEff:\t00000000a80425fb\nSeccomp:\t2\n",
+            "{}: sandboxed again",
+            mode.name()
+        );
+    }
+}
+
 /// A USER in no group of the image's /etc/group has no supplementary group in its steps, as with
 /// runc, rather than the groups of whoever runs hako (the rootless user's own group maps to 0).
 #[test]

@@ -12,6 +12,11 @@ impl Ctx {
         let dir = self.runs.join(&name);
         fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
         self.successors = req.successors.clone();
+        if req.insecure && (self.traced || self.chroot) {
+            let note = "RUN --security=insecure: a step under --isolation=chroot or ptrace has no sandbox to \
+                        leave; it runs as the others do";
+            reply(out, &Reply::Note(note.into())).map_err(|e| e.to_string())?;
+        }
         let result = if self.traced {
             self.run_traced(req, &dir, out)
         } else if self.chroot {
@@ -63,9 +68,12 @@ impl Ctx {
             Network::Host => None,
             Network::None => Some(self.none_netns()?),
         };
-        let seccomp = self.seccomp_programs(out)?;
+        // A privileged step (RUN --security=insecure) gets no filter, as in BuildKit.
+        let (seccomp, privileged) =
+            if req.insecure { (None, Some(self.privileged())) } else { (self.seccomp_programs(out)?, None) };
         let step = StepSpec {
             seccomp: seccomp.is_some(),
+            privileged,
             root: root.path().to_path_buf(),
             process: req.process.clone(),
             hostname: HOSTNAME.into(),
@@ -308,6 +316,18 @@ impl Ctx {
         Ok(exit)
     }
 
+    /// What a `RUN --security=insecure` step gets: every capability this helper holds, and the
+    /// device nodes BuildKit adds where they can be made (not in a user namespace).
+    fn privileged(&self) -> spec::Privileged {
+        let caps = caps::read(None, caps::CapSet::Bounding)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| serde_json::from_value(serde_json::Value::String(c.to_string())).ok())
+            .collect();
+        let devices = if self.rootless { Vec::new() } else { spec::privileged_devices(free_loop()) };
+        spec::Privileged { caps, devices }
+    }
+
     /// Docker's seccomp profile for namespace-isolated steps, compiled on the first one; `None`
     /// where the kernel has no seccomp, which the first step's output says.
     fn seccomp_programs(&mut self, out: &mut impl Write) -> Result<Option<Programs>, Fail> {
@@ -382,6 +402,19 @@ impl Ctx {
         output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
         exit
     }
+}
+
+/// The number of the first free loop device, as BuildKit asks `/dev/loop-control` (which makes
+/// one if none is free); 0 when it cannot say.
+fn free_loop() -> i64 {
+    const LOOP_CTL_GET_FREE: nix::libc::c_ulong = 0x4C82;
+    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/loop-control") else {
+        return 0;
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: an ioctl without an argument on a descriptor this function owns.
+    let n = unsafe { nix::libc::ioctl(f.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    i64::from(n.max(0))
 }
 
 /// Compiled seccomp filters, shared by the steps of a helper.
