@@ -1028,13 +1028,16 @@ fn debian_base_dpkg_and_users() {
 
 /// What a tracer must translate beyond file calls, on real programs: a dynamic program is
 /// started through its loader (which the kernel's `/proc/self/exe` then names), yet the link, a
-/// re-exec through it and reading it give the program; a Unix socket's path is in the root (bound
+/// re-exec through it and reading it give the program (in every new process, also one whose
+/// first stop the tracer sees before its parent's fork event); a Unix socket's path is in the root (bound
 /// in a directory only the root has, relative, and longer than `sun_path` once made a machine
 /// path), where `rm` finds it. As in a namespace sandbox.
 const PTRACE_DEBIAN_DOCKERFILE: &str = r#"FROM debian
 RUN set -e; got=$(readlink /proc/self/exe); echo "readlink: $got"; test "$got" = /usr/bin/readlink; \
     got=$(sh -c 'readlink /proc/$$/exe'); echo "a shell's: $got"; test "$got" = /usr/bin/dash; \
     got=$(sh -c '/proc/self/exe -c "echo re-executed"'); echo "$got"; test "$got" = re-executed; \
+    n=0; for i in $(seq 1 40); do test "$(sh -c '/proc/self/exe -c "echo again"' 2>&1)" = again && n=$((n+1)); done; \
+    echo "re-executed $n of 40"; test $n = 40; \
     test "$(stat -L -c %s /proc/self/exe)" = "$(stat -c %s /usr/bin/stat)"; \
     test "$(od -An -c -N4 /proc/self/exe | tr -d ' ')" = '177ELF'
 RUN set -e; long=/run/hako-test/a-directory-with-a-name-long-enough-to-push-the-machine-path-past-108; \

@@ -80,6 +80,9 @@ struct Proc {
     exe: Option<Vec<u8>>,
     /// What `exe` becomes if the exec it is making succeeds.
     next_exe: Option<Vec<u8>>,
+    /// A new process whose first stop came before its parent's fork event: held stopped until
+    /// that event says what it inherits (its user, its program), or until this parent is gone.
+    held_for: Option<Pid>,
 }
 
 impl Tracer {
@@ -100,7 +103,7 @@ impl Tracer {
 
 impl Proc {
     fn new(creds: Creds) -> Proc {
-        Proc { creds, after: None, in_call: false, fresh: false, exe: None, next_exe: None }
+        Proc { creds, after: None, in_call: false, fresh: false, exe: None, next_exe: None, held_for: None }
     }
 }
 
@@ -215,6 +218,7 @@ impl Tracer {
             };
             if let Some(ended) = ended {
                 self.procs.remove(&pid);
+                self.release_held(pid);
                 if pid == main {
                     exit = Some(ended);
                     self.kill_all();
@@ -254,6 +258,19 @@ impl Tracer {
         }
     }
 
+    /// Resumes the new processes held for `parent`'s fork event, which will not come now that
+    /// it is gone; they run as what is known of them.
+    fn release_held(&mut self, parent: Pid) {
+        let held: Vec<Pid> =
+            self.procs.iter().filter(|(_, p)| p.held_for == Some(parent)).map(|(pid, _)| *pid).collect();
+        for pid in held {
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.held_for = None;
+            }
+            self.resume(pid, None);
+        }
+    }
+
     fn kill_all(&mut self) {
         for pid in self.procs.keys() {
             let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
@@ -284,6 +301,10 @@ impl Tracer {
                     });
                     p.creds = creds;
                     p.exe = exe;
+                    // Its first stop came first and it waited for this: it may run now.
+                    if p.held_for.take().is_some() {
+                        self.resume(child, None);
+                    }
                 }
             }
             nix::libc::PTRACE_EVENT_EXEC => {
@@ -362,8 +383,19 @@ impl Tracer {
         let known = self.procs.get_mut(&pid);
         let first = match known {
             None => {
-                // A new process whose fork event is still to come.
-                self.procs.insert(pid, Proc::new(self.default_creds.clone()));
+                // A new process whose fork event is still to come. Resumed now, it could exec
+                // (or read /proc/self/exe) as the default user with no program before that
+                // event says otherwise: it waits for the event, unless its parent is no tracee
+                // here (then no event comes).
+                let parent = parent_of(pid).filter(|p| self.procs.contains_key(p));
+                let held = sig == Signal::SIGSTOP && parent.is_some();
+                self.procs.insert(
+                    pid,
+                    Proc { held_for: parent.filter(|_| held), ..Proc::new(self.default_creds.clone()) },
+                );
+                if held {
+                    return;
+                }
                 sig == Signal::SIGSTOP
             }
             Some(p) if p.fresh && sig == Signal::SIGSTOP => {
@@ -380,6 +412,18 @@ impl Tracer {
         let deliver = ptrace::getsiginfo(pid).is_ok().then_some(sig);
         self.resume(pid, deliver);
     }
+}
+
+/// The parent of process `pid` (`PPid` in its status), or for a thread the process it belongs
+/// to (its `Tgid`: the thread that made it is one of that process's, whose clone event comes).
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<i32> {
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok())
+    };
+    let tgid = field("Tgid:")?;
+    let parent = if tgid != pid.as_raw() { tgid } else { field("PPid:")? };
+    Some(Pid::from_raw(parent))
 }
 
 /// Whether a traced step can run here: a forked child asks to be traced and installs the
