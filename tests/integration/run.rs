@@ -375,6 +375,27 @@ fn steps_run_on_the_tree_the_step_before_left() {
     }
 }
 
+/// [`modes`], each again with the copy snapshotter: the modes whose steps run in namespaces.
+fn namespace_modes(what: &str) -> Vec<Mode> {
+    let mut v = modes(what);
+    v.extend(v.clone().into_iter().map(|m| Mode::Copy(Box::new(m))));
+    v
+}
+
+/// Builds `dockerfile` in `mode` (with `args`) into a local output, checking that it passed;
+/// returns the directory (kept alive by the caller) and reads of files of the output.
+fn build_local(mode: &Mode, dockerfile: &str, args: &[&str]) -> (Dir, impl Fn(&str) -> String) {
+    let dir = Dir::new(mode);
+    dir.write(mode, &[("ctx/Dockerfile", dockerfile)]);
+    let out_dir = dir.path().join("out");
+    let dest = format!("type=local,dest={}", out_dir.display());
+    let ctx = dir.path().join("ctx");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-o", &dest, ctx.to_str().expect("utf-8")]);
+    ok(&build(&dir, mode, &all), mode.name());
+    (dir, move |p: &str| fs_err::read_to_string(out_dir.join(p)).expect(p))
+}
+
 /// Steps in namespace isolation run under Docker's default seccomp profile, as in docker build:
 /// a new user namespace is refused, `no_new_privs` stays off (setuid programs work), and the
 /// capability kept to install the filter is gone, for root and for a USER alike. Chroot and ptrace
@@ -387,15 +408,8 @@ fn steps_run_under_dockers_seccomp_profile() {
             chroot / true && echo chroot > /chroot\n\
         USER nobody\n\
         RUN grep -E '^(Seccomp|CapEff):' /proc/self/status > /tmp/nobody\n";
-    let mut modes: Vec<Mode> = modes("the seccomp build");
-    modes.extend(modes.clone().into_iter().map(|m| Mode::Copy(Box::new(m))));
-    for mode in modes {
-        let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
-        let dest = format!("type=local,dest={}", dir.path().join("out").display());
-        let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
-        ok(&out, mode.name());
-        let read = |p: &str| fs_err::read_to_string(dir.path().join("out").join(p)).expect(p);
+    for mode in namespace_modes("the seccomp build") {
+        let (_dir, read) = build_local(&mode, DOCKERFILE, &[]);
         // Docker's default capabilities, CAP_SYS_ADMIN not among them.
         assert_eq!(
             read("status"),
@@ -420,14 +434,7 @@ fn an_insecure_step_runs_privileged_and_the_next_is_sandboxed() {
             if grep ' /proc/sys ' /proc/mounts | grep -q ' ro,'; then echo ro; else echo rw; fi > /procsys\n\
         RUN grep -E '^(CapEff|Seccomp):' /proc/self/status > /status2\n";
     for mode in modes("the insecure build") {
-        let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
-        let dest = format!("type=local,dest={}", dir.path().join("out").display());
-        let ctx = dir.path().join("ctx");
-        let args = ["--allow", "security.insecure", "-o", &dest, ctx.to_str().expect("utf-8")];
-        let out = build(&dir, &mode, &args);
-        ok(&out, mode.name());
-        let read = |p: &str| fs_err::read_to_string(dir.path().join("out").join(p)).expect(p);
+        let (_dir, read) = build_local(&mode, DOCKERFILE, &["--allow", "security.insecure"]);
         let status = read("status");
         let cap_eff = status
             .lines()
@@ -454,15 +461,8 @@ fn an_insecure_step_runs_privileged_and_the_next_is_sandboxed() {
 fn a_user_in_no_group_gets_none_of_the_callers() {
     const DOCKERFILE: &str =
         "FROM busybox\nUSER nobody\nRUN id -G > /tmp/groups\nUSER root\nRUN id -G > /groups\n";
-    let mut modes: Vec<Mode> = modes("the supplementary groups build");
-    modes.extend(modes.clone().into_iter().map(|m| Mode::Copy(Box::new(m))));
-    for mode in modes {
-        let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
-        let dest = format!("type=local,dest={}", dir.path().join("out").display());
-        let out = build(&dir, &mode, &["-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")]);
-        ok(&out, mode.name());
-        let read = |p: &str| fs_err::read_to_string(dir.path().join("out").join(p)).expect(p);
+    for mode in namespace_modes("the supplementary groups build") {
+        let (_dir, read) = build_local(&mode, DOCKERFILE, &[]);
         assert_eq!(read("tmp/groups"), "65534\n", "{}: nobody's groups", mode.name());
         // busybox's /etc/group lists no member: root has only its primary group too.
         assert_eq!(read("groups"), "0\n", "{}: root's groups", mode.name());
