@@ -1,6 +1,6 @@
 //! `hako info`: what this machine lets hako do, without building — the version, the store, the
-//! kernel, and the isolation `--isolation=auto` picks here with why the better modes are not
-//! available (the same probes and the same line a build prints).
+//! kernel, the seccomp filter steps get, and the isolation `--isolation=auto` picks here with why
+//! the better modes are not available (the same probes and the same line a build prints).
 
 use super::{Failure, InfoArgs, print_stdout};
 use crate::sandbox::Isolation;
@@ -34,8 +34,14 @@ pub fn run(args: InfoArgs) -> Result<(), Failure> {
         Some(f) => format!("hako's built-in roots (the machine has no CA certificates; {})", f.display()),
         None => "the machine's (SSL_CERT_FILE, SSL_CERT_DIR or the system bundle)".into(),
     };
+    let seccomp = match crate::sandbox::seccomp::default_programs(&crate::sandbox::spec::docker_cap_names()) {
+        Ok(Some(_)) => "Docker's default profile, for rootless and root steps".to_string(),
+        Ok(None) => "none: this kernel (or architecture) has no seccomp filter support".to_string(),
+        Err(e) => format!("none: {e}"),
+    };
     let text = format!(
-        "hako {}\nstore:      {}{store}\nkernel:     {kernel}\nuser:       {user}\nca roots:   {roots}\nisolation:  {auto}\n{}",
+        "hako {}\nstore:      {}{store}\nkernel:     {kernel}\nuser:       {user}\nca roots:   {roots}\n\
+         seccomp:    {seccomp}\nisolation:  {auto}\n{}",
         env!("CARGO_PKG_VERSION"),
         root.display(),
         modes(&p),

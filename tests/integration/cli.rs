@@ -211,6 +211,11 @@ fn info_reports_the_isolation_auto_picks() {
     for mode in ["rootless", "root", "chroot"] {
         assert!(t.lines().any(|l| l.trim_start().starts_with(mode)), "a line for {mode}:\n{t}");
     }
+    let seccomp = t.lines().find_map(|l| l.strip_prefix("seccomp:    ")).expect("the seccomp line");
+    if cfg!(target_arch = "x86_64") && std::path::Path::new("/proc/self/status").exists() {
+        let has = fs_err::read_to_string("/proc/self/status").expect("status").contains("\nSeccomp:");
+        assert_eq!(seccomp.starts_with("Docker's default profile"), has, "{t}");
+    }
     let auto = t.lines().find_map(|l| l.strip_prefix("isolation:  ")).expect("the auto line");
     if nix::unistd::geteuid().is_root() {
         let root_works = t.lines().any(|l| l.trim_start() == "root      available");
