@@ -506,6 +506,7 @@ compression_limits() {
 # the busybox base with no sandbox, layer or store. No builder's build of them can be faster.
 run_floors() {
   local root=$work/out/floor-root line=() t0 t1 t2
+  [[ " ${workloads[*]} " == *" multistage "* || " ${workloads[*]} " == *" big-layer "* ]] || return 0
   rm -rf "$root"
   umoci raw unpack --image "$work/bases/busybox:latest" "$root" >/dev/null 2>&1 || {
     log "run floors: umoci cannot unpack the busybox base; skipped"

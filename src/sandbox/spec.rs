@@ -121,15 +121,17 @@ pub fn docker_cap_names() -> Vec<String> {
 
 /// Builds the spec. Errors only if oci-spec's builders reject a value.
 pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError> {
-    let mut caps: HashSet<Capability> = DOCKER_CAPS.into_iter().collect();
-    if s.seccomp {
-        caps.insert(Capability::SysAdmin);
-    }
     // Inheritable and ambient stay empty: ambient capabilities would survive the exec of a non-root
     // USER, which Docker never grants (a privileged step excepted, as in BuildKit).
     let (caps, ambient) = match &s.privileged {
         Some(p) => (p.caps.clone(), p.caps.clone()),
-        None => (caps, HashSet::new()),
+        None => {
+            let mut caps: HashSet<Capability> = DOCKER_CAPS.into_iter().collect();
+            if s.seccomp {
+                caps.insert(Capability::SysAdmin);
+            }
+            (caps, HashSet::new())
+        }
     };
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())

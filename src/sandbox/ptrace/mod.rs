@@ -142,7 +142,7 @@ pub fn run(
             if let Err(e) = ptrace::traceme() {
                 fail("ptrace", e);
             }
-            let filtered = seccomp::install(&filter).is_ok();
+            let filtered = crate::sandbox::seccomp::load(&filter, true).is_ok();
             let _ = nix::unistd::write(&report_w, &[filtered as u8]);
             let _ = nix::sys::signal::raise(Signal::SIGSTOP);
             // The tracer rewrites this exec like any other: `exe` is the step's path.
@@ -387,16 +387,14 @@ impl Tracer {
                 // (or read /proc/self/exe) as the default user with no program before that
                 // event says otherwise: it waits for the event, unless its parent is no tracee
                 // here (then no event comes).
-                let parent = parent_of(pid).filter(|p| self.procs.contains_key(p));
-                let held = sig == Signal::SIGSTOP && parent.is_some();
-                self.procs.insert(
-                    pid,
-                    Proc { held_for: parent.filter(|_| held), ..Proc::new(self.default_creds.clone()) },
-                );
+                let first = sig == Signal::SIGSTOP;
+                let held_for = first.then(|| parent_of(pid)).flatten().filter(|p| self.procs.contains_key(p));
+                let held = held_for.is_some();
+                self.procs.insert(pid, Proc { held_for, ..Proc::new(self.default_creds.clone()) });
                 if held {
                     return;
                 }
-                sig == Signal::SIGSTOP
+                first
             }
             Some(p) if p.fresh && sig == Signal::SIGSTOP => {
                 p.fresh = false;
@@ -438,7 +436,7 @@ pub fn probe() -> Result<(), super::probe::Failure> {
         ForkResult::Child => {
             let code = match ptrace::traceme() {
                 Err(e) => 64 | (e as i32).min(63),
-                Ok(()) => match seccomp::install(&filter) {
+                Ok(()) => match crate::sandbox::seccomp::load(&filter, true) {
                     Err(e) => 128 | (e as i32).min(63),
                     Ok(()) => {
                         let _ = nix::sys::signal::raise(Signal::SIGSTOP);

@@ -3,7 +3,7 @@
 //! PRoot. Calls of another ABI (i386 through `int 0x80`, x32) are refused with `ENOSYS`: their
 //! numbers differ and the tracer only knows x86-64's.
 
-use nix::libc::{sock_filter, sock_fprog};
+use nix::libc::sock_filter;
 
 const LD_W_ABS: u16 = 0x20;
 const JEQ_K: u16 = 0x15;
@@ -40,22 +40,6 @@ pub fn program(traced: &[u32]) -> Vec<sock_filter> {
     p.push(stmt(RET_K, RET_TRACE));
     p.push(stmt(RET_K, RET_ERRNO | nix::libc::ENOSYS as u32));
     p
-}
-
-/// Installs `prog` for the calling process (and its future children). Sets `no_new_privs`,
-/// which an unprivileged filter needs. Called in the forked child before exec: no allocation.
-pub fn install(prog: &[sock_filter]) -> Result<(), nix::errno::Errno> {
-    let fprog = sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut sock_filter };
-    // SAFETY: plain prctl calls; fprog points at a live program for the duration of the call.
-    unsafe {
-        if nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(nix::errno::Errno::last());
-        }
-        if nix::libc::prctl(nix::libc::PR_SET_SECCOMP, nix::libc::SECCOMP_MODE_FILTER, &fprog) != 0 {
-            return Err(nix::errno::Errno::last());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

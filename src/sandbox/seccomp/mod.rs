@@ -157,8 +157,8 @@ pub fn resolve(
             other => return Err(SeccompError::Unsupported(format!("action {other}"))),
         };
         let conds = g.args.iter().map(cond).collect::<Result<Vec<_>, _>>()?;
+        let by_name = rules.entry(action).or_default();
         for name in &g.names {
-            let by_name = rules.entry(action).or_default();
             let when = by_name.entry(name.clone()).or_insert_with(|| When::Any(Vec::new()));
             match (when, conds.is_empty()) {
                 (w, true) => *w = When::Always,
@@ -254,16 +254,18 @@ fn seccomp_rules(when: &When) -> Result<Vec<SeccompRule>, SeccompError> {
 
 /// The filters of Docker's profile for a step holding `caps` (`CAP_…` names) on this machine;
 /// `Ok(None)` where there is nothing to install (not x86-64, or a kernel without seccomp).
+#[cfg(target_arch = "x86_64")]
 pub fn default_programs(caps: &[String]) -> Result<Option<Vec<BpfProgram>>, SeccompError> {
-    if !cfg!(target_arch = "x86_64") || !kernel_has_seccomp() {
+    if !kernel_has_seccomp() {
         return Ok(None);
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let r = resolve(PROFILE, "amd64", caps, kernel_version())?;
-        Ok(Some(compile(&r)?))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
+    let r = resolve(PROFILE, "amd64", caps, kernel_version())?;
+    Ok(Some(compile(&r)?))
+}
+
+/// No filter off x86-64: hako has only its system call numbers.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn default_programs(_caps: &[String]) -> Result<Option<Vec<BpfProgram>>, SeccompError> {
     Ok(None)
 }
 
@@ -278,7 +280,7 @@ pub fn kernel_has_seccomp() -> bool {
 /// init process just before it execs the step.
 pub fn install_and_drop_admin(programs: &[BpfProgram]) -> Result<(), SeccompError> {
     for p in programs {
-        install(p)?;
+        load(as_kernel(p), false).map_err(SeccompError::Install)?;
     }
     use caps::{CapSet, Capability};
     for set in [CapSet::Bounding, CapSet::Effective, CapSet::Permitted] {
@@ -287,24 +289,31 @@ pub fn install_and_drop_admin(programs: &[BpfProgram]) -> Result<(), SeccompErro
     Ok(())
 }
 
-fn install(p: &BpfProgram) -> Result<(), SeccompError> {
-    let len = u16::try_from(p.len())
-        .map_err(|_| SeccompError::Unsupported(format!("a filter of {} instructions", p.len())))?;
-    // seccompiler's sock_filter is #[repr(C)] with the kernel's fields and layout.
-    let prog = nix::libc::sock_fprog { len, filter: p.as_ptr() as *mut nix::libc::sock_filter };
-    // SAFETY: the kernel copies the program during the call; `p` outlives it.
-    let rc = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_seccomp,
-            nix::libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &prog as *const nix::libc::sock_fprog,
-        )
-    };
-    if rc != 0 {
-        return Err(SeccompError::Install(nix::errno::Errno::last()));
+/// Installs `prog` on the calling thread (and what it starts): the one place hako loads a
+/// seccomp filter, for steps here and for ptrace's tracing filter. With `no_new_privs`, sets it
+/// first, as a caller without `CAP_SYS_ADMIN` must; without, the caller needs that capability.
+/// Allocation-free: ptrace calls it in a forked child before exec.
+pub fn load(prog: &[nix::libc::sock_filter], no_new_privs: bool) -> Result<(), nix::errno::Errno> {
+    use nix::libc;
+    let len = u16::try_from(prog.len()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let fprog = libc::sock_fprog { len, filter: prog.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: plain prctl calls; the kernel copies the program during the call, `prog` outlives it.
+    unsafe {
+        if no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog) != 0 {
+            return Err(nix::errno::Errno::last());
+        }
     }
     Ok(())
+}
+
+/// seccompiler's program as the kernel's instructions, which its `#[repr(C)]` `sock_filter`
+/// has the fields and layout of.
+fn as_kernel(p: &BpfProgram) -> &[nix::libc::sock_filter] {
+    // SAFETY: same size, alignment and field order (code u16, jt u8, jf u8, k u32).
+    unsafe { std::slice::from_raw_parts(p.as_ptr().cast::<nix::libc::sock_filter>(), p.len()) }
 }
 
 #[cfg(test)]
