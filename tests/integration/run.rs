@@ -423,6 +423,60 @@ fn steps_run_under_dockers_seccomp_profile() {
     }
 }
 
+/// A 32-bit x86 program, hand-assembled: writes "i386\n", then exits with 100 × the errno of
+/// `unshare(CLONE_NEWUSER)` plus the errno of `clone3(NULL, 0)`, all through `int 0x80`. Made with
+/// `as --32` and `ld -m elf_i386 -n -s` (section headers dropped) from:
+///
+/// ```text
+/// _start: movl $4, %eax;   movl $1, %ebx; movl $msg, %ecx; movl $5, %edx; int $0x80  # write
+///         movl $310, %eax; movl $0x10000000, %ebx; int $0x80                          # unshare
+///         negl %eax;       imull $100, %eax, %esi
+///         movl $435, %eax; xorl %ebx, %ebx; xorl %ecx, %ecx; int $0x80               # clone3
+///         negl %eax;       addl %esi, %eax; movl %eax, %ebx; movl $1, %eax; int $0x80 # exit
+/// msg:    .ascii "i386\n"
+/// ```
+#[cfg(target_arch = "x86_64")]
+const I386_PROGRAM: [u8; 152] = [
+    0x7f, 0x45, 0x4c, 0x46, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
+    0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x54, 0x80, 0x04, 0x08, 0x34, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x34, 0x00, 0x20, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x01, 0x00, 0x00, 0x00, 0x54, 0x00, 0x00, 0x00, 0x54, 0x80, 0x04, 0x08, 0x54, 0x80, 0x04, 0x08,
+    0x44, 0x00, 0x00, 0x00, 0x44, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0xb8,
+    0x04, 0x00, 0x00, 0x00, 0xbb, 0x01, 0x00, 0x00, 0x00, 0xb9, 0x93, 0x80, 0x04, 0x08, 0xba, 0x05, 0x00,
+    0x00, 0x00, 0xcd, 0x80, 0xb8, 0x36, 0x01, 0x00, 0x00, 0xbb, 0x00, 0x00, 0x00, 0x10, 0xcd, 0x80, 0xf7,
+    0xd8, 0x6b, 0xf0, 0x64, 0xb8, 0xb3, 0x01, 0x00, 0x00, 0x31, 0xdb, 0x31, 0xc9, 0xcd, 0x80, 0xf7, 0xd8,
+    0x01, 0xf0, 0x89, 0xc3, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xcd, 0x80, 0x69, 0x33, 0x38, 0x36, 0x0a,
+];
+
+/// 32-bit programs (i386 packages, old toolchains) run in a step as in docker build, under the same
+/// profile: a new user namespace is refused and `clone3` fails with `ENOSYS`, where without a
+/// filter the first succeeds and the second fails with `EINVAL`. Before, their first call killed
+/// them (`SIGSYS`).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn thirty_two_bit_programs_run_under_the_same_profile() {
+    let host = tempfile::tempdir().expect("tempdir");
+    let exe = host.path().join("i386");
+    fs_err::write(&exe, I386_PROGRAM).expect("write");
+    fs_err::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    match std::process::Command::new(&exe).output() {
+        Ok(o) if o.stdout == b"i386\n" => {}
+        other => {
+            eprintln!("skipped: this kernel does not run 32-bit x86 programs ({other:?})");
+            return;
+        }
+    }
+    let printf: String = I386_PROGRAM.iter().map(|b| format!("\\{b:03o}")).collect();
+    let dockerfile = format!(
+        "FROM busybox\nRUN printf '{printf}' > /i386 && chmod +x /i386 && /i386 > /out; echo $? > /status\n"
+    );
+    for mode in namespace_modes("the 32-bit program build") {
+        let (_dir, read) = build_local(&mode, &dockerfile, &[]);
+        assert_eq!(read("out"), "i386\n", "{}: the program ran", mode.name());
+        assert_eq!(read("status"), "138\n", "{}: EPERM for unshare, ENOSYS for clone3", mode.name());
+    }
+}
+
 /// `RUN --security=insecure` (with `--allow security.insecure`) runs privileged, as BuildKit's
 /// insecure mode: every capability, no seccomp filter, mounts allowed, /proc/sys writable. The
 /// step after it is sandboxed again.

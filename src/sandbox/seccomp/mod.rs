@@ -4,11 +4,11 @@
 //! `clone`, whose namespace flags are refused).
 //!
 //! The profile is moby's (`docker-default.json`, Apache-2.0, license beside it), resolved here for
-//! x86-64, the running kernel and the step's capabilities as moby resolves it, and compiled to BPF
-//! by `seccompiler` (pure Rust: libcontainer's own seccomp support needs the C libseccomp, which
-//! the static musl build does without). One filter allows what the profile allows and refuses the
-//! rest with the default errno; one more per other errno returns it for its calls — the kernel
-//! takes the most recently installed filter's errno when two refuse.
+//! x86-64 (`amd64`), the running kernel and the step's capabilities as moby resolves it, and
+//! compiled to BPF by `seccompiler` (pure Rust: libcontainer's own seccomp support needs the C
+//! libseccomp, which the static musl build does without). One filter allows what the profile
+//! allows and refuses the rest with the default errno; one more per other errno returns it for its
+//! calls — the kernel takes the most recently installed filter's errno when two refuse.
 //!
 //! Docker installs the filter without `no_new_privs` (setuid programs keep working), which the
 //! kernel permits only to a process holding `CAP_SYS_ADMIN`. libcontainer drops capabilities before
@@ -16,10 +16,16 @@
 //! executor ([`install_and_drop_admin`]) installs the filters, then drops it from every set,
 //! then execs the step.
 //!
+//! The filters cover both x86 ABIs a process can call an x86-64 kernel with, as Docker's does:
+//! 64-bit calls by x86-64's numbers, 32-bit ones (`int 0x80`, i386 programs) by i386's, each part
+//! compiled by seccompiler and joined under one architecture check. x32 calls (x86-64's with bit 30
+//! set, on kernels built with x32) fail with the default errno, where Docker allows them.
+//!
 //! Not filtered: chroot and ptrace isolation (run inside a CI container, which has its own
-//! filter), and calls of the other x86 ABIs: 32-bit (`int 0x80`) calls kill the process, x32
-//! calls fail with `EPERM` (Docker's filter allows both).
+//! filter).
 
+#[cfg(target_arch = "x86_64")]
+mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 
@@ -214,28 +220,94 @@ fn kernel_version() -> (u32, u32) {
         .unwrap_or((0, 0))
 }
 
-/// Compiles `r` for x86-64: the allow filter first, then one per other errno, in the order they
-/// must be installed.
+/// Compiles `r` for x86-64 and for its 32-bit calls: the allow filter first, then one per other
+/// errno, in the order they must be installed.
 #[cfg(target_arch = "x86_64")]
 pub fn compile(r: &Resolved) -> Result<Vec<BpfProgram>, SeccompError> {
-    let numbers: BTreeMap<&str, i64> = x86_64::CALLS.iter().copied().collect();
+    let native: BTreeMap<&str, i64> = x86_64::CALLS.iter().copied().collect();
+    let i386: BTreeMap<&str, i64> = x86::CALLS.iter().copied().collect();
     let mut programs = Vec::new();
     for (action, calls) in &r.rules {
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for (name, when) in calls {
-            // Calls x86-64 does not have, as libseccomp skips them.
-            let Some(&nr) = numbers.get(name.as_str()) else { continue };
-            rules.insert(nr, seccomp_rules(when)?);
-        }
         let (matched, mismatched) = match action {
             Action::Allow => (SeccompAction::Allow, SeccompAction::Errno(r.default_errno)),
             Action::Errno(e) => (SeccompAction::Errno(*e), SeccompAction::Allow),
         };
-        let filter = SeccompFilter::new(rules, mismatched, matched, seccompiler::TargetArch::x86_64)?;
-        programs.push(BpfProgram::try_from(filter)?);
+        let body = |numbers: &BTreeMap<&str, i64>| -> Result<BpfProgram, SeccompError> {
+            let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+            for (name, when) in calls {
+                // Calls the architecture does not have, as libseccomp skips them.
+                let Some(&nr) = numbers.get(name.as_str()) else { continue };
+                rules.insert(nr, seccomp_rules(when)?);
+            }
+            let filter = SeccompFilter::new(
+                rules,
+                mismatched.clone(),
+                matched.clone(),
+                seccompiler::TargetArch::x86_64,
+            )?;
+            without_arch_check(BpfProgram::try_from(filter)?)
+        };
+        programs.push(by_arch(body(&native)?, body(&i386)?));
     }
     // BTreeMap order puts Allow first: errno filters are installed after it and so win ties.
     Ok(programs)
+}
+
+/// linux/audit.h's `AUDIT_ARCH_X86_64` (`EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`) and
+/// `AUDIT_ARCH_I386` (`EM_386 | __AUDIT_ARCH_LE`): what `seccomp_data.arch` says of a call, which
+/// `libc` does not export.
+pub(crate) const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+
+/// seccompiler's program without the architecture check it starts with (load the architecture,
+/// go on if it is the target's, else kill), which [`by_arch`] replaces: what follows loads the
+/// call's number itself and returns on every path.
+#[cfg(target_arch = "x86_64")]
+fn without_arch_check(mut p: BpfProgram) -> Result<BpfProgram, SeccompError> {
+    use nix::libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_KILL_PROCESS};
+    let check = [
+        (BPF_LD | BPF_W | BPF_ABS, ARCH_OFFSET),
+        (BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64),
+        (BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    ];
+    let starts = p.len() > check.len()
+        && p.iter().zip(check).all(|(i, (code, k))| u32::from(i.code) == code && i.k == k);
+    if !starts {
+        return Err(SeccompError::Unsupported("a seccompiler program without its architecture check".into()));
+    }
+    p.drain(..check.len());
+    Ok(p)
+}
+
+/// Where `struct seccomp_data` holds the architecture.
+#[cfg(target_arch = "x86_64")]
+const ARCH_OFFSET: u32 = 4;
+
+/// One program that runs `native` for x86-64 calls and `i386` for 32-bit ones, and kills a process
+/// making any other kind of call, as libseccomp's filters do for an architecture they were not
+/// built for. Docker's filter covers both, so 32-bit programs (i386 packages, old toolchains) run
+/// in its containers under the same rules. BPF jumps only forward: the i386 part follows the
+/// native one, reached over it with an unconditional jump.
+#[cfg(target_arch = "x86_64")]
+fn by_arch(native: BpfProgram, i386: BpfProgram) -> BpfProgram {
+    use nix::libc::{
+        BPF_ABS, BPF_JA, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_KILL_PROCESS,
+    };
+    use seccompiler::sock_filter;
+    let stmt = |code: u32, k: u32| sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jeq = |k: u32, jt: u8, jf: u8| sock_filter { code: (BPF_JMP | BPF_JEQ | BPF_K) as u16, jt, jf, k };
+    let mut p = Vec::with_capacity(native.len() + i386.len() + 5);
+    p.push(stmt(BPF_LD | BPF_W | BPF_ABS, ARCH_OFFSET));
+    // x86-64: on to the native part, past the jump over it.
+    p.push(jeq(AUDIT_ARCH_X86_64, 1, 0));
+    p.push(stmt(BPF_JMP | BPF_JA, native.len() as u32));
+    p.extend(native);
+    // The architecture is still in the accumulator: i386 skips the kill.
+    p.push(jeq(AUDIT_ARCH_I386, 1, 0));
+    p.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+    p.extend(i386);
+    p
 }
 
 /// seccompiler's rules for `when` (an empty list: whatever the arguments).
