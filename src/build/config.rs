@@ -48,6 +48,8 @@ pub fn apply(config: &mut ImageConfig, op: &Op, cmd_set: &mut bool) -> bool {
         Op::Shell(s) => cfg.shell = Some(s.clone()),
         Op::Cmd(c) => {
             cfg.cmd = Some(argv(c, cfg.shell.as_deref()));
+            // BuildKit marks every CMD so (for Windows' command lines), whatever its form.
+            cfg.args_escaped = Some(true);
             *cmd_set = true;
         }
         Op::Entrypoint(c) => {
@@ -106,9 +108,11 @@ mod tests {
         let mut set = false;
         assert!(apply(&mut c, &Op::Entrypoint(cl(&["/e"], false)), &mut set));
         assert_eq!(c.config.cmd, None);
+        assert_eq!(c.config.args_escaped, None, "ENTRYPOINT leaves ArgsEscaped");
         assert!(apply(&mut c, &Op::Cmd(cl(&["x"], true)), &mut set));
         assert!(apply(&mut c, &Op::Entrypoint(cl(&["/f"], false)), &mut set));
         assert_eq!(c.config.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "x".into()]));
+        assert_eq!(c.config.args_escaped, Some(true), "as BuildKit's dispatchCmd sets it");
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub struct RunConfig {
     /// STOPSIGNAL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
-    /// Windows-only quoting hint, kept when inherited.
+    /// Windows-only quoting hint: kept when inherited, set by every CMD (as BuildKit does).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args_escaped: Option<bool>,
     /// HEALTHCHECK.

@@ -255,10 +255,13 @@ fn display_is_stable() {
 
 #[test]
 fn onbuild_triggers_run_in_stages_built_on_the_declaring_one() {
-    let p = ok("FROM scratch AS a\nONBUILD ARG V=7\nONBUILD ENV X=$V\nFROM a AS b\nENV Y=1\nFROM b\n");
+    let p = ok(
+        "FROM scratch AS a\nONBUILD ARG V=7\nONBUILD ENV X=$V\nONBUILD RUN  echo  hi\nFROM a AS b\nENV Y=1\nFROM b\n",
+    );
     let b = &p.stages[1];
     let shown: Vec<&str> = b.steps.iter().map(|s| s.display.as_str()).collect();
-    assert_eq!(shown, ["ONBUILD ARG V=7", "ONBUILD ENV X=7", "ENV Y=1"]);
+    // A RUN trigger shows its own text, not the FROM line's that runs it.
+    assert_eq!(shown, ["ONBUILD ARG V=7", "ONBUILD ENV X=7", "ONBUILD RUN  echo  hi", "ENV Y=1"]);
     assert!(b.final_state.onbuild.is_empty(), "triggers do not pass on to grandchildren");
     assert!(p.stages[2].steps.is_empty());
     let e = plan_with("FROM scratch AS a\nONBUILD COPPY x y\nFROM a\n", &[], None).unwrap_err();

@@ -387,7 +387,9 @@ pub fn parse_trigger(text: &str, at: &Loc) -> Result<Instruction, Diagnostic> {
         return Err(located(format!("{name} isn't allowed as an ONBUILD trigger")));
     }
     let kind = (Cx { node, source: text }).command().map_err(|d| located(d.message))?;
-    Ok(Instruction { kind, loc: at.clone() })
+    // Placed at the FROM line that inherits it (errors point there, as BuildKit's do), but shown
+    // as its own text: BuildKit names the step `ONBUILD RUN …`.
+    Ok(Instruction { kind, loc: Loc { original: Loc::of(node).original, ..at.clone() } })
 }
 
 #[cfg(test)]
