@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::scope::{EnvList, PROXY_ARGS, Scope, resolve_arg};
-use super::values::{check_chmod, check_reference, check_signal, join_path, normalize_port};
+use super::values::{check_chmod, check_reference, check_signal, expose_ports, join_path};
 use super::{BaseImages, CopyOp, Op, Options, Platform, Source, StagePlan, StageState, Step};
 use crate::dockerfile::Diagnostic;
 use crate::dockerfile::instructions::{Copy, Dockerfile, Kind, Loc, MountType, Stage, parse_mount};
@@ -297,13 +297,15 @@ impl StageCx<'_> {
                 (Op::Volume(out), text)
             }
             Kind::Expose(ports) => {
-                let mut out = Vec::new();
+                let (mut out, mut words) = (Vec::new(), Vec::new());
                 for p in ports {
                     for w in self.words(p, loc, used)? {
-                        out.push(normalize_port(&w).map_err(|e| fail(loc, e))?);
+                        out.extend(expose_ports(&w).map_err(|e| fail(loc, e))?);
+                        words.push(w);
                     }
                 }
-                let text = format!("EXPOSE {}", out.join(" "));
+                // Shown as written (a range stays one word, as in BuildKit's progress).
+                let text = format!("EXPOSE {}", words.join(" "));
                 (Op::Expose(out), text)
             }
             Kind::StopSignal(raw) => {

@@ -50,24 +50,25 @@ pub fn context_key(name: &str) -> String {
     n.strip_suffix(":latest").unwrap_or(n).to_string()
 }
 
-/// `80`, `80/tcp`, `8000-8010/udp` → `port/proto` (Docker's nat.ParsePortSpecs rules).
-pub fn normalize_port(p: &str) -> Result<String, String> {
+/// `80`, `80/tcp`, `8000-8002/udp` → each port as `port/proto`, a range expanded into its ports
+/// (Docker's nat.ParsePortSpecs, which BuildKit's EXPOSE uses: `8000/udp 8001/udp 8002/udp`).
+pub fn expose_ports(p: &str) -> Result<Vec<String>, String> {
     let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
     let proto = proto.to_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
         return Err(format!("invalid proto \"{proto}\" in EXPOSE {p} (use tcp, udp or sctp)"));
     }
-    let valid = |n: &str| n.parse::<u16>().is_ok_and(|n| n > 0);
-    let ok = match ports.split_once('-') {
-        Some((a, b)) => valid(a) && valid(b) && a.parse::<u16>().ok() <= b.parse::<u16>().ok(),
-        None => valid(ports),
+    let port = |n: &str| n.parse::<u16>().ok().filter(|n| *n > 0);
+    let range = match ports.split_once('-') {
+        Some((a, b)) => port(a).zip(port(b)).filter(|(a, b)| a <= b),
+        None => port(ports).map(|n| (n, n)),
     };
-    if !ok {
+    let Some((first, last)) = range else {
         return Err(format!(
             "invalid containerPort: {ports} (EXPOSE takes PORT[/PROTO] or FROM-TO[/PROTO], ports 1-65535)"
         ));
-    }
-    Ok(format!("{ports}/{proto}"))
+    };
+    Ok((first..=last).map(|n| format!("{n}/{proto}")).collect())
 }
 
 const SIGNALS: [&str; 31] = [
@@ -172,15 +173,16 @@ mod tests {
         assert_eq!(join_path("/", "app"), "/app");
         assert_eq!(join_path("/app", "../x/./y/"), "/x/y");
         assert_eq!(join_path("/a", "/b/../../c"), "/c");
-        assert_eq!(normalize_port("80"), Ok("80/tcp".into()));
-        assert_eq!(normalize_port("53/UDP"), Ok("53/udp".into()));
-        assert_eq!(normalize_port("8000-8010"), Ok("8000-8010/tcp".into()));
-        assert!(
-            normalize_port("0").is_err()
-                && normalize_port("70000").is_err()
-                && normalize_port("80/icmp").is_err()
+        assert_eq!(expose_ports("80"), Ok(vec!["80/tcp".into()]));
+        assert_eq!(expose_ports("053/UDP"), Ok(vec!["53/udp".into()]));
+        assert_eq!(
+            expose_ports("8000-8002"),
+            Ok(vec!["8000/tcp".into(), "8001/tcp".into(), "8002/tcp".into()])
         );
-        assert!(normalize_port("9-1").is_err());
+        assert!(
+            expose_ports("0").is_err() && expose_ports("70000").is_err() && expose_ports("80/icmp").is_err()
+        );
+        assert!(expose_ports("9-1").is_err());
         assert!(check_signal("SIGTERM").is_ok() && check_signal("kill").is_ok() && check_signal("9").is_ok());
         assert!(check_signal("SIGRTMIN+3").is_ok());
         assert!(check_signal("SIGFOO").is_err() && check_signal("0").is_err());
