@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::progress::Event;
 use super::rootfs::StageOut;
 use super::{BuildError, Builder, input_error, users};
-use crate::dockerfile::instructions::{CommandLine, InlineFile, Loc, Mount, MountType, Sharing};
+use crate::dockerfile::instructions::{CommandLine, Loc, Mount, MountType, Sharing};
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::export::Blob;
 use crate::image::manifest::Layer;
@@ -141,7 +141,7 @@ fn request(
             requests.push(r);
         }
     }
-    let (args, script) = argv(command, shell);
+    let (args, script) = crate::plan::run_argv(command, shell);
     if let Some((target, data)) = script {
         requests.push(MountRequest::Secret { data, target, mode: 0o755, uid: 0, gid: 0 });
     }
@@ -170,56 +170,6 @@ fn request(
 
 fn environment(e: SandboxError, pos: Pos) -> BuildError {
     BuildError::Environment(Diagnostic::new(format!("cannot run the step: {e}"), pos))
-}
-
-/// The argv of a step and, for a heredoc script with a `#!` line, the file to provide for it
-/// (BuildKit runs it from `/dev/pipes/NAME`).
-fn argv(c: &CommandLine, shell: &[String]) -> (Vec<String>, Option<(String, Vec<u8>)>) {
-    let with_shell = |s: String| {
-        let mut v: Vec<String> =
-            if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
-        v.push(s);
-        v
-    };
-    if !c.shell_form {
-        return (c.args.clone(), None);
-    }
-    let text = c.args.first().cloned().unwrap_or_default();
-    if c.files.is_empty() {
-        return (with_shell(text), None);
-    }
-    if let (true, Some(f)) = (is_heredoc_word(&text), c.files.first()) {
-        let data = body(f);
-        if data.starts_with("#!") {
-            let path = format!("/dev/pipes/{}", f.name);
-            return (vec![path.clone()], Some((path, data.into_bytes())));
-        }
-        return (with_shell(data), None);
-    }
-    // A command with heredoc redirections: the shell gets the whole thing back.
-    let mut full = text;
-    for f in &c.files {
-        full.push('\n');
-        full.push_str(&f.data);
-        full.push_str(&f.name);
-    }
-    (with_shell(full), None)
-}
-
-fn body(f: &InlineFile) -> String {
-    if f.chomp {
-        f.data.lines().map(|l| format!("{}\n", l.trim_start_matches('\t'))).collect()
-    } else {
-        f.data.clone()
-    }
-}
-
-/// `<<EOF`, `<<-EOF`, `<<"EOF"`: a command that is nothing but one heredoc.
-fn is_heredoc_word(s: &str) -> bool {
-    let Some(rest) = s.trim().strip_prefix("<<") else { return false };
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    let name = rest.trim_matches(|c| c == '"' || c == '\'');
-    !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 fn command_text(c: &CommandLine) -> String {
@@ -509,47 +459,6 @@ fn hinted(message: String, hint: String, pos: Pos) -> BuildError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cl(text: &str, files: &[(&str, &str)]) -> CommandLine {
-        CommandLine {
-            args: vec![text.into()],
-            shell_form: true,
-            files: files
-                .iter()
-                .map(|(n, d)| InlineFile { name: (*n).into(), data: (*d).into(), chomp: false, expand: true })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn shell_exec_and_heredoc_forms() {
-        let sh = vec!["/bin/sh".to_string(), "-c".into()];
-        assert_eq!(argv(&cl("echo hi", &[]), &sh).0, ["/bin/sh", "-c", "echo hi"]);
-        let exec = CommandLine { args: vec!["/bin/true".into()], shell_form: false, files: vec![] };
-        assert_eq!(argv(&exec, &sh).0, ["/bin/true"]);
-        assert_eq!(
-            argv(&cl("<<EOF", &[("EOF", "echo a\necho b\n")]), &sh).0,
-            ["/bin/sh", "-c", "echo a\necho b\n"]
-        );
-        let (args, file) = argv(&cl("<<EOF", &[("EOF", "#!/bin/sh\necho x\n")]), &sh);
-        assert_eq!(args, ["/dev/pipes/EOF"]);
-        assert_eq!(file.unwrap().0, "/dev/pipes/EOF");
-        assert_eq!(
-            argv(&cl("python3 <<EOT", &[("EOT", "print(1)\n")]), &sh).0,
-            ["/bin/sh", "-c", "python3 <<EOT\nprint(1)\nEOT"]
-        );
-        let pwsh = vec!["pwsh".to_string(), "-c".into()];
-        assert_eq!(argv(&cl("x", &[]), &pwsh).0, ["pwsh", "-c", "x"]);
-    }
-
-    #[test]
-    fn heredoc_words() {
-        assert!(is_heredoc_word("<<EOF"));
-        assert!(is_heredoc_word("<<-EOF"));
-        assert!(is_heredoc_word("<<\"EOF\""));
-        assert!(!is_heredoc_word("cat <<EOF"));
-        assert!(!is_heredoc_word("<<"));
-    }
 
     #[test]
     fn cache_keys_are_stable_and_safe() {

@@ -55,13 +55,15 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> 
             // it, so a later build that misses after this step need not read the layers again.
             out.keep_index(b);
         }
-        out.image.config.history.push(History {
-            created: Some(b.created()),
-            created_by: Some(step.display.clone()),
-            comment: Some("buildkit.dockerfile.v0".into()),
-            empty_layer,
-            ..History::default()
-        });
+        if let Some(created_by) = &step.history {
+            out.image.config.history.push(History {
+                created: Some(b.created()),
+                created_by: Some(created_by.clone()),
+                comment: Some("buildkit.dockerfile.v0".into()),
+                empty_layer,
+                ..History::default()
+            });
+        }
     }
     out.image.config.created = Some(b.created());
     let copied = super::copy_step::copied_from(b, i);

@@ -134,6 +134,7 @@ pub fn stage(
         },
         state,
         deps: BTreeSet::new(),
+        history_override: None,
     };
     if let Source::Stage(i) = source {
         cx.deps.insert(i);
@@ -180,13 +181,21 @@ struct StageCx<'a> {
     scope: Scope,
     state: StageState,
     deps: BTreeSet<usize>,
+    /// A history entry the step's expansion wrote itself (ARG's shows defaults, not values).
+    history_override: Option<String>,
 }
 
 impl StageCx<'_> {
     fn step(&mut self, kind: &Kind, loc: &Loc) -> Result<Step, Diagnostic> {
         let mut used = BTreeMap::new();
+        // The SHELL before the step: a SHELL instruction's own entry does not go through it.
+        let shell = self.state.shell.clone();
         let (op, display) = self.op(kind, loc, &mut used)?;
-        Ok(Step { loc: loc.clone(), op, used_args: used, display })
+        let history = match self.history_override.take() {
+            Some(h) => Some(h),
+            None => super::history::created_by(&op, &shell, &self.scope.history_args()),
+        };
+        Ok(Step { loc: loc.clone(), op, used_args: used, display, history })
     }
 
     /// Expands one word, recording which ARGs it used.
@@ -252,6 +261,21 @@ impl StageCx<'_> {
             Kind::Arg(decls) => {
                 // Like ENV: all defaults are expanded before any of the ARGs is declared.
                 let mut out = Vec::new();
+                // BuildKit's history shows each ARG with its default as expanded (not the value
+                // a --build-arg or a global gives it); a default that fails to expand only fails
+                // the build when it is used.
+                let shown: Vec<String> = decls
+                    .iter()
+                    .map(|d| match &d.default {
+                        None => d.name.clone(),
+                        Some(raw) => {
+                            let v =
+                                self.lexer.process_word(raw, &self.scope.env).unwrap_or_else(|_| raw.clone());
+                            format!("{}={v}", d.name)
+                        }
+                    })
+                    .collect();
+                self.history_override = Some(format!("ARG {}", shown.join(" ")));
                 for d in decls {
                     let default = match &d.default {
                         Some(raw) if !self.opts.build_args.contains_key(&d.name) => {

@@ -6,8 +6,11 @@
 //! ENV, so later expansions see it) comes through [`BaseImages`], which the builder backs with the
 //! image store and a dry run backs with nothing.
 
+mod command;
+pub use command::run_argv;
 mod display;
 mod expand;
+mod history;
 pub use expand::with_default_path;
 mod values;
 pub use values::{apply_chmod, check_reference, context_key, join_path};
@@ -89,8 +92,11 @@ pub struct Step {
     pub op: Op,
     /// Build args (name → value) whose values this step depends on: part of its cache key.
     pub used_args: BTreeMap<String, String>,
-    /// The instruction as shown in progress output and image history.
+    /// The instruction as shown in progress output.
     pub display: String,
+    /// Its image history entry (`created_by`) as BuildKit writes it; `None` for ONBUILD, which
+    /// has none.
+    pub history: Option<String>,
 }
 
 /// An expanded operation.

@@ -91,12 +91,21 @@ pub struct Scope {
     pub args: Vec<(String, Option<String>)>,
     /// Names of ARGs declared anywhere (for the unused `--build-arg` warning).
     pub declared: BTreeSet<String>,
+    /// Names of the ARGs this stage declared, in order (not its parent stage's): the ones
+    /// BuildKit's history lists before each RUN's command.
+    pub own_args: Vec<String>,
 }
 
 impl Scope {
     /// A stage scope that inherits `image_env` (the base image's ENV).
     pub fn new(image_env: EnvList) -> Scope {
-        Scope { env: image_env.clone(), image_env, args: Vec::new(), declared: BTreeSet::new() }
+        Scope {
+            env: image_env.clone(),
+            image_env,
+            args: Vec::new(),
+            declared: BTreeSet::new(),
+            own_args: Vec::new(),
+        }
     }
 
     /// The scope a stage built `FROM` this one starts with: BuildKit's child stage starts from the
@@ -104,7 +113,7 @@ impl Scope {
     /// ENV is in the image config). The ARGs count as the child's, so steps using them are keyed
     /// by them; the names were declared by the parent, not the child.
     pub fn inherited(&self) -> Scope {
-        Scope { declared: BTreeSet::new(), ..self.clone() }
+        Scope { declared: BTreeSet::new(), own_args: Vec::new(), ..self.clone() }
     }
 
     /// Records `ENV name=value`.
@@ -123,6 +132,15 @@ impl Scope {
             None => self.args.push((name.to_string(), value)),
         }
         self.declared.insert(name.to_string());
+        if !self.own_args.iter().any(|k| k == name) {
+            self.own_args.push(name.to_string());
+        }
+    }
+
+    /// This stage's ARGs with their values now, as BuildKit's history shows them before a RUN:
+    /// the environment's value (a later ENV of the same name wins), else empty.
+    pub fn history_args(&self) -> Vec<(String, String)> {
+        self.own_args.iter().map(|k| (k.clone(), self.env.get(k).unwrap_or_default().to_string())).collect()
     }
 
     /// ARGs with values that are in scope (they are part of every later RUN's environment and

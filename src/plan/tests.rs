@@ -343,3 +343,57 @@ fn undefined_args_in_from_are_reported_as_buildkit_does() {
     assert_eq!((w.rule, w.pos.line), (Some("UndefinedArgInFrom"), 2));
     assert!(ok("# check=skip=UndefinedArgInFrom\nFROM x$NOPE\n").warnings.is_empty());
 }
+
+/// Each instruction's image history entry is BuildKit's (checked against dockerd 26.1's BuildKit
+/// on the same Dockerfile): RUN with the stage's ARGs before its argv, Go's `%v`/`%q` formats,
+/// ARG with its default as written, no entry for ONBUILD, none of a parent stage's ARGs.
+#[test]
+fn history_entries_are_buildkits() {
+    let src = "ARG G=g1\nFROM scratch AS a\nARG G\nARG EMPTY\nARG OVER=default\nARG X=1\nENV X=env-wins\n\
+        LABEL \"with space\"=\"a b\"\nRUN [\"/bin/echo\", \"exec\"]\nRUN echo $X\n\
+        RUN <<EOF\necho one\nEOF\nRUN <<'S'\n#!/bin/sh\necho x\nS\n\
+        COPY --chown=1:2 --chmod=640 --link a b /d/\nCOPY <<EOF /inline\nhi\nEOF\n\
+        EXPOSE 8000-8002 9000/udp 70\nVOLUME [\"/a b\", \"/c\"]\nSHELL [\"/bin/sh\", \"-ec\"]\n\
+        HEALTHCHECK --interval=1m30s --timeout=500ms --retries=3 CMD [\"curl\", \"-f\"]\n\
+        CMD echo \"é\"\tx\nENTRYPOINT [\"/e\"]\nONBUILD RUN true\nWORKDIR w\nUSER 1000\nSTOPSIGNAL 9\n\
+        FROM a\nHEALTHCHECK NONE\nRUN echo child\n";
+    let p = plan_with(src, &[("OVER", "fromcli")], None).unwrap_or_else(|e| panic!("{}", e.message));
+    let history =
+        |s: usize| -> Vec<Option<String>> { p.stages[s].steps.iter().map(|s| s.history.clone()).collect() };
+    let args = "|4 G=g1 EMPTY= OVER=fromcli X=env-wins";
+    let want: Vec<Option<String>> = [
+        Some("ARG G".to_string()),
+        Some("ARG EMPTY".into()),
+        Some("ARG OVER=default".into()),
+        Some("ARG X=1".into()),
+        Some("ENV X=env-wins".into()),
+        Some("LABEL with space=a b".into()),
+        Some(format!("RUN {args} /bin/echo exec # buildkit")),
+        Some(format!("RUN {args} /bin/sh -c echo $X # buildkit")),
+        Some(format!("RUN {args} /bin/sh -c echo one\n # buildkit")),
+        Some(format!("RUN {args} /bin/sh -c /dev/pipes/S # buildkit")),
+        Some("COPY --chown=1:2 --chmod=640 a b /d/ # buildkit".into()),
+        Some("COPY <<EOF /inline # buildkit".into()),
+        Some("EXPOSE map[70/tcp:{} 8000/tcp:{} 8001/tcp:{} 8002/tcp:{} 9000/udp:{}]".into()),
+        Some("VOLUME [/a b /c]".into()),
+        Some("SHELL [/bin/sh -ec]".into()),
+        Some(r#"HEALTHCHECK &{["CMD" "curl" "-f"] "1m30s" "500ms" "0s" "0s" '\x03'}"#.into()),
+        Some(r#"CMD ["/bin/sh" "-ec" "echo \"é\"\tx"]"#.into()),
+        Some(r#"ENTRYPOINT ["/e"]"#.into()),
+        None,
+        Some("WORKDIR /w".into()),
+        Some("USER 1000".into()),
+        Some("STOPSIGNAL 9".into()),
+    ]
+    .into();
+    assert_eq!(history(0), want);
+    assert_eq!(
+        history(1),
+        [
+            Some("RUN /bin/sh -ec true # buildkit".to_string()),
+            Some(r#"HEALTHCHECK &{["NONE"] "0s" "0s" "0s" "0s" '\x00'}"#.into()),
+            Some("RUN /bin/sh -ec echo child # buildkit".into()),
+        ],
+        "a child stage lists none of its parent's ARGs"
+    );
+}
