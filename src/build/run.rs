@@ -184,7 +184,8 @@ fn resolve_user(
     spec: &str,
 ) -> Result<(u32, u32, Vec<u32>), users::UserError> {
     if spec.is_empty() {
-        return Ok((0, 0, Vec::new()));
+        // Root, in group 0 (among its supplementary groups too, as in BuildKit).
+        return Ok((0, 0, vec![0]));
     }
     let passwd = out.read_file(b, "etc/passwd");
     let group = out.read_file(b, "etc/group");

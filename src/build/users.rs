@@ -42,7 +42,9 @@ pub fn resolve_chown(spec: &str, passwd: Option<&str>, group: Option<&str>) -> R
 /// Resolves a `USER` spec for running a step, with runc's rules (which Docker and BuildKit use):
 /// a name must be in `/etc/passwd` and brings its primary group and the groups that list it as a
 /// member; a numeric uid need not exist (its group is then the passwd entry's, or 0);
-/// `user:group` sets the primary group and no supplementary ones.
+/// `user:group` sets the primary group and no other. The supplementary groups always hold the
+/// primary one too, as BuildKit and containerd set them since CVE-2023-25173 (else a step could
+/// shed its primary group and reach files denied to that group).
 pub fn resolve_user(
     spec: &str,
     passwd: Option<&str>,
@@ -85,6 +87,9 @@ pub fn resolve_user(
                 }
             }
         }
+    }
+    if !groups.contains(&gid) {
+        groups.insert(0, gid);
     }
     Ok((uid, gid, groups))
 }
@@ -132,11 +137,13 @@ mod tests {
     #[test]
     fn runc_user_rules() {
         let r = |s: &str| resolve_user(s, Some(PASSWD), Some(GROUP));
-        assert_eq!(r("app"), Ok((1000, 1000, vec![50])));
-        assert_eq!(r("1000"), Ok((1000, 1000, vec![50])), "a uid in passwd brings its groups");
-        assert_eq!(r("4242"), Ok((4242, 0, vec![])), "an unknown uid runs with group 0");
-        assert_eq!(r("app:root"), Ok((1000, 0, vec![])));
-        assert_eq!(r("0:5"), Ok((0, 5, vec![])));
+        // The primary group is among the supplementary ones, as BuildKit sets them.
+        assert_eq!(r("app"), Ok((1000, 1000, vec![1000, 50])));
+        assert_eq!(r("1000"), Ok((1000, 1000, vec![1000, 50])), "a uid in passwd brings its groups");
+        assert_eq!(r("4242"), Ok((4242, 0, vec![0])), "an unknown uid runs with group 0");
+        assert_eq!(r("app:root"), Ok((1000, 0, vec![0])));
+        assert_eq!(r("0:5"), Ok((0, 5, vec![5])));
+        assert_eq!(r("root"), Ok((0, 0, vec![0])));
         assert!(matches!(r("nobody"), Err(UserError::Unknown { what: "user", .. })));
         assert!(matches!(r("app:wheel"), Err(UserError::Unknown { what: "group", .. })));
         assert!(matches!(resolve_user("app", None, None), Err(UserError::Unknown { .. })));

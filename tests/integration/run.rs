@@ -509,17 +509,25 @@ fn an_insecure_step_runs_privileged_and_the_next_is_sandboxed() {
     }
 }
 
-/// A USER in no group of the image's /etc/group has no supplementary group in its steps, as with
-/// runc, rather than the groups of whoever runs hako (the rootless user's own group maps to 0).
+/// A step's supplementary groups are BuildKit's: the USER's groups in the image's /etc/group and
+/// its primary group (containerd and BuildKit add it since CVE-2023-25173), never the groups of
+/// whoever runs hako (the rootless user's own group maps to 0). Lines as dockerd 26.1's BuildKit
+/// printed them for the same Dockerfile.
 #[test]
-fn a_user_in_no_group_gets_none_of_the_callers() {
-    const DOCKERFILE: &str =
-        "FROM busybox\nUSER nobody\nRUN id -G > /tmp/groups\nUSER root\nRUN id -G > /groups\n";
+fn step_groups_are_buildkits_and_none_of_the_callers() {
+    const DOCKERFILE: &str = "FROM busybox\nUSER nobody\n\
+        RUN id -G > /tmp/groups && grep Groups /proc/self/status >> /tmp/groups\n\
+        USER 1000\nRUN grep Groups /proc/self/status > /tmp/app\n\
+        USER app:staff\nRUN grep Groups /proc/self/status > /tmp/app-staff\n\
+        USER root\nRUN id -G > /groups && grep Groups /proc/self/status >> /groups\n";
     for mode in namespace_modes("the supplementary groups build") {
         let (_dir, read) = build_local(&mode, DOCKERFILE, &[]);
-        assert_eq!(read("tmp/groups"), "65534\n", "{}: nobody's groups", mode.name());
-        // busybox's /etc/group lists no member: root has only its primary group too.
-        assert_eq!(read("groups"), "0\n", "{}: root's groups", mode.name());
+        assert_eq!(read("tmp/groups"), "65534\nGroups:\t65534 \n", "{}: nobody's groups", mode.name());
+        // app (1000) is a member of staff (50).
+        assert_eq!(read("tmp/app"), "Groups:\t50 1000 \n", "{}: USER 1000", mode.name());
+        assert_eq!(read("tmp/app-staff"), "Groups:\t50 \n", "{}: USER app:staff", mode.name());
+        // busybox's /etc/group lists no member: root has only its primary group.
+        assert_eq!(read("groups"), "0\nGroups:\t0 \n", "{}: root's groups", mode.name());
     }
 }
 

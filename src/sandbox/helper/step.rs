@@ -75,7 +75,7 @@ impl Ctx {
             seccomp: seccomp.is_some(),
             privileged,
             root: root.path().to_path_buf(),
-            process: req.process.clone(),
+            process: self.process_here(&req.process),
             hostname: HOSTNAME.into(),
             netns,
             rootless: self.rootless,
@@ -314,6 +314,17 @@ impl Ctx {
         let exit = wait(pid.as_raw()).map_err(Fail::Env)?;
         output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
         Ok(exit)
+    }
+
+    /// The step's process as this helper can run it: a single-id user namespace denies
+    /// `setgroups`, which libcontainer then refuses to start a process with groups for, so
+    /// there the step keeps the groups it has (it can have no other id anyway).
+    fn process_here(&self, p: &crate::sandbox::protocol::Process) -> crate::sandbox::protocol::Process {
+        let mut p = p.clone();
+        if self.squash {
+            p.groups.clear();
+        }
+        p
     }
 
     /// What a `RUN --security=insecure` step gets: every capability this helper holds, and the
