@@ -220,22 +220,39 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
             m.set_options(Some(options));
         }
     }
+    // /proc as containerd's default spec (BuildKit's) mounts it.
+    for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/proc") {
+        m.set_options(Some(vec!["nosuid".into(), "noexec".into(), "nodev".into()]));
+    }
     if s.netns.is_none() {
         // sysfs may only be mounted by the owner of the network namespace: in the host's, bind it.
+        // Read-only all the way down (`rro` etc.: mount_setattr with AT_RECURSIVE, which
+        // libcontainer's bind mounts use anyway): the host's mounts under /sys come along, and
+        // a plain `ro` would leave its cgroup hierarchies and tracefs writable to a root step, so
+        // that it could move itself out of its cgroup or freeze the host's.
         for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/sys") {
             *m = MountBuilder::default()
                 .destination("/sys")
                 .typ("bind")
                 .source("/sys")
-                .options(vec!["rbind".into(), "ro".into(), "nosuid".into(), "noexec".into(), "nodev".into()])
+                .options(
+                    ["rbind", "ro", "nosuid", "noexec", "nodev", "rro", "rnosuid", "rnoexec", "rnodev"]
+                        .map(String::from)
+                        .to_vec(),
+                )
                 .build()?;
         }
     }
     if s.privileged.is_some() {
         // BuildKit's insecure mode makes sysfs writable.
         for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/sys") {
-            let options: Vec<String> =
-                m.options().clone().unwrap_or_default().into_iter().filter(|o| o != "ro").collect();
+            let options: Vec<String> = m
+                .options()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| o != "ro" && o != "rro")
+                .collect();
             m.set_options(Some(options));
         }
     }
@@ -398,7 +415,8 @@ mod tests {
         assert!(rules.iter().all(|r| r.allow() && r.access().as_deref() == Some("rwm")));
         let sys =
             spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/sys").unwrap();
-        assert!(!sys.options().clone().unwrap_or_default().contains(&"ro".to_string()), "sysfs writable");
+        let opts = sys.options().clone().unwrap_or_default();
+        assert!(!opts.iter().any(|o| o == "ro" || o == "rro"), "sysfs writable: {opts:?}");
 
         let sandboxed = build(&step()).unwrap();
         let linux = sandboxed.linux().as_ref().unwrap();
@@ -449,6 +467,11 @@ mod tests {
         let sys =
             spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/sys").unwrap();
         assert_eq!(sys.typ().as_deref(), Some("bind"));
+        let opts = sys.options().clone().unwrap_or_default();
+        assert!(opts.contains(&"rro".to_string()), "the host's mounts under /sys read-only too: {opts:?}");
+        let proc =
+            spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/proc").unwrap();
+        assert_eq!(proc.options().as_deref(), Some(&["nosuid".into(), "noexec".into(), "nodev".into()][..]));
         let tmpfs = spec.mounts().iter().flatten().find(|m| m.destination().to_string_lossy() == "/cache");
         assert!(tmpfs.unwrap().options().as_ref().unwrap().contains(&"size=4096".to_string()));
         assert_eq!(

@@ -423,6 +423,34 @@ fn steps_run_under_dockers_seccomp_profile() {
     }
 }
 
+/// The system a step sees is mounted as BuildKit mounts it: everything under /sys read-only,
+/// the host's cgroup hierarchies and tracefs that come with it too (writable, a root step could
+/// move itself out of its cgroup or freeze the host's); /proc without setuid, devices or exec;
+/// /etc/hosts and /etc/resolv.conf read-only.
+#[test]
+fn steps_see_sys_proc_and_etc_mounted_as_in_buildkit() {
+    const DOCKERFILE: &str = "FROM busybox\n\
+        RUN awk '$2 ~ /^\\/sys/ && $4 !~ /^ro(,|$)/ { print $2 }' /proc/mounts > /sys-rw; \\\n\
+            awk '$2 == \"/proc\" { print $4 }' /proc/mounts > /proc-opts; \\\n\
+            for f in /etc/hosts /etc/resolv.conf; do (echo x >> $f) 2>/dev/null && echo $f writable; done > /etc-rw; \\\n\
+            awk '$2 ~ /^\\/sys/ { n++ } END { print n }' /proc/mounts > /sys-mounts\n";
+    for mode in namespace_modes("the system mounts build") {
+        let (_dir, read) = build_local(&mode, DOCKERFILE, &[]);
+        assert_eq!(
+            read("sys-rw"),
+            "",
+            "{}: writable under /sys ({} mounts there)",
+            mode.name(),
+            read("sys-mounts")
+        );
+        let proc = read("proc-opts");
+        for o in ["nosuid", "nodev", "noexec"] {
+            assert!(proc.split(',').any(|p| p.trim() == o), "{}: /proc {proc}", mode.name());
+        }
+        assert_eq!(read("etc-rw"), "", "{}", mode.name());
+    }
+}
+
 /// A 32-bit x86 program, hand-assembled: writes "i386\n", then exits with 100 × the errno of
 /// `unshare(CLONE_NEWUSER)` plus the errno of `clone3(NULL, 0)`, all through `int 0x80`. Made with
 /// `as --32` and `ld -m elf_i386 -n -s` (section headers dropped) from:

@@ -4,8 +4,9 @@
 use super::*;
 
 impl Ctx {
-    /// `/etc/resolv.conf` (the host's) and `/etc/hosts` for the step: bind-mounted, so what the
-    /// step writes to them is discarded and they never reach the layer.
+    /// `/etc/resolv.conf` (the host's) and `/etc/hosts` for the step: bind-mounted read-only, as
+    /// BuildKit mounts them (a step that writes to them fails as in docker build), so they never
+    /// reach the layer.
     pub(super) fn etc_files(
         &self,
         dir: &Path,
@@ -16,7 +17,7 @@ impl Ctx {
             let source = dir.join(target.rsplit('/').next().unwrap_or(target));
             fs_err::write(&source, data).map_err(|e| e.to_string())?;
             let _ = std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644));
-            mounts.push(StepMount::Bind { source, target: target.into(), readonly: false });
+            mounts.push(StepMount::Bind { source, target: target.into(), readonly: true });
         }
         Ok(mounts)
     }
