@@ -759,6 +759,13 @@ fn kill_9_mid_step_leaves_nothing_running() {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo started; sleep 4242\n")]);
         let mut child = start_step(&dir, &mode, &dir.path().join("ctx"));
+        // `started` comes before the shell starts sleep: kill once it runs, else the check
+        // below could see no sleeper yet and pass, or one still starting and fail (as under load).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sleepers() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(sleepers(), 1, "{}: the step runs sleep", mode.name());
         kill_builder(&mut child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while sleepers() > 0 && std::time::Instant::now() < deadline {
