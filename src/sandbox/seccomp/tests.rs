@@ -87,15 +87,17 @@ fn unknown_actions_and_comparisons_are_refused() {
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn every_call_of_the_profile_has_its_x86_64_number_or_none() {
+fn every_call_of_the_profile_has_its_number_or_none_on_each_x86_abi() {
     let p: Profile = serde_json::from_str(PROFILE).unwrap();
-    let known: std::collections::BTreeSet<&str> = x86_64::CALLS.iter().map(|c| c.0).collect();
-    assert_eq!(known.len(), x86_64::CALLS.len(), "a name twice");
-    for g in &p.syscalls {
-        for n in &g.names {
+    for (abi, calls, absent) in
+        [("x86-64", x86_64::CALLS, x86_64::NOT_ON_X86_64), ("i386", x86::CALLS, x86::NOT_ON_I386)]
+    {
+        let known: std::collections::BTreeSet<&str> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(known.len(), calls.len(), "{abi}: a name twice");
+        for n in p.syscalls.iter().flat_map(|g| &g.names) {
             let here = known.contains(n.as_str());
-            let absent = x86_64::NOT_ON_X86_64.contains(&n.as_str());
-            assert!(here != absent, "{n}: {} in CALLS, {} in NOT_ON_X86_64", here, absent);
+            let not = absent.contains(&n.as_str());
+            assert!(here != not, "{abi}: {n}: {here} in its calls, {not} in its absent ones");
         }
     }
 }
@@ -107,21 +109,6 @@ fn the_profile_compiles_to_an_allow_filter_and_an_enosys_one() {
     let programs = compile(&r).unwrap();
     assert_eq!(programs.len(), 2);
     assert!(programs.iter().all(|p| p.len() < 4096), "the kernel's limit");
-}
-
-#[cfg(target_arch = "x86_64")]
-#[test]
-fn every_call_of_the_profile_has_its_i386_number_or_none() {
-    let p: Profile = serde_json::from_str(PROFILE).unwrap();
-    let known: std::collections::BTreeSet<&str> = x86::CALLS.iter().map(|c| c.0).collect();
-    assert_eq!(known.len(), x86::CALLS.len(), "a name twice");
-    for g in &p.syscalls {
-        for n in &g.names {
-            let here = known.contains(n.as_str());
-            let absent = x86::NOT_ON_I386.contains(&n.as_str());
-            assert!(here != absent, "{n}: {} in CALLS, {} in NOT_ON_I386", here, absent);
-        }
-    }
 }
 
 /// Runs classic BPF `p` on a call as the kernel would, for the instructions seccompiler and
