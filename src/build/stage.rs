@@ -16,13 +16,18 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> 
     let label = sp.label();
     // BuildKit drops the stage name from step names when the Dockerfile has one stage.
     let shown = if b.plan.stages.len() == 1 { String::new() } else { label.clone() };
-    let total = 1 + sp.steps.iter().filter(|s| is_step(&s.op)).count();
+    // BuildKit counts FROM as step 1 only when it pulls something: a stage or scratch base is
+    // no step, and the stage's first step is 1 (`[c 1/2] COPY …`).
+    let from_is_step = matches!(sp.base, Source::Image(_) | Source::Context { .. });
+    let mut n = usize::from(from_is_step);
+    let total = n + sp.steps.iter().filter(|s| is_step(&s.op)).count();
     let mut out = ended(b, &label, 1, base(b, sp, &shown, total, done))?;
-    b.reporter.event(&Event::Done { stage: &label, n: 1 });
+    if from_is_step {
+        b.reporter.event(&Event::Done { stage: &label, n: 1 });
+    }
     // The base's ONBUILD triggers are steps of this stage now (see the planner); they do not pass on.
     out.image.config.config.on_build = None;
     let mut cmd_set = false;
-    let mut n = 1;
     for (i, step) in sp.steps.iter().enumerate() {
         if b.failed.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(BuildError::Cancelled);

@@ -84,6 +84,25 @@ fn plain_cold_then_cached() {
     assert!(err.trim_end().ends_with("0 steps run, 3 cached"), "{err}");
 }
 
+/// A stage built on scratch or on another stage has no FROM step: its first step is 1, as in
+/// BuildKit (`[c 1/2] COPY …`, checked against dockerd 26.1's BuildKit); an image's FROM is 1.
+#[test]
+fn stages_on_scratch_or_a_stage_count_from_their_first_step() {
+    let df = "FROM scratch AS s\nCOPY a.txt /f\nFROM busybox AS b\nRUN true\n\
+              FROM b AS c\nCOPY --from=s /f /g\nRUN cat /g\n";
+    let Some((mode, dir, ctx)) = setup("stage step numbers", df) else { return };
+    let out = build(&dir, &mode, &[&ctx]);
+    ok(&out, "three stages");
+    let err = text(&out.stderr);
+    for name in
+        ["[s 1/1] COPY a.txt /f", "[b 2/2] RUN true", "[c 1/2] COPY --from=s /f /g", "[c 2/2] RUN cat /g"]
+    {
+        let id = vertex(&err, name);
+        assert!(done(&err, &id), "{name} ends with DONE:\n{err}");
+    }
+    assert!(err.lines().any(|l| l.contains(" [b 1/2] FROM ")), "an image's FROM is step 1:\n{err}");
+}
+
 /// Each output is its own vertex, named and reported as BuildKit's exporter is: an OCI archive's
 /// manifest, config and `sending tarball`, a directory's `copying files`; the store's image
 /// goes into the first, and no `exporting to image` vertex appears without an image output.
