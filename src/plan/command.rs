@@ -47,11 +47,24 @@ fn body(f: &InlineFile) -> String {
 }
 
 /// `<<EOF`, `<<-EOF`, `<<"EOF"`: a command that is nothing but one heredoc.
-fn is_heredoc_word(s: &str) -> bool {
+pub(super) fn is_heredoc_word(s: &str) -> bool {
     let Some(rest) = s.trim().strip_prefix("<<") else { return false };
     let rest = rest.strip_prefix('-').unwrap_or(rest);
     let name = rest.trim_matches(|c| c == '"' || c == '\'');
     !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
+/// What BuildKit adds to the name of a RUN that is one heredoc: ` (first line...)`, the body's
+/// first line after trimming, `...` when more follow.
+pub(super) fn heredoc_summary(c: &CommandLine) -> Option<String> {
+    let (true, Some(first), Some(f)) = (c.shell_form, c.args.first(), c.files.first()) else { return None };
+    if !is_heredoc_word(first) {
+        return None;
+    }
+    let doc = f.data.trim().replace("\r\n", "\n");
+    let mut lines = doc.split('\n');
+    let line = lines.next().unwrap_or_default();
+    Some(format!(" ({line}{})", if lines.next().is_some() { "..." } else { "" }))
 }
 
 #[cfg(test)]
@@ -97,5 +110,16 @@ mod tests {
         assert!(is_heredoc_word("<<\"EOF\""));
         assert!(!is_heredoc_word("cat <<EOF"));
         assert!(!is_heredoc_word("<<"));
+    }
+
+    #[test]
+    fn heredoc_summaries_as_buildkit_names_the_step() {
+        assert_eq!(
+            heredoc_summary(&cl("<<EOF", &[("EOF", "echo one\necho two\n")])).as_deref(),
+            Some(" (echo one...)")
+        );
+        assert_eq!(heredoc_summary(&cl("<<EOF", &[("EOF", "\n  only  \n")])).as_deref(), Some(" (only)"));
+        assert_eq!(heredoc_summary(&cl("python3 <<EOT", &[("EOT", "print(1)\n")])), None, "a redirection");
+        assert_eq!(heredoc_summary(&cl("echo hi", &[])), None);
     }
 }

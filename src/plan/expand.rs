@@ -398,7 +398,8 @@ impl StageCx<'_> {
                     user: self.state.user.clone(),
                     options: self.opts.step_options.clone(),
                 };
-                (op, one_line(&loc.original))
+                let summary = super::command::heredoc_summary(&run.command).unwrap_or_default();
+                (op, format!("{}{summary}", one_line(&loc.original)))
             }
         })
     }
