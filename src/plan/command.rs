@@ -7,12 +7,7 @@ use crate::dockerfile::instructions::{CommandLine, InlineFile};
 /// empty); a command that is one heredoc runs its body; one with heredoc redirections gets them
 /// back, as BuildKit's dispatchRun rebuilds it.
 pub fn run_argv(c: &CommandLine, shell: &[String]) -> (Vec<String>, Option<(String, Vec<u8>)>) {
-    let with_shell = |s: String| {
-        let mut v: Vec<String> =
-            if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
-        v.push(s);
-        v
-    };
+    let with_shell = |s: String| with_shell(shell, s);
     if !c.shell_form {
         return (c.args.clone(), None);
     }
@@ -36,6 +31,14 @@ pub fn run_argv(c: &CommandLine, shell: &[String]) -> (Vec<String>, Option<(Stri
         full.push_str(&f.name);
     }
     (with_shell(full), None)
+}
+
+/// `text` run through `shell` (`/bin/sh -c` when the stage has none), as BuildKit's `withShell`.
+pub(super) fn with_shell(shell: &[String], text: String) -> Vec<String> {
+    let mut v: Vec<String> =
+        if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
+    v.push(text);
+    v
 }
 
 fn body(f: &InlineFile) -> String {

@@ -8,7 +8,7 @@ use super::scope::{EnvList, PROXY_ARGS, Scope, resolve_arg};
 use super::values::{check_chmod, check_reference, check_signal, expose_ports, join_path};
 use super::{BaseImages, CopyOp, Op, Options, Platform, Source, StagePlan, StageState, Step};
 use crate::dockerfile::Diagnostic;
-use crate::dockerfile::instructions::{Copy, Dockerfile, Kind, Loc, MountType, Stage, parse_mount};
+use crate::dockerfile::instructions::{ArgDecl, Copy, Dockerfile, Kind, Loc, MountType, Stage, parse_mount};
 use crate::dockerfile::shell::{Lexer, ShellError};
 
 /// An expansion error, pointing at the word in the instruction.
@@ -134,7 +134,6 @@ pub fn stage(
         },
         state,
         deps: BTreeSet::new(),
-        history_override: None,
     };
     if let Source::Stage(i) = source {
         cx.deps.insert(i);
@@ -154,7 +153,7 @@ pub fn stage(
         }
     }
     cx.state.env = cx.scope.image_env.clone();
-    let declared = cx.scope.declared.iter().cloned().collect();
+    let declared = cx.scope.declared.clone();
     let final_scope = cx.scope;
     let plan = StagePlan {
         index: stage.index,
@@ -181,8 +180,6 @@ struct StageCx<'a> {
     scope: Scope,
     state: StageState,
     deps: BTreeSet<usize>,
-    /// A history entry the step's expansion wrote itself (ARG's shows defaults, not values).
-    history_override: Option<String>,
 }
 
 impl StageCx<'_> {
@@ -190,12 +187,30 @@ impl StageCx<'_> {
         let mut used = BTreeMap::new();
         // The SHELL before the step: a SHELL instruction's own entry does not go through it.
         let shell = self.state.shell.clone();
-        let (op, display) = self.op(kind, loc, &mut used)?;
-        let history = match self.history_override.take() {
-            Some(h) => Some(h),
-            None => super::history::created_by(&op, &shell, &self.scope.history_args()),
+        // ARG's entry shows the defaults as written, expanded before the ARGs are declared.
+        let arg_history = match kind {
+            Kind::Arg(decls) => Some(self.arg_history(decls)),
+            _ => None,
         };
+        let (op, display) = self.op(kind, loc, &mut used)?;
+        let history = arg_history.or_else(|| super::history::created_by(&op, &shell, &self.scope));
         Ok(Step { loc: loc.clone(), op, used_args: used, display, history })
+    }
+
+    /// BuildKit's history entry of an ARG: each default as expanded (not the value a --build-arg
+    /// or a global gives it). A default that fails to expand fails the build only where used.
+    fn arg_history(&self, decls: &[ArgDecl]) -> String {
+        let shown: Vec<String> = decls
+            .iter()
+            .map(|d| match &d.default {
+                None => d.name.clone(),
+                Some(raw) => {
+                    let v = self.lexer.process_word(raw, &self.scope.env).unwrap_or_else(|_| raw.clone());
+                    format!("{}={v}", d.name)
+                }
+            })
+            .collect();
+        format!("ARG {}", shown.join(" "))
     }
 
     /// Expands one word, recording which ARGs it used.
@@ -261,21 +276,6 @@ impl StageCx<'_> {
             Kind::Arg(decls) => {
                 // Like ENV: all defaults are expanded before any of the ARGs is declared.
                 let mut out = Vec::new();
-                // BuildKit's history shows each ARG with its default as expanded (not the value
-                // a --build-arg or a global gives it); a default that fails to expand only fails
-                // the build when it is used.
-                let shown: Vec<String> = decls
-                    .iter()
-                    .map(|d| match &d.default {
-                        None => d.name.clone(),
-                        Some(raw) => {
-                            let v =
-                                self.lexer.process_word(raw, &self.scope.env).unwrap_or_else(|_| raw.clone());
-                            format!("{}={v}", d.name)
-                        }
-                    })
-                    .collect();
-                self.history_override = Some(format!("ARG {}", shown.join(" ")));
                 for d in decls {
                     let default = match &d.default {
                         Some(raw) if !self.opts.build_args.contains_key(&d.name) => {

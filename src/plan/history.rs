@@ -5,13 +5,15 @@
 //! byte for byte; Go's formatting rules are hand-written here because no crate reproduces them.
 
 use super::Op;
-use super::command::run_argv;
+use super::command::{run_argv, with_shell};
+use super::scope::Scope;
 use crate::dockerfile::instructions::{CommandLine, Health};
 
 /// The `created_by` of `op`'s history entry, or `None` for an instruction BuildKit records none
-/// for (ONBUILD) and for ARG, whose entry the planner writes from the instruction. `shell` is the stage's SHELL at the step; `run_args` the `NAME=value` pairs of
-/// the ARGs the stage declared so far, which BuildKit puts before a RUN's command (`|2 A=1 B=2 …`).
-pub fn created_by(op: &Op, shell: &[String], run_args: &[(String, String)]) -> Option<String> {
+/// for (ONBUILD) and for ARG, whose entry the planner writes from the instruction. `shell` is the
+/// stage's SHELL at the step; `scope` gives the ARGs the stage declared so far, which BuildKit
+/// lists before a RUN's command (`|2 A=1 B=2 …`).
+pub fn created_by(op: &Op, shell: &[String], scope: &Scope) -> Option<String> {
     Some(match op {
         Op::Run { command, .. } => {
             let (mut args, script) = run_argv(command, shell);
@@ -19,6 +21,7 @@ pub fn created_by(op: &Op, shell: &[String], run_args: &[(String, String)]) -> O
                 // BuildKit runs a `#!` heredoc through the shell: `sh -c /dev/pipes/EOF`.
                 args = with_shell(shell, args.join(" "));
             }
+            let run_args = scope.history_args();
             let mut words: Vec<String> = Vec::new();
             if !run_args.is_empty() {
                 words.push(format!("|{}", run_args.len()));
@@ -70,13 +73,6 @@ pub fn created_by(op: &Op, shell: &[String], run_args: &[(String, String)]) -> O
         Op::Onbuild(_) => return None,
         Op::Maintainer(m) => format!("MAINTAINER {m}"),
     })
-}
-
-fn with_shell(shell: &[String], s: String) -> Vec<String> {
-    let mut v: Vec<String> =
-        if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
-    v.push(s);
-    v
 }
 
 /// CMD's and ENTRYPOINT's argv as the image config gets it (shell form through the SHELL).

@@ -3,7 +3,7 @@
 //! `--build-arg`, else its default (expanded), else the global value; ARG and ENV values form one
 //! ordered environment for expansion and for RUN, while only ENV reaches the image config.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::platform::Platform;
 
@@ -89,23 +89,16 @@ pub struct Scope {
     pub image_env: EnvList,
     /// ARGs declared in this stage so far, with their values (`None`: declared without a value).
     pub args: Vec<(String, Option<String>)>,
-    /// Names of ARGs declared anywhere (for the unused `--build-arg` warning).
-    pub declared: BTreeSet<String>,
-    /// Names of the ARGs this stage declared, in order (not its parent stage's): the ones
-    /// BuildKit's history lists before each RUN's command.
-    pub own_args: Vec<String>,
+    /// Names of the ARGs this stage declared, in order (not its parent stage's): the unused
+    /// `--build-arg` warning looks them up, and BuildKit's history lists them before each RUN's
+    /// command.
+    pub declared: Vec<String>,
 }
 
 impl Scope {
     /// A stage scope that inherits `image_env` (the base image's ENV).
     pub fn new(image_env: EnvList) -> Scope {
-        Scope {
-            env: image_env.clone(),
-            image_env,
-            args: Vec::new(),
-            declared: BTreeSet::new(),
-            own_args: Vec::new(),
-        }
+        Scope { env: image_env.clone(), image_env, args: Vec::new(), declared: Vec::new() }
     }
 
     /// The scope a stage built `FROM` this one starts with: BuildKit's child stage starts from the
@@ -113,7 +106,7 @@ impl Scope {
     /// ENV is in the image config). The ARGs count as the child's, so steps using them are keyed
     /// by them; the names were declared by the parent, not the child.
     pub fn inherited(&self) -> Scope {
-        Scope { declared: BTreeSet::new(), own_args: Vec::new(), ..self.clone() }
+        Scope { declared: Vec::new(), ..self.clone() }
     }
 
     /// Records `ENV name=value`.
@@ -131,16 +124,15 @@ impl Scope {
             Some(slot) => slot.1 = value,
             None => self.args.push((name.to_string(), value)),
         }
-        self.declared.insert(name.to_string());
-        if !self.own_args.iter().any(|k| k == name) {
-            self.own_args.push(name.to_string());
+        if !self.declared.iter().any(|k| k == name) {
+            self.declared.push(name.to_string());
         }
     }
 
     /// This stage's ARGs with their values now, as BuildKit's history shows them before a RUN:
     /// the environment's value (a later ENV of the same name wins), else empty.
     pub fn history_args(&self) -> Vec<(String, String)> {
-        self.own_args.iter().map(|k| (k.clone(), self.env.get(k).unwrap_or_default().to_string())).collect()
+        self.declared.iter().map(|k| (k.clone(), self.env.get(k).unwrap_or_default().to_string())).collect()
     }
 
     /// ARGs with values that are in scope (they are part of every later RUN's environment and
