@@ -157,7 +157,7 @@ impl Core {
         let now = (self.clock)();
         let Some(mut key) = Key::of(e) else { return (None, Change::None) };
         let mut change = Change::None;
-        if let Event::Step { n: 1, text, .. } = e {
+        if let Some(text) = from_text(e) {
             // Stages FROM the same image share BuildKit's vertex: one number, and the name of the
             // first stage that used it.
             let from = Key::From(text.to_string());
@@ -172,7 +172,9 @@ impl Core {
             key = from.clone();
         }
         let name = match e {
-            Event::Step { shown, n, total, text, .. } => Some((step_name(shown, *n, *total, text), *n > 1)),
+            Event::Step { shown, n, total, text, .. } => {
+                Some((step_name(shown, *n, *total, text), from_text(e).is_none()))
+            }
             Event::Task { name } => Some((name.to_string(), false)),
             _ => None,
         };
@@ -359,6 +361,16 @@ impl Core {
         }
         self.summarized = true;
         Some(self.summary(None))
+    }
+}
+
+/// The text of a stage's `FROM` step, which pulls rather than runs (not counted as run) and is
+/// shared by the stages FROM the same image. It is step 1 when there is one; a stage on scratch or
+/// on another stage has none, and its step 1 is a step like the others.
+fn from_text<'e>(e: &Event<'e>) -> Option<&'e str> {
+    match e {
+        Event::Step { n: 1, text, .. } if text.starts_with("FROM ") => Some(text),
+        _ => None,
     }
 }
 

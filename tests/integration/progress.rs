@@ -101,6 +101,8 @@ fn stages_on_scratch_or_a_stage_count_from_their_first_step() {
         assert!(done(&err, &id), "{name} ends with DONE:\n{err}");
     }
     assert!(err.lines().any(|l| l.contains(" [b 1/2] FROM ")), "an image's FROM is step 1:\n{err}");
+    // Every step but the FROM ran, the first steps of s and c too.
+    assert!(err.contains(": 4 steps run, 0 cached"), "{err}");
 }
 
 /// Each output is its own vertex, named and reported as BuildKit's exporter is: an OCI archive's
