@@ -141,6 +141,7 @@ fn base(
         Source::Context { name, value } => {
             from(value);
             let mut image = named_context_image(b, name, value, &sp.platform, at)?;
+            image.config.as_base();
             ensure_path(&mut image.config, &sp.platform);
             Ok(image_stage(image, &sp.platform))
         }
@@ -170,6 +171,7 @@ fn base(
                     millis,
                 });
             }
+            image.config.as_base();
             ensure_path(&mut image.config, &sp.platform);
             Ok(image_stage(image, &sp.platform))
         }
