@@ -68,12 +68,11 @@ pub fn apply(config: &mut ImageConfig, op: &Op, cmd_set: &mut bool) -> bool {
     true
 }
 
+/// CMD's or ENTRYPOINT's argv: the exec form as written; the shell form's words joined into one
+/// argument to the shell, as BuildKit's `withShell` (so a bare `CMD` runs `/bin/sh -c ""`).
 fn argv(c: &CommandLine, shell: Option<&[String]>) -> Vec<String> {
     if c.shell_form {
-        let mut v: Vec<String> =
-            shell.map(<[String]>::to_vec).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-        v.extend(c.args.iter().cloned());
-        v
+        crate::plan::with_shell(shell.unwrap_or_default(), c.args.join(" "))
     } else {
         c.args.clone()
     }
@@ -113,6 +112,19 @@ mod tests {
         assert!(apply(&mut c, &Op::Entrypoint(cl(&["/f"], false)), &mut set));
         assert_eq!(c.config.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "x".into()]));
         assert_eq!(c.config.args_escaped, Some(true), "as BuildKit's dispatchCmd sets it");
+    }
+
+    #[test]
+    fn shell_forms_run_one_argument_even_when_bare() {
+        let mut c = ImageConfig::default();
+        let mut set = false;
+        apply(&mut c, &Op::Cmd(cl(&[], true)), &mut set);
+        assert_eq!(c.config.cmd, Some(vec!["/bin/sh".into(), "-c".into(), String::new()]));
+        apply(&mut c, &Op::Shell(vec!["bash".into(), "-ec".into()]), &mut set);
+        apply(&mut c, &Op::Entrypoint(cl(&["run", "me"], true)), &mut set);
+        assert_eq!(c.config.entrypoint, Some(vec!["bash".into(), "-ec".into(), "run me".into()]));
+        apply(&mut c, &Op::Cmd(cl(&[], false)), &mut set);
+        assert_eq!(c.config.cmd, Some(vec![]), "CMD [] (written as no Cmd, see image::config)");
     }
 
     #[test]

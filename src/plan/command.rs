@@ -34,7 +34,7 @@ pub fn run_argv(c: &CommandLine, shell: &[String]) -> (Vec<String>, Option<(Stri
 }
 
 /// `text` run through `shell` (`/bin/sh -c` when the stage has none), as BuildKit's `withShell`.
-pub(super) fn with_shell(shell: &[String], text: String) -> Vec<String> {
+pub fn with_shell(shell: &[String], text: String) -> Vec<String> {
     let mut v: Vec<String> =
         if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
     v.push(text);

@@ -7,7 +7,7 @@
 //! image store and a dry run backs with nothing.
 
 mod command;
-pub use command::run_argv;
+pub use command::{run_argv, with_shell};
 mod display;
 mod expand;
 mod history;
