@@ -155,7 +155,7 @@ fn build(args: BuildArgs, reporter: &dyn Reporter) -> Result<(), Failure> {
     reporter.event(&Event::TaskStatus { name: context_task, text: &text });
     reporter.event(&Event::TaskDone { name: context_task });
     let build_options = crate::build::Options {
-        source_date_epoch: source_date_epoch()?,
+        source_date_epoch: source_date_epoch(&options)?,
         keep_file_times: keep_file_times(&outputs)?,
         labels: labels(&args)?,
         isolation: isolation(args.isolation),
@@ -711,9 +711,14 @@ fn keep_file_times(outputs: &[OutputSpec]) -> Result<bool, Failure> {
     Ok(asked.first() == Some(&false))
 }
 
-fn source_date_epoch() -> Result<Option<i64>, Failure> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.parse::<i64>().map(Some).map_err(|_| {
+/// The build arg (or, through `plan_options`, the environment variable) that sets the epoch.
+const EPOCH_ARG: &str = "SOURCE_DATE_EPOCH";
+
+/// The build's epoch: the `SOURCE_DATE_EPOCH` build arg, which BuildKit's frontend reads (buildx
+/// sets it from the environment, as `plan_options` does).
+fn source_date_epoch(options: &plan::Options) -> Result<Option<i64>, Failure> {
+    match options.build_args.get(EPOCH_ARG) {
+        Some(v) if !v.is_empty() => v.parse::<i64>().map(Some).map_err(|_| {
             Failure::usage(format!("error: SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
         }),
         _ => Ok(None),
@@ -835,6 +840,14 @@ fn plan_options(args: &BuildArgs) -> Result<plan::Options, Failure> {
                 }
             }
         }
+    }
+    // As buildx: the environment's SOURCE_DATE_EPOCH is the build arg unless one is given, so a
+    // Dockerfile's `ARG SOURCE_DATE_EPOCH` sees it, and `--build-arg SOURCE_DATE_EPOCH` sets the
+    // epoch too (see `source_date_epoch`).
+    if !build_args.contains_key(EPOCH_ARG)
+        && let Ok(v) = std::env::var(EPOCH_ARG)
+    {
+        build_args.insert(EPOCH_ARG.to_string(), v);
     }
     let platform = match args.platforms.first() {
         Some(p) => Some(Platform::parse(p).map_err(|e| Failure::usage(format!("error: --platform: {e}")))?),

@@ -313,7 +313,11 @@ pub fn plan(df: &Dockerfile, opts: &Options, images: &dyn BaseImages) -> Result<
         .build_args
         .keys()
         .filter(|k| {
-            !declared.contains(k) && !scope::PROXY_ARGS.contains(&k.as_str()) && globals.get(k).is_none()
+            // SOURCE_DATE_EPOCH sets the build's epoch whether or not an ARG reads it.
+            !declared.contains(k)
+                && !scope::PROXY_ARGS.contains(&k.as_str())
+                && k.as_str() != "SOURCE_DATE_EPOCH"
+                && globals.get(k).is_none()
         })
         .cloned()
         .collect();

@@ -255,11 +255,12 @@ fn same_inputs_same_digest_from_clean_stores() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = full_context(dir.path());
     let ctx = ctx.to_str().expect("utf-8");
-    let run = |name: &str, env: &[(&str, &str)]| {
+    let run_with = |name: &str, args: &[&str], env: &[(&str, &str)]| {
         let d = dir.path().join(name);
         fs_err::create_dir_all(&d).expect("mkdir");
-        digest_of(&build(&d, &[ctx], env))
+        digest_of(&build(&d, &[args, &[ctx]].concat(), env))
     };
+    let run = |name: &str, env: &[(&str, &str)]| run_with(name, &[], env);
     let a = run("a", &[]);
     let b = run("b", &[]);
     assert!(a.starts_with("sha256:") && a.len() == 71, "{a}");
@@ -268,6 +269,9 @@ fn same_inputs_same_digest_from_clean_stores() {
     let d = run("d", &[("SOURCE_DATE_EPOCH", "1700000000")]);
     assert_eq!(c, d, "same digest with SOURCE_DATE_EPOCH");
     assert_ne!(a, c, "SOURCE_DATE_EPOCH changes the timestamps");
+    // As with buildx: the build arg sets the epoch too, and wins over the environment.
+    let e = run_with("e", &["--build-arg", "SOURCE_DATE_EPOCH=1700000000"], &[("SOURCE_DATE_EPOCH", "5")]);
+    assert_eq!(e, c, "--build-arg SOURCE_DATE_EPOCH is the epoch");
 }
 
 #[test]
