@@ -9,7 +9,7 @@ use super::values::{check_chmod, check_reference, check_signal, expose_ports, jo
 use super::{BaseImages, CopyOp, Op, Options, Platform, Source, StagePlan, StageState, Step};
 use crate::dockerfile::Diagnostic;
 use crate::dockerfile::instructions::{ArgDecl, Copy, Dockerfile, Kind, Loc, MountType, Stage, parse_mount};
-use crate::dockerfile::shell::{Lexer, ShellError};
+use crate::dockerfile::shell::{Lexer, Options as LexOptions, ShellError};
 
 /// An expansion error, pointing at the word in the instruction.
 pub fn err(df: &Dockerfile, loc: &Loc, word: &str, e: ShellError) -> Diagnostic {
@@ -213,6 +213,29 @@ impl StageCx<'_> {
         format!("ARG {}", shown.join(" "))
     }
 
+    /// A step's name in the progress output, as BuildKit's `processCmdEnv` and `uppercaseCmd`
+    /// make it: the instruction as written (`original`, on one line), its keyword upper-cased, the
+    /// stage's variables expanded over the whole text. RUN's name keeps its quotes and leaves
+    /// unset variables as written (`raw`, BuildKit's RawQuotes and SkipUnsetEnv); COPY's, ADD's and
+    /// WORKDIR's lose their quotes and expand unset variables to nothing. Text that does not expand
+    /// is shown as written.
+    fn step_name(&self, original: &str, raw: bool) -> String {
+        let lexer = if raw {
+            self.lexer.with_options(LexOptions {
+                raw_quotes: true,
+                skip_unset_env: true,
+                ..LexOptions::default()
+            })
+        } else {
+            *self.lexer
+        };
+        let text = lexer.process_word(original, &self.scope.env).unwrap_or_else(|_| original.to_string());
+        match text.split_once(' ') {
+            Some((keyword, rest)) => format!("{} {rest}", keyword.to_uppercase()),
+            None => text.to_uppercase(),
+        }
+    }
+
     /// Expands one word, recording which ARGs it used.
     fn word(&self, w: &str, loc: &Loc, used: &mut BTreeMap<String, String>) -> Result<String, Diagnostic> {
         let r =
@@ -301,8 +324,9 @@ impl StageCx<'_> {
             Kind::Workdir(raw) => {
                 let w = self.word(raw, loc, used)?;
                 let abs = join_path(&self.state.workdir, &w);
+                let shown = self.step_name(&one_line(&loc.original), false);
                 self.state.workdir = abs.clone();
-                (Op::Workdir(abs.clone()), format!("WORKDIR {abs}"))
+                (Op::Workdir(abs), shown)
             }
             Kind::User(raw) => {
                 let u = self.word(raw, loc, used)?;
@@ -399,7 +423,7 @@ impl StageCx<'_> {
                     options: self.opts.step_options.clone(),
                 };
                 let summary = super::command::heredoc_summary(&run.command).unwrap_or_default();
-                (op, format!("{}{summary}", one_line(&loc.original)))
+                (op, self.step_name(&format!("{}{summary}", one_line(&loc.original)), true))
             }
         })
     }
@@ -451,25 +475,7 @@ impl StageCx<'_> {
             excludes.push(self.word(e, loc, used)?);
         }
         let dest = join_path(&self.state.workdir, &dest_raw);
-        let mut text = vec![if add { "ADD".to_string() } else { "COPY".to_string() }];
-        if let Some(f) = &c.from {
-            text.push(format!("--from={f}"));
-        }
-        for (flag, v) in [("chown", &chown), ("chmod", &chmod), ("checksum", &checksum)] {
-            if let Some(v) = v {
-                text.push(format!("--{flag}={v}"));
-            }
-        }
-        if c.link {
-            text.push("--link".into());
-        }
-        if c.parents {
-            text.push("--parents".into());
-        }
-        text.extend(excludes.iter().map(|e| format!("--exclude={e}")));
-        text.extend(c.inline.iter().map(|f| format!("<<{}", f.name)));
-        text.extend(sources.iter().cloned());
-        text.push(dest_raw.clone());
+        let shown = self.step_name(&one_line(&loc.original), false);
         let op = CopyOp {
             add,
             from,
@@ -486,7 +492,7 @@ impl StageCx<'_> {
             keep_git_dir: c.keep_git_dir,
             unpack: c.unpack,
         };
-        Ok((Op::Copy(op), text.join(" ")))
+        Ok((Op::Copy(op), shown))
     }
 
     /// `COPY --from=`: a stage index or name (any stage, cycles are checked later), a named

@@ -248,9 +248,35 @@ fn display_is_stable() {
         "ARG B=busybox\nFROM $B AS base\nENV A=\"x y\"\nWORKDIR app\nFROM base\nCOPY --from=base --chmod=755 a* /app/\nEXPOSE 80 53/udp\nCMD [\"sh\"]\n",
     );
     let text = p.to_string();
-    let expected = "target: 1 (stage 1 of 2)\nplatform: linux/amd64 (build platform HOST)\n\nstage 0 \"base\": FROM busybox (image)  (line 2)\n      uses build args: B=busybox\n  [base 1/2] ENV A=\"x y\"\n  [base 2/2] WORKDIR /app\n\nstage 1: FROM base (stage 0)  (line 5)\n  [stage-1 1/3] COPY --from=base --chmod=755 a* /app/\n  [stage-1 2/3] EXPOSE 53/udp 80\n  [stage-1 3/3] CMD [\"sh\"]\n"
+    let expected = "target: 1 (stage 1 of 2)\nplatform: linux/amd64 (build platform HOST)\n\nstage 0 \"base\": FROM busybox (image)  (line 2)\n      uses build args: B=busybox\n  [base 1/2] ENV A=\"x y\"\n  [base 2/2] WORKDIR app\n\nstage 1: FROM base (stage 0)  (line 5)\n  [stage-1 1/3] COPY --from=base --chmod=755 a* /app/\n  [stage-1 2/3] EXPOSE 53/udp 80\n  [stage-1 3/3] CMD [\"sh\"]\n"
         .replace("HOST", &Platform::host().to_string());
     assert_eq!(text, expected);
+}
+
+#[test]
+fn steps_are_named_as_buildkit_names_them() {
+    // As dockerd 26.1's BuildKit showed them (`#N [2/5] …`): RUN keeps quotes and unset
+    // variables, COPY and WORKDIR lose quotes and expand unset variables to nothing; the keyword
+    // is upper-cased; a relative WORKDIR stays as written.
+    let p = plan_with(
+        "FROM scratch\nARG A=1 B\nENV D=/dst\nrun echo \"$A $B\" '$D' ${NOPE:-x} $NOPE > /ab\nCOPY --chmod=600 \"f$A.txt\" $D/ $NOPE\nWORKDIR sub$A\ncopy a b\n",
+        &[("B", "bee")],
+        None,
+    )
+    .expect("plan");
+    let shown: Vec<&str> =
+        p.stages[0].steps.iter().filter(|s| s.history.is_some()).map(|s| s.display.as_str()).collect();
+    assert_eq!(
+        shown,
+        [
+            "ARG A=1 B=bee",
+            "ENV D=/dst",
+            "RUN echo \"1 bee\" '$D' ${NOPE:-x} $NOPE > /ab",
+            "COPY --chmod=600 f1.txt /dst/ ",
+            "WORKDIR sub1",
+            "COPY a b",
+        ]
+    );
 }
 
 #[test]
