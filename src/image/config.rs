@@ -202,8 +202,7 @@ impl ImageConfig {
         serde_json::from_slice(bytes)
     }
 
-    /// The canonical bytes hako writes (field order fixed by the struct, maps sorted), so the same
-    /// build always gives the same config digest.
+    /// The canonical bytes hako writes, so the same build always gives the same config digest.
     ///
     /// The bytes are BuildKit's for the same config, so an image built the same way has the same
     /// config digest (Docker's image ID) from either: Go's `encoding/json` escapes `<`, `>`, `&`,
@@ -221,7 +220,12 @@ impl ImageConfig {
         let Ok(top) = serde_json::from_slice::<BTreeMap<String, Box<RawValue>>>(&fields) else {
             return Vec::new();
         };
-        serde_json::to_vec(&top).unwrap_or_default()
+        // The raw values are written as they are; the keys get Go's escapes again.
+        let mut out = Vec::new();
+        match top.serialize(&mut serde_json::Serializer::with_formatter(&mut out, GoEscapes)) {
+            Ok(()) => out,
+            Err(_) => Vec::new(),
+        }
     }
 
     /// This config as the start of a stage built on it, as BuildKit's frontend reads a base: into
