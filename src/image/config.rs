@@ -359,6 +359,16 @@ mod tests {
     }
 
     #[test]
+    fn unknown_top_level_keys_are_escaped_and_sorted_too() {
+        let json = br#"{"z":1,"architecture":"amd64","os":"linux","a<b>":"c&d","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let c = ImageConfig::from_json(json).expect("parse");
+        assert_eq!(
+            String::from_utf8(c.to_json()).expect("utf-8"),
+            r#"{"a\u003cb\u003e":"c\u0026d","architecture":"amd64","config":{},"os":"linux","rootfs":{"type":"layers","diff_ids":[]},"z":1}"#
+        );
+    }
+
+    #[test]
     fn rfc3339_dates() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
