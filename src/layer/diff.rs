@@ -88,6 +88,14 @@ pub struct DiffOptions<'a> {
     /// asked for but could not set). Asked for every entry except whiteouts and the second and
     /// later paths of a hard link, which take the first path's metadata.
     pub ownership: Option<OwnershipFn<'a>>,
+    /// The step's lower directories, top first (overlay snapshots: whiteouts as 0/0 devices,
+    /// opaque directories by xattr). Given, an opaque directory that is no directory in them gets
+    /// no `.wh..wh..opq`: the kernel marks opaque every directory a step creates inside one that
+    /// the lower layers have (to spare lookups below), and there such a marker hides nothing.
+    /// BuildKit's overlay differ leaves those out too (it checks the base), so a RUN that
+    /// installs packages makes the same entries as with BuildKit, not one marker per new
+    /// directory. `None`: every opaque directory keeps its marker.
+    pub lowers: Option<&'a [PathBuf]>,
 }
 
 impl fmt::Debug for DiffOptions<'_> {
@@ -96,6 +104,7 @@ impl fmt::Debug for DiffOptions<'_> {
             .field("clamp", &self.clamp)
             .field("xattr_prefix", &self.xattr_prefix)
             .field("ownership", &self.ownership.map(|_| "Fn"))
+            .field("lowers", &self.lowers)
             .finish()
     }
 }
@@ -248,7 +257,7 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
         let path = join(rel, name);
         let mut source = None;
         let kind = if ft.is_dir() {
-            if check_xattrs(abs, opts.xattr_prefix)? {
+            if check_xattrs(abs, opts.xattr_prefix)? && opts.lowers.is_none_or(|l| is_dir_below(l, &path)) {
                 found.push(marker(join(&path, WH_OPAQUE), opts.clamp));
                 summary.opaque_dirs += 1;
             }
@@ -354,6 +363,50 @@ pub(super) fn node_kind(mode: u32, rdev: u64) -> Option<Kind> {
         SFlag::S_IFIFO => Some(Kind::Fifo),
         _ => None,
     }
+}
+
+/// Whether `rel` is a directory in the overlay of `lowers` (top first), by overlayfs's lookup:
+/// the topmost layer with an entry at `rel` decides, a whiteout or a non-directory at `rel` or
+/// above it hides everything below, and so does an opaque directory above it for the layers below
+/// its own. When unsure (a lower missing, an unreadable entry) it says yes: a marker too many
+/// costs an entry, one too few would let the lower layers' files through.
+pub(crate) fn is_dir_below(lowers: &[PathBuf], rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    let Some(last) = parts.len().checked_sub(1) else { return true };
+    for lower in lowers {
+        if !lower.is_dir() {
+            return true;
+        }
+        let mut p = lower.clone();
+        let mut hides_below = false;
+        for (i, part) in parts.iter().enumerate() {
+            p.push(part);
+            let md = match fs::symlink_metadata(&p) {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(_) => return true,
+            };
+            if !md.is_dir() {
+                // A whiteout, or a non-directory: hides `rel` in this layer and below.
+                return false;
+            }
+            if i == last {
+                return true;
+            }
+            hides_below |= is_opaque(&p);
+        }
+        if hides_below {
+            return false;
+        }
+    }
+    false
+}
+
+/// Whether a lower directory is opaque (`opaque=y` in either namespace).
+fn is_opaque(dir: &Path) -> bool {
+    [XattrPrefix::Trusted, XattrPrefix::User]
+        .iter()
+        .any(|ns| matches!(xattr::get(dir, format!("{}opaque", ns.namespace())), Ok(Some(v)) if v == b"y"))
 }
 
 /// Reads the overlay xattrs of a directory or file: fails on `redirect` or `metacopy` in the

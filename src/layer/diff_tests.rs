@@ -245,6 +245,39 @@ fn opaque_dirs_are_read_from_either_namespace_and_only_for_y() {
 }
 
 #[test]
+fn opaque_markers_only_where_the_lower_layers_have_the_directory() {
+    let (ns, opts) = own();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (top, bottom, up) = (tmp.path().join("top"), tmp.path().join("bottom"), tmp.path().join("up"));
+    for d in ["bottom/usr/lib/old", "bottom/etc/gone", "bottom/opt/hid/x", "top/opt/hid", "up"] {
+        fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
+    }
+    write(&bottom.join("file"), "f", 0o644);
+    whiteout(&top.join("etc"));
+    // `top` makes opt/hid opaque: bottom's opt/hid/x is hidden from the layers above.
+    set_overlay_xattr(&top.join("opt/hid"), ns, "opaque", b"y");
+    // What the kernel marks opaque in a step: new directories inside merged ones, and one that
+    // replaces a lower directory.
+    for d in ["usr/lib/new", "usr/lib/new/sub", "usr/lib/old", "etc/gone", "opt/hid/x", "file"] {
+        fs::create_dir_all(up.join(d)).expect("mkdir");
+        set_overlay_xattr(&up.join(d), ns, "opaque", b"y");
+    }
+    let lowers = [top, bottom];
+    let markers = |opts: &DiffOptions<'_>| -> Vec<String> {
+        entries(&up, opts).into_iter().map(|(p, _, _)| p).filter(|p| p.ends_with(WH_OPAQUE)).collect()
+    };
+    assert_eq!(
+        markers(&DiffOptions { lowers: Some(&lowers), ..opts }),
+        ["usr/lib/old/.wh..wh..opq"],
+        "only usr/lib/old is a directory below: etc is whited out, opt/hid/x hidden by an opaque \
+         directory, file is no directory, usr/lib/new is new"
+    );
+    assert_eq!(markers(&opts).len(), 6, "without the lowers every opaque directory is marked");
+    assert!(is_dir_below(&lowers, "opt/hid"), "top's own opaque directory is there");
+    assert!(is_dir_below(&[tmp.path().join("missing")], "usr"), "unsure: keep the marker");
+}
+
+#[test]
 fn redirect_and_metacopy_xattrs_fail_the_diff() {
     for (prefix, ns) in [(XattrPrefix::Trusted, "trusted"), (XattrPrefix::User, "user")] {
         if prefix == XattrPrefix::Trusted && !trusted_ok() {

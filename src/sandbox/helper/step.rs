@@ -135,7 +135,10 @@ impl Ctx {
         });
         let mut w = LayerWriter::teed(&self.store, codec, req.clamp, tee).map_err(|e| e.to_string())?;
         let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
-        let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None };
+        // The snapshots the step ran on, top first (they are there: the step just used them).
+        let lowers: Vec<PathBuf> =
+            overlay::chain_ids(&req.layers).iter().rev().map(|id| self.snapshots.join(id)).collect();
+        let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None, lowers: Some(&lowers) };
         let summary = match (plain, before) {
             (Some(p), Some(before)) => match &after {
                 Some(after) => {
