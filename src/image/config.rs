@@ -117,7 +117,8 @@ pub struct RunConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Healthcheck {
-    /// `["NONE"]`, `["CMD", …]` or `["CMD-SHELL", "…"]`.
+    /// `["NONE"]`, `["CMD", …]` or `["CMD-SHELL", "…"]`; empty (inherit) in some bases' configs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub test: Vec<String>,
     /// Interval.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -330,11 +331,11 @@ mod tests {
 
     #[test]
     fn empty_values_are_left_out_as_go_leaves_them() {
-        let json = br#"{"architecture":"amd64","os":"linux","author":"","config":{"User":"","Env":[],"Cmd":[],"Entrypoint":null,"WorkingDir":"","Labels":{},"ArgsEscaped":false,"OnBuild":null},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"","comment":"","author":""}]}"#;
+        let json = br#"{"architecture":"amd64","os":"linux","author":"","config":{"User":"","Env":[],"Cmd":[],"Entrypoint":null,"WorkingDir":"","Labels":{},"ArgsEscaped":false,"OnBuild":null,"Healthcheck":{"Test":[],"Retries":0}},"rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"","comment":"","author":""}]}"#;
         let c = ImageConfig::from_json(json).expect("parse");
         assert_eq!(
             String::from_utf8(c.to_json()).expect("utf-8"),
-            r#"{"architecture":"amd64","config":{},"history":[{}],"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            r#"{"architecture":"amd64","config":{"Healthcheck":{}},"history":[{}],"os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
         );
     }
 
