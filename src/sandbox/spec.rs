@@ -201,12 +201,10 @@ pub fn build(s: &StepSpec) -> Result<Spec, libcontainer::oci_spec::OciSpecError>
     let linux = linux.build()?;
 
     let mut mounts: Vec<Mount> = if s.rootless { get_rootless_mounts() } else { get_default_mounts() };
-    // A build step has no business with the cgroup tree; mqueue is not mountable in every
-    // user namespace and nothing a build runs needs it.
-    mounts.retain(|m| {
-        let d = m.destination().to_string_lossy();
-        d != "/sys/fs/cgroup" && d != "/dev/mqueue"
-    });
+    // A build step has no business with the cgroup tree. /dev/mqueue stays, as in BuildKit's
+    // steps (containerd's default spec): the step's IPC namespace is new and owned by the user
+    // namespace the helper is in, so even a rootless helper may mount its mqueue.
+    mounts.retain(|m| m.destination().to_string_lossy() != "/sys/fs/cgroup");
     if s.options.shm_size > 0 {
         for m in mounts.iter_mut().filter(|m| m.destination().to_string_lossy() == "/dev/shm") {
             let mut options: Vec<String> = m

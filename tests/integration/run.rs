@@ -433,7 +433,8 @@ fn steps_see_sys_proc_and_etc_mounted_as_in_buildkit() {
         RUN awk '$2 ~ /^\\/sys/ && $4 !~ /^ro(,|$)/ { print $2 }' /proc/mounts > /sys-rw; \\\n\
             awk '$2 == \"/proc\" { print $4 }' /proc/mounts > /proc-opts; \\\n\
             for f in /etc/hosts /etc/resolv.conf; do (echo x >> $f) 2>/dev/null && echo $f writable; done > /etc-rw; \\\n\
-            awk '$2 ~ /^\\/sys/ { n++ } END { print n }' /proc/mounts > /sys-mounts\n";
+            awk '$2 ~ /^\\/sys/ { n++ } END { print n }' /proc/mounts > /sys-mounts; \\\n\
+            awk '$2 == \"/dev/mqueue\" { print $3, $4 }' /proc/mounts > /mqueue\n";
     for mode in namespace_modes("the system mounts build") {
         let (_dir, read) = build_local(&mode, DOCKERFILE, &[]);
         assert_eq!(
@@ -448,6 +449,12 @@ fn steps_see_sys_proc_and_etc_mounted_as_in_buildkit() {
             assert!(proc.split(',').any(|p| p.trim() == o), "{}: /proc {proc}", mode.name());
         }
         assert_eq!(read("etc-rw"), "", "{}", mode.name());
+        // POSIX message queues, as BuildKit's steps have them.
+        let mqueue = read("mqueue");
+        assert!(mqueue.starts_with("mqueue "), "{}: /dev/mqueue is {mqueue:?}", mode.name());
+        for o in ["nosuid", "nodev", "noexec"] {
+            assert!(mqueue.contains(o), "{}: /dev/mqueue {mqueue}", mode.name());
+        }
     }
 }
 
