@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::dockerfile::instructions::{CommandLine, Health};
+use crate::dockerfile::instructions::Health;
 use crate::image::config::{Empty, Healthcheck, ImageConfig};
-use crate::plan::Op;
+use crate::plan::{Op, config_argv};
 
 /// Applies `op` to `config` if it only changes the config; returns false for the instructions
 /// that also produce a layer (RUN, COPY/ADD, WORKDIR — whose config part, the working directory,
@@ -47,13 +47,13 @@ pub fn apply(config: &mut ImageConfig, op: &Op, cmd_set: &mut bool) -> bool {
         Op::Healthcheck(h) => cfg.healthcheck = Some(healthcheck(h)),
         Op::Shell(s) => cfg.shell = Some(s.clone()),
         Op::Cmd(c) => {
-            cfg.cmd = Some(argv(c, cfg.shell.as_deref()));
+            cfg.cmd = Some(config_argv(c, cfg.shell.as_deref().unwrap_or_default()));
             // BuildKit marks every CMD so (for Windows' command lines), whatever its form.
             cfg.args_escaped = Some(true);
             *cmd_set = true;
         }
         Op::Entrypoint(c) => {
-            cfg.entrypoint = Some(argv(c, cfg.shell.as_deref()));
+            cfg.entrypoint = Some(config_argv(c, cfg.shell.as_deref().unwrap_or_default()));
             if !*cmd_set {
                 cfg.cmd = None;
             }
@@ -66,16 +66,6 @@ pub fn apply(config: &mut ImageConfig, op: &Op, cmd_set: &mut bool) -> bool {
         Op::Copy(_) | Op::Run { .. } => return false,
     }
     true
-}
-
-/// CMD's or ENTRYPOINT's argv: the exec form as written; the shell form's words joined into one
-/// argument to the shell, as BuildKit's `withShell` (so a bare `CMD` runs `/bin/sh -c ""`).
-fn argv(c: &CommandLine, shell: Option<&[String]>) -> Vec<String> {
-    if c.shell_form {
-        crate::plan::with_shell(shell.unwrap_or_default(), c.args.join(" "))
-    } else {
-        c.args.clone()
-    }
 }
 
 fn healthcheck(h: &Health) -> Healthcheck {
@@ -95,6 +85,7 @@ fn healthcheck(h: &Health) -> Healthcheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dockerfile::instructions::CommandLine;
 
     fn cl(args: &[&str], shell_form: bool) -> CommandLine {
         CommandLine { args: args.iter().map(|s| s.to_string()).collect(), shell_form, files: vec![] }

@@ -34,11 +34,18 @@ pub fn run_argv(c: &CommandLine, shell: &[String]) -> (Vec<String>, Option<(Stri
 }
 
 /// `text` run through `shell` (`/bin/sh -c` when the stage has none), as BuildKit's `withShell`.
-pub fn with_shell(shell: &[String], text: String) -> Vec<String> {
+pub(super) fn with_shell(shell: &[String], text: String) -> Vec<String> {
     let mut v: Vec<String> =
         if shell.is_empty() { vec!["/bin/sh".into(), "-c".into()] } else { shell.to_vec() };
     v.push(text);
     v
+}
+
+/// CMD's or ENTRYPOINT's argv as the image config gets it (and its history shows it): the exec
+/// form as written; the shell form's words joined into one argument to the shell, as BuildKit's
+/// `withShell` (so a bare `CMD` runs `/bin/sh -c ""`).
+pub fn config_argv(c: &CommandLine, shell: &[String]) -> Vec<String> {
+    if c.shell_form { with_shell(shell, c.args.join(" ")) } else { c.args.clone() }
 }
 
 fn body(f: &InlineFile) -> String {

@@ -5,9 +5,9 @@
 //! byte for byte; Go's formatting rules are hand-written here because no crate reproduces them.
 
 use super::Op;
-use super::command::{run_argv, with_shell};
+use super::command::{config_argv, run_argv, with_shell};
 use super::scope::Scope;
-use crate::dockerfile::instructions::{CommandLine, Health};
+use crate::dockerfile::instructions::Health;
 
 /// The `created_by` of `op`'s history entry, or `None` for an instruction BuildKit records none
 /// for (ONBUILD) and for ARG, whose entry the planner writes from the instruction. `shell` is the
@@ -73,11 +73,6 @@ pub fn created_by(op: &Op, shell: &[String], scope: &Scope) -> Option<String> {
         Op::Onbuild(_) => return None,
         Op::Maintainer(m) => format!("MAINTAINER {m}"),
     })
-}
-
-/// CMD's and ENTRYPOINT's argv as the image config gets it (shell form through the SHELL).
-fn config_argv(c: &CommandLine, shell: &[String]) -> Vec<String> {
-    if c.shell_form { with_shell(shell, c.args.join(" ")) } else { c.args.clone() }
 }
 
 /// Go's `%q` of the `*HealthcheckConfig` BuildKit sets: `&{[test…] interval timeout start-period

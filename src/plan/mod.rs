@@ -7,7 +7,7 @@
 //! image store and a dry run backs with nothing.
 
 mod command;
-pub use command::{run_argv, with_shell};
+pub use command::{config_argv, run_argv};
 mod display;
 mod expand;
 mod history;
