@@ -711,13 +711,10 @@ fn keep_file_times(outputs: &[OutputSpec]) -> Result<bool, Failure> {
     Ok(asked.first() == Some(&false))
 }
 
-/// The build arg (or, through `plan_options`, the environment variable) that sets the epoch.
-const EPOCH_ARG: &str = "SOURCE_DATE_EPOCH";
-
 /// The build's epoch: the `SOURCE_DATE_EPOCH` build arg, which BuildKit's frontend reads (buildx
 /// sets it from the environment, as `plan_options` does).
 fn source_date_epoch(options: &plan::Options) -> Result<Option<i64>, Failure> {
-    match options.build_args.get(EPOCH_ARG) {
+    match options.build_args.get(plan::scope::EPOCH_ARG) {
         Some(v) if !v.is_empty() => v.parse::<i64>().map(Some).map_err(|_| {
             Failure::usage(format!("error: SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
         }),
@@ -844,10 +841,10 @@ fn plan_options(args: &BuildArgs) -> Result<plan::Options, Failure> {
     // As buildx: the environment's SOURCE_DATE_EPOCH is the build arg unless one is given, so a
     // Dockerfile's `ARG SOURCE_DATE_EPOCH` sees it, and `--build-arg SOURCE_DATE_EPOCH` sets the
     // epoch too (see `source_date_epoch`).
-    if !build_args.contains_key(EPOCH_ARG)
-        && let Ok(v) = std::env::var(EPOCH_ARG)
+    if !build_args.contains_key(plan::scope::EPOCH_ARG)
+        && let Ok(v) = std::env::var(plan::scope::EPOCH_ARG)
     {
-        build_args.insert(EPOCH_ARG.to_string(), v);
+        build_args.insert(plan::scope::EPOCH_ARG.to_string(), v);
     }
     let platform = match args.platforms.first() {
         Some(p) => Some(Platform::parse(p).map_err(|e| Failure::usage(format!("error: --platform: {e}")))?),

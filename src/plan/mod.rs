@@ -313,10 +313,10 @@ pub fn plan(df: &Dockerfile, opts: &Options, images: &dyn BaseImages) -> Result<
         .build_args
         .keys()
         .filter(|k| {
-            // SOURCE_DATE_EPOCH sets the build's epoch whether or not an ARG reads it.
+            // The epoch's arg sets the build's epoch whether or not an ARG reads it.
             !declared.contains(k)
                 && !scope::PROXY_ARGS.contains(&k.as_str())
-                && k.as_str() != "SOURCE_DATE_EPOCH"
+                && k.as_str() != scope::EPOCH_ARG
                 && globals.get(k).is_none()
         })
         .cloned()

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use super::platform::Platform;
 
+/// The build arg that sets the build's epoch, as BuildKit's frontend reads it (buildx fills it from
+/// the environment variable of the same name). It is never reported as unused.
+pub const EPOCH_ARG: &str = "SOURCE_DATE_EPOCH";
+
 /// Build arguments every build knows without a declaration in the Dockerfile (and that stay out of
 /// the image history and cache keys): the proxy variables.
 pub const PROXY_ARGS: [&str; 10] = [
