@@ -6,9 +6,13 @@
 //!   whiteouts to one inode (with a spare in the workdir), so whiteouts are recognised *before*
 //!   hard links are grouped and never become [`Kind::Hardlink`] entries.
 //! - A directory whose `trusted.overlay.opaque` (root mounts) or `user.overlay.opaque` (`userxattr`
-//!   mounts) is `y` hides everything below it in the lower layers: its entry is followed by
-//!   `<dir>/.wh..wh..opq`. Both namespaces are accepted whichever [`XattrPrefix`] is configured; the
-//!   value `x` (recent kernels: "holds xwhiteouts", made by tools for *lower* layers) is not opaque.
+//!   mounts) is `y` hides everything below it in the lower layers. Both namespaces are accepted
+//!   whichever [`XattrPrefix`] is configured; the value `x` (recent kernels: "holds xwhiteouts",
+//!   made by tools for *lower* layers) is not opaque. Without the lower layers its entry is
+//!   followed by `<dir>/.wh..wh..opq`. Given them ([`DiffOptions::lowers`]), hako writes what
+//!   BuildKit's overlay differ writes: nothing more for a directory the lower layers lack (the
+//!   kernel marks every new directory opaque), else a `.wh.<name>` for each name the lower layers
+//!   hold there and the step's directory lacks, and so on down every directory inside it.
 //! - Hard links between paths of the upper directory become one file (the first path in sorted
 //!   order holds the data) and [`Kind::Hardlink`] entries naming it. A copied-up file whose lower
 //!   twin was not copied up is a plain file (overlay with `index=off` breaks such links).
@@ -31,7 +35,7 @@
 //! Entries come out sorted by path (byte order, as in the COPY layers: parents before children),
 //! so the same upper directory always gives the same layer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -89,12 +93,14 @@ pub struct DiffOptions<'a> {
     /// later paths of a hard link, which take the first path's metadata.
     pub ownership: Option<OwnershipFn<'a>>,
     /// The step's lower directories, top first (overlay snapshots: whiteouts as 0/0 devices,
-    /// opaque directories by xattr). Given, an opaque directory that is no directory in them gets
-    /// no `.wh..wh..opq`: the kernel marks opaque every directory a step creates inside one that
-    /// the lower layers have (to spare lookups below), and there such a marker hides nothing.
-    /// BuildKit's overlay differ leaves those out too (it checks the base), so a RUN that
-    /// installs packages makes the same entries as with BuildKit, not one marker per new
-    /// directory. `None`: every opaque directory keeps its marker.
+    /// opaque directories by xattr). Given, an opaque directory gets no `.wh..wh..opq`, as with
+    /// BuildKit's overlay differ, which compares with the base: none at all when the lower layers
+    /// have no directory there (the kernel marks opaque every directory a step creates inside one
+    /// that the lower layers have, to spare lookups below, so a RUN that installs packages would
+    /// otherwise carry one marker per new directory), else one whiteout per name they hold there
+    /// that the step's directory does not, in it and in every directory below it. When the lower
+    /// layers cannot be read there, the marker is written. `None`: every opaque directory gets
+    /// its marker.
     pub lowers: Option<&'a [PathBuf]>,
 }
 
@@ -120,7 +126,7 @@ pub struct DiffSummary {
     pub entries: u64,
     /// `.wh.<name>` entries (opaque markers not included).
     pub whiteouts: u64,
-    /// Directories marked opaque (one `.wh..wh..opq` each).
+    /// Directories marked opaque (one `.wh..wh..opq` each; see [`DiffOptions::lowers`]).
     pub opaque_dirs: u64,
     /// [`Kind::Hardlink`] entries.
     pub hardlinks: u64,
@@ -241,6 +247,10 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
     }
     let mut summary = DiffSummary::default();
     let mut found = Vec::new();
+    // Directories that replace a lower directory whole (an opaque one, and every directory inside
+    // it), and for each the names the lower layers hold there.
+    let mut replaced: HashSet<String> = HashSet::new();
+    let mut hidden: Vec<(String, BTreeSet<String>)> = Vec::new();
     walk(upper, |rel, name, abs, md| {
         let ft = md.file_type();
         if ft.is_char_device() && md.rdev() == 0 {
@@ -257,9 +267,22 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
         let path = join(rel, name);
         let mut source = None;
         let kind = if ft.is_dir() {
-            if check_xattrs(abs, opts.xattr_prefix)? && opts.lowers.is_none_or(|l| is_dir_below(l, &path)) {
-                found.push(marker(join(&path, WH_OPAQUE), opts.clamp));
-                summary.opaque_dirs += 1;
+            let opaque = check_xattrs(abs, opts.xattr_prefix)?;
+            let below = match opts.lowers {
+                None if opaque => Below::Unsure,
+                Some(lowers) if opaque || replaced.contains(rel) => below(lowers, &path, true),
+                _ => Below::Nothing,
+            };
+            match below {
+                Below::Nothing => {}
+                Below::Unsure => {
+                    found.push(marker(join(&path, WH_OPAQUE), opts.clamp));
+                    summary.opaque_dirs += 1;
+                }
+                Below::Dir(names) => {
+                    replaced.insert(path.clone());
+                    hidden.push((path.clone(), names));
+                }
             }
             Kind::Dir
         } else if ft.is_file() {
@@ -284,6 +307,18 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
         found.push(Found { path, meta, source, inode, marker: false });
         Ok(md.is_dir())
     })?;
+    let have: HashSet<&str> = found.iter().map(|f| f.path.as_str()).collect();
+    let mut whiteouts = Vec::new();
+    for (dir, names) in &hidden {
+        for name in names {
+            let wh = join(dir, &format!("{WH_PREFIX}{name}"));
+            if !have.contains(join(dir, name).as_str()) && !have.contains(wh.as_str()) {
+                whiteouts.push(marker(wh, opts.clamp));
+            }
+        }
+    }
+    summary.whiteouts += whiteouts.len() as u64;
+    found.extend(whiteouts);
     found.sort_by(|a, b| a.path.cmp(&b.path));
 
     // Holders come before the other paths of their inode in sorted order.
@@ -365,41 +400,75 @@ pub(super) fn node_kind(mode: u32, rdev: u64) -> Option<Kind> {
     }
 }
 
-/// Whether `rel` is a directory in the overlay of `lowers` (top first), by overlayfs's lookup:
-/// the topmost layer with an entry at `rel` decides, a whiteout or a non-directory at `rel` or
-/// above it hides everything below, and so does an opaque directory above it for the layers below
-/// its own. When unsure (a lower missing, an unreadable entry) it says yes: a marker too many
-/// costs an entry, one too few would let the lower layers' files through.
-pub(crate) fn is_dir_below(lowers: &[PathBuf], rel: &str) -> bool {
+/// What the overlay of some lower layers has at a path.
+#[derive(Debug, PartialEq, Eq)]
+enum Below {
+    /// No directory: nothing there, or a whiteout or a non-directory hides it.
+    Nothing,
+    /// A directory holding these names (when asked for them; else none).
+    Dir(BTreeSet<String>),
+    /// Not known: a lower missing, an entry unreadable, a name that is not UTF-8.
+    Unsure,
+}
+
+/// What the overlay of `lowers` (top first) has at `rel`, by overlayfs's lookup: the topmost
+/// layer with an entry at `rel` decides whether it is a directory; a whiteout or a non-directory
+/// at `rel` or above it hides everything below, and so does an opaque directory for the layers
+/// below its own. With `list`, the directory's names as the merged view shows them: every layer's
+/// down to the first that is opaque there, less those a higher layer whited out.
+fn below(lowers: &[PathBuf], rel: &str, list: bool) -> Below {
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-    let Some(last) = parts.len().checked_sub(1) else { return true };
+    if parts.is_empty() {
+        return Below::Unsure;
+    }
+    let mut names = BTreeSet::new();
+    let mut whited = HashSet::new();
+    let mut dir = false;
     for lower in lowers {
         if !lower.is_dir() {
-            return true;
+            return Below::Unsure;
         }
         let mut p = lower.clone();
         let mut hides_below = false;
-        for (i, part) in parts.iter().enumerate() {
+        let mut here = true;
+        for part in &parts {
             p.push(part);
             let md = match fs::symlink_metadata(&p) {
                 Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    here = false;
+                    break;
+                }
+                Err(_) => return Below::Unsure,
             };
             if !md.is_dir() {
                 // A whiteout, or a non-directory: hides `rel` in this layer and below.
-                return false;
-            }
-            if i == last {
-                return true;
+                return if dir { Below::Dir(names) } else { Below::Nothing };
             }
             hides_below |= is_opaque(&p);
         }
+        if here {
+            if !list {
+                return Below::Dir(names);
+            }
+            dir = true;
+            let Ok(entries) = fs::read_dir(&p) else { return Below::Unsure };
+            for entry in entries {
+                let Ok(entry) = entry else { return Below::Unsure };
+                let Ok(name) = entry.file_name().into_string() else { return Below::Unsure };
+                let Ok(md) = entry.metadata() else { return Below::Unsure };
+                if md.file_type().is_char_device() && md.rdev() == 0 {
+                    whited.insert(name);
+                } else if !whited.contains(&name) {
+                    names.insert(name);
+                }
+            }
+        }
         if hides_below {
-            return false;
+            break;
         }
     }
-    false
+    if dir { Below::Dir(names) } else { Below::Nothing }
 }
 
 /// Whether a lower directory is opaque (`opaque=y` in either namespace).

@@ -3,7 +3,7 @@
 //! real overlay mount — as root, and rootless-style inside `unshare -Urm` with `userxattr` — where
 //! lower + layer, applied with [`apply_layer`], must equal the merged view the kernel showed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -245,36 +245,64 @@ fn opaque_dirs_are_read_from_either_namespace_and_only_for_y() {
 }
 
 #[test]
-fn opaque_markers_only_where_the_lower_layers_have_the_directory() {
+fn opaque_directories_become_whiteouts_of_what_the_lower_layers_hold_there() {
     let (ns, opts) = own();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (top, bottom, up) = (tmp.path().join("top"), tmp.path().join("bottom"), tmp.path().join("up"));
-    for d in ["bottom/usr/lib/old", "bottom/etc/gone", "bottom/opt/hid/x", "top/opt/hid", "up"] {
+    for d in ["bottom/usr/lib/old", "bottom/etc/gone", "bottom/opt/hid/x", "bottom/d/sub", "bottom/d/old"] {
         fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
     }
-    write(&bottom.join("file"), "f", 0o644);
+    for d in ["top/opt/hid", "top/d", "up"] {
+        fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
+    }
+    for f in ["file", "d/a", "d/b", "d/sub/x", "d/sub/y", "d/old/z"] {
+        write(&bottom.join(f), "f", 0o644);
+    }
+    write(&top.join("d/c"), "c", 0o644);
+    whiteout(&top.join("d/b"));
     whiteout(&top.join("etc"));
     // `top` makes opt/hid opaque: bottom's opt/hid/x is hidden from the layers above.
     set_overlay_xattr(&top.join("opt/hid"), ns, "opaque", b"y");
-    // What the kernel marks opaque in a step: new directories inside merged ones, and one that
-    // replaces a lower directory.
-    for d in ["usr/lib/new", "usr/lib/new/sub", "usr/lib/old", "etc/gone", "opt/hid/x", "file"] {
+    // What the kernel marks opaque in a step: new directories inside merged ones, and those that
+    // replace a lower directory (`rm -r d && mkdir d`); not the directories made inside those.
+    for d in ["usr/lib/new", "usr/lib/new/sub", "usr/lib/old", "etc/gone", "opt/hid/x", "file", "d", "d/new"]
+    {
         fs::create_dir_all(up.join(d)).expect("mkdir");
         set_overlay_xattr(&up.join(d), ns, "opaque", b"y");
     }
+    fs::create_dir(up.join("d/sub")).expect("mkdir");
+    write(&up.join("d/a"), "again", 0o644);
+    write(&up.join("d/sub/y"), "again", 0o644);
+
     let lowers = [top, bottom];
-    let markers = |opts: &DiffOptions<'_>| -> Vec<String> {
-        entries(&up, opts).into_iter().map(|(p, _, _)| p).filter(|p| p.ends_with(WH_OPAQUE)).collect()
-    };
+    let e = entries(&up, &DiffOptions { lowers: Some(&lowers), ..opts });
+    let marks: Vec<&str> = paths(&e).into_iter().filter(|p| p.contains(WH_PREFIX)).collect();
     assert_eq!(
-        markers(&DiffOptions { lowers: Some(&lowers), ..opts }),
-        ["usr/lib/old/.wh..wh..opq"],
-        "only usr/lib/old is a directory below: etc is whited out, opt/hid/x hidden by an opaque \
-         directory, file is no directory, usr/lib/new is new"
+        marks,
+        ["d/.wh.c", "d/.wh.old", "d/sub/.wh.x"],
+        "a whiteout for each name the lower layers show in d (b is whited out in top) and in d/sub, \
+         which d's opacity hides too; no marker: usr/lib/old is empty below, etc is whited out, \
+         opt/hid/x hidden by an opaque directory, file is no directory, usr/lib/new and d/new are new"
     );
-    assert_eq!(markers(&opts).len(), 6, "without the lowers every opaque directory is marked");
-    assert!(is_dir_below(&lowers, "opt/hid"), "top's own opaque directory is there");
-    assert!(is_dir_below(&[tmp.path().join("missing")], "usr"), "unsure: keep the marker");
+    assert_eq!(meta(&e, "d/.wh.c"), &whiteout_meta(0));
+
+    let markers = |opts: &DiffOptions<'_>| -> Vec<String> {
+        let e = entries(&up, opts);
+        assert!(!e.iter().any(|(p, _, _)| p.contains(WH_PREFIX) && !p.ends_with(WH_OPAQUE)), "{e:?}");
+        e.into_iter().map(|(p, _, _)| p).filter(|p| p.ends_with(WH_OPAQUE)).collect()
+    };
+    assert_eq!(markers(&opts).len(), 8, "without the lowers every opaque directory is marked");
+    let missing = [tmp.path().join("missing")];
+    assert_eq!(markers(&DiffOptions { lowers: Some(&missing), ..opts }).len(), 8, "unsure: keep the markers");
+    assert_eq!(below(&lowers, "opt/hid", false), Below::Dir(BTreeSet::new()), "top's opaque directory");
+    assert_eq!(below(&lowers, "opt/hid/x", false), Below::Nothing, "hidden by top's opaque directory");
+    assert_eq!(below(&missing, "usr", false), Below::Unsure);
+    let names = |rel| match below(&lowers, rel, true) {
+        Below::Dir(n) => n.into_iter().collect::<Vec<_>>(),
+        other => panic!("{rel}: {other:?}"),
+    };
+    assert_eq!(names("d"), ["a", "c", "old", "sub"], "top's whiteout hides bottom's b");
+    assert_eq!(names("opt/hid"), Vec::<String>::new(), "top's opaque directory hides bottom's x");
 }
 
 #[test]
@@ -582,7 +610,7 @@ fn differences(got: &BTreeMap<String, Node>, want: &BTreeMap<String, Node>) -> V
 
 /// The lower tree shared by the round trips.
 fn build_lower(l: &Path) {
-    for d in ["dir/sub", "gone/y", "recreate", "ren/deep", "replace", "subdir"] {
+    for d in ["dir/sub", "gone/y", "recreate/sub", "ren/deep", "replace", "subdir"] {
         fs::create_dir_all(l.join(d)).expect("mkdir");
     }
     let files = [
@@ -594,6 +622,7 @@ fn build_lower(l: &Path) {
         ("gone/y/z", "z"),
         ("recreate/old1", "1"),
         ("recreate/old2", "2"),
+        ("recreate/sub/deep", "3"),
         ("mod.txt", "mod"),
         ("ren/x", "rx"),
         ("ren/deep/y", "ry"),
@@ -611,18 +640,19 @@ fn build_lower(l: &Path) {
     fs::set_permissions(l.join("dir/sub"), fs::Permissions::from_mode(0o750)).expect("chmod");
 }
 
-/// Applies `lower` (copied with `cp -a`) and then the diff of `upper` to a fresh directory, and
-/// returns it with the layer's entries and the summary.
+/// Applies `lower` (copied with `cp -a`) and then the diff of `upper` to a fresh directory
+/// (`tmp/<name>`), and returns it with the layer's entries and the summary.
 fn lower_plus_layer(
     tmp: &Path,
+    name: &str,
     lower: &Path,
     upper: &Path,
     opts: &DiffOptions,
 ) -> (PathBuf, Entries, DiffSummary) {
-    let result = tmp.join("result");
+    let result = tmp.join(name);
     let status = Command::new("cp").arg("-a").arg(lower).arg(&result).status().expect("cp");
     assert!(status.success(), "cp -a failed");
-    let store = Store::open(&tmp.join("store")).expect("store");
+    let store = Store::open(&tmp.join(format!("{name}-store"))).expect("store");
     let mut w = LayerWriter::new(&store, Compression::Gzip, None).expect("writer");
     let summary = write_diff(upper, &mut w, opts).expect("write_diff");
     let layer = w.finish().expect("finish");
@@ -690,6 +720,7 @@ fn an_overlay_upper_dir_applied_on_its_lower_gives_the_merged_view() {
     fs::remove_dir_all(m("gone")).expect("rm dir");
     fs::remove_dir_all(m("recreate")).expect("rm dir to recreate");
     fs::create_dir(m("recreate")).expect("recreate");
+    fs::create_dir(m("recreate/sub")).expect("recreate/sub");
     write(&m("recreate/new"), "fresh", 0o644);
     // With redirect_dir=off the kernel refuses to rename a lower directory (EXDEV); mv copies.
     match fs::rename(m("ren"), m("renamed")) {
@@ -722,10 +753,23 @@ fn an_overlay_upper_dir_applied_on_its_lower_gives_the_merged_view() {
     drop(guard);
 
     let opts = DiffOptions::default();
-    let (result, e, summary) = lower_plus_layer(tmp.path(), &lower, &upper, &opts);
+    let (result, e, summary) = lower_plus_layer(tmp.path(), "result", &lower, &upper, &opts);
     let (got, _) = view(&result);
     let diffs = differences(&got, &want);
     assert!(diffs.is_empty(), "lower + layer differs from the merged view:\n{}", diffs.join("\n"));
+    let lowers = [lower.clone()];
+    let with_lowers = DiffOptions { lowers: Some(&lowers), ..opts };
+    let (result, e2, summary2) = lower_plus_layer(tmp.path(), "result2", &lower, &upper, &with_lowers);
+    let diffs = differences(&view(&result).0, &want);
+    assert!(
+        diffs.is_empty(),
+        "with the lowers, lower + layer differs from the merged view:\n{}",
+        diffs.join("\n")
+    );
+    for wh in ["recreate/.wh.old1", "recreate/.wh.old2", "recreate/sub/.wh.deep"] {
+        assert!(has(&e2, wh, &Kind::File), "no {wh} in {:?}", paths(&e2));
+    }
+    assert_eq!((summary2.whiteouts, summary2.opaque_dirs, summary2.hardlinks), (8, 0, 2));
 
     // The kernel's encodings were met and translated, not merely harmless.
     for wh in [".wh.del.txt", "subdir/.wh.victim", ".wh.gone", ".wh.ren", "dir/.wh.a"] {
@@ -792,7 +836,7 @@ fn rootless_round_trip(uid: Option<u32>) {
         echo deeper > dir/sub/new
         rm del.txt subdir/victim
         rm -r gone
-        rm -r recreate && mkdir recreate && echo fresh > recreate/new
+        rm -r recreate && mkdir recreate recreate/sub && echo fresh > recreate/new
         mv ren renamed
         mv dir/a dir/a_moved
         chmod 4755 mod.txt
@@ -847,10 +891,17 @@ fn rootless_round_trip(uid: Option<u32>) {
         }
     }
     let opts = DiffOptions { xattr_prefix: XattrPrefix::User, ..DiffOptions::default() };
-    let (result, e, summary) = lower_plus_layer(tmp.path(), &lower, &upper, &opts);
+    let (result, e, summary) = lower_plus_layer(tmp.path(), "result", &lower, &upper, &opts);
     let (got, _) = view(&result);
     let diffs = differences(&got, &want);
     assert!(diffs.is_empty(), "{label}: lower + layer differs from the merged view:\n{}", diffs.join("\n"));
+    let lowers = [lower.clone()];
+    let with_lowers = DiffOptions { lowers: Some(&lowers), ..opts };
+    let (result, e2, _) = lower_plus_layer(tmp.path(), "result2", &lower, &upper, &with_lowers);
+    let diffs = differences(&view(&result).0, &want);
+    assert!(diffs.is_empty(), "{label}, with the lowers: lower + layer differs:\n{}", diffs.join("\n"));
+    assert!(has(&e2, "recreate/sub/.wh.deep", &Kind::File), "{:?}", paths(&e2));
+    assert!(!paths(&e2).iter().any(|p| p.ends_with(WH_OPAQUE)), "{:?}", paths(&e2));
 
     assert!(has(&e, "recreate/.wh..wh..opq", &Kind::File), "{:?}", paths(&e));
     for wh in [".wh.del.txt", "subdir/.wh.victim", ".wh.gone", ".wh.ren", "dir/.wh.a", "renamed/deep/y"] {

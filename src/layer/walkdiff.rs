@@ -6,7 +6,8 @@
 //! count, owner, size, mtime to the nanosecond, device number, link target, birth time); a changed entry's
 //! parent directories are written too, with their current metadata, as an overlay diff would. A
 //! path that is gone becomes a whiteout in its parent, unless the parent itself is gone. A
-//! directory removed and made again (a new inode or birth time) is opaque, as overlayfs makes it,
+//! directory removed and made again (a new inode or birth time) is written whole, with a whiteout
+//! for each name it lost, as the overlay diff writes the opaque directory overlayfs makes of it,
 //! so both snapshotters give byte-identical layers. Hard
 //! links among written files are kept as links (a new link changes the link count of the old
 //! path, so both are written). Sockets are skipped and counted. Entries come out sorted.
@@ -168,14 +169,15 @@ pub fn write_recorded_changes(
     clamp: Option<i64>,
 ) -> Result<DiffSummary, DiffError> {
     let mut summary = DiffSummary::default();
-    // A directory removed and made again (a new inode where an entry was) is what overlayfs marks
-    // opaque; so does this diff, so both snapshotters give the same layer: the directory, its
-    // marker and everything now in it, and no whiteouts below it.
+    // A directory removed and made again (a new inode where a directory was) is what overlayfs
+    // marks opaque, and the overlay diff writes it with everything now in it and a whiteout for
+    // each name it lost (see `diff::DiffOptions::lowers`); so does this diff, so both snapshotters
+    // give the same layer.
     let is_dir = |st: &Stamp| st.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR;
     let opaque: BTreeSet<&String> = after
         .iter()
         .filter(|(p, st)| {
-            is_dir(st) && before.get(*p).is_some_and(|b| b.ino != st.ino || b.born != st.born || !is_dir(b))
+            is_dir(st) && before.get(*p).is_some_and(|b| is_dir(b) && (b.ino != st.ino || b.born != st.born))
         })
         .map(|(p, _)| p)
         .collect();
@@ -197,16 +199,12 @@ pub fn write_recorded_changes(
     let mut entries: BTreeMap<String, (Meta, Option<std::path::PathBuf>)> = BTreeMap::new();
     for path in before.keys().filter(|p| !after.contains_key(*p)) {
         let (parent, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(d, n)| (d, n));
-        if (!parent.is_empty() && !after.contains_key(parent)) || in_opaque(path) {
+        if !parent.is_empty() && !after.contains_key(parent) {
             continue;
         }
         let wh = if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
         entries.insert(wh, (marker_meta(clamp), None));
         summary.whiteouts += 1;
-    }
-    for dir in &opaque {
-        entries.insert(format!("{dir}/{}", super::diff::WH_OPAQUE), (marker_meta(clamp), None));
-        summary.opaque_dirs += 1;
     }
     let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
     for path in &wanted {
@@ -351,10 +349,11 @@ mod tests {
         assert!(layer_of(r, &record(r).unwrap()).is_empty(), "nothing changed: empty layer");
     }
 
-    /// A directory removed and made again is opaque, as overlayfs makes it, with everything in it
-    /// (even a file moved back in unchanged) and no whiteouts below it.
+    /// A directory removed and made again is written as the overlay diff writes what overlayfs
+    /// makes of it: with everything in it (even a file moved back in unchanged) and a whiteout for
+    /// each name it lost, below it too; a directory where a file was needs none.
     #[test]
-    fn a_directory_made_again_is_opaque() {
+    fn a_directory_made_again_is_written_whole_with_whiteouts() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
         fs::create_dir_all(r.join("redo/sub")).unwrap();
@@ -367,12 +366,13 @@ mod tests {
         fs::remove_dir_all(r.join("redo")).unwrap();
         fs::create_dir(r.join("redo")).unwrap();
         fs::write(r.join("redo/new"), "new").unwrap();
+        fs::create_dir(r.join("redo/sub")).unwrap();
         fs::rename(r.join("kept"), r.join("redo/kept")).unwrap();
         fs::remove_file(r.join("was-a-file")).unwrap();
         fs::create_dir(r.join("was-a-file")).unwrap();
         assert_eq!(
             layer_of(r, &before),
-            ["redo/", "redo/.wh..wh..opq", "redo/kept", "redo/new", "was-a-file/", "was-a-file/.wh..wh..opq"]
+            ["redo/", "redo/.wh.old", "redo/kept", "redo/new", "redo/sub/", "redo/sub/.wh.f", "was-a-file/"]
         );
     }
 }

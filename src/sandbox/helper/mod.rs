@@ -47,7 +47,7 @@ mod traced;
 
 use mounts::{Held, NewCache};
 pub use snapshots::wipe;
-use snapshots::{Tree, rename_into_place};
+use snapshots::{Changes, Tree, rename_into_place};
 
 /// The hostname of every step (BuildKit's).
 pub const HOSTNAME: &str = "buildkitsandbox";

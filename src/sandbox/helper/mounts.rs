@@ -42,10 +42,12 @@ impl Ctx {
                             .map_err(|e| format!("copying {p} for an rw bind mount: {e}"))?;
                         Tree::Plain(copy)
                     }
-                    BindFrom::Host(p) => Tree::Overlay(
-                        overlay::mount_overlay(dir, &[PathBuf::from(p)], Upper::Volatile, self.flavor)
-                            .map_err(|e| e.to_string())?,
-                    ),
+                    BindFrom::Host(p) => {
+                        let lowers = vec![PathBuf::from(p)];
+                        let mount = overlay::mount_overlay(dir, &lowers, Upper::Volatile, self.flavor)
+                            .map_err(|e| e.to_string())?;
+                        Tree::Overlay { mount, lowers }
+                    }
                     BindFrom::Layers(layers) => self.tree(layers, dir, *rw, out)?,
                 };
                 let src = source_in(merged.path(), source, "--mount source")?;

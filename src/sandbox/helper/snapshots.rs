@@ -33,8 +33,9 @@ impl Ctx {
             // A writable tree is a step's root, whose upper becomes a snapshot unsynced (see
             // `forget_earlier_boots`), or an rw bind mount's, which is thrown away.
             let upper = if writable { Upper::Volatile } else { Upper::None };
-            let m = overlay::mount_overlay(dir, &lowers, upper, self.flavor).map_err(|e| e.to_string())?;
-            return Ok(Tree::Overlay(m));
+            let mount =
+                overlay::mount_overlay(dir, &lowers, upper, self.flavor).map_err(|e| e.to_string())?;
+            return Ok(Tree::Overlay { mount, lowers });
         }
         let root = dir.join("copy");
         let start = match writable.then(|| self.take_tree(layers, &root, |_| Some(()))).flatten() {
@@ -468,10 +469,37 @@ pub(super) fn rename_into_place(from: &Path, to: &Path) -> Result<(), String> {
     }
 }
 
+/// Where a finished step's changes are.
+pub(super) enum Changes<'a> {
+    /// In the overlay's upper directory (`rootfs/upper`), over `lowers` (top first); `copied_up`
+    /// are the directories copied up only to hold mount points.
+    Upper {
+        /// The overlay's lower directories, top first.
+        lowers: &'a [PathBuf],
+        /// Directories copied up for mount points, with their metadata before the step.
+        copied_up: &'a [(String, std::fs::Metadata)],
+    },
+    /// In the copy at `root`, since `before` (to `after` when the owners on disk are not the
+    /// step's: ptrace isolation).
+    Copy {
+        /// The copied root.
+        root: &'a Path,
+        /// Its record before the step.
+        before: &'a crate::layer::walkdiff::Record,
+        /// Its record after the step, owners as the step saw them.
+        after: Option<crate::layer::walkdiff::Record>,
+    },
+}
+
 /// A filesystem tree for a step's root or a bind mount's source.
 pub(super) enum Tree {
-    /// Mounted overlay (unmounted on drop).
-    Overlay(Mounted),
+    /// Mounted overlay (unmounted on drop) and its lower directories, top first.
+    Overlay {
+        /// The mount.
+        mount: Mounted,
+        /// Its lower directories, top first.
+        lowers: Vec<PathBuf>,
+    },
     /// A plain directory (a copy, or a host directory).
     Plain(PathBuf),
 }
@@ -479,7 +507,7 @@ pub(super) enum Tree {
 impl Tree {
     pub(super) fn path(&self) -> &Path {
         match self {
-            Tree::Overlay(m) => m.path(),
+            Tree::Overlay { mount, .. } => mount.path(),
             Tree::Plain(p) => p,
         }
     }

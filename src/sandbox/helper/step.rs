@@ -43,7 +43,7 @@ impl Ctx {
         // The copy snapshotter finds the change by comparing with a record taken now.
         let before = match &root {
             Tree::Plain(p) => Some(crate::layer::walkdiff::record(p).map_err(|e| e.to_string())?),
-            Tree::Overlay(_) => None,
+            Tree::Overlay { .. } => None,
         };
         let mut held = Held::default();
         let mut mounts = self.etc_files(dir, &req.options.extra_hosts)?;
@@ -93,40 +93,34 @@ impl Ctx {
         let run_ms = started.elapsed().as_secs_f64() * 1000.0;
         overlay::remove_stubs(root.path(), &stubs);
         drop(held);
-        let plain = match root {
-            Tree::Overlay(m) => {
-                m.unmount().map_err(|e| format!("unmounting the step's root: {e}"))?;
-                None
+        let (lowers, plain) = match root {
+            Tree::Overlay { mount, lowers } => {
+                mount.unmount().map_err(|e| format!("unmounting the step's root: {e}"))?;
+                (lowers, None)
             }
-            Tree::Plain(p) => Some(p),
+            Tree::Plain(p) => (Vec::new(), Some(p)),
         };
-
-        self.finish(req, exit, run_ms, &rootfs, plain.as_deref(), before.as_ref(), &copied_up, None)
+        let changes = match (&plain, &before) {
+            (Some(root), Some(before)) => Changes::Copy { root, before, after: None },
+            _ => Changes::Upper { lowers: &lowers, copied_up: &copied_up },
+        };
+        self.finish(req, exit, run_ms, &rootfs, changes)
     }
 
-    /// The layer of a finished step: the overlay's upper directory (`plain` is None), or the
-    /// changes to the copy at `plain` since `before` (to `after` when the owners on disk are not
-    /// the step's: ptrace isolation).
-    #[allow(clippy::too_many_arguments)]
+    /// The layer of a finished step, from its changes.
     pub(super) fn finish(
         &self,
         req: &RunRequest,
         exit: Exit,
         run_ms: f64,
         rootfs: &Path,
-        plain: Option<&Path>,
-        before: Option<&crate::layer::walkdiff::Record>,
-        copied_up: &[(String, std::fs::Metadata)],
-        after: Option<crate::layer::walkdiff::Record>,
+        changes: Changes<'_>,
     ) -> Result<RunResult, Fail> {
         let mut result = RunResult { exit, layer: None, notes: Vec::new(), run_ms, teed: false };
         if exit != Exit::Code(0) || !req.commit {
             return Ok(result);
         }
         let upper = rootfs.join("upper");
-        if plain.is_none() {
-            overlay::prune_copied_up(&upper, copied_up);
-        }
         let codec = req.codec().map_err(|e| e.to_string())?;
         // A copy of the descriptor: the writer closes its own.
         let tee = req.tee.and_then(|offset| {
@@ -134,27 +128,28 @@ impl Ctx {
             Some(crate::store::Tee { file: std::fs::File::from(fd), offset })
         });
         let mut w = LayerWriter::teed(&self.store, codec, req.clamp, tee).map_err(|e| e.to_string())?;
-        let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
-        // The snapshots the step ran on, top first (they are there: the step just used them).
-        let lowers: Vec<PathBuf> =
-            overlay::chain_ids(&req.layers).iter().rev().map(|id| self.snapshots.join(id)).collect();
-        let opts = DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None, lowers: Some(&lowers) };
-        let summary = match (plain, before) {
-            (Some(p), Some(before)) => match &after {
-                Some(after) => {
-                    crate::layer::walkdiff::write_recorded_changes(p, before, after, &mut w, req.clamp)
-                }
-                None => crate::layer::walkdiff::write_changes(p, before, &mut w, req.clamp),
-            },
-            _ => crate::layer::diff::write_diff(&upper, &mut w, &opts),
+        let summary = match &changes {
+            Changes::Upper { lowers, copied_up } => {
+                overlay::prune_copied_up(&upper, copied_up);
+                let xattr_prefix = if self.rootless { XattrPrefix::User } else { XattrPrefix::Trusted };
+                let opts =
+                    DiffOptions { clamp: req.clamp, xattr_prefix, ownership: None, lowers: Some(lowers) };
+                crate::layer::diff::write_diff(&upper, &mut w, &opts)
+            }
+            Changes::Copy { root, before, after: Some(after) } => {
+                crate::layer::walkdiff::write_recorded_changes(root, before, after, &mut w, req.clamp)
+            }
+            Changes::Copy { root, before, after: None } => {
+                crate::layer::walkdiff::write_changes(root, before, &mut w, req.clamp)
+            }
         }
         .map_err(|e| format!("turning the step's changes into a layer: {e}"))?;
         if summary.skipped_sockets > 0 {
             result.notes.push(format!("{} socket(s) left out of the layer", summary.skipped_sockets));
         }
         if summary.entries == 0 {
-            if let Some(tree) = plain {
-                self.keep_tree(tree, &req.layers, after.as_ref());
+            if let Changes::Copy { root, after, .. } = &changes {
+                self.keep_tree(root, &req.layers, after.as_ref());
             }
             return Ok(result);
         }
@@ -163,10 +158,10 @@ impl Ctx {
         result.teed = teed;
         let mut chain = req.layers.clone();
         chain.push(layer.clone());
-        match plain {
+        match &changes {
             // The copy holds exactly the new layer's filesystem now: the next step starts from it.
-            Some(tree) => self.keep_tree(tree, &chain, after.as_ref()),
-            None => {
+            Changes::Copy { root, after, .. } => self.keep_tree(root, &chain, after.as_ref()),
+            Changes::Upper { .. } => {
                 // Unsynced, as every snapshot (see `snapshots::forget_earlier_boots`).
                 let id = overlay::chain_ids(&chain).pop().unwrap_or_default();
                 rename_into_place(&upper, &self.snapshots.join(id))?;
@@ -214,7 +209,7 @@ impl Ctx {
         drop(held);
         let exit = exit?;
         undone?;
-        self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[], None)
+        self.finish(req, exit, run_ms, &rootfs, Changes::Copy { root: &root, before: &before, after: None })
     }
 
     /// What chroot and ptrace isolation cannot give a step: a network namespace.

@@ -61,7 +61,13 @@ impl Ctx {
         undone?;
         let after = record_as(&root, &mut |_, md| owners.view((md.dev(), md.ino()), Owner::of(md)))
             .map_err(|e| e.to_string())?;
-        self.finish(req, exit, run_ms, &rootfs, Some(&root), Some(&before), &[], Some(after))
+        self.finish(
+            req,
+            exit,
+            run_ms,
+            &rootfs,
+            Changes::Copy { root: &root, before: &before, after: Some(after) },
+        )
     }
 
     /// The tree of `layers` for a traced step and what its entries' owners, modes and devices
