@@ -302,8 +302,13 @@ fn unpack_archive(
     fs_err::create_dir(&root)?;
     let reader = crate::layer::archive::open(path, kind)?;
     apply_layer(reader, &root, ApplyOptions { chown: false, devices: false }).map_err(|e| bad(&e))?;
-    let mut index = FsIndex::new();
+    // Directories the archive implies but does not hold are made now: the clamp makes that the epoch.
+    let made = Meta { mtime: b.options.epoch(), ..Meta::implicit_dir() };
+    let mut index = FsIndex::with_implicit_dirs(made.clone());
     index.apply_tar(crate::layer::archive::open(path, kind)?).map_err(|e| bad(&e))?;
+    // Docker's untar (BuildKit's, too) skips an archive's `./` entry: the destination is as
+    // `mkdir -p` leaves it, its mtime the time its entries were made.
+    index.insert("", made);
     let src = SourceRoot { dir: &root, index: Some(&index), ignore: None, name: format!("archive {name}") };
     let dir_dest = if dest.ends_with('/') { dest.to_string() } else { format!("{dest}/") };
     let entries = copy::collect(
@@ -325,7 +330,10 @@ fn unpack_archive(
 
 /// Writes `entries` plus their parent directories as one layer and records them in the index.
 /// Missing parents are made 0755 and owned by `owner` (BuildKit's `MkdirAll` with the step's
-/// `--chown` or WORKDIR's USER); existing ones are written as they are.
+/// `--chown` or WORKDIR's USER); existing ones are written as they are, except that one which
+/// gains or replaces a child takes the build's epoch as its mtime: BuildKit's copy creates each
+/// file anew (removing one in its way), so the kernel sets that directory's mtime to the time of
+/// the build, which the clamp makes the epoch.
 fn write_layer(
     b: &Builder<'_>,
     out: &mut StageOut,
@@ -333,7 +341,16 @@ fn write_layer(
     owner: (u32, u32),
 ) -> Result<Layer, BuildError> {
     let clamp = b.options.clamp();
+    let epoch = b.options.epoch();
     let mut all: BTreeMap<String, copy::Entry> = BTreeMap::new();
+    // Directories that get a new or replaced entry (an existing directory is merged, not made).
+    let mut changed = std::collections::HashSet::new();
+    for (path, entry) in &entries {
+        let merged = entry.meta.kind == Kind::Dir && out.index(b)?.is_dir(path);
+        if let (false, Some((parent, _))) = (merged, path.rsplit_once('/')) {
+            changed.insert(parent.to_string());
+        }
+    }
     for path in entries.keys() {
         let mut parent = path.as_str();
         while let Some((p, _)) = parent.rsplit_once('/') {
@@ -341,14 +358,13 @@ fn write_layer(
             if all.contains_key(p) || entries.contains_key(p) {
                 continue;
             }
-            let meta = out.index(b)?.get(p).cloned().unwrap_or(Meta {
-                kind: Kind::Dir,
-                mode: 0o755,
-                uid: owner.0,
-                gid: owner.1,
-                mtime: b.options.epoch(),
-                size: 0,
-            });
+            let meta = match out.index(b)?.get(p) {
+                Some(m) if changed.contains(p) => Meta { mtime: epoch, ..m.clone() },
+                Some(m) => m.clone(),
+                None => {
+                    Meta { kind: Kind::Dir, mode: 0o755, uid: owner.0, gid: owner.1, mtime: epoch, size: 0 }
+                }
+            };
             all.insert(p.to_string(), copy::Entry { meta, content: copy::Content::None });
         }
     }

@@ -68,6 +68,17 @@ impl Bench {
 
     /// [`build`](Bench::build), and how many whole stage trees it extracted.
     fn build_counting(&self, src: &str, exit: i32, no_cache: bool) -> (Result<Image, BuildError>, usize) {
+        self.build_at(src, exit, no_cache, 0)
+    }
+
+    /// [`build_counting`](Bench::build_counting) with `SOURCE_DATE_EPOCH` = `epoch`.
+    fn build_at(
+        &self,
+        src: &str,
+        exit: i32,
+        no_cache: bool,
+        epoch: i64,
+    ) -> (Result<Image, BuildError>, usize) {
         let ast = parse(src).expect("parse");
         let df = from_ast(&ast, src).expect("typed");
         let bases = Bases::new(&self.store, None);
@@ -75,7 +86,7 @@ impl Bench {
         let plan = crate::plan::plan(&df, &opts, &bases).expect("plan");
         let context = Context::from_dir(&self.dir.path().join("ctx"), None).expect("context");
         let fake = Fake { store: self.store.clone(), runs: self.runs.clone(), exit };
-        let options = Options { source_date_epoch: Some(0), no_cache, ..Options::default() };
+        let options = Options { source_date_epoch: Some(epoch), no_cache, ..Options::default() };
         let builder = Builder::new(&self.store, &df, &plan, &context, options, &progress::Quiet, &bases);
         *super::lock(&builder.executor) = Some(Box::new(fake));
         let image = builder.build();
@@ -200,6 +211,87 @@ fn layer_names(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<Stri
     let mut archive = tar::Archive::new(crate::layer::open_layer(store, layer).expect("open layer"));
     let entries = archive.entries().expect("entries");
     entries.map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned()).collect()
+}
+
+/// Each entry of a layer: name, mode and mtime.
+fn layer_metas(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<(String, u32, u64)> {
+    let mut archive = tar::Archive::new(crate::layer::open_layer(store, layer).expect("open layer"));
+    let entries = archive.entries().expect("entries");
+    entries
+        .map(|e| {
+            let e = e.expect("entry");
+            let h = e.header();
+            let name = e.path().expect("path").to_string_lossy().into_owned();
+            (name, h.mode().expect("mode"), h.mtime().expect("mtime"))
+        })
+        .collect()
+}
+
+/// A COPY or ADD that makes an entry in an existing directory changes that directory: BuildKit's
+/// copy creates each file anew, so the kernel gives the directory the time of the build, which
+/// the clamp makes the epoch. The directories above keep their metadata, and an archive's own
+/// `./` entry changes nothing (Docker's untar skips it); the directories an archive implies are
+/// made at the time of the build too.
+#[test]
+fn copies_touch_the_directory_they_write_into_as_buildkit_does() {
+    let b = Bench::new();
+    let ctx = b.dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("tree/usr/share")).expect("mkdir");
+    std::fs::set_permissions(ctx.join("tree/usr/share"), std::os::unix::fs::PermissionsExt::from_mode(0o750))
+        .expect("chmod");
+    for d in ["tree/usr/share", "tree/usr", "tree"] {
+        let t = nix::sys::time::TimeSpec::new(1000, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &ctx.join(d),
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .expect("utimensat");
+    }
+    let mut tar = tar::Builder::new(std::fs::File::create(ctx.join("arch.tar")).expect("create"));
+    let header = |kind, mode, size| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(5);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    let mut dir = header(tar::EntryType::Directory, 0o700, 0);
+    tar.append_data(&mut dir, "./", std::io::empty()).expect("append");
+    let mut file = header(tar::EntryType::Regular, 0o644, 1);
+    tar.append_data(&mut file, "deep/x", &b"x"[..]).expect("append");
+    tar.finish().expect("finish");
+    drop(tar);
+
+    let epoch = 2_000_000;
+    let df =
+        "FROM scratch\nCOPY tree/ /\nCOPY a.txt /usr/share/\nADD arch.tar /usr/share/\nADD arch.tar /new/\n";
+    let image = b.build_at(df, 0, true, epoch).0.expect("build");
+    let metas: Vec<_> = image.layers.iter().map(|l| layer_metas(&b.store, l)).collect();
+    let e = epoch as u64;
+    assert_eq!(metas[0], [("usr/".into(), 0o755, 1000), ("usr/share/".into(), 0o750, 1000)]);
+    assert_eq!(
+        metas[1],
+        [("usr/".into(), 0o755, 1000), ("usr/share/".into(), 0o750, e), ("usr/share/a.txt".into(), 0o644, e)]
+    );
+    assert_eq!(
+        metas[2],
+        [
+            ("usr/".into(), 0o755, 1000),
+            ("usr/share/".into(), 0o750, e),
+            ("usr/share/deep/".into(), 0o755, e),
+            ("usr/share/deep/x".into(), 0o644, 5),
+        ]
+    );
+    assert_eq!(
+        metas[3],
+        [("new/".into(), 0o755, e), ("new/deep/".into(), 0o755, e), ("new/deep/x".into(), 0o644, 5)]
+    );
 }
 
 /// Several stages copy different paths of one stage whose steps ran: each copy gets exactly its

@@ -90,6 +90,9 @@ pub use super::extract::ExtractError as IndexError;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FsIndex {
     entries: BTreeMap<String, Meta>,
+    /// What the root and missing parents get (not stored: an index read back is not added to).
+    #[serde(skip, default = "Meta::implicit_dir")]
+    implicit: Meta,
 }
 
 impl Default for FsIndex {
@@ -169,7 +172,14 @@ fn advance(index: &FsIndex, walk: &mut Walk, last_any: bool) -> Step {
 impl FsIndex {
     /// An index holding only the root directory (`0o755`, root-owned, mtime 0).
     pub fn new() -> Self {
-        FsIndex { entries: BTreeMap::from([(String::new(), Meta::implicit_dir())]) }
+        Self::with_implicit_dirs(Meta::implicit_dir())
+    }
+
+    /// An empty index whose root, and every parent its entries imply, have `dir`'s metadata
+    /// rather than [`Meta::implicit_dir`]'s: an archive that ADD unpacks, whose missing
+    /// directories Docker's untar makes at the time of the build.
+    pub fn with_implicit_dirs(dir: Meta) -> Self {
+        FsIndex { entries: BTreeMap::from([(String::new(), dir.clone())]), implicit: dir }
     }
 
     /// Applies one uncompressed layer tar stream: same name, whiteout and opaque rules as
@@ -191,8 +201,9 @@ impl FsIndex {
     }
 
     /// Sets the metadata of `path` (normalised, taken literally: no symlink following). Missing
-    /// parents, and parents that are not directories, become [`Meta::implicit_dir`]. A directory
-    /// over a directory keeps its children; anything else replaces the old entry and its subtree.
+    /// parents, and parents that are not directories, become implicit directories (see
+    /// [`FsIndex::with_implicit_dirs`]). A directory over a directory keeps its children; anything
+    /// else replaces the old entry and its subtree.
     /// The root only takes directory metadata (anything else is ignored).
     pub fn insert(&mut self, path: &str, meta: Meta) {
         let key = normalize(path);
@@ -205,7 +216,7 @@ impl FsIndex {
         for (i, _) in key.match_indices('/') {
             let parent = &key[..i];
             if !self.entries.get(parent).is_some_and(|m| m.kind == Kind::Dir) {
-                self.put(parent, Meta::implicit_dir());
+                self.put(parent, self.implicit.clone());
             }
         }
         self.put(&key, meta);
@@ -342,7 +353,7 @@ impl FsIndex {
                 }
                 Step::Missing(c) if create => {
                     let key = lossy(&w.child(&c));
-                    self.entries.insert(key.clone(), Meta::implicit_dir());
+                    self.entries.insert(key.clone(), self.implicit.clone());
                     mark(touched, &key);
                     w.enter(&c);
                 }
