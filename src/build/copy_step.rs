@@ -369,6 +369,8 @@ fn write_layer(
         }
     }
     all.extend(entries);
+    let mut all: Vec<(String, copy::Entry)> = all.into_iter().collect();
+    all.sort_by(|a, b| crate::layer::tar_order(&a.0, &b.0));
     let mut w = LayerWriter::new(b.store, b.options.layer_codec(), clamp)?;
     let index = out.index(b)?;
     for (path, e) in &all {

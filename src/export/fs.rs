@@ -42,7 +42,7 @@ pub fn write_local(store: &Store, image: &Image, dest: &Path) -> Result<(), FsEx
 }
 
 /// Streams the image's filesystem as one uncompressed, deterministic tar (owners and modes as in
-/// the image, sorted paths).
+/// the image, paths in [`crate::layer::tar_order`]).
 pub fn write_tar(
     store: &Store,
     image: &Image,
@@ -60,10 +60,10 @@ pub fn write_tar(
     }
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
-    for (path, meta) in index.walk("") {
-        if path.is_empty() {
-            continue;
-        }
+    // In layer order, as BuildKit's tar exporter walks the tree.
+    let mut entries: Vec<_> = index.walk("").filter(|(path, _)| !path.is_empty()).collect();
+    entries.sort_by(|a, b| crate::layer::tar_order(a.0, b.0));
+    for (path, meta) in entries {
         let mut h = LayerWriter::header(meta, clamp);
         match &meta.kind {
             Kind::File => {

@@ -5,7 +5,7 @@
 //! new inodes written again (ext4 inode allocation right after mass deletions is what made such
 //! rebuilds slow).
 //!
-//! Only the layers hako writes for COPY/ADD are compared: entries sorted by path, no whiteouts,
+//! Only the layers hako writes for COPY/ADD are compared: entries in layer order, no whiteouts,
 //! no hard links, no PAX records. Anything else (or a directory that became a file, or the
 //! reverse) gives `None`, and the caller extracts `new` whole as before.
 
@@ -65,7 +65,8 @@ impl<'a, R: Read> Cursor<'a, R> {
         }
         let path = name(&entry.path_bytes());
         let base = path.rsplit('/').next().unwrap_or("");
-        if base.starts_with(".wh.") || self.last.as_ref().is_some_and(|l| *l >= path) {
+        if base.starts_with(".wh.") || self.last.as_ref().is_some_and(|l| super::tar_order(l, &path).is_ge())
+        {
             return Err(None); // a whiteout, or not sorted as hako writes layers
         }
         let h = entry.header();
@@ -185,7 +186,7 @@ fn compare(old: impl Read, new: impl Read) -> io::Result<Option<Comparison>> {
             (None, None) => break,
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some((p, ..)), Some((q, ..))) => p.cmp(q),
+            (Some((p, ..)), Some((q, ..))) => super::tar_order(p, q),
         };
         match order {
             std::cmp::Ordering::Less => {
@@ -243,13 +244,13 @@ mod tests {
         Link(&'a str, &'a str),
     }
 
-    /// A layer as hako writes one: sorted by path.
+    /// A layer as hako writes one: in layer order.
     fn layer(entries: &[E<'_>]) -> Vec<u8> {
         let mut sorted: Vec<&E<'_>> = entries.iter().collect();
         let key = |e: &&E<'_>| match e {
             E::Dir(p, _) | E::File(p, ..) | E::Link(p, _) => p.to_string(),
         };
-        sorted.sort_by_key(key);
+        sorted.sort_by(|a, b| crate::layer::tar_order(&key(a), &key(b)));
         let mut t = tar::Builder::new(Vec::new());
         for e in sorted {
             let mut h = tar::Header::new_gnu();
@@ -344,7 +345,7 @@ mod tests {
             E::File("a/body", 0o644, "ab"),
             E::Dir("a/gone", 0o755),
             E::File("a/gone/inner", 0o644, "i"),
-            E::File("a-b", 0o644, "sorted between a and a/"),
+            E::File("a-b", 0o644, "sorted after a/"),
             E::Link("a/l", "same"),
         ];
         let new = [
@@ -353,7 +354,7 @@ mod tests {
             E::File("a/mode", 0o600, "m"),
             E::File("a/body", 0o644, "ba"),
             E::File("a/new", 0o644, "n"),
-            E::File("a-b", 0o644, "sorted between a and a/"),
+            E::File("a-b", 0o644, "sorted after a/"),
             E::Link("a/l", "mode"),
         ];
         let s = check(&old, &new);

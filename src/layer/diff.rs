@@ -32,8 +32,8 @@
 //! name starting with `.wh.` cannot be represented in an OCI layer and fails the diff, as do
 //! names that are not UTF-8 and a filesystem mounted inside the upper directory.
 //!
-//! Entries come out sorted by path (byte order, as in the COPY layers: parents before children),
-//! so the same upper directory always gives the same layer.
+//! Entries come out in [`super::tar_order`] (BuildKit's, as in the COPY layers: parents before
+//! children), so the same upper directory always gives the same layer.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -319,9 +319,9 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
     }
     summary.whiteouts += whiteouts.len() as u64;
     found.extend(whiteouts);
-    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found.sort_by(|a, b| super::tar_order(&a.path, &b.path));
 
-    // Holders come before the other paths of their inode in sorted order.
+    // Holders come before the other paths of their inode in layer order.
     let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
     let mut out = Vec::with_capacity(found.len());
     for Found { path, mut meta, mut source, inode, marker } in found {

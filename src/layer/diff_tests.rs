@@ -116,7 +116,7 @@ fn sample_upper(root: &Path, ns: XattrPrefix) {
 }
 
 #[test]
-fn a_hand_built_upper_dir_becomes_sorted_layer_entries() {
+fn a_hand_built_upper_dir_becomes_layer_entries_in_buildkits_order() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let up = tmp.path();
     let (ns, opts) = own();
@@ -128,9 +128,9 @@ fn a_hand_built_upper_dir_becomes_sorted_layer_entries() {
         [
             ".wh.gone",
             "a",
+            "a/x",
             "a-b",
             "a.txt",
-            "a/x",
             "bin",
             "bin/su",
             "d",
@@ -157,7 +157,7 @@ fn a_hand_built_upper_dir_becomes_sorted_layer_entries() {
     assert_eq!(meta(&e, ".wh.gone"), &whiteout_meta(0));
     assert_eq!(meta(&e, "d/.wh.removed"), &whiteout_meta(0));
     assert_eq!(meta(&e, "opq/.wh..wh..opq"), &whiteout_meta(0));
-    // The first path in sorted order holds the data; the others link to it with its metadata.
+    // The first path in layer order holds the data; the others link to it with its metadata.
     let holder = meta(&e, "d/h3");
     assert_eq!((holder.kind.clone(), holder.size, holder.mode), (Kind::File, 6, 0o755));
     for p in ["h1", "h2"] {
@@ -165,7 +165,7 @@ fn a_hand_built_upper_dir_becomes_sorted_layer_entries() {
     }
     // Only regular files holding data have a source.
     let sources: Vec<_> = e.iter().filter(|(_, _, s)| s.is_some()).map(|(p, _, _)| p.as_str()).collect();
-    assert_eq!(sources, ["a-b", "a.txt", "a/x", "bin/su", "d/e/f", "d/h3", "opq/new"]);
+    assert_eq!(sources, ["a/x", "a-b", "a.txt", "bin/su", "d/e/f", "d/h3", "opq/new"]);
     assert_eq!(
         e.iter().find(|(p, _, _)| p == "a.txt").and_then(|(_, _, s)| s.clone()),
         Some(up.join("a.txt"))

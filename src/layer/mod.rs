@@ -36,6 +36,17 @@ pub fn open_layer(store: &Store, layer: &Layer) -> Result<Box<dyn Read>, StoreEr
     })
 }
 
+/// The order of entries in every layer hako writes, BuildKit's: a walk of the tree that reads
+/// each directory's names in byte order and goes into a directory right after its entry, i.e.
+/// paths compared component by component (`a`, `a/b`, `a-b`, `a.txt`). Parents come first.
+pub fn tar_order(a: &str, b: &str) -> std::cmp::Ordering {
+    // No name holds a NUL byte, so `/` as NUL sorts a directory's contents before its siblings.
+    fn key(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes().map(|c| if c == b'/' { 0 } else { c })
+    }
+    key(a).cmp(key(b))
+}
+
 /// Reads until `buf` is full or the stream ends; how many bytes were read.
 pub(crate) fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -63,4 +74,14 @@ fn sniff(mut file: BufReader<DropBehind<fs_err::File>>) -> Result<Box<dyn Read>,
     } else {
         Box::new(file)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn layer_order_is_a_walk_with_each_directorys_names_sorted() {
+        let mut paths = vec!["a0", "a.txt", "a/b/c", "a-b", "a", "a/b", "b", "a/b.x", "a/b/c/d"];
+        paths.sort_by(|x, y| super::tar_order(x, y));
+        assert_eq!(paths, ["a", "a/b", "a/b/c", "a/b/c/d", "a/b.x", "a-b", "a.txt", "a0", "b"]);
+    }
 }

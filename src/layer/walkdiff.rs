@@ -206,6 +206,9 @@ pub fn write_recorded_changes(
         entries.insert(wh, (marker_meta(clamp), None));
         summary.whiteouts += 1;
     }
+    // In layer order, so a hard link's holder is the first of its paths the layer holds.
+    let mut wanted: Vec<String> = wanted.into_iter().collect();
+    wanted.sort_by(|a, b| super::tar_order(a, b));
     let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
     for path in &wanted {
         let Some(st) = after.get(path) else { continue };
@@ -245,6 +248,8 @@ pub fn write_recorded_changes(
         }
         entries.insert(path.clone(), (meta, source));
     }
+    let mut entries: Vec<_> = entries.into_iter().collect();
+    entries.sort_by(|a, b| super::tar_order(&a.0, &b.0));
     write_entries(
         entries.iter().map(|(path, (meta, source))| (path.as_str(), meta, source.as_deref())),
         writer,
