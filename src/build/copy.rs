@@ -6,7 +6,7 @@
 //! The result is a set of entries for the new layer (destination path → metadata + where to read
 //! the content), in sorted order, plus the parent directories the layer must carry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::context::dockerignore::PatternMatcher;
@@ -95,10 +95,11 @@ pub fn collect(
     } else {
         Some(PatternMatcher::new(excludes).map_err(|e| CopyError::Invalid(format!("--exclude: {e}")))?)
     };
-    let mut matched: Vec<String> = Vec::new();
+    // Each match, with the source that found it.
+    let mut matched: Vec<(String, usize)> = Vec::new();
     // A wildcard that matched several files, for the message below.
     let mut spread: Option<(&str, usize)> = None;
-    for src in sources {
+    for (i, src) in sources.iter().enumerate() {
         let found = matches_for(root, src)?;
         if found.is_empty() && !glob::has_meta(src) {
             return Err(not_found(root, src));
@@ -106,7 +107,7 @@ pub fn collect(
         if found.len() > 1 {
             spread = spread.or(Some((src, found.len())));
         }
-        matched.extend(found);
+        matched.extend(found.into_iter().map(|f| (f, i)));
     }
     let dest_is_dir_syntax = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
     let dest_clean = clean(dest);
@@ -124,9 +125,16 @@ pub fn collect(
     }
     let into_dir = dest_is_dir_syntax || several || target.is_dir(&dest_clean);
     let mut out = Entries::new();
-    let mut walker =
-        Walker { root, out: &mut out, own, exclude: exclude.as_ref(), clamp: clamp_mtime, target };
-    for rel in &matched {
+    let mut walker = Walker {
+        root,
+        out: &mut out,
+        own,
+        exclude: exclude.as_ref(),
+        clamp: clamp_mtime,
+        target,
+        links: HashMap::new(),
+    };
+    for (n, (rel, source)) in matched.iter().enumerate() {
         let src_path = resolve_in_root(root.dir, rel)?;
         let to = if parents {
             join(&dest_clean, rel)
@@ -140,6 +148,9 @@ pub fn collect(
         } else {
             walker.one(rel, &to, true)?;
         }
+        if matched.get(n + 1).is_none_or(|(_, next)| next != source) {
+            walker.link_copies();
+        }
     }
     Ok(out)
 }
@@ -151,9 +162,30 @@ struct Walker<'a, 'b> {
     exclude: Option<&'a PatternMatcher>,
     clamp: Option<i64>,
     target: &'a FsIndex,
+    /// Where the regular files with more than one link went, by inode.
+    links: HashMap<(u64, u64), Vec<String>>,
 }
 
 impl Walker<'_, '_> {
+    /// Makes the copies of one file hard links to the first of them in layer order, as fsutil's
+    /// copy links a file it meets again to its first copy. Called after each source: BuildKit
+    /// copies each source on its own, so links between two sources are not kept.
+    fn link_copies(&mut self) {
+        for (_, mut paths) in self.links.drain() {
+            paths.sort_by(|a, b| crate::layer::tar_order(a, b));
+            paths.dedup();
+            let Some((holder, others)) = paths.split_first() else { continue };
+            for p in others {
+                if let Some(e) = self.out.get_mut(p)
+                    && e.meta.kind == Kind::File
+                {
+                    (e.meta.kind, e.meta.size, e.content) =
+                        (Kind::Hardlink(holder.clone()), 0, Content::None);
+                }
+            }
+        }
+    }
+
     /// Copies the contents of directory `rel` (relative to the root) to `to`. As fsutil does, `to`
     /// is not given the source directory's owner or mode: made 0755 and root's (or `--chown`'s,
     /// not `--chmod`ed) when missing, kept as it is when it exists; only the mtime is copied.
@@ -265,6 +297,9 @@ impl Walker<'_, '_> {
             mtime = mtime.min(c);
         }
         let size = if kind == Kind::File { md.len() } else { 0 };
+        if kind == Kind::File && md.nlink() > 1 {
+            self.links.entry((md.dev(), md.ino())).or_default().push(to.to_string());
+        }
         let content = if kind == Kind::File { Content::File(path) } else { Content::None };
         self.out.insert(to.to_string(), Entry { meta: Meta { kind, mode, uid, gid, mtime, size }, content });
         Ok(())

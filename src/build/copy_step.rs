@@ -22,7 +22,7 @@ use crate::plan::{CopyOp, Source};
 /// USER (BuildKit's `Mkdir` with `WithParents` and `WithUser`; a name not in the stage's passwd
 /// is root, as there); an existing directory is left as it is.
 pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<Layer>, BuildError> {
-    let rel = copy::clean(dir);
+    let rel = copy::clean(&landing(out.index(b)?, dir));
     if rel.is_empty() || out.index(b)?.is_dir(&rel) {
         return Ok(None);
     }
@@ -35,6 +35,19 @@ pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<
     let mut entries = Entries::new();
     entries.insert(rel, copy::Entry { meta, content: copy::Content::None });
     write_layer(b, out, entries, (uid, gid)).map(Some)
+}
+
+/// Where COPY, ADD and WORKDIR write `dest` (absolute; a trailing `/` kept): BuildKit resolves it
+/// in the stage's filesystem first (continuity's `RootPath`), so `COPY x /bin/` on a base whose
+/// `/bin` links to `usr/bin` writes `usr/bin/x`, under the real directories, and leaves the link
+/// out of the layer.
+fn landing(index: &FsIndex, dest: &str) -> String {
+    match index.root_path(dest) {
+        Some(p) if p.is_empty() => "/".to_string(),
+        Some(p) if dest.ends_with('/') => format!("/{p}/"),
+        Some(p) => format!("/{p}"),
+        None => dest.to_string(),
+    }
 }
 
 fn is_url(s: &str) -> bool {
@@ -96,6 +109,9 @@ pub fn copy_step(
     };
     let own = Ownership { chown, chmod: c.chmod.clone() };
     let dest = if c.dest_raw.ends_with('/') { format!("{}/", c.dest) } else { c.dest.clone() };
+    // `--link` copies onto nothing: its destination is taken as written, symlinks in the stage
+    // or not (BuildKit documents it so).
+    let dest = if c.link { dest } else { landing(out.index(b)?, &dest) };
     let mut archives: Vec<(PathBuf, crate::layer::archive::Archive)> = Vec::new();
     let mut sources = paths(c);
     if c.add && c.unpack != Some(false) && c.from == Source::BuildContext {

@@ -294,6 +294,53 @@ fn copies_touch_the_directory_they_write_into_as_buildkit_does() {
     );
 }
 
+/// COPY and WORKDIR write where the destination's symlinks lead, as BuildKit resolves it in the
+/// stage (a usr-merged base's `/bin` is `usr/bin`), and keep hard links within one source, the
+/// first path in layer order holding the data.
+#[test]
+fn copies_follow_the_destinations_symlinks_and_keep_hard_links() {
+    let b = Bench::new();
+    let ctx = b.dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("tree/usr/bin")).expect("mkdir");
+    std::os::unix::fs::symlink("usr/bin", ctx.join("tree/bin")).expect("symlink");
+    std::fs::create_dir_all(ctx.join("src/a")).expect("mkdir");
+    std::fs::write(ctx.join("src/h"), "shared").expect("write");
+    std::fs::hard_link(ctx.join("src/h"), ctx.join("src/a/h")).expect("link");
+    std::fs::hard_link(ctx.join("src/h"), ctx.join("src/a-h")).expect("link");
+    let df = "FROM scratch\nCOPY tree/ /\nCOPY a.txt /bin/\nWORKDIR /bin/sub\nCOPY src /s/\nCOPY src/h src/a-h /t/\n";
+    let image = b.build_at(df, 0, true, 0).0.expect("build");
+    let names: Vec<Vec<String>> = image.layers.iter().map(|l| layer_names(&b.store, l)).collect();
+    assert_eq!(names[1], ["usr/", "usr/bin/", "usr/bin/a.txt"]);
+    assert_eq!(names[2], ["usr/", "usr/bin/", "usr/bin/sub/"]);
+    assert_eq!(names[3], ["s/", "s/a/", "s/a/h", "s/a-h", "s/h"]);
+    let mut archive = tar::Archive::new(crate::layer::open_layer(&b.store, &image.layers[3]).expect("open"));
+    let links: Vec<(String, Option<String>, u64)> = archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let e = e.expect("entry");
+            let link = e.link_name().expect("link").map(|l| l.to_string_lossy().into_owned());
+            (e.path().expect("path").to_string_lossy().into_owned(), link, e.size())
+        })
+        .filter(|(p, ..)| !p.ends_with('/'))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            ("s/a/h".to_string(), None, 6),
+            ("s/a-h".to_string(), Some("s/a/h".to_string()), 0),
+            ("s/h".to_string(), Some("s/a/h".to_string()), 0),
+        ]
+    );
+    let mut archive = tar::Archive::new(crate::layer::open_layer(&b.store, &image.layers[4]).expect("open"));
+    let kinds: Vec<bool> = archive
+        .entries()
+        .expect("entries")
+        .map(|e| e.expect("entry").header().entry_type().is_file())
+        .collect();
+    assert_eq!(kinds, [false, true, true], "two sources: two files, as BuildKit copies each source apart");
+}
+
 /// Several stages copy different paths of one stage whose steps ran: each copy gets exactly its
 /// paths (the stage's files are extracted once, for the paths all its copies read), the
 /// contents right, through a symlinked directory too.

@@ -263,6 +263,21 @@ impl FsIndex {
         }
     }
 
+    /// Where a write to `path` lands, as continuity's `fs.RootPath` (BuildKit's copy and mkdir)
+    /// has it: symlinks followed inside the root in every component that exists, the last
+    /// included; from a component that is missing (or no directory) on, the rest as written
+    /// (`..` still steps back). `None` after too many links.
+    pub fn root_path(&self, path: &str) -> Option<String> {
+        let mut w = Walk::new(path.as_bytes());
+        loop {
+            match advance(self, &mut w, true) {
+                Step::Done => return Some(lossy(w.resolved())),
+                Step::Missing(c) | Step::NotDir(c) => w.enter(&c),
+                Step::Loop => return None,
+            }
+        }
+    }
+
     /// [`resolve`](FsIndex::resolve), also putting into `seen` every key the walk looked at:
     /// the directories passed and the symlinks followed, which a tree must hold for `path` to
     /// resolve in it as it does here.
