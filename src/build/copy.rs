@@ -277,6 +277,25 @@ impl Walker<'_, '_> {
         } else {
             return Ok(()); // sockets are not copied
         };
+        // fsutil's copy merges a directory only into a directory (`lstat`: a symlink to one is
+        // not), and puts anything else only where no directory is; BuildKit fails the step
+        // otherwise. Writing the layer anyway would hide the lower entry: a directory copied
+        // onto a usr-merged base's `/lib` symlink leaves an image with no libraries.
+        match (&kind, self.target.get(to).map(|m| &m.kind)) {
+            (Kind::Dir, Some(Kind::Symlink(target))) => {
+                return Err(CopyError::Invalid(format!(
+                    "cannot copy to non-directory: /{to} (a symbolic link to {target} in the image: copy into the \
+                     directory it names instead)"
+                )));
+            }
+            (Kind::Dir, Some(other)) if *other != Kind::Dir => {
+                return Err(CopyError::Invalid(format!("cannot copy to non-directory: /{to}")));
+            }
+            (other, Some(Kind::Dir)) if *other != Kind::Dir => {
+                return Err(CopyError::Invalid(format!("cannot replace to directory /{to} with file")));
+            }
+            _ => {}
+        }
         let (mut uid, mut gid) = (0, 0);
         let mut mode = md.mode() & 0o7777;
         let mut mtime = md.mtime();

@@ -47,6 +47,12 @@ impl Fixture {
         let mut target = FsIndex::new();
         target.insert("existing", Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 });
         target.insert("owned", Meta { kind: Kind::Dir, mode: 0o1770, uid: 7, gid: 8, mtime: 0, size: 0 });
+        // A usr-merged base: `lib` links to `usr/lib`; and a plain file.
+        target.insert("usr/lib", Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 });
+        let link =
+            Meta { kind: Kind::Symlink("usr/lib".into()), mode: 0o777, uid: 0, gid: 0, mtime: 0, size: 0 };
+        target.insert("lib", link);
+        target.insert("plain", Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 });
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
         collect(&root, &sources, dest, &target, own, parents, &excludes, Some(1_000))
@@ -365,4 +371,25 @@ fn a_selected_tree_copies_as_the_whole_tree() {
     // The root is the whole tree.
     assert_eq!(selection(&index, &["/".to_string()]), None);
     assert_eq!(selection(&index, &["/app".to_string(), ".".to_string()]), None);
+}
+
+/// A directory lands only on a directory (not on a symlink to one) and anything else only where
+/// no directory is, as fsutil's copy allows; BuildKit fails the step otherwise.
+#[test]
+fn a_directory_never_replaces_a_non_directory_nor_a_file_a_directory() {
+    let f = Fixture::new();
+    f.file("l/lib/libx.so", "x");
+    f.file("p/plain/inner", "i");
+    f.file("e/existing", "a file over a directory");
+    let err = |src: &str| match f.collect(&[src], "/", None) {
+        Err(CopyError::Invalid(msg)) => msg,
+        other => panic!("{src}: {other:?}"),
+    };
+    let msg = err("l/");
+    assert!(msg.starts_with("cannot copy to non-directory: /lib (a symbolic link to usr/lib"), "{msg}");
+    assert_eq!(err("p/"), "cannot copy to non-directory: /plain");
+    assert_eq!(err("e/"), "cannot replace to directory /existing with file");
+    // Into the directory the link names, or a file onto a file, is fine.
+    assert_eq!(keys(&f.collect(&["l/lib/"], "/usr/lib/", None).expect("ok")), ["usr/lib", "usr/lib/libx.so"]);
+    assert_eq!(keys(&f.collect(&["a.txt"], "/plain", None).expect("ok")), ["plain"]);
 }
