@@ -1135,7 +1135,8 @@ fn debian_base_dpkg_and_users() {
 /// re-exec through it and reading it give the program (in every new process, also one whose
 /// first stop the tracer sees before its parent's fork event); a Unix socket's path is in the root (bound
 /// in a directory only the root has, relative, and longer than `sun_path` once made a machine
-/// path), where `rm` finds it. As in a namespace sandbox.
+/// path), where `rm` finds it, and a datagram `sendto` its path reaches it. As in a namespace
+/// sandbox.
 const PTRACE_DEBIAN_DOCKERFILE: &str = r#"FROM debian
 RUN set -e; got=$(readlink /proc/self/exe); echo "readlink: $got"; test "$got" = /usr/bin/readlink; \
     got=$(sh -c 'readlink /proc/$$/exe'); echo "a shell's: $got"; test "$got" = /usr/bin/dash; \
@@ -1155,6 +1156,11 @@ RUN set -e; long=/run/hako-test/a-directory-with-a-name-long-enough-to-push-the-
         my $conn = $srv->accept or die "accept: $!\n"; print "got: ", scalar <$conn>; wait' "$path"; \
       rm "$path"; test ! -e "$path"; \
     done
+RUN set -e; mkdir -p /run/hako-dgram; \
+    perl -MSocket -e 'my $p = shift; socket(my $s, AF_UNIX, SOCK_DGRAM, 0) or die "socket: $!\n"; \
+      bind($s, pack_sockaddr_un($p)) or die "bind $p: $!\n"; socket(my $c, AF_UNIX, SOCK_DGRAM, 0) or die; \
+      defined(send($c, "datagram to $p\n", 0, pack_sockaddr_un($p))) or die "sendto $p: $!\n"; \
+      recv($s, my $buf, 200, 0); print "got: $buf"' /run/hako-dgram/d
 "#;
 
 #[test]
@@ -1170,6 +1176,7 @@ fn debian_programs_under_ptrace_see_their_exe_and_sockets() {
         let stderr = text(&out.stderr);
         assert!(stderr.contains("readlink: /usr/bin/readlink"), "{}: {stderr}", mode.name());
         assert_eq!(stderr.matches("got: hello over ").count(), 3, "{}: {stderr}", mode.name());
+        assert!(stderr.contains("got: datagram to /run/hako-dgram/d"), "{}: {stderr}", mode.name());
     }
 }
 

@@ -16,7 +16,17 @@ use super::paths::{self, path};
 use super::regs::Regs;
 use crate::layer::walkdiff::Owner;
 
-/// Every call the seccomp filter sends to the tracer.
+/// Calls the seccomp filter sends to the tracer only when an argument is not null: `sendto` with
+/// an address (a datagram to a socket path; a connected socket's `send` passes none, so the
+/// network's hot path never stops).
+pub const TRACED_WITH_ARG: &[(i64, u32)] = &[(libc::SYS_sendto, 4)];
+
+/// Whether the tracer handles call `nr` (always, or when its argument says so).
+pub fn traced(nr: i64) -> bool {
+    TRACED.contains(&nr) || TRACED_WITH_ARG.iter().any(|(n, _)| *n == nr)
+}
+
+/// Every call the seccomp filter always sends to the tracer.
 pub const TRACED: &[i64] = &[
     libc::SYS_open,
     libc::SYS_openat,
@@ -344,7 +354,11 @@ impl Tracer {
                 self.chown(pid, target, uid as u32, gid as u32).map(Entry::Skip)
             }
             libc::SYS_bind | libc::SYS_connect => {
-                self.socket_path(pid, regs, &mut scratch, nr == libc::SYS_connect)?;
+                self.socket_path(pid, regs, &mut scratch, (1, 2), nr == libc::SYS_connect)?;
+                run(None)
+            }
+            libc::SYS_sendto => {
+                self.socket_path(pid, regs, &mut scratch, (4, 5), true)?;
                 run(None)
             }
             libc::SYS_execve | libc::SYS_execveat => {
@@ -513,9 +527,10 @@ impl Tracer {
         Ok(0)
     }
 
-    /// Points a `bind` or `connect` to a Unix socket's path at the machine's path for it, so the
-    /// step makes its sockets in its root (where its `ls` and `unlink` look) and finds them
-    /// there. Other addresses (IP, abstract sockets) are left as they are. A machine path too
+    /// Points a `bind`, `connect` or `sendto` to a Unix socket's path (the address and its length
+    /// are arguments `addr_i` and `len_i`) at the machine's path for it, so the step makes its
+    /// sockets in its root (where its `ls` and `unlink` look) and finds them there. Other
+    /// addresses (IP, abstract sockets, none) are left as they are. A machine path too
     /// long for `sun_path` goes through the tracer's descriptor of the root instead
     /// (`/proc/TRACER/fd/N/…`, which the kernel follows to the same directory).
     fn socket_path(
@@ -523,11 +538,12 @@ impl Tracer {
         pid: Pid,
         regs: &mut Regs,
         scratch: &mut Scratch,
+        (addr_i, len_i): (usize, usize),
         follow: bool,
     ) -> Result<(), Errno> {
         // struct sockaddr_un: a 2-byte family, then up to 108 bytes of path.
         const SUN_PATH: usize = 108;
-        let (addr, len) = (regs.arg(1), regs.arg(2) as usize);
+        let (addr, len) = (regs.arg(addr_i), regs.arg(len_i) as usize);
         // Malformed addresses are the kernel's to refuse.
         if addr == 0 || len <= 2 || len > 2 + SUN_PATH {
             return Ok(());
@@ -544,8 +560,8 @@ impl Tracer {
             host = self.root.via_fd(&host).filter(|h| h.len() < SUN_PATH).ok_or(Errno::ENAMETOOLONG)?;
         }
         let out = [family, &host, &[0]].concat();
-        regs.set_arg(1, scratch.put(&out)?);
-        regs.set_arg(2, out.len() as u64);
+        regs.set_arg(addr_i, scratch.put(&out)?);
+        regs.set_arg(len_i, out.len() as u64);
         Ok(())
     }
 

@@ -16,7 +16,7 @@
 //!
 //! What it does not do: isolate. The step shares the machine's processes, network, `/proc`,
 //! `/dev` and `/sys`, and a program that makes system calls the tracer does not rewrite (32-bit
-//! code, `io_uring`, a datagram `sendto` a socket path without `connect`, descriptors passed in
+//! code, `io_uring`, a datagram `sendmsg` to a socket path without `connect`, descriptors passed in
 //! from outside) can reach the machine's files as the
 //! calling user. It is a build environment for trusted Dockerfiles in a throwaway container, as
 //! kaniko is. x86-64 only.
@@ -127,8 +127,7 @@ pub fn run(
     let env = process.env.iter().map(|a| c(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let cwd = root.to_host(process.cwd.as_bytes(), true).map_err(|e| format!("working directory: {e}"))?;
     let cwd = c(&cwd)?;
-    let traced: Vec<u32> = calls::TRACED.iter().map(|n| *n as u32).collect();
-    let filter = seccomp::program(&traced);
+    let filter = seccomp::program(calls::TRACED, calls::TRACED_WITH_ARG);
     let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     // SAFETY: between fork and exec the child makes only system calls on data prepared above.
@@ -353,7 +352,7 @@ impl Tracer {
             self.resume(pid, None);
             return;
         };
-        if !calls::TRACED.contains(&regs.nr()) {
+        if !calls::traced(regs.nr()) {
             self.resume(pid, None);
             return;
         }
@@ -428,8 +427,7 @@ fn parent_of(pid: Pid) -> Option<Pid> {
 /// seccomp filter; the tracer sees it stop and lets it exit. The failure names the refused call.
 pub fn probe() -> Result<(), super::probe::Failure> {
     use super::probe::Failure;
-    let traced: Vec<u32> = calls::TRACED.iter().map(|n| *n as u32).collect();
-    let filter = seccomp::program(&traced);
+    let filter = seccomp::program(calls::TRACED, calls::TRACED_WITH_ARG);
     let fork_failed = |errno| Failure { call: "fork", errno };
     // SAFETY: the child only makes system calls and exits.
     match unsafe { nix::unistd::fork() }.map_err(fork_failed)? {

@@ -24,18 +24,40 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// The program that traces the calls numbered `traced`.
-pub fn program(traced: &[u32]) -> Vec<sock_filter> {
-    let n = traced.len();
-    // Layout: [0] ld arch, [1] jeq arch, [2] ld nr, [3] jge x32, [4..4+n] jeq nr,
-    // [4+n] allow, [5+n] trace, [6+n] errno.
-    let mut p = Vec::with_capacity(n + 7);
+/// Where argument `i`'s low 32 bits are in `struct seccomp_data` (x86-64 is little-endian): after
+/// `nr`, `arch` and `instruction_pointer`, six 8-byte arguments.
+fn arg_low(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+/// The program that traces the calls numbered `traced`, and the calls of `traced_with_arg` when
+/// that argument is not null.
+pub fn program(traced: &[i64], traced_with_arg: &[(i64, u32)]) -> Vec<sock_filter> {
+    let (n, m) = (traced.len(), traced_with_arg.len());
+    // Layout: [0] ld arch, [1] jeq arch, [2] ld nr, [3] jge x32, [4..4+n] jeq nr, then five
+    // instructions per call with an argument test, then allow, trace, errno.
+    let allow = 4 + n + 5 * m;
+    let (trace, errno) = (allow + 1, allow + 2);
+    // A jump's offset counts from the next instruction.
+    let to = |from: usize, target: usize| -> u8 {
+        u8::try_from(target - from - 1).expect("seccomp program too long for BPF jumps")
+    };
+    let mut p = Vec::with_capacity(errno + 1);
     p.push(stmt(LD_W_ABS, 4));
-    p.push(jump(JEQ_K, AUDIT_ARCH_X86_64, 0, (n + 4) as u8));
+    p.push(jump(JEQ_K, AUDIT_ARCH_X86_64, 0, to(1, errno)));
     p.push(stmt(LD_W_ABS, 0));
-    p.push(jump(JGE_K, X32_BIT, (n + 2) as u8, 0));
-    for (i, nr) in traced.iter().enumerate() {
-        p.push(jump(JEQ_K, *nr, (n - i) as u8, 0));
+    p.push(jump(JGE_K, X32_BIT, to(3, errno), 0));
+    for nr in traced {
+        let at = p.len();
+        p.push(jump(JEQ_K, *nr as u32, to(at, trace), 0));
+    }
+    for (nr, arg) in traced_with_arg {
+        let at = p.len();
+        p.push(jump(JEQ_K, *nr as u32, 0, to(at, at + 5)));
+        p.push(stmt(LD_W_ABS, arg_low(*arg)));
+        p.push(jump(JEQ_K, 0, 0, to(at + 2, trace)));
+        p.push(stmt(LD_W_ABS, arg_low(*arg) + 4));
+        p.push(jump(JEQ_K, 0, to(at + 4, allow), to(at + 4, trace)));
     }
     p.push(stmt(RET_K, RET_ALLOW));
     p.push(stmt(RET_K, RET_TRACE));
@@ -47,17 +69,48 @@ pub fn program(traced: &[u32]) -> Vec<sock_filter> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn jumps_land_on_the_right_returns() {
-        let traced = [2, 4, 257];
-        let p = program(&traced);
-        let at = |i: usize, off: u8| i + 1 + off as usize;
-        let n = traced.len();
-        assert_eq!(p[at(1, p[1].jf)].k, RET_ERRNO | nix::libc::ENOSYS as u32, "other ABIs");
-        assert_eq!(p[at(3, p[3].jt)].k, RET_ERRNO | nix::libc::ENOSYS as u32, "x32");
-        for i in 0..n {
-            assert_eq!(p[at(4 + i, p[4 + i].jt)].k, RET_TRACE, "call {}", traced[i]);
+    /// Runs `p` as the kernel would on one call: its arch, number and arguments.
+    fn run(p: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = Vec::new();
+        data.extend(nr.to_le_bytes());
+        data.extend(arch.to_le_bytes());
+        data.extend(0u64.to_le_bytes());
+        for a in args {
+            data.extend(a.to_le_bytes());
         }
-        assert_eq!(p[4 + n].k, RET_ALLOW);
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = p[pc];
+            pc += 1;
+            match i.code {
+                LD_W_ABS => {
+                    let at = i.k as usize;
+                    acc = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
+                }
+                JEQ_K | JGE_K => {
+                    let yes = if i.code == JEQ_K { acc == i.k } else { acc >= i.k };
+                    pc += usize::from(if yes { i.jt } else { i.jf });
+                }
+                RET_K => return i.k,
+                other => panic!("unknown instruction {other:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn calls_are_traced_allowed_or_refused_as_listed() {
+        let p = program(&[2, 4, 257], &[(44, 4)]);
+        let x86_64 = |nr, args| run(&p, AUDIT_ARCH_X86_64, nr, args);
+        let enosys = RET_ERRNO | nix::libc::ENOSYS as u32;
+        for nr in [2, 4, 257] {
+            assert_eq!(x86_64(nr, [0; 6]), RET_TRACE, "call {nr}");
+        }
+        assert_eq!(x86_64(0, [1; 6]), RET_ALLOW, "read");
+        assert_eq!(x86_64(44, [3, 1, 1, 0, 0, 0]), RET_ALLOW, "sendto without an address");
+        assert_eq!(x86_64(44, [3, 1, 1, 0, 0x7ffd_0000_1000, 16]), RET_TRACE, "sendto to an address");
+        assert_eq!(x86_64(44, [3, 1, 1, 0, 0x7000_0000_0000, 16]), RET_TRACE, "an address above 4 GiB");
+        assert_eq!(x86_64(44, [3, 1, 1, 0, 0x1000, 16]), RET_TRACE, "an address below 4 GiB");
+        assert_eq!(x86_64(X32_BIT | 2, [0; 6]), enosys, "x32");
+        assert_eq!(run(&p, 0x4000_0003, 5, [0; 6]), enosys, "i386");
     }
 }
