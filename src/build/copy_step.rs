@@ -109,9 +109,11 @@ pub fn copy_step(
     };
     let own = Ownership { chown, chmod: c.chmod.clone() };
     let dest = if c.dest_raw.ends_with('/') { format!("{}/", c.dest) } else { c.dest.clone() };
-    // `--link` copies onto nothing: its destination is taken as written, symlinks in the stage
-    // or not (BuildKit documents it so).
-    let dest = if c.link { dest } else { landing(out.index(b)?, &dest) };
+    // `--link` too: dockerd's BuildKit copies it as any COPY. BuildKit with a merge-capable
+    // snapshotter takes its destination as written and makes real directories there, which over
+    // a usr-merged base's `/bin` link leaves an image without `/bin`; the layer written here
+    // works either way.
+    let dest = landing(out.index(b)?, &dest);
     let mut archives: Vec<(PathBuf, crate::layer::archive::Archive)> = Vec::new();
     let mut sources = paths(c);
     if c.add && c.unpack != Some(false) && c.from == Source::BuildContext {

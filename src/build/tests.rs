@@ -307,7 +307,8 @@ fn copies_follow_the_destinations_symlinks_and_keep_hard_links() {
     std::fs::write(ctx.join("src/h"), "shared").expect("write");
     std::fs::hard_link(ctx.join("src/h"), ctx.join("src/a/h")).expect("link");
     std::fs::hard_link(ctx.join("src/h"), ctx.join("src/a-h")).expect("link");
-    let df = "FROM scratch\nCOPY tree/ /\nCOPY a.txt /bin/\nWORKDIR /bin/sub\nCOPY src /s/\nCOPY src/h src/a-h /t/\n";
+    let df = "FROM scratch\nCOPY tree/ /\nCOPY a.txt /bin/\nWORKDIR /bin/sub\nCOPY src /s/\nCOPY src/h src/a-h /t/\n\
+              COPY --link a.txt /bin/linked\n";
     let image = b.build_at(df, 0, true, 0).0.expect("build");
     let names: Vec<Vec<String>> = image.layers.iter().map(|l| layer_names(&b.store, l)).collect();
     assert_eq!(names[1], ["usr/", "usr/bin/", "usr/bin/a.txt"]);
@@ -339,6 +340,7 @@ fn copies_follow_the_destinations_symlinks_and_keep_hard_links() {
         .map(|e| e.expect("entry").header().entry_type().is_file())
         .collect();
     assert_eq!(kinds, [false, true, true], "two sources: two files, as BuildKit copies each source apart");
+    assert_eq!(names[5], ["usr/", "usr/bin/", "usr/bin/linked"], "--link too, as dockerd's BuildKit");
 }
 
 /// Several stages copy different paths of one stage whose steps ran: each copy gets exactly its
