@@ -4,7 +4,8 @@
 //! `--chown`, `--chmod`, and symlinks never followed out of their root.
 //!
 //! The result is a set of entries for the new layer (destination path → metadata + where to read
-//! the content), in sorted order, plus the parent directories the layer must carry.
+//! the content), keyed by path, plus the parent directories the layer must carry; the layer
+//! writes them in [`crate::layer::tar_order`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The builder: walks a [`Plan`] stage by stage, turning each step into image config changes and
 //! layers in the store. Stages are built in plan order (dependencies first); a stage's filesystem
-//! is known from its layers' headers ([`FsIndex`]) and materialised on disk only when another stage
-//! copies from it.
+//! is known from its layers' headers ([`FsIndex`](crate::layer::index::FsIndex)) and materialised
+//! on disk only when another stage copies from it.
 
 mod cached;
 mod config;

@@ -67,7 +67,7 @@ impl<'a, R: Read> Cursor<'a, R> {
         let base = path.rsplit('/').next().unwrap_or("");
         if base.starts_with(".wh.") || self.last.as_ref().is_some_and(|l| super::tar_order(l, &path).is_ge())
         {
-            return Err(None); // a whiteout, or not sorted as hako writes layers
+            return Err(None); // a whiteout, or not in the order hako writes layers
         }
         let h = entry.header();
         let head = Head {

@@ -13,7 +13,7 @@
 //!   BuildKit's overlay differ writes: nothing more for a directory the lower layers lack (the
 //!   kernel marks every new directory opaque), else a `.wh.<name>` for each name the lower layers
 //!   hold there and the step's directory lacks, and so on down every directory inside it.
-//! - Hard links between paths of the upper directory become one file (the first path in sorted
+//! - Hard links between paths of the upper directory become one file (the first path in layer
 //!   order holds the data) and [`Kind::Hardlink`] entries naming it. A copied-up file whose lower
 //!   twin was not copied up is a plain file (overlay with `index=off` breaks such links).
 //! - Every other entry keeps its `lstat` metadata (mode with setuid/setgid/sticky, numeric owner,
@@ -190,7 +190,7 @@ pub(super) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Er
     move |source| DiffError::Io { op, path: path.to_path_buf(), source }
 }
 
-/// Walks `upper` and writes its entries (see the module docs) to `writer`, in sorted order.
+/// Walks `upper` and writes its entries (see the module docs) to `writer`, in layer order.
 pub fn write_diff(upper: &Path, writer: &mut LayerWriter, opts: &DiffOptions) -> Result<DiffSummary> {
     let (entries, summary) = collect(upper, opts)?;
     write_entries(

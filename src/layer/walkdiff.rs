@@ -10,7 +10,8 @@
 //! for each name it lost, as the overlay diff writes the opaque directory overlayfs makes of it,
 //! so both snapshotters give byte-identical layers. Hard
 //! links among written files are kept as links (a new link changes the link count of the old
-//! path, so both are written). Sockets are skipped and counted. Entries come out sorted.
+//! path, so both are written). Sockets are skipped and counted. Entries come out in layer order
+//! ([`super::tar_order`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
