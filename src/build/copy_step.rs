@@ -364,7 +364,8 @@ fn write_layer(
     // Directories that get a new or replaced entry (an existing directory is merged, not made).
     let mut changed = std::collections::HashSet::new();
     for (path, entry) in &entries {
-        let merged = entry.meta.kind == Kind::Dir && out.index(b)?.is_dir(path);
+        let existing = out.index(b)?.get(path).map(|m| &m.kind);
+        let merged = entry.meta.kind == Kind::Dir && existing == Some(&Kind::Dir);
         if let (false, Some((parent, _))) = (merged, path.rsplit_once('/')) {
             changed.insert(parent.to_string());
         }
