@@ -20,7 +20,9 @@ pub fn build_stage(b: &Builder<'_>, i: usize, done: &mut [Option<StageOut>]) -> 
     // no step, and the stage's first step is 1 (`[c 1/2] COPY …`).
     let from_is_step = matches!(sp.base, Source::Image(_) | Source::Context { .. });
     let mut n = usize::from(from_is_step);
-    let total = n + sp.steps.iter().filter(|s| is_step(&s.op)).count();
+    // BuildKit (≥ 0.17) counts every ONBUILD trigger in the total, a config-only one too, though
+    // only steps are numbered: a base with `ONBUILD ENV …` makes the last step `[2/3]`.
+    let total = n + sp.steps.iter().filter(|s| is_step(&s.op) || s.trigger).count();
     let mut out = ended(b, &label, 1, base(b, sp, &shown, total, done))?;
     if from_is_step {
         b.reporter.event(&Event::Done { stage: &label, n: 1 });

@@ -146,6 +146,7 @@ pub fn stage(
             let ins = crate::dockerfile::instructions::parse_trigger(&trigger, loc)?;
             let mut step = cx.step(&ins.kind, &ins.loc)?;
             step.display = format!("ONBUILD {}", step.display);
+            step.trigger = true;
             steps.push(step);
         }
         for ins in &stage.commands {
@@ -194,7 +195,7 @@ impl StageCx<'_> {
         };
         let (op, display) = self.op(kind, loc, &mut used)?;
         let history = arg_history.or_else(|| super::history::created_by(&op, &shell, &self.scope));
-        Ok(Step { loc: loc.clone(), op, used_args: used, display, history })
+        Ok(Step { loc: loc.clone(), op, used_args: used, display, history, trigger: false })
     }
 
     /// BuildKit's history entry of an ARG: each default as expanded (not the value a --build-arg

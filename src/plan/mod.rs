@@ -97,6 +97,8 @@ pub struct Step {
     /// Its image history entry (`created_by`) as BuildKit writes it; `None` for ONBUILD, which
     /// has none.
     pub history: Option<String>,
+    /// One of the base image's ONBUILD triggers, run as if written right after FROM.
+    pub trigger: bool,
 }
 
 /// An expanded operation.
