@@ -77,7 +77,7 @@ pub fn layer_step(
     }
     out.ran = true;
     let layer = match &step.op {
-        Op::Workdir(dir) => copy_step::workdir(b, out, dir)?,
+        Op::Workdir(dir) => copy_step::workdir(b, out, dir, step.loc.pos())?,
         Op::Copy(c) => {
             let layer = copy_step::copy_step(b, out, c, &step.loc, done, &fetched)?;
             note_successor(b, &records, &shape, &layer);

@@ -21,8 +21,13 @@ use crate::plan::{CopyOp, Source};
 /// WORKDIR creates its directory when missing, and its missing parents, owned by the current
 /// USER (BuildKit's `Mkdir` with `WithParents` and `WithUser`; a name not in the stage's passwd
 /// is root, as there); an existing directory is left as it is.
-pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<Layer>, BuildError> {
-    let rel = copy::clean(&landing(out.index(b)?, dir));
+pub fn workdir(
+    b: &Builder<'_>,
+    out: &mut StageOut,
+    dir: &str,
+    pos: Pos,
+) -> Result<Option<Layer>, BuildError> {
+    let rel = copy::clean(&landing(out.index(b)?, dir, pos)?);
     if rel.is_empty() || out.index(b)?.is_dir(&rel) {
         return Ok(None);
     }
@@ -40,13 +45,16 @@ pub fn workdir(b: &Builder<'_>, out: &mut StageOut, dir: &str) -> Result<Option<
 /// Where COPY, ADD and WORKDIR write `dest` (absolute; a trailing `/` kept): BuildKit resolves it
 /// in the stage's filesystem first (continuity's `RootPath`), so `COPY x /bin/` on a base whose
 /// `/bin` links to `usr/bin` writes `usr/bin/x`, under the real directories, and leaves the link
-/// out of the layer.
-fn landing(index: &FsIndex, dest: &str) -> String {
+/// out of the layer. Too many links on the way fail the step, as there.
+fn landing(index: &FsIndex, dest: &str, pos: Pos) -> Result<String, BuildError> {
     match index.root_path(dest) {
-        Some(p) if p.is_empty() => "/".to_string(),
-        Some(p) if dest.ends_with('/') => format!("/{p}/"),
-        Some(p) => format!("/{p}"),
-        None => dest.to_string(),
+        Some(p) if p.is_empty() => Ok("/".to_string()),
+        Some(p) if dest.ends_with('/') => Ok(format!("/{p}/")),
+        Some(p) => Ok(format!("/{p}")),
+        None => Err(input_error(
+            format!("{dest}: too many levels of symbolic links in the image (a link loop on the way)"),
+            pos,
+        )),
     }
 }
 
@@ -113,7 +121,7 @@ pub fn copy_step(
     // snapshotter takes its destination as written and makes real directories there, which over
     // a usr-merged base's `/bin` link leaves an image without `/bin`; the layer written here
     // works either way.
-    let dest = landing(out.index(b)?, &dest);
+    let dest = landing(out.index(b)?, &dest, pos)?;
     let mut archives: Vec<(PathBuf, crate::layer::archive::Archive)> = Vec::new();
     let mut sources = paths(c);
     if c.add && c.unpack != Some(false) && c.from == Source::BuildContext {

@@ -343,6 +343,29 @@ fn copies_follow_the_destinations_symlinks_and_keep_hard_links() {
     assert_eq!(names[5], ["usr/", "usr/bin/", "usr/bin/linked"], "--link too, as dockerd's BuildKit");
 }
 
+/// A destination through a symlink loop fails the step where it is, as BuildKit's does.
+#[test]
+fn a_destination_through_a_link_loop_fails_the_step() {
+    let b = Bench::new();
+    let ctx = b.dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("tree")).expect("mkdir");
+    std::os::unix::fs::symlink("loop", ctx.join("tree/loop")).expect("symlink");
+    for (step, line) in [("COPY a.txt /loop/", 3), ("WORKDIR /loop/w", 3)] {
+        let df = format!("FROM scratch\nCOPY tree/ /\n{step}\n");
+        match b.build_at(&df, 0, true, 0).0 {
+            Err(BuildError::Input(d)) => {
+                assert!(
+                    d.message.contains("/loop/") && d.message.contains("too many levels"),
+                    "{}",
+                    d.message
+                );
+                assert_eq!(d.pos.line, line, "{step}");
+            }
+            other => panic!("{step}: {other:?}"),
+        }
+    }
+}
+
 /// Several stages copy different paths of one stage whose steps ran: each copy gets exactly its
 /// paths (the stage's files are extracted once, for the paths all its copies read), the
 /// contents right, through a symlinked directory too.
