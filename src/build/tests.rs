@@ -206,25 +206,49 @@ fn a_failing_stage_cancels_the_stages_beside_it() {
     assert!(b.ran() <= 1, "a cancelled stage started no further step");
 }
 
-/// The names in a layer, in order.
-fn layer_names(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<String> {
-    let mut archive = tar::Archive::new(crate::layer::open_layer(store, layer).expect("open layer"));
-    let entries = archive.entries().expect("entries");
-    entries.map(|e| e.expect("entry").path().expect("path").to_string_lossy().into_owned()).collect()
+/// One layer entry as these tests look at it.
+struct Row {
+    name: String,
+    mode: u32,
+    mtime: u64,
+    /// A hard link's or symlink's target.
+    link: Option<String>,
+    size: u64,
+    file: bool,
+    body: Vec<u8>,
 }
 
-/// Each entry of a layer: name, mode and mtime.
-fn layer_metas(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<(String, u32, u64)> {
+/// A layer's entries, in order.
+fn layer_rows(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<Row> {
     let mut archive = tar::Archive::new(crate::layer::open_layer(store, layer).expect("open layer"));
     let entries = archive.entries().expect("entries");
     entries
         .map(|e| {
-            let e = e.expect("entry");
-            let h = e.header();
-            let name = e.path().expect("path").to_string_lossy().into_owned();
-            (name, h.mode().expect("mode"), h.mtime().expect("mtime"))
+            let mut e = e.expect("entry");
+            let h = e.header().clone();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).expect("read");
+            Row {
+                name: e.path().expect("path").to_string_lossy().into_owned(),
+                mode: h.mode().expect("mode"),
+                mtime: h.mtime().expect("mtime"),
+                link: e.link_name().expect("link").map(|l| l.to_string_lossy().into_owned()),
+                size: e.size(),
+                file: h.entry_type().is_file(),
+                body,
+            }
         })
         .collect()
+}
+
+/// The names in a layer, in order.
+fn layer_names(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<String> {
+    layer_rows(store, layer).into_iter().map(|r| r.name).collect()
+}
+
+/// Each entry of a layer: name, mode and mtime.
+fn layer_metas(store: &Store, layer: &crate::image::manifest::Layer) -> Vec<(String, u32, u64)> {
+    layer_rows(store, layer).into_iter().map(|r| (r.name, r.mode, r.mtime)).collect()
 }
 
 /// A COPY or ADD that makes an entry in an existing directory changes that directory: BuildKit's
@@ -314,16 +338,10 @@ fn copies_follow_the_destinations_symlinks_and_keep_hard_links() {
     assert_eq!(names[1], ["usr/", "usr/bin/", "usr/bin/a.txt"]);
     assert_eq!(names[2], ["usr/", "usr/bin/", "usr/bin/sub/"]);
     assert_eq!(names[3], ["s/", "s/a/", "s/a/h", "s/a-h", "s/h"]);
-    let mut archive = tar::Archive::new(crate::layer::open_layer(&b.store, &image.layers[3]).expect("open"));
-    let links: Vec<(String, Option<String>, u64)> = archive
-        .entries()
-        .expect("entries")
-        .map(|e| {
-            let e = e.expect("entry");
-            let link = e.link_name().expect("link").map(|l| l.to_string_lossy().into_owned());
-            (e.path().expect("path").to_string_lossy().into_owned(), link, e.size())
-        })
-        .filter(|(p, ..)| !p.ends_with('/'))
+    let links: Vec<(String, Option<String>, u64)> = layer_rows(&b.store, &image.layers[3])
+        .into_iter()
+        .filter(|r| !r.name.ends_with('/'))
+        .map(|r| (r.name, r.link, r.size))
         .collect();
     assert_eq!(
         links,
@@ -333,12 +351,7 @@ fn copies_follow_the_destinations_symlinks_and_keep_hard_links() {
             ("s/h".to_string(), Some("s/a/h".to_string()), 0),
         ]
     );
-    let mut archive = tar::Archive::new(crate::layer::open_layer(&b.store, &image.layers[4]).expect("open"));
-    let kinds: Vec<bool> = archive
-        .entries()
-        .expect("entries")
-        .map(|e| e.expect("entry").header().entry_type().is_file())
-        .collect();
+    let kinds: Vec<bool> = layer_rows(&b.store, &image.layers[4]).iter().map(|r| r.file).collect();
     assert_eq!(kinds, [false, true, true], "two sources: two files, as BuildKit copies each source apart");
     assert_eq!(names[5], ["usr/", "usr/bin/", "usr/bin/linked"], "--link too, as dockerd's BuildKit");
 }
@@ -391,15 +404,12 @@ fn copies_of_a_stage_get_their_paths_from_one_extraction() {
     assert_eq!(names[0], ["b/", "b/tool"]);
     assert_eq!(names[1], ["ran"]);
     assert_eq!(names[2], ["y/", "y/a.so"]);
-    let mut archive = tar::Archive::new(crate::layer::open_layer(&b.store, &image.layers[2]).expect("open"));
-    let mut body = String::new();
-    for e in archive.entries().expect("entries") {
-        let mut e = e.expect("entry");
-        if e.path().expect("path").ends_with("a.so") {
-            std::io::Read::read_to_string(&mut e, &mut body).expect("read");
-        }
-    }
-    assert_eq!(body, "a");
+    let body: Vec<u8> = layer_rows(&b.store, &image.layers[2])
+        .into_iter()
+        .filter(|r| r.name.rsplit('/').next() == Some("a.so"))
+        .flat_map(|r| r.body)
+        .collect();
+    assert_eq!(body, b"a");
     // A copy of the whole stage takes the whole tree.
     let (image, whole) =
         b.build_counting("FROM scratch AS src\nCOPY . /\nFROM scratch\nCOPY --from=src / /all/\n", 0, false);
