@@ -130,6 +130,117 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A digest computed on a thread of its own once the bytes pass one chunk, so whoever writes them
+/// (a tar walk feeding a compressor) does not take turns with the hashing: the diff id of a big
+/// layer costs the writer a copy, not a SHA-256. Less than a chunk is hashed here, at the end,
+/// without a thread.
+pub struct ThreadedHasher {
+    buf: Vec<u8>,
+    state: Hashing,
+}
+
+enum Hashing {
+    /// No thread (yet, or it could not be started): hashed here.
+    Here(Sha256, u64),
+    Thread {
+        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        /// Hashed chunks coming back, so a big stream cycles through a few buffers.
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
+        done: std::thread::JoinHandle<(Sha256, u64)>,
+    },
+}
+
+impl ThreadedHasher {
+    /// Bytes gathered before they go to the thread.
+    const CHUNK: usize = 1 << 20;
+    /// Chunks queued before a write waits for the thread (bounds memory).
+    const QUEUED: usize = 4;
+
+    /// A hasher of nothing yet.
+    pub fn new() -> ThreadedHasher {
+        ThreadedHasher { buf: Vec::new(), state: Hashing::Here(Sha256::new(), 0) }
+    }
+
+    /// Sends the full buffer to the thread, starting it the first time.
+    fn hand_off(&mut self) {
+        if let Hashing::Here(h, len) = &mut self.state {
+            let (chunks, incoming) = std::sync::mpsc::sync_channel::<Vec<u8>>(Self::QUEUED);
+            let (give_back, spare) = std::sync::mpsc::channel();
+            let (mut hasher, mut n) = (h.clone(), *len);
+            let spawned = std::thread::Builder::new().name("diff-hasher".into()).spawn(move || {
+                for mut chunk in incoming {
+                    hasher.update(&chunk);
+                    n += chunk.len() as u64;
+                    chunk.clear();
+                    let _ = give_back.send(chunk);
+                }
+                (hasher, n)
+            });
+            match spawned {
+                Ok(done) => self.state = Hashing::Thread { chunks, spare, done },
+                Err(_) => {
+                    // Hashed here then, as a small stream is.
+                    h.update(&self.buf);
+                    *len += self.buf.len() as u64;
+                    self.buf.clear();
+                    return;
+                }
+            }
+        }
+        if let Hashing::Thread { chunks, spare, .. } = &self.state {
+            let next = spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(Self::CHUNK));
+            let chunk = std::mem::replace(&mut self.buf, next);
+            // The thread only stops when `chunks` is dropped, so the send cannot fail.
+            let _ = chunks.send(chunk);
+        }
+    }
+
+    /// The digest and the byte count of everything written.
+    pub fn finish(mut self) -> (Digest, u64) {
+        match std::mem::replace(&mut self.state, Hashing::Here(Sha256::new(), 0)) {
+            Hashing::Here(mut h, len) => {
+                h.update(&self.buf);
+                (Digest::from_hasher(h), len + self.buf.len() as u64)
+            }
+            Hashing::Thread { chunks, done, .. } => {
+                let _ = chunks.send(std::mem::take(&mut self.buf));
+                drop(chunks);
+                // The thread's loop cannot panic; were it to, its panic is re-raised here.
+                let (h, len) = done.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (Digest::from_hasher(h), len)
+            }
+        }
+    }
+}
+
+impl Default for ThreadedHasher {
+    fn default() -> ThreadedHasher {
+        ThreadedHasher::new()
+    }
+}
+
+impl Write for ThreadedHasher {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let n = data.len();
+        while !data.is_empty() {
+            if self.buf.capacity() < Self::CHUNK {
+                self.buf.reserve_exact(Self::CHUNK - self.buf.len());
+            }
+            let take = (Self::CHUNK - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == Self::CHUNK {
+                self.hand_off();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A reader that digests and counts what is read through it.
 pub struct HashingReader<R> {
     inner: R,
@@ -182,6 +293,20 @@ mod tests {
             "sha256:../../etc/passwd",
         ] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_threaded_hasher_digests_what_the_plain_one_does_at_every_size() {
+        let chunk = ThreadedHasher::CHUNK;
+        let data: Vec<u8> = (0..3 * chunk + 7).map(|i| (i * 31 % 251) as u8).collect();
+        for len in [0, 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 7] {
+            let mut t = ThreadedHasher::new();
+            // Writes of odd sizes, so chunks fill across writes.
+            for piece in data[..len].chunks(4099) {
+                t.write_all(piece).expect("write");
+            }
+            assert_eq!(t.finish(), (Digest::of(&data[..len]), len as u64), "{len} bytes");
         }
     }
 

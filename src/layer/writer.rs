@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use oci_spec::image::MediaType;
 
 use super::index::{Kind, Meta};
-use crate::digest::HashingWriter;
+use crate::digest::ThreadedHasher;
 use crate::image::manifest::Layer;
 use crate::store::{BlobWriter, Store, StoreError, Tee};
 
@@ -178,17 +178,19 @@ enum Encoder {
     None(BlobWriter),
 }
 
-/// Where the tar goes: the encoder, and a hash of the tar itself for the diff id. Uncompressed,
-/// the blob writer's digest of the same bytes is the diff id, so the tar is hashed once (the blob
-/// writer hashes what it stores in any case, to name the blob).
+/// Where the tar goes: the encoder, and a hash of the tar itself for the diff id, on a thread of
+/// its own so the walk only copies the bytes to it (with the blob's hash on another, a big layer
+/// costs one SHA-256 per core, beside the walk and the compression). Uncompressed, the blob
+/// writer's digest of the same bytes is the diff id, so the tar is hashed once (the blob writer
+/// hashes what it stores in any case, to name the blob).
 struct TarSink {
     enc: Encoder,
-    diff: Option<HashingWriter<io::Sink>>,
+    diff: Option<ThreadedHasher>,
 }
 
 impl TarSink {
     fn new(store: &Store, codec: Codec, tee: Option<Tee>) -> Result<TarSink, StoreError> {
-        let diff = (codec.compression != Compression::None).then(|| HashingWriter::new(io::sink()));
+        let diff = (codec.compression != Compression::None).then(ThreadedHasher::new);
         Ok(TarSink { enc: Encoder::new(store, codec, tee)?, diff })
     }
 }
@@ -418,7 +420,7 @@ pub fn compress_tar(store: &Store, tar: &mut dyn Read, codec: Codec) -> Result<L
 /// compressed bytes' the blob digest. Also says whether the blob was teed whole.
 fn seal(sink: TarSink, compression: Compression) -> Result<(Layer, bool), StoreError> {
     let (digest, size, teed) = sink.enc.finish()?.commit_teed(None)?;
-    let diff_id = sink.diff.map_or_else(|| digest.clone(), |d| d.finish().1);
+    let diff_id = sink.diff.map_or_else(|| digest.clone(), |d| d.finish().0);
     Ok((Layer { digest, diff_id, size, media_type: compression.media_type() }, teed))
 }
 

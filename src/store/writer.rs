@@ -1,8 +1,8 @@
 //! Writing a blob. Once a blob passes one chunk, its bytes are hashed on a thread of their own,
-//! so whoever produces them (a tar walk that hashes its own diff id, a compressor, a download)
-//! runs beside the hashing instead of taking turns with it: a big layer costs one SHA-256 per
-//! core rather than two on one. The file is written on another thread, directly where the file
-//! system allows it ([`super::direct`]), else written behind ([`super::pagecache`]) so the sync
+//! so whoever produces them (a tar walk, whose diff id is hashed on a thread too; a compressor; a
+//! download) runs beside the hashing instead of taking turns with it: a big layer's two SHA-256s
+//! run on two cores, beside the walk. The file is written on another thread, directly where the
+//! file system allows it ([`super::direct`]), else written behind ([`super::pagecache`]) so the sync
 //! before the rename waits for the last few MiB rather than for the whole blob; either way, the
 //! hashing does not wait for the disk.
 //!
