@@ -20,7 +20,8 @@ use crate::plan::{CopyOp, Source};
 
 /// WORKDIR creates its directory when missing, and its missing parents, owned by the current
 /// USER (BuildKit's `Mkdir` with `WithParents` and `WithUser`; a name not in the stage's passwd
-/// is root, as there); an existing directory is left as it is.
+/// is root, as there); an existing directory is left as it is, and the layer is empty, as
+/// BuildKit's is. `WORKDIR /` makes no layer (BuildKit makes no `Mkdir` for it).
 pub fn workdir(
     b: &Builder<'_>,
     out: &mut StageOut,
@@ -28,8 +29,11 @@ pub fn workdir(
     pos: Pos,
 ) -> Result<Option<Layer>, BuildError> {
     let rel = copy::clean(&landing(out.index(b)?, dir, pos)?);
-    if rel.is_empty() || out.index(b)?.is_dir(&rel) {
+    if rel.is_empty() {
         return Ok(None);
+    }
+    if out.index(b)?.is_dir(&rel) {
+        return write_layer(b, out, Entries::new(), (0, 0)).map(Some);
     }
     let user = out.image.config.config.user.clone().filter(|u| !u.is_empty());
     let (uid, gid) = match user {

@@ -356,6 +356,36 @@ fn copies_follow_the_destinations_symlinks_and_keep_hard_links() {
     assert_eq!(names[5], ["usr/", "usr/bin/", "usr/bin/linked"], "--link too, as dockerd's BuildKit");
 }
 
+/// WORKDIR makes a layer as BuildKit's does: its directory when missing, an empty tar when the
+/// directory is there (the `Mkdir` changed nothing), none for `/` (no `Mkdir` at all).
+#[test]
+fn workdir_layers_are_buildkits() {
+    let b = Bench::new();
+    let df = "FROM scratch\nWORKDIR /\nWORKDIR /w\nWORKDIR /w\nCOPY a.txt .\n";
+    let image = b.build(df, 0, true).expect("build");
+    let empty_tar = Digest::of(&[0u8; 1024]).to_string();
+    let diff_ids: Vec<&str> = image.config.rootfs.diff_ids.iter().map(String::as_str).collect();
+    assert_eq!(diff_ids.len(), 3, "{diff_ids:?}");
+    assert_eq!(layer_names(&b.store, &image.layers[0]), ["w/"]);
+    assert_eq!(diff_ids[1], empty_tar, "the second WORKDIR /w");
+    assert!(layer_names(&b.store, &image.layers[1]).is_empty());
+    let empty: Vec<(&str, bool)> = image
+        .config
+        .history
+        .iter()
+        .map(|h| (h.created_by.as_deref().unwrap_or_default(), h.empty_layer))
+        .collect();
+    assert_eq!(
+        empty,
+        [
+            ("WORKDIR /", true),
+            ("WORKDIR /w", false),
+            ("WORKDIR /w", false),
+            ("COPY a.txt . # buildkit", false)
+        ]
+    );
+}
+
 /// A destination through a symlink loop fails the step where it is, as BuildKit's does.
 #[test]
 fn a_destination_through_a_link_loop_fails_the_step() {

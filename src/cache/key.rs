@@ -30,7 +30,10 @@ use crate::plan::{CopyOp, Op, Platform, Source};
 /// The version of the key encoding and of what steps mean; part of every key. v2: COPY no longer
 /// gives an existing destination directory the source's owner, and WORKDIR's missing parents
 /// belong to the USER — the same inputs now make a different layer, so v1 records must not hit.
-pub const KEY_VERSION: &str = "hako.cache.key.v2";
+/// v3: a step that changes nothing makes an empty layer (v2 recorded none), and layers are
+/// written in BuildKit's order, through the destination's links, with hard links and
+/// per-name whiteouts — so a v2 record would give another image than a build without it.
+pub const KEY_VERSION: &str = "hako.cache.key.v3";
 
 /// A step cache key.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -168,7 +168,12 @@ fn full_dockerfile_builds_and_checkers_agree() {
         c["history"].as_array().expect("history").iter().filter_map(|h| h["created_by"].as_str()).collect();
     // BuildKit's entry: no --from, and ` # buildkit` after a step that makes a layer.
     assert!(history.contains(&"COPY /src/ /app/ # buildkit"), "{history:?}");
-    assert_eq!(c["rootfs"]["diff_ids"].as_array().expect("diff_ids").len(), 5, "base + 4 COPY layers");
+    let diff_ids = c["rootfs"]["diff_ids"].as_array().expect("diff_ids");
+    assert_eq!(diff_ids.len(), 6, "base + 4 COPY layers + WORKDIR's");
+    assert_eq!(
+        diff_ids[5], "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef",
+        "WORKDIR /app, which COPY made: an empty tar, as BuildKit's"
+    );
 
     if have("skopeo") {
         let o = Command::new("skopeo")

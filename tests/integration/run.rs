@@ -362,16 +362,35 @@ fn run_steps_make_the_expected_tree() {
 /// sandbox, not on its layer extracted again: what the layer does not keep (mtimes are clamped
 /// to the build's epoch) is as that step left it, with a COPY between as well. The copy
 /// snapshotter (chroot, ptrace) keeps the last trees and applies only the layers above one.
+/// A step that changes nothing makes an empty layer, as BuildKit's differ does, and the step
+/// after it runs on that.
 #[test]
 fn steps_run_on_the_tree_the_step_before_left() {
     const DOCKERFILE: &str = "FROM busybox\nRUN touch /made-by-run\nCOPY f /f\n\
-        RUN set -e; stat -c 'mtime %Y' /made-by-run; test \"$(stat -c %Y /made-by-run)\" != 315532800; cat /f\n";
+        RUN set -e; stat -c 'mtime %Y' /made-by-run; test \"$(stat -c %Y /made-by-run)\" != 315532800; cat /f\n\
+        RUN test -f /made-by-run && echo again > /f\n";
+    // The diff id of an empty tar (two zero blocks), BuildKit's layer for a step that changed
+    // nothing.
+    const EMPTY_TAR: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
     for mode in modes_and_snapshotters("the kept-tree build") {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE), ("ctx/f", "copied\n")]);
-        let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
+        let layout = dir.path().join("image.oci");
+        let dest = format!("type=oci,dest={},tar=false", layout.display());
+        let out = build(
+            &dir,
+            &mode,
+            &["-t", "kept:1", "-o", &dest, dir.path().join("ctx").to_str().expect("utf-8")],
+        );
         ok(&out, mode.name());
         assert!(text(&out.stderr).contains(" copied\n"), "{}: {}", mode.name(), text(&out.stderr));
+        let config = crate::build::config_of(&layout, "1");
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().expect("diff_ids");
+        assert_eq!(diff_ids.len(), 5, "{}: a layer per step: {diff_ids:?}", mode.name());
+        assert_eq!(diff_ids[3], EMPTY_TAR, "{}: the step that changed nothing", mode.name());
+        assert_ne!(diff_ids[4], EMPTY_TAR, "{}", mode.name());
+        let history = config["history"].as_array().expect("history");
+        assert!(history.iter().all(|h| h.get("empty_layer").is_none()), "{}: {history:?}", mode.name());
     }
 }
 

@@ -55,19 +55,19 @@ fn golden_keys_pin_the_encoding() {
     let p = Platform::parse("linux/amd64").expect("platform");
     assert_eq!(
         scratch(&p).to_string(),
-        "sha256:9f58fbc2bbdf3b9165f94c9dfe5a65865faa30a134c7c4ddf511a8fa6681273c"
+        "sha256:9be1b303ce82411532fc32db660db7d4eddd5904cd08750a9fe2707249bbcf4c"
     );
     let diff = Digest::of(b"layer");
     assert_eq!(
         base_image(std::slice::from_ref(&diff), &p).to_string(),
-        "sha256:2529630d46240998ef6cc192b0c21e4a371cb2b06867ea7de0ca987cf07923dc"
+        "sha256:a87512b4f7f7a01321d003fe42b389716598377937d697600f181f3428cb79ee"
     );
     assert_eq!(
         keys(DF, &[]),
         vec![
-            "sha256:c14f0fbc0cc6f39c39226e6a7cfa6364dfff50edc503d9fd242b434760057523",
-            "sha256:ab21afff8284b828fd433eab319fd4958e968b7e797b15e08cc5f77153bc1403",
-            "sha256:21675bd69116d5e7704540221c4ce6cf8c3d01225ccd298fc0b10c2116619bed",
+            "sha256:2fbeb55dc7d7b70d9bc722711346f2f3e104c680b900ba9176fc332d08e30d1f",
+            "sha256:3a29d6538a725f4b143a245f9c671fb9ab53d83535dc1c1588695e14cdc11ecd",
+            "sha256:bb174c14d61734035f48bd1dc74b9aa394f4e7848911c0ec359e5f475743275b",
         ]
     );
 }

@@ -147,12 +147,8 @@ impl Ctx {
         if summary.skipped_sockets > 0 {
             result.notes.push(format!("{} socket(s) left out of the layer", summary.skipped_sockets));
         }
-        if summary.entries == 0 {
-            if let Changes::Copy { root, after, .. } = &changes {
-                self.keep_tree(root, &req.layers, after.as_ref());
-            }
-            return Ok(result);
-        }
+        // A step that changed nothing still makes a layer, an empty tar, as BuildKit's differ
+        // writes one: the image has a layer per step, and its config the same diff ids.
         let (layer, teed) = w.finish_teed().map_err(|e| e.to_string())?;
         let layer = LayerRef::from_layer(&layer);
         result.teed = teed;
