@@ -43,6 +43,16 @@ pub struct ParGzEncoder<W: Write> {
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// A final, empty fixed-Huffman deflate block: ends the stream after the sync-flushed segments.
 const LAST_BLOCK: [u8; 2] = [0x03, 0x00];
+/// The length of an empty tar: its two zero blocks.
+const EMPTY_TAR_LEN: u64 = 1024;
+/// The deflate stream Go's compress/gzip writes for an empty tar at its default level (one fixed
+/// Huffman block, then a final empty stored block). Behind the same header and trailer as ours,
+/// it makes BuildKit's empty layer, `sha256:4f4fb700…` (32 bytes): what BuildKit writes for a
+/// step that changes nothing, and the most common blob in registries, which therefore already
+/// hold it. Hand-written, at every level: only Go's encoder makes these bytes, and a digest
+/// shared with BuildKit is worth more than a level's choice on 1 KiB of zeros.
+const EMPTY_TAR_DEFLATE: [u8; 14] =
+    [0x62, 0x18, 0x05, 0xa3, 0x60, 0x14, 0x8c, 0x58, 0x00, 0x08, 0x00, 0x00, 0xff, 0xff];
 
 impl<W: Write> ParGzEncoder<W> {
     /// An encoder at `level` (0–9) writing to `inner`.
@@ -101,13 +111,18 @@ impl<W: Write> ParGzEncoder<W> {
 
     /// Compresses what is left, writes the end of the stream and returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
-        if !self.block.is_empty() {
-            self.dispatch()?;
+        if self.len == EMPTY_TAR_LEN && self.pending.is_empty() && self.block.iter().all(|&b| b == 0) {
+            // An empty tar: Go's bytes for it, so the layer is BuildKit's empty layer.
+            self.inner.write_all(&EMPTY_TAR_DEFLATE)?;
+        } else {
+            if !self.block.is_empty() {
+                self.dispatch()?;
+            }
+            while !self.pending.is_empty() {
+                self.write_oldest()?;
+            }
+            self.inner.write_all(&LAST_BLOCK)?;
         }
-        while !self.pending.is_empty() {
-            self.write_oldest()?;
-        }
-        self.inner.write_all(&LAST_BLOCK)?;
         let crc = self.crc.clone().finalize();
         self.inner.write_all(&crc.to_le_bytes())?;
         // ISIZE: the length modulo 2^32, as RFC 1952 says.
@@ -240,6 +255,26 @@ mod tests {
                 assert_eq!(gunzip(&gzip(&data, 6, chunk)), data, "len {len}, writes of {chunk}");
             }
         }
+    }
+
+    /// An empty tar compresses to BuildKit's empty layer, byte for byte, at every level.
+    #[test]
+    fn an_empty_tar_is_buildkits_empty_layer() {
+        let empty = [0u8; EMPTY_TAR_LEN as usize];
+        for level in [0, 1, 6, 9] {
+            for chunk in [512, 1024] {
+                let out = gzip(&empty, level, chunk);
+                assert_eq!(gunzip(&out), empty, "level {level}");
+                assert_eq!(
+                    crate::digest::Digest::of(&out).to_string(),
+                    "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1",
+                    "level {level}, writes of {chunk}"
+                );
+            }
+        }
+        let mut almost = empty;
+        almost[1023] = 1;
+        assert_eq!(gunzip(&gzip(&almost, 6, 1024)), almost, "other bytes of that length are compressed");
     }
 
     #[test]
