@@ -151,9 +151,11 @@ enum Hashing {
 }
 
 impl ThreadedHasher {
-    /// Bytes gathered before they go to the thread.
-    const CHUNK: usize = 1 << 20;
-    /// Chunks queued before a write waits for the thread (bounds memory).
+    /// Bytes gathered before they go to the thread: small, as the hasher only needs to keep up,
+    /// and every chunk in flight adds to a layer's peak memory.
+    const CHUNK: usize = 256 << 10;
+    /// Chunks queued before a write waits for the thread (bounds memory: with the one being
+    /// filled and the one being hashed, 1.5 MiB).
     const QUEUED: usize = 4;
 
     /// A hasher of nothing yet.
