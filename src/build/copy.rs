@@ -300,10 +300,15 @@ impl Walker<'_, '_> {
         let (mut uid, mut gid) = (0, 0);
         let mut mode = md.mode() & 0o7777;
         let mut mtime = md.mtime();
+        // A file's capabilities come along, as fsutil's copy copies xattrs (after the chown,
+        // which would clear them): from the index of a stage or image, whose layers carry them.
+        // Context files have none here (a checkout holds no xattrs).
+        let mut capability = None;
         if let Some(index) = self.root.index
             && let Some(m) = index.get(&resolved_rel(self.root.dir, &path))
         {
             (uid, gid, mode, mtime) = (m.uid, m.gid, m.mode, m.mtime);
+            capability = m.capability.clone().filter(|_| kind == Kind::File);
         }
         if let Some((u, g)) = self.own.chown {
             (uid, gid) = (u, g);
@@ -321,7 +326,10 @@ impl Walker<'_, '_> {
             self.links.entry((md.dev(), md.ino())).or_default().push(to.to_string());
         }
         let content = if kind == Kind::File { Content::File(path) } else { Content::None };
-        self.out.insert(to.to_string(), Entry { meta: Meta { kind, mode, uid, gid, mtime, size }, content });
+        self.out.insert(
+            to.to_string(),
+            Entry { meta: Meta { kind, mode, uid, gid, mtime, size, capability }, content },
+        );
         Ok(())
     }
 }

@@ -40,7 +40,8 @@ pub fn workdir(
         Some(u) => chown_ids(b, out, &u).unwrap_or((0, 0)),
         None => (0, 0),
     };
-    let meta = Meta { kind: Kind::Dir, mode: 0o755, uid, gid, mtime: b.options.epoch(), size: 0 };
+    let meta =
+        Meta { kind: Kind::Dir, mode: 0o755, uid, gid, mtime: b.options.epoch(), size: 0, capability: None };
     let mut entries = Entries::new();
     entries.insert(rel, copy::Entry { meta, content: copy::Content::None });
     write_layer(b, out, entries, (uid, gid)).map(Some)
@@ -190,7 +191,7 @@ fn file_meta(own: &Ownership, mode: u32, mtime: i64, size: u64) -> Result<Meta, 
         None => mode,
     };
     let (uid, gid) = own.chown.unwrap_or((0, 0));
-    Ok(Meta { kind: Kind::File, mode, uid, gid, mtime, size })
+    Ok(Meta { kind: Kind::File, mode, uid, gid, mtime, size, capability: None })
 }
 
 /// The stage or image a `--from` names, resolved, with what to call it in messages.
@@ -392,9 +393,15 @@ fn write_layer(
             let meta = match out.index(b)?.get(p) {
                 Some(m) if changed.contains(p) => Meta { mtime: epoch, ..m.clone() },
                 Some(m) => m.clone(),
-                None => {
-                    Meta { kind: Kind::Dir, mode: 0o755, uid: owner.0, gid: owner.1, mtime: epoch, size: 0 }
-                }
+                None => Meta {
+                    kind: Kind::Dir,
+                    mode: 0o755,
+                    uid: owner.0,
+                    gid: owner.1,
+                    mtime: epoch,
+                    size: 0,
+                    capability: None,
+                },
             };
             all.insert(p.to_string(), copy::Entry { meta, content: copy::Content::None });
         }

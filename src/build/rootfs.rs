@@ -3,7 +3,7 @@
 //! an index kept in the store for the layer chain when there is one — and its files on disk,
 //! extracted only when another stage copies from it.
 //!
-//! Indexes are kept under `<store>/cache/index/<chain id>.json` (written atomically): a rebuild
+//! Indexes are kept under `<store>/cache/index/<chain id>.v2.json` (written atomically): a rebuild
 //! whose steps hit the cache never reads a layer, and a miss after hits starts from the kept
 //! index of the longest chain prefix instead of decompressing every layer from the base up.
 
@@ -25,8 +25,15 @@ fn keep(store: &Store, index: &FsIndex, chain: &str) {
     let Ok(bytes) = serde_json::to_vec(index) else { return };
     let dir = index_dir(store);
     if fs_err::create_dir_all(&dir).is_ok() {
-        let _ = store.write_cache_file(&dir.join(format!("{chain}.json")), &bytes);
+        let _ = store.write_cache_file(&index_file(&dir, chain), &bytes);
     }
+}
+
+/// The kept index of chain `chain` in `dir`. Versioned: a v1 index (`<chain>.json`) has no file
+/// capabilities, which a COPY --from would then drop; it is never read again (`hako prune`
+/// removes it).
+fn index_file(dir: &std::path::Path, chain: &str) -> PathBuf {
+    dir.join(format!("{chain}.v2.json"))
 }
 
 /// A stage being built, or built.
@@ -113,7 +120,7 @@ impl StageOut {
         let mut start = 0;
         let mut index = FsIndex::new();
         for (i, id) in chain.iter().enumerate().rev() {
-            let kept = std::fs::read(dir.join(format!("{id}.json")))
+            let kept = std::fs::read(index_file(&dir, id))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<FsIndex>(&bytes).ok());
             if let Some(kept) = kept {

@@ -31,8 +31,9 @@ use crate::plan::{CopyOp, Op, Platform, Source};
 /// gives an existing destination directory the source's owner, and WORKDIR's missing parents
 /// belong to the USER — the same inputs now make a different layer, so v1 records must not hit.
 /// v3: a step that changes nothing makes an empty layer (v2 recorded none), and layers are
-/// written in BuildKit's order, through the destination's links, with hard links and
-/// per-name whiteouts — so a v2 record would give another image than a build without it.
+/// written in BuildKit's order, through the destination's links, with hard links, per-name
+/// whiteouts and file capabilities — so a v2 record would give another image than a build
+/// without it.
 pub const KEY_VERSION: &str = "hako.cache.key.v3";
 
 /// A step cache key.

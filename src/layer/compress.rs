@@ -205,7 +205,15 @@ mod tests {
         // Enough text that levels differ in what they find.
         let text: Vec<u8> =
             (0..200_000u32).flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes()).collect();
-        let meta = Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: text.len() as u64 };
+        let meta = Meta {
+            kind: Kind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: text.len() as u64,
+            capability: None,
+        };
         w.add("f", &meta, Some(&mut &text[..])).unwrap();
         w.finish().unwrap()
     }

@@ -303,7 +303,9 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
         let inode = linkable.then(|| (md.dev(), md.ino()));
         let mtime = clamp(md.mtime(), opts.clamp);
         let size = if kind == Kind::File { md.len() } else { 0 };
-        let meta = Meta { kind, mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime, size };
+        let capability = if kind == Kind::File { super::index::read_capability(abs) } else { None };
+        let meta =
+            Meta { kind, mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime, size, capability };
         found.push(Found { path, meta, source, inode, marker: false });
         Ok(md.is_dir())
     })?;
@@ -383,7 +385,7 @@ fn marker(path: String, clamp: Option<i64>) -> Found {
 
 /// The metadata of a whiteout or opaque marker.
 pub(super) fn marker_meta(clamp: Option<i64>) -> Meta {
-    Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime: clamp.unwrap_or(0), size: 0 }
+    Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime: clamp.unwrap_or(0), size: 0, capability: None }
 }
 
 /// A device node or FIFO from `st_mode` and `st_rdev`; `None` for anything else (sockets, which

@@ -83,7 +83,7 @@ fn set_overlay_xattr(p: &Path, prefix: XattrPrefix, attr: &str, value: &[u8]) {
 }
 
 fn whiteout_meta(mtime: i64) -> Meta {
-    Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime, size: 0 }
+    Meta { kind: Kind::File, mode: 0, uid: 0, gid: 0, mtime, size: 0, capability: None }
 }
 
 /// A hand-built upper directory with one of everything.

@@ -290,6 +290,15 @@ pub(super) fn entry_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<
     Ok((i64::try_from(secs).unwrap_or(i64::MAX), 0))
 }
 
+/// The capabilities (`security.capability`) an entry's PAX header carries, if any.
+pub(super) fn entry_capability<R: Read>(entry: &mut tar::Entry<'_, R>) -> Option<Box<[u8]>> {
+    let pax = entry.pax_extensions().ok()??;
+    pax.flatten()
+        .find(|e| e.key_bytes() == super::index::CAPABILITY_PAX.as_bytes())
+        .map(|e| e.value_bytes().to_vec().into_boxed_slice())
+        .filter(|v| !v.is_empty())
+}
+
 /// Parses a PAX time (`-?digits(.digits)?`) into (seconds, nanoseconds ≥ 0), flooring.
 fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
     let s = std::str::from_utf8(v).ok()?;
@@ -385,6 +394,8 @@ struct Attrs {
     mode: u32,
     owner: (u32, u32),
     mtime: (i64, u32),
+    /// A regular file's capabilities.
+    capability: Option<Box<[u8]>>,
 }
 
 struct Extractor<'r, 's> {
@@ -467,7 +478,8 @@ impl Extractor<'_, '_> {
         let mode = entry.header().mode().map_err(bad)? & 0o7777;
         let owner = entry_owner(entry.header()).map_err(|r| invalid(name, r))?;
         let mtime = entry_mtime(entry).map_err(bad)?;
-        Ok(Attrs { mode, owner, mtime })
+        let capability = if entry.header().entry_type().is_file() { entry_capability(entry) } else { None };
+        Ok(Attrs { mode, owner, mtime, capability })
     }
 
     /// Resolves directory components inside the root, following symlinks with chroot semantics
@@ -703,6 +715,12 @@ impl Extractor<'_, '_> {
                 .map_err(|e| io_err("chown", abs, e.into()))?;
         }
         file.set_permissions(fs::Permissions::from_mode(a.mode)).map_err(|e| io_err("chmod", abs, e))?;
+        if let Some(cap) = &a.capability {
+            // After the chown, which clears capabilities. Setting them takes CAP_SETFCAP (the
+            // sandbox helper has it in its namespace): without it the file is extracted without
+            // them, which only matters to a step that runs it unprivileged.
+            let _ = xattr::FileExt::set_xattr(&file, super::index::CAPABILITY_XATTR, cap);
+        }
         let t = timespec(a.mtime);
         futimens(&file, &t, &t).map_err(|e| io_err("set times of", abs, e.into()))
     }

@@ -18,7 +18,7 @@ use std::ops::Bound;
 
 use tar::EntryType;
 
-use super::extract::{EntryName, classify, clean_components, entry_mtime, entry_owner};
+use super::extract::{EntryName, classify, clean_components, entry_capability, entry_mtime, entry_owner};
 use super::rootpath::{Node, Step, Tree, Walk};
 
 /// What a filesystem entry is.
@@ -57,6 +57,26 @@ pub struct Meta {
     pub mtime: i64,
     /// Content size for files and hard links to them; 0 for everything else.
     pub size: u64,
+    /// A regular file's capabilities: its `security.capability` xattr, the one extended
+    /// attribute a layer carries (as containerd's and moby's archives carry only it, in a PAX
+    /// record), so `setcap` in a step, or a package whose install runs it, survives into the
+    /// image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<Box<[u8]>>,
+}
+
+/// The extended attribute holding a file's capabilities.
+pub const CAPABILITY_XATTR: &str = "security.capability";
+/// Its PAX record in a layer, as Go's archive/tar names xattrs.
+pub const CAPABILITY_PAX: &str = "SCHILY.xattr.security.capability";
+
+/// The capabilities of the regular file at `path` (its `security.capability`), if it has any.
+/// None also where they cannot be read (a filesystem without xattrs): there are none to keep.
+pub fn read_capability(path: &std::path::Path) -> Option<Box<[u8]>> {
+    match xattr::get(path, CAPABILITY_XATTR) {
+        Ok(Some(v)) if !v.is_empty() => Some(v.into_boxed_slice()),
+        _ => None,
+    }
 }
 
 impl Meta {
@@ -77,7 +97,7 @@ impl Meta {
 
     /// What a directory created implicitly (a missing parent) gets: `0o755`, root, mtime 0.
     pub fn implicit_dir() -> Self {
-        Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 }
+        Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, capability: None }
     }
 }
 
@@ -505,7 +525,8 @@ fn meta_of<R: Read>(entry: &mut tar::Entry<'_, R>, kind: Kind, name: &str) -> Re
         _ => entry.size(),
     };
     let (mtime, _) = entry_mtime(entry).map_err(|e| invalid(e.to_string()))?;
-    Ok(Meta { kind, mode, uid, gid, mtime, size })
+    let capability = if kind == Kind::File { entry_capability(entry) } else { None };
+    Ok(Meta { kind, mode, uid, gid, mtime, size, capability })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::super::extract::{ApplyOptions, apply_layer};
 use super::*;
 
 fn file(mode: u32, mtime: i64) -> Meta {
-    Meta { kind: Kind::File, mode, uid: 0, gid: 0, mtime, size: 0 }
+    Meta { kind: Kind::File, mode, uid: 0, gid: 0, mtime, size: 0, capability: None }
 }
 
 fn dir(mode: u32, mtime: i64) -> Meta {
@@ -255,7 +255,10 @@ fn tree_on_disk(root: &Path, owners: bool) -> BTreeMap<String, Meta> {
         let size = if kind == Kind::File { md.len() } else { 0 };
         let mode = if ft.is_symlink() { 0 } else { md.mode() & 0o7777 };
         let (uid, gid) = if owners { (md.uid(), md.gid()) } else { (0, 0) };
-        out.insert(rel.to_string(), Meta { kind: kind.clone(), mode, uid, gid, mtime: md.mtime(), size });
+        out.insert(
+            rel.to_string(),
+            Meta { kind: kind.clone(), mode, uid, gid, mtime: md.mtime(), size, capability: None },
+        );
         if kind == Kind::Dir {
             for e in fs::read_dir(&path).expect("ls") {
                 let name = e.expect("entry").file_name().into_string().expect("utf-8");

@@ -39,6 +39,8 @@ pub struct Stamp {
     /// Birth time, where the filesystem keeps one: ext4 gives a directory removed and made again
     /// the inode number it just freed, so the number alone cannot tell it is new.
     born: Option<std::time::SystemTime>,
+    /// A regular file's capabilities: `setcap` changes nothing else a stamp holds.
+    capability: Option<Box<[u8]>>,
 }
 
 impl Stamp {
@@ -100,7 +102,16 @@ pub fn index_of(record: &Record) -> super::index::FsIndex {
             _ => continue,
         };
         let size = if kind == Kind::File { st.size } else { 0 };
-        let meta = Meta { kind, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime.0, size };
+        let capability = st.capability.clone();
+        let meta = Meta {
+            kind,
+            mode: st.mode & 0o7777,
+            uid: st.uid,
+            gid: st.gid,
+            mtime: st.mtime.0,
+            size,
+            capability,
+        };
         index.insert(path, meta);
     }
     index
@@ -143,6 +154,7 @@ pub fn record_as(
             rdev: o.rdev,
             link,
             born: md.created().ok(),
+            capability: if md.file_type().is_file() { super::index::read_capability(abs) } else { None },
         };
         out.insert(path, stamp);
         Ok(true)
@@ -236,7 +248,9 @@ pub fn write_recorded_changes(
         };
         let mtime = clamp.map_or(st.mtime.0, |c| st.mtime.0.min(c));
         let size = if kind == Kind::File { st.size } else { 0 };
-        let mut meta = Meta { kind, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, size };
+        let capability = if kind == Kind::File { st.capability.clone() } else { None };
+        let mut meta =
+            Meta { kind, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime, size, capability };
         if matches!(meta.kind, Kind::File | Kind::Symlink(_)) && st.nlink > 1 {
             let key = (st.dev, st.ino);
             if let Some((holder, held)) = holders.get(&key) {
@@ -313,7 +327,8 @@ mod tests {
                 uid: 42,
                 gid: 4242,
                 mtime: mtime("etc/app/conf"),
-                size: 5
+                size: 5,
+                capability: None
             })
         );
         assert_eq!(index.get("dev-null").map(|m| (&m.kind, m.mode)), Some((&Kind::Char(1, 3), 0o666)));

@@ -3,7 +3,8 @@
 //!
 //! Reproducible by construction: the caller adds entries in sorted order, headers carry only path,
 //! mode, numeric uid/gid, mtime (clamped to the build's epoch unless the user keeps real times), size and link target —
-//! no user/group names, no atime/ctime, no xattrs — and the compressors write no timestamps.
+//! no user/group names, no atime/ctime, no xattrs but a file's capabilities (a PAX record, the one
+//! xattr BuildKit's layers carry) — and the compressors write no timestamps.
 
 use std::io::{self, Read, Write};
 
@@ -307,6 +308,10 @@ impl LayerWriter {
         let mut h = LayerWriter::header(meta, self.clamp);
         let path = path.trim_start_matches('/');
         self.entries += 1;
+        if let (Kind::File, Some(cap)) = (&meta.kind, &meta.capability) {
+            let records = pax_record(super::index::CAPABILITY_PAX, cap);
+            self.tar.get_mut().write_all(&pax_header(path, &records))?;
+        }
         match &meta.kind {
             Kind::File => {
                 let mut empty = io::empty();
@@ -377,6 +382,59 @@ impl LayerWriter {
         let LayerWriter { tar, compression, .. } = self;
         seal(tar.into_inner()?, compression)
     }
+}
+
+/// One PAX record, `"<length> <key>=<value>\n"`, the length counting itself (Go's
+/// `formatPAXRecord`).
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // the space, `=` and the newline
+    let mut len = body + body.to_string().len();
+    if len.to_string().len() + body != len {
+        len = body + len.to_string().len();
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    out
+}
+
+/// The extended header carrying `records` for the entry at `path`, padded to whole blocks, as
+/// Go's archive/tar writes it (`writeRawFile`): named `<dir>/PaxHeaders.0/<name>` (truncated to
+/// 100 bytes), typeflag `x`, zero mode, owner and mtime, ustar magic. Hand-written: the tar crate
+/// writes no PAX headers, and Go's are what BuildKit's layers hold.
+fn pax_header(path: &str, records: &[u8]) -> Vec<u8> {
+    let (dir, file) = path.rsplit_once('/').map_or(("", path), |(d, f)| (d, f));
+    let name =
+        if dir.is_empty() { format!("PaxHeaders.0/{file}") } else { format!("{dir}/PaxHeaders.0/{file}") };
+    // Go's toASCII drops what is not ASCII (and NULs); then the name is cut to its field.
+    let mut name: Vec<u8> = name.bytes().filter(|b| b.is_ascii() && *b != 0).take(100).collect();
+    while name.last() == Some(&b'/') {
+        name.pop();
+    }
+    let mut block = [0u8; 512];
+    block[..name.len()].copy_from_slice(&name);
+    // Go's formatOctal: zero-padded to the field's width less one, then NUL.
+    let octal = |block: &mut [u8; 512], at: usize, width: usize, value: u64| {
+        let s = format!("{value:0w$o}", w = width - 1);
+        block[at..at + width - 1].copy_from_slice(s.as_bytes());
+        block[at + width - 1] = 0;
+    };
+    octal(&mut block, 100, 8, 0); // mode
+    octal(&mut block, 108, 8, 0); // uid
+    octal(&mut block, 116, 8, 0); // gid
+    octal(&mut block, 124, 12, records.len() as u64); // size
+    octal(&mut block, 136, 12, 0); // mtime
+    block[156] = b'x';
+    block[257..263].copy_from_slice(b"ustar\0");
+    block[263..265].copy_from_slice(b"00");
+    // The checksum is taken with its own field as spaces, then written as six digits, NUL, space.
+    block[148..156].copy_from_slice(b"        ");
+    let sum: u64 = block.iter().map(|&b| u64::from(b)).sum();
+    octal(&mut block, 148, 7, sum);
+    let mut out = block.to_vec();
+    out.extend_from_slice(records);
+    out.resize(512 + records.len().div_ceil(512) * 512, 0);
+    out
 }
 
 /// Writes a tar entry's content after its header: `size` bytes from `content`, read in pieces of
@@ -456,6 +514,32 @@ mod tests {
     use super::*;
     use crate::layer::index::{Kind, Meta};
 
+    /// A file's capabilities go in a PAX header as Go's archive/tar writes it: these are the
+    /// bytes of dockerd 26.1's layer for `setcap cap_net_bind_service=+ep
+    /// /usr/local/bin/captrue`.
+    #[test]
+    fn capabilities_are_a_pax_record_as_go_writes_it() {
+        let cap = [1u8, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let records = pax_record(super::super::index::CAPABILITY_PAX, &cap);
+        let mut want_record = b"57 SCHILY.xattr.security.capability=".to_vec();
+        want_record.extend_from_slice(&cap);
+        want_record.push(b'\n');
+        assert_eq!(records, want_record);
+        let got = pax_header("usr/local/bin/captrue", &records);
+        let mut want = [0u8; 1024];
+        want[..34].copy_from_slice(b"usr/local/bin/PaxHeaders.0/captrue");
+        want[100..157]
+            .copy_from_slice(b"0000000\x000000000\x000000000\x0000000000071\x0000000000000\x00014260\x00 x");
+        want[257..265].copy_from_slice(b"ustar\x0000");
+        want[512..512 + records.len()].copy_from_slice(&records);
+        assert_eq!(got, want);
+        // A record whose length gains a digit with its own length (Go's second pass).
+        assert!(pax_record("k", &[b'v'; 94]).starts_with(b"101 k="));
+        assert_eq!(pax_record("k", &[b'v'; 94]).len(), 101);
+        assert!(pax_record("k", &[b'v'; 93]).starts_with(b"99 k="));
+        assert_eq!(pax_record("k", &[b'v'; 93]).len(), 99);
+    }
+
     /// A layer with a file that compresses (several gzip blocks) and one that does not (stored
     /// blocks), written with `compression` at its default level.
     fn golden_layer(store: &Store, compression: Compression) -> Layer {
@@ -471,8 +555,15 @@ mod tests {
             })
             .collect();
         for (path, data) in [("random.bin", &random), ("text.txt", &text)] {
-            let meta =
-                Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: data.len() as u64 };
+            let meta = Meta {
+                kind: Kind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                size: data.len() as u64,
+                capability: None,
+            };
             w.add(path, &meta, Some(&mut &data[..])).expect("add");
         }
         w.finish().expect("finish")

@@ -394,6 +394,105 @@ fn steps_run_on_the_tree_the_step_before_left() {
     }
 }
 
+/// `cap_net_raw=ep`, as `setcap` writes it (VFS_CAP_REVISION_2).
+const CAP_NET_RAW: [u8; 20] = [1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// An uncompressed tar holding `capped`, a program with `cap_net_raw=ep` (a PAX record, as
+/// BuildKit's layers carry it).
+fn capability_tar(dir: &Path) -> Vec<u8> {
+    use hako::layer::index::{Kind, Meta};
+    let store = hako::store::Store::open(&dir.join("tar-store")).expect("store");
+    let body = b"#!/bin/sh\necho capped\n";
+    let mut w = hako::layer::LayerWriter::new(&store, hako::layer::Compression::None, None).expect("writer");
+    let meta = Meta {
+        kind: Kind::File,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 1000,
+        size: body.len() as u64,
+        capability: Some(CAP_NET_RAW.to_vec().into_boxed_slice()),
+    };
+    w.add("capped", &meta, Some(&mut &body[..])).expect("add");
+    let layer = w.finish().expect("finish");
+    store.read_blob(&layer.digest).expect("blob")
+}
+
+/// The capabilities of the entries of every layer of the image in `layout` (tag `1`), by path.
+fn layer_capabilities(layout: &Path) -> Vec<BTreeMap<String, Vec<u8>>> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(layout.join("index.json")).expect("index")).expect("json");
+    let blob =
+        |d: &str| fs_err::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).expect(d);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().expect("manifest")))
+            .expect("json");
+    let mut out = Vec::new();
+    for l in manifest["layers"].as_array().expect("layers") {
+        let gz = blob(l["digest"].as_str().expect("digest"));
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+        let mut caps = BTreeMap::new();
+        for e in archive.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let path = e.path().expect("path").to_string_lossy().into_owned();
+            if let Some(pax) = e.pax_extensions().expect("pax") {
+                for x in pax.flatten() {
+                    if x.key_bytes() == b"SCHILY.xattr.security.capability" {
+                        caps.insert(path.clone(), x.value_bytes().to_vec());
+                    }
+                }
+            }
+        }
+        out.push(caps);
+    }
+    out
+}
+
+/// A file's capabilities (`setcap`, a package that runs it) are kept as BuildKit keeps them:
+/// through ADD of an archive, COPY --from and a step that changes the file, in every mode that
+/// can hold them on disk.
+#[test]
+fn file_capabilities_survive_add_copy_and_run() {
+    const DOCKERFILE: &str = "FROM busybox AS base\nADD caps.tar /opt/\n\
+        FROM busybox\nCOPY --from=base /opt/capped /copied\nRUN chmod 700 /copied && touch /other\n";
+    for mode in modes_and_snapshotters("the file capabilities build") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let tar = dir.path().join("ctx/caps.tar");
+        fs_err::write(&tar, capability_tar(dir.path())).expect("write caps.tar");
+        if let Mode::Rootless(Some(user)) = mode.user() {
+            let o = Command::new("chown").arg(format!("{user}:{user}")).arg(&tar).output().expect("chown");
+            assert!(o.status.success(), "chown: {}", text(&o.stderr));
+        }
+        let layout = dir.path().join("image.oci");
+        let dest = format!("type=oci,dest={},tar=false", layout.display());
+        for target in ["base", ""] {
+            let mut args = vec!["-t", "caps:1", "-o", &dest];
+            if !target.is_empty() {
+                args.extend(["--target", target]);
+            }
+            let ctx = dir.path().join("ctx");
+            args.push(ctx.to_str().expect("utf-8"));
+            let out = build(&dir, &mode, &args);
+            ok(&out, mode.name());
+            let caps = layer_capabilities(&layout);
+            let want = |path: &str| BTreeMap::from([(path.to_string(), CAP_NET_RAW.to_vec())]);
+            if target == "base" {
+                assert_eq!(caps.last(), Some(&want("opt/capped")), "{}: ADD", mode.name());
+                continue;
+            }
+            let n = caps.len();
+            assert_eq!(caps[n - 2], want("copied"), "{}: COPY --from", mode.name());
+            if matches!(&mode, Mode::Ptrace(m) if !matches!(**m, Mode::Root)) {
+                // Files a non-root user writes cannot hold capabilities: the step's tree has none.
+                assert!(caps[n - 1].is_empty(), "{}: {:?}", mode.name(), caps[n - 1]);
+            } else {
+                assert_eq!(caps[n - 1], want("copied"), "{}: the RUN that changed it", mode.name());
+            }
+        }
+    }
+}
+
 /// [`modes`], each again with the copy snapshotter: the modes whose steps run in namespaces.
 fn namespace_modes(what: &str) -> Vec<Mode> {
     let mut v = modes(what);

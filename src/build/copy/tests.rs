@@ -45,14 +45,33 @@ impl Fixture {
     ) -> Result<Entries> {
         let root = SourceRoot { dir: self.dir.path(), index: None, ignore, name: "the build context".into() };
         let mut target = FsIndex::new();
-        target.insert("existing", Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 });
-        target.insert("owned", Meta { kind: Kind::Dir, mode: 0o1770, uid: 7, gid: 8, mtime: 0, size: 0 });
+        target.insert(
+            "existing",
+            Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, capability: None },
+        );
+        target.insert(
+            "owned",
+            Meta { kind: Kind::Dir, mode: 0o1770, uid: 7, gid: 8, mtime: 0, size: 0, capability: None },
+        );
         // A usr-merged base: `lib` links to `usr/lib`; and a plain file.
-        target.insert("usr/lib", Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 });
-        let link =
-            Meta { kind: Kind::Symlink("usr/lib".into()), mode: 0o777, uid: 0, gid: 0, mtime: 0, size: 0 };
+        target.insert(
+            "usr/lib",
+            Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, capability: None },
+        );
+        let link = Meta {
+            kind: Kind::Symlink("usr/lib".into()),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            size: 0,
+            capability: None,
+        };
         target.insert("lib", link);
-        target.insert("plain", Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 });
+        target.insert(
+            "plain",
+            Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0, capability: None },
+        );
         let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
         let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
         collect(&root, &sources, dest, &target, own, parents, &excludes, Some(1_000))
