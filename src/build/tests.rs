@@ -10,7 +10,7 @@ use crate::dockerfile::instructions::from_ast;
 use crate::dockerfile::parse;
 use crate::image::config::ImageConfig;
 use crate::layer::LayerWriter;
-use crate::layer::index::{Kind, Meta};
+use crate::layer::index::Meta;
 use crate::sandbox::protocol::{Exit, LayerRef, RunRequest, RunResult};
 use crate::sandbox::{Executor, SandboxError};
 
@@ -38,15 +38,7 @@ impl Executor for Fake {
         let body = format!("{} on {} layers\n", req.process.args.join(" "), req.layers.len());
         let mut w = LayerWriter::new(&self.store, crate::layer::Compression::Gzip, Some(0))
             .map_err(|e| SandboxError::Helper(e.to_string()))?;
-        let meta = Meta {
-            kind: Kind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            size: body.len() as u64,
-            capability: None,
-        };
+        let meta = Meta::file(body.len() as u64);
         w.add("ran", &meta, Some(&mut body.as_bytes())).map_err(|e| SandboxError::Helper(e.to_string()))?;
         let layer = w.finish().map_err(|e| SandboxError::Helper(e.to_string()))?;
         let layer = (exit == 0).then(|| LayerRef::from_layer(&layer));

@@ -198,22 +198,14 @@ pub fn compressed_image(store: &Store, image: &Image, want: ExportCompression) -
 mod tests {
     use super::*;
     use crate::layer::LayerWriter;
-    use crate::layer::index::{Kind, Meta};
+    use crate::layer::index::Meta;
 
     fn layer(store: &Store, c: Compression) -> Layer {
         let mut w = LayerWriter::new(store, c, Some(0)).unwrap();
         // Enough text that levels differ in what they find.
         let text: Vec<u8> =
             (0..200_000u32).flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes()).collect();
-        let meta = Meta {
-            kind: Kind::File,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            size: text.len() as u64,
-            capability: None,
-        };
+        let meta = Meta::file(text.len() as u64);
         w.add("f", &meta, Some(&mut &text[..])).unwrap();
         w.finish().unwrap()
     }

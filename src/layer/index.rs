@@ -95,6 +95,11 @@ impl Meta {
         super::walkdiff::Owner { uid: self.uid, gid: self.gid, mode: kind | self.mode, rdev }
     }
 
+    /// A regular file of `size` bytes: `0o644`, root's, mtime 0 (what fixtures write).
+    pub fn file(size: u64) -> Self {
+        Meta { kind: Kind::File, mode: 0o644, uid: 0, gid: 0, mtime: 0, size, capability: None }
+    }
+
     /// What a directory created implicitly (a missing parent) gets: `0o755`, root, mtime 0.
     pub fn implicit_dir() -> Self {
         Meta { kind: Kind::Dir, mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0, capability: None }

@@ -512,7 +512,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::layer::index::{Kind, Meta};
+    use crate::layer::index::Meta;
 
     /// A file's capabilities go in a PAX header as Go's archive/tar writes it: these are the
     /// bytes of dockerd 26.1's layer for `setcap cap_net_bind_service=+ep
@@ -555,15 +555,7 @@ mod tests {
             })
             .collect();
         for (path, data) in [("random.bin", &random), ("text.txt", &text)] {
-            let meta = Meta {
-                kind: Kind::File,
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                size: data.len() as u64,
-                capability: None,
-            };
+            let meta = Meta::file(data.len() as u64);
             w.add(path, &meta, Some(&mut &data[..])).expect("add");
         }
         w.finish().expect("finish")
