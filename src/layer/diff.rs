@@ -17,8 +17,12 @@
 //!   order holds the data) and [`Kind::Hardlink`] entries naming it. A copied-up file whose lower
 //!   twin was not copied up is a plain file (overlay with `index=off` breaks such links).
 //! - Every other entry keeps its `lstat` metadata (mode with setuid/setgid/sticky, numeric owner,
-//!   mtime floored to seconds and clamped); other xattrs (`impure`, `origin`, `uuid`…, and the
-//!   step's own) are not carried (the layer writer records none).
+//!   mtime floored to seconds and clamped) and its capabilities; other xattrs (`impure`, `origin`,
+//!   `uuid`…, and the step's own) are not carried.
+//! - Given the lower layers, an entry that is the one they show there ([`same_dirent`], BuildKit's
+//!   `sameDirent`: only copied up, by a no-op `chmod` or `chown`, or a directory whose only change
+//!   is its mtime) is left out, as BuildKit's overlay differ leaves it out, unless it is the
+//!   parent of a written entry or a hard link of one.
 //!
 //! The overlay must be mounted with `redirect_dir=off,metacopy=off,index=off` (as root; `userxattr`
 //! implies `redirect_dir=nofollow`, which creates no redirects): a directory carrying an
@@ -132,6 +136,8 @@ pub struct DiffSummary {
     pub hardlinks: u64,
     /// Sockets left out of the layer.
     pub skipped_sockets: u64,
+    /// Entries left out as the lower layers' own, only copied up (see [`same_dirent`]).
+    pub unchanged: u64,
 }
 
 /// Why an upper directory could not be turned into a layer. Each variant names the path.
@@ -238,6 +244,9 @@ struct Found {
     inode: Option<(u64, u64)>,
     /// A whiteout or opaque marker (fixed metadata, no ownership override).
     marker: bool,
+    /// The lower layers show this very entry there ([`same_dirent`]): only copied up, it is
+    /// written only as the parent of an entry that is.
+    same: bool,
 }
 
 fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSummary)> {
@@ -306,7 +315,11 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
         let capability = if kind == Kind::File { super::index::read_capability(abs) } else { None };
         let meta =
             Meta { kind, mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime, size, capability };
-        found.push(Found { path, meta, source, inode, marker: false });
+        // An owner the step asked for but could not set is a change the disk does not show.
+        let same =
+            opts.lowers.and_then(|l| lower_entry(l, &path)).is_some_and(|lo| same_dirent(&lo, abs, md))
+                && opts.ownership.is_none_or(|f| f(&path).is_none());
+        found.push(Found { path, meta, source, inode, marker: false, same });
         Ok(md.is_dir())
     })?;
     let have: HashSet<&str> = found.iter().map(|f| f.path.as_str()).collect();
@@ -321,12 +334,34 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
     }
     summary.whiteouts += whiteouts.len() as u64;
     found.extend(whiteouts);
+    // As BuildKit's differ: an entry the step only copied up (a no-op `chmod`, `chown`, a
+    // directory whose only change is its mtime) is left out, unless an entry below it is written,
+    // which needs it as its parent (containerd's `includeParents`), or it shares its inode with
+    // one that is (a hard link made to it: continuity's walking differ writes the whole group,
+    // so the link survives).
+    let linked: HashSet<(u64, u64)> = found.iter().filter(|f| !f.same).filter_map(|f| f.inode).collect();
+    for f in found.iter_mut().filter(|f| f.same && f.inode.is_some_and(|i| linked.contains(&i))) {
+        f.same = false;
+    }
+    let mut parents: HashSet<String> = HashSet::new();
+    for f in found.iter().filter(|f| !f.same) {
+        let mut p = f.path.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !parents.insert(parent.to_string()) {
+                break;
+            }
+            p = parent;
+        }
+    }
+    let before = found.len();
+    found.retain(|f| !f.same || parents.contains(&f.path));
+    summary.unchanged = (before - found.len()) as u64;
     found.sort_by(|a, b| super::tar_order(&a.path, &b.path));
 
     // Holders come before the other paths of their inode in layer order.
     let mut holders: HashMap<(u64, u64), (String, Meta)> = HashMap::new();
     let mut out = Vec::with_capacity(found.len());
-    for Found { path, mut meta, mut source, inode, marker } in found {
+    for Found { path, mut meta, mut source, inode, marker, .. } in found {
         if let Some((holder, held)) = inode.and_then(|i| holders.get(&i)) {
             meta = Meta { kind: Kind::Hardlink(holder.clone()), ..held.clone() };
             source = None;
@@ -380,7 +415,7 @@ fn clamp(mtime: i64, clamp: Option<i64>) -> i64 {
 
 /// A whiteout or opaque marker: an empty file, mode 0, owned by root, mtime = the clamp or 0.
 fn marker(path: String, clamp: Option<i64>) -> Found {
-    Found { path, meta: marker_meta(clamp), source: None, inode: None, marker: true }
+    Found { path, meta: marker_meta(clamp), source: None, inode: None, marker: true, same: false }
 }
 
 /// The metadata of a whiteout or opaque marker.
@@ -471,6 +506,84 @@ fn below(lowers: &[PathBuf], rel: &str, list: bool) -> Below {
         }
     }
     if dir { Below::Dir(names) } else { Below::Nothing }
+}
+
+/// The entry the overlay of `lowers` (top first) shows at `rel`, with its `lstat`, by overlayfs's
+/// lookup: the topmost layer holding `rel` decides; a whiteout or a non-directory on the way
+/// hides it and everything below; an opaque directory on the way hides the layers below it.
+/// None too when a layer cannot be read there (the entry is then written, as if changed).
+fn lower_entry(lowers: &[PathBuf], rel: &str) -> Option<(PathBuf, fs::Metadata)> {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    'layers: for lower in lowers {
+        let mut p = lower.clone();
+        let mut opaque_above = false;
+        for (i, part) in parts.iter().enumerate() {
+            p.push(part);
+            let md = match fs::symlink_metadata(&p) {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !opaque_above => continue 'layers,
+                Err(_) => return None,
+            };
+            if md.file_type().is_char_device() && md.rdev() == 0 {
+                return None; // whited out
+            }
+            if i + 1 == parts.len() {
+                return Some((p, md));
+            }
+            if !md.is_dir() {
+                return None;
+            }
+            opaque_above |= is_opaque(&p);
+        }
+    }
+    None
+}
+
+/// Whether the upper entry at `up` (`lstat` `up_md`) is the lower one `lo` as it was, by BuildKit's
+/// `sameDirent`: the same type, mode, owner, device number and capabilities; for all but
+/// directories the same size and mtime, and when both mtimes have no nanoseconds (they may have
+/// been truncated) the same symlink target or content. Hand-written: what BuildKit's differ
+/// leaves out is what makes its layers.
+fn same_dirent(lo: &(PathBuf, fs::Metadata), up: &Path, up_md: &fs::Metadata) -> bool {
+    let (lo, lo_md) = lo;
+    if (lo_md.mode(), lo_md.uid(), lo_md.gid(), lo_md.rdev())
+        != (up_md.mode(), up_md.uid(), up_md.gid(), up_md.rdev())
+    {
+        return false;
+    }
+    let is_file = lo_md.file_type().is_file();
+    if is_file && super::index::read_capability(lo) != super::index::read_capability(up) {
+        return false;
+    }
+    if lo_md.is_dir() {
+        return true;
+    }
+    if lo_md.len() != up_md.len() || lo_md.mtime() != up_md.mtime() {
+        return false;
+    }
+    if lo_md.mtime_nsec() != 0 || up_md.mtime_nsec() != 0 {
+        return lo_md.mtime_nsec() == up_md.mtime_nsec();
+    }
+    if lo_md.file_type().is_symlink() {
+        return matches!((fs::read_link(lo), fs::read_link(up)), (Ok(a), Ok(b)) if a == b);
+    }
+    lo_md.len() == 0 || (is_file && same_content(lo, up))
+}
+
+/// Whether two files hold the same bytes (false when either cannot be read).
+fn same_content(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else { return false };
+    let (mut ba, mut bb) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let Ok(n) = fa.read(&mut ba) else { return false };
+        if n == 0 {
+            return matches!(fb.read(&mut bb[..1]), Ok(0));
+        }
+        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+    }
 }
 
 /// Whether a lower directory is opaque (`opaque=y` in either namespace).

@@ -493,7 +493,14 @@ fn the_layer_holds_what_diff_entries_lists_and_is_reproducible() {
         let summary = write_diff(up, &mut w, &opts).expect("write_diff");
         assert_eq!(
             summary,
-            DiffSummary { entries: 7, whiteouts: 1, opaque_dirs: 1, hardlinks: 1, skipped_sockets: 0 }
+            DiffSummary {
+                entries: 7,
+                whiteouts: 1,
+                opaque_dirs: 1,
+                hardlinks: 1,
+                skipped_sockets: 0,
+                unchanged: 0
+            }
         );
         assert_eq!(w.entries(), 7);
         layers.push(w.finish().expect("finish"));
@@ -921,4 +928,39 @@ fn a_rootless_overlay_upper_dir_round_trips_in_a_user_namespace() {
 #[test]
 fn a_rootless_overlay_upper_dir_round_trips_as_an_unprivileged_user() {
     rootless_round_trip(Some(4242));
+}
+
+/// What a step only copied up is left out, as BuildKit's differ leaves it out: a file given its
+/// own mode again (same size, mtime and content), a directory whose only change is its mtime; but
+/// not one whose content changed behind the same size and mtime, a parent of a written entry, or
+/// a hard link made to a written one.
+#[test]
+fn entries_the_lower_layers_show_unchanged_are_left_out() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (lower, up) = (tmp.path().join("lower"), tmp.path().join("up"));
+    for d in ["bin", "etc", "tmp", "lib"] {
+        fs::create_dir_all(lower.join(d)).expect("mkdir");
+        fs::create_dir_all(up.join(d)).expect("mkdir");
+    }
+    let stamp = |p: &Path| set_mtime(p, 1000);
+    for (f, lo, now) in [
+        ("bin/tool", "tool", "tool"),
+        ("etc/conf", "aaaa", "bbbb"),
+        ("lib/held", "held", "held"),
+        ("lib/other", "other", "other"),
+    ] {
+        write(&lower.join(f), lo, 0o755);
+        write(&up.join(f), now, 0o755);
+        stamp(&lower.join(f));
+        stamp(&up.join(f));
+    }
+    fs::hard_link(up.join("lib/held"), up.join("lib/new-link")).expect("link");
+    write(&up.join("tmp/new"), "new", 0o644);
+    stamp(&lower.join("tmp"));
+    let lowers = [lower];
+    let e = entries(&up, &DiffOptions { lowers: Some(&lowers), ..DiffOptions::default() });
+    assert_eq!(paths(&e), ["etc", "etc/conf", "lib", "lib/held", "lib/new-link", "tmp", "tmp/new"]);
+    assert_eq!(meta(&e, "lib/new-link").kind, Kind::Hardlink("lib/held".into()));
+    let all = entries(&up, &DiffOptions::default());
+    assert_eq!(all.len(), 10, "without the lower layers every entry is written: {:?}", paths(&all));
 }

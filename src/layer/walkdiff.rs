@@ -2,23 +2,22 @@
 //! copy of its parent's filesystem, and its layer is found by comparing the tree after the step
 //! with a record taken before it (containerd's "naive" diff).
 //!
-//! An entry is changed when anything `statx` reports about it differs (inode, type, mode, link
-//! count, owner, size, mtime to the nanosecond, device number, link target, birth time); a changed entry's
-//! parent directories are written too, with their current metadata, as an overlay diff would. A
-//! path that is gone becomes a whiteout in its parent, unless the parent itself is gone. A
-//! directory removed and made again (a new inode or birth time) is written whole, with a whiteout
-//! for each name it lost, as the overlay diff writes the opaque directory overlayfs makes of it,
-//! so both snapshotters give byte-identical layers. Hard
-//! links among written files are kept as links (a new link changes the link count of the old
-//! path, so both are written). Sockets are skipped and counted. Entries come out in layer order
-//! ([`super::tar_order`]).
+//! An entry is written when it is new or no longer the entry it was by BuildKit's rule
+//! ([`same_stamp`], the overlay diff's `same_dirent`): a directory whose only change is its mtime,
+//! or a file given its own mode or owner again, is not; a written entry's parent directories
+//! are, with their current metadata, as are the parents of a whiteout. A path that is gone
+//! becomes a whiteout in its parent, unless the parent itself is gone. A directory removed and
+//! made again is written with its new entries and a whiteout for each name it lost, as the
+//! overlay diff writes the opaque directory overlayfs makes of it, so both snapshotters give
+//! byte-identical layers. Hard links of written files are written too, as links (continuity's
+//! walking differ writes the group). Sockets are skipped and counted. Entries come out in layer
+//! order ([`super::tar_order`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::ancestors;
 use super::diff::{DiffError, DiffSummary, io_err, join, marker_meta, node_kind, walk, write_entries};
 use super::index::{Kind, Meta};
 use super::writer::LayerWriter;
@@ -117,6 +116,25 @@ pub fn index_of(record: &Record) -> super::index::FsIndex {
     index
 }
 
+/// Whether `after` is the entry `before` was, as BuildKit's differ decides it (`sameDirent`):
+/// the same type, mode, owner, device number and capabilities; for all but directories the same
+/// size, mtime and link target, and the same inode, or a new one whose mtime has nanoseconds
+/// (BuildKit compares the content of one that has none, which a record no longer holds: it
+/// counts as changed). The link count is not compared: a hard link made to a file changes it.
+fn same_stamp(before: &Stamp, after: &Stamp) -> bool {
+    let meta = |s: &Stamp| (s.mode, s.uid, s.gid, s.rdev);
+    if meta(before) != meta(after) || before.capability != after.capability {
+        return false;
+    }
+    if after.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR {
+        return true;
+    }
+    if (before.size, before.mtime, &before.link) != (after.size, after.mtime, &after.link) {
+        return false;
+    }
+    (before.dev, before.ino, before.born) == (after.dev, after.ino, after.born) || after.mtime.1 != 0
+}
+
 /// Records every entry under `root`. Names must be UTF-8 (as in any layer).
 pub fn record(root: &Path) -> Result<Record, DiffError> {
     record_as(root, &mut |_, md| Owner::of(md))
@@ -182,30 +200,42 @@ pub fn write_recorded_changes(
     clamp: Option<i64>,
 ) -> Result<DiffSummary, DiffError> {
     let mut summary = DiffSummary::default();
-    // A directory removed and made again (a new inode where a directory was) is what overlayfs
-    // marks opaque, and the overlay diff writes it with everything now in it and a whiteout for
-    // each name it lost (see `diff::DiffOptions::lowers`); so does this diff, so both snapshotters
-    // give the same layer.
-    let is_dir = |st: &Stamp| st.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR;
-    let opaque: BTreeSet<&String> = after
+    // What the overlay diff writes (see `diff::same_dirent`): what changed, less what is the
+    // same entry as before (a directory whose only change is its mtime, a no-op `chmod`), plus
+    // the hard links of what is written, plus the parents of both and of every whiteout. A
+    // directory removed and made again is written with its new entries and a whiteout for each
+    // name it lost, as the overlay diff writes the directory overlayfs marks opaque.
+    let linkable = |st: &Stamp| {
+        let t = st.mode & nix::libc::S_IFMT;
+        (t == nix::libc::S_IFREG || t == nix::libc::S_IFLNK) && st.nlink > 1
+    };
+    let changed: Vec<&String> = after
         .iter()
-        .filter(|(p, st)| {
-            is_dir(st) && before.get(*p).is_some_and(|b| is_dir(b) && (b.ino != st.ino || b.born != st.born))
-        })
+        .filter(|(p, st)| before.get(*p).is_none_or(|b| !same_stamp(b, st)))
         .map(|(p, _)| p)
         .collect();
-    let in_opaque = |p: &str| ancestors(p).any(|a| opaque.contains(&a.to_string()));
+    let linked: HashSet<(u64, u64)> =
+        changed.iter().filter_map(|p| after.get(*p)).filter(|st| linkable(st)).map(Stamp::inode).collect();
+    let gone = before.keys().filter(|p| !after.contains_key(*p));
     let mut wanted: BTreeSet<String> = BTreeSet::new();
-    for (path, stamp) in after {
-        if before.get(path) != Some(stamp) || in_opaque(path) {
-            let mut p = path.as_str();
-            wanted.insert(p.to_string());
-            while let Some((parent, _)) = p.rsplit_once('/') {
-                if !wanted.insert(parent.to_string()) {
-                    break;
-                }
-                p = parent;
+    let group = after.iter().filter(|(_, st)| linkable(st) && linked.contains(&st.inode())).map(|(p, _)| p);
+    for path in changed.into_iter().chain(group) {
+        let mut p = path.as_str();
+        wanted.insert(p.to_string());
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !wanted.insert(parent.to_string()) {
+                break;
             }
+            p = parent;
+        }
+    }
+    for path in gone {
+        let mut p = path.as_str();
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !after.contains_key(parent) || !wanted.insert(parent.to_string()) {
+                break;
+            }
+            p = parent;
         }
     }
     // path → (metadata, file to read); whiteouts have no file.
@@ -371,8 +401,9 @@ mod tests {
     }
 
     /// A directory removed and made again is written as the overlay diff writes what overlayfs
-    /// makes of it: with everything in it (even a file moved back in unchanged) and a whiteout for
-    /// each name it lost, below it too; a directory where a file was needs none.
+    /// makes of it: with its new entries (a file moved back in unchanged is the one the base has,
+    /// which BuildKit's differ leaves out) and a whiteout for each name it lost, below it too; a
+    /// directory where a file was needs none.
     #[test]
     fn a_directory_made_again_is_written_whole_with_whiteouts() {
         let t = tempfile::tempdir().unwrap();
@@ -393,7 +424,7 @@ mod tests {
         fs::create_dir(r.join("was-a-file")).unwrap();
         assert_eq!(
             layer_of(r, &before),
-            ["redo/", "redo/.wh.old", "redo/kept", "redo/new", "redo/sub/", "redo/sub/.wh.f", "was-a-file/"]
+            ["redo/", "redo/.wh.old", "redo/new", "redo/sub/", "redo/sub/.wh.f", "was-a-file/"]
         );
     }
 }

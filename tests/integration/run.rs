@@ -363,12 +363,14 @@ fn run_steps_make_the_expected_tree() {
 /// to the build's epoch) is as that step left it, with a COPY between as well. The copy
 /// snapshotter (chroot, ptrace) keeps the last trees and applies only the layers above one.
 /// A step that changes nothing makes an empty layer, as BuildKit's differ does, and the step
-/// after it runs on that.
+/// after it runs on that; so does one that only gives entries their own mode or owner again, or
+/// changes a directory's mtime (what overlayfs copies up is not a change to BuildKit).
 #[test]
 fn steps_run_on_the_tree_the_step_before_left() {
     const DOCKERFILE: &str = "FROM busybox\nRUN touch /made-by-run\nCOPY f /f\n\
         RUN set -e; stat -c 'mtime %Y' /made-by-run; test \"$(stat -c %Y /made-by-run)\" != 315532800; cat /f\n\
-        RUN test -f /made-by-run && echo again > /f\n";
+        RUN test -f /made-by-run && echo again > /f\n\
+        RUN chmod \"$(stat -c %a /bin/busybox)\" /bin/busybox && chown 0:0 /f && touch /tmp/x && rm /tmp/x\n";
     // The diff id of an empty tar (two zero blocks), BuildKit's layer for a step that changed
     // nothing.
     const EMPTY_TAR: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
@@ -386,9 +388,10 @@ fn steps_run_on_the_tree_the_step_before_left() {
         assert!(text(&out.stderr).contains(" copied\n"), "{}: {}", mode.name(), text(&out.stderr));
         let config = crate::build::config_of(&layout, "1");
         let diff_ids = config["rootfs"]["diff_ids"].as_array().expect("diff_ids");
-        assert_eq!(diff_ids.len(), 5, "{}: a layer per step: {diff_ids:?}", mode.name());
+        assert_eq!(diff_ids.len(), 6, "{}: a layer per step: {diff_ids:?}", mode.name());
         assert_eq!(diff_ids[3], EMPTY_TAR, "{}: the step that changed nothing", mode.name());
         assert_ne!(diff_ids[4], EMPTY_TAR, "{}", mode.name());
+        assert_eq!(diff_ids[5], EMPTY_TAR, "{}: no-op chmod and chown, /tmp's mtime", mode.name());
         let history = config["history"].as_array().expect("history");
         assert!(history.iter().all(|h| h.get("empty_layer").is_none()), "{}: {history:?}", mode.name());
     }
