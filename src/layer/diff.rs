@@ -260,6 +260,8 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
     // it), and for each the names the lower layers hold there.
     let mut replaced: HashSet<String> = HashSet::new();
     let mut hidden: Vec<(String, BTreeSet<String>)> = Vec::new();
+    // Directories of the step the lower layers do not show (see `lower_entry`).
+    let mut new_dirs: HashSet<String> = HashSet::new();
     walk(upper, |rel, name, abs, md| {
         let ft = md.file_type();
         if ft.is_char_device() && md.rdev() == 0 {
@@ -315,10 +317,17 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
         let capability = if kind == Kind::File { super::index::read_capability(abs) } else { None };
         let meta =
             Meta { kind, mode: md.mode() & 0o7777, uid: md.uid(), gid: md.gid(), mtime, size, capability };
+        // Below a directory the lower layers lack, nothing is theirs: no lookup.
+        let lower = match opts.lowers {
+            Some(l) if !new_dirs.contains(rel) => lower_entry(l, &path),
+            _ => None,
+        };
+        if lower.is_none() && ft.is_dir() {
+            new_dirs.insert(path.clone());
+        }
         // An owner the step asked for but could not set is a change the disk does not show.
-        let same =
-            opts.lowers.and_then(|l| lower_entry(l, &path)).is_some_and(|lo| same_dirent(&lo, abs, md))
-                && opts.ownership.is_none_or(|f| f(&path).is_none());
+        let same = lower.is_some_and(|lo| same_dirent(&lo, abs, md))
+            && opts.ownership.is_none_or(|f| f(&path).is_none());
         found.push(Found { path, meta, source, inode, marker: false, same });
         Ok(md.is_dir())
     })?;
