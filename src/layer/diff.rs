@@ -326,7 +326,7 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
             new_dirs.insert(path.clone());
         }
         // An owner the step asked for but could not set is a change the disk does not show.
-        let same = lower.is_some_and(|lo| same_dirent(&lo, abs, md))
+        let same = lower.is_some_and(|lo| same_dirent(&lo, abs, md, meta.capability.as_deref()))
             && opts.ownership.is_none_or(|f| f(&path).is_none());
         found.push(Found { path, meta, source, inode, marker: false, same });
         Ok(md.is_dir())
@@ -354,13 +354,7 @@ fn collect(upper: &Path, opts: &DiffOptions) -> Result<(Vec<DiffEntry>, DiffSumm
     }
     let mut parents: HashSet<String> = HashSet::new();
     for f in found.iter().filter(|f| !f.same) {
-        let mut p = f.path.as_str();
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if !parents.insert(parent.to_string()) {
-                break;
-            }
-            p = parent;
-        }
+        super::add_parents(&mut parents, &f.path);
     }
     let before = found.len();
     found.retain(|f| !f.same || parents.contains(&f.path));
@@ -548,12 +542,12 @@ fn lower_entry(lowers: &[PathBuf], rel: &str) -> Option<(PathBuf, fs::Metadata)>
     None
 }
 
-/// Whether the upper entry at `up` (`lstat` `up_md`) is the lower one `lo` as it was, by BuildKit's
-/// `sameDirent`: the same type, mode, owner, device number and capabilities; for all but
-/// directories the same size and mtime, and when both mtimes have no nanoseconds (they may have
-/// been truncated) the same symlink target or content. Hand-written: what BuildKit's differ
-/// leaves out is what makes its layers.
-fn same_dirent(lo: &(PathBuf, fs::Metadata), up: &Path, up_md: &fs::Metadata) -> bool {
+/// Whether the upper entry at `up` (`lstat` `up_md`, capabilities `up_cap` as read for its
+/// entry) is the lower one `lo` as it was, by BuildKit's `sameDirent`: the same type, mode,
+/// owner, device number and capabilities; for all but directories the same size and mtime, and
+/// when both mtimes have no nanoseconds (they may have been truncated) the same symlink target or
+/// content. Hand-written: what BuildKit's differ leaves out is what makes its layers.
+fn same_dirent(lo: &(PathBuf, fs::Metadata), up: &Path, up_md: &fs::Metadata, up_cap: Option<&[u8]>) -> bool {
     let (lo, lo_md) = lo;
     if (lo_md.mode(), lo_md.uid(), lo_md.gid(), lo_md.rdev())
         != (up_md.mode(), up_md.uid(), up_md.gid(), up_md.rdev())
@@ -561,7 +555,7 @@ fn same_dirent(lo: &(PathBuf, fs::Metadata), up: &Path, up_md: &fs::Metadata) ->
         return false;
     }
     let is_file = lo_md.file_type().is_file();
-    if is_file && super::index::read_capability(lo) != super::index::read_capability(up) {
+    if is_file && super::index::read_capability(lo).as_deref() != up_cap {
         return false;
     }
     if lo_md.is_dir() {

@@ -64,6 +64,18 @@ pub(crate) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
+/// Adds the directories above the relative layer path `path` to `set`, innermost first, stopping
+/// at one already there: whoever added it added its own (the diffs' parents of written entries).
+pub(crate) fn add_parents(set: &mut std::collections::HashSet<String>, path: &str) {
+    let mut p = path;
+    while let Some((parent, _)) = p.rsplit_once('/') {
+        if !set.insert(parent.to_string()) {
+            break;
+        }
+        p = parent;
+    }
+}
+
 fn sniff(mut file: BufReader<DropBehind<fs_err::File>>) -> Result<Box<dyn Read>, StoreError> {
     use std::io::BufRead;
     let head = file.fill_buf()?;

@@ -13,11 +13,12 @@
 //! walking differ writes the group). Sockets are skipped and counted. Entries come out in layer
 //! order ([`super::tar_order`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::add_parents;
 use super::diff::{DiffError, DiffSummary, io_err, join, marker_meta, node_kind, walk, write_entries};
 use super::index::{Kind, Meta};
 use super::writer::LayerWriter;
@@ -216,27 +217,11 @@ pub fn write_recorded_changes(
         .collect();
     let linked: HashSet<(u64, u64)> =
         changed.iter().filter_map(|p| after.get(*p)).filter(|st| linkable(st)).map(Stamp::inode).collect();
-    let gone = before.keys().filter(|p| !after.contains_key(*p));
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let mut wanted: HashSet<String> = HashSet::new();
     let group = after.iter().filter(|(_, st)| linkable(st) && linked.contains(&st.inode())).map(|(p, _)| p);
     for path in changed.into_iter().chain(group) {
-        let mut p = path.as_str();
-        wanted.insert(p.to_string());
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if !wanted.insert(parent.to_string()) {
-                break;
-            }
-            p = parent;
-        }
-    }
-    for path in gone {
-        let mut p = path.as_str();
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if !after.contains_key(parent) || !wanted.insert(parent.to_string()) {
-                break;
-            }
-            p = parent;
-        }
+        wanted.insert(path.clone());
+        add_parents(&mut wanted, path);
     }
     // path → (metadata, file to read); whiteouts have no file.
     let mut entries: BTreeMap<String, (Meta, Option<std::path::PathBuf>)> = BTreeMap::new();
@@ -245,6 +230,7 @@ pub fn write_recorded_changes(
         if !parent.is_empty() && !after.contains_key(parent) {
             continue;
         }
+        add_parents(&mut wanted, path);
         let wh = if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
         entries.insert(wh, (marker_meta(clamp), None));
         summary.whiteouts += 1;
