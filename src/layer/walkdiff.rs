@@ -138,14 +138,21 @@ fn same_stamp(before: &Stamp, after: &Stamp) -> bool {
 
 /// Records every entry under `root`. Names must be UTF-8 (as in any layer).
 pub fn record(root: &Path) -> Result<Record, DiffError> {
-    record_as(root, &mut |_, md| Owner::of(md))
+    record_as(root, &mut |_, abs, md| {
+        let capability = if md.file_type().is_file() { super::index::read_capability(abs) } else { None };
+        (Owner::of(md), capability)
+    })
 }
 
-/// Records every entry under `root`, with the owner, mode and device number `owner` gives for
-/// each (relative path, `lstat`).
+/// What a record holds of an entry beyond what `lstat` says of its content: its owner, mode and
+/// device number, and a regular file's capabilities.
+pub type Seen = (Owner, Option<Box<[u8]>>);
+
+/// Records every entry under `root`, with what `seen` gives for each (relative path, path,
+/// `lstat`).
 pub fn record_as(
     root: &Path,
-    owner: &mut dyn FnMut(&str, &fs::Metadata) -> Owner,
+    seen: &mut dyn FnMut(&str, &Path, &fs::Metadata) -> Seen,
 ) -> Result<Record, DiffError> {
     let mut out = Record::new();
     let root_dev = fs::symlink_metadata(root).map_err(io_err("lstat", root))?.dev();
@@ -160,7 +167,7 @@ pub fn record_as(
             None
         };
         let path = join(rel, name);
-        let o = owner(&path, md);
+        let (o, capability) = seen(&path, abs, md);
         let stamp = Stamp {
             dev: md.dev(),
             ino: md.ino(),
@@ -173,7 +180,7 @@ pub fn record_as(
             rdev: o.rdev,
             link,
             born: md.created().ok(),
-            capability: if md.file_type().is_file() { super::index::read_capability(abs) } else { None },
+            capability,
         };
         out.insert(path, stamp);
         Ok(true)
@@ -326,10 +333,12 @@ mod tests {
         fs::write(r.join("etc/app/conf"), "12345").unwrap();
         fs::write(r.join("dev-null"), "").unwrap();
         std::os::unix::fs::symlink("app/conf", r.join("etc/link")).unwrap();
-        let record = record_as(r, &mut |path, md| match path {
-            "etc/app/conf" => Owner { uid: 42, gid: 4242, mode: 0o100640, rdev: 0 },
-            "dev-null" => Owner { uid: 0, gid: 0, mode: 0o020666, rdev: nix::sys::stat::makedev(1, 3) },
-            _ => Owner::of(md),
+        let record = record_as(r, &mut |path, _, md| match path {
+            "etc/app/conf" => (Owner { uid: 42, gid: 4242, mode: 0o100640, rdev: 0 }, Some([1u8, 2].into())),
+            "dev-null" => {
+                (Owner { uid: 0, gid: 0, mode: 0o020666, rdev: nix::sys::stat::makedev(1, 3) }, None)
+            }
+            _ => (Owner::of(md), None),
         })
         .unwrap();
         let index = index_of(&record);
@@ -344,7 +353,7 @@ mod tests {
                 gid: 4242,
                 mtime: mtime("etc/app/conf"),
                 size: 5,
-                capability: None
+                capability: Some([1u8, 2].into())
             })
         );
         assert_eq!(index.get("dev-null").map(|m| (&m.kind, m.mode)), Some((&Kind::Char(1, 3), 0o666)));

@@ -452,8 +452,7 @@ fn layer_capabilities(layout: &Path) -> Vec<BTreeMap<String, Vec<u8>>> {
 }
 
 /// A file's capabilities (`setcap`, a package that runs it) are kept as BuildKit keeps them:
-/// through ADD of an archive, COPY --from and a step that changes the file, in every mode that
-/// can hold them on disk.
+/// through ADD of an archive, COPY --from and a step that changes the file, in every mode.
 #[test]
 fn file_capabilities_survive_add_copy_and_run() {
     const DOCKERFILE: &str = "FROM busybox AS base\nADD caps.tar /opt/\n\
@@ -486,12 +485,129 @@ fn file_capabilities_survive_add_copy_and_run() {
             }
             let n = caps.len();
             assert_eq!(caps[n - 2], want("copied"), "{}: COPY --from", mode.name());
-            if matches!(&mode, Mode::Ptrace(m) if !matches!(**m, Mode::Root)) {
-                // Files a non-root user writes cannot hold capabilities: the step's tree has none.
-                assert!(caps[n - 1].is_empty(), "{}: {:?}", mode.name(), caps[n - 1]);
-            } else {
-                assert_eq!(caps[n - 1], want("copied"), "{}: the RUN that changed it", mode.name());
-            }
+            assert_eq!(caps[n - 1], want("copied"), "{}: the RUN that changed it", mode.name());
+        }
+    }
+}
+
+/// A static program making the extended attribute calls on `security.capability` that `setcap`,
+/// `getcap` and `cp -a` make (busybox has none): `xattr OP PATH [HEX]`, OP one of `set`, `fset`,
+/// `get`, `fget`, `list`, `remove`; it prints the value in hex, the names, or the error's name.
+/// `xattr raise /` raises `CAP_SETFCAP` as `setcap` does first (`capget`, `capset`): `ok` or the
+/// error.
+const XATTR_TOOL: &str = r#"#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/xattr.h>
+#define CAP "security.capability"
+int main(int argc, char **argv) {
+    unsigned char v[256];
+    char names[1024];
+    size_t len = 0;
+    long n = -1;
+    if (argc < 3) return 2;
+    const char *op = argv[1], *p = argv[2];
+    for (const char *h = argc > 3 ? argv[3] : ""; h[0] && h[1] && len < sizeof v; h += 2)
+        sscanf(h, "%2hhx", &v[len++]);
+    if (!strcmp(op, "set")) n = setxattr(p, CAP, v, len, 0);
+    else if (!strcmp(op, "fset")) n = fsetxattr(open(p, O_RDONLY), CAP, v, len, 0);
+    else if (!strcmp(op, "get")) n = getxattr(p, CAP, v, sizeof v);
+    else if (!strcmp(op, "fget")) n = fgetxattr(open(p, O_RDONLY), CAP, v, sizeof v);
+    else if (!strcmp(op, "list")) n = listxattr(p, names, sizeof names);
+    else if (!strcmp(op, "remove")) n = removexattr(p, CAP);
+    else if (!strcmp(op, "raise")) {
+        struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct d[2];
+        n = syscall(SYS_capget, &h, d);
+        if (n == 0) {
+            d[0].effective |= 1u << CAP_SETFCAP;
+            n = syscall(SYS_capset, &h, d);
+        }
+        if (n == 0) puts("ok");
+    }
+    if (n < 0) {
+        puts(errno == ENODATA ? "ENODATA" : errno == EPERM ? "EPERM" : strerror(errno));
+        return 1;
+    }
+    if (!strcmp(op, "list"))
+        for (long i = 0; i < n; i += strlen(names + i) + 1) printf("%s%c", names + i, i + strlen(names + i) + 1 < n ? ' ' : '\n');
+    else if (strstr(op, "get")) {
+        for (long i = 0; i < n; i++) printf("%02x", v[i]);
+        putchar('\n');
+    }
+    return 0;
+}
+"#;
+
+/// `setcap` in a step as root, and what root then reads, as the kernel has it (and BuildKit's
+/// layer keeps it), in every mode: under ptrace too, where the caller may not set capabilities
+/// (the tracer records them, and answers `capget` and `capset` as for root). A v3 value for root
+/// 0 reads as v2; `chown` and a write drop them; a later step finds them; a user other than root
+/// may not set them, nor raise `CAP_SETFCAP`.
+#[test]
+fn setcap_in_a_step_is_kept_in_every_mode() {
+    const V2: &str = "0100000200200000000000000000000000000000";
+    const V3_ROOT_0: &str = "010000030020000000000000000000000000000000000000";
+    let dockerfile = format!(
+        "FROM busybox\nCOPY xattr /usr/bin/xattr\n\
+        RUN set -e; test \"$(xattr raise /)\" = ok; \\\n\
+            for f in capped fcapped dropped written removed; do cp /bin/busybox /$f; done; \\\n\
+            xattr set /capped {V3_ROOT_0}; xattr fset /fcapped {V2}; xattr set /dropped {V2}; \\\n\
+            chown 1:1 /dropped; xattr set /written {V2}; echo >> /written; \\\n\
+            xattr set /removed {V2}; xattr remove /removed; \\\n\
+            test \"$(xattr get /capped)\" = {V2}; test \"$(xattr fget /fcapped)\" = {V2}; \\\n\
+            test \"$(xattr list /capped)\" = security.capability; test \"$(xattr get /written)\" = ENODATA; \\\n\
+            test \"$(xattr get /dropped)\" = ENODATA; test \"$(xattr get /removed)\" = ENODATA; \\\n\
+            test \"$(xattr remove /removed)\" = ENODATA; test \"$(xattr set /capped 0100)\" = 'Invalid argument'\n\
+        RUN test \"$(xattr get /capped)\" = {V2} && touch /later\n\
+        USER nobody\n\
+        RUN cp /bin/busybox /tmp/mine && test \"$(xattr set /tmp/mine {V2})\" = EPERM && \\\n\
+            test \"$(xattr raise /)\" = EPERM\n"
+    );
+    let tools = tempfile::tempdir().expect("tempdir");
+    let Some(tool) = static_xattr_tool(tools.path()) else { return };
+    let v2: Vec<u8> =
+        (0..V2.len()).step_by(2).map(|i| u8::from_str_radix(&V2[i..i + 2], 16).expect("hex")).collect();
+    for mode in modes_and_snapshotters("the setcap build") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", &dockerfile)]);
+        let copy = dir.path().join("ctx/xattr");
+        fs_err::copy(&tool, &copy).expect("copy the tool");
+        if let Mode::Rootless(Some(user)) = mode.user() {
+            let o = Command::new("chown").arg(format!("{user}:{user}")).arg(&copy).output().expect("chown");
+            assert!(o.status.success(), "chown: {}", text(&o.stderr));
+        }
+        let layout = dir.path().join("image.oci");
+        let dest = format!("type=oci,dest={},tar=false", layout.display());
+        let ctx = dir.path().join("ctx");
+        ok(&build(&dir, &mode, &["-o", &dest, ctx.to_str().expect("utf-8")]), mode.name());
+        let caps = layer_capabilities(&layout);
+        let want = BTreeMap::from([("capped".to_string(), v2.clone()), ("fcapped".to_string(), v2.clone())]);
+        let n = caps.len();
+        assert_eq!(caps[n - 3], want, "{}: the setcap step's layer", mode.name());
+        assert!(caps[n - 2].is_empty() && caps[n - 1].is_empty(), "{}: {caps:?}", mode.name());
+    }
+}
+
+/// [`XATTR_TOOL`] built statically in `dir` with the machine's C compiler (any machine that
+/// builds hako has one), or a printed skip.
+fn static_xattr_tool(dir: &Path) -> Option<PathBuf> {
+    let (src, bin) = (dir.join("xattr.c"), dir.join("xattr"));
+    fs_err::write(&src, XATTR_TOOL).expect("write xattr.c");
+    let out = Command::new("cc").arg("-static").arg("-Os").arg("-o").arg(&bin).arg(&src).output();
+    match out {
+        Ok(o) if o.status.success() => Some(bin),
+        Ok(o) => {
+            skip(&format!("the setcap build: cc -static failed: {}", text(&o.stderr)));
+            None
+        }
+        Err(e) => {
+            skip(&format!("the setcap build: no C compiler (cc: {e})"));
+            None
         }
     }
 }

@@ -110,8 +110,8 @@ pub fn main(args: &[String]) -> ExitCode {
         ctx.copy = true;
         ctx.pending_note = Some(
             "--isolation=ptrace: steps run under ptrace in a copy of their parent's filesystem, with root \
-             emulated (owners, modes and device nodes are recorded, not made); they share the machine's \
-             processes, network, /proc, /dev and /sys"
+             emulated (owners, modes, device nodes and file capabilities are recorded, not made); they \
+             share the machine's processes, network, /proc, /dev and /sys"
                 .into(),
         );
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::step::{forward, make_cwd};
 use super::*;
-use crate::layer::index::FsIndex;
+use crate::layer::index::{FsIndex, Meta};
 use crate::layer::walkdiff::{Owner, record_as};
 use crate::sandbox::chroot::Injections;
 use crate::sandbox::ptrace::fake::Owners;
@@ -25,11 +25,19 @@ impl Ctx {
         let (root, known) = self.traced_tree(&req.layers, &rootfs)?;
         let real = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
         let mut owners = Owners::new(real, (req.process.uid, req.process.gid));
-        let before = record_as(&root, &mut |rel, md| {
-            let o = believed(known.get(rel), md);
-            owners.set((md.dev(), md.ino()), o);
-            usable(&root.join(rel), md);
-            o
+        let before = record_as(&root, &mut |rel, abs, md| {
+            let (o, cap) = match known.get(rel) {
+                Some(meta) => (believed(Some(&meta.owner()), md), meta.capability.clone()),
+                None => (believed(None, md), None),
+            };
+            let inode = (md.dev(), md.ino());
+            owners.set(inode, o);
+            let cap = cap.filter(|_| md.is_file());
+            if cap.is_some() {
+                owners.set_capability(inode, cap.clone());
+            }
+            usable(abs, md);
+            (o, cap)
         })
         .map_err(|e| e.to_string())?;
         // What the runtime would create (the working directory) is root's.
@@ -59,8 +67,12 @@ impl Ctx {
         drop(held);
         let (exit, owners) = ran?;
         undone?;
-        let after = record_as(&root, &mut |_, md| owners.view((md.dev(), md.ino()), Owner::of(md)))
-            .map_err(|e| e.to_string())?;
+        let after = record_as(&root, &mut |_, _, md| {
+            let inode = (md.dev(), md.ino());
+            let cap = owners.capability(inode).filter(|_| md.is_file()).map(Box::from);
+            (owners.view(inode, Owner::of(md)), cap)
+        })
+        .map_err(|e| e.to_string())?;
         self.finish(
             req,
             exit,
@@ -70,15 +82,15 @@ impl Ctx {
         )
     }
 
-    /// The tree of `layers` for a traced step and what its entries' owners, modes and devices
-    /// are: the kept tree of the longest prefix of `layers` with its index, or an empty one,
-    /// with the layers above it applied to both (the disk cannot hold the layers' owners and
-    /// devices: their headers say them).
+    /// The tree of `layers` for a traced step and what its entries' owners, modes, devices and
+    /// capabilities are: the kept tree of the longest prefix of `layers` with its index, or an
+    /// empty one, with the layers above it applied to both (the disk cannot hold the layers'
+    /// owners, devices and capabilities: their headers say them).
     fn traced_tree(
         &mut self,
         layers: &[LayerRef],
         rootfs: &Path,
-    ) -> Result<(PathBuf, BTreeMap<String, Owner>), Fail> {
+    ) -> Result<(PathBuf, BTreeMap<String, Meta>), Fail> {
         fs_err::create_dir_all(rootfs).map_err(|e| e.to_string())?;
         let root = rootfs.join("copy");
         let kept = self.take_tree(layers, &root, |id| {
@@ -98,7 +110,7 @@ impl Ctx {
             index.apply_tar(self.open(layer)?).map_err(|e| format!("reading layer {}: {e}", layer.digest))?;
         }
         let known =
-            index.walk("").filter(|(p, _)| !p.is_empty()).map(|(p, m)| (p.to_string(), m.owner())).collect();
+            index.walk("").filter(|(p, _)| !p.is_empty()).map(|(p, m)| (p.to_string(), m.clone())).collect();
         Ok((root, known))
     }
 

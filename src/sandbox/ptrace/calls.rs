@@ -9,11 +9,12 @@ use nix::libc;
 use nix::unistd::Pid;
 
 use super::Tracer;
-use super::fake::Creds;
+use super::fake::{CAP_SETFCAP, Caps, Creds, capability_as_set};
 use super::io_errno;
 use super::mem::{self, Scratch};
 use super::paths::{self, path};
 use super::regs::Regs;
+use crate::layer::index::CAPABILITY_XATTR;
 use crate::layer::walkdiff::Owner;
 
 /// Calls the seccomp filter sends to the tracer only when an argument is not null: `sendto` with
@@ -75,12 +76,16 @@ pub const TRACED: &[i64] = &[
     libc::SYS_fchownat,
     libc::SYS_setxattr,
     libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
     libc::SYS_getxattr,
     libc::SYS_lgetxattr,
+    libc::SYS_fgetxattr,
     libc::SYS_listxattr,
     libc::SYS_llistxattr,
+    libc::SYS_flistxattr,
     libc::SYS_removexattr,
     libc::SYS_lremovexattr,
+    libc::SYS_fremovexattr,
     libc::SYS_inotify_add_watch,
     libc::SYS_bind,
     libc::SYS_connect,
@@ -102,6 +107,8 @@ pub const TRACED: &[i64] = &[
     libc::SYS_setfsuid,
     libc::SYS_setfsgid,
     libc::SYS_setgroups,
+    libc::SYS_capget,
+    libc::SYS_capset,
 ];
 
 /// What to check once a call has run: at the process's next stop, whatever it is (waiting for
@@ -174,6 +181,9 @@ impl Tracer {
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, Arg { follow, ..arg })? else {
                     return run(None);
                 };
+                if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    self.written(&host, follow);
+                }
                 if flags & libc::O_CREAT == 0 || !self.root.holds(&host) {
                     return run(None);
                 }
@@ -200,23 +210,28 @@ impl Tracer {
                 let t = self.target(pid, regs, at(0, 1, nofollow_flag(2)))?;
                 self.statx(pid, t, a(2) as i32, a(3) as u32, a(4)).map(Entry::Skip)
             }
-            libc::SYS_access
-            | libc::SYS_chdir
-            | libc::SYS_truncate
-            | libc::SYS_statfs
-            | libc::SYS_utime
-            | libc::SYS_utimes
-            | libc::SYS_setxattr
-            | libc::SYS_getxattr
-            | libc::SYS_listxattr
-            | libc::SYS_removexattr => {
+            libc::SYS_truncate => {
+                if let Some(host) = self.rewrite(pid, regs, &mut scratch, p(0, true))? {
+                    self.written(&host, true);
+                }
+                run(None)
+            }
+            libc::SYS_access | libc::SYS_chdir | libc::SYS_statfs | libc::SYS_utime | libc::SYS_utimes => {
                 self.rewrite(pid, regs, &mut scratch, p(0, true))?;
                 run(None)
             }
-            libc::SYS_lsetxattr | libc::SYS_lgetxattr | libc::SYS_llistxattr | libc::SYS_lremovexattr => {
-                self.rewrite(pid, regs, &mut scratch, p(0, false))?;
-                run(None)
-            }
+            libc::SYS_setxattr
+            | libc::SYS_lsetxattr
+            | libc::SYS_fsetxattr
+            | libc::SYS_getxattr
+            | libc::SYS_lgetxattr
+            | libc::SYS_fgetxattr
+            | libc::SYS_listxattr
+            | libc::SYS_llistxattr
+            | libc::SYS_flistxattr
+            | libc::SYS_removexattr
+            | libc::SYS_lremovexattr
+            | libc::SYS_fremovexattr => self.xattr(pid, regs, &mut scratch),
             libc::SYS_faccessat | libc::SYS_futimesat => {
                 self.rewrite(pid, regs, &mut scratch, at(0, 1, true))?;
                 run(None)
@@ -367,6 +382,7 @@ impl Tracer {
                 self.exec(pid, regs, &mut scratch, arg, argv_i)?;
                 run(None)
             }
+            libc::SYS_capget | libc::SYS_capset => self.caps_call(pid, regs),
             _ => self.creds_call(pid, regs).map(Entry::Skip),
         }
     }
@@ -515,16 +531,129 @@ impl Tracer {
         if gid != u32::MAX {
             next.gid = gid;
         }
-        // As the kernel does: a chown of a non-directory drops setuid, and setgid when the group
-        // can execute.
+        // As the kernel does: a chown of a non-directory drops setuid, setgid when the group
+        // can execute, and the file's capabilities.
         if (uid != u32::MAX || gid != u32::MAX) && !md.is_dir() && !md.file_type().is_symlink() {
             next.mode &= !libc::S_ISUID;
             if next.mode & 0o010 != 0 {
                 next.mode &= !libc::S_ISGID;
             }
+            self.owners.set_capability(inode, None);
         }
         self.owners.set(inode, next);
         Ok(0)
+    }
+
+    /// The extended attribute calls: their paths rewritten into the root, and a regular file's
+    /// `security.capability` there answered from the record ([`super::fake::Owners`]), as root
+    /// would find it: the caller may not set one (`setcap` needs `CAP_SETFCAP`), and the layer
+    /// is written from the record. Other attributes are the disk's.
+    fn xattr(&mut self, pid: Pid, regs: &mut Regs, scratch: &mut Scratch) -> Result<Entry, Errno> {
+        let nr = regs.nr();
+        let args: [u64; 5] = std::array::from_fn(|i| regs.arg(i));
+        let a = |i: usize| args[i];
+        let target = match nr {
+            libc::SYS_fsetxattr | libc::SYS_fgetxattr | libc::SYS_flistxattr | libc::SYS_fremovexattr => {
+                Target::Fd(a(0) as i32)
+            }
+            _ => {
+                let follow = !matches!(
+                    nr,
+                    libc::SYS_lsetxattr | libc::SYS_lgetxattr | libc::SYS_llistxattr | libc::SYS_lremovexattr
+                );
+                match self.rewrite(pid, regs, scratch, p(0, follow))? {
+                    Some(host) => Target::Path(host, follow),
+                    // An empty path: the kernel's ENOENT.
+                    None => return Ok(Entry::Run(None)),
+                }
+            }
+        };
+        let list = matches!(nr, libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr);
+        if !list && mem::read_cstr(pid, a(1))? != CAPABILITY_XATTR.as_bytes() {
+            return Ok(Entry::Run(None));
+        }
+        let Some(inode) = self.recorded_file(pid, &target) else { return Ok(Entry::Run(None)) };
+        let reply = |bytes: &[u8], (addr, size): (u64, u64)| -> Result<Entry, Errno> {
+            if size != 0 {
+                if (size as usize) < bytes.len() {
+                    return Err(Errno::ERANGE);
+                }
+                mem::write(pid, addr, bytes)?;
+            }
+            Ok(Entry::Skip(bytes.len() as i64))
+        };
+        match nr {
+            libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr => {
+                let cap = self.owners.capability(inode).ok_or(Errno::ENODATA)?;
+                reply(cap, (a(2), a(3)))
+            }
+            libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => {
+                let host = path(&target.host(pid)).to_owned();
+                let names = if target.follows() { xattr::list_deref(&host) } else { xattr::list(&host) };
+                let mut out = Vec::new();
+                for name in names.map_err(io_errno)?.filter(|n| n.as_bytes() != CAPABILITY_XATTR.as_bytes()) {
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(0);
+                }
+                if self.owners.capability(inode).is_some() {
+                    out.extend_from_slice(CAPABILITY_XATTR.as_bytes());
+                    out.push(0);
+                }
+                reply(&out, (a(1), a(2)))
+            }
+            _ if self.creds(pid).caps.effective & CAP_SETFCAP == 0 => Err(Errno::EPERM),
+            libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_fsetxattr => {
+                let (size, flags) = (a(3) as usize, a(4) as i32);
+                if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                // XATTR_SIZE_MAX, which the libc crate does not export.
+                if size > 65536 {
+                    return Err(Errno::E2BIG);
+                }
+                let mut value = vec![0u8; size];
+                if size > 0 {
+                    mem::read(pid, a(2), &mut value)?;
+                }
+                let cap = capability_as_set(&value)?;
+                let had = self.owners.capability(inode).is_some();
+                if flags & libc::XATTR_CREATE != 0 && had {
+                    return Err(Errno::EEXIST);
+                }
+                if flags & libc::XATTR_REPLACE != 0 && !had {
+                    return Err(Errno::ENODATA);
+                }
+                self.owners.set_capability(inode, Some(cap));
+                Ok(Entry::Skip(0))
+            }
+            _ => match self.owners.set_capability(inode, None) {
+                true => Ok(Entry::Skip(0)),
+                false => Err(Errno::ENODATA),
+            },
+        }
+    }
+
+    /// A file at `host` is opened for writing or truncated: it loses its capabilities, as the
+    /// kernel takes them from a file when it is written (when opened to be, here: the tracer
+    /// does not see the writes).
+    fn written(&mut self, host: &[u8], follow: bool) {
+        if self.owners.has_capabilities()
+            && let Ok(md) = stat(host, follow)
+            && md.is_file()
+        {
+            self.owners.set_capability((md.dev(), md.ino()), None);
+        }
+    }
+
+    /// The inode of `target` when it is a regular file in the root (whose capabilities the
+    /// record holds).
+    fn recorded_file(&self, pid: Pid, target: &Target) -> Option<(u64, u64)> {
+        let host = match target {
+            Target::Path(host, _) => host.clone(),
+            Target::Fd(_) => std::fs::read_link(path(&target.host(pid))).ok()?.into_os_string().into_vec(),
+        };
+        let md = stat(&target.host(pid), target.follows()).ok()?;
+        (md.is_file() && self.root.holds(&host)).then_some((md.dev(), md.ino()))
     }
 
     /// Points a `bind`, `connect` or `sendto` to a Unix socket's path (the address and its length
@@ -609,8 +738,19 @@ impl Tracer {
         Ok(())
     }
 
-    /// The identity calls: answered from the process's emulated credentials.
+    /// The identity calls: answered from the process's emulated credentials (a change of uid
+    /// changes its capabilities as the kernel's would).
     fn creds_call(&mut self, pid: Pid, regs: &Regs) -> Result<i64, Errno> {
+        let old = self.creds(pid).uid;
+        let r = self.ids_call(pid, regs);
+        let c = self.creds_mut(pid);
+        if c.uid != old {
+            c.uids_changed(old);
+        }
+        r
+    }
+
+    fn ids_call(&mut self, pid: Pid, regs: &Regs) -> Result<i64, Errno> {
         let a = |i: usize| regs.arg(i) as u32;
         let c = self.creds_mut(pid);
         let root = c.privileged();
@@ -661,6 +801,69 @@ impl Tracer {
             libc::SYS_setfsgid => Creds::set_fs(&mut c.gid, root, a(0)).into(),
             _ => return Err(Errno::ENOSYS),
         })
+    }
+
+    /// `capget` and `capset`, answered from and made to the process's emulated capabilities
+    /// (the machine's are the caller's: none, for a non-root user), so programs that raise a
+    /// capability before using it (`setcap` raises `CAP_SETFCAP`) run as under root. Another
+    /// process's are the kernel's to say unless the tracer knows it.
+    fn caps_call(&mut self, pid: Pid, regs: &Regs) -> Result<Entry, Errno> {
+        // struct __user_cap_header_struct { u32 version; int pid; }, then one (version 1) or
+        // two (versions 2, 3) struct __user_cap_data_struct { u32 effective, permitted,
+        // inheritable; }, the low 32 bits first.
+        const V1: u32 = 0x1998_0330;
+        const V2: u32 = 0x2007_1026;
+        const V3: u32 = 0x2008_0522;
+        let (hdr, data) = (regs.arg(0), regs.arg(1));
+        let mut h = [0u8; 8];
+        mem::read(pid, hdr, &mut h)?;
+        let version = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]);
+        let target = i32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+        let get = regs.nr() == libc::SYS_capget;
+        let words = match version {
+            V1 => 1,
+            V2 | V3 => 2,
+            _ => {
+                // The kernel answers with the version it prefers.
+                mem::write(pid, hdr, &V3.to_ne_bytes())?;
+                return if get && data == 0 { Ok(Entry::Skip(0)) } else { Err(Errno::EINVAL) };
+            }
+        };
+        if target < 0 {
+            return Err(Errno::EINVAL);
+        }
+        let who = if target == 0 { pid } else { Pid::from_raw(target) };
+        if !self.procs.contains_key(&who) {
+            return Ok(Entry::Run(None));
+        }
+        if get {
+            if data == 0 {
+                return Ok(Entry::Skip(0));
+            }
+            let c = self.creds(who).caps;
+            let mut out = Vec::with_capacity(12 * words);
+            for w in 0..words {
+                for set in [c.effective, c.permitted, c.inheritable] {
+                    out.extend_from_slice(&((set >> (32 * w)) as u32).to_ne_bytes());
+                }
+            }
+            mem::write(pid, data, &out)?;
+            return Ok(Entry::Skip(0));
+        }
+        if who != pid {
+            return Err(Errno::EPERM);
+        }
+        let mut raw = vec![0u8; 12 * words];
+        mem::read(pid, data, &mut raw)?;
+        let word = |w: usize, i: usize| {
+            let at = 12 * w + 4 * i;
+            u64::from(u32::from_ne_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]])) << (32 * w)
+        };
+        let sum = |i: usize| (0..words).map(|w| word(w, i)).fold(0, |a, b| a | b);
+        let new = Caps { effective: sum(0), permitted: sum(1), inheritable: sum(2) };
+        let c = self.creds_mut(pid);
+        c.caps = c.caps.set(new).ok_or(Errno::EPERM)?;
+        Ok(Entry::Skip(0))
     }
 
     /// Settles what a call left to check, once it has run.

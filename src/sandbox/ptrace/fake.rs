@@ -1,16 +1,21 @@
 //! What the step is made to believe: that it runs as root (or its USER) and that `chown`,
-//! `chmod` and `mknod` did what they would do for root. The disk cannot hold it (the files all
-//! belong to the unprivileged caller), so the truth is kept here, by inode, and the layer is
-//! written from it (what fakeroot and Charliecloud's seccomp mode do).
+//! `chmod`, `mknod` and `setcap` did what they would do for root. The disk cannot hold it (the
+//! files all belong to the unprivileged caller, who may not set file capabilities), so the truth
+//! is kept here, by inode, and the layer is written from it (what fakeroot and Charliecloud's
+//! seccomp mode do).
 
 use std::collections::HashMap;
 
 use crate::layer::walkdiff::Owner;
 
-/// The owners, modes and device numbers of the root's entries, by (device, inode).
+/// The owners, modes, device numbers and file capabilities of the root's entries, by (device,
+/// inode).
 #[derive(Debug, Default)]
 pub struct Owners {
     map: HashMap<(u64, u64), Owner>,
+    /// Regular files' `security.capability`, as the kernel would return it to root: the only
+    /// record of them (the disk's are not consulted, so a step's `removexattr` holds as root).
+    caps: HashMap<(u64, u64), Box<[u8]>>,
     /// The caller's real uid and gid: what the disk says for everything the step made.
     pub real: (u32, u32),
     /// The step's user and group: who made an entry the table does not know.
@@ -20,7 +25,7 @@ pub struct Owners {
 impl Owners {
     /// An empty table.
     pub fn new(real: (u32, u32), default: (u32, u32)) -> Owners {
-        Owners { map: HashMap::new(), real, default }
+        Owners { map: HashMap::new(), caps: HashMap::new(), real, default }
     }
 
     /// Records `owner` for the inode.
@@ -36,6 +41,25 @@ impl Owners {
     /// Forgets an inode (its last link is gone: the number may be reused).
     pub fn forget(&mut self, inode: (u64, u64)) {
         self.map.remove(&inode);
+        self.caps.remove(&inode);
+    }
+
+    /// The capabilities of a regular file, if it has any.
+    pub fn capability(&self, inode: (u64, u64)) -> Option<&[u8]> {
+        self.caps.get(&inode).map(|c| &**c)
+    }
+
+    /// Whether any file has capabilities (most trees have none: nothing to look up).
+    pub fn has_capabilities(&self) -> bool {
+        !self.caps.is_empty()
+    }
+
+    /// Sets (`Some`) or removes a regular file's capabilities; returns whether it had any.
+    pub fn set_capability(&mut self, inode: (u64, u64), cap: Option<Box<[u8]>>) -> bool {
+        match cap {
+            Some(c) => self.caps.insert(inode, c).is_some(),
+            None => self.caps.remove(&inode).is_some(),
+        }
     }
 
     /// What the step should see for an entry the disk describes as `disk`: the recorded truth,
@@ -52,6 +76,61 @@ impl Owners {
     }
 }
 
+/// What the kernel keeps of a `security.capability` that root writes (`cap_convert_nscap`), as
+/// root then reads it back: a v2 value (20 bytes) as it is; a v3 value (24 bytes, with the uid
+/// that is root for it) whose root is 0 as the v2 value root reads; anything else is `EINVAL`.
+pub fn capability_as_set(value: &[u8]) -> Result<Box<[u8]>, nix::errno::Errno> {
+    const REVISION_MASK: u32 = 0xff00_0000;
+    const REVISION_2: u32 = 0x0200_0000;
+    const REVISION_3: u32 = 0x0300_0000;
+    let le32 = |at: usize| value.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let magic = le32(0).ok_or(nix::errno::Errno::EINVAL)?;
+    match (value.len(), magic & REVISION_MASK) {
+        (20, REVISION_2) => Ok(value.into()),
+        (24, REVISION_3) if le32(20) == Some(0) => {
+            let mut v2 = value[..20].to_vec();
+            v2[..4].copy_from_slice(&((magic & !REVISION_MASK) | REVISION_2).to_le_bytes());
+            Ok(v2.into_boxed_slice())
+        }
+        (24, REVISION_3) => Ok(value.into()),
+        _ => Err(nix::errno::Errno::EINVAL),
+    }
+}
+
+/// Docker's default capabilities as a mask (`CAP_CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`,
+/// `KILL`, `SETGID`, `SETUID`, `SETPCAP`, `NET_BIND_SERVICE`, `NET_RAW`, `SYS_CHROOT`, `MKNOD`,
+/// `AUDIT_WRITE`, `SETFCAP`: bits 0, 1, 3–8, 10, 13, 18, 27, 29, 31): what a root step has in
+/// docker build, and the bounding set of an emulated one.
+pub const DOCKER_CAP_MASK: u64 = 0xa804_25fb;
+
+/// `CAP_SETFCAP`: setting a file's capabilities needs it.
+pub const CAP_SETFCAP: u64 = 1 << 31;
+
+/// A process's emulated capability sets (bit N is capability N).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// What it may use now.
+    pub effective: u64,
+    /// What it may make effective.
+    pub permitted: u64,
+    /// What an exec may pass on.
+    pub inheritable: u64,
+}
+
+impl Caps {
+    /// What `capset` may make of `self`, as the kernel's `cap_capset` allows (without
+    /// `CAP_SETPCAP` the inheritable set may gain only permitted capabilities; with it, any in the
+    /// bounding set); `None` is `EPERM`.
+    pub fn set(self, new: Caps) -> Option<Caps> {
+        let inheritable_limit =
+            self.inheritable | if self.effective & (1 << 8) != 0 { DOCKER_CAP_MASK } else { self.permitted };
+        let ok = new.inheritable & !inheritable_limit == 0
+            && new.permitted & !self.permitted == 0
+            && new.effective & !new.permitted == 0;
+        ok.then_some(new)
+    }
+}
+
 /// A process's emulated credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Creds {
@@ -61,12 +140,46 @@ pub struct Creds {
     pub gid: [u32; 4],
     /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// Capabilities: Docker's for root, none for another user, changed by `capset`, uid changes
+    /// and exec as the kernel changes them.
+    pub caps: Caps,
 }
 
 impl Creds {
     /// A process running as `uid`:`gid` with `groups`.
     pub fn new(uid: u32, gid: u32, groups: Vec<u32>) -> Creds {
-        Creds { uid: [uid; 4], gid: [gid; 4], groups }
+        let mut c = Creds { uid: [uid; 4], gid: [gid; 4], groups, caps: Caps::default() };
+        c.exec();
+        c
+    }
+
+    /// The capabilities after an exec, as the kernel computes them for a program without file
+    /// capabilities (`cap_bprm_creds_from_file`): a real or effective root gets the bounding
+    /// set, effective if the effective uid is root; another user keeps none. (A non-root user's
+    /// program gains none from its file capabilities either: the tracer records those, the kernel
+    /// does not honour them for the caller.)
+    pub fn exec(&mut self) {
+        let root = self.uid[0] == 0 || self.uid[1] == 0;
+        let permitted = if root { DOCKER_CAP_MASK | self.caps.inheritable } else { 0 };
+        let effective = if self.uid[1] == 0 { permitted } else { 0 };
+        self.caps = Caps { effective, permitted, ..self.caps };
+    }
+
+    /// Adjusts the capabilities after the uids changed from `old`, as the kernel's
+    /// `cap_emulate_setxuid` does: leaving root for good (no real, effective or saved uid 0)
+    /// clears the permitted and effective sets; an effective uid leaving 0 clears the effective
+    /// set, one becoming 0 restores it from the permitted set.
+    pub fn uids_changed(&mut self, old: [u32; 4]) {
+        let had_root = old[..3].contains(&0);
+        if had_root && !self.uid[..3].contains(&0) {
+            self.caps.permitted = 0;
+            self.caps.effective = 0;
+        }
+        if old[1] == 0 && self.uid[1] != 0 {
+            self.caps.effective = 0;
+        } else if old[1] != 0 && self.uid[1] == 0 {
+            self.caps.effective = self.caps.permitted;
+        }
     }
 
     /// Whether the process may change ids freely: its effective uid is 0 (it has CAP_SETUID and
@@ -161,6 +274,65 @@ mod tests {
         assert_eq!(c.uid, [0, 1000, 0, 1000]);
         assert!(Creds::set_one(&mut c.gid, true, 50));
         assert_eq!(c.gid, [50; 4]);
+    }
+
+    #[test]
+    fn capabilities_are_kept_as_root_reads_them_back() {
+        // cap_net_raw+ep, as setcap writes it: v2, the effective flag in the magic.
+        let mut v2 = vec![0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0];
+        v2.extend([0; 8]);
+        assert_eq!(capability_as_set(&v2).as_deref(), Ok(&v2[..]));
+        let mut v3 = v2.clone();
+        v3[3] = 0x03;
+        v3.extend(0u32.to_le_bytes());
+        assert_eq!(capability_as_set(&v3).as_deref(), Ok(&v2[..]), "v3 for root 0 reads as v2");
+        let mut other = v3.clone();
+        other[20..].copy_from_slice(&1000u32.to_le_bytes());
+        assert_eq!(capability_as_set(&other).as_deref(), Ok(&other[..]), "another root stays v3");
+        let v1 = [0x01, 0, 0, 0x01, 0, 0x20, 0, 0, 0, 0, 0, 0];
+        for bad in [&v1[..], &v2[..19], &v3[..20], &[]] {
+            assert_eq!(capability_as_set(bad), Err(nix::errno::Errno::EINVAL), "{bad:?}");
+        }
+        let mut o = Owners::new((1000, 1000), (0, 0));
+        assert!(!o.set_capability((1, 2), Some(v2.clone().into())));
+        assert_eq!(o.capability((1, 2)), Some(&v2[..]));
+        o.forget((1, 2));
+        assert_eq!(o.capability((1, 2)), None, "a reused inode number starts without");
+    }
+
+    #[test]
+    fn capabilities_follow_the_kernels_rules() {
+        let root = Creds::new(0, 0, vec![]);
+        assert_eq!(
+            root.caps,
+            Caps { effective: DOCKER_CAP_MASK, permitted: DOCKER_CAP_MASK, inheritable: 0 }
+        );
+        assert_eq!(Creds::new(65534, 65534, vec![]).caps, Caps::default(), "a USER has none");
+        // setcap raises CAP_SETFCAP it already has; dropping and raising within the permitted set.
+        let c = root.caps;
+        assert_eq!(c.set(c), Some(c));
+        let fewer = Caps { effective: CAP_SETFCAP, ..c };
+        assert_eq!(c.set(fewer).and_then(|f| f.set(c)), Some(c), "effective comes back from permitted");
+        assert_eq!(c.set(Caps { permitted: u64::MAX, ..c }), None, "no new permitted ones");
+        assert_eq!(c.set(Caps { effective: 1 << 21, ..c }), None, "effective within permitted");
+        let nobody = Caps::default();
+        assert_eq!(nobody.set(Caps { effective: CAP_SETFCAP, ..nobody }), None);
+        // seteuid(1000) and back keeps the permitted set; setuid(1000) as root drops all.
+        let mut d = root.clone();
+        let old = d.uid;
+        assert!(Creds::set_res(&mut d.uid, true, u32::MAX, 1000, u32::MAX));
+        d.uids_changed(old);
+        assert_eq!((d.caps.effective, d.caps.permitted), (0, DOCKER_CAP_MASK));
+        let old = d.uid;
+        assert!(Creds::set_res(&mut d.uid, false, u32::MAX, 0, u32::MAX));
+        d.uids_changed(old);
+        assert_eq!(d.caps.effective, DOCKER_CAP_MASK);
+        let old = d.uid;
+        assert!(Creds::set_one(&mut d.uid, true, 1000));
+        d.uids_changed(old);
+        assert_eq!(d.caps, Caps::default());
+        d.exec();
+        assert_eq!(d.caps, Caps::default(), "an exec as another user gains none");
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! - execs are rewritten so scripts and dynamic executables find their interpreter and loader
 //!   in the root ([`exec`]);
 //! - root is emulated: the step sees uid 0 (or its USER), `chown` and `chmod` succeed and are
-//!   recorded, `mknod` of a device leaves an empty file and records the device, and `stat`
-//!   shows what was recorded ([`fake`]); the layer is written from that record, so the image
-//!   says what the step did, as with any other isolation.
+//!   recorded, `mknod` of a device leaves an empty file and records the device, `setcap`'s
+//!   `security.capability` is recorded, and `stat` and the `*xattr` calls show what was
+//!   recorded ([`fake`]); the layer is written from that record, so the image says what the
+//!   step did, as with any other isolation.
 //!
 //! What it does not do: isolate. The step shares the machine's processes, network, `/proc`,
 //! `/dev` and `/sys`, and a program that makes system calls the tracer does not rewrite (32-bit
@@ -320,6 +321,7 @@ impl Tracer {
                     p.after = None;
                     p.in_call = false;
                     p.exe = p.next_exe.take();
+                    p.creds.exec();
                 }
             }
             _ => {}
