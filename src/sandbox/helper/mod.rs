@@ -67,6 +67,20 @@ fn take_tee() -> Option<OwnedFd> {
 /// `rootless-squash` (a single-id map: owners other than 0 cannot be set), `chroot` or `ptrace`
 /// (no namespaces); `tee`: descriptor [`super::TEE_FD`] is an archive being written during the
 /// build (see `crate::export::spool`).
+/// Ctrl-C in a terminal signals the whole foreground process group, this helper with its builder,
+/// and a session leader's exit sends its group SIGHUP: dying there, the helper would leave its
+/// step running (the step is a session of its own, which neither reaches). So it ignores them
+/// and outlives the builder, which it sees go when its stdin closes, long enough to kill the
+/// step. Its steps get them back at their default ([`crate::sandbox::DefaultSignals`]).
+fn ignore_stop_signals() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+        // SAFETY: installing SIG_IGN, no handler code is involved.
+        let _ = unsafe { sigaction(sig, &ignore) };
+    }
+}
+
 pub fn main(args: &[String]) -> ExitCode {
     let (Some(store), Some(mode)) = (args.first(), args.get(1)) else {
         eprintln!("usage: hako __sandbox STORE root|rootless|rootless-squash|chroot (started by hako build)");
@@ -74,6 +88,7 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     // First: the children this process starts must not inherit it.
     let tee = (args.get(2).map(String::as_str) == Some("tee")).then(take_tee).flatten();
+    ignore_stop_signals();
     let mut out = std::io::stdout().lock();
     let mut input = std::io::stdin().lock();
     let rootless = mode.starts_with("rootless");

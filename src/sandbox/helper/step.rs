@@ -435,6 +435,12 @@ struct StepExecutor {
 
 impl Executor for StepExecutor {
     fn exec(&self, spec: &libcontainer::oci_spec::runtime::Spec) -> Result<(), ExecutorError> {
+        // The step's first process dies with this helper, even killed with -9 (a process group
+        // killed whole, the OOM killer), and the pid namespace with it: the helper kills it when
+        // the builder goes, but cannot when it goes too. Set here, after the step's ids are: a
+        // change of ids clears it. (Its parent is the helper's thread that started it, which
+        // waits for it.)
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
         if let Some(programs) = &self.seccomp {
             crate::sandbox::seccomp::install_and_drop_admin(programs)
                 .map_err(|e| ExecutorError::Execution(Box::new(e)))?;
