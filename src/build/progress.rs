@@ -143,6 +143,10 @@ pub trait Reporter: Sync {
 
     /// The build is over (successfully or not): settle the display before other output follows.
     fn finish(&self) {}
+
+    /// The build is being stopped by a signal (Ctrl-C, a CI job's cancel): show the running steps
+    /// as canceled, and nothing after.
+    fn cancel(&self) {}
 }
 
 /// Discards events.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{BuildArgs, Failure, ProgressMode, print_stdout, progress};
+use super::{BuildArgs, Failure, ProgressMode, interrupt, print_stdout, progress};
 use crate::build::{BuildError, Builder, Event, Reporter};
 use crate::cache::remote::{self, Target};
 use crate::context::Context;
@@ -20,8 +20,14 @@ use crate::store::Store;
 /// nothing but JSON reaches stderr (the exit status is unchanged).
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let mode = if args.quiet { ProgressMode::Quiet } else { args.progress };
-    let reporter = progress::reporter(mode);
+    let reporter: std::sync::Arc<dyn Reporter + Send> = progress::reporter(mode).into();
+    interrupt::watch(reporter.clone(), progress::is_json(mode));
     let result = build(args, reporter.as_ref());
+    if interrupt::canceled() {
+        // A signal stopped it (the steps failed as their processes got it too): its thread
+        // reports that and ends the process.
+        interrupt::wait_for_the_end();
+    }
     reporter.finish();
     match result {
         Err(f) if progress::is_json(mode) && !f.text.is_empty() => {

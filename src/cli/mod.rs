@@ -8,6 +8,7 @@ mod debug;
 mod du;
 mod images;
 mod info;
+mod interrupt;
 mod login;
 mod metadata;
 mod progress;

@@ -4,7 +4,7 @@
 //!   step starts with its number (`#5`), numbered in the order steps start; a step's lines form a
 //!   block under its name (`#5 [build 2/4] WORKDIR /src`), RUN output carries seconds since the
 //!   step started (`#7 0.050 compiling`), and a step ends with `DONE 1.1s`, `CACHED` or
-//!   `ERROR: …`. When steps run at the same time their lines interleave and each change of step
+//!   `ERROR: …` (or `CANCELED`, when a signal stops the build). When steps run at the same time their lines interleave and each change of step
 //!   repeats the step's name after a blank line, as BuildKit prints them.
 //! - `tty`: the same lines scrolling (so a step's output sits under its name), with a live line
 //!   per running step and its elapsed time (indicatif) below them.
@@ -15,7 +15,8 @@
 //!   `cached`, `done` (`id`, `seconds`), `layer` (`stage`, `digest`, `size`), `warning`
 //!   (`message`; a build check adds `rule` and `line`), `note` (`message`), `result` (`digest`,
 //!   `config`, `size`, `tags`, `steps_run`, `steps_cached`, `seconds`), and `error`: a step's
-//!   (`id`, `name`, `message`) or the build's, last (`message`, `exit_code`).
+//!   (`id`, `name`, `message`; `canceled` for one a signal stopped) or the build's, last
+//!   (`message`, `exit_code`).
 //! - `quiet`: nothing but errors.
 //!
 //! Every mode but quiet ends with a summary: steps run and cached, total time, the image's
@@ -33,7 +34,7 @@ use super::{Failure, ProgressMode};
 use crate::build::{Event, Reporter};
 
 /// The reporter for a `--progress` mode.
-pub fn reporter(mode: ProgressMode) -> Box<dyn Reporter> {
+pub fn reporter(mode: ProgressMode) -> Box<dyn Reporter + Send> {
     let tty = std::io::stderr().is_terminal() && std::env::var("TERM").map_or(true, |t| t != "dumb");
     match mode {
         ProgressMode::Json | ProgressMode::Rawjson => Box::new(Json(Mutex::new(Core::new(real_clock())))),
@@ -128,6 +129,8 @@ struct Core {
     cached: usize,
     failed: bool,
     summarized: bool,
+    /// Stopped by a signal: later events are not shown.
+    canceled: bool,
 }
 
 /// What an event did to a vertex, for the TTY's live lines.
@@ -149,7 +152,48 @@ impl Core {
             cached: 0,
             failed: false,
             summarized: false,
+            canceled: false,
         }
+    }
+
+    /// The build is stopped by a signal: every running vertex ends, and is shown `CANCELED` as
+    /// BuildKit shows a vertex whose context was canceled (`#7 CANCELED` in its block), in the
+    /// order they started. Returns those vertices and the `plain` lines, the summary last.
+    fn cancel(&mut self) -> (Vec<(usize, String)>, Vec<String>) {
+        let mut running: Vec<(usize, String)> = self
+            .vertices
+            .values_mut()
+            .filter(|v| v.state == State::Running)
+            .map(|v| {
+                v.state = State::Ended;
+                (v.id, v.name.clone())
+            })
+            .collect();
+        running.sort();
+        running.dedup_by_key(|(id, _)| *id);
+        let mut out = Vec::new();
+        for (id, name) in &running {
+            if self.open != Some(*id) {
+                if self.wrote {
+                    out.push(String::new());
+                }
+                out.push(format!("#{id} {name}"));
+            }
+            out.push(format!("#{id} CANCELED"));
+            self.open = Some(*id);
+            self.wrote = true;
+        }
+        self.canceled = true;
+        if !self.summarized {
+            self.summarized = true;
+            let secs = (self.clock)().as_secs_f64();
+            let s = if self.run == 1 { "" } else { "s" };
+            out.extend([
+                String::new(),
+                format!("Canceled after {secs:.1}s: {} step{s} run, {} cached", self.run, self.cached),
+            ]);
+        }
+        (running, out)
     }
 
     /// Records `e` and returns the vertex it concerns (as it is now).
@@ -210,6 +254,9 @@ impl Core {
 
     /// The `plain` lines for `e` (no newlines).
     fn plain(&mut self, e: &Event<'_>) -> (Vec<String>, Change) {
+        if self.canceled {
+            return (Vec::new(), Change::None);
+        }
         let now = (self.clock)();
         let mut out = Vec::new();
         let (vertex, change) = self.track(e);
@@ -284,6 +331,9 @@ impl Core {
     /// `e` as a JSON event.
     fn json(&mut self, e: &Event<'_>) -> Option<serde_json::Value> {
         use serde_json::json;
+        if self.canceled {
+            return None;
+        }
         let now = (self.clock)();
         let (vertex, _) = self.track(e);
         let vertex = vertex.map(|v| (v.id, v.name.clone(), now.saturating_sub(v.started).as_secs_f64()));
@@ -454,6 +504,11 @@ impl Reporter for Plain {
             write_lines(&[String::new(), line]);
         }
     }
+
+    fn cancel(&self) {
+        let Ok(mut core) = self.0.lock() else { return };
+        write_lines(&core.cancel().1);
+    }
 }
 
 /// `--progress=json`.
@@ -465,6 +520,23 @@ impl Reporter for Json {
         if let Some(v) = core.json(e) {
             write_lines(&[v.to_string()]);
         }
+    }
+
+    fn cancel(&self) {
+        let Ok(mut core) = self.0.lock() else { return };
+        let time = rfc3339(SystemTime::now());
+        let lines: Vec<String> = core
+            .cancel()
+            .0
+            .into_iter()
+            .map(|(id, name)| {
+                let v = serde_json::json!({
+                    "event": "error", "id": id, "name": name, "message": "canceled", "time": time,
+                });
+                v.to_string()
+            })
+            .collect();
+        write_lines(&lines);
     }
 }
 
@@ -526,6 +598,18 @@ impl Reporter for Tty {
             self.println(&[String::new(), line]);
         }
         let _ = self.multi.clear();
+    }
+
+    fn cancel(&self) {
+        let Ok(mut core) = self.core.lock() else { return };
+        let lines = core.cancel().1;
+        if let Ok(mut bars) = self.bars.lock() {
+            for (_, bar) in bars.drain() {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+            }
+        }
+        self.println(&lines);
     }
 }
 
@@ -678,6 +762,34 @@ Built sha256:abc (1.09MB) in 0.4s: 1 step run, 1 cached
     }
 
     /// As BuildKit: stages on the same base share its `FROM` vertex, under the first stage's name.
+    #[test]
+    fn a_signal_shows_the_running_steps_canceled_and_nothing_after() {
+        let (mut core, ms) = core();
+        for e in [
+            step("a", 2, 2, "RUN x"),
+            step("b", 2, 2, "RUN y"),
+            step("c", 2, 2, "RUN z"),
+            Some(Event::Done { stage: "a", n: 2 }),
+            Some(Event::Output { stage: "c", n: 2, text: "from c\n" }),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            core.plain(&e);
+        }
+        ms.fetch_add(1500, Ordering::SeqCst);
+        let (canceled, lines) = core.cancel();
+        assert_eq!(canceled, [(2, "[b 2/2] RUN y".to_string()), (3, "[c 2/2] RUN z".to_string())]);
+        let want = "\n#2 [b 2/2] RUN y\n#2 CANCELED\n\n#3 [c 2/2] RUN z\n#3 CANCELED\n\n\
+            Canceled after 1.5s: 1 step run, 0 cached";
+        assert_eq!(lines.join("\n"), want);
+        // The steps then fail (their processes got the signal too): nothing more is shown.
+        let failed = Event::Failed { stage: "b", n: 2, message: "RUN failed (exit 130): y" };
+        assert!(core.plain(&failed).0.is_empty());
+        assert_eq!(core.json(&failed), None);
+        assert_eq!(core.failure_summary(), None);
+    }
+
     #[test]
     fn stages_share_their_base_vertex() {
         let events = [

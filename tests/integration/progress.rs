@@ -21,7 +21,7 @@ fn setup(what: &str, df: &str) -> Option<(Mode, Dir, String)> {
 }
 
 /// The `#N` vertex whose name line is `#N NAME`.
-fn vertex(stderr: &str, name: &str) -> String {
+pub(crate) fn vertex(stderr: &str, name: &str) -> String {
     stderr
         .lines()
         .find_map(|l| {

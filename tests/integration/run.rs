@@ -222,6 +222,21 @@ fn start_step(dir: &Dir, mode: &Mode, ctx: &Path) -> std::process::Child {
     child
 }
 
+/// A running build that a failing test does not leave behind (holding the test harness's output
+/// open): killed as [`kill_builder`] kills it when dropped still running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let pid = builder_pid(self.0.id());
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// kill -9 of the hako process `child` runs (runuser cannot forward SIGKILL).
 fn kill_builder(child: &mut std::process::Child) {
     let pid = builder_pid(child.id());
@@ -1002,25 +1017,96 @@ fn kill_9_mid_step_leaves_nothing_running() {
     for mode in modes("the kill -9 during RUN check") {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo started; sleep 4242\n")]);
-        let mut child = start_step(&dir, &mode, &dir.path().join("ctx"));
+        let mut child = Running(start_step(&dir, &mode, &dir.path().join("ctx")));
         // `started` comes before the shell starts sleep: kill once it runs, else the check
         // below could see no sleeper yet and pass, or one still starting and fail (as under load).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sleepers() == 0 && std::time::Instant::now() < deadline {
+        while sleepers("4242") == 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert_eq!(sleepers(), 1, "{}: the step runs sleep", mode.name());
-        kill_builder(&mut child);
+        assert_eq!(sleepers("4242"), 1, "{}: the step runs sleep", mode.name());
+        kill_builder(&mut child.0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sleepers() > 0 && std::time::Instant::now() < deadline {
+        while sleepers("4242") > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        assert_eq!(sleepers(), 0, "{}: the step died with the builder", mode.name());
+        assert_eq!(sleepers("4242"), 0, "{}: the step died with the builder", mode.name());
         dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo again > /again\n")]);
         let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
         ok(&out, &format!("{}: a build after kill -9", mode.name()));
         let runs = dir.path().join("store/sandbox").join(mode.sandbox_dir());
         assert_eq!(fs_err::read_dir(runs.join("runs")).expect("runs").count(), 0, "leftovers swept");
+    }
+}
+
+/// Ctrl-C in a terminal (SIGINT to the whole process group: the builder and its sandbox helpers)
+/// or a CI job's cancel (SIGTERM to the builder) mid-step: the step is shown canceled as buildx
+/// shows it, the build's error names the signal, the process ends by it (so `$?` is 130 or 143),
+/// and the step dies with it (its helper outlives the builder long enough to kill it). Killed
+/// with -9 all at once, helper too, the step dies as well.
+#[test]
+fn a_signal_mid_step_shows_it_canceled_and_stops_it() {
+    use nix::sys::signal::Signal;
+    use std::io::BufRead;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let cases = modes("the signal during RUN check").into_iter().flat_map(|m| {
+        [(m.clone(), Signal::SIGINT, true), (m.clone(), Signal::SIGTERM, false), (m, Signal::SIGKILL, true)]
+    });
+    for (mode, signal, group) in cases {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo started; sleep 4243\n")]);
+        let ctx = dir.path().join("ctx");
+        let child = build_command(&dir, &mode, &["--progress=plain", ctx.to_str().expect("utf-8")])
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn");
+        let mut child = Running(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.0.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if l.ends_with(" started") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&l);
+                all.push('\n');
+            }
+            all
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the step started");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sleepers("4243") == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if group {
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.0.id() as i32), signal)
+                .expect("killpg");
+        } else {
+            let pid = nix::unistd::Pid::from_raw(builder_pid(child.0.id()));
+            nix::sys::signal::kill(pid, signal).expect("signal the builder");
+        }
+        let status = child.0.wait().expect("wait");
+        let stderr = reader.join().expect("stderr reader");
+        let m = format!("{}, {signal}{}", mode.name(), if group { " to the group" } else { "" });
+        // runuser, between the test and hako, turns a death by signal into 128 + the signal.
+        assert!(
+            status.signal() == Some(signal as i32) || status.code() == Some(128 + signal as i32),
+            "{m}: ended by {signal}: {status:?}\n{stderr}"
+        );
+        if signal != Signal::SIGKILL {
+            let id = crate::progress::vertex(&stderr, "[2/2] RUN echo started; sleep 4243");
+            assert!(stderr.contains(&format!("\n{id} CANCELED\n")), "{m}: {stderr}");
+            // (runuser adds its own `Terminated` after it.)
+            let error = format!("error: the build was canceled ({})", signal.as_str());
+            assert!(stderr.lines().any(|l| l == error), "{m}: {stderr}");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sleepers("4243") > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(sleepers("4243"), 0, "{m}: the step died with the builder");
     }
 }
 
@@ -1034,13 +1120,14 @@ fn builder_pid(pid: u32) -> i32 {
     children.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(pid as i32)
 }
 
-/// Processes running `sleep 4242`.
-fn sleepers() -> usize {
+/// Processes running `sleep MARKER` (each test its own marker: they run side by side).
+fn sleepers(marker: &str) -> usize {
     fs_err::read_dir("/proc")
         .expect("proc")
         .filter_map(Result::ok)
         .filter(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"4242"))
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == marker.as_bytes()))
         })
         .count()
 }
@@ -1588,9 +1675,9 @@ fn prune_removes_what_rootless_builds_leave() {
         assert!(text(&out.stderr).contains("add -f"), "{}", text(&out.stderr));
         // While a build runs, prune waits its turn: it refuses.
         dir.write(&mode, &[("ctx2/Dockerfile", "FROM busybox\nRUN echo started; sleep 4343\n")]);
-        let mut running = start_step(&dir, &mode, &dir.path().join("ctx2"));
+        let mut running = Running(start_step(&dir, &mode, &dir.path().join("ctx2")));
         let busy = as_user(bin, &["prune", "-f", "--root", store_s]);
-        kill_builder(&mut running);
+        kill_builder(&mut running.0);
         assert_eq!(busy.status.code(), Some(2), "{}", text(&busy.stderr));
         assert!(text(&busy.stderr).contains("a build is using"), "{}", text(&busy.stderr));
         // Once the build is gone (its helper too), prune removes everything.
