@@ -505,15 +505,18 @@ fn file_capabilities_survive_add_copy_and_run() {
     }
 }
 
-/// A static program making the extended attribute calls on `security.capability` that `setcap`,
-/// `getcap` and `cp -a` make (busybox has none): `xattr OP PATH [HEX]`, OP one of `set`, `fset`,
-/// `get`, `fget`, `list`, `remove`; it prints the value in hex, the names, or the error's name.
-/// `xattr raise /` raises `CAP_SETFCAP` as `setcap` does first (`capget`, `capset`): `ok` or the
-/// error.
-const XATTR_TOOL: &str = r#"#include <errno.h>
+/// A static program making calls busybox does not: the extended attribute calls on
+/// `security.capability` that `setcap`, `getcap` and `cp -a` make, `xattr OP PATH [HEX]`, OP one
+/// of `set`, `fset`, `get`, `fget`, `list`, `remove` (it prints the value in hex, the names, or
+/// the error's name); `xattr raise /` raises `CAP_SETFCAP` as `setcap` does first (`capget`,
+/// `capset`): `ok` or the error; `xattr dgram PATH` binds a datagram socket at PATH and sends
+/// itself a datagram there with `sendmsg` (as Go and libuv send them): the text it got.
+const CALLS_TOOL: &str = r#"#include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <string.h>
@@ -543,6 +546,17 @@ int main(int argc, char **argv) {
             n = syscall(SYS_capset, &h, d);
         }
         if (n == 0) puts("ok");
+    } else if (!strcmp(op, "dgram")) {
+        struct sockaddr_un a = {AF_UNIX};
+        strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+        int s = socket(AF_UNIX, SOCK_DGRAM, 0), c = socket(AF_UNIX, SOCK_DGRAM, 0);
+        n = bind(s, (struct sockaddr *)&a, sizeof a);
+        char text[] = "datagram by sendmsg";
+        struct iovec iov = {text, sizeof text};
+        struct msghdr m = {&a, sizeof a, &iov, 1};
+        if (n == 0) n = sendmsg(c, &m, 0);
+        if (n >= 0) n = recv(s, names, sizeof names, 0);
+        if (n >= 0) puts(names);
     }
     if (n < 0) {
         puts(errno == ENODATA ? "ENODATA" : errno == EPERM ? "EPERM" : strerror(errno));
@@ -584,7 +598,7 @@ fn setcap_in_a_step_is_kept_in_every_mode() {
             test \"$(xattr raise /)\" = EPERM\n"
     );
     let tools = tempfile::tempdir().expect("tempdir");
-    let Some(tool) = static_xattr_tool(tools.path()) else { return };
+    let Some(tool) = static_calls_tool(tools.path()) else { return };
     let v2: Vec<u8> =
         (0..V2.len()).step_by(2).map(|i| u8::from_str_radix(&V2[i..i + 2], 16).expect("hex")).collect();
     for mode in modes_and_snapshotters("the setcap build") {
@@ -608,11 +622,34 @@ fn setcap_in_a_step_is_kept_in_every_mode() {
     }
 }
 
-/// [`XATTR_TOOL`] built statically in `dir` with the machine's C compiler (any machine that
+/// Under ptrace isolation a datagram `sendmsg` to a Unix socket's path reaches the socket the
+/// step bound at that path in its root, as in a namespace sandbox.
+#[test]
+fn sendmsg_reaches_a_socket_path_in_the_root() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let Some(tool) = static_calls_tool(tools.path()) else { return };
+    let traced_too = |m: Mode| [m.clone(), Mode::Ptrace(Box::new(m))];
+    for mode in modes("the sendmsg check").into_iter().flat_map(traced_too) {
+        let dir = Dir::new(&mode);
+        let df = "FROM busybox\nCOPY xattr /usr/bin/xattr\n\
+                  RUN mkdir -p /run/s && got=\"$(xattr dgram /run/s/d)\" && echo \"$got\" && \\\n\
+                  test \"$got\" = 'datagram by sendmsg' && test -S /run/s/d\n";
+        dir.write(&mode, &[("ctx/Dockerfile", df)]);
+        let copy = dir.path().join("ctx/xattr");
+        fs_err::copy(&tool, &copy).expect("copy the tool");
+        if let Mode::Rootless(Some(user)) = mode.user() {
+            let o = Command::new("chown").arg(format!("{user}:{user}")).arg(&copy).output().expect("chown");
+            assert!(o.status.success(), "chown: {}", text(&o.stderr));
+        }
+        ok(&build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]), mode.name());
+    }
+}
+
+/// [`CALLS_TOOL`] built statically in `dir` with the machine's C compiler (any machine that
 /// builds hako has one), or a printed skip.
-fn static_xattr_tool(dir: &Path) -> Option<PathBuf> {
+fn static_calls_tool(dir: &Path) -> Option<PathBuf> {
     let (src, bin) = (dir.join("xattr.c"), dir.join("xattr"));
-    fs_err::write(&src, XATTR_TOOL).expect("write xattr.c");
+    fs_err::write(&src, CALLS_TOOL).expect("write xattr.c");
     let out = Command::new("cc").arg("-static").arg("-Os").arg("-o").arg(&bin).arg(&src).output();
     match out {
         Ok(o) if o.status.success() => Some(bin),

@@ -89,6 +89,9 @@ pub const TRACED: &[i64] = &[
     libc::SYS_inotify_add_watch,
     libc::SYS_bind,
     libc::SYS_connect,
+    // Its destination is inside a struct the filter cannot read: every one stops (few are made;
+    // streams use write and send).
+    libc::SYS_sendmsg,
     libc::SYS_execve,
     libc::SYS_execveat,
     libc::SYS_getuid,
@@ -376,6 +379,10 @@ impl Tracer {
                 self.socket_path(pid, regs, &mut scratch, (4, 5), true)?;
                 run(None)
             }
+            libc::SYS_sendmsg => {
+                self.sendmsg_name(pid, regs, &mut scratch)?;
+                run(None)
+            }
             libc::SYS_execve | libc::SYS_execveat => {
                 let (arg, argv_i) =
                     if nr == libc::SYS_execve { (p(0, true), 1) } else { (at(0, 1, true), 2) };
@@ -657,11 +664,7 @@ impl Tracer {
     }
 
     /// Points a `bind`, `connect` or `sendto` to a Unix socket's path (the address and its length
-    /// are arguments `addr_i` and `len_i`) at the machine's path for it, so the step makes its
-    /// sockets in its root (where its `ls` and `unlink` look) and finds them there. Other
-    /// addresses (IP, abstract sockets, none) are left as they are. A machine path too
-    /// long for `sun_path` goes through the tracer's descriptor of the root instead
-    /// (`/proc/TRACER/fd/N/…`, which the kernel follows to the same directory).
+    /// are arguments `addr_i` and `len_i`) at the machine's path for it (see [`Self::unix_name`]).
     fn socket_path(
         &mut self,
         pid: Pid,
@@ -670,28 +673,55 @@ impl Tracer {
         (addr_i, len_i): (usize, usize),
         follow: bool,
     ) -> Result<(), Errno> {
+        if let Some(out) = self.unix_name(pid, regs.arg(addr_i), regs.arg(len_i) as usize, follow)? {
+            regs.set_arg(addr_i, scratch.put(&out)?);
+            regs.set_arg(len_i, out.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Points a `sendmsg`'s destination, when it is a Unix socket's path, at the machine's path
+    /// for it: the call gets a copy of its `struct msghdr` naming the new address (the kernel
+    /// writes nothing back into it).
+    fn sendmsg_name(&mut self, pid: Pid, regs: &mut Regs, scratch: &mut Scratch) -> Result<(), Errno> {
+        // struct msghdr (x86-64, 56 bytes): msg_name (a pointer) at 0, msg_namelen (u32) at 8.
+        let mut hdr = [0u8; 56];
+        mem::read(pid, regs.arg(1), &mut hdr)?;
+        let name = u64::from_ne_bytes(hdr[..8].try_into().map_err(|_| Errno::EFAULT)?);
+        let len = u32::from_ne_bytes(hdr[8..12].try_into().map_err(|_| Errno::EFAULT)?);
+        if let Some(out) = self.unix_name(pid, name, len as usize, true)? {
+            hdr[..8].copy_from_slice(&scratch.put(&out)?.to_ne_bytes());
+            hdr[8..12].copy_from_slice(&(out.len() as u32).to_ne_bytes());
+            regs.set_arg(1, scratch.put(&hdr)?);
+        }
+        Ok(())
+    }
+
+    /// The address to give the kernel instead of the `len` bytes at `addr` when they name a Unix
+    /// socket by its path: the machine's path for it, so the step makes its sockets in its root
+    /// (where its `ls` and `unlink` look) and finds them there. Other addresses (IP, abstract
+    /// sockets, none) are left as they are. A machine path too long for `sun_path` goes through
+    /// the tracer's descriptor of the root instead (`/proc/TRACER/fd/N/…`, which the kernel
+    /// follows to the same directory).
+    fn unix_name(&mut self, pid: Pid, addr: u64, len: usize, follow: bool) -> Result<Option<Vec<u8>>, Errno> {
         // struct sockaddr_un: a 2-byte family, then up to 108 bytes of path.
         const SUN_PATH: usize = 108;
-        let (addr, len) = (regs.arg(addr_i), regs.arg(len_i) as usize);
         // Malformed addresses are the kernel's to refuse.
         if addr == 0 || len <= 2 || len > 2 + SUN_PATH {
-            return Ok(());
+            return Ok(None);
         }
         let mut sa = vec![0u8; len];
         mem::read(pid, addr, &mut sa)?;
         let (family, guest) = sa.split_at(2);
         if u16::from_ne_bytes([family[0], family[1]]) != libc::AF_UNIX as u16 || guest[0] == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let guest = &guest[..guest.iter().position(|b| *b == 0).unwrap_or(guest.len())];
         let mut host = self.machine_path(pid, None, guest, follow)?;
         if host.len() >= SUN_PATH {
             host = self.root.via_fd(&host).filter(|h| h.len() < SUN_PATH).ok_or(Errno::ENAMETOOLONG)?;
         }
-        let out = [family, &host, &[0]].concat();
-        regs.set_arg(addr_i, scratch.put(&out)?);
-        regs.set_arg(len_i, out.len() as u64);
-        Ok(())
+        Ok(Some([family, &host, &[0]].concat()))
     }
 
     /// Rewrites an exec so the kernel runs the root's program (see [`super::exec`]).

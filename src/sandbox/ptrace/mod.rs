@@ -17,10 +17,9 @@
 //!
 //! What it does not do: isolate. The step shares the machine's processes, network, `/proc`,
 //! `/dev` and `/sys`, and a program that makes system calls the tracer does not rewrite (32-bit
-//! code, `io_uring`, a datagram `sendmsg` to a socket path without `connect`, descriptors passed in
-//! from outside) can reach the machine's files as the
-//! calling user. It is a build environment for trusted Dockerfiles in a throwaway container, as
-//! kaniko is. x86-64 only.
+//! code, `io_uring`, datagrams `sendmmsg` sends to socket paths without `connect`, descriptors
+//! passed in from outside) can reach the machine's files as the calling user. It is a build
+//! environment for trusted Dockerfiles in a throwaway container, as kaniko is. x86-64 only.
 
 mod calls;
 mod exec;
