@@ -1,8 +1,9 @@
 //! Ctrl-C and a CI job's cancel (`SIGINT`, `SIGTERM`) during a build: the running steps are
 //! shown `CANCELED` and the build's error says why, as buildx shows a canceled build, then the
 //! process ends by the signal's default action, as it would without this (so `$?` is 130 or
-//! 143 and a caller sees the signal). The steps' sandboxes die with the process (their helpers
-//! ask for `SIGKILL` when it ends) and the next build clears what they left.
+//! 143 and a caller sees the signal). The steps die with the process: their helpers, which
+//! ignore these signals, see it go and kill them (`crate::sandbox::helper`), and the next build
+//! clears what they left.
 
 use std::io::Write;
 use std::sync::Arc;
