@@ -173,25 +173,13 @@ impl Core {
         running.dedup_by_key(|(id, _)| *id);
         let mut out = Vec::new();
         for (id, name) in &running {
-            if self.open != Some(*id) {
-                if self.wrote {
-                    out.push(String::new());
-                }
-                out.push(format!("#{id} {name}"));
-            }
-            out.push(format!("#{id} CANCELED"));
-            self.open = Some(*id);
-            self.wrote = true;
+            self.block_line(*id, name, "CANCELED", &mut out);
         }
         self.canceled = true;
         if !self.summarized {
             self.summarized = true;
             let secs = (self.clock)().as_secs_f64();
-            let s = if self.run == 1 { "" } else { "s" };
-            out.extend([
-                String::new(),
-                format!("Canceled after {secs:.1}s: {} step{s} run, {} cached", self.run, self.cached),
-            ]);
+            out.extend([String::new(), format!("Canceled after {secs:.1}s: {}", self.steps())]);
         }
         (running, out)
     }
@@ -288,19 +276,7 @@ impl Core {
         if matches!(change, Change::Started(..)) && self.open == Some(id) {
             self.open = None;
         }
-        let mut line = |text: String, out: &mut Vec<String>| {
-            if self.open != Some(id) {
-                if self.wrote {
-                    out.push(String::new());
-                }
-                out.push(format!("#{id} {name}"));
-                self.open = Some(id);
-                self.wrote = true;
-            }
-            if !text.is_empty() {
-                out.push(format!("#{id} {text}"));
-            }
-        };
+        let mut line = |text: String, out: &mut Vec<String>| self.block_line(id, &name, &text, out);
         match e {
             Event::Step { .. } | Event::Task { .. } => line(String::new(), &mut out),
             Event::Output { text, .. } => {
@@ -326,6 +302,22 @@ impl Core {
             _ => {}
         }
         (out, change)
+    }
+
+    /// Adds `#id text` to `out` (nothing for an empty `text`), under the vertex's name when the
+    /// last line belonged to another vertex: its block, as BuildKit's printer repeats it.
+    fn block_line(&mut self, id: usize, name: &str, text: &str, out: &mut Vec<String>) {
+        if self.open != Some(id) {
+            if self.wrote {
+                out.push(String::new());
+            }
+            out.push(format!("#{id} {name}"));
+            self.open = Some(id);
+            self.wrote = true;
+        }
+        if !text.is_empty() {
+            out.push(format!("#{id} {text}"));
+        }
     }
 
     /// `e` as a JSON event.
@@ -391,8 +383,7 @@ impl Core {
     /// or, without an image, `Failed after 2.4s: …`.
     fn summary(&self, image: Option<(&str, u64, &[String])>) -> String {
         let secs = (self.clock)().as_secs_f64();
-        let steps =
-            format!("{} step{} run, {} cached", self.run, if self.run == 1 { "" } else { "s" }, self.cached);
+        let steps = self.steps();
         match image {
             Some((digest, size, tags)) => {
                 let named =
@@ -401,6 +392,11 @@ impl Core {
             }
             None => format!("Failed after {secs:.1}s: {steps}"),
         }
+    }
+
+    /// `3 steps run, 2 cached`.
+    fn steps(&self) -> String {
+        format!("{} step{} run, {} cached", self.run, if self.run == 1 { "" } else { "s" }, self.cached)
     }
 
     /// The summary of a build that ended without a result, if it got as far as a step.
