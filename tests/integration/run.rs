@@ -142,7 +142,7 @@ impl Dir {
         }
         // Only what was written and its directories: `chown -R` of the whole directory would
         // race with a store in it that a killed build's helper is still cleaning up.
-        if let Mode::Rootless(Some(user)) = mode.user() {
+        if let Mode::Rootless(Some(_)) = mode.user() {
             let mut paths: Vec<PathBuf> = Vec::new();
             for (name, _) in files {
                 let mut p = self.path().join(name);
@@ -151,9 +151,24 @@ impl Dir {
                     p.pop();
                 }
             }
-            let o = Command::new("chown").arg(format!("{user}:{user}")).args(&paths).output().expect("chown");
-            assert!(o.status.success(), "chown: {}", text(&o.stderr));
+            give(mode, &paths);
         }
+    }
+
+    /// Copies the file `from` to `name` in the directory, mode and all (the directory above it
+    /// exists), the rootless user's.
+    pub(crate) fn copy(&self, mode: &Mode, from: &Path, name: &str) {
+        let to = self.path().join(name);
+        fs_err::copy(from, &to).expect("copy");
+        give(mode, &[to]);
+    }
+}
+
+/// Makes `paths` the rootless user's, in a rootless mode.
+fn give(mode: &Mode, paths: &[PathBuf]) {
+    if let Mode::Rootless(Some(user)) = mode.user() {
+        let o = Command::new("chown").arg(format!("{user}:{user}")).args(paths).output().expect("chown");
+        assert!(o.status.success(), "chown: {}", text(&o.stderr));
     }
 }
 
@@ -477,10 +492,7 @@ fn file_capabilities_survive_add_copy_and_run() {
         dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
         let tar = dir.path().join("ctx/caps.tar");
         fs_err::write(&tar, capability_tar(dir.path())).expect("write caps.tar");
-        if let Mode::Rootless(Some(user)) = mode.user() {
-            let o = Command::new("chown").arg(format!("{user}:{user}")).arg(&tar).output().expect("chown");
-            assert!(o.status.success(), "chown: {}", text(&o.stderr));
-        }
+        give(&mode, &[tar]);
         let layout = dir.path().join("image.oci");
         let dest = format!("type=oci,dest={},tar=false", layout.display());
         for target in ["base", ""] {
@@ -604,12 +616,7 @@ fn setcap_in_a_step_is_kept_in_every_mode() {
     for mode in modes_and_snapshotters("the setcap build") {
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", &dockerfile)]);
-        let copy = dir.path().join("ctx/xattr");
-        fs_err::copy(&tool, &copy).expect("copy the tool");
-        if let Mode::Rootless(Some(user)) = mode.user() {
-            let o = Command::new("chown").arg(format!("{user}:{user}")).arg(&copy).output().expect("chown");
-            assert!(o.status.success(), "chown: {}", text(&o.stderr));
-        }
+        dir.copy(&mode, &tool, "ctx/xattr");
         let layout = dir.path().join("image.oci");
         let dest = format!("type=oci,dest={},tar=false", layout.display());
         let ctx = dir.path().join("ctx");
@@ -635,12 +642,7 @@ fn sendmsg_reaches_a_socket_path_in_the_root() {
                   RUN mkdir -p /run/s && got=\"$(xattr dgram /run/s/d)\" && echo \"$got\" && \\\n\
                   test \"$got\" = 'datagram by sendmsg' && test -S /run/s/d\n";
         dir.write(&mode, &[("ctx/Dockerfile", df)]);
-        let copy = dir.path().join("ctx/xattr");
-        fs_err::copy(&tool, &copy).expect("copy the tool");
-        if let Mode::Rootless(Some(user)) = mode.user() {
-            let o = Command::new("chown").arg(format!("{user}:{user}")).arg(&copy).output().expect("chown");
-            assert!(o.status.success(), "chown: {}", text(&o.stderr));
-        }
+        dir.copy(&mode, &tool, "ctx/xattr");
         ok(&build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]), mode.name());
     }
 }
