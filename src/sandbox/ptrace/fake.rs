@@ -301,6 +301,15 @@ mod tests {
     }
 
     #[test]
+    fn the_mask_is_dockers_capability_set() {
+        let names = crate::sandbox::spec::docker_cap_names();
+        assert_eq!(names.len(), crate::sandbox::spec::DOCKER_CAPS.len());
+        let mask =
+            names.iter().map(|n| n.parse::<caps::Capability>().expect(n)).fold(0, |m, c| m | 1 << c.index());
+        assert_eq!(mask, DOCKER_CAP_MASK, "{names:?}");
+    }
+
+    #[test]
     fn capabilities_follow_the_kernels_rules() {
         let root = Creds::new(0, 0, vec![]);
         assert_eq!(
