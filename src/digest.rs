@@ -3,8 +3,11 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::sync::mpsc::Receiver;
 
 use sha2::{Digest as _, Sha256};
+
+use crate::handoff::Handoff;
 
 /// A validated `sha256:` digest.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -142,12 +145,7 @@ pub struct ThreadedHasher {
 enum Hashing {
     /// No thread (yet, or it could not be started): hashed here.
     Here(Sha256, u64),
-    Thread {
-        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
-        /// Hashed chunks coming back, so a big stream cycles through a few buffers.
-        spare: std::sync::mpsc::Receiver<Vec<u8>>,
-        done: std::thread::JoinHandle<(Sha256, u64)>,
-    },
+    Thread(Handoff<Vec<u8>, (Sha256, u64)>),
 }
 
 impl ThreadedHasher {
@@ -166,20 +164,19 @@ impl ThreadedHasher {
     /// Sends the full buffer to the thread, starting it the first time.
     fn hand_off(&mut self) {
         if let Hashing::Here(h, len) = &mut self.state {
-            let (chunks, incoming) = std::sync::mpsc::sync_channel::<Vec<u8>>(Self::QUEUED);
-            let (give_back, spare) = std::sync::mpsc::channel();
             let (mut hasher, mut n) = (h.clone(), *len);
-            let spawned = std::thread::Builder::new().name("diff-hasher".into()).spawn(move || {
-                for mut chunk in incoming {
-                    hasher.update(&chunk);
-                    n += chunk.len() as u64;
-                    chunk.clear();
-                    let _ = give_back.send(chunk);
-                }
-                (hasher, n)
-            });
+            let spawned =
+                Handoff::spawn("diff-hasher", Self::QUEUED, move |incoming: Receiver<Vec<u8>>, give_back| {
+                    for mut chunk in incoming {
+                        hasher.update(&chunk);
+                        n += chunk.len() as u64;
+                        chunk.clear();
+                        let _ = give_back.send(chunk);
+                    }
+                    (hasher, n)
+                });
             match spawned {
-                Ok(done) => self.state = Hashing::Thread { chunks, spare, done },
+                Ok(thread) => self.state = Hashing::Thread(thread),
                 Err(_) => {
                     // Hashed here then, as a small stream is.
                     h.update(&self.buf);
@@ -189,11 +186,9 @@ impl ThreadedHasher {
                 }
             }
         }
-        if let Hashing::Thread { chunks, spare, .. } = &self.state {
-            let next = spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(Self::CHUNK));
-            let chunk = std::mem::replace(&mut self.buf, next);
-            // The thread only stops when `chunks` is dropped, so the send cannot fail.
-            let _ = chunks.send(chunk);
+        if let Hashing::Thread(thread) = &self.state {
+            // The thread's loop only ends with the stream, so the send cannot fail.
+            thread.send(&mut self.buf, || Vec::with_capacity(Self::CHUNK));
         }
     }
 
@@ -204,11 +199,11 @@ impl ThreadedHasher {
                 h.update(&self.buf);
                 (Digest::from_hasher(h), len + self.buf.len() as u64)
             }
-            Hashing::Thread { chunks, done, .. } => {
-                let _ = chunks.send(std::mem::take(&mut self.buf));
-                drop(chunks);
+            Hashing::Thread(thread) => {
                 // The thread's loop cannot panic; were it to, its panic is re-raised here.
-                let (h, len) = done.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                let (h, len) = thread
+                    .finish(std::mem::take(&mut self.buf))
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
                 (Digest::from_hasher(h), len)
             }
         }

@@ -13,6 +13,7 @@ pub mod dockerfile;
 pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod handoff;
 pub mod image;
 pub mod layer;
 pub mod plan;

@@ -13,7 +13,6 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::{Arc, mpsc};
-use std::thread::JoinHandle;
 
 use tempfile::NamedTempFile;
 
@@ -21,6 +20,7 @@ use super::direct::{Chunk, Direct};
 use super::pagecache::WriteBehind;
 use super::{Result, Store, StoreError};
 use crate::digest::{Digest, HashingWriter};
+use crate::handoff::Handoff;
 
 /// Chunks queued for each thread before the one feeding it waits (bounds memory).
 const QUEUED: usize = 4;
@@ -40,17 +40,9 @@ pub struct BlobWriter {
 /// Where full chunks go: written here until the first one fills, then on threads.
 enum Sink {
     Here(Out),
-    Thread {
-        chunks: mpsc::SyncSender<Chunk>,
-        /// Written chunks coming back, so a big blob cycles through a few buffers.
-        spare: mpsc::Receiver<Chunk>,
-        /// Hashes the chunks and hands them to the writing threads.
-        hasher: JoinHandle<HashingWriter<io::Sink>>,
-        /// Writes the blob's file.
-        file: JoinHandle<io::Result<WriteBehind<Direct>>>,
-        /// Writes the tee; says whether all of it was written.
-        tee: Option<JoinHandle<bool>>,
-    },
+    /// The thread that hashes the chunks and hands them to the threads writing the files, whose
+    /// end it waits for (see [`start`]).
+    Thread(Handoff<Chunk, io::Result<Out>>),
     /// Finished, or failed.
     Gone,
 }
@@ -151,12 +143,10 @@ impl BlobWriter {
     fn hand_off(&mut self) -> io::Result<()> {
         if let Sink::Here(_) = self.sink {
             let Sink::Here(out) = std::mem::replace(&mut self.sink, Sink::Gone) else { unreachable!() };
-            self.sink = start(out)?;
+            self.sink = Sink::Thread(start(out)?);
         }
-        let Sink::Thread { chunks, spare, .. } = &self.sink else { return Err(failed_earlier()) };
-        let next = spare.try_recv().unwrap_or_else(|_| Chunk::new());
-        let chunk = std::mem::replace(&mut self.buf, next);
-        if chunks.send(chunk).is_err() {
+        let Sink::Thread(thread) = &self.sink else { return Err(failed_earlier()) };
+        if !thread.send(&mut self.buf, Chunk::new) {
             // The threads stopped on an error (the file's): that error is the one to report.
             return Err(match self.take_out() {
                 Err(e) => e,
@@ -174,21 +164,7 @@ impl BlobWriter {
                 out.write_all(rest.bytes())?;
                 Ok(out)
             }
-            Sink::Thread { chunks, hasher, file, tee, .. } => {
-                // A failed send means the threads already stopped, the file's with its error.
-                let _ = chunks.send(rest);
-                drop(chunks);
-                let panicked = || io::Error::other("a thread writing a blob panicked");
-                let hash = hasher.join().map_err(|_| panicked());
-                // The writing threads end with the hasher, which holds their senders.
-                let blob = file.join().map_err(|_| panicked())?;
-                let tee = match tee.map(|t| t.join().unwrap_or(false)) {
-                    Some(true) => TeeOut::Done,
-                    Some(false) => TeeOut::Failed,
-                    None => TeeOut::None,
-                };
-                Ok(Out { hash: hash?, files: Files { blob: blob?, tee } })
-            }
+            Sink::Thread(thread) => thread.finish(rest).map_err(|_| panicked())?,
             Sink::Gone => Err(failed_earlier()),
         }
     }
@@ -244,26 +220,25 @@ impl Write for BlobWriter {
 impl Drop for BlobWriter {
     /// Ends the threads before the temporary file goes away.
     fn drop(&mut self) {
-        if let Sink::Thread { chunks, hasher, file, tee, .. } = std::mem::replace(&mut self.sink, Sink::Gone)
-        {
-            drop(chunks);
-            let _ = hasher.join();
-            let _ = file.join();
-            if let Some(t) = tee {
-                let _ = t.join();
-            }
-        }
+        self.sink = Sink::Gone;
     }
 }
 
-/// Starts the threads: one hashes the chunks it is sent and hands each to one writing the blob's
+/// Starts the thread that hashes the chunks it is sent and hands each to one writing the blob's
 /// file and, if there is one, to one writing the tee. Writes wait for the disk (direct I/O) or
 /// cost a copy and its writeback; on threads of their own they overlap the hashing, and each
 /// other, instead of adding to it.
-fn start(out: Out) -> io::Result<Sink> {
+fn start(out: Out) -> io::Result<Handoff<Chunk, io::Result<Out>>> {
+    Handoff::spawn("blob-hasher", QUEUED, move |incoming, give_back| hash_and_write(out, incoming, give_back))
+}
+
+/// The hashing thread: starts the writing threads, feeds them and waits for them.
+fn hash_and_write(
+    out: Out,
+    incoming: mpsc::Receiver<Chunk>,
+    give_back: mpsc::Sender<Chunk>,
+) -> io::Result<Out> {
     let Out { mut hash, files: Files { mut blob, tee } } = out;
-    let (chunks, incoming) = mpsc::sync_channel::<Chunk>(QUEUED);
-    let (give_back, spare) = mpsc::channel::<Chunk>();
     let (to_file, from_hasher) = mpsc::sync_channel::<Arc<Chunk>>(QUEUED);
     let back = give_back.clone();
     let file = std::thread::Builder::new().name("blob-file".into()).spawn(move || {
@@ -271,7 +246,7 @@ fn start(out: Out) -> io::Result<Sink> {
             blob.write_all(chunk.bytes())?;
             recycle(chunk, &back);
         }
-        Ok(blob)
+        io::Result::Ok(blob)
     })?;
     let (to_tee, tee) = match tee {
         TeeOut::Here(mut out) => {
@@ -293,22 +268,27 @@ fn start(out: Out) -> io::Result<Sink> {
         }
         _ => (None, None),
     };
-    let hasher = std::thread::Builder::new().name("blob-hasher".into()).spawn(move || {
-        for chunk in incoming {
-            let _ = hash.write_all(chunk.bytes());
-            let chunk = Arc::new(chunk);
-            // The file's thread stopped on an error, which it reports: stop taking chunks.
-            if to_file.send(Arc::clone(&chunk)).is_err() {
-                break;
-            }
-            if let Some(t) = &to_tee {
-                let _ = t.send(Arc::clone(&chunk));
-            }
-            recycle(chunk, &give_back);
+    for chunk in incoming {
+        let _ = hash.write_all(chunk.bytes());
+        let chunk = Arc::new(chunk);
+        // The file's thread stopped on an error, which it reports: stop taking chunks.
+        if to_file.send(Arc::clone(&chunk)).is_err() {
+            break;
         }
-        hash
-    })?;
-    Ok(Sink::Thread { chunks, spare, hasher, file, tee })
+        if let Some(t) = &to_tee {
+            let _ = t.send(Arc::clone(&chunk));
+        }
+        recycle(chunk, &give_back);
+    }
+    // The writing threads end with their senders.
+    drop((to_file, to_tee));
+    let blob = file.join().map_err(|_| panicked())?;
+    let tee = match tee.map(|t| t.join().unwrap_or(false)) {
+        Some(true) => TeeOut::Done,
+        Some(false) => TeeOut::Failed,
+        None => TeeOut::None,
+    };
+    Ok(Out { hash, files: Files { blob: blob?, tee } })
 }
 
 /// Gives `chunk` back to the writer for reuse if no other thread holds it.
@@ -317,6 +297,10 @@ fn recycle(chunk: Arc<Chunk>, give_back: &mpsc::Sender<Chunk>) {
         c.clear();
         let _ = give_back.send(c);
     }
+}
+
+fn panicked() -> io::Error {
+    io::Error::other("a thread writing a blob panicked")
 }
 
 fn failed_earlier() -> io::Error {
