@@ -188,11 +188,16 @@ fn binary(dir: &Dir, mode: &Mode) -> PathBuf {
 
 /// `hako build` in `mode` with a store in `dir` and the offline busybox base.
 pub(crate) fn build_command(dir: &Dir, mode: &Mode, args: &[&str]) -> Command {
+    build_command_with(dir, mode, &[], args)
+}
+
+/// [`build_command`] with environment variables (`NAME=value`) for hako.
+fn build_command_with(dir: &Dir, mode: &Mode, env: &[&str], args: &[&str]) -> Command {
     let bin = binary(dir, mode);
     let snapshotter = if matches!(mode, Mode::Copy(_)) { "copy" } else { "auto" };
-    // Through env, so the setting survives runuser.
+    // Through env, so the settings survive runuser.
     let mut cmd = mode.command("env");
-    cmd.arg(format!("HAKO_SNAPSHOTTER={snapshotter}")).arg(&bin);
+    cmd.arg(format!("HAKO_SNAPSHOTTER={snapshotter}")).args(env).arg(&bin);
     let base = format!("busybox=oci-layout://{}/testdata/busybox", env!("CARGO_MANIFEST_DIR"));
     cmd.args(["build", "--progress=plain", "--root"])
         .arg(dir.path().join("store"))
@@ -645,6 +650,119 @@ fn sendmsg_reaches_a_socket_path_in_the_root() {
         dir.copy(&mode, &tool, "ctx/xattr");
         ok(&build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]), mode.name());
     }
+}
+
+/// A 32-bit x86 (i386) program, and an x86-64 one making an x32 call: the namespace modes run
+/// them (the kernel serves their calls); ptrace isolation, which serves x86-64's calls only, stops
+/// each at its first such call with `SIGSYS` and says why in the step's log, once a program, with
+/// its seccomp filter (which traps those calls) and without it (every call stopped and looked at).
+#[test]
+fn programs_of_another_abi_run_or_are_stopped_saying_why() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let Some(i386) = assembled(tools.path(), "i386", I386_HELLO, &["--32"], &["-m", "elf_i386"]) else {
+        return;
+    };
+    let Some(x32) = assembled(tools.path(), "x32", X32_WRITE, &[], &[]) else { return };
+    let df = "FROM busybox\nCOPY i386 x32 /usr/bin/\n\
+              RUN i386; echo \"i386 $?\"; i386; echo \"again $?\"; x32; echo \"x32 $?\"\n";
+    let traced_too = |m: Mode| [m.clone(), Mode::Ptrace(Box::new(m))];
+    for mode in modes("the programs of other ABIs").into_iter().flat_map(traced_too) {
+        let filters: &[&[&str]] =
+            if matches!(mode, Mode::Ptrace(_)) { &[&[], &["HAKO_PTRACE_NO_FILTER=1"]] } else { &[&[]] };
+        for env in filters {
+            let what = format!("{} {env:?}", mode.name());
+            let dir = Dir::new(&mode);
+            dir.write(&mode, &[("ctx/Dockerfile", df)]);
+            dir.copy(&mode, &i386, "ctx/i386");
+            dir.copy(&mode, &x32, "ctx/x32");
+            let ctx = dir.path().join("ctx");
+            let out = build_command_with(&dir, &mode, env, &[ctx.to_str().expect("utf-8")])
+                .output()
+                .expect("run hako");
+            ok(&out, &what);
+            let log = text(&out.stderr);
+            let told = |what: &str| {
+                format!(
+                    "hako: /usr/bin/{what}; --isolation=ptrace serves x86-64 system calls only, so it was stopped (SIGSYS)"
+                )
+            };
+            let (i386_told, x32_told) =
+                (told("i386 is a 32-bit x86 (i386) program"), told("x32 made an x32 system call"));
+            if matches!(mode, Mode::Ptrace(_)) {
+                for line in [" i386 159\n", " again 159\n", " x32 159\n"] {
+                    assert!(log.contains(line), "{what}: {line:?} (killed by SIGSYS):\n{log}");
+                }
+                assert_eq!(log.matches(&i386_told).count(), 1, "{what}: told once:\n{log}");
+                assert_eq!(log.matches(&x32_told).count(), 1, "{what}: told once:\n{log}");
+                assert!(!log.contains("hello from i386"), "{what}: the i386 program did not run:\n{log}");
+            } else {
+                for line in [" hello from i386\n", " i386 0\n", " x32 0\n"] {
+                    assert!(log.contains(line), "{what}: {line:?}:\n{log}");
+                }
+                assert!(!log.contains("hako: /usr/bin/"), "{what}:\n{log}");
+            }
+        }
+    }
+}
+
+/// A static i386 program writing `hello from i386` through `int 0x80`.
+const I386_HELLO: &str = "
+.globl _start
+.text
+_start:
+  movl $4, %eax
+  movl $1, %ebx
+  movl $msg, %ecx
+  movl $16, %edx
+  int $0x80
+  movl $1, %eax
+  xorl %ebx, %ebx
+  int $0x80
+.data
+msg: .ascii \"hello from i386\\n\"
+";
+
+/// A static x86-64 program making one x32 call (`write`, whatever the kernel answers), then
+/// exiting 0.
+const X32_WRITE: &str = "
+.globl _start
+.text
+_start:
+  movl $0x40000001, %eax
+  movl $1, %edi
+  leaq msg(%rip), %rsi
+  movl $4, %edx
+  syscall
+  movl $60, %eax
+  xorl %edi, %edi
+  syscall
+.data
+msg: .ascii \"x32\\n\"
+";
+
+/// `source` assembled and linked into program `name` in `dir` with binutils' `as` and `ld` (part
+/// of the C toolchain hako's build needs), or a printed skip.
+fn assembled(dir: &Path, name: &str, source: &str, as_args: &[&str], ld_args: &[&str]) -> Option<PathBuf> {
+    let (src, obj, bin) = (dir.join(format!("{name}.s")), dir.join(format!("{name}.o")), dir.join(name));
+    fs_err::write(&src, source).expect("write the source");
+    let mut as_cmd = Command::new("as");
+    as_cmd.args(as_args).arg("-o").arg(&obj).arg(&src);
+    let mut ld_cmd = Command::new("ld");
+    ld_cmd.args(ld_args).arg("-o").arg(&bin).arg(&obj);
+    for (tool, mut cmd) in [("as", as_cmd), ("ld", ld_cmd)] {
+        match cmd.output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                skip(&format!("the {name} program: {tool} failed: {}", text(&o.stderr)));
+                return None;
+            }
+            Err(e) => {
+                skip(&format!("the {name} program: no {tool} (binutils): {e}"));
+                return None;
+            }
+        }
+    }
+    Some(bin)
 }
 
 /// [`CALLS_TOOL`] built statically in `dir` with the machine's C compiler (any machine that

@@ -29,8 +29,9 @@ mod paths;
 mod regs;
 mod seccomp;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
@@ -63,6 +64,10 @@ pub struct Tracer {
     /// logging does not change the timing).
     debug: bool,
     debug_log: Vec<String>,
+    /// The step's output, for what the tracer has to tell of it.
+    output: std::fs::File,
+    /// Programs told about already (see [`Tracer::foreign_call`]).
+    told: HashSet<Vec<u8>>,
 }
 
 /// A traced process (or thread).
@@ -128,6 +133,9 @@ pub fn run(
     let cwd = root.to_host(process.cwd.as_bytes(), true).map_err(|e| format!("working directory: {e}"))?;
     let cwd = c(&cwd)?;
     let filter = seccomp::program(calls::TRACED, calls::TRACED_WITH_ARG);
+    // The tracer's way without the filter (where seccomp is missing), which `HAKO_PTRACE_NO_FILTER`
+    // chooses so that it can be tested where seccomp is not missing.
+    let filter = (std::env::var_os("HAKO_PTRACE_NO_FILTER").is_none()).then_some(filter);
     let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     // SAFETY: between fork and exec the child makes only system calls on data prepared above.
@@ -141,7 +149,7 @@ pub fn run(
             if let Err(e) = ptrace::traceme() {
                 fail("ptrace", e);
             }
-            let filtered = crate::sandbox::seccomp::load(&filter, true).is_ok();
+            let filtered = filter.as_ref().is_some_and(|f| crate::sandbox::seccomp::load(f, true).is_ok());
             let _ = nix::unistd::write(&report_w, &[filtered as u8]);
             let _ = nix::sys::signal::raise(Signal::SIGSTOP);
             // The tracer rewrites this exec like any other: `exe` is the step's path.
@@ -150,7 +158,6 @@ pub fn run(
         }
         ForkResult::Parent { child } => child,
     };
-    drop(output);
     drop(report_w);
     started(child);
     match waitpid(child, Some(WaitPidFlag::__WALL)) {
@@ -184,6 +191,8 @@ pub fn run(
         seccomp,
         debug: std::env::var_os("HAKO_PTRACE_DEBUG").is_some(),
         debug_log: Vec::new(),
+        output: output.into(),
+        told: HashSet::new(),
     };
     t.resume(child, None);
     let exit = t.serve(child);
@@ -205,7 +214,7 @@ impl Tracer {
                 Err(e) => return Err(format!("waiting for the step: {e}")),
             };
             if self.debug {
-                let kind = status.pid().map(regs::stop_kind);
+                let kind = status.pid().map(|p| regs::stop_kind(p).0);
                 self.log(format!("stop {status:?} {kind:?}"));
             }
             let Some(pid) = status.pid() else { continue };
@@ -331,7 +340,8 @@ impl Tracer {
     /// A syscall stop: without the filter, every call's entry (handled) and exit (nothing left
     /// to do there: [`After`] is settled at the next stop).
     fn syscall_stop(&mut self, pid: Pid) {
-        let entering = match regs::stop_kind(pid) {
+        let (kind, arch) = regs::stop_kind(pid);
+        let entering = match kind {
             regs::StopKind::Entry => true,
             regs::StopKind::Exit | regs::StopKind::Seccomp => false,
             // Kernels before 5.3 cannot say: entries and exits alternate.
@@ -342,6 +352,18 @@ impl Tracer {
             }
         };
         if entering && !self.seccomp {
+            // What the filter's trap does (see [`seccomp`]), here.
+            if let Ok(mut regs) = regs::Regs::get(pid)
+                && let abi = regs.abi(arch)
+                && abi != regs::Abi::X86_64
+            {
+                regs.skip(-(Errno::ENOSYS as i64));
+                let _ = regs.put();
+                self.foreign_call(pid, abi);
+                let _ = nix::sys::signal::kill(pid, Signal::SIGSYS);
+                self.resume(pid, None);
+                return;
+            }
             self.call_entry(pid);
         } else {
             self.resume(pid, None);
@@ -407,9 +429,62 @@ impl Tracer {
             return;
         }
         // A group stop (no signal info) is not a signal to deliver.
-        let deliver = ptrace::getsiginfo(pid).is_ok().then_some(sig);
-        self.resume(pid, deliver);
+        let info = ptrace::getsiginfo(pid);
+        if sig == Signal::SIGSYS
+            && let Ok(info) = &info
+            && let Some(abi) = trapped_abi(info)
+            && abi != regs::Abi::X86_64
+        {
+            self.foreign_call(pid, abi);
+        }
+        self.resume(pid, info.is_ok().then_some(sig));
     }
+
+    /// Tells, in the step's output, why a program making calls of another ABI than x86-64's is
+    /// stopped by `SIGSYS` (its call was not made): once a program, so a script running one in a
+    /// loop does not fill the log.
+    fn foreign_call(&mut self, pid: Pid, abi: regs::Abi) {
+        use std::os::unix::ffi::OsStrExt;
+        let host = self.procs.get(&pid).and_then(|p| p.exe.clone()).or_else(|| {
+            std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| p.as_os_str().as_bytes().to_vec())
+        });
+        let program = host.map_or_else(|| b"a program".to_vec(), |h| self.root.to_guest(&h));
+        if !self.told.insert(program.clone()) {
+            return;
+        }
+        let what = match abi {
+            regs::Abi::I386 => "is a 32-bit x86 (i386) program",
+            regs::Abi::X32 => "made an x32 system call",
+            regs::Abi::X86_64 => return,
+        };
+        let line = format!(
+            "hako: {} {what}; --isolation=ptrace serves x86-64 system calls only, so it was \
+             stopped (SIGSYS). Build with --isolation=rootless or --isolation=root where this \
+             machine allows them.\n",
+            String::from_utf8_lossy(&program)
+        );
+        let _ = self.output.write_all(line.as_bytes());
+    }
+}
+
+/// The ABI of the call a `SIGSYS` stopped, when the signal is a seccomp filter's trap
+/// (`SYS_SECCOMP`), which says what call it was.
+fn trapped_abi(info: &nix::libc::siginfo_t) -> Option<regs::Abi> {
+    const SYS_SECCOMP: i32 = 1;
+    if info.si_code != SYS_SECCOMP {
+        return None;
+    }
+    // SAFETY: a plain C struct, read as its bytes.
+    let raw = unsafe {
+        std::slice::from_raw_parts(
+            (info as *const nix::libc::siginfo_t).cast::<u8>(),
+            std::mem::size_of::<nix::libc::siginfo_t>(),
+        )
+    };
+    // The union after si_signo, si_errno and si_code starts at byte 16 (8-aligned); its
+    // `_sigsys` is `void *_call_addr; int _syscall; unsigned int _arch;`.
+    let word = |at: usize| u32::from_ne_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+    Some(regs::Abi::of(word(28), u64::from(word(24))))
 }
 
 /// The parent of process `pid` (`PPid` in its status), or for a thread the process it belongs

@@ -3,6 +3,8 @@
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+use crate::sandbox::seccomp::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
+
 /// The registers of a tracee stopped at a system call.
 pub struct Regs {
     pid: Pid,
@@ -65,6 +67,15 @@ impl Regs {
         self.set_ret(ret);
     }
 
+    /// Which table the call is made through: `arch` as the kernel says it
+    /// ([`stop_kind`]), else as the code segment says (a 32-bit program's is `__USER32_CS`;
+    /// `int 0x80` from 64-bit code is then missed, taken for x86-64).
+    pub fn abi(&self, arch: Option<u32>) -> Abi {
+        const USER32_CS: u64 = 0x23;
+        let arch = arch.unwrap_or(if self.r.cs == USER32_CS { AUDIT_ARCH_I386 } else { AUDIT_ARCH_X86_64 });
+        Abi::of(arch, self.r.orig_rax)
+    }
+
     /// The stack pointer.
     pub fn sp(&self) -> u64 {
         self.r.rsp
@@ -77,6 +88,29 @@ impl Regs {
             self.dirty = false;
         }
         Ok(())
+    }
+}
+
+/// The system call ABIs an x86-64 kernel serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abi {
+    /// The native one: the only one the tracer serves.
+    X86_64,
+    /// 32-bit x86 (a 32-bit program, or `int 0x80`).
+    I386,
+    /// x86-64's instructions with 32-bit pointers: x86-64's entry, numbers with bit 30 set.
+    X32,
+}
+
+impl Abi {
+    /// The ABI of call `nr` made with `arch` (`seccomp_data.arch`, `AUDIT_ARCH_*`).
+    pub fn of(arch: u32, nr: u64) -> Abi {
+        const X32_BIT: u64 = 0x4000_0000;
+        match arch {
+            AUDIT_ARCH_X86_64 if nr & X32_BIT != 0 && nr != u64::MAX => Abi::X32,
+            AUDIT_ARCH_X86_64 => Abi::X86_64,
+            _ => Abi::I386,
+        }
     }
 }
 
@@ -93,10 +127,12 @@ pub enum StopKind {
     Unknown,
 }
 
-/// Asks the kernel which kind of system-call stop `pid` is in.
-pub fn stop_kind(pid: Pid) -> StopKind {
+/// Asks the kernel which kind of system-call stop `pid` is in, and the call's `arch`
+/// (`AUDIT_ARCH_*`), when it can say.
+pub fn stop_kind(pid: Pid) -> (StopKind, Option<u32>) {
     const PTRACE_GET_SYSCALL_INFO: nix::libc::c_uint = 0x420e;
-    // struct ptrace_syscall_info begins with `__u8 op`; 88 bytes cover every variant.
+    // struct ptrace_syscall_info begins with `__u8 op`, then `__u32 arch` at byte 4; 88 bytes
+    // cover every variant.
     let mut info = [0u64; 11];
     // SAFETY: the kernel writes at most the size passed into `info`.
     let n = unsafe {
@@ -108,12 +144,28 @@ pub fn stop_kind(pid: Pid) -> StopKind {
         )
     };
     if n <= 0 {
-        return StopKind::Unknown;
+        return (StopKind::Unknown, None);
     }
-    match info[0] as u8 {
+    let kind = match info[0] as u8 {
         1 => StopKind::Entry,
         2 => StopKind::Exit,
         3 => StopKind::Seccomp,
-        _ => StopKind::Unknown,
+        _ => return (StopKind::Unknown, None),
+    };
+    (kind, Some((info[0] >> 32) as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_s_abi_comes_from_its_arch_and_number() {
+        assert_eq!(Abi::of(AUDIT_ARCH_X86_64, 2), Abi::X86_64);
+        assert_eq!(Abi::of(AUDIT_ARCH_X86_64, 0x4000_0001), Abi::X32);
+        // A skipped call's number, -1, is not an x32 call.
+        assert_eq!(Abi::of(AUDIT_ARCH_X86_64, u64::MAX), Abi::X86_64);
+        // i386's numbers are small: 4 is its write, x86-64's stat.
+        assert_eq!(Abi::of(AUDIT_ARCH_I386, 4), Abi::I386);
     }
 }

@@ -1,7 +1,10 @@
 //! The seccomp filter a traced step runs under: only the system calls the tracer rewrites or
 //! emulates stop the tracee (`SECCOMP_RET_TRACE`); every other call runs at full speed, as in
-//! PRoot. Calls of another ABI (i386 through `int 0x80`, x32) are refused with `ENOSYS`: their
-//! numbers differ and the tracer only knows x86-64's.
+//! PRoot. Calls of another ABI (i386, from a 32-bit program or through `int 0x80`, and x32) trap
+//! (`SECCOMP_RET_TRAP`: the call does not run, the process gets `SIGSYS`): their numbers and
+//! structures differ and the tracer only serves x86-64's, so such a program is stopped at its first
+//! call, the tracer saying why ([`super::Tracer::foreign_call`]), rather than running on with every
+//! call refused until it fails in some way of its own.
 
 use nix::libc::sock_filter;
 
@@ -13,7 +16,7 @@ const JGE_K: u16 = 0x35;
 const RET_K: u16 = 0x06;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_TRACE: u32 = 0x7ff0_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
+const RET_TRAP: u32 = 0x0003_0000;
 const X32_BIT: u32 = 0x4000_0000;
 
 fn stmt(code: u16, k: u32) -> sock_filter {
@@ -35,18 +38,18 @@ fn arg_low(i: u32) -> u32 {
 pub fn program(traced: &[i64], traced_with_arg: &[(i64, u32)]) -> Vec<sock_filter> {
     let (n, m) = (traced.len(), traced_with_arg.len());
     // Layout: [0] ld arch, [1] jeq arch, [2] ld nr, [3] jge x32, [4..4+n] jeq nr, then five
-    // instructions per call with an argument test, then allow, trace, errno.
+    // instructions per call with an argument test, then allow, trace, trap.
     let allow = 4 + n + 5 * m;
-    let (trace, errno) = (allow + 1, allow + 2);
+    let (trace, trap) = (allow + 1, allow + 2);
     // A jump's offset counts from the next instruction.
     let to = |from: usize, target: usize| -> u8 {
         u8::try_from(target - from - 1).expect("seccomp program too long for BPF jumps")
     };
-    let mut p = Vec::with_capacity(errno + 1);
+    let mut p = Vec::with_capacity(trap + 1);
     p.push(stmt(LD_W_ABS, 4));
-    p.push(jump(JEQ_K, AUDIT_ARCH_X86_64, 0, to(1, errno)));
+    p.push(jump(JEQ_K, AUDIT_ARCH_X86_64, 0, to(1, trap)));
     p.push(stmt(LD_W_ABS, 0));
-    p.push(jump(JGE_K, X32_BIT, to(3, errno), 0));
+    p.push(jump(JGE_K, X32_BIT, to(3, trap), 0));
     for nr in traced {
         let at = p.len();
         p.push(jump(JEQ_K, *nr as u32, to(at, trace), 0));
@@ -61,7 +64,7 @@ pub fn program(traced: &[i64], traced_with_arg: &[(i64, u32)]) -> Vec<sock_filte
     }
     p.push(stmt(RET_K, RET_ALLOW));
     p.push(stmt(RET_K, RET_TRACE));
-    p.push(stmt(RET_K, RET_ERRNO | nix::libc::ENOSYS as u32));
+    p.push(stmt(RET_K, RET_TRAP));
     p
 }
 
@@ -101,7 +104,6 @@ mod tests {
     fn calls_are_traced_allowed_or_refused_as_listed() {
         let p = program(&[2, 4, 257], &[(44, 4)]);
         let x86_64 = |nr, args| run(&p, AUDIT_ARCH_X86_64, nr, args);
-        let enosys = RET_ERRNO | nix::libc::ENOSYS as u32;
         for nr in [2, 4, 257] {
             assert_eq!(x86_64(nr, [0; 6]), RET_TRACE, "call {nr}");
         }
@@ -110,7 +112,7 @@ mod tests {
         assert_eq!(x86_64(44, [3, 1, 1, 0, 0x7ffd_0000_1000, 16]), RET_TRACE, "sendto to an address");
         assert_eq!(x86_64(44, [3, 1, 1, 0, 0x7000_0000_0000, 16]), RET_TRACE, "an address above 4 GiB");
         assert_eq!(x86_64(44, [3, 1, 1, 0, 0x1000, 16]), RET_TRACE, "an address below 4 GiB");
-        assert_eq!(x86_64(X32_BIT | 2, [0; 6]), enosys, "x32");
-        assert_eq!(run(&p, 0x4000_0003, 5, [0; 6]), enosys, "i386");
+        assert_eq!(x86_64(X32_BIT | 2, [0; 6]), RET_TRAP, "x32");
+        assert_eq!(run(&p, crate::sandbox::seccomp::AUDIT_ARCH_I386, 5, [0; 6]), RET_TRAP, "i386");
     }
 }

@@ -258,7 +258,7 @@ pub fn compile(r: &Resolved) -> Result<Vec<BpfProgram>, SeccompError> {
 /// `libc` does not export.
 pub(crate) const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 #[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+pub(crate) const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
 
 /// seccompiler's program without the architecture check it starts with (load the architecture,
 /// go on if it is the target's, else kill), which [`by_arch`] replaces: what follows loads the
