@@ -299,7 +299,8 @@ impl Ctx {
         out: &mut impl Write,
     ) -> Result<Exit, Fail> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-        let pid = crate::sandbox::chroot::spawn(root, exe, &req.process, &w).map_err(Fail::Env)?;
+        let process = crate::sandbox::chroot::with_home(root, &req.process);
+        let pid = crate::sandbox::chroot::spawn(root, exe, &process, &w).map_err(Fail::Env)?;
         drop(w);
         // The step is its own session: killing the group takes its children too.
         let output = forward(r.as_fd(), out, &mut || {

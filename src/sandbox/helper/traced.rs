@@ -125,12 +125,13 @@ impl Ctx {
         out: &mut impl Write,
     ) -> Result<(Exit, Owners), Fail> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let process = crate::sandbox::chroot::with_home(root, &req.process);
         let group = AtomicI32::new(0);
         // The tracer must be the thread that forks (ptrace attaches to a thread), and output
         // must flow while it serves stops: it gets a thread, the output this one.
         let (traced, output) = std::thread::scope(|s| {
             let tracer = s.spawn(|| {
-                crate::sandbox::ptrace::run(root, exe, &req.process, w, owners, |pid| {
+                crate::sandbox::ptrace::run(root, exe, &process, w, owners, |pid| {
                     group.store(pid.as_raw(), Ordering::SeqCst);
                 })
             });
