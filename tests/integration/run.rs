@@ -1661,6 +1661,52 @@ fn debian_programs_under_ptrace_see_their_exe_and_sockets() {
     }
 }
 
+/// What real Dockerfiles do with Debian's tools, in every mode as BuildKit's runc does it: `sed -i`
+/// and `cp -a` keep a mode through an access ACL, GNU tar sets one through `/proc/self/fd`, a
+/// setgid directory passes on its group, `stat("")` finds nothing, `HOME` comes from
+/// `/etc/passwd`, a set-user-ID program runs as its owner and no_new_privs is not set (sudo
+/// refuses to run with it). Each once failed under ptrace isolation, `HOME` under chroot too.
+#[test]
+fn debian_tools_keep_modes_groups_and_ids_in_every_mode() {
+    const DOCKERFILE: &str = r#"FROM debian
+RUN set -e; printf '#!/bin/sh\necho ok\n' > /s; chmod 755 /s; sed -i s/ok/OK/ /s; test "$(/s)" = OK; \
+    mkdir -p /src/d; echo x > /src/d/f; chmod 750 /src/d; chmod 640 /src/d/f; cp -a /src /dst; \
+    mkdir -p /t/d; chmod 751 /t/d; tar -C /t -cf /t.tar d; rm -rf /t/d; tar -C /t -xf /t.tar; rm /t.tar; \
+    mkdir /g; chgrp 50 /g; chmod 2775 /g; touch /g/f; mkdir /g/d; ln -s f /g/l; \
+    cp /usr/bin/id /usr/local/bin/suid-id; chmod 4755 /usr/local/bin/suid-id; \
+    if test -e ""; then echo 'stat("") found something'; exit 1; fi; echo "home: $HOME"
+RUN stat -c 'mode: %n %a %u:%g' /s /dst/d /dst/d/f /t/d /g /g/f /g/d && stat -c 'owner: %n %u:%g' /g/l
+USER nobody
+RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no_new_privs
+"#;
+    let Some(base) = debian_base() else { return };
+    let debian = format!("debian=oci-layout://{}:bookworm", base.display());
+    for mode in modes_and_snapshotters("the Debian tools build") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let ctx = dir.path().join("ctx");
+        let out = build(&dir, &mode, &["--build-context", &debian, ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let log = text(&out.stderr);
+        for line in [
+            "home: /root",
+            "mode: /s 755 0:0",
+            "mode: /dst/d 750 0:0",
+            "mode: /dst/d/f 640 0:0",
+            "mode: /t/d 751 0:0",
+            "mode: /g 2775 0:50",
+            "mode: /g/f 644 0:50",
+            "mode: /g/d 2755 0:50",
+            "owner: /g/l 0:50",
+            "home: /nonexistent",
+            "euid: 0",
+            "no_new_privs: 0",
+        ] {
+            assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
+        }
+    }
+}
+
 /// A user without /etc/subuid ranges still builds rootless: only their own id is mapped, and a
 /// one-line warning says what that squashes.
 #[test]

@@ -9,7 +9,7 @@ use nix::libc;
 use nix::unistd::Pid;
 
 use super::Tracer;
-use super::fake::{CAP_SETFCAP, Caps, Creds, capability_as_set};
+use super::fake::{ACL_ACCESS_XATTR, CAP_SETFCAP, Caps, Creds, acl_mode, capability_as_set};
 use super::io_errno;
 use super::mem::{self, Scratch};
 use super::paths::{self, path};
@@ -112,6 +112,7 @@ pub const TRACED: &[i64] = &[
     libc::SYS_setgroups,
     libc::SYS_capget,
     libc::SYS_capset,
+    libc::SYS_prctl,
 ];
 
 /// What to check once a call has run: at the process's next stop, whatever it is (waiting for
@@ -133,14 +134,16 @@ struct Arg {
     dirfd: Option<usize>,
     path: usize,
     follow: bool,
+    /// An empty path names the directory argument (`AT_EMPTY_PATH`); else it is `ENOENT`.
+    empty: bool,
 }
 
 const fn p(path: usize, follow: bool) -> Arg {
-    Arg { dirfd: None, path, follow }
+    Arg { dirfd: None, path, follow, empty: false }
 }
 
 const fn at(dirfd: usize, path: usize, follow: bool) -> Arg {
-    Arg { dirfd: Some(dirfd), path, follow }
+    Arg { dirfd: Some(dirfd), path, follow, empty: false }
 }
 
 /// A call's outcome at entry: go on (maybe rewritten, maybe with work at exit) or skip it with a
@@ -206,11 +209,11 @@ impl Tracer {
             }
             libc::SYS_fstat => self.stat(pid, Target::Fd(a(0) as i32), a(1)).map(Entry::Skip),
             libc::SYS_newfstatat => {
-                let t = self.target(pid, regs, at(0, 1, nofollow_flag(3)))?;
+                let t = self.target(pid, regs, at(0, 1, nofollow_flag(3)).empty_path(a(3)))?;
                 self.stat(pid, t, a(2)).map(Entry::Skip)
             }
             libc::SYS_statx => {
-                let t = self.target(pid, regs, at(0, 1, nofollow_flag(2)))?;
+                let t = self.target(pid, regs, at(0, 1, nofollow_flag(2)).empty_path(a(2)))?;
                 self.statx(pid, t, a(2) as i32, a(3) as u32, a(4)).map(Entry::Skip)
             }
             libc::SYS_truncate => {
@@ -257,7 +260,12 @@ impl Tracer {
             }
             libc::SYS_readlink | libc::SYS_readlinkat => {
                 let (arg, buf) =
-                    if nr == libc::SYS_readlink { (p(0, false), 1) } else { (at(0, 1, false), 2) };
+                    // readlinkat's empty path is its descriptor's link, without a flag.
+                    if nr == libc::SYS_readlink {
+                        (p(0, false), 1)
+                    } else {
+                        (at(0, 1, false).empty_path(libc::AT_EMPTY_PATH as u64), 2)
+                    };
                 let host = self.target(pid, regs, arg)?.host(pid);
                 let link = match self.program(&host) {
                     Some(program) => program,
@@ -351,7 +359,7 @@ impl Tracer {
                     libc::SYS_fchmod => (Target::Fd(a(0) as i32), a(1)),
                     libc::SYS_fchmodat => (self.target(pid, regs, at(0, 1, true))?, a(2)),
                     _ => {
-                        let t = self.target(pid, regs, at(0, 1, nofollow_flag(3)))?;
+                        let t = self.target(pid, regs, at(0, 1, nofollow_flag(3)).empty_path(a(3)))?;
                         (t, a(2))
                     }
                 };
@@ -365,7 +373,7 @@ impl Tracer {
                     }
                     libc::SYS_fchown => (Target::Fd(a(0) as i32), a(1), a(2)),
                     _ => {
-                        let t = self.target(pid, regs, at(0, 1, nofollow_flag(4)))?;
+                        let t = self.target(pid, regs, at(0, 1, nofollow_flag(4)).empty_path(a(4)))?;
                         (t, a(2), a(3))
                     }
                 };
@@ -390,6 +398,18 @@ impl Tracer {
                 run(None)
             }
             libc::SYS_capget | libc::SYS_capset => self.caps_call(pid, regs),
+            // no_new_privs as the step set it, not as the tracer's filter needs it (see
+            // [`Creds::no_new_privs`]); the real flag is set already, so setting it runs.
+            libc::SYS_prctl => match a(0) as i32 {
+                libc::PR_GET_NO_NEW_PRIVS => Ok(Entry::Skip(i64::from(self.creds(pid).no_new_privs))),
+                libc::PR_SET_NO_NEW_PRIVS => {
+                    if a(1) == 1 && (2..5).all(|i| a(i) == 0) {
+                        self.creds_mut(pid).no_new_privs = true;
+                    }
+                    run(None)
+                }
+                _ => run(None),
+            },
             _ => self.creds_call(pid, regs).map(Entry::Skip),
         }
     }
@@ -461,9 +481,19 @@ impl Tracer {
     fn target(&mut self, pid: Pid, regs: &Regs, arg: Arg) -> Result<Target, Errno> {
         let follow = arg.follow;
         match (self.host_path(pid, regs, arg)?, arg.dirfd) {
+            // Followed, `/proc/self/fd/N` is the descriptor (glibc's `fchmodat` with
+            // `AT_SYMLINK_NOFOLLOW` chmods an `O_PATH` descriptor so), not a machine path.
+            (Some(host), _)
+                if follow
+                    && let Some((p, fd)) = paths::fd_link(&host)
+                    && p == pid =>
+            {
+                Ok(Target::Fd(fd))
+            }
             (Some(host), _) => Ok(Target::Path(host, follow)),
-            (None, Some(fd)) => Ok(Target::Fd(regs.arg(fd) as i32)),
-            (None, None) => Err(Errno::ENOENT),
+            (None, Some(fd)) if arg.empty => Ok(Target::Fd(regs.arg(fd) as i32)),
+            // `stat("")` (glibc's `newfstatat(AT_FDCWD, "", buf, 0)`) is not the working directory.
+            (None, _) => Err(Errno::ENOENT),
         }
     }
 
@@ -489,18 +519,36 @@ impl Tracer {
     }
 
     /// Work at exit for a creation at `host`: needed when the disk cannot say the truth (a mode
-    /// widened so the caller can use it, or a creator other than the step's user).
+    /// widened so the caller can use it, a creator other than the step's user, or a group from a
+    /// setgid directory).
     fn made(&self, pid: Pid, host: Vec<u8>, mode: u32, rdev: u64, widened: bool) -> Option<After> {
         if !self.root.holds(&host) {
             return None;
         }
         let c = self.creds(pid);
-        let other = (c.uid[3], c.gid[3]) != self.owners.default;
+        let setgid_group = self.setgid_parent(&host);
+        let other = (c.uid[3], setgid_group.unwrap_or(c.gid[3])) != self.owners.default;
         if !widened && !other {
             return None;
         }
         let umask = if mode & libc::S_IFMT == libc::S_IFLNK { 0 } else { umask(pid) };
-        Some(After::Made { host, owner: self.made_owner(pid, mode & !umask, rdev) })
+        let mut owner = self.made_owner(pid, mode & !umask, rdev);
+        // As the kernel does (`inode_init_owner`): the directory's group, and a directory keeps
+        // passing it on.
+        if let Some(gid) = setgid_group {
+            owner.gid = gid;
+            if mode & libc::S_IFMT == libc::S_IFDIR {
+                owner.mode |= libc::S_ISGID;
+            }
+        }
+        Some(After::Made { host, owner })
+    }
+
+    /// The group of the directory `host` is made in, when that directory is setgid.
+    fn setgid_parent(&self, host: &[u8]) -> Option<u32> {
+        let md = std::fs::metadata(path(host).parent()?).ok()?;
+        let dir = self.owners.view((md.dev(), md.ino()), Owner::of(&md));
+        (md.is_dir() && dir.mode & libc::S_ISGID != 0).then_some(dir.gid)
     }
 
     /// `chmod`: the disk gets the mode with the owner's read and write (and, for directories,
@@ -576,7 +624,13 @@ impl Tracer {
             }
         };
         let list = matches!(nr, libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr);
-        if !list && mem::read_cstr(pid, a(1))? != CAPABILITY_XATTR.as_bytes() {
+        let name = if list { Vec::new() } else { mem::read_cstr(pid, a(1))? };
+        if name == ACL_ACCESS_XATTR.as_bytes()
+            && matches!(nr, libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_fsetxattr)
+        {
+            return self.acl_access(pid, target, a(2), a(3) as usize);
+        }
+        if !list && name != CAPABILITY_XATTR.as_bytes() {
             return Ok(Entry::Run(None));
         }
         let Some(inode) = self.recorded_file(pid, &target) else { return Ok(Entry::Run(None)) };
@@ -638,6 +692,24 @@ impl Tracer {
                 false => Err(Errno::ENODATA),
             },
         }
+    }
+
+    /// A `system.posix_acl_access` set (`cp -p`, `sed -i`, `tar` keep a mode so, through libacl):
+    /// the mode it gives is recorded as a chmod's would be, since the disk's mode is not what
+    /// the step sees. An ACL that is only a mode is not kept, as the kernel keeps none; one with
+    /// named users or groups goes to the disk as well.
+    fn acl_access(&mut self, pid: Pid, target: Target, addr: u64, size: usize) -> Result<Entry, Errno> {
+        // XATTR_SIZE_MAX, which the libc crate does not export.
+        if size > 65536 {
+            return Err(Errno::E2BIG);
+        }
+        let mut value = vec![0u8; size];
+        mem::read(pid, addr, &mut value)?;
+        let (perms, only_mode) = acl_mode(&value)?;
+        let md = stat(&target.host(pid), target.follows())?;
+        let now = self.owners.view((md.dev(), md.ino()), Owner::of(&md));
+        let done = self.chmod(pid, target, (now.mode & 0o7000) | perms)?;
+        Ok(if only_mode { Entry::Skip(done) } else { Entry::Run(None) })
     }
 
     /// A file at `host` is opened for writing or truncated: it loses its capabilities, as the
@@ -736,7 +808,9 @@ impl Tracer {
         let guest = mem::read_cstr(pid, regs.arg(arg.path))?;
         if guest.is_empty() {
             // fexecve: the descriptor's program, as it is.
-            self.proc_mut(pid).next_exe = None;
+            let p = self.proc_mut(pid);
+            p.next_exe = None;
+            p.next_setid = None;
             return Ok(());
         }
         let dirfd = arg.dirfd.map(|i| regs.arg(i) as i32);
@@ -764,8 +838,23 @@ impl Tracer {
         let array = scratch.put(&bytes)?;
         regs.set_arg(arg.path, host);
         regs.set_arg(argv_i, array);
-        self.proc_mut(pid).next_exe = plan.program;
+        let setid = plan.setid_file.and_then(|f| self.setid(&f));
+        let p = self.proc_mut(pid);
+        p.next_exe = plan.program;
+        p.next_setid = setid;
         Ok(())
+    }
+
+    /// What the set-user-ID and set-group-ID bits of the program at `host` give a process that
+    /// runs it, as recorded (the disk has neither the owner nor, for a file a step made, the bits
+    /// a non-root user could not set): its owner; its group when the group may execute it (else
+    /// the bit means mandatory locking).
+    fn setid(&self, host: &[u8]) -> Option<(Option<u32>, Option<u32>)> {
+        let md = std::fs::metadata(path(host)).ok()?;
+        let o = self.owners.view((md.dev(), md.ino()), Owner::of(&md));
+        let uid = (o.mode & libc::S_ISUID != 0).then_some(o.uid);
+        let gid = (o.mode & libc::S_ISGID != 0 && o.mode & 0o010 != 0).then_some(o.gid);
+        (uid.is_some() || gid.is_some()).then_some((uid, gid))
     }
 
     /// The identity calls: answered from the process's emulated credentials (a change of uid
@@ -990,6 +1079,11 @@ impl Arg {
     /// The call has no directory argument at `dirfd` (inotify's first argument is its own fd).
     fn no_dirfd(self) -> Arg {
         Arg { dirfd: None, ..self }
+    }
+
+    /// An empty path names the directory argument when `flags` hold `AT_EMPTY_PATH`.
+    fn empty_path(self, flags: u64) -> Arg {
+        Arg { empty: flags as i32 & libc::AT_EMPTY_PATH != 0, ..self }
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Plan {
     /// `/proc/self/exe` must name, as the kernel's names the loader. `None` when the kernel runs
     /// the program itself.
     pub program: Option<Vec<u8>>,
+    /// The machine path of the file the exec named when that file is the program (not a script,
+    /// whose set-user-ID and set-group-ID bits the kernel ignores): the file whose bits the
+    /// tracer applies ([`super::fake::Creds::exec`]).
+    pub setid_file: Option<Vec<u8>>,
 }
 
 /// Which dynamic loaders accept `--argv0` (glibc ≥ 2.33), by machine path.
@@ -47,7 +51,7 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
     let mut head = vec![argv0.to_vec()];
     let mut current = guest.to_vec();
     // The kernel allows a few levels of interpreters (BINPRM_MAX_RECURSION is 4).
-    for _ in 0..5 {
+    for level in 0..5 {
         let host = root.to_host(&current, true)?;
         let mut f = std::fs::File::open(path(&host)).map_err(io_errno)?;
         let md = f.metadata().map_err(io_errno)?;
@@ -73,7 +77,8 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
             return Err(Errno::ENOEXEC);
         }
         let Some(ld) = pt_interp(&mut f, &buf).map_err(io_errno)? else {
-            return Ok(Plan { host, head, program: None });
+            let setid_file = (level == 0).then(|| host.clone());
+            return Ok(Plan { host, head, program: None, setid_file });
         };
         let ld_host = root.to_host(&ld, true)?;
         let mut next = vec![ld.clone()];
@@ -83,7 +88,8 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
         }
         next.push(current.clone());
         next.extend(head.drain(1..));
-        return Ok(Plan { host: ld_host, head: next, program: Some(host) });
+        let setid_file = (level == 0).then(|| host.clone());
+        return Ok(Plan { host: ld_host, head: next, program: Some(host), setid_file });
     }
     Err(Errno::ELOOP)
 }

@@ -97,6 +97,38 @@ pub fn capability_as_set(value: &[u8]) -> Result<Box<[u8]>, nix::errno::Errno> {
     }
 }
 
+/// The name of a POSIX access ACL, which sets a file's permission bits as it is set.
+pub const ACL_ACCESS_XATTR: &str = "system.posix_acl_access";
+
+/// The permission bits a `system.posix_acl_access` value gives a file (the kernel's
+/// `posix_acl_equiv_mode`: the owner's, the mask's or else the owning group's, and others'), and
+/// whether the ACL is only that (then the kernel keeps no ACL, only the mode). Malformed values
+/// are `EINVAL`.
+pub fn acl_mode(value: &[u8]) -> Result<(u32, bool), nix::errno::Errno> {
+    const VERSION: u32 = 2;
+    let (head, entries) = value.split_at_checked(4).ok_or(nix::errno::Errno::EINVAL)?;
+    if u32::from_le_bytes([head[0], head[1], head[2], head[3]]) != VERSION || entries.len() % 8 != 0 {
+        return Err(nix::errno::Errno::EINVAL);
+    }
+    let (mut mode, mut only_mode) = (0u32, true);
+    for e in entries.chunks_exact(8) {
+        let (tag, perm) =
+            (u16::from_le_bytes([e[0], e[1]]), u32::from(u16::from_le_bytes([e[2], e[3]])) & 0o7);
+        match tag {
+            0x01 => mode |= perm << 6,
+            0x04 => mode |= perm << 3,
+            0x20 => mode |= perm,
+            0x10 => {
+                mode = (mode & !0o070) | (perm << 3);
+                only_mode = false;
+            }
+            0x02 | 0x08 => only_mode = false,
+            _ => return Err(nix::errno::Errno::EINVAL),
+        }
+    }
+    Ok((mode, only_mode))
+}
+
 /// Docker's default capabilities as a mask (`CAP_CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `FSETID`,
 /// `KILL`, `SETGID`, `SETUID`, `SETPCAP`, `NET_BIND_SERVICE`, `NET_RAW`, `SYS_CHROOT`, `MKNOD`,
 /// `AUDIT_WRITE`, `SETFCAP`: bits 0, 1, 3–8, 10, 13, 18, 27, 29, 31): what a root step has in
@@ -143,22 +175,37 @@ pub struct Creds {
     /// Capabilities: Docker's for root, none for another user, changed by `capset`, uid changes
     /// and exec as the kernel changes them.
     pub caps: Caps,
+    /// `PR_SET_NO_NEW_PRIVS` as the process set it: a Docker step starts without it (the
+    /// tracer's own filter needs the real flag, which `sudo` refuses to run under).
+    pub no_new_privs: bool,
 }
 
 impl Creds {
     /// A process running as `uid`:`gid` with `groups`.
     pub fn new(uid: u32, gid: u32, groups: Vec<u32>) -> Creds {
-        let mut c = Creds { uid: [uid; 4], gid: [gid; 4], groups, caps: Caps::default() };
-        c.exec();
+        let mut c =
+            Creds { uid: [uid; 4], gid: [gid; 4], groups, caps: Caps::default(), no_new_privs: false };
+        c.exec(None);
         c
     }
 
-    /// The capabilities after an exec, as the kernel computes them for a program without file
-    /// capabilities (`cap_bprm_creds_from_file`): a real or effective root gets the bounding
-    /// set, effective if the effective uid is root; another user keeps none. (A non-root user's
-    /// program gains none from its file capabilities either: the tracer records those, the kernel
-    /// does not honour them for the caller.)
-    pub fn exec(&mut self) {
+    /// The ids and capabilities after an exec of a program whose set-user-ID and set-group-ID
+    /// bits give `setid` (its owner, its group; none without the bits), as the kernel computes
+    /// them (`begin_new_exec`, `cap_bprm_creds_from_file`): the bits make the effective ids the
+    /// file's unless the process has no_new_privs; the saved and filesystem ids become the
+    /// effective ones; a real or effective root gets the bounding set, effective if the effective
+    /// uid is root; another user keeps none. (A non-root user's program gains none from its file
+    /// capabilities either: the tracer records those, the kernel does not honour them for the
+    /// caller.)
+    pub fn exec(&mut self, setid: Option<(Option<u32>, Option<u32>)>) {
+        if let Some((uid, gid)) = setid.filter(|_| !self.no_new_privs) {
+            self.uid[1] = uid.unwrap_or(self.uid[1]);
+            self.gid[1] = gid.unwrap_or(self.gid[1]);
+        }
+        self.uid[2] = self.uid[1];
+        self.uid[3] = self.uid[1];
+        self.gid[2] = self.gid[1];
+        self.gid[3] = self.gid[1];
         let root = self.uid[0] == 0 || self.uid[1] == 0;
         let permitted = if root { DOCKER_CAP_MASK | self.caps.inheritable } else { 0 };
         let effective = if self.uid[1] == 0 { permitted } else { 0 };
@@ -256,6 +303,34 @@ impl Creds {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_access_acl_gives_the_mode_the_kernel_gives() {
+        use super::acl_mode;
+        // setfacl's and libacl's encoding: version 2, then (tag, perm, id) entries.
+        let acl = |entries: &[(u16, u16)]| {
+            let mut v = 2u32.to_le_bytes().to_vec();
+            for (tag, perm) in entries {
+                v.extend(tag.to_le_bytes());
+                v.extend(perm.to_le_bytes());
+                v.extend(u32::MAX.to_le_bytes());
+            }
+            v
+        };
+        // What `cp -p` and `sed -i` write for 0755 and 0640.
+        assert_eq!(acl_mode(&acl(&[(0x01, 7), (0x04, 5), (0x20, 5)])), Ok((0o755, true)));
+        assert_eq!(acl_mode(&acl(&[(0x01, 6), (0x04, 4), (0x20, 0)])), Ok((0o640, true)));
+        // A named user and a mask: the group bits are the mask's, and the ACL is kept.
+        assert_eq!(
+            acl_mode(&acl(&[(0x01, 7), (0x02, 7), (0x04, 5), (0x10, 6), (0x20, 4)])),
+            Ok((0o764, false))
+        );
+        for bad in
+            [vec![], 1u32.to_le_bytes().to_vec(), [acl(&[(0x01, 7)]), vec![0]].concat(), acl(&[(0x40, 7)])]
+        {
+            assert_eq!(acl_mode(&bad), Err(nix::errno::Errno::EINVAL), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -340,8 +415,19 @@ mod tests {
         assert!(Creds::set_one(&mut d.uid, true, 1000));
         d.uids_changed(old);
         assert_eq!(d.caps, Caps::default());
-        d.exec();
+        d.exec(None);
         assert_eq!(d.caps, Caps::default(), "an exec as another user gains none");
+        // A set-user-ID root program (sudo) run by a user: root's effective and saved uid and
+        // capabilities; not with no_new_privs.
+        let mut u = Creds::new(1000, 1000, vec![]);
+        let sudo = Some((Some(0), None));
+        let mut run = u.clone();
+        run.exec(sudo);
+        assert_eq!((run.uid, run.gid), ([1000, 0, 0, 0], [1000; 4]));
+        assert_eq!(run.caps.effective, DOCKER_CAP_MASK);
+        u.no_new_privs = true;
+        u.exec(sudo);
+        assert_eq!((u.uid, u.caps), ([1000; 4], Caps::default()), "no_new_privs");
     }
 
     #[test]

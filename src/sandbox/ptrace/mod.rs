@@ -85,6 +85,9 @@ struct Proc {
     exe: Option<Vec<u8>>,
     /// What `exe` becomes if the exec it is making succeeds.
     next_exe: Option<Vec<u8>>,
+    /// The owner and group that the set-user-ID and set-group-ID bits of the program it is
+    /// execing give it, if any.
+    next_setid: Option<(Option<u32>, Option<u32>)>,
     /// A new process whose first stop came before its parent's fork event: held stopped until
     /// that event says what it inherits (its user, its program), or until this parent is gone.
     held_for: Option<Pid>,
@@ -108,7 +111,16 @@ impl Tracer {
 
 impl Proc {
     fn new(creds: Creds) -> Proc {
-        Proc { creds, after: None, in_call: false, fresh: false, exe: None, next_exe: None, held_for: None }
+        Proc {
+            creds,
+            after: None,
+            in_call: false,
+            fresh: false,
+            exe: None,
+            next_exe: None,
+            next_setid: None,
+            held_for: None,
+        }
     }
 }
 
@@ -329,7 +341,7 @@ impl Tracer {
                     p.after = None;
                     p.in_call = false;
                     p.exe = p.next_exe.take();
-                    p.creds.exec();
+                    p.creds.exec(p.next_setid.take());
                 }
             }
             _ => {}

@@ -157,9 +157,23 @@ pub fn exe_link_pid(host: &[u8]) -> Option<Pid> {
         [pid, b"exe"] | [_, b"task", pid, b"exe"] => pid,
         _ => return None,
     };
+    number(id).map(Pid::from_raw)
+}
+
+/// The process and descriptor whose link `host` is: `/proc/PID/fd/N` (or
+/// `/proc/PID/task/TID/fd/N`, the process's).
+pub fn fd_link(host: &[u8]) -> Option<(Pid, i32)> {
+    let parts: Vec<&[u8]> = host.strip_prefix(b"/proc/")?.split(|b| *b == b'/').collect();
+    match parts.as_slice() {
+        [pid, b"fd", fd] | [pid, b"task", _, b"fd", fd] => Some((Pid::from_raw(number(pid)?), number(fd)?)),
+        _ => None,
+    }
+}
+
+/// A /proc name's number: digits only (`+1` parses too, and names nothing there).
+fn number(id: &[u8]) -> Option<i32> {
     let id = std::str::from_utf8(id).ok()?;
-    // Digits only: `+1` parses too, and names nothing in /proc.
-    id.bytes().all(|b| b.is_ascii_digit()).then(|| id.parse().ok().map(Pid::from_raw)).flatten()
+    id.bytes().all(|b| b.is_ascii_digit()).then(|| id.parse().ok()).flatten()
 }
 
 /// Splits `a/b/c` (trailing slashes ignored) into `a/b` and `c`; `None` for the root.
@@ -250,6 +264,12 @@ mod tests {
             ["/proc/42/exe/", "/proc/42/cwd", "/proc/+42/exe", "/proc/self/exe", "/proc//exe", "/x/42/exe"]
         {
             assert_eq!(exe(no), None, "{no}");
+        }
+        let fd = |h: &str| fd_link(h.as_bytes()).map(|(p, fd)| (p.as_raw(), fd));
+        assert_eq!(fd("/proc/42/fd/3"), Some((42, 3)));
+        assert_eq!(fd("/proc/42/task/43/fd/7"), Some((42, 7)));
+        for no in ["/proc/42/fd", "/proc/42/fd/", "/proc/42/fd/x", "/proc/42/fdinfo/3", "/proc/self/fd/3"] {
+            assert_eq!(fd(no), None, "{no}");
         }
         assert_eq!(split_last(b"/"), None);
     }
