@@ -28,6 +28,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use protocol::{Reply, Request, RunRequest, RunResult};
 
+/// The hostname of every step (BuildKit's).
+pub const HOSTNAME: &str = "buildkitsandbox";
+
 /// The PATH a step gets when neither the image nor the Dockerfile sets one (BuildKit's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

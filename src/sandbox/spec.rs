@@ -334,7 +334,7 @@ mod tests {
                 gid: 1000,
                 groups: vec![50],
             },
-            hostname: "buildkitsandbox".into(),
+            hostname: crate::sandbox::HOSTNAME.into(),
             netns: None,
             rootless: true,
             cgroups_path: "/hako/x".into(),

@@ -1664,8 +1664,10 @@ fn debian_programs_under_ptrace_see_their_exe_and_sockets() {
 /// What real Dockerfiles do with Debian's tools, in every mode as BuildKit's runc does it: `sed -i`
 /// and `cp -a` keep a mode through an access ACL, GNU tar sets one through `/proc/self/fd`, a
 /// setgid directory passes on its group, `stat("")` finds nothing, `HOME` comes from
-/// `/etc/passwd`, a set-user-ID program runs as its owner and no_new_privs is not set (sudo
-/// refuses to run with it). Each once failed under ptrace isolation, `HOME` under chroot too.
+/// `/etc/passwd`, a set-user-ID program runs as its owner, no_new_privs is not set (sudo
+/// refuses to run with it), the hostname resolves and a process that makes itself not dumpable
+/// (sudo) goes on working. Each once failed under ptrace isolation,
+/// `HOME` and the hostname under chroot too.
 #[test]
 fn debian_tools_keep_modes_groups_and_ids_in_every_mode() {
     const DOCKERFILE: &str = r#"FROM debian
@@ -1676,6 +1678,9 @@ RUN set -e; printf '#!/bin/sh\necho ok\n' > /s; chmod 755 /s; sed -i s/ok/OK/ /s
     cp /usr/bin/id /usr/local/bin/suid-id; chmod 4755 /usr/local/bin/suid-id; \
     if test -e ""; then echo 'stat("") found something'; exit 1; fi; echo "home: $HOME"
 RUN stat -c 'mode: %n %a %u:%g' /s /dst/d /dst/d/f /t/d /g /g/f /g/d && stat -c 'owner: %n %u:%g' /g/l
+RUN echo "hostname: $(hostname)" && echo "resolves: $(getent hosts "$(hostname)" | awk '{print $1}')" && \
+    cd /etc && perl -e 'syscall(157, 4, 0) == 0 or die "prctl: $!"; print "dumpable: ", syscall(157, 3), "\n"; \
+      open(my $f, "<", "passwd") or die "open after PR_SET_DUMPABLE: $!"; print "opened\n"'
 USER nobody
 RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no_new_privs
 "#;
@@ -1701,8 +1706,16 @@ RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no
             "home: /nonexistent",
             "euid: 0",
             "no_new_privs: 0",
+            "resolves: 127.0.0.1",
+            "dumpable: 0",
+            "opened",
         ] {
             assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
+        }
+        // Only a chroot step, with no UTS namespace and no tracer to answer `uname`, has the
+        // machine's name.
+        if !matches!(mode, Mode::Chroot) {
+            assert!(log.contains(" hostname: buildkitsandbox\n"), "{}:\n{log}", mode.name());
         }
     }
 }

@@ -49,8 +49,7 @@ use mounts::{Held, NewCache};
 pub use snapshots::wipe;
 use snapshots::{Changes, Tree, rename_into_place};
 
-/// The hostname of every step (BuildKit's).
-pub const HOSTNAME: &str = "buildkitsandbox";
+pub use super::HOSTNAME;
 
 /// The descriptor the builder passed as [`super::TEE_FD`], made close-on-exec so no step
 /// inherits it. None if it is not open.

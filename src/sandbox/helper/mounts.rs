@@ -13,7 +13,7 @@ impl Ctx {
         extra_hosts: &[(String, String)],
     ) -> Result<Vec<StepMount>, String> {
         let mut mounts = Vec::new();
-        for (target, data) in etc_contents(extra_hosts) {
+        for (target, data) in etc_contents(extra_hosts, None) {
             let source = dir.join(target.rsplit('/').next().unwrap_or(target));
             fs_err::write(&source, data).map_err(|e| e.to_string())?;
             let _ = std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644));
@@ -238,9 +238,18 @@ impl Ctx {
 }
 
 /// What a step sees at `/etc/resolv.conf` (the host's) and `/etc/hosts` (localhost and the
-/// step's hostname, then the `--add-host` lines), by path.
-pub(super) fn etc_contents(extra_hosts: &[(String, String)]) -> [(&'static str, Vec<u8>); 2] {
-    let mut hosts = format!("127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+/// step's hostname, then the `--add-host` lines), by path. `machine_name`: the hostname the step
+/// has where it cannot have its own (chroot isolation), so that it resolves as its own name does
+/// in a container (sudo, `hostname -f`).
+pub(super) fn etc_contents(
+    extra_hosts: &[(String, String)],
+    machine_name: Option<&str>,
+) -> [(&'static str, Vec<u8>); 2] {
+    let names = match machine_name {
+        Some(m) if m != HOSTNAME && !m.is_empty() => format!("{HOSTNAME} {m}"),
+        _ => HOSTNAME.to_string(),
+    };
+    let mut hosts = format!("127.0.0.1\tlocalhost {names}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     for (host, ip) in extra_hosts {
         hosts.push_str(&format!("{ip}\t{host}\n"));
     }

@@ -246,7 +246,11 @@ impl Ctx {
                 inj.add(&format!("/dev/{name}"), Content::Char(major, minor))?;
             }
         }
-        for (target, data) in super::mounts::etc_contents(&req.options.extra_hosts) {
+        // A traced step's uname names it as BuildKit's (see the tracer); a chroot step's, the
+        // machine.
+        let machine = (!self.traced).then(nix::sys::utsname::uname).and_then(Result::ok);
+        let machine = machine.as_ref().and_then(|u| u.nodename().to_str());
+        for (target, data) in super::mounts::etc_contents(&req.options.extra_hosts, machine) {
             inj.add(target, Content::File { data, mode: 0o644, uid: 0, gid: 0 })?;
             owned.push((target.to_string(), 0, 0));
         }

@@ -113,6 +113,7 @@ pub const TRACED: &[i64] = &[
     libc::SYS_capget,
     libc::SYS_capset,
     libc::SYS_prctl,
+    libc::SYS_uname,
 ];
 
 /// What to check once a call has run: at the process's next stop, whatever it is (waiting for
@@ -398,9 +399,16 @@ impl Tracer {
                 run(None)
             }
             libc::SYS_capget | libc::SYS_capset => self.caps_call(pid, regs),
+            libc::SYS_uname => uname(pid, a(0)).map(Entry::Skip),
             // no_new_privs as the step set it, not as the tracer's filter needs it (see
-            // [`Creds::no_new_privs`]); the real flag is set already, so setting it runs.
+            // [`Creds::no_new_privs`]); the real flag is set already, so setting it runs. The
+            // dumpable flag is answered, not set (see [`Creds::dumpable`]).
             libc::SYS_prctl => match a(0) as i32 {
+                libc::PR_GET_DUMPABLE => Ok(Entry::Skip(i64::from(self.creds(pid).dumpable))),
+                libc::PR_SET_DUMPABLE if a(1) <= 1 => {
+                    self.creds_mut(pid).dumpable = a(1) == 1;
+                    Ok(Entry::Skip(0))
+                }
                 libc::PR_GET_NO_NEW_PRIVS => Ok(Entry::Skip(i64::from(self.creds(pid).no_new_privs))),
                 libc::PR_SET_NO_NEW_PRIVS => {
                     if a(1) == 1 && (2..5).all(|i| a(i) == 0) {
@@ -1115,6 +1123,30 @@ impl Target {
 fn stat(host: &[u8], follow: bool) -> Result<std::fs::Metadata, Errno> {
     let p = path(host);
     if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) }.map_err(io_errno)
+}
+
+/// `uname`: the machine's, named as BuildKit names a step's host (`gethostname`, `hostname`),
+/// as a UTS namespace would.
+fn uname(pid: Pid, addr: u64) -> Result<i64, Errno> {
+    // SAFETY: a plain C struct the call fills.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid utsname to write.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return Err(Errno::last());
+    }
+    u.nodename = [0; 65];
+    for (d, s) in u.nodename.iter_mut().zip(crate::sandbox::HOSTNAME.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a plain C struct, read as its bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&u as *const libc::utsname).cast::<u8>(),
+            std::mem::size_of::<libc::utsname>(),
+        )
+    };
+    mem::write(pid, addr, bytes)?;
+    Ok(0)
 }
 
 /// The process's umask, from `/proc/PID/status`.

@@ -178,13 +178,23 @@ pub struct Creds {
     /// `PR_SET_NO_NEW_PRIVS` as the process set it: a Docker step starts without it (the
     /// tracer's own filter needs the real flag, which `sudo` refuses to run under).
     pub no_new_privs: bool,
+    /// `PR_SET_DUMPABLE` as the process set it (and exec resets it). Not made: a process that is
+    /// not dumpable hides its `/proc/PID` from the tracer, which reads its working directory and
+    /// descriptors there (sudo makes itself so).
+    pub dumpable: bool,
 }
 
 impl Creds {
     /// A process running as `uid`:`gid` with `groups`.
     pub fn new(uid: u32, gid: u32, groups: Vec<u32>) -> Creds {
-        let mut c =
-            Creds { uid: [uid; 4], gid: [gid; 4], groups, caps: Caps::default(), no_new_privs: false };
+        let mut c = Creds {
+            uid: [uid; 4],
+            gid: [gid; 4],
+            groups,
+            caps: Caps::default(),
+            no_new_privs: false,
+            dumpable: true,
+        };
         c.exec(None);
         c
     }
@@ -206,6 +216,8 @@ impl Creds {
         self.uid[3] = self.uid[1];
         self.gid[2] = self.gid[1];
         self.gid[3] = self.gid[1];
+        // A program that runs with other effective ids is not dumpable (suid_dumpable 0).
+        self.dumpable = self.uid[0] == self.uid[1] && self.gid[0] == self.gid[1];
         let root = self.uid[0] == 0 || self.uid[1] == 0;
         let permitted = if root { DOCKER_CAP_MASK | self.caps.inheritable } else { 0 };
         let effective = if self.uid[1] == 0 { permitted } else { 0 };
@@ -425,6 +437,7 @@ mod tests {
         run.exec(sudo);
         assert_eq!((run.uid, run.gid), ([1000, 0, 0, 0], [1000; 4]));
         assert_eq!(run.caps.effective, DOCKER_CAP_MASK);
+        assert!(!run.dumpable && u.dumpable);
         u.no_new_privs = true;
         u.exec(sudo);
         assert_eq!((u.uid, u.caps), ([1000; 4], Caps::default()), "no_new_privs");
