@@ -212,6 +212,38 @@ pub fn find_executable(root: &Path, arg0: &str, env: &[String]) -> Option<String
     path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{arg0}")).find(|p| runnable(p))
 }
 
+/// Kills every process whose root directory is `root` or below it, until none is left: what a
+/// step left running when its first process ended (a daemon it started, a background job still
+/// holding its output), which the end of a pid namespace kills in the other modes, as in
+/// BuildKit. Without a pid namespace a step's processes are known by the root they are chrooted
+/// into, which a daemon's `setsid` and double fork do not change. Returns how many were killed.
+pub fn kill_rooted(root: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(root) = std::fs::canonicalize(root) else { return 0 };
+    let inside = |p: &Path| p.strip_prefix(&root).is_ok();
+    let mut killed = 0;
+    // Each round kills what it found; a process forked meanwhile is found by the next.
+    for _ in 0..100 {
+        let Ok(procs) = std::fs::read_dir("/proc") else { return killed };
+        let found: Vec<i32> = procs
+            .flatten()
+            .filter_map(|e| std::str::from_utf8(e.file_name().as_bytes()).ok()?.parse().ok())
+            .filter(|pid: &i32| std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| inside(&r)))
+            .collect();
+        if found.is_empty() {
+            break;
+        }
+        for pid in found {
+            if nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+        // A killed process keeps its root until it is gone.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    killed
+}
+
 /// `process` with `HOME` set as runc and youki set it where the image and the Dockerfile leave it
 /// unset (the namespace modes get it from libcontainer): the home of the first entry for its uid
 /// in the root's `/etc/passwd`, else `/`. `git config --global`, pip and npm need it.

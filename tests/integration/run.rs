@@ -1196,6 +1196,43 @@ fn kill_9_mid_step_leaves_nothing_running() {
     }
 }
 
+/// What a step leaves running when its command ends, a daemon it started (`setsid`, detached) or
+/// a background job still holding its output, is killed then, as the end of the container's pid
+/// namespace kills it in BuildKit: the build neither waits for it nor leaves it behind, in every
+/// mode (chroot isolation, with no pid namespace, finds them by their root).
+#[test]
+fn what_a_step_leaves_running_ends_with_it() {
+    let df =
+        "FROM busybox\nRUN (setsid sleep 4801 >/dev/null 2>&1 &); sleep 4802 & echo started\nRUN echo next\n";
+    for mode in modes_and_snapshotters("the step's leftovers") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", df)]);
+        let ctx = dir.path().join("ctx");
+        let child = build_command(&dir, &mode, &[ctx.to_str().expect("utf-8")])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut running = Running(child);
+        let started = std::time::Instant::now();
+        while running.0.try_wait().expect("wait").is_none() {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "{}: the build waits for what the step left",
+                mode.name()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let mut log = String::new();
+        std::io::Read::read_to_string(running.0.stderr.as_mut().expect("stderr"), &mut log).expect("read");
+        assert!(running.0.wait().expect("wait").success(), "{}:\n{log}", mode.name());
+        assert!(log.contains(" next\n"), "{}:\n{log}", mode.name());
+        for marker in ["4801", "4802"] {
+            let left = sleepers(marker);
+            assert_eq!(left, 0, "{}: sleep {marker} left running", mode.name());
+        }
+    }
+}
+
 /// Ctrl-C in a terminal (SIGINT to the whole process group: the builder and its sandbox helpers)
 /// or a CI job's cancel (SIGTERM to the builder) mid-step: the step is shown canceled as buildx
 /// shows it, the build's error names the signal, the process ends by it (so `$?` is 130 or 143),

@@ -306,11 +306,26 @@ impl Ctx {
         let process = crate::sandbox::chroot::with_home(root, &req.process);
         let pid = crate::sandbox::chroot::spawn(root, exe, &process, &w).map_err(Fail::Env)?;
         drop(w);
-        // The step is its own session: killing the group takes its children too.
-        let output = forward(r.as_fd(), out, &mut || {
+        let mut kill_all = || {
+            // The step is its own session, its children in its group; what left the group (a
+            // daemon) is found by its root.
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            crate::sandbox::chroot::kill_rooted(root);
+        };
+        // When the step's first process ends, the rest go, as in a pid namespace: its output ends
+        // then, even if a background job of the step held it open.
+        let (exit, output) = std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let exit = wait(pid.as_raw());
+                crate::sandbox::chroot::kill_rooted(root);
+                exit
+            });
+            let output = forward(r.as_fd(), out, &mut kill_all);
+            (waiter.join(), output)
         });
-        let exit = wait(pid.as_raw()).map_err(Fail::Env)?;
+        let exit = exit
+            .map_err(|_| Fail::Env("the thread waiting for the step panicked".into()))?
+            .map_err(Fail::Env)?;
         output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
         Ok(exit)
     }
