@@ -1703,7 +1703,8 @@ fn debian_programs_under_ptrace_see_their_exe_and_sockets() {
 /// setgid directory passes on its group, `stat("")` finds nothing, `HOME` comes from
 /// `/etc/passwd`, a set-user-ID program runs as its owner, no_new_privs is not set (sudo
 /// refuses to run with it), the hostname resolves and a process that makes itself not dumpable
-/// (sudo) goes on working. Each once failed under ptrace isolation,
+/// (sudo) goes on working, and a server sees who connected (PostgreSQL's peer authentication).
+/// Each once failed under ptrace isolation,
 /// `HOME` and the hostname under chroot too.
 #[test]
 fn debian_tools_keep_modes_groups_and_ids_in_every_mode() {
@@ -1717,7 +1718,13 @@ RUN set -e; printf '#!/bin/sh\necho ok\n' > /s; chmod 755 /s; sed -i s/ok/OK/ /s
 RUN stat -c 'mode: %n %a %u:%g' /s /dst/d /dst/d/f /t/d /g /g/f /g/d && stat -c 'owner: %n %u:%g' /g/l
 RUN echo "hostname: $(hostname)" && echo "resolves: $(getent hosts "$(hostname)" | awk '{print $1}')" && \
     cd /etc && perl -e 'syscall(157, 4, 0) == 0 or die "prctl: $!"; print "dumpable: ", syscall(157, 3), "\n"; \
-      open(my $f, "<", "passwd") or die "open after PR_SET_DUMPABLE: $!"; print "opened\n"'
+      open(my $f, "<", "passwd") or die "open after PR_SET_DUMPABLE: $!"; print "opened\n"' && \
+    perl -MSocket -MPOSIX -e 'my $p = "/tmp/peer.sock"; unlink $p; socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die; \
+      bind($s, pack_sockaddr_un($p)) or die "bind: $!"; listen($s, 1) or die; chmod 0777, $p; \
+      if (!fork) { POSIX::setgid(65534); POSIX::setuid(65534); socket(my $c, AF_UNIX, SOCK_STREAM, 0) or die; \
+        connect($c, pack_sockaddr_un($p)) or die "connect: $!"; sleep 1; exit 0 } \
+      accept(my $a, $s) or die "accept: $!"; my (undef, $u, $g) = unpack("iII", getsockopt($a, SOL_SOCKET, SO_PEERCRED)); \
+      print "peer: $u:$g\n"; wait'
 USER nobody
 RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no_new_privs
 "#;
@@ -1746,6 +1753,7 @@ RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no
             "resolves: 127.0.0.1",
             "dumpable: 0",
             "opened",
+            "peer: 65534:65534",
         ] {
             assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
         }

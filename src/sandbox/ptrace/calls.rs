@@ -14,17 +14,21 @@ use super::io_errno;
 use super::mem::{self, Scratch};
 use super::paths::{self, path};
 use super::regs::Regs;
+use super::seccomp::ArgTest;
 use crate::layer::index::CAPABILITY_XATTR;
 use crate::layer::walkdiff::Owner;
 
-/// Calls the seccomp filter sends to the tracer only when an argument is not null: `sendto` with
-/// an address (a datagram to a socket path; a connected socket's `send` passes none, so the
-/// network's hot path never stops).
-pub const TRACED_WITH_ARG: &[(i64, u32)] = &[(libc::SYS_sendto, 4)];
+/// Calls the seccomp filter sends to the tracer only for some arguments: `sendto` with an address
+/// (a datagram to a socket path; a connected socket's `send` passes none, so the network's hot
+/// path never stops), and `getsockopt` of `SO_PEERCRED` (who is at the other end).
+pub const TRACED_WHEN: &[(i64, ArgTest)] = &[
+    (libc::SYS_sendto, ArgTest::NotNull(4)),
+    (libc::SYS_getsockopt, ArgTest::Is(2, libc::SO_PEERCRED as u32)),
+];
 
 /// Whether the tracer handles call `nr` (always, or when its argument says so).
 pub fn traced(nr: i64) -> bool {
-    TRACED.contains(&nr) || TRACED_WITH_ARG.iter().any(|(n, _)| *n == nr)
+    TRACED.contains(&nr) || TRACED_WHEN.iter().any(|(n, _)| *n == nr)
 }
 
 /// Every call the seccomp filter always sends to the tracer.
@@ -392,6 +396,13 @@ impl Tracer {
                 self.sendmsg_name(pid, regs, &mut scratch)?;
                 run(None)
             }
+            libc::SYS_getsockopt if a(1) as i32 == libc::SOL_SOCKET && a(2) as i32 == libc::SO_PEERCRED => {
+                match self.peer_creds(pid, a(0) as i32, a(3), a(4)) {
+                    Some(r) => r.map(Entry::Skip),
+                    None => run(None),
+                }
+            }
+            libc::SYS_getsockopt => run(None),
             libc::SYS_execve | libc::SYS_execveat => {
                 let (arg, argv_i) =
                     if nr == libc::SYS_execve { (p(0, true), 1) } else { (at(0, 1, true), 2) };
@@ -777,6 +788,37 @@ impl Tracer {
         Ok(())
     }
 
+    /// `getsockopt(SO_PEERCRED)`: the peer's ids as the tracer emulates them when the peer is a
+    /// process of the step (a server checking who connected: PostgreSQL's peer authentication
+    /// of `psql` run through `su postgres`), not the machine's user that every tracee really is.
+    /// The tracer reads the kernel's answer on its own copy of the socket (`pidfd_getfd`);
+    /// `None` lets the call run as it is (a peer outside the step, no pidfd).
+    fn peer_creds(&self, pid: Pid, fd: i32, optval: u64, optlen: u64) -> Option<Result<i64, Errno>> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: plain system calls; a descriptor they return is owned here.
+        let own = |r: libc::c_long| (r >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r as i32) });
+        let pidfd = own(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })?;
+        let sock = own(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
+        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: `cred` and `len` are valid for the kernel to write.
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return None;
+        }
+        let peer = self.procs.get(&Pid::from_raw(cred.pid))?;
+        let ids = [cred.pid as u32, peer.creds.uid[1], peer.creds.gid[1]];
+        Some(write_ucred(pid, optval, optlen, ids))
+    }
+
     /// The address to give the kernel instead of the `len` bytes at `addr` when they name a Unix
     /// socket by its path: the machine's path for it, so the step makes its sockets in its root
     /// (where its `ls` and `unlink` look) and finds them there. Other addresses (IP, abstract
@@ -1123,6 +1165,19 @@ impl Target {
 fn stat(host: &[u8], follow: bool) -> Result<std::fs::Metadata, Errno> {
     let p = path(host);
     if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) }.map_err(io_errno)
+}
+
+/// Writes a `struct ucred` (`ids`: pid, uid, gid) as `getsockopt` does: as much as the caller's
+/// length allows, and the length written.
+fn write_ucred(pid: Pid, optval: u64, optlen: u64, ids: [u32; 3]) -> Result<i64, Errno> {
+    let mut len = [0u8; 4];
+    mem::read(pid, optlen, &mut len)?;
+    let want = usize::try_from(i32::from_ne_bytes(len)).map_err(|_| Errno::EINVAL)?;
+    let cred: Vec<u8> = ids.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let n = cred.len().min(want);
+    mem::write(pid, optval, &cred[..n])?;
+    mem::write(pid, optlen, &(n as u32).to_ne_bytes())?;
+    Ok(0)
 }
 
 /// `uname`: the machine's, named as BuildKit names a step's host (`gethostname`, `hostname`),

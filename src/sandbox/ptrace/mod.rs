@@ -144,7 +144,7 @@ pub fn run(
     let env = process.env.iter().map(|a| c(a.as_bytes())).collect::<Result<Vec<_>, _>>()?;
     let cwd = root.to_host(process.cwd.as_bytes(), true).map_err(|e| format!("working directory: {e}"))?;
     let cwd = c(&cwd)?;
-    let filter = seccomp::program(calls::TRACED, calls::TRACED_WITH_ARG);
+    let filter = seccomp::program(calls::TRACED, calls::TRACED_WHEN);
     // The tracer's way without the filter (where seccomp is missing), which `HAKO_PTRACE_NO_FILTER`
     // chooses so that it can be tested where seccomp is not missing.
     let filter = (std::env::var_os("HAKO_PTRACE_NO_FILTER").is_none()).then_some(filter);
@@ -515,7 +515,7 @@ fn parent_of(pid: Pid) -> Option<Pid> {
 /// seccomp filter; the tracer sees it stop and lets it exit. The failure names the refused call.
 pub fn probe() -> Result<(), super::probe::Failure> {
     use super::probe::Failure;
-    let filter = seccomp::program(calls::TRACED, calls::TRACED_WITH_ARG);
+    let filter = seccomp::program(calls::TRACED, calls::TRACED_WHEN);
     let fork_failed = |errno| Failure { call: "fork", errno };
     // SAFETY: the child only makes system calls and exits.
     match unsafe { nix::unistd::fork() }.map_err(fork_failed)? {

@@ -33,13 +33,31 @@ fn arg_low(i: u32) -> u32 {
     16 + 8 * i
 }
 
-/// The program that traces the calls numbered `traced`, and the calls of `traced_with_arg` when
-/// that argument is not null.
-pub fn program(traced: &[i64], traced_with_arg: &[(i64, u32)]) -> Vec<sock_filter> {
-    let (n, m) = (traced.len(), traced_with_arg.len());
-    // Layout: [0] ld arch, [1] jeq arch, [2] ld nr, [3] jge x32, [4..4+n] jeq nr, then five
-    // instructions per call with an argument test, then allow, trace, trap.
-    let allow = 4 + n + 5 * m;
+/// When a call is traced only for some values of one argument.
+#[derive(Debug, Clone, Copy)]
+pub enum ArgTest {
+    /// Argument `i` is not null (a pointer given).
+    NotNull(u32),
+    /// Argument `i`'s low 32 bits are this value (an option, a level).
+    Is(u32, u32),
+}
+
+impl ArgTest {
+    /// Its instructions in the program.
+    fn len(self) -> usize {
+        match self {
+            ArgTest::NotNull(_) => 5,
+            ArgTest::Is(..) => 3,
+        }
+    }
+}
+
+/// The program that traces the calls numbered `traced`, and the calls of `traced_when` when
+/// their argument passes the test.
+pub fn program(traced: &[i64], traced_when: &[(i64, ArgTest)]) -> Vec<sock_filter> {
+    // Layout: [0] ld arch, [1] jeq arch, [2] ld nr, [3] jge x32, [4..4+n] jeq nr, then each
+    // argument test (a jeq nr past it, its loads and jumps), then allow, trace, trap.
+    let allow = 4 + traced.len() + traced_when.iter().map(|(_, t)| t.len()).sum::<usize>();
     let (trace, trap) = (allow + 1, allow + 2);
     // A jump's offset counts from the next instruction.
     let to = |from: usize, target: usize| -> u8 {
@@ -54,13 +72,23 @@ pub fn program(traced: &[i64], traced_with_arg: &[(i64, u32)]) -> Vec<sock_filte
         let at = p.len();
         p.push(jump(JEQ_K, *nr as u32, to(at, trace), 0));
     }
-    for (nr, arg) in traced_with_arg {
+    // Another call goes on to the next test with the number still loaded; this one's verdict
+    // is final once its argument is loaded.
+    for (nr, test) in traced_when {
         let at = p.len();
-        p.push(jump(JEQ_K, *nr as u32, 0, to(at, at + 5)));
-        p.push(stmt(LD_W_ABS, arg_low(*arg)));
-        p.push(jump(JEQ_K, 0, 0, to(at + 2, trace)));
-        p.push(stmt(LD_W_ABS, arg_low(*arg) + 4));
-        p.push(jump(JEQ_K, 0, to(at + 4, allow), to(at + 4, trace)));
+        p.push(jump(JEQ_K, *nr as u32, 0, to(at, at + test.len())));
+        match *test {
+            ArgTest::NotNull(arg) => {
+                p.push(stmt(LD_W_ABS, arg_low(arg)));
+                p.push(jump(JEQ_K, 0, 0, to(at + 2, trace)));
+                p.push(stmt(LD_W_ABS, arg_low(arg) + 4));
+                p.push(jump(JEQ_K, 0, to(at + 4, allow), to(at + 4, trace)));
+            }
+            ArgTest::Is(arg, value) => {
+                p.push(stmt(LD_W_ABS, arg_low(arg)));
+                p.push(jump(JEQ_K, value, to(at + 2, trace), to(at + 2, allow)));
+            }
+        }
     }
     p.push(stmt(RET_K, RET_ALLOW));
     p.push(stmt(RET_K, RET_TRACE));
@@ -102,7 +130,7 @@ mod tests {
 
     #[test]
     fn calls_are_traced_allowed_or_refused_as_listed() {
-        let p = program(&[2, 4, 257], &[(44, 4)]);
+        let p = program(&[2, 4, 257], &[(44, ArgTest::NotNull(4)), (55, ArgTest::Is(2, 17))]);
         let x86_64 = |nr, args| run(&p, AUDIT_ARCH_X86_64, nr, args);
         for nr in [2, 4, 257] {
             assert_eq!(x86_64(nr, [0; 6]), RET_TRACE, "call {nr}");
@@ -112,6 +140,13 @@ mod tests {
         assert_eq!(x86_64(44, [3, 1, 1, 0, 0x7ffd_0000_1000, 16]), RET_TRACE, "sendto to an address");
         assert_eq!(x86_64(44, [3, 1, 1, 0, 0x7000_0000_0000, 16]), RET_TRACE, "an address above 4 GiB");
         assert_eq!(x86_64(44, [3, 1, 1, 0, 0x1000, 16]), RET_TRACE, "an address below 4 GiB");
+        assert_eq!(x86_64(55, [3, 1, 17, 0x1000, 0x2000, 0]), RET_TRACE, "getsockopt SO_PEERCRED");
+        assert_eq!(x86_64(55, [3, 1, 4, 0x1000, 0x2000, 0]), RET_ALLOW, "getsockopt SO_ERROR");
+        assert_eq!(
+            x86_64(55, [3, 1, 0x1_0000_0011, 0, 0, 0]),
+            RET_TRACE,
+            "the low 32 bits, as the kernel's int"
+        );
         assert_eq!(x86_64(X32_BIT | 2, [0; 6]), RET_TRAP, "x32");
         assert_eq!(run(&p, crate::sandbox::seccomp::AUDIT_ARCH_I386, 5, [0; 6]), RET_TRAP, "i386");
     }
