@@ -1701,7 +1701,8 @@ fn debian_programs_under_ptrace_see_their_exe_and_sockets() {
 /// What real Dockerfiles do with Debian's tools, in every mode as BuildKit's runc does it: `sed -i`
 /// and `cp -a` keep a mode through an access ACL, GNU tar sets one through `/proc/self/fd`, a
 /// setgid directory passes on its group, `stat("")` finds nothing, `HOME` comes from
-/// `/etc/passwd`, a set-user-ID program runs as its owner, no_new_privs is not set (sudo
+/// `/etc/passwd`, a set-user-ID program runs as its owner, setpriv drops to a user keeping the
+/// capabilities it needs to change groups after, no_new_privs is not set (sudo
 /// refuses to run with it), the hostname resolves and a process that makes itself not dumpable
 /// (sudo) goes on working, and a server sees who connected (PostgreSQL's peer authentication).
 /// Each once failed under ptrace isolation,
@@ -1717,6 +1718,7 @@ RUN set -e; printf '#!/bin/sh\necho ok\n' > /s; chmod 755 /s; sed -i s/ok/OK/ /s
     if test -e ""; then echo 'stat("") found something'; exit 1; fi; echo "home: $HOME"
 RUN stat -c 'mode: %n %a %u:%g' /s /dst/d /dst/d/f /t/d /g /g/f /g/d && stat -c 'owner: %n %u:%g' /g/l
 RUN echo "hostname: $(hostname)" && echo "resolves: $(getent hosts "$(hostname)" | awk '{print $1}')" && \
+    echo "setpriv: $(setpriv --reuid=nobody --regid=nogroup --clear-groups id -u)" && \
     cd /etc && perl -e 'syscall(157, 4, 0) == 0 or die "prctl: $!"; print "dumpable: ", syscall(157, 3), "\n"; \
       open(my $f, "<", "passwd") or die "open after PR_SET_DUMPABLE: $!"; print "opened\n"' && \
     perl -MSocket -MPOSIX -e 'my $p = "/tmp/peer.sock"; unlink $p; socket(my $s, AF_UNIX, SOCK_STREAM, 0) or die; \
@@ -1754,6 +1756,7 @@ RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no
             "dumpable: 0",
             "opened",
             "peer: 65534:65534",
+            "setpriv: 65534",
         ] {
             assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
         }

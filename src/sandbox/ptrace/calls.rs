@@ -413,9 +413,15 @@ impl Tracer {
             libc::SYS_uname => uname(pid, a(0)).map(Entry::Skip),
             // no_new_privs as the step set it, not as the tracer's filter needs it (see
             // [`Creds::no_new_privs`]); the real flag is set already, so setting it runs. The
-            // dumpable flag is answered, not set (see [`Creds::dumpable`]).
+            // dumpable flag is answered, not set (see [`Creds::dumpable`]), and so is keepcaps,
+            // which only the emulated ids use.
             libc::SYS_prctl => match a(0) as i32 {
                 libc::PR_GET_DUMPABLE => Ok(Entry::Skip(i64::from(self.creds(pid).dumpable))),
+                libc::PR_GET_KEEPCAPS => Ok(Entry::Skip(i64::from(self.creds(pid).keep_caps))),
+                libc::PR_SET_KEEPCAPS if a(1) <= 1 => {
+                    self.creds_mut(pid).keep_caps = a(1) == 1;
+                    Ok(Entry::Skip(0))
+                }
                 libc::PR_SET_DUMPABLE if a(1) <= 1 => {
                     self.creds_mut(pid).dumpable = a(1) == 1;
                     Ok(Entry::Skip(0))
@@ -922,7 +928,9 @@ impl Tracer {
     fn ids_call(&mut self, pid: Pid, regs: &Regs) -> Result<i64, Errno> {
         let a = |i: usize| regs.arg(i) as u32;
         let c = self.creds_mut(pid);
-        let root = c.privileged();
+        // CAP_SETUID and CAP_SETGID, as the kernel checks them (root has both; setpriv keeps
+        // them across its change of uid to change the gids after).
+        let (any_uid, any_gid) = (c.may_set_uids(), c.may_set_gids());
         // A refused change is EPERM, as the kernel says it.
         let ok = |done: bool| if done { Ok(0) } else { Err(Errno::EPERM) };
         Ok(match regs.nr() {
@@ -950,7 +958,7 @@ impl Tracer {
                 groups.len() as i64
             }
             libc::SYS_setgroups => {
-                if !root {
+                if !any_gid {
                     return Err(Errno::EPERM);
                 }
                 let n = (regs.arg(0) as usize).min(65536);
@@ -960,14 +968,14 @@ impl Tracer {
                     bytes.chunks(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
                 0
             }
-            libc::SYS_setuid => ok(Creds::set_one(&mut c.uid, root, a(0)))?,
-            libc::SYS_setgid => ok(Creds::set_one(&mut c.gid, root, a(0)))?,
-            libc::SYS_setreuid => ok(Creds::set_re(&mut c.uid, root, a(0), a(1)))?,
-            libc::SYS_setregid => ok(Creds::set_re(&mut c.gid, root, a(0), a(1)))?,
-            libc::SYS_setresuid => ok(Creds::set_res(&mut c.uid, root, a(0), a(1), a(2)))?,
-            libc::SYS_setresgid => ok(Creds::set_res(&mut c.gid, root, a(0), a(1), a(2)))?,
-            libc::SYS_setfsuid => Creds::set_fs(&mut c.uid, root, a(0)).into(),
-            libc::SYS_setfsgid => Creds::set_fs(&mut c.gid, root, a(0)).into(),
+            libc::SYS_setuid => ok(Creds::set_one(&mut c.uid, any_uid, a(0)))?,
+            libc::SYS_setgid => ok(Creds::set_one(&mut c.gid, any_gid, a(0)))?,
+            libc::SYS_setreuid => ok(Creds::set_re(&mut c.uid, any_uid, a(0), a(1)))?,
+            libc::SYS_setregid => ok(Creds::set_re(&mut c.gid, any_gid, a(0), a(1)))?,
+            libc::SYS_setresuid => ok(Creds::set_res(&mut c.uid, any_uid, a(0), a(1), a(2)))?,
+            libc::SYS_setresgid => ok(Creds::set_res(&mut c.gid, any_gid, a(0), a(1), a(2)))?,
+            libc::SYS_setfsuid => Creds::set_fs(&mut c.uid, any_uid, a(0)).into(),
+            libc::SYS_setfsgid => Creds::set_fs(&mut c.gid, any_gid, a(0)).into(),
             _ => return Err(Errno::ENOSYS),
         })
     }

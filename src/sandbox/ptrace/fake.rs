@@ -135,6 +135,11 @@ pub fn acl_mode(value: &[u8]) -> Result<(u32, bool), nix::errno::Errno> {
 /// docker build, and the bounding set of an emulated one.
 pub const DOCKER_CAP_MASK: u64 = 0xa804_25fb;
 
+/// `CAP_SETGID`, `CAP_SETUID`: changing gids and groups, and uids, to any value needs them.
+pub const CAP_SETGID: u64 = 1 << 6;
+/// See [`CAP_SETGID`].
+pub const CAP_SETUID: u64 = 1 << 7;
+
 /// `CAP_SETFCAP`: setting a file's capabilities needs it.
 pub const CAP_SETFCAP: u64 = 1 << 31;
 
@@ -182,6 +187,9 @@ pub struct Creds {
     /// not dumpable hides its `/proc/PID` from the tracer, which reads its working directory and
     /// descriptors there (sudo makes itself so).
     pub dumpable: bool,
+    /// `PR_SET_KEEPCAPS`: a change of uids away from root keeps the permitted set (setpriv,
+    /// daemons dropping to a user with a capability). An exec clears it.
+    pub keep_caps: bool,
 }
 
 impl Creds {
@@ -194,6 +202,7 @@ impl Creds {
             caps: Caps::default(),
             no_new_privs: false,
             dumpable: true,
+            keep_caps: false,
         };
         c.exec(None);
         c
@@ -218,6 +227,7 @@ impl Creds {
         self.gid[3] = self.gid[1];
         // A program that runs with other effective ids is not dumpable (suid_dumpable 0).
         self.dumpable = self.uid[0] == self.uid[1] && self.gid[0] == self.gid[1];
+        self.keep_caps = false;
         let root = self.uid[0] == 0 || self.uid[1] == 0;
         let permitted = if root { DOCKER_CAP_MASK | self.caps.inheritable } else { 0 };
         let effective = if self.uid[1] == 0 { permitted } else { 0 };
@@ -226,12 +236,14 @@ impl Creds {
 
     /// Adjusts the capabilities after the uids changed from `old`, as the kernel's
     /// `cap_emulate_setxuid` does: leaving root for good (no real, effective or saved uid 0)
-    /// clears the permitted and effective sets; an effective uid leaving 0 clears the effective
+    /// clears the effective set and, unless [`Creds::keep_caps`], the permitted one; an effective uid leaving 0 clears the effective
     /// set, one becoming 0 restores it from the permitted set.
     pub fn uids_changed(&mut self, old: [u32; 4]) {
         let had_root = old[..3].contains(&0);
         if had_root && !self.uid[..3].contains(&0) {
-            self.caps.permitted = 0;
+            if !self.keep_caps {
+                self.caps.permitted = 0;
+            }
             self.caps.effective = 0;
         }
         if old[1] == 0 && self.uid[1] != 0 {
@@ -241,10 +253,15 @@ impl Creds {
         }
     }
 
-    /// Whether the process may change ids freely: its effective uid is 0 (it has CAP_SETUID and
-    /// CAP_SETGID as far as it can tell).
-    pub fn privileged(&self) -> bool {
-        self.uid[1] == 0
+    /// Whether the process may set any uid (`CAP_SETUID` effective: root, or a process that kept
+    /// its capabilities across a change of uid, as setpriv does).
+    pub fn may_set_uids(&self) -> bool {
+        self.caps.effective & CAP_SETUID != 0
+    }
+
+    /// Whether the process may set any gid and the groups (`CAP_SETGID` effective).
+    pub fn may_set_gids(&self) -> bool {
+        self.caps.effective & CAP_SETGID != 0
     }
 
     /// `setresuid`/`setresgid` on `ids` (`u32::MAX` leaves one as it is), with the kernel's rule:
@@ -438,6 +455,15 @@ mod tests {
         assert_eq!((run.uid, run.gid), ([1000, 0, 0, 0], [1000; 4]));
         assert_eq!(run.caps.effective, DOCKER_CAP_MASK);
         assert!(!run.dumpable && u.dumpable);
+        // setpriv --reuid: keep the permitted set across the change, then make it effective.
+        let mut d = Creds::new(0, 0, vec![]);
+        d.keep_caps = true;
+        let old = d.uid;
+        assert!(Creds::set_res(&mut d.uid, true, 100, 100, 100));
+        d.uids_changed(old);
+        assert_eq!((d.caps.effective, d.caps.permitted), (0, DOCKER_CAP_MASK));
+        d.exec(None);
+        assert_eq!((d.caps, d.keep_caps), (Caps::default(), false), "an exec ends both");
         u.no_new_privs = true;
         u.exec(sudo);
         assert_eq!((u.uid, u.caps), ([1000; 4], Caps::default()), "no_new_privs");
@@ -447,13 +473,12 @@ mod tests {
     fn a_dropped_uid_cannot_be_regained() {
         // apt's privilege drop: setresuid(_apt, _apt, _apt), then it checks setuid(0) fails.
         let mut c = Creds::new(0, 0, vec![]);
-        let root = c.privileged();
-        assert!(Creds::set_res(&mut c.uid, root, 42, 42, 42));
-        assert!(!c.privileged());
-        let root = c.privileged();
-        assert!(!Creds::set_one(&mut c.uid, root, 0), "setuid(0) is refused");
-        let root = c.privileged();
-        assert!(!Creds::set_res(&mut c.uid, root, u32::MAX, 0, u32::MAX));
+        assert!(c.may_set_uids() && c.may_set_gids(), "root");
+        assert!(Creds::set_res(&mut c.uid, true, 42, 42, 42));
+        c.uids_changed([0; 4]);
+        assert!(!c.may_set_uids() && !c.may_set_gids());
+        assert!(!Creds::set_one(&mut c.uid, false, 0), "setuid(0) is refused");
+        assert!(!Creds::set_res(&mut c.uid, false, u32::MAX, 0, u32::MAX));
         assert_eq!(c.uid, [42; 4]);
         // seteuid to an unprivileged id and back, with root kept as the saved id: allowed.
         let mut d = Creds::new(0, 0, vec![]);
@@ -461,8 +486,9 @@ mod tests {
         assert_eq!(d.uid, [0, 1000, 1000, 1000], "the saved id follows a new effective id");
         let mut e = Creds::new(0, 0, vec![]);
         assert!(Creds::set_res(&mut e.uid, true, u32::MAX, 1000, u32::MAX));
-        let root = e.privileged();
-        assert!(Creds::set_res(&mut e.uid, root, u32::MAX, 0, u32::MAX), "back to the saved 0");
+        e.uids_changed([0; 4]);
+        assert!(!e.may_set_uids(), "an effective uid other than 0 has no capabilities");
+        assert!(Creds::set_res(&mut e.uid, false, u32::MAX, 0, u32::MAX), "back to the saved 0");
         assert_eq!(Creds::set_fs(&mut e.uid, true, 7), 0);
         assert_eq!(e.uid[3], 7);
     }
