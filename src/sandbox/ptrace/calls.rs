@@ -1086,14 +1086,7 @@ impl Tracer {
         st.st_mtime_nsec = md.mtime_nsec();
         st.st_ctime = md.ctime();
         st.st_ctime_nsec = md.ctime_nsec();
-        // SAFETY: a plain C struct, read as its bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&st as *const libc::stat).cast::<u8>(),
-                std::mem::size_of::<libc::stat>(),
-            )
-        };
-        mem::write(pid, addr, bytes)?;
+        mem::write(pid, addr, mem::bytes_of(&st))?;
         Ok(0)
     }
 
@@ -1201,14 +1194,7 @@ fn uname(pid: Pid, addr: u64) -> Result<i64, Errno> {
     for (d, s) in u.nodename.iter_mut().zip(crate::sandbox::HOSTNAME.bytes()) {
         *d = s as libc::c_char;
     }
-    // SAFETY: a plain C struct, read as its bytes.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(
-            (&u as *const libc::utsname).cast::<u8>(),
-            std::mem::size_of::<libc::utsname>(),
-        )
-    };
-    mem::write(pid, addr, bytes)?;
+    mem::write(pid, addr, mem::bytes_of(&u))?;
     Ok(0)
 }
 

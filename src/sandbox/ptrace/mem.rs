@@ -13,6 +13,13 @@ use super::io_errno;
 /// The longest path a tracee may pass (Linux's `PATH_MAX`).
 pub const PATH_MAX: usize = 4096;
 
+/// A plain C struct (`stat`, `utsname`, `siginfo_t`: no pointers to follow, no padding a reader
+/// would trust) as its bytes, to write into a tracee or read fields at offsets.
+pub fn bytes_of<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: `value` is a live `T` of `size_of::<T>()` bytes, borrowed for the slice's life.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
 /// Reads `buf.len()` bytes at `addr`.
 pub fn read(pid: Pid, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
     if buf.is_empty() {

@@ -486,13 +486,7 @@ fn trapped_abi(info: &nix::libc::siginfo_t) -> Option<regs::Abi> {
     if info.si_code != SYS_SECCOMP {
         return None;
     }
-    // SAFETY: a plain C struct, read as its bytes.
-    let raw = unsafe {
-        std::slice::from_raw_parts(
-            (info as *const nix::libc::siginfo_t).cast::<u8>(),
-            std::mem::size_of::<nix::libc::siginfo_t>(),
-        )
-    };
+    let raw = mem::bytes_of(info);
     // The union after si_signo, si_errno and si_code starts at byte 16 (8-aligned); its
     // `_sigsys` is `void *_call_addr; int _syscall; unsigned int _arch;`.
     let word = |at: usize| u32::from_ne_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
