@@ -1233,6 +1233,58 @@ fn what_a_step_leaves_running_ends_with_it() {
     }
 }
 
+/// Under chroot isolation a step whose helper is killed with -9 along with the builder runs on
+/// (no pid namespace ends it, nothing is left to kill it) until the next build with that store,
+/// whose helper ends it, and the daemon it started, before removing its directory.
+#[test]
+fn the_next_build_ends_a_chroot_step_whose_helper_was_killed() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        skip("the killed chroot helper check: chroot isolation needs root");
+        return;
+    }
+    let mode = Mode::Chroot;
+    let dir = Dir::new(&mode);
+    dir.write(
+        &mode,
+        &[
+            (
+                "ctx/Dockerfile",
+                "FROM busybox\nRUN (setsid sleep 4245 >/dev/null 2>&1 &); echo started; sleep 4244\n",
+            ),
+            ("next/Dockerfile", "FROM busybox\nRUN echo next\n"),
+        ],
+    );
+    let ctx = dir.path().join("ctx");
+    let child = build_command(&dir, &mode, &[ctx.to_str().expect("utf-8")])
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("spawn");
+    let mut child = Running(child);
+    let stderr = child.0.stderr.take().expect("stderr");
+    let started =
+        std::io::BufReader::new(stderr).lines().map_while(Result::ok).any(|l| l.ends_with(" started"));
+    assert!(started, "the step started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sleepers("4244") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let group = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).expect("kill -9 the group");
+    let _ = child.0.wait();
+    // The step and its daemon are in sessions of their own, out of the killed group.
+    assert_eq!((sleepers("4244"), sleepers("4245")), (1, 1), "left running after kill -9");
+    let next = dir.path().join("next");
+    ok(&build(&dir, &mode, &[next.to_str().expect("utf-8")]), "the next build");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sleepers("4244") + sleepers("4245") > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!((sleepers("4244"), sleepers("4245")), (0, 0), "ended by the next build's helper");
+}
+
 /// Ctrl-C in a terminal (SIGINT to the whole process group: the builder and its sandbox helpers)
 /// or a CI job's cancel (SIGTERM to the builder) mid-step: the step is shown canceled as buildx
 /// shows it, the build's error names the signal, the process ends by it (so `$?` is 130 or 143),

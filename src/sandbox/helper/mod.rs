@@ -264,6 +264,14 @@ struct Ctx {
     seccomp: Option<Option<std::sync::Arc<Vec<seccompiler::BpfProgram>>>>,
 }
 
+/// Whether process `pid` exists and is not a zombie: a helper killed with its builder waits for
+/// init to reap it, which some inits do late.
+fn running(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // `pid (comm) S …`: the state follows the last `)` (comm may hold one).
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X']))
+}
+
 impl Ctx {
     fn new(store: &Path, base: &Path, rootless: bool, squash: bool, chroot: bool) -> Result<Ctx, String> {
         let dir = |name: &str| -> Result<PathBuf, String> {
@@ -322,18 +330,21 @@ impl Ctx {
         Ok(ctx)
     }
 
-    /// Removes what killed helpers left behind (run directories name their helper's pid).
+    /// Removes what killed helpers left behind (run directories name their helper's pid): under
+    /// chroot isolation, with no pid namespace to end them, first what still runs chrooted there
+    /// (a step, and the daemons it started, whose helper was killed with -9 along with the
+    /// builder).
     fn sweep(&self) {
         for dir in [&self.runs, &self.state] {
             let Ok(rd) = std::fs::read_dir(dir) else { continue };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let pid = name.split('-').nth(1).and_then(|p| p.parse::<i32>().ok());
-                let alive = pid.is_some_and(|p| {
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
-                        || p == std::process::id() as i32
-                });
+                let alive = pid.is_some_and(|p| running(p) || p == std::process::id() as i32);
                 if !alive {
+                    if self.chroot {
+                        crate::sandbox::chroot::kill_rooted(&e.path());
+                    }
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
