@@ -4,8 +4,9 @@
 //!   step starts with its number (`#5`), numbered in the order steps start; a step's lines form a
 //!   block under its name (`#5 [build 2/4] WORKDIR /src`), RUN output carries seconds since the
 //!   step started (`#7 0.050 compiling`), and a step ends with `DONE 1.1s`, `CACHED` or
-//!   `ERROR: …` (or `CANCELED`, when a signal stops the build). When steps run at the same time their lines interleave and each change of step
-//!   repeats the step's name after a blank line, as BuildKit prints them.
+//!   `ERROR: …` (or `CANCELED`, when a signal stops the build). When steps run at the same time
+//!   their lines interleave and each change of step repeats the step's name after a blank line,
+//!   as BuildKit prints them.
 //! - `tty`: the same lines scrolling (so a step's output sits under its name), with a live line
 //!   per running step and its elapsed time (indicatif) below them.
 //! - `json` (and `rawjson`, the same here): one JSON object per line, each with a `time` (RFC
@@ -757,7 +758,7 @@ Built sha256:abc (1.09MB) in 0.4s: 1 step run, 1 cached
         assert_eq!(plain(&events), want);
     }
 
-    /// As BuildKit: stages on the same base share its `FROM` vertex, under the first stage's name.
+    /// As BuildKit shows a canceled build: the running steps `CANCELED`, then nothing.
     #[test]
     fn a_signal_shows_the_running_steps_canceled_and_nothing_after() {
         let (mut core, ms) = core();
@@ -786,6 +787,7 @@ Built sha256:abc (1.09MB) in 0.4s: 1 step run, 1 cached
         assert_eq!(core.failure_summary(), None);
     }
 
+    /// As BuildKit: stages on the same base share its `FROM` vertex, under the first stage's name.
     #[test]
     fn stages_share_their_base_vertex() {
         let events = [

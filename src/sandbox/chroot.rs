@@ -314,6 +314,8 @@ pub fn spawn(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn home_comes_from_the_root_s_passwd_unless_set() {
         use crate::sandbox::protocol::Process;
@@ -332,16 +334,14 @@ mod tests {
             gid: 0,
             groups: vec![],
         };
-        let home = |p: Process| super::with_home(t.path(), &p).env;
+        let home = |p: Process| with_home(t.path(), &p).env;
         assert_eq!(home(process(0, &["PATH=/bin"])), ["PATH=/bin", "HOME=/root"]);
         assert_eq!(home(process(1000, &[])), ["HOME=/home/app"]);
         assert_eq!(home(process(7, &[])), ["HOME=/"], "an empty home");
         assert_eq!(home(process(4242, &[])), ["HOME=/"], "a uid not in passwd");
         assert_eq!(home(process(0, &["HOME=/srv"])), ["HOME=/srv"], "set by ENV");
-        assert_eq!(super::with_home(&t.path().join("none"), &process(0, &[])).env, ["HOME=/"]);
+        assert_eq!(with_home(&t.path().join("none"), &process(0, &[])).env, ["HOME=/"]);
     }
-
-    use super::*;
 
     #[test]
     fn injections_leave_no_trace() {

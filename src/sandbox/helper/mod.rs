@@ -62,10 +62,6 @@ fn take_tee() -> Option<OwnedFd> {
     (set == 0).then(|| unsafe { OwnedFd::from_raw_fd(super::TEE_FD) })
 }
 
-/// Entry point of `hako __sandbox STORE MODE [tee]` where MODE is `root`, `rootless`,
-/// `rootless-squash` (a single-id map: owners other than 0 cannot be set), `chroot` or `ptrace`
-/// (no namespaces); `tee`: descriptor [`super::TEE_FD`] is an archive being written during the
-/// build (see `crate::export::spool`).
 /// Ctrl-C in a terminal signals the whole foreground process group, this helper with its builder,
 /// and a session leader's exit sends its group SIGHUP: dying there, the helper would leave its
 /// step running (the step is a session of its own, which neither reaches). So it ignores them
@@ -80,9 +76,15 @@ fn ignore_stop_signals() {
     }
 }
 
+/// Entry point of `hako __sandbox STORE MODE [tee]` where MODE is `root`, `rootless`,
+/// `rootless-squash` (a single-id map: owners other than 0 cannot be set), `chroot` or `ptrace`
+/// (no namespaces); `tee`: descriptor [`super::TEE_FD`] is an archive being written during the
+/// build (see `crate::export::spool`).
 pub fn main(args: &[String]) -> ExitCode {
     let (Some(store), Some(mode)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: hako __sandbox STORE root|rootless|rootless-squash|chroot (started by hako build)");
+        eprintln!(
+            "usage: hako __sandbox STORE root|rootless|rootless-squash|chroot|ptrace (started by hako build)"
+        );
         return ExitCode::from(2);
     };
     // First: the children this process starts must not inherit it.
