@@ -53,13 +53,25 @@ pub fn is_json(mode: ProgressMode) -> bool {
 
 /// A failure as the one JSON event `--progress=json` prints for it.
 pub fn failure_json(f: &Failure) -> String {
-    let v = serde_json::json!({
-        "time": rfc3339(SystemTime::now()),
+    let v = timed(serde_json::json!({
         "event": "error",
         "message": f.text.trim_end().strip_prefix("error: ").unwrap_or(f.text.trim_end()),
         "exit_code": f.code,
-    });
+    }));
     format!("{v}\n")
+}
+
+/// `v`, a JSON event, with its `time`: now.
+fn timed(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("time".into(), serde_json::json!(rfc3339(SystemTime::now())));
+    }
+    v
+}
+
+/// A step's `error` event.
+fn step_error(id: usize, name: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"event": "error", "id": id, "name": name, "message": message})
 }
 
 /// Time since the build started.
@@ -330,7 +342,7 @@ impl Core {
         let now = (self.clock)();
         let (vertex, _) = self.track(e);
         let vertex = vertex.map(|v| (v.id, v.name.clone(), now.saturating_sub(v.started).as_secs_f64()));
-        let mut v = match (e, vertex) {
+        let v = match (e, vertex) {
             (Event::Step { stage, n, total, text, .. }, Some((id, name, _))) => json!({
                 "event": "step", "id": id, "name": name, "stage": stage, "step": n, "total": total,
                 "instruction": text,
@@ -353,9 +365,7 @@ impl Core {
             (Event::Done { .. } | Event::TaskDone { .. }, Some((id, _, t))) => {
                 json!({"event": "done", "id": id, "seconds": round3(t)})
             }
-            (Event::Failed { message, .. }, Some((id, name, _))) => {
-                json!({"event": "error", "id": id, "name": name, "message": message})
-            }
+            (Event::Failed { message, .. }, Some((id, name, _))) => step_error(id, &name, message),
             (Event::Layer { stage, digest, size, .. }, _) => {
                 json!({"event": "layer", "stage": stage, "digest": digest, "size": size})
             }
@@ -374,10 +384,7 @@ impl Core {
             }
             _ => return None,
         };
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("time".into(), json!(rfc3339(SystemTime::now())));
-        }
-        Some(v)
+        Some(timed(v))
     }
 
     /// The last line: `Built sha256:… (1.09MB) in 2.4s: 3 steps run, 2 cached; named app:1`,
@@ -521,17 +528,11 @@ impl Reporter for Json {
 
     fn cancel(&self) {
         let Ok(mut core) = self.0.lock() else { return };
-        let time = rfc3339(SystemTime::now());
         let lines: Vec<String> = core
             .cancel()
             .0
             .into_iter()
-            .map(|(id, name)| {
-                let v = serde_json::json!({
-                    "event": "error", "id": id, "name": name, "message": "canceled", "time": time,
-                });
-                v.to_string()
-            })
+            .map(|(id, name)| timed(step_error(id, &name, "canceled")).to_string())
             .collect();
         write_lines(&lines);
     }
