@@ -307,7 +307,7 @@ impl Tracer {
         match event {
             // It resumes the tracee itself: resuming twice could resume its *next* stop
             // unhandled, and that call would run with the step's paths on the machine.
-            nix::libc::PTRACE_EVENT_SECCOMP => return self.call_entry(pid),
+            nix::libc::PTRACE_EVENT_SECCOMP => return self.call_entry(pid, None),
             nix::libc::PTRACE_EVENT_FORK | nix::libc::PTRACE_EVENT_VFORK | nix::libc::PTRACE_EVENT_CLONE => {
                 // The child runs the same program, as the same user.
                 let creds = self.creds(pid).clone();
@@ -364,29 +364,29 @@ impl Tracer {
             }
         };
         if entering && !self.seccomp {
-            // What the filter's trap does (see [`seccomp`]), here.
-            if let Ok(mut regs) = regs::Regs::get(pid)
-                && let abi = regs.abi(arch)
-                && abi != regs::Abi::X86_64
-            {
-                regs.skip(-(Errno::ENOSYS as i64));
-                let _ = regs.put();
-                self.foreign_call(pid, abi);
-                let _ = nix::sys::signal::kill(pid, Signal::SIGSYS);
-                self.resume(pid, None);
-                return;
-            }
-            self.call_entry(pid);
+            self.call_entry(pid, arch);
         } else {
             self.resume(pid, None);
         }
     }
 
-    fn call_entry(&mut self, pid: Pid) {
+    /// A call's entry; `arch` as the kernel gave it, if it did. A call of another ABI than
+    /// x86-64's gets here only without the filter (which traps them, see [`seccomp`]): it is
+    /// refused as the trap would refuse it.
+    fn call_entry(&mut self, pid: Pid, arch: Option<u32>) {
         let Ok(mut regs) = regs::Regs::get(pid) else {
             self.resume(pid, None);
             return;
         };
+        let abi = regs.abi(arch);
+        if abi != regs::Abi::X86_64 {
+            regs.skip(-(Errno::ENOSYS as i64));
+            let _ = regs.put();
+            self.foreign_call(pid, abi);
+            let _ = nix::sys::signal::kill(pid, Signal::SIGSYS);
+            self.resume(pid, None);
+            return;
+        }
         if !calls::traced(regs.nr()) {
             self.resume(pid, None);
             return;
