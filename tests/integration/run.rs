@@ -749,20 +749,24 @@ fn assembled(dir: &Path, name: &str, source: &str, as_args: &[&str], ld_args: &[
     as_cmd.args(as_args).arg("-o").arg(&obj).arg(&src);
     let mut ld_cmd = Command::new("ld");
     ld_cmd.args(ld_args).arg("-o").arg(&bin).arg(&obj);
-    for (tool, mut cmd) in [("as", as_cmd), ("ld", ld_cmd)] {
-        match cmd.output() {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                skip(&format!("the {name} program: {tool} failed: {}", text(&o.stderr)));
-                return None;
-            }
-            Err(e) => {
-                skip(&format!("the {name} program: no {tool} (binutils): {e}"));
-                return None;
-            }
+    let what = format!("the {name} program");
+    (built(&what, "as (binutils)", &mut as_cmd) && built(&what, "ld (binutils)", &mut ld_cmd)).then_some(bin)
+}
+
+/// Runs `cmd`, a toolchain's step building what a check needs; false, with a printed skip for
+/// `what`, when `tool` is missing or fails.
+fn built(what: &str, tool: &str, cmd: &mut Command) -> bool {
+    match cmd.output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            skip(&format!("{what}: {tool} failed: {}", text(&o.stderr)));
+            false
+        }
+        Err(e) => {
+            skip(&format!("{what}: no {tool}: {e}"));
+            false
         }
     }
-    Some(bin)
 }
 
 /// [`CALLS_TOOL`] built statically in `dir` with the machine's C compiler (any machine that
@@ -770,18 +774,9 @@ fn assembled(dir: &Path, name: &str, source: &str, as_args: &[&str], ld_args: &[
 fn static_calls_tool(dir: &Path) -> Option<PathBuf> {
     let (src, bin) = (dir.join("xattr.c"), dir.join("xattr"));
     fs_err::write(&src, CALLS_TOOL).expect("write xattr.c");
-    let out = Command::new("cc").arg("-static").arg("-Os").arg("-o").arg(&bin).arg(&src).output();
-    match out {
-        Ok(o) if o.status.success() => Some(bin),
-        Ok(o) => {
-            skip(&format!("the setcap build: cc -static failed: {}", text(&o.stderr)));
-            None
-        }
-        Err(e) => {
-            skip(&format!("the setcap build: no C compiler (cc: {e})"));
-            None
-        }
-    }
+    let mut cc = Command::new("cc");
+    cc.arg("-static").arg("-Os").arg("-o").arg(&bin).arg(&src);
+    built("the setcap build", "cc -static (a C compiler)", &mut cc).then_some(bin)
 }
 
 /// [`modes`], each again with the copy snapshotter: the modes whose steps run in namespaces.
@@ -1177,16 +1172,10 @@ fn kill_9_mid_step_leaves_nothing_running() {
         let mut child = Running(start_step(&dir, &mode, &dir.path().join("ctx")));
         // `started` comes before the shell starts sleep: kill once it runs, else the check
         // below could see no sleeper yet and pass, or one still starting and fail (as under load).
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sleepers("4242") == 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until(10, || sleepers("4242") > 0);
         assert_eq!(sleepers("4242"), 1, "{}: the step runs sleep", mode.name());
         kill_builder(&mut child.0);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sleepers("4242") > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_until(10, || sleepers("4242") == 0);
         assert_eq!(sleepers("4242"), 0, "{}: the step died with the builder", mode.name());
         dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN echo again > /again\n")]);
         let out = build(&dir, &mode, &[dir.path().join("ctx").to_str().expect("utf-8")]);
@@ -1213,15 +1202,8 @@ fn what_a_step_leaves_running_ends_with_it() {
             .spawn()
             .expect("spawn");
         let mut running = Running(child);
-        let started = std::time::Instant::now();
-        while running.0.try_wait().expect("wait").is_none() {
-            assert!(
-                started.elapsed().as_secs() < 60,
-                "{}: the build waits for what the step left",
-                mode.name()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        let ended = wait_until(60, || running.0.try_wait().expect("wait").is_some());
+        assert!(ended, "{}: the build waits for what the step left", mode.name());
         let mut log = String::new();
         std::io::Read::read_to_string(running.0.stderr.as_mut().expect("stderr"), &mut log).expect("read");
         assert!(running.0.wait().expect("wait").success(), "{}:\n{log}", mode.name());
@@ -1267,10 +1249,7 @@ fn the_next_build_ends_a_chroot_step_whose_helper_was_killed() {
     let started =
         std::io::BufReader::new(stderr).lines().map_while(Result::ok).any(|l| l.ends_with(" started"));
     assert!(started, "the step started");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while sleepers("4244") == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(10, || sleepers("4244") > 0);
     let group = nix::unistd::Pid::from_raw(child.0.id() as i32);
     nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).expect("kill -9 the group");
     let _ = child.0.wait();
@@ -1278,10 +1257,7 @@ fn the_next_build_ends_a_chroot_step_whose_helper_was_killed() {
     assert_eq!((sleepers("4244"), sleepers("4245")), (1, 1), "left running after kill -9");
     let next = dir.path().join("next");
     ok(&build(&dir, &mode, &[next.to_str().expect("utf-8")]), "the next build");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while sleepers("4244") + sleepers("4245") > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(10, || sleepers("4244") + sleepers("4245") == 0);
     assert_eq!((sleepers("4244"), sleepers("4245")), (0, 0), "ended by the next build's helper");
 }
 
@@ -1322,10 +1298,7 @@ fn a_signal_mid_step_shows_it_canceled_and_stops_it() {
             all
         });
         rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the step started");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sleepers("4243") == 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_until(10, || sleepers("4243") > 0);
         if group {
             nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.0.id() as i32), signal)
                 .expect("killpg");
@@ -1348,10 +1321,7 @@ fn a_signal_mid_step_shows_it_canceled_and_stops_it() {
             let error = format!("error: the build was canceled ({})", signal.as_str());
             assert!(stderr.lines().any(|l| l == error), "{m}: {stderr}");
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while sleepers("4243") > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_until(10, || sleepers("4243") == 0);
         assert_eq!(sleepers("4243"), 0, "{m}: the step died with the builder");
     }
 }
@@ -1364,6 +1334,21 @@ fn builder_pid(pid: u32) -> i32 {
     }
     let children = fs_err::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     children.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(pid as i32)
+}
+
+/// Polls `done` until it holds or `secs` pass, and says whether it held (callers assert on what
+/// they waited for, with their own message).
+fn wait_until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Processes running `sleep MARKER` (each test its own marker: they run side by side).
