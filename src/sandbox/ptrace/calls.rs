@@ -693,15 +693,7 @@ impl Tracer {
                 if flags & !(libc::XATTR_CREATE | libc::XATTR_REPLACE) != 0 {
                     return Err(Errno::EINVAL);
                 }
-                // XATTR_SIZE_MAX, which the libc crate does not export.
-                if size > 65536 {
-                    return Err(Errno::E2BIG);
-                }
-                let mut value = vec![0u8; size];
-                if size > 0 {
-                    mem::read(pid, a(2), &mut value)?;
-                }
-                let cap = capability_as_set(&value)?;
+                let cap = capability_as_set(&xattr_value(pid, a(2), size)?)?;
                 let had = self.owners.capability(inode).is_some();
                 if flags & libc::XATTR_CREATE != 0 && had {
                     return Err(Errno::EEXIST);
@@ -724,13 +716,7 @@ impl Tracer {
     /// the step sees. An ACL that is only a mode is not kept, as the kernel keeps none; one with
     /// named users or groups goes to the disk as well.
     fn acl_access(&mut self, pid: Pid, target: Target, addr: u64, size: usize) -> Result<Entry, Errno> {
-        // XATTR_SIZE_MAX, which the libc crate does not export.
-        if size > 65536 {
-            return Err(Errno::E2BIG);
-        }
-        let mut value = vec![0u8; size];
-        mem::read(pid, addr, &mut value)?;
-        let (perms, only_mode) = acl_mode(&value)?;
+        let (perms, only_mode) = acl_mode(&xattr_value(pid, addr, size)?)?;
         let md = stat(&target.host(pid), target.follows())?;
         let now = self.owners.view((md.dev(), md.ino()), Owner::of(&md));
         let done = self.chmod(pid, target, (now.mode & 0o7000) | perms)?;
@@ -1166,6 +1152,17 @@ impl Target {
 fn stat(host: &[u8], follow: bool) -> Result<std::fs::Metadata, Errno> {
     let p = path(host);
     if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) }.map_err(io_errno)
+}
+
+/// The `size` bytes of an attribute value a `*setxattr` call passes at `addr`, as the kernel
+/// takes them (at most `XATTR_SIZE_MAX`, which the libc crate does not export).
+fn xattr_value(pid: Pid, addr: u64, size: usize) -> Result<Vec<u8>, Errno> {
+    if size > 65536 {
+        return Err(Errno::E2BIG);
+    }
+    let mut value = vec![0u8; size];
+    mem::read(pid, addr, &mut value)?;
+    Ok(value)
 }
 
 /// Writes a `struct ucred` (`ids`: pid, uid, gid) as `getsockopt` does: as much as the caller's
