@@ -1215,6 +1215,61 @@ fn what_a_step_leaves_running_ends_with_it() {
     }
 }
 
+/// A step's non-root `USER` is refused what the image's owners and modes refuse it, as the
+/// kernel refuses it in BuildKit, in every mode: under ptrace, where the machine's user owns
+/// every file, the tracer checks the recorded owners and modes in the kernel's place.
+#[test]
+fn a_user_is_refused_what_the_images_modes_refuse_in_every_mode() {
+    const DOCKERFILE: &str = r#"FROM busybox
+RUN mkdir -p /opt/shared /opt/app /secret && chmod 1777 /opt/shared && \
+    touch /opt/shared/roots /opt/ro && chmod 666 /opt/shared/roots && chown app /opt/app && \
+    echo s > /secret/f && chmod 700 /secret && printf '#!/bin/sh\n' > /opt/root-only && chmod 700 /opt/root-only
+USER app
+RUN for c in "touch /usr/x" "mkdir /opt/x" "cat /secret/f" "ls /secret" "stat /secret/f" "cd /secret" \
+      "rm -f /opt/shared/roots" "touch /opt/app/mine" "chown root /opt/app/mine" "chgrp app /opt/app/mine" \
+      "chmod 644 /etc/passwd" "touch /opt/ro" "test -w /usr" "test -w /opt/app" "mv /opt/app/mine /opt/mine" \
+      "rm /etc/group" "/opt/root-only" "ls /root" "echo hi >> /opt/shared/roots" "ln -s x /opt/app/l"; do \
+      if sh -c "$c" 2>/dev/null; then echo "allowed: $c"; else echo "refused: $c"; fi; done
+USER root
+RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
+"#;
+    const EXPECTED: &[&str] = &[
+        "refused: touch /usr/x",
+        "refused: mkdir /opt/x",
+        "refused: cat /secret/f",
+        "refused: ls /secret",
+        "refused: stat /secret/f",
+        "refused: cd /secret",
+        "refused: rm -f /opt/shared/roots",
+        "allowed: touch /opt/app/mine",
+        "refused: chown root /opt/app/mine",
+        "allowed: chgrp app /opt/app/mine",
+        "refused: chmod 644 /etc/passwd",
+        "refused: touch /opt/ro",
+        "refused: test -w /usr",
+        "allowed: test -w /opt/app",
+        "refused: mv /opt/app/mine /opt/mine",
+        "refused: rm /etc/group",
+        "refused: /opt/root-only",
+        "refused: ls /root",
+        "allowed: echo hi >> /opt/shared/roots",
+        "allowed: ln -s x /opt/app/l",
+        "made: /opt/app/mine 1000:1000 644",
+        "made: /opt/app/l 1000:1000 777",
+    ];
+    for mode in modes_and_snapshotters("the non-root user's permissions") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let ctx = dir.path().join("ctx");
+        let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let log = text(&out.stderr);
+        for line in EXPECTED {
+            assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
+        }
+    }
+}
+
 /// Under chroot isolation a step whose helper is killed with -9 along with the builder runs on
 /// (no pid namespace ends it, nothing is left to kill it) until the next build with that store,
 /// whose helper ends it, and the daemon it started, before removing its directory.

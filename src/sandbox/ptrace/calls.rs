@@ -9,6 +9,7 @@ use nix::libc;
 use nix::unistd::Pid;
 
 use super::Tracer;
+use super::dac::{MAY_EXEC, MAY_WRITE, Touch};
 use super::fake::{ACL_ACCESS_XATTR, CAP_SETFCAP, Caps, Creds, acl_mode, capability_as_set};
 use super::io_errno;
 use super::mem::{self, Scratch};
@@ -192,6 +193,7 @@ impl Tracer {
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, Arg { follow, ..arg })? else {
                     return run(None);
                 };
+                self.may_open(pid, &host, flags, follow)?;
                 if flags & libc::O_ACCMODE != libc::O_RDONLY {
                     self.written(&host, follow);
                 }
@@ -223,12 +225,27 @@ impl Tracer {
             }
             libc::SYS_truncate => {
                 if let Some(host) = self.rewrite(pid, regs, &mut scratch, p(0, true))? {
+                    self.permit(pid, &host, true, MAY_WRITE)?;
                     self.written(&host, true);
                 }
                 run(None)
             }
-            libc::SYS_access | libc::SYS_chdir | libc::SYS_statfs | libc::SYS_utime | libc::SYS_utimes => {
-                self.rewrite(pid, regs, &mut scratch, p(0, true))?;
+            libc::SYS_access => {
+                if let Some(host) = self.rewrite(pid, regs, &mut scratch, p(0, true))? {
+                    self.may_access(pid, &host, true, a(1) as u32, false)?;
+                }
+                run(None)
+            }
+            libc::SYS_chdir | libc::SYS_statfs => {
+                if let Some(host) = self.rewrite(pid, regs, &mut scratch, p(0, true))? {
+                    self.permit(pid, &host, true, if nr == libc::SYS_chdir { MAY_EXEC } else { 0 })?;
+                }
+                run(None)
+            }
+            libc::SYS_utime | libc::SYS_utimes => {
+                if let Some(host) = self.rewrite(pid, regs, &mut scratch, p(0, true))? {
+                    self.may_touch(pid, &host, true, if a(1) == 0 { Touch::Now } else { Touch::Given })?;
+                }
                 run(None)
             }
             libc::SYS_setxattr
@@ -243,18 +260,31 @@ impl Tracer {
             | libc::SYS_removexattr
             | libc::SYS_lremovexattr
             | libc::SYS_fremovexattr => self.xattr(pid, regs, &mut scratch),
-            libc::SYS_faccessat | libc::SYS_futimesat => {
-                self.rewrite(pid, regs, &mut scratch, at(0, 1, true))?;
+            libc::SYS_faccessat | libc::SYS_faccessat2 => {
+                // faccessat has no flags argument: its third is garbage.
+                let flags = if nr == libc::SYS_faccessat2 { a(3) as i32 } else { 0 };
+                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+                if let Some(host) = self.rewrite(pid, regs, &mut scratch, at(0, 1, follow))? {
+                    self.may_access(pid, &host, follow, a(2) as u32, flags & libc::AT_EACCESS != 0)?;
+                }
                 run(None)
             }
-            libc::SYS_faccessat2 => {
-                self.rewrite(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+            libc::SYS_futimesat => {
+                if let Some(host) = self.rewrite(pid, regs, &mut scratch, at(0, 1, true))? {
+                    self.may_touch(pid, &host, true, if a(2) == 0 { Touch::Now } else { Touch::Given })?;
+                }
                 run(None)
             }
             libc::SYS_utimensat => {
+                let follow = nofollow_flag(3);
                 // A NULL path makes it act on the descriptor.
-                if a(1) != 0 {
-                    self.rewrite(pid, regs, &mut scratch, at(0, 1, nofollow_flag(3)))?;
+                let host = if a(1) != 0 {
+                    self.rewrite(pid, regs, &mut scratch, at(0, 1, follow))?
+                } else {
+                    Some(Target::Fd(a(0) as i32).host(pid))
+                };
+                if let (Some(host), Some(how)) = (host, utimens_touch(pid, a(2))?) {
+                    self.may_touch(pid, &host, follow, how)?;
                 }
                 run(None)
             }
@@ -271,7 +301,9 @@ impl Tracer {
                     } else {
                         (at(0, 1, false).empty_path(libc::AT_EMPTY_PATH as u64), 2)
                     };
-                let host = self.target(pid, regs, arg)?.host(pid);
+                let target = self.target(pid, regs, arg)?;
+                self.reach(pid, &target)?;
+                let host = target.host(pid);
                 let link = match self.program(&host) {
                     Some(program) => program,
                     None => std::fs::read_link(path(&host)).map_err(io_errno)?.into_os_string().into_vec(),
@@ -297,6 +329,7 @@ impl Tracer {
                 let (arg, mode_i) =
                     if nr == libc::SYS_mkdir { (p(0, false), 1) } else { (at(0, 1, false), 2) };
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
+                self.may_create(pid, &host)?;
                 let mode = a(mode_i) as u32 & 0o7777;
                 let forced = mode | 0o700;
                 if forced != mode {
@@ -308,6 +341,7 @@ impl Tracer {
                 let (arg, mode_i) =
                     if nr == libc::SYS_mknod { (p(0, false), 1) } else { (at(0, 1, false), 2) };
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
+                self.may_create(pid, &host)?;
                 let mode = a(mode_i) as u32;
                 let kind = mode & libc::S_IFMT;
                 let kind = if kind == 0 { libc::S_IFREG } else { kind };
@@ -324,6 +358,7 @@ impl Tracer {
             libc::SYS_symlink | libc::SYS_symlinkat => {
                 let arg = if nr == libc::SYS_symlink { p(1, false) } else { at(1, 2, false) };
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
+                self.may_create(pid, &host)?;
                 run(self.made(pid, host, libc::S_IFLNK | 0o777, 0, false))
             }
             libc::SYS_link | libc::SYS_linkat => {
@@ -332,13 +367,20 @@ impl Tracer {
                 } else {
                     (at(0, 1, a(4) as i32 & libc::AT_SYMLINK_FOLLOW != 0), at(2, 3, false))
                 };
-                self.rewrite(pid, regs, &mut scratch, old)?;
-                self.rewrite(pid, regs, &mut scratch, new)?;
+                if let Some(old) = self.rewrite(pid, regs, &mut scratch, old)? {
+                    self.permit(pid, &old, false, 0)?;
+                }
+                if let Some(new) = self.rewrite(pid, regs, &mut scratch, new)? {
+                    self.may_create(pid, &new)?;
+                }
                 run(None)
             }
             libc::SYS_unlink | libc::SYS_rmdir | libc::SYS_unlinkat => {
                 let arg = if nr == libc::SYS_unlinkat { at(0, 1, false) } else { p(0, false) };
                 let host = self.rewrite(pid, regs, &mut scratch, arg)?;
+                if let Some(h) = &host {
+                    self.may_remove(pid, h)?;
+                }
                 run(host.and_then(|h| self.last_link(&h, None).map(|inode| After::Forget { host: h, inode })))
             }
             libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2 => {
@@ -350,6 +392,9 @@ impl Tracer {
                 let from = self.rewrite(pid, regs, &mut scratch, old)?;
                 let to = self.rewrite(pid, regs, &mut scratch, new)?;
                 let exchange = nr == libc::SYS_renameat2 && a(4) as u32 & libc::RENAME_EXCHANGE != 0;
+                if let (Some(f), Some(t)) = (&from, &to) {
+                    self.may_rename(pid, f, t, exchange)?;
+                }
                 let replaced = match (&from, to) {
                     (Some(f), Some(t)) if !exchange => self.last_link(&t, Some(f)).map(|inode| (t, inode)),
                     _ => None,
@@ -522,6 +567,14 @@ impl Tracer {
         }
     }
 
+    /// Search permission on the way to `target` (see [`super::dac`]).
+    fn reach(&self, pid: Pid, target: &Target) -> Result<(), Errno> {
+        match target {
+            Target::Path(host, _) => self.permit(pid, host, false, 0),
+            Target::Fd(_) => Ok(()),
+        }
+    }
+
     /// The inode at `host` (not followed) when it is in the root and this name is its last
     /// (a directory, or a file with one link) and it is not `same` (a rename onto itself).
     fn last_link(&self, host: &[u8], same: Option<&[u8]>) -> Option<(u64, u64)> {
@@ -586,14 +639,20 @@ impl Tracer {
         if !self.root.holds(&host) && !matches!(target, Target::Fd(_)) {
             return Err(Errno::EPERM);
         }
+        self.reach(pid, &target)?;
+        let inode = (md.dev(), md.ino());
+        let now = self.owners.view(inode, Owner::of(&md));
+        let mode = match self.checked(pid) {
+            Some(s) if !s.owns(&now) => return Err(Errno::EPERM),
+            Some(s) => s.chmod_mode(&now, mode),
+            None => mode,
+        };
         if md.file_type().is_symlink() {
             return Err(Errno::EOPNOTSUPP);
         }
         let forced = mode | if md.is_dir() { 0o700 } else { 0o600 };
         std::fs::set_permissions(path(&host), std::os::unix::fs::PermissionsExt::from_mode(forced))
             .map_err(io_errno)?;
-        let inode = (md.dev(), md.ino());
-        let now = self.owners.view(inode, Owner::of(&md));
         self.owners.set(inode, Owner { mode: (now.mode & libc::S_IFMT) | mode, ..now });
         Ok(0)
     }
@@ -602,8 +661,12 @@ impl Tracer {
     fn chown(&mut self, pid: Pid, target: Target, uid: u32, gid: u32) -> Result<i64, Errno> {
         let host = target.host(pid);
         let md = stat(&host, target.follows())?;
+        self.reach(pid, &target)?;
         let inode = (md.dev(), md.ino());
         let now = self.owners.view(inode, Owner::of(&md));
+        if self.checked(pid).is_some_and(|s| !s.may_chown(&now, uid, gid)) {
+            return Err(Errno::EPERM);
+        }
         let mut next = now;
         if uid != u32::MAX {
             next.uid = uid;
@@ -868,6 +931,10 @@ impl Tracer {
             Some(p) => mem::read_cstr(pid, *p)?,
             None => Vec::new(),
         };
+        if self.checked(pid).is_some() {
+            let named = self.root.to_host(&abs, true)?;
+            self.permit(pid, &named, true, MAY_EXEC)?;
+        }
         let plan = super::exec::plan(&self.root, &mut self.loaders, &abs, &argv0)?;
         let host = scratch.put_cstr(&plan.host)?;
         let mut ptrs = Vec::with_capacity(plan.head.len() + argv.len());
@@ -1052,6 +1119,7 @@ impl Tracer {
     /// `stat`, `lstat`, `fstat`, `newfstatat`: made by the tracer, with the recorded owner, mode
     /// and device number, written to the step's buffer at `addr`.
     fn stat(&self, pid: Pid, target: Target, addr: u64) -> Result<i64, Errno> {
+        self.reach(pid, &target)?;
         let md = stat(&target.host(pid), target.follows())?;
         let v = self.owners.view((md.dev(), md.ino()), Owner::of(&md));
         // struct stat as x86-64's kernel writes it.
@@ -1079,6 +1147,7 @@ impl Tracer {
     /// `statx`: made by the tracer (the kernel's own call on the machine path), with the recorded
     /// owner, mode and device number.
     fn statx(&self, pid: Pid, target: Target, flags: i32, mask: u32, addr: u64) -> Result<i64, Errno> {
+        self.reach(pid, &target)?;
         let host = std::ffi::CString::new(target.host(pid)).map_err(|_| Errno::EINVAL)?;
         let mut flags = flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW);
         if !target.follows() {
@@ -1193,6 +1262,23 @@ fn uname(pid: Pid, addr: u64) -> Result<i64, Errno> {
     }
     mem::write(pid, addr, mem::bytes_of(&u))?;
     Ok(0)
+}
+
+/// How a `utimensat` whose `times` argument is at `addr` changes times (`None`: it leaves both
+/// as they are, which anyone may).
+fn utimens_touch(pid: Pid, addr: u64) -> Result<Option<Touch>, Errno> {
+    if addr == 0 {
+        return Ok(Some(Touch::Now));
+    }
+    // Two struct timespec { i64 tv_sec; i64 tv_nsec; }.
+    let mut b = [0u8; 32];
+    mem::read(pid, addr, &mut b)?;
+    let nsec = |at: usize| i64::from_ne_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    Ok(match (nsec(8), nsec(24)) {
+        (libc::UTIME_OMIT, libc::UTIME_OMIT) => None,
+        (libc::UTIME_NOW | libc::UTIME_OMIT, libc::UTIME_NOW | libc::UTIME_OMIT) => Some(Touch::Now),
+        _ => Some(Touch::Given),
+    })
 }
 
 /// The process's umask, from `/proc/PID/status`.

@@ -13,7 +13,9 @@
 //!   recorded, `mknod` of a device leaves an empty file and records the device, `setcap`'s
 //!   `security.capability` is recorded, and `stat` and the `*xattr` calls show what was
 //!   recorded ([`fake`]); the layer is written from that record, so the image says what the
-//!   step did, as with any other isolation.
+//!   step did, as with any other isolation;
+//! - a process without root's capabilities (a `USER`) is refused what those recorded owners and
+//!   modes refuse it, as the kernel would ([`dac`]).
 //!
 //! What it does not do: isolate. The step shares the machine's processes, network, `/proc`,
 //! `/dev` and `/sys`, and a program that makes system calls the tracer does not rewrite (32-bit
@@ -22,6 +24,7 @@
 //! environment for trusted Dockerfiles in a throwaway container, as kaniko is. x86-64 only.
 
 mod calls;
+mod dac;
 mod exec;
 pub mod fake;
 mod mem;

@@ -101,6 +101,16 @@ impl Root {
         }
     }
 
+    /// The directories a lookup of `host` searches in the root, from the root down to the one
+    /// holding its last component (trailing slashes ignored); `None` when `host` is not in it.
+    /// `host` is a path [`Root::to_host`] gave, so none of them is a symlink.
+    pub fn dirs_to<'a>(&self, host: &'a [u8]) -> Option<impl Iterator<Item = &'a [u8]>> {
+        let rest = below(host, &self.prefix)?;
+        let end = rest.len() - rest.iter().rev().take_while(|b| **b == b'/').count();
+        let base = self.prefix.len();
+        Some(rest[..end].iter().enumerate().filter(|(_, b)| **b == b'/').map(move |(i, _)| &host[..base + i]))
+    }
+
     /// Whether `host` is inside the root (not one of the machine's directories).
     pub fn holds(&self, host: &[u8]) -> bool {
         below(host, &self.prefix).is_some()
@@ -233,6 +243,14 @@ mod tests {
         assert_eq!(root.to_guest(b"/dev/pts/0"), b"/dev/pts/0");
         assert!(!root.holds(format!("{}x/y", r.display()).as_bytes()), "a sibling with the same prefix");
         assert_eq!(split_last(b"/a/b/"), Some((&b"/a/"[..], &b"b"[..])));
+        let dirs = |h: &str| {
+            root.dirs_to(h.as_bytes())
+                .map(|d| d.map(|p| String::from_utf8(p.to_vec()).unwrap()).collect::<Vec<_>>())
+        };
+        assert_eq!(dirs(&at("/usr/bin/y")), Some(vec![at(""), at("/usr"), at("/usr/bin")]));
+        assert_eq!(dirs(&at("/etc/")), Some(vec![at("")]));
+        assert_eq!(dirs(&at("")), Some(vec![]));
+        assert_eq!(dirs("/dev/null"), None);
     }
 
     #[test]
