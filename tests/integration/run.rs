@@ -989,7 +989,8 @@ const MOUNTS_DOCKERFILE: &str = r#"FROM busybox AS src
 RUN echo from-stage > /stagefile && mkdir /seeddir && echo seed-content > /seeddir/seed
 
 FROM busybox
-RUN --mount=type=bind,source=ctxdir,target=/ctx cat /ctx/a.txt > /from-ctx && test ! -e /ctx/hidden.txt
+RUN --mount=type=bind,source=ctxdir,target=/ctx cat /ctx/a.txt > /from-ctx && test ! -e /ctx/hidden.txt && \
+    for c in "touch /ctx/a.txt" "mkdir /ctx/d" "rm /ctx/a.txt" "chmod 600 /ctx/a.txt"; do if sh -c "$c" 2>/dev/null; then echo "$c"; fi; done > /ro-writes
 RUN --mount=type=bind,from=src,source=/stagefile,target=/sf cat /sf > /from-stage
 RUN --mount=type=bind,source=ctxdir,target=/ctx,rw echo scribble > /ctx/new && test -f /ctx/new && echo rw-ok > /rw-ok
 RUN --mount=type=cache,id=counter,target=/cache,uid=1000,mode=0750 \
@@ -998,7 +999,8 @@ RUN --mount=type=cache,id=seeded,target=/seeded,from=src,source=/seeddir \
     cat /seeded/seed > /seeded-out && echo more >> /seeded/seed
 RUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/t && df -k /scratch | tail -1 | awk '{print $2}' > /tmpfs-kb
 RUN --mount=type=secret,id=tok,required=true \
-    echo "$(wc -c < /run/secrets/tok) $(head -c 6 /run/secrets/tok)" > /secret-file && stat -c '%a %u' /run/secrets/tok > /secret-stat
+    echo "$(wc -c < /run/secrets/tok) $(head -c 6 /run/secrets/tok)" > /secret-file && stat -c '%a %u' /run/secrets/tok > /secret-stat && \
+    { (echo x >> /run/secrets/tok) 2>/dev/null && echo "appended" || true; } > /secret-writes
 RUN --mount=type=secret,id=tok,env=TOKEN,required=true echo "${#TOKEN} ${TOKEN%%-*}" > /secret-env
 RUN --mount=type=secret,id=absent echo optional-secret-ok > /optional
 RUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo "$SSH_AUTH_SOCK" > /ssh-sock
@@ -1057,6 +1059,12 @@ fn every_mount_type_works_and_secrets_leave_no_trace() {
         assert_eq!(read(1, "from-ctx"), "from-context", "{m}: bind from the context");
         assert_eq!(read(1, "from-stage"), "from-stage", "{m}: bind from a stage");
         assert_eq!(read(1, "rw-ok"), "rw-ok");
+        // Read-only mounts refuse writes (EROFS), the tracer refusing them in their place under
+        // ptrace; chroot isolation, with neither mounts nor a tracer, cannot.
+        if !matches!(mode, Mode::Chroot) {
+            assert_eq!(read(1, "ro-writes"), "", "{m}: writes to a read-only bind mount succeeded");
+            assert_eq!(read(1, "secret-writes"), "", "{m}: a write to a secret succeeded");
+        }
         assert!(!ctx.join("ctxdir/new").exists(), "{m}: writes to an rw bind are discarded");
         assert_eq!(read(1, "seen"), "0", "{m}: a new cache starts empty");
         assert_eq!(read(2, "seen"), "1", "{m}: the cache persists across builds");

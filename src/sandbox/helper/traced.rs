@@ -131,7 +131,7 @@ impl Ctx {
         // must flow while it serves stops: it gets a thread, the output this one.
         let (traced, output) = std::thread::scope(|s| {
             let tracer = s.spawn(|| {
-                crate::sandbox::ptrace::run(root, exe, &process, w, owners, |pid| {
+                crate::sandbox::ptrace::run(root, exe, &process, &read_only_targets(req), w, owners, |pid| {
                     group.store(pid.as_raw(), Ordering::SeqCst);
                 })
             });
@@ -151,6 +151,20 @@ impl Ctx {
         output.map_err(|e| Fail::Env(format!("forwarding the step's output: {e}")))?;
         Ok(traced)
     }
+}
+
+/// The step's paths that read-only mounts would hold, as BuildKit mounts them: a bind mount
+/// without `rw`, a secret.
+fn read_only_targets(req: &RunRequest) -> Vec<String> {
+    req.mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountRequest::Bind { target, rw: false, .. } | MountRequest::Secret { target, .. } => {
+                Some(target.clone())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// What an entry is believed to be: its record (the type from the disk, unless the record says

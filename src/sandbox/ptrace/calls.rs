@@ -194,6 +194,12 @@ impl Tracer {
                     return run(None);
                 };
                 self.may_open(pid, &host, flags, follow)?;
+                if flags & libc::O_ACCMODE != libc::O_RDONLY
+                    || flags & libc::O_TRUNC != 0
+                    || (flags & libc::O_CREAT != 0 && stat(&host, follow).is_err())
+                {
+                    self.root.writable(&host)?;
+                }
                 if flags & libc::O_ACCMODE != libc::O_RDONLY {
                     self.written(&host, follow);
                 }
@@ -226,6 +232,7 @@ impl Tracer {
             libc::SYS_truncate => {
                 if let Some(host) = self.rewrite(pid, regs, &mut scratch, p(0, true))? {
                     self.permit(pid, &host, true, MAY_WRITE)?;
+                    self.root.writable(&host)?;
                     self.written(&host, true);
                 }
                 run(None)
@@ -245,6 +252,7 @@ impl Tracer {
             libc::SYS_utime | libc::SYS_utimes => {
                 if let Some(host) = self.rewrite(pid, regs, &mut scratch, p(0, true))? {
                     self.may_touch(pid, &host, true, if a(1) == 0 { Touch::Now } else { Touch::Given })?;
+                    self.root.writable(&host)?;
                 }
                 run(None)
             }
@@ -272,6 +280,7 @@ impl Tracer {
             libc::SYS_futimesat => {
                 if let Some(host) = self.rewrite(pid, regs, &mut scratch, at(0, 1, true))? {
                     self.may_touch(pid, &host, true, if a(2) == 0 { Touch::Now } else { Touch::Given })?;
+                    self.root.writable(&host)?;
                 }
                 run(None)
             }
@@ -285,6 +294,7 @@ impl Tracer {
                 };
                 if let (Some(host), Some(how)) = (host, utimens_touch(pid, a(2))?) {
                     self.may_touch(pid, &host, follow, how)?;
+                    self.root.writable(&host)?;
                 }
                 run(None)
             }
@@ -330,6 +340,7 @@ impl Tracer {
                     if nr == libc::SYS_mkdir { (p(0, false), 1) } else { (at(0, 1, false), 2) };
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
                 self.may_create(pid, &host)?;
+                self.root.writable(&host)?;
                 let mode = a(mode_i) as u32 & 0o7777;
                 let forced = mode | 0o700;
                 if forced != mode {
@@ -342,6 +353,7 @@ impl Tracer {
                     if nr == libc::SYS_mknod { (p(0, false), 1) } else { (at(0, 1, false), 2) };
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
                 self.may_create(pid, &host)?;
+                self.root.writable(&host)?;
                 let mode = a(mode_i) as u32;
                 let kind = mode & libc::S_IFMT;
                 let kind = if kind == 0 { libc::S_IFREG } else { kind };
@@ -359,6 +371,7 @@ impl Tracer {
                 let arg = if nr == libc::SYS_symlink { p(1, false) } else { at(1, 2, false) };
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, arg)? else { return run(None) };
                 self.may_create(pid, &host)?;
+                self.root.writable(&host)?;
                 run(self.made(pid, host, libc::S_IFLNK | 0o777, 0, false))
             }
             libc::SYS_link | libc::SYS_linkat => {
@@ -372,6 +385,7 @@ impl Tracer {
                 }
                 if let Some(new) = self.rewrite(pid, regs, &mut scratch, new)? {
                     self.may_create(pid, &new)?;
+                    self.root.writable(&new)?;
                 }
                 run(None)
             }
@@ -380,6 +394,7 @@ impl Tracer {
                 let host = self.rewrite(pid, regs, &mut scratch, arg)?;
                 if let Some(h) = &host {
                     self.may_remove(pid, h)?;
+                    self.root.writable(h)?;
                 }
                 run(host.and_then(|h| self.last_link(&h, None).map(|inode| After::Forget { host: h, inode })))
             }
@@ -394,6 +409,8 @@ impl Tracer {
                 let exchange = nr == libc::SYS_renameat2 && a(4) as u32 & libc::RENAME_EXCHANGE != 0;
                 if let (Some(f), Some(t)) = (&from, &to) {
                     self.may_rename(pid, f, t, exchange)?;
+                    self.root.writable(f)?;
+                    self.root.writable(t)?;
                 }
                 let replaced = match (&from, to) {
                     (Some(f), Some(t)) if !exchange => self.last_link(&t, Some(f)).map(|inode| (t, inode)),
@@ -640,6 +657,7 @@ impl Tracer {
             return Err(Errno::EPERM);
         }
         self.reach(pid, &target)?;
+        self.root.writable(&host)?;
         let inode = (md.dev(), md.ino());
         let now = self.owners.view(inode, Owner::of(&md));
         let mode = match self.checked(pid) {
@@ -662,6 +680,7 @@ impl Tracer {
         let host = target.host(pid);
         let md = stat(&host, target.follows())?;
         self.reach(pid, &target)?;
+        self.root.writable(&host)?;
         let inode = (md.dev(), md.ino());
         let now = self.owners.view(inode, Owner::of(&md));
         if self.checked(pid).is_some_and(|s| !s.may_chown(&now, uid, gid)) {

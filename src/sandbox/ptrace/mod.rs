@@ -130,16 +130,19 @@ impl Proc {
 /// Runs `process` (whose program, found in the root, is `exe`) in `root` under the tracer, its
 /// output on `output`, until it and everything it started are gone (the rest are killed when
 /// the first process exits, as when a container's init dies). `started` gets the process group
-/// to kill when the build is cancelled. Returns the exit and the owners as the step left them.
+/// to kill when the build is cancelled. `read_only` are the step's paths that read-only mounts
+/// would hold. Returns the exit and the owners as the step left them.
 pub fn run(
     root: &Path,
     exe: &str,
     process: &Process,
+    read_only: &[String],
     output: OwnedFd,
     owners: Owners,
     started: impl FnOnce(Pid),
 ) -> Result<(Exit, Owners), String> {
-    let root = paths::Root::new(root);
+    let mut root = paths::Root::new(root);
+    root.set_read_only(read_only);
     let c =
         |s: &[u8]| CString::new(s).map_err(|_| format!("{:?} holds a NUL byte", String::from_utf8_lossy(s)));
     let exe_c = c(exe.as_bytes())?;

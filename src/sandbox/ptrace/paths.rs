@@ -24,6 +24,8 @@ pub struct Root {
     prefix: Vec<u8>,
     /// The root's directory, open in the tracer: `/proc/TRACER/fd/N` is a short name for it.
     dir: Option<std::fs::File>,
+    /// What read-only mounts would hold (a bind mount without `rw`, a secret), as machine paths.
+    read_only: Vec<Vec<u8>>,
 }
 
 impl Root {
@@ -35,7 +37,22 @@ impl Root {
         }
         // Close-on-exec, as std opens every file: no program of the step holds it.
         let dir = std::fs::File::open(host).ok();
-        Root { host: host.to_path_buf(), prefix, dir }
+        Root { host: host.to_path_buf(), prefix, dir, read_only: Vec::new() }
+    }
+
+    /// Makes the step's paths `targets` (in the root, there now) read-only, as mounts: a call
+    /// that would change what is at or below one fails with `EROFS` ([`Root::writable`]).
+    pub fn set_read_only(&mut self, targets: &[String]) {
+        self.read_only = targets.iter().filter_map(|t| self.to_host(t.as_bytes(), true).ok()).collect();
+    }
+
+    /// `EROFS` for a change at `host` when a read-only mount would hold it.
+    pub fn writable(&self, host: &[u8]) -> Result<(), Errno> {
+        let host = host.strip_suffix(b"/").unwrap_or(host);
+        match self.read_only.iter().any(|r| below(host, r).is_some()) {
+            true => Err(Errno::EROFS),
+            false => Ok(()),
+        }
     }
 
     /// `host`, a path in the root, named through the tracer's descriptor of the root
@@ -251,6 +268,12 @@ mod tests {
         assert_eq!(dirs(&at("/etc/")), Some(vec![at("")]));
         assert_eq!(dirs(&at("")), Some(vec![]));
         assert_eq!(dirs("/dev/null"), None);
+        let mut root = root;
+        root.set_read_only(&["/bin".into()]);
+        assert_eq!(root.writable(at("/usr/bin/y").as_bytes()), Err(Errno::EROFS), "through the link");
+        assert_eq!(root.writable(at("/usr/bin/").as_bytes()), Err(Errno::EROFS));
+        assert_eq!(root.writable(at("/usr/binx").as_bytes()), Ok(()));
+        assert_eq!(root.writable(at("/usr").as_bytes()), Ok(()));
     }
 
     #[test]
