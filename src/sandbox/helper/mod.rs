@@ -96,8 +96,14 @@ pub fn main(args: &[String]) -> ExitCode {
     let chroot = mode == "chroot";
     let traced = mode == "ptrace";
     // chroot and ptrace isolation are for machines that allow no namespaces at all: nothing to
-    // set up.
-    let ready = if chroot || traced { Ok(()) } else { setup(rootless, &mut input, &mut out) };
+    // set up. With no pid namespace to take them, what a step orphans (a daemon, what the end
+    // of the step killed) is this helper's to reap: else it is a zombie of the machine's init,
+    // which in a container may never reap it (and `pidof` would count it).
+    let ready = if chroot || traced {
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))
+    } else {
+        setup(rootless, &mut input, &mut out)
+    };
     match ready {
         Ok(()) => {}
         Err(e) => {

@@ -318,6 +318,7 @@ impl Ctx {
             let waiter = s.spawn(|| {
                 let exit = wait(pid.as_raw());
                 crate::sandbox::chroot::kill_rooted(root);
+                reap_orphans();
                 exit
             });
             let output = forward(r.as_fd(), out, &mut kill_all);
@@ -566,6 +567,17 @@ pub(super) fn wait(pid: i32) -> Result<Exit, String> {
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("waiting for the step: {e}")),
+        }
+    }
+}
+
+/// Reaps the processes a chroot step orphaned to this helper (its subreaper) that have ended:
+/// once [`crate::sandbox::chroot::kill_rooted`] has returned, all of them.
+fn reap_orphans() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
         }
     }
 }
