@@ -1223,6 +1223,34 @@ fn what_a_step_leaves_running_ends_with_it() {
     }
 }
 
+/// The kernel names a process after the path its exec named (`/proc/PID/comm`, which `pgrep`,
+/// `pidof`, `killall` and `start-stop-daemon --name` match): a busybox applet by its link, a
+/// script by itself, not by its interpreter, in every mode with a `/proc` (under ptrace, where
+/// the kernel runs what the tracer rewrote the exec to, through a link of that name).
+#[test]
+fn processes_are_named_as_their_exec_named_them() {
+    // A name no process of the machine has: steps share its /proc under ptrace.
+    const DOCKERFILE: &str = r#"FROM busybox
+RUN printf '#!/bin/sh\ncat /proc/$$/comm\nsleep "$1"\n' > /usr/bin/named-4821 && chmod 755 /usr/bin/named-4821
+RUN echo "self: $(cat /proc/self/comm)"; echo "script: $(named-4821 0)"; \
+    named-4821 3 >/dev/null & sleep 0.3; echo "pidof: $(pidof named-4821 | wc -w)"; kill $!
+"#;
+    for mode in modes_and_snapshotters("process names") {
+        if matches!(mode, Mode::Chroot) {
+            continue; // no /proc
+        }
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let ctx = dir.path().join("ctx");
+        let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let log = text(&out.stderr);
+        for line in ["self: cat", "script: named-4821", "pidof: 1"] {
+            assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
+        }
+    }
+}
+
 /// A step's non-root `USER` is refused what the image's owners and modes refuse it, as the
 /// kernel refuses it in BuildKit, in every mode: under ptrace, where the machine's user owns
 /// every file, the tracer checks the recorded owners and modes in the kernel's place.
@@ -1818,6 +1846,7 @@ RUN set -e; printf '#!/bin/sh\necho ok\n' > /s; chmod 755 /s; sed -i s/ok/OK/ /s
     if test -e ""; then echo 'stat("") found something'; exit 1; fi; echo "home: $HOME"
 RUN stat -c 'mode: %n %a %u:%g' /s /dst/d /dst/d/f /t/d /g /g/f /g/d && stat -c 'owner: %n %u:%g' /g/l
 RUN echo "hostname: $(hostname)" && echo "resolves: $(getent hosts "$(hostname)" | awk '{print $1}')" && \
+    echo "comm: $(cat /proc/self/comm 2>/dev/null || echo cat)" && \
     echo "setpriv: $(setpriv --reuid=nobody --regid=nogroup --clear-groups id -u)" && \
     cd /etc && perl -e 'syscall(157, 4, 0) == 0 or die "prctl: $!"; print "dumpable: ", syscall(157, 3), "\n"; \
       open(my $f, "<", "passwd") or die "open after PR_SET_DUMPABLE: $!"; print "opened\n"' && \
@@ -1857,6 +1886,7 @@ RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no
             "opened",
             "peer: 65534:65534",
             "setpriv: 65534",
+            "comm: cat",
         ] {
             assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
         }

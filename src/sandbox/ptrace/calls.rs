@@ -652,11 +652,11 @@ impl Tracer {
     fn chmod(&mut self, pid: Pid, target: Target, mode: u32) -> Result<i64, Errno> {
         let host = target.host(pid);
         let follow = target.follows();
+        self.reach(pid, &target)?;
         let md = stat(&host, follow)?;
         if !self.root.holds(&host) && !matches!(target, Target::Fd(_)) {
             return Err(Errno::EPERM);
         }
-        self.reach(pid, &target)?;
         self.root.writable(&host)?;
         let inode = (md.dev(), md.ino());
         let now = self.owners.view(inode, Owner::of(&md));
@@ -678,8 +678,8 @@ impl Tracer {
     /// `chown`: recorded, never made (the caller cannot give files away).
     fn chown(&mut self, pid: Pid, target: Target, uid: u32, gid: u32) -> Result<i64, Errno> {
         let host = target.host(pid);
-        let md = stat(&host, target.follows())?;
         self.reach(pid, &target)?;
+        let md = stat(&host, target.follows())?;
         self.root.writable(&host)?;
         let inode = (md.dev(), md.ino());
         let now = self.owners.view(inode, Owner::of(&md));
@@ -955,7 +955,7 @@ impl Tracer {
             self.permit(pid, &named, true, MAY_EXEC)?;
         }
         let plan = super::exec::plan(&self.root, &mut self.loaders, &abs, &argv0)?;
-        let host = scratch.put_cstr(&plan.host)?;
+        let host = scratch.put_cstr(&self.names.exec_path(plan.host, &guest))?;
         let mut ptrs = Vec::with_capacity(plan.head.len() + argv.len());
         for h in &plan.head {
             ptrs.push(scratch.put_cstr(h)?);

@@ -7,9 +7,15 @@
 //! before it grew its own loader). Static executables run as they are. The kernel's
 //! `/proc/PID/exe` then names the loader; the tracer answers for it with the program
 //! ([`Plan::program`]), so a program that finds its files or re-executes itself through it works.
+//!
+//! The kernel names a process after the last component of the path its exec was given (`comm`,
+//! which `ps -o comm`, `pgrep`, `pidof`, `killall` and `start-stop-daemon --name` match): the
+//! loader's, or a symlink's target's, once the path is rewritten. So the kernel is given a
+//! symlink to what it must run, named as the step named the program ([`Names`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 
@@ -44,6 +50,53 @@ impl Loaders {
             .entry(host.to_vec())
             .or_insert_with(|| std::fs::read(path(host)).is_ok_and(|b| b.windows(7).any(|w| w == b"--argv0")))
     }
+}
+
+/// Symlinks that make the kernel name a process as the step's exec named its program: for
+/// `/usr/bin/sleep` run through its loader, `DIR/N/sleep -> /…/root/lib64/ld-linux-x86-64.so.2`,
+/// one directory `N` per machine path run. Made in a directory of the step's run, outside its
+/// root, as first needed.
+pub struct Names {
+    dir: PathBuf,
+    targets: HashMap<Vec<u8>, usize>,
+    made: HashSet<(usize, Vec<u8>)>,
+}
+
+impl Names {
+    /// Symlinks to be made under `dir` (created when first needed).
+    pub fn new(dir: PathBuf) -> Names {
+        Names { dir, targets: HashMap::new(), made: HashSet::new() }
+    }
+
+    /// The path to give the kernel to run machine path `host` as a process named after the last
+    /// component of `guest` (what the step passed); `host` itself when that is its name already,
+    /// or when no link can be made (the process is then named as before).
+    pub fn exec_path(&mut self, host: Vec<u8>, guest: &[u8]) -> Vec<u8> {
+        let name = last_component(guest);
+        if name.is_empty() || name == b"." || name == b".." || last_component(&host) == name {
+            return host;
+        }
+        let next = self.targets.len();
+        let n = *self.targets.entry(host.clone()).or_insert(next);
+        let link = self.dir.join(n.to_string()).join(path(name));
+        if !self.made.contains(&(n, name.to_vec())) {
+            let made = link.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+                && match std::os::unix::fs::symlink(path(&host), &link) {
+                    Ok(()) => true,
+                    Err(e) => e.kind() == std::io::ErrorKind::AlreadyExists,
+                };
+            if !made {
+                return host;
+            }
+            self.made.insert((n, name.to_vec()));
+        }
+        link.into_os_string().into_encoded_bytes()
+    }
+}
+
+/// What follows the last `/` of `p` (trailing slashes included: then nothing).
+fn last_component(p: &[u8]) -> &[u8] {
+    p.rsplit(|b| *b == b'/').next().unwrap_or(p)
 }
 
 /// How to exec the step's `guest` (as the call named it) with `argv0`.
@@ -196,5 +249,24 @@ mod tests {
         assert_eq!(plan(&root, &mut l, b"/bin/sh", b"sh").unwrap().head, [b"sh".to_vec()]);
         assert_eq!(plan(&root, &mut l, b"/bin/data", b"d"), Err(Errno::ENOEXEC));
         assert_eq!(plan(&root, &mut l, b"/bin/none", b"d"), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn a_process_is_named_as_the_step_named_its_program() {
+        let t = tempfile::tempdir().unwrap();
+        let mut names = Names::new(t.path().join("names"));
+        let ld = b"/r/lib64/ld-linux-x86-64.so.2".to_vec();
+        let sleep = names.exec_path(ld.clone(), b"/usr/bin/sleep");
+        assert_eq!(sleep, format!("{}/names/0/sleep", t.path().display()).into_bytes());
+        assert_eq!(std::fs::read_link(path(&sleep)).unwrap(), path(&ld));
+        assert_eq!(names.exec_path(ld.clone(), b"sleep"), sleep, "made once");
+        let busybox = b"/r/bin/busybox".to_vec();
+        let ls = names.exec_path(busybox.clone(), b"ls");
+        assert_eq!(ls, format!("{}/names/1/ls", t.path().display()).into_bytes());
+        assert_eq!(names.exec_path(busybox.clone(), b"/bin/busybox"), busybox, "already its name");
+        assert_eq!(names.exec_path(busybox.clone(), b"/bin/"), busybox);
+        let mut broken = Names::new(t.path().join("file/names"));
+        std::fs::write(t.path().join("file"), "").unwrap();
+        assert_eq!(broken.exec_path(busybox.clone(), b"ls"), busybox, "no link: the old name");
     }
 }

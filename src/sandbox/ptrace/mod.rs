@@ -59,6 +59,7 @@ pub struct Tracer {
     /// Owners, modes and devices as the step made them.
     pub owners: Owners,
     loaders: exec::Loaders,
+    names: exec::Names,
     procs: HashMap<Pid, Proc>,
     default_creds: Creds,
     /// Stops come from the seccomp filter (else from every system call: slower).
@@ -141,6 +142,7 @@ pub fn run(
     owners: Owners,
     started: impl FnOnce(Pid),
 ) -> Result<(Exit, Owners), String> {
+    let root_dir = root;
     let mut root = paths::Root::new(root);
     root.set_read_only(read_only);
     let c =
@@ -204,6 +206,7 @@ pub fn run(
         root,
         owners,
         loaders: exec::Loaders::default(),
+        names: exec::Names::new(root_dir.with_file_name("exec-names")),
         procs: HashMap::from([(child, Proc::new(default_creds.clone()))]),
         default_creds,
         seccomp,

@@ -4,8 +4,9 @@
 //! absolute link in the image (`/etc/alternatives/x -> /usr/bin/y`) stays inside it.
 //!
 //! `/proc`, `/dev` and `/sys` are the machine's own, as the mounts a container gets: the step's
-//! `/dev/null` is the real one, and `/proc/self` is the process itself. What the root has below
-//! them (a heredoc script hako puts in `/dev/pipes`) stays visible.
+//! `/dev/null` is the real one, `/proc/self` is the process itself, and listing `/proc` finds the
+//! processes. What the root has below them (a heredoc script hako puts in `/dev/pipes`) stays
+//! visible.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -85,11 +86,12 @@ impl Root {
             rel.extend_from_slice(last);
         }
         let first = rel.split(|b| *b == b'/').next().unwrap_or_default();
-        // What the root itself has there wins (a RUN heredoc's script in /dev/pipes, put there
-        // for the step): the machine's directories are under the root's, as mounts would be.
+        // The directories themselves are the machine's, as mounts are, so listing `/proc` finds
+        // the processes (`ps`, `pidof`) and `stat -f` its file system. Below them, what the root
+        // itself has wins (a RUN heredoc's script in /dev/pipes, put there for the step).
         let machine = HOST_DIRS.contains(&first)
-            && rel.len() > first.len()
-            && std::fs::symlink_metadata(self.host.join(OsStr::from_bytes(&rel))).is_err();
+            && (rel.len() == first.len()
+                || std::fs::symlink_metadata(self.host.join(OsStr::from_bytes(&rel))).is_err());
         let mut out = if machine {
             let mut v = b"/".to_vec();
             v.extend_from_slice(&rel);
@@ -254,7 +256,8 @@ mod tests {
         std::fs::create_dir_all(r.join("dev/pipes")).unwrap();
         std::fs::write(r.join("dev/pipes/EOF"), "").unwrap();
         assert_eq!(host("/dev/pipes/EOF", true), at("/dev/pipes/EOF"), "the root's own files win");
-        assert_eq!(host("/dev", true), at("/dev"));
+        assert_eq!(host("/dev", true), "/dev", "the directory is the machine's");
+        assert_eq!(host("/proc/", false), "/proc/");
         assert_eq!(root.to_guest(at("/usr/bin/y").as_bytes()), b"/usr/bin/y");
         assert_eq!(root.to_guest(at("").as_bytes()), b"/");
         assert_eq!(root.to_guest(b"/dev/pts/0"), b"/dev/pts/0");
