@@ -1233,6 +1233,7 @@ fn processes_are_named_as_their_exec_named_them() {
     const DOCKERFILE: &str = r#"FROM busybox
 RUN printf '#!/bin/sh\ncat /proc/$$/comm\nsleep "$1"\n' > /usr/bin/named-4821 && chmod 755 /usr/bin/named-4821
 RUN echo "self: $(cat /proc/self/comm)"; echo "script: $(named-4821 0)"; \
+    echo "status: $(grep -E '^(Uid|Gid|CapEff):' /proc/self/status | tr -s '\t\n' '  ')"; \
     named-4821 3 >/dev/null & sleep 0.3; echo "pidof: $(pidof named-4821 | wc -w)"; kill $!
 "#;
     for mode in modes_and_snapshotters("process names") {
@@ -1245,7 +1246,8 @@ RUN echo "self: $(cat /proc/self/comm)"; echo "script: $(named-4821 0)"; \
         let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
         ok(&out, mode.name());
         let log = text(&out.stderr);
-        for line in ["self: cat", "script: named-4821", "pidof: 1"] {
+        let status = "status: Uid: 0 0 0 0 Gid: 0 0 0 0 CapEff: 00000000a80425fb ";
+        for line in ["self: cat", "script: named-4821", "pidof: 1", status] {
             assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
         }
     }

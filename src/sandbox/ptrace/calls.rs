@@ -131,6 +131,8 @@ pub enum After {
     Made { host: Vec<u8>, owner: Owner },
     /// Forget an inode whose last name this was, if the name is gone.
     Forget { host: Vec<u8>, inode: (u64, u64) },
+    /// Close a file the call opened in the tracer's place (it has its own description now).
+    Served(std::os::fd::OwnedFd),
 }
 
 /// How a path argument is read: where it is, relative to which directory, and whether its last
@@ -193,6 +195,14 @@ impl Tracer {
                 let Some(host) = self.rewrite(pid, regs, &mut scratch, Arg { follow, ..arg })? else {
                     return run(None);
                 };
+                if flags & libc::O_ACCMODE == libc::O_RDONLY
+                    && let Some(who) = paths::status_of(&host)
+                    && self.procs.contains_key(&who)
+                {
+                    let (file, name) = self.status_file(who, &host)?;
+                    regs.set_arg(arg.path, scratch.put_cstr(&name)?);
+                    return run(Some(After::Served(file)));
+                }
                 self.may_open(pid, &host, flags, follow)?;
                 if flags & libc::O_ACCMODE != libc::O_RDONLY
                     || flags & libc::O_TRUNC != 0
@@ -582,6 +592,20 @@ impl Tracer {
             // `stat("")` (glibc's `newfstatat(AT_FDCWD, "", buf, 0)`) is not the working directory.
             (None, _) => Err(Errno::ENOENT),
         }
+    }
+
+    /// `/proc/PID/status` (`host`) of traced process `who` as the step must read it, with the ids
+    /// it emulates ([`Creds::status_text`]): a file of the tracer's, and the name to open it by.
+    fn status_file(&self, who: Pid, host: &[u8]) -> Result<(std::os::fd::OwnedFd, Vec<u8>), Errno> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let real = std::fs::read_to_string(path(host)).map_err(io_errno)?;
+        let text = self.creds(who).status_text(&real);
+        let fd = nix::sys::memfd::memfd_create(c"status", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(text.as_bytes()).map_err(io_errno)?;
+        let name = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
+        Ok((file.into(), name.into_bytes()))
     }
 
     /// Search permission on the way to `target` (see [`super::dac`]).
@@ -1125,6 +1149,7 @@ impl Tracer {
                     self.owners.set((md.dev(), md.ino()), owner);
                 }
             }
+            After::Served(file) => drop(file),
             After::Forget { host, inode } => {
                 let still =
                     std::fs::symlink_metadata(path(&host)).is_ok_and(|md| (md.dev(), md.ino()) == inode);

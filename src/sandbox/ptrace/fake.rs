@@ -264,6 +264,37 @@ impl Creds {
         self.caps.effective & CAP_SETGID != 0
     }
 
+    /// `/proc/PID/status` as the process would read it in a docker build: the kernel's text
+    /// `real` with the ids, groups, capabilities and no_new_privs these credentials emulate (as
+    /// `ps`, `pgrep -u` and psutil read them), in the kernel's format.
+    pub fn status_text(&self, real: &str) -> String {
+        let ids = |v: &[u32; 4]| v.map(|i| i.to_string()).join("\t");
+        let mut out = String::with_capacity(real.len());
+        for line in real.lines() {
+            let key = line.split_once(':').map_or(line, |(k, _)| k);
+            let mut groups: String = self.groups.iter().map(|g| format!("{g} ")).collect();
+            if groups.is_empty() {
+                // The kernel's trailing space, even with no group.
+                groups.push(' ');
+            }
+            let line = match key {
+                "Uid" => format!("Uid:\t{}", ids(&self.uid)),
+                "Gid" => format!("Gid:\t{}", ids(&self.gid)),
+                "Groups" => format!("Groups:\t{groups}"),
+                "CapInh" => format!("CapInh:\t{:016x}", self.caps.inheritable),
+                "CapPrm" => format!("CapPrm:\t{:016x}", self.caps.permitted),
+                "CapEff" => format!("CapEff:\t{:016x}", self.caps.effective),
+                "CapBnd" => format!("CapBnd:\t{DOCKER_CAP_MASK:016x}"),
+                "CapAmb" => format!("CapAmb:\t{:016x}", 0),
+                "NoNewPrivs" => format!("NoNewPrivs:\t{}", u8::from(self.no_new_privs)),
+                _ => line.to_string(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
     /// `setresuid`/`setresgid` on `ids` (`u32::MAX` leaves one as it is), with the kernel's rule:
     /// unprivileged, each new id must be one of the current real, effective or saved ones (apt
     /// checks that a dropped uid cannot be regained). The filesystem id follows the effective one.
@@ -467,6 +498,26 @@ mod tests {
         u.no_new_privs = true;
         u.exec(sudo);
         assert_eq!((u.uid, u.caps), ([1000; 4], Caps::default()), "no_new_privs");
+    }
+
+    #[test]
+    fn status_shows_the_emulated_ids_in_the_kernels_format() {
+        let real = "Name:\tcat\nUmask:\t0022\nUid:\t1001\t1001\t1001\t1001\nGid:\t1001\t1001\t1001\t1001\n\
+                    Groups:\t1001 \nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n\
+                    CapEff:\t0000000000000000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n\
+                    NoNewPrivs:\t1\nSeccomp:\t2\n";
+        let root = Creds::new(0, 0, vec![]);
+        assert_eq!(
+            root.status_text(real),
+            "Name:\tcat\nUmask:\t0022\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t \n\
+             CapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\n\
+             CapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t0\nSeccomp:\t2\n"
+        );
+        let app = Creds::new(1000, 1000, vec![27, 50]);
+        let text = app.status_text(real);
+        assert!(text.contains("\nUid:\t1000\t1000\t1000\t1000\n"), "{text}");
+        assert!(text.contains("\nGroups:\t27 50 \n"), "{text}");
+        assert!(text.contains("\nCapEff:\t0000000000000000\n"), "{text}");
     }
 
     #[test]

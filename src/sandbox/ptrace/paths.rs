@@ -181,9 +181,21 @@ fn below<'a>(path: &'a [u8], dir: &[u8]) -> Option<&'a [u8]> {
 /// The process (or thread) whose `exe` link `host` is: `/proc/PID/exe` or
 /// `/proc/PID/task/TID/exe`.
 pub fn exe_link_pid(host: &[u8]) -> Option<Pid> {
+    proc_file_of(host, b"exe")
+}
+
+/// The process (or thread) whose status file `host` is: `/proc/PID/status` or
+/// `/proc/PID/task/TID/status`.
+pub fn status_of(host: &[u8]) -> Option<Pid> {
+    proc_file_of(host, b"status")
+}
+
+/// The process (or thread) whose `/proc` file `name` `host` is (`/proc/PID/NAME`,
+/// `/proc/PID/task/TID/NAME`).
+fn proc_file_of(host: &[u8], name: &[u8]) -> Option<Pid> {
     let parts: Vec<&[u8]> = host.strip_prefix(b"/proc/")?.split(|b| *b == b'/').collect();
     let id = match parts.as_slice() {
-        [pid, b"exe"] | [_, b"task", pid, b"exe"] => pid,
+        [pid, file] | [_, b"task", pid, file] if *file == name => pid,
         _ => return None,
     };
     number(id).map(Pid::from_raw)
@@ -316,5 +328,11 @@ mod tests {
             assert_eq!(fd(no), None, "{no}");
         }
         assert_eq!(split_last(b"/"), None);
+        let status = |h: &str| status_of(h.as_bytes()).map(Pid::as_raw);
+        assert_eq!(status("/proc/42/status"), Some(42));
+        assert_eq!(status("/proc/42/task/43/status"), Some(43));
+        for no in ["/proc/42/stat", "/proc/self/status", "/proc/42/status/", "/x/42/status"] {
+            assert_eq!(status(no), None, "{no}");
+        }
     }
 }
