@@ -46,22 +46,28 @@ pub fn run_step(
     let mut req = request(b, out, op, pos, done)?;
     req.tee = tee(b, stage, &out.image.layers);
     let mut tail: VecDeque<String> = VecDeque::new();
+    let mut named_proc = false;
     let mut on_output = |line: &str| {
         b.reporter.event(&Event::Output { stage: label, n, text: line });
+        named_proc |= line.contains("/proc");
         if tail.len() == TAIL {
             tail.pop_front();
         }
         tail.push_back(line.trim_end_matches('\n').to_string());
     };
     let mut on_note = |n: &str| b.reporter.event(&Event::Note(n));
+    let mut isolation = None;
     let result = {
         let mut fake = super::lock(&b.executor);
         match fake.as_mut() {
             Some(executor) => executor.run(&req, &mut on_output, &mut on_note),
             None => {
                 drop(fake);
-                b.with_sandbox(|sb| sb.run(&req, &mut on_output, &mut on_note))
-                    .map_err(|e| environment(e, pos))?
+                b.with_sandbox(|sb| {
+                    isolation = Some(sb.isolation);
+                    sb.run(&req, &mut on_output, &mut on_note)
+                })
+                .map_err(|e| environment(e, pos))?
             }
         }
     }
@@ -81,6 +87,12 @@ pub fn run_step(
         if !tail.is_empty() {
             let lines: Vec<String> = tail.iter().map(|l| format!("  | {l}")).collect();
             d = d.with_hint(format!("the step's last output lines:\n{}", lines.join("\n")));
+        }
+        if named_proc && isolation == Some(crate::sandbox::Isolation::Chroot) {
+            d = d.with_hint(
+                "the step's output names /proc, which --isolation=chroot cannot give a step (no mounts: \
+                 rustc, for one, needs /proc/self/exe); --isolation=ptrace runs it with the machine's /proc",
+            );
         }
         return Err(BuildError::Input(d));
     }

@@ -234,6 +234,8 @@ pub struct Sandbox {
     pub rootless: bool,
     /// With `--isolation=auto`: the mode chosen and why (one line for the user).
     pub chosen: Option<String>,
+    /// The isolation its steps get (what `auto` chose).
+    pub isolation: Isolation,
 }
 
 /// The descriptor a helper started with a tee ([`Sandbox::start_with`]) finds it as.
@@ -349,7 +351,8 @@ impl Sandbox {
         let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
             return Err(SandboxError::Setup("the sandbox helper has no pipes".into()));
         };
-        let mut sb = Sandbox { _lock: None, child, stdin: Some(stdin), stdout, warnings, rootless, chosen };
+        let mut sb =
+            Sandbox { _lock: None, child, stdin: Some(stdin), stdout, warnings, rootless, chosen, isolation };
         if let Some(maps) = maps {
             let mut line = String::new();
             sb.stdout.read_line(&mut line).map_err(|e| SandboxError::Helper(e.to_string()))?;

@@ -1308,6 +1308,27 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
     }
 }
 
+/// A chroot step has no /proc (nothing can mount one): when it fails naming /proc, the error says
+/// so and names the mode that gives one.
+#[test]
+fn a_chroot_step_that_needs_proc_is_told_which_mode_has_it() {
+    if !nix::unistd::geteuid().is_root() {
+        skip("the chroot /proc hint: chroot isolation needs root");
+        return;
+    }
+    let mode = Mode::Chroot;
+    let dir = Dir::new(&mode);
+    dir.write(
+        &mode,
+        &[("ctx/Dockerfile", "FROM busybox\nRUN readlink -e /proc/self/exe || cat /proc/self/exe\n")],
+    );
+    let ctx = dir.path().join("ctx");
+    let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
+    let log = text(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(log.contains("--isolation=ptrace runs it with the machine's /proc"), "{log}");
+}
+
 /// Under chroot isolation a step whose helper is killed with -9 along with the builder runs on
 /// (no pid namespace ends it, nothing is left to kill it) until the next build with that store,
 /// whose helper ends it, and the daemon it started, before removing its directory.
