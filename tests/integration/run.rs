@@ -1318,10 +1318,7 @@ fn a_chroot_step_that_needs_proc_is_told_which_mode_has_it() {
     }
     let mode = Mode::Chroot;
     let dir = Dir::new(&mode);
-    dir.write(
-        &mode,
-        &[("ctx/Dockerfile", "FROM busybox\nRUN readlink -e /proc/self/exe || cat /proc/self/exe\n")],
-    );
+    dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN cat /proc/self/exe > /dev/null\n")]);
     let ctx = dir.path().join("ctx");
     let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
     let log = text(&out.stderr);
