@@ -234,7 +234,11 @@ pub fn write_recorded_changes(
     let mut entries: BTreeMap<String, (Meta, Option<std::path::PathBuf>)> = BTreeMap::new();
     for path in before.keys().filter(|p| !after.contains_key(*p)) {
         let (parent, name) = path.rsplit_once('/').map_or(("", path.as_str()), |(d, n)| (d, n));
-        if !parent.is_empty() && !after.contains_key(parent) {
+        // A parent that is gone, or is no longer a directory (a symlink or a file where it was),
+        // takes its entries with it: a whiteout below it would name a path through a symlink,
+        // which an extractor follows (deleting what the link points to), or below a file.
+        let is_dir = |st: &Stamp| st.mode & nix::libc::S_IFMT == nix::libc::S_IFDIR;
+        if !parent.is_empty() && !after.get(parent).is_some_and(is_dir) {
             continue;
         }
         add_parents(&mut wanted, path);
@@ -421,5 +425,25 @@ mod tests {
             layer_of(r, &before),
             ["redo/", "redo/.wh.old", "redo/new", "redo/sub/", "redo/sub/.wh.f", "was-a-file/"]
         );
+    }
+
+    /// A directory replaced by a symlink or a file is written as that entry alone: no whiteouts
+    /// below it (one below a symlink would delete, on extraction, what the link points to).
+    #[test]
+    fn a_directory_replaced_by_a_link_or_a_file_has_no_whiteouts_below_it() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("html/sub")).unwrap();
+        fs::write(r.join("html/index.html"), "default").unwrap();
+        fs::create_dir_all(r.join("conf")).unwrap();
+        fs::write(r.join("conf/a.conf"), "a").unwrap();
+        fs::create_dir_all(r.join("app")).unwrap();
+        fs::write(r.join("app/index.html"), "mine").unwrap();
+        let before = record(r).unwrap();
+        fs::remove_dir_all(r.join("html")).unwrap();
+        std::os::unix::fs::symlink("/app", r.join("html")).unwrap();
+        fs::remove_dir_all(r.join("conf")).unwrap();
+        fs::write(r.join("conf"), "now a file").unwrap();
+        assert_eq!(layer_of(r, &before), ["conf", "html -> /app"]);
     }
 }

@@ -1308,6 +1308,39 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
     }
 }
 
+/// A directory replaced by a symlink (the nginx idiom) is one entry in the layer, the same layer
+/// in every mode: the copy snapshotter once also wrote whiteouts below the symlink, and applying
+/// that layer (a later build, its steps cached) deleted what the link points to.
+#[test]
+fn a_directory_replaced_by_a_symlink_keeps_what_it_points_to() {
+    const DOCKERFILE: &str = "FROM busybox
+RUN mkdir -p /usr/share/nginx/html /app/dist && echo default > /usr/share/nginx/html/index.html && \\
+    echo my-app > /app/dist/index.html
+RUN rm -rf /usr/share/nginx/html && ln -s /app/dist /usr/share/nginx/html
+ARG N
+RUN echo \"build $N: $(cat /usr/share/nginx/html/index.html)\"
+";
+    let mut digests = Vec::new();
+    for mode in modes_and_snapshotters("the directory-to-symlink layer") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let ctx = dir.path().join("ctx");
+        for n in ["1", "2"] {
+            let arg = format!("N={n}");
+            let out = build(&dir, &mode, &["--build-arg", &arg, ctx.to_str().expect("utf-8")]);
+            ok(&out, &format!("{} build {n}", mode.name()));
+            let log = text(&out.stderr);
+            assert!(log.contains(&format!(" build {n}: my-app\n")), "{} build {n}:\n{log}", mode.name());
+            if n == "1" {
+                digests.push((mode.name().to_string(), text(&out.stdout)));
+            }
+        }
+    }
+    for (name, digest) in &digests {
+        assert_eq!(digest, &digests[0].1, "{name} and {} built different images", digests[0].0);
+    }
+}
+
 /// A chroot step has no /proc (nothing can mount one): when it fails naming /proc, the error says
 /// so and names the mode that gives one.
 #[test]
