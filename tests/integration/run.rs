@@ -1341,6 +1341,59 @@ RUN echo \"build $N: $(cat /usr/share/nginx/html/index.html)\"
     }
 }
 
+/// A dynamic program run through a symlink finds the libraries its `$ORIGIN` run path names
+/// (the JRE's `$ORIGIN/../lib`, which `apt-get install default-jre-headless` runs `java` through
+/// `/usr/bin/java` for): under ptrace, its loader must be given the program's real path.
+#[test]
+fn a_program_run_through_a_symlink_finds_its_origin_libraries() {
+    let Some(base) = debian_base() else { return };
+    let tools = tempfile::tempdir().expect("tempdir");
+    let t = tools.path();
+    fs_err::write(t.join("lib.c"), "const char *hello(void) { return \"origin ok\"; }\n").expect("lib.c");
+    fs_err::write(
+        t.join("main.c"),
+        "#include <stdio.h>\nconst char *hello(void);\nint main(void) { puts(hello()); return 0; }\n",
+    )
+    .expect("main.c");
+    let lib = t.join("libhello.so");
+    let mut cc = Command::new("cc");
+    cc.args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(t.join("lib.c"));
+    if !built("the $ORIGIN check", "cc (a C compiler)", &mut cc) {
+        return;
+    }
+    let mut cc = Command::new("cc");
+    cc.arg("-o").arg(t.join("hello")).arg(t.join("main.c")).arg(format!("-L{}", t.display()));
+    cc.args(["-lhello", "-Wl,-rpath,$ORIGIN/../lib"]);
+    if !built("the $ORIGIN check", "cc (a C compiler)", &mut cc) {
+        return;
+    }
+    let debian = format!("debian=oci-layout://{}:bookworm", base.display());
+    for mode in modes_and_snapshotters("the $ORIGIN check") {
+        // The kernel's own loader is the same with either snapshotter (the copy one is slow on
+        // Debian), and under chroot finds no `$ORIGIN`: glibc reads it from /proc/self/exe.
+        if matches!(mode, Mode::Chroot | Mode::Copy(_)) {
+            continue;
+        }
+        let dir = Dir::new(&mode);
+        dir.write(
+            &mode,
+            &[(
+                "ctx/Dockerfile",
+                "FROM debian\nCOPY hello /opt/h/bin/\nCOPY libhello.so /opt/h/lib/\n\
+                 RUN ln -s /opt/h/bin/hello /usr/local/bin/hello && echo \"says: $(hello)\"\n",
+            )],
+        );
+        for f in ["hello", "libhello.so"] {
+            fs_err::copy(t.join(f), dir.path().join("ctx").join(f)).expect("copy");
+        }
+        let ctx = dir.path().join("ctx");
+        let out = build(&dir, &mode, &["--build-context", &debian, ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let log = text(&out.stderr);
+        assert!(log.contains(" says: origin ok\n"), "{}:\n{log}", mode.name());
+    }
+}
+
 /// A chroot step has no /proc (nothing can mount one): when it fails naming /proc, the error says
 /// so and names the mode that gives one.
 #[test]

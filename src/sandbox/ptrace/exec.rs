@@ -138,8 +138,14 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
         if loaders.takes_argv0(&ld_host) {
             next.push(b"--argv0".to_vec());
             next.push(head[0].clone());
+            // The program as the kernel would open it, symlinks resolved: ld.so takes `$ORIGIN`
+            // (the JRE's `$ORIGIN/../lib`) from the path it is given, where the kernel's loader
+            // reads `/proc/self/exe`. (Without `--argv0` that path is also the program's
+            // `argv[0]`, so it stays as the step named it.)
+            next.push(root.to_guest(&host));
+        } else {
+            next.push(current.clone());
         }
-        next.push(current.clone());
         next.extend(head.drain(1..));
         let setid_file = (level == 0).then(|| host.clone());
         return Ok(Plan { host: ld_host, head: next, program: Some(host), setid_file });
