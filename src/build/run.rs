@@ -49,7 +49,8 @@ pub fn run_step(
     let mut named_proc = false;
     let mut on_output = |line: &str| {
         b.reporter.event(&Event::Output { stage: label, n, text: line });
-        named_proc |= line.contains("/proc");
+        // `/dev/stderr`, `/dev/fd/N` (bash's `<(…)`) are links into /proc.
+        named_proc |= ["/proc", "/dev/std", "/dev/fd"].iter().any(|p| line.contains(p));
         if tail.len() == TAIL {
             tail.pop_front();
         }
@@ -90,8 +91,9 @@ pub fn run_step(
         }
         if named_proc && isolation == Some(crate::sandbox::Isolation::Chroot) {
             d = d.with_hint(
-                "the step's output names /proc, which --isolation=chroot cannot give a step (no mounts: \
-                 rustc, for one, needs /proc/self/exe); --isolation=ptrace runs it with the machine's /proc",
+                "the step's output names /proc (or /dev/stdin, /dev/stdout, /dev/stderr, /dev/fd, links into \
+                 it), which --isolation=chroot cannot give a step (no mounts: rustc, for one, needs \
+                 /proc/self/exe); --isolation=ptrace runs it with the machine's /proc",
             );
         }
         return Err(BuildError::Input(d));
