@@ -1268,6 +1268,7 @@ RUN for c in "touch /usr/x" "mkdir /opt/x" "cat /secret/f" "ls /secret" "stat /s
       "chmod 644 /etc/passwd" "touch /opt/ro" "test -w /usr" "test -w /opt/app" "mv /opt/app/mine /opt/mine" \
       "rm /etc/group" "/opt/root-only" "ls /root" "echo hi >> /opt/shared/roots" "ln -s x /opt/app/l"; do \
       if sh -c "$c" 2>/dev/null; then echo "allowed: $c"; else echo "refused: $c"; fi; done
+RUN stat -c 'root dir: %u:%g' /
 USER root
 RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
 "#;
@@ -1294,6 +1295,7 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
         "allowed: ln -s x /opt/app/l",
         "made: /opt/app/mine 1000:1000 644",
         "made: /opt/app/l 1000:1000 777",
+        "root dir: 0:0",
     ];
     for mode in modes_and_snapshotters("the non-root user's permissions") {
         let dir = Dir::new(&mode);

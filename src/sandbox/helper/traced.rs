@@ -40,6 +40,11 @@ impl Ctx {
             (o, cap)
         })
         .map_err(|e| e.to_string())?;
+        // The root directory itself, which the record leaves out, is root's as well (else it would
+        // show as the step's user, who the caller is on disk).
+        if let Ok(md) = std::fs::metadata(&root) {
+            owners.set((md.dev(), md.ino()), believed(None, &md));
+        }
         // What the runtime would create (the working directory) is root's.
         make_cwd(&root, &req.process.cwd)?;
         claim_new(&root, &req.process.cwd, &mut owners, 0, 0);
