@@ -1396,6 +1396,32 @@ fn a_program_run_through_a_symlink_finds_its_origin_libraries() {
     }
 }
 
+/// A bind mount from a stage shows that stage's owners and modes, in every mode (under ptrace the
+/// mount is a copy the caller owns: the tracer takes the owners from the stage's layers), so
+/// `cp -a` out of it keeps them.
+#[test]
+fn a_bind_mount_from_a_stage_keeps_its_owners() {
+    const DOCKERFILE: &str = r#"FROM busybox AS src
+RUN mkdir -p /out/d && echo x > /out/d/f && chown -R 1000:50 /out/d && chmod 750 /out/d
+FROM busybox
+RUN --mount=type=bind,from=src,source=/out,target=/mnt cp -a /mnt/d /copied && \
+    stat -c 'bound: %n %u:%g %a' /mnt/d /mnt/d/f /copied /copied/f
+"#;
+    for mode in modes_and_snapshotters("the bind mount owners") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
+        let ctx = dir.path().join("ctx");
+        let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        let log = text(&out.stderr);
+        for line in
+            ["/mnt/d 1000:50 750", "/mnt/d/f 1000:50 644", "/copied 1000:50 750", "/copied/f 1000:50 644"]
+        {
+            assert!(log.contains(&format!(" bound: {line}\n")), "{}: {line:?}:\n{log}", mode.name());
+        }
+    }
+}
+
 /// A chroot step has no /proc (nothing can mount one): when it fails naming /proc, the error says
 /// so and names the mode that gives one.
 #[test]

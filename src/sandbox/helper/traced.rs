@@ -57,6 +57,7 @@ impl Ctx {
                 for (target, uid, gid) in owned {
                     claim(&root, &target, &mut owners, uid, gid);
                 }
+                self.claim_stage_binds(&root, req, &mut owners);
                 exe
             }
             Err(e) => {
@@ -117,6 +118,42 @@ impl Ctx {
         let known =
             index.walk("").filter(|(p, _)| !p.is_empty()).map(|(p, m)| (p.to_string(), m.clone())).collect();
         Ok((root, known))
+    }
+
+    /// Records the owners of what bind mounts from a stage put into the root (a copy, which the
+    /// disk holds as the caller's), from the stage's layers' headers, as a real bind mount shows
+    /// them (`cp -a` out of it keeps them). Where they cannot be read, the copy stays root's.
+    fn claim_stage_binds(&self, root: &Path, req: &RunRequest, owners: &mut Owners) {
+        for m in &req.mounts {
+            let MountRequest::Bind { from: BindFrom::Layers(layers), source, target, .. } = m else {
+                continue;
+            };
+            let mut index = FsIndex::new();
+            let read = layers.iter().try_for_each(|l| {
+                index.apply_tar(self.open(l)?).map_err(|e| format!("reading layer {}: {e}", l.digest))
+            });
+            let (Ok(()), Some(src), Ok(dst)) = (
+                read,
+                index.resolve(source.trim_start_matches('/')),
+                crate::layer::rootpath::resolve_in_root(root, target.trim_start_matches('/')),
+            ) else {
+                continue;
+            };
+            let key = |rel: &str| match (src.as_str(), rel) {
+                (s, "") => s.to_string(),
+                ("", r) => r.to_string(),
+                (s, r) => format!("{s}/{r}"),
+            };
+            let mut claim = |rel: &str, md: &std::fs::Metadata| {
+                let o = believed(index.get(&key(rel)).map(Meta::owner).as_ref(), md);
+                owners.set((md.dev(), md.ino()), o);
+                o
+            };
+            if let Ok(md) = std::fs::symlink_metadata(&dst) {
+                claim("", &md);
+            }
+            let _ = record_as(&dst, &mut |rel, _, md| (claim(rel, md), None));
+        }
     }
 
     /// Runs the step under the tracer, forwarding its output; returns its exit and the owners
