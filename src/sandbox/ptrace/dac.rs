@@ -235,19 +235,17 @@ impl Tracer {
                 }
                 if s.may(&o, want) { Ok(()) } else { Err(Errno::EACCES) }
             }
-            Err(_) if flags & libc::O_CREAT != 0 => {
-                self.in_dir(&s, host, |dir| s.may(dir, MAY_WRITE | MAY_EXEC))
-            }
+            Err(_) if flags & libc::O_CREAT != 0 => self.dir_writable(&s, host),
             Err(_) => Ok(()),
         }
     }
 
-    /// Whether `ok` holds for the directory holding `host`'s last component (`EACCES` if not).
-    fn in_dir(&self, s: &Subject, host: &[u8], ok: impl Fn(&Owner) -> bool) -> Result<(), Errno> {
+    /// Write and search permission in the directory holding `host`'s last component (the
+    /// search on the way to it checked already).
+    fn dir_writable(&self, s: &Subject, host: &[u8]) -> Result<(), Errno> {
         let Some(dir) = self.root.dirs_to(host).and_then(Iterator::last) else { return Ok(()) };
-        self.search(s, host)?;
         match self.seen(dir, true) {
-            Ok(o) if !ok(&o) => Err(Errno::EACCES),
+            Ok(o) if !s.may(&o, MAY_WRITE | MAY_EXEC) => Err(Errno::EACCES),
             _ => Ok(()),
         }
     }
@@ -256,7 +254,8 @@ impl Tracer {
     /// search permission in its directory.
     pub(super) fn may_create(&self, pid: Pid, host: &[u8]) -> Result<(), Errno> {
         let Some(s) = self.checked(pid) else { return Ok(()) };
-        self.in_dir(&s, host, |dir| s.may(dir, MAY_WRITE | MAY_EXEC))
+        self.search(&s, host)?;
+        self.dir_writable(&s, host)
     }
 
     /// Removing the entry at `host` (`unlink`, `rmdir`, a rename's old name or the entry it
