@@ -1223,6 +1223,27 @@ fn what_a_step_leaves_running_ends_with_it() {
     }
 }
 
+/// Builds `dockerfile` (its context holding only it) with `args` in each of `modes`, checking
+/// that the build passed and that a step printed each of `lines`; returns each mode's log.
+fn every_log_says(modes: Vec<Mode>, dockerfile: &str, args: &[&str], lines: &[&str]) -> Vec<(Mode, String)> {
+    let mut logs = Vec::new();
+    for mode in modes {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", dockerfile)]);
+        let ctx = dir.path().join("ctx");
+        let mut all = args.to_vec();
+        all.push(ctx.to_str().expect("utf-8"));
+        let out = build(&dir, &mode, &all);
+        ok(&out, mode.name());
+        let log = text(&out.stderr);
+        for line in lines {
+            assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
+        }
+        logs.push((mode, log));
+    }
+    logs
+}
+
 /// The kernel names a process after the path its exec named (`/proc/PID/comm`, which `pgrep`,
 /// `pidof`, `killall` and `start-stop-daemon --name` match): a busybox applet by its link, a
 /// script by itself, not by its interpreter, in every mode with a `/proc` (under ptrace, where
@@ -1236,21 +1257,15 @@ RUN echo "self: $(cat /proc/self/comm)"; echo "script: $(named-4821 0)"; \
     echo "status: $(grep -E '^(Uid|Gid|CapEff):' /proc/self/status | tr -s '\t\n' '  ')"; \
     named-4821 3 >/dev/null & sleep 0.3; echo "pidof: $(pidof named-4821 | wc -w)"; kill $!
 "#;
-    for mode in modes_and_snapshotters("process names") {
-        if matches!(mode, Mode::Chroot) {
-            continue; // no /proc
-        }
-        let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
-        let ctx = dir.path().join("ctx");
-        let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
-        ok(&out, mode.name());
-        let log = text(&out.stderr);
-        let status = "status: Uid: 0 0 0 0 Gid: 0 0 0 0 CapEff: 00000000a80425fb ";
-        for line in ["self: cat", "script: named-4821", "pidof: 1", status] {
-            assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
-        }
-    }
+    // Chroot steps have no /proc.
+    let modes = modes_and_snapshotters("process names").into_iter().filter(|m| !matches!(m, Mode::Chroot));
+    let status = "status: Uid: 0 0 0 0 Gid: 0 0 0 0 CapEff: 00000000a80425fb ";
+    every_log_says(
+        modes.collect(),
+        DOCKERFILE,
+        &[],
+        &["self: cat", "script: named-4821", "pidof: 1", status],
+    );
 }
 
 /// A step's non-root `USER` is refused what the image's owners and modes refuse it, as the
@@ -1297,17 +1312,7 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
         "made: /opt/app/l 1000:1000 777",
         "root dir: 0:0",
     ];
-    for mode in modes_and_snapshotters("the non-root user's permissions") {
-        let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
-        let ctx = dir.path().join("ctx");
-        let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
-        ok(&out, mode.name());
-        let log = text(&out.stderr);
-        for line in EXPECTED {
-            assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
-        }
-    }
+    every_log_says(modes_and_snapshotters("the non-root user's permissions"), DOCKERFILE, &[], EXPECTED);
 }
 
 /// A directory replaced by a symlink (the nginx idiom) is one entry in the layer, the same layer
@@ -1407,31 +1412,29 @@ FROM busybox
 RUN --mount=type=bind,from=src,source=/out,target=/mnt cp -a /mnt/d /copied && \
     stat -c 'bound: %n %u:%g %a' /mnt/d /mnt/d/f /copied /copied/f
 "#;
-    for mode in modes_and_snapshotters("the bind mount owners") {
-        let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
-        let ctx = dir.path().join("ctx");
-        let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
-        ok(&out, mode.name());
-        let log = text(&out.stderr);
-        for line in
-            ["/mnt/d 1000:50 750", "/mnt/d/f 1000:50 644", "/copied 1000:50 750", "/copied/f 1000:50 644"]
-        {
-            assert!(log.contains(&format!(" bound: {line}\n")), "{}: {line:?}:\n{log}", mode.name());
-        }
+    let lines =
+        ["/mnt/d 1000:50 750", "/mnt/d/f 1000:50 644", "/copied 1000:50 750", "/copied/f 1000:50 644"];
+    let lines: Vec<String> = lines.iter().map(|l| format!("bound: {l}")).collect();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    every_log_says(modes_and_snapshotters("the bind mount owners"), DOCKERFILE, &[], &lines);
+}
+
+/// chroot isolation and a directory for its build, where the tests run as root (else a printed
+/// skip of `what`).
+fn chroot_dir(what: &str) -> Option<(Mode, Dir)> {
+    if !nix::unistd::geteuid().is_root() {
+        skip(&format!("{what}: chroot isolation needs root"));
+        return None;
     }
+    let dir = Dir::new(&Mode::Chroot);
+    Some((Mode::Chroot, dir))
 }
 
 /// A chroot step has no /proc (nothing can mount one): when it fails naming /proc, the error says
 /// so and names the mode that gives one.
 #[test]
 fn a_chroot_step_that_needs_proc_is_told_which_mode_has_it() {
-    if !nix::unistd::geteuid().is_root() {
-        skip("the chroot /proc hint: chroot isolation needs root");
-        return;
-    }
-    let mode = Mode::Chroot;
-    let dir = Dir::new(&mode);
+    let Some((mode, dir)) = chroot_dir("the chroot /proc hint") else { return };
     dir.write(&mode, &[("ctx/Dockerfile", "FROM busybox\nRUN cat /proc/self/exe > /dev/null\n")]);
     let ctx = dir.path().join("ctx");
     let out = build(&dir, &mode, &[ctx.to_str().expect("utf-8")]);
@@ -1447,12 +1450,7 @@ fn a_chroot_step_that_needs_proc_is_told_which_mode_has_it() {
 fn the_next_build_ends_a_chroot_step_whose_helper_was_killed() {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
-    if !nix::unistd::geteuid().is_root() {
-        skip("the killed chroot helper check: chroot isolation needs root");
-        return;
-    }
-    let mode = Mode::Chroot;
-    let dir = Dir::new(&mode);
+    let Some((mode, dir)) = chroot_dir("the killed chroot helper check") else { return };
     dir.write(
         &mode,
         &[
@@ -1995,35 +1993,28 @@ RUN echo "home: $HOME" && echo "euid: $(suid-id -u)" && setpriv --dump | grep no
 "#;
     let Some(base) = debian_base() else { return };
     let debian = format!("debian=oci-layout://{}:bookworm", base.display());
-    for mode in modes_and_snapshotters("the Debian tools build") {
-        let dir = Dir::new(&mode);
-        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE)]);
-        let ctx = dir.path().join("ctx");
-        let out = build(&dir, &mode, &["--build-context", &debian, ctx.to_str().expect("utf-8")]);
-        ok(&out, mode.name());
-        let log = text(&out.stderr);
-        for line in [
-            "home: /root",
-            "mode: /s 755 0:0",
-            "mode: /dst/d 750 0:0",
-            "mode: /dst/d/f 640 0:0",
-            "mode: /t/d 751 0:0",
-            "mode: /g 2775 0:50",
-            "mode: /g/f 644 0:50",
-            "mode: /g/d 2755 0:50",
-            "owner: /g/l 0:50",
-            "home: /nonexistent",
-            "euid: 0",
-            "no_new_privs: 0",
-            "resolves: 127.0.0.1",
-            "dumpable: 0",
-            "opened",
-            "peer: 65534:65534",
-            "setpriv: 65534",
-            "comm: cat",
-        ] {
-            assert!(log.contains(&format!(" {line}\n")), "{}: {line:?}:\n{log}", mode.name());
-        }
+    let lines = [
+        "home: /root",
+        "mode: /s 755 0:0",
+        "mode: /dst/d 750 0:0",
+        "mode: /dst/d/f 640 0:0",
+        "mode: /t/d 751 0:0",
+        "mode: /g 2775 0:50",
+        "mode: /g/f 644 0:50",
+        "mode: /g/d 2755 0:50",
+        "owner: /g/l 0:50",
+        "home: /nonexistent",
+        "euid: 0",
+        "no_new_privs: 0",
+        "resolves: 127.0.0.1",
+        "dumpable: 0",
+        "opened",
+        "peer: 65534:65534",
+        "setpriv: 65534",
+        "comm: cat",
+    ];
+    let modes = modes_and_snapshotters("the Debian tools build");
+    for (mode, log) in every_log_says(modes, DOCKERFILE, &["--build-context", &debian], &lines) {
         // Only a chroot step, with no UTS namespace and no tracer to answer `uname`, has the
         // machine's name.
         if !matches!(mode, Mode::Chroot) {
