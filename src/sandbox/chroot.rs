@@ -244,9 +244,10 @@ pub fn kill_rooted(root: &Path) -> usize {
     killed
 }
 
-/// `process` with `HOME` set as runc and youki set it where the image and the Dockerfile leave it
-/// unset (the namespace modes get it from libcontainer): the home of the first entry for its uid
-/// in the root's `/etc/passwd`, else `/`. `git config --global`, pip and npm need it.
+/// `process` with `HOME` set as runc sets it where the image and the Dockerfile leave it unset:
+/// the home of the first entry for its uid in the root's `/etc/passwd`, else `/`. Every mode uses
+/// it (libcontainer would leave it unset for a uid the passwd does not name). `git config
+/// --global`, pip and npm need it.
 pub fn with_home(root: &Path, process: &super::protocol::Process) -> super::protocol::Process {
     let mut p = process.clone();
     if p.env.iter().any(|e| e.starts_with("HOME=")) {

@@ -1284,6 +1284,8 @@ RUN for c in "touch /usr/x" "mkdir /opt/x" "cat /secret/f" "ls /secret" "stat /s
       "rm /etc/group" "/opt/root-only" "ls /root" "echo hi >> /opt/shared/roots" "ln -s x /opt/app/l"; do \
       if sh -c "$c" 2>/dev/null; then echo "allowed: $c"; else echo "refused: $c"; fi; done
 RUN stat -c 'root dir: %u:%g' /
+USER 4321
+RUN echo "unnamed home: $HOME"
 USER root
 RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
 "#;
@@ -1311,6 +1313,7 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
         "made: /opt/app/mine 1000:1000 644",
         "made: /opt/app/l 1000:1000 777",
         "root dir: 0:0",
+        "unnamed home: /",
     ];
     every_log_says(modes_and_snapshotters("the non-root user's permissions"), DOCKERFILE, &[], EXPECTED);
 }

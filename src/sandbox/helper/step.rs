@@ -75,7 +75,9 @@ impl Ctx {
             seccomp: seccomp.is_some(),
             privileged,
             root: root.path().to_path_buf(),
-            process: self.process_here(&req.process),
+            // HOME as runc sets it, `/` for a user the image's passwd does not name, where
+            // libcontainer leaves it unset.
+            process: self.process_here(&crate::sandbox::chroot::with_home(root.path(), &req.process)),
             hostname: HOSTNAME.into(),
             netns,
             rootless: self.rootless,
