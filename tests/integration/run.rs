@@ -1268,6 +1268,21 @@ RUN echo "self: $(cat /proc/self/comm)"; echo "script: $(named-4821 0)"; \
     );
 }
 
+/// Root may chmod what a container's own mounts hold (`chmod 1777 /dev/shm`, in Dockerfiles for
+/// browsers), in every mode with a /dev of the machine's or its own: under ptrace, where it is
+/// the machine's, the chmod succeeds and changes nothing, as far as any layer goes.
+#[test]
+fn root_may_chmod_dev_shm() {
+    let modes =
+        modes_and_snapshotters("chmod of /dev/shm").into_iter().filter(|m| !matches!(m, Mode::Chroot));
+    every_log_says(
+        modes.collect(),
+        "FROM busybox\nRUN chmod 1777 /dev/shm && echo shm-chmod-ok\n",
+        &[],
+        &["shm-chmod-ok"],
+    );
+}
+
 /// A step's non-root `USER` is refused what the image's owners and modes refuse it, as the
 /// kernel refuses it in BuildKit, in every mode: under ptrace, where the machine's user owns
 /// every file, the tracer checks the recorded owners and modes in the kernel's place.
