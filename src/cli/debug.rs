@@ -73,10 +73,10 @@ fn sandbox_bench(
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    let mut mode = match isolation {
-        super::args::IsolationMode::Chroot => "chroot",
-        super::args::IsolationMode::Ptrace => "ptrace",
-        _ if sandbox.rootless => "rootless",
+    let mut mode = match sandbox.isolation {
+        crate::sandbox::Isolation::Chroot => "chroot",
+        crate::sandbox::Isolation::Ptrace => "ptrace",
+        crate::sandbox::Isolation::Rootless => "rootless",
         _ => "root",
     }
     .to_string();

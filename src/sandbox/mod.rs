@@ -230,8 +230,6 @@ pub struct Sandbox {
     stdout: BufReader<ChildStdout>,
     /// One-line warnings from setting it up (e.g. a single-id map).
     pub warnings: Vec<String>,
-    /// Whether steps run in a user namespace.
-    pub rootless: bool,
     /// With `--isolation=auto`: the mode chosen and why (one line for the user).
     pub chosen: Option<String>,
     /// The isolation its steps get (what `auto` chose).
@@ -351,8 +349,7 @@ impl Sandbox {
         let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
             return Err(SandboxError::Setup("the sandbox helper has no pipes".into()));
         };
-        let mut sb =
-            Sandbox { _lock: None, child, stdin: Some(stdin), stdout, warnings, rootless, chosen, isolation };
+        let mut sb = Sandbox { _lock: None, child, stdin: Some(stdin), stdout, warnings, chosen, isolation };
         if let Some(maps) = maps {
             let mut line = String::new();
             sb.stdout.read_line(&mut line).map_err(|e| SandboxError::Helper(e.to_string()))?;
