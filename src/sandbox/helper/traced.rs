@@ -112,12 +112,19 @@ impl Ctx {
         };
         let above = &layers[start..];
         self.apply_layers(above, &root)?;
-        for layer in above {
-            index.apply_tar(self.open(layer)?).map_err(|e| format!("reading layer {}: {e}", layer.digest))?;
-        }
+        self.index_layers(&mut index, above)?;
         let known =
             index.walk("").filter(|(p, _)| !p.is_empty()).map(|(p, m)| (p.to_string(), m.clone())).collect();
         Ok((root, known))
+    }
+
+    /// Applies the headers of `layers` to `index`: what their tree's entries' owners, modes,
+    /// devices and capabilities are.
+    fn index_layers(&self, index: &mut FsIndex, layers: &[LayerRef]) -> Result<(), String> {
+        for layer in layers {
+            index.apply_tar(self.open(layer)?).map_err(|e| format!("reading layer {}: {e}", layer.digest))?;
+        }
+        Ok(())
     }
 
     /// Records the owners of what bind mounts from a stage put into the root (a copy, which the
@@ -129,9 +136,7 @@ impl Ctx {
                 continue;
             };
             let mut index = FsIndex::new();
-            let read = layers.iter().try_for_each(|l| {
-                index.apply_tar(self.open(l)?).map_err(|e| format!("reading layer {}: {e}", l.digest))
-            });
+            let read = self.index_layers(&mut index, layers);
             let (Ok(()), Some(src), Ok(dst)) = (
                 read,
                 index.resolve(source.trim_start_matches('/')),
