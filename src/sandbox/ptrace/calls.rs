@@ -302,7 +302,12 @@ impl Tracer {
                 } else {
                     Some(Target::Fd(a(0) as i32).host(pid))
                 };
-                if let (Some(host), Some(how)) = (host, utimens_touch(pid, a(2))?) {
+                // The times are read from the step only when something may refuse them (a root
+                // step outside read-only mounts sets its times unchecked).
+                if let Some(host) = host
+                    && (self.checked(pid).is_some() || self.root.has_read_only())
+                    && let Some(how) = utimens_touch(pid, a(2))?
+                {
                     self.may_touch(pid, &host, follow, how)?;
                     self.root.writable(&host)?;
                 }

@@ -47,6 +47,11 @@ impl Root {
         self.read_only = targets.iter().filter_map(|t| self.to_host(t.as_bytes(), true).ok()).collect();
     }
 
+    /// Whether any path is read-only (most steps have no such mount).
+    pub fn has_read_only(&self) -> bool {
+        !self.read_only.is_empty()
+    }
+
     /// `EROFS` for a change at `host` when a read-only mount would hold it.
     pub fn writable(&self, host: &[u8]) -> Result<(), Errno> {
         let host = host.strip_suffix(b"/").unwrap_or(host);
