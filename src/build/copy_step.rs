@@ -13,9 +13,9 @@ use super::{BuildError, Builder, input_error, users};
 use crate::dockerfile::instructions::Loc;
 use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::manifest::Layer;
-use crate::layer::LayerWriter;
 use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::index::{FsIndex, Kind, Meta};
+use crate::layer::{LayerWriter, pyc};
 use crate::plan::{CopyOp, Source};
 
 /// WORKDIR creates its directory when missing, and its missing parents, owned by the current
@@ -410,10 +410,23 @@ fn write_layer(
     let mut all: Vec<(String, copy::Entry)> = all.into_iter().collect();
     all.sort_by(|a, b| crate::layer::tar_order(&a.0, &b.0));
     let mut w = LayerWriter::new(b.store, b.options.layer_codec(), clamp)?;
+    let pycs = pyc::Sources::of(
+        all.iter().map(|(path, e)| match &e.content {
+            copy::Content::File(p) => (path.as_str(), &e.meta, Some(p.as_path())),
+            _ => (path.as_str(), &e.meta, None),
+        }),
+        clamp,
+    );
     let index = out.index(b)?;
     for (path, e) in &all {
         match &e.content {
-            copy::Content::File(p) => w.add(path, &e.meta, Some(&mut fs_err::File::open(p)?))?,
+            copy::Content::File(p) => {
+                let mut file = fs_err::File::open(p)?;
+                match pycs.get(path) {
+                    Some(py) => w.add(path, &e.meta, Some(&mut pyc::restamped(&mut file, py)?))?,
+                    None => w.add(path, &e.meta, Some(&mut file))?,
+                }
+            }
             copy::Content::Bytes(bytes) => w.add(path, &e.meta, Some(&mut bytes.as_slice()))?,
             copy::Content::None => w.add(path, &e.meta, None)?,
         }

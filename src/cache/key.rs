@@ -33,8 +33,9 @@ use crate::plan::{CopyOp, Op, Platform, Source};
 /// v3: a step that changes nothing makes an empty layer (v2 recorded none), and layers are
 /// written in BuildKit's order, through the destination's links, with hard links, per-name
 /// whiteouts and file capabilities — so a v2 record would give another image than a build
-/// without it.
-pub const KEY_VERSION: &str = "hako.cache.key.v3";
+/// without it. v4: a `.pyc` beside its clamped source records the clamped time (`layer::pyc`), so
+/// a v3 record of a Python step would give an image whose `.pyc` files are stale.
+pub const KEY_VERSION: &str = "hako.cache.key.v4";
 
 /// A step cache key.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -47,6 +47,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::index::{Kind, Meta};
+use super::pyc::{Sources, restamped};
 use super::writer::LayerWriter;
 
 /// The OCI whiteout prefix.
@@ -212,6 +213,8 @@ pub(super) fn write_entries<'a>(
     entries: impl IntoIterator<Item = (&'a str, &'a Meta, Option<&'a Path>)>,
     writer: &mut LayerWriter,
 ) -> Result<()> {
+    let entries: Vec<(&str, &Meta, Option<&Path>)> = entries.into_iter().collect();
+    let pycs = Sources::of(entries.iter().copied(), writer.clamp());
     for (path, meta, source) in entries {
         let written = match source {
             Some(src) => {
@@ -220,7 +223,12 @@ pub(super) fn write_entries<'a>(
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(src)
                     .map_err(io_err("open", src))?;
-                writer.add(path, meta, Some(&mut file))
+                match pycs.get(path) {
+                    Some(py) => {
+                        restamped(&mut file, py).and_then(|mut r| writer.add(path, meta, Some(&mut r)))
+                    }
+                    None => writer.add(path, meta, Some(&mut file)),
+                }
             }
             None => writer.add(path, meta, None),
         };

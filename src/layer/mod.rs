@@ -11,6 +11,7 @@ pub mod diff;
 pub mod extract;
 pub mod index;
 pub mod pgzip;
+pub mod pyc;
 pub mod rootpath;
 pub mod walkdiff;
 pub mod writer;

@@ -297,6 +297,11 @@ impl LayerWriter {
         Ok(LayerWriter { tar, compression: codec.compression(), clamp, entries: 0, buf: Vec::new() })
     }
 
+    /// The clamp of mtimes this layer was started with.
+    pub fn clamp(&self) -> Option<i64> {
+        self.clamp
+    }
+
     /// Entries written so far.
     pub fn entries(&self) -> u64 {
         self.entries

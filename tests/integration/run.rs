@@ -1366,6 +1366,75 @@ RUN echo \"build $N: $(cat /usr/share/nginx/html/index.html)\"
     }
 }
 
+/// Python's `.pyc` files stay valid in the image when the clamp moves their sources' mtimes: one
+/// that a RUN step wrote beside its `.py` (as pip, Debian's py3compile and compileall do) and one
+/// copied from the context beside its `.py`, in every mode. The machine's python3 is the judge:
+/// it must load each from its `.pyc`, not call it stale.
+#[test]
+fn python_bytecode_stays_fresh_when_file_times_are_clamped() {
+    const DOCKERFILE: &str = "FROM busybox
+COPY app /copied/
+COPY made /in/
+RUN mkdir -p /made/__pycache__ && cp /in/m.py /made/ && cp /in/m.pyc.in /made/__pycache__/$(cat /in/name) && \\
+    touch -d @1700000000 /made/m.py
+";
+    let tools = tempfile::tempdir().expect("tempdir");
+    let t = tools.path();
+    fs_err::write(t.join("m.py"), "X = 1\n").expect("m.py");
+    let mut touch = Command::new("touch");
+    touch.args(["-d", "@1700000000"]).arg(t.join("m.py"));
+    assert!(touch.status().expect("touch").success());
+    let mut compile = Command::new("python3");
+    compile.args(["-c", "import py_compile, sys; print(py_compile.compile(sys.argv[1], doraise=True))"]);
+    compile.arg(t.join("m.py"));
+    if !built("the .pyc check", "python3", &mut compile) {
+        return;
+    }
+    let pyc = text(&compile.output().expect("python3").stdout).trim().to_string();
+    let pyc_name = Path::new(&pyc).file_name().and_then(|n| n.to_str()).expect("pyc name").to_string();
+    let pyc_bytes = fs_err::read(&pyc).expect("read pyc");
+    for mode in modes_and_snapshotters("the .pyc check") {
+        let dir = Dir::new(&mode);
+        dir.write(
+            &mode,
+            &[
+                ("ctx/Dockerfile", DOCKERFILE),
+                ("ctx/app/m.py", "X = 1\n"),
+                ("ctx/app/__pycache__/.keep", ""),
+                ("ctx/made/m.py", "X = 1\n"),
+                ("ctx/made/name", &pyc_name),
+                ("ctx/made/m.pyc.in", ""),
+            ],
+        );
+        let ctx = dir.path().join("ctx");
+        fs_err::write(ctx.join("app/__pycache__").join(&pyc_name), &pyc_bytes).expect("write pyc");
+        fs_err::write(ctx.join("made/m.pyc.in"), &pyc_bytes).expect("write pyc");
+        let mut touch = Command::new("touch");
+        touch.args(["-d", "@1700000000"]).arg(ctx.join("app/m.py"));
+        assert!(touch.status().expect("touch").success());
+        let out_dir = dir.path().join("out");
+        let dest = format!("type=local,dest={}", out_dir.display());
+        let out = build(&dir, &mode, &["-o", &dest, ctx.to_str().expect("utf-8")]);
+        ok(&out, mode.name());
+        for (what, d) in [("copied", "copied"), ("written by a RUN step", "made")] {
+            let py = out_dir.join(d).join("m.py");
+            assert_eq!(fs_err::metadata(&py).expect("m.py").mtime(), 315_532_800, "{}: {what}", mode.name());
+            let import = Command::new("python3")
+                .args(["-v", "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import m"])
+                .arg(out_dir.join(d))
+                .output()
+                .expect("python3");
+            let log = text(&import.stderr);
+            assert!(import.status.success(), "{}: {what}: {log}", mode.name());
+            let cached = format!(
+                "# code object from '{}'",
+                out_dir.join(d).join("__pycache__").join(&pyc_name).display()
+            );
+            assert!(log.contains(&cached), "{}: {what}: python3 did not use the .pyc:\n{log}", mode.name());
+        }
+    }
+}
+
 /// A dynamic program run through a symlink finds the libraries its `$ORIGIN` run path names
 /// (the JRE's `$ORIGIN/../lib`, which `apt-get install default-jre-headless` runs `java` through
 /// `/usr/bin/java` for): under ptrace, its loader must be given the program's real path.

@@ -55,19 +55,19 @@ fn golden_keys_pin_the_encoding() {
     let p = Platform::parse("linux/amd64").expect("platform");
     assert_eq!(
         scratch(&p).to_string(),
-        "sha256:9be1b303ce82411532fc32db660db7d4eddd5904cd08750a9fe2707249bbcf4c"
+        "sha256:31302a892fc614ba82ef8585561f476218f64101b901ac10fc01b9337f5c1c1a"
     );
     let diff = Digest::of(b"layer");
     assert_eq!(
         base_image(std::slice::from_ref(&diff), &p).to_string(),
-        "sha256:a87512b4f7f7a01321d003fe42b389716598377937d697600f181f3428cb79ee"
+        "sha256:f7ba3f773be950cc3790544193f85bb8c198ab546c0e3b4844aa589c7863e053"
     );
     assert_eq!(
         keys(DF, &[]),
         vec![
-            "sha256:2fbeb55dc7d7b70d9bc722711346f2f3e104c680b900ba9176fc332d08e30d1f",
-            "sha256:3a29d6538a725f4b143a245f9c671fb9ab53d83535dc1c1588695e14cdc11ecd",
-            "sha256:bb174c14d61734035f48bd1dc74b9aa394f4e7848911c0ec359e5f475743275b",
+            "sha256:340211225db76b3e23355f1816d7d5d52f674627c8b54dae70896bd077a47794",
+            "sha256:336488ed3241a4128df45d0279b7fa66f6bb52196dff56eb161f4dbe623939b0",
+            "sha256:50fcde15fbe43b82269e75e682bd712b22487a37956bf64fa35371a1e607ee9e",
         ]
     );
 }
