@@ -68,7 +68,7 @@ pub fn layer(data: &[u8]) {
     if fs_err::create_dir(&root).is_err() {
         return;
     }
-    let opts = crate::layer::extract::ApplyOptions { chown: false, devices: false };
+    let opts = crate::layer::extract::ApplyOptions::default();
     let _ = crate::layer::extract::apply_layer(data, &root, opts);
     let outside: Vec<_> = std::fs::read_dir(dir.path())
         .map(|r| r.flatten().map(|e| e.file_name()).collect())

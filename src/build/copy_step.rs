@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::copy::{self, Entries, Ownership, SourceRoot};
 use super::fetch::{self, Fetched};
+use super::progress::Event;
 use super::rootfs::StageOut;
 use super::stage::{image_stage, named_context_image};
 use super::{BuildError, Builder, input_error, users};
@@ -15,6 +16,7 @@ use crate::dockerfile::{Diagnostic, Pos};
 use crate::image::manifest::Layer;
 use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::index::{FsIndex, Kind, Meta};
+use crate::layer::times::Times;
 use crate::layer::{LayerWriter, pyc};
 use crate::plan::{CopyOp, Source};
 
@@ -332,7 +334,7 @@ fn unpack_archive(
     let root = tmp.path().join("root");
     fs_err::create_dir(&root)?;
     let reader = crate::layer::archive::open(path, kind)?;
-    apply_layer(reader, &root, ApplyOptions { chown: false, devices: false }).map_err(|e| bad(&e))?;
+    apply_layer(reader, &root, ApplyOptions::default()).map_err(|e| bad(&e))?;
     // Directories the archive implies but does not hold are made now: the clamp makes that the epoch.
     let made = Meta { mtime: b.options.epoch(), ..Meta::implicit_dir() };
     let mut index = FsIndex::with_implicit_dirs(made.clone());
@@ -417,11 +419,18 @@ fn write_layer(
         }),
         clamp,
     );
+    // What the clamp moves, as BuildKit's snapshot keeps it: the step's view of the layer.
+    let mut times = Times::new();
     let index = out.index(b)?;
     for (path, e) in &all {
         match &e.content {
             copy::Content::File(p) => {
                 let mut file = fs_err::File::open(p)?;
+                if let Some(real) = moved(&file, clamp)
+                    && !pycs.is_source(path)
+                {
+                    times.insert(path, real);
+                }
                 match pycs.get(path) {
                     Some(py) => w.add(path, &e.meta, Some(&mut pyc::restamped(&mut file, py)?))?,
                     None => w.add(path, &e.meta, Some(&mut file))?,
@@ -432,7 +441,23 @@ fn write_layer(
         }
         index.insert(path, e.meta.clone());
     }
-    Ok(w.finish()?)
+    let layer = w.finish()?;
+    if !times.is_empty() {
+        // Without them the snapshot has the layer's times: fidelity is lost, not the build.
+        if let Err(e) = times.save(b.store, &layer.diff_id.to_string()) {
+            b.reporter
+                .event(&Event::Warning(&format!("the real file times of a COPY layer were not kept: {e}")));
+        }
+    }
+    Ok(layer)
+}
+
+/// The real mtime of an open source `file`, when the clamp moves it.
+fn moved(file: &fs_err::File, clamp: Option<i64>) -> Option<(i64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let md = file.metadata().ok()?;
+    let nsec = u32::try_from(md.mtime_nsec()).unwrap_or(0);
+    clamp.filter(|c| md.mtime() > *c).map(|_| (md.mtime(), nsec))
 }
 
 /// Resolves a `user[:group]` spec against the stage's `/etc/passwd` and `/etc/group`.

@@ -18,6 +18,7 @@ use crate::image::manifest::Image;
 use crate::layer::extract::{ApplyOptions, Selection, apply_layer, apply_layer_selected};
 use crate::layer::index::{FsIndex, Kind};
 use crate::layer::open_layer;
+use crate::layer::times::Times;
 use crate::store::Store;
 
 /// Keeps `index` as that of layer chain `chain` (best effort: it is a cache; written atomically).
@@ -154,8 +155,11 @@ impl StageOut {
         fs_err::create_dir(&root)?;
         for layer in &self.image.layers {
             let reader = open_layer(b.store, layer)?;
-            let report = apply_layer(reader, &root, ApplyOptions { chown: false, devices: false })
-                .map_err(|e| BuildError::Internal(format!("extracting layer {}: {e}", layer.digest)))?;
+            // A COPY's files with their own times, as the stage's steps saw them.
+            let times = Times::load(b.store, &layer.diff_id.to_string());
+            let report =
+                apply_layer(reader, &root, ApplyOptions { times: times.as_ref(), ..Default::default() })
+                    .map_err(|e| BuildError::Internal(format!("extracting layer {}: {e}", layer.digest)))?;
             if report.skipped_devices > 0 {
                 let note = format!(
                     "{} device node(s) in layer {} not extracted (not needed to copy files)",
@@ -190,13 +194,10 @@ impl StageOut {
         let mut selection = Selection::new(&keep);
         for layer in &self.image.layers {
             let reader = open_layer(b.store, layer)?;
-            apply_layer_selected(
-                reader,
-                &root,
-                ApplyOptions { chown: false, devices: false },
-                &mut selection,
-            )
-            .map_err(|e| BuildError::Internal(format!("extracting layer {}: {e}", layer.digest)))?;
+            let times = Times::load(b.store, &layer.diff_id.to_string());
+            let opts = ApplyOptions { times: times.as_ref(), ..Default::default() };
+            apply_layer_selected(reader, &root, opts, &mut selection)
+                .map_err(|e| BuildError::Internal(format!("extracting layer {}: {e}", layer.digest)))?;
         }
         Ok(root)
     }

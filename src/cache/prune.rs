@@ -27,7 +27,8 @@ pub struct Policy {
 pub struct Pruned {
     /// Step records.
     pub records: u64,
-    /// Kept filesystem indexes, compression memos and the context stat cache.
+    /// Kept filesystem indexes, compression memos, COPY layers' real times and the context stat
+    /// cache.
     pub indexes: u64,
     /// Blobs.
     pub blobs: u64,
@@ -71,9 +72,10 @@ pub fn prune(store: &Store, policy: &Policy) -> Result<Pruned, StoreError> {
             kept_bytes += l.size;
         }
     }
-    // Kept indexes, compression memos, lineage hints and the stat cache are made again on demand;
-    // a size policy keeps them (they are small), an age policy removes the old ones.
-    for dir in ["cache/index", "cache/compressed", super::records::LINEAGE] {
+    // Kept indexes, compression memos, lineage hints and the stat cache are made again on demand,
+    // and without a COPY layer's real times its snapshot has the layer's own; a size policy keeps
+    // them (they are small), an age policy removes the old ones.
+    for dir in ["cache/index", "cache/compressed", super::records::LINEAGE, crate::layer::times::DIR] {
         for (path, size) in files(&store.root().join(dir))? {
             if !filtered || policy.until.is_some_and(|u| age(&path, now) >= u) {
                 fs_err::remove_file(&path)?;

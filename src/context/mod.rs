@@ -86,7 +86,7 @@ pub fn unpack_stream(
     } else {
         Box::new(reader)
     };
-    let opts = crate::layer::extract::ApplyOptions { chown: false, devices: false };
+    let opts = crate::layer::extract::ApplyOptions::default();
     crate::layer::extract::apply_layer(reader, tmp.path(), opts)
         .map_err(|e| ContextError::Archive(e.to_string()))?;
     Ok(tmp)

@@ -35,7 +35,7 @@ pub enum FsExportError {
 pub fn write_local(store: &Store, image: &Image, dest: &Path) -> Result<(), FsExportError> {
     fs_err::create_dir_all(dest)?;
     for layer in &image.layers {
-        apply_layer(open_layer(store, layer)?, dest, ApplyOptions { chown: false, devices: false })
+        apply_layer(open_layer(store, layer)?, dest, ApplyOptions::default())
             .map_err(|e| FsExportError::Apply { digest: layer.digest.to_string(), message: e.to_string() })?;
     }
     Ok(())

@@ -282,7 +282,7 @@ mod tests {
     }
 
     fn apply(dir: &Path, tar: &[u8]) {
-        apply_layer(tar, dir, ApplyOptions { chown: false, devices: false }).unwrap();
+        apply_layer(tar, dir, ApplyOptions::default()).unwrap();
     }
 
     /// Every path under `dir` with its type, mode, mtime and content.

@@ -666,7 +666,7 @@ fn lower_plus_layer(
     let report = apply_layer(
         open_layer(&store, &layer).expect("open layer"),
         &result,
-        ApplyOptions { chown: true, devices: true },
+        ApplyOptions { chown: true, devices: true, times: None },
     )
     .expect("apply_layer");
     assert_eq!(report.entries + report.whiteouts, summary.entries, "every entry applied");

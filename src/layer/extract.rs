@@ -37,16 +37,20 @@ use tar::EntryType;
 
 pub use super::rootpath::MAX_SYMLINK_HOPS;
 use super::rootpath::{Disk, Step, Walk};
+use super::times::Times;
 
 /// What [`apply_layer`] may do beyond writing files the caller owns.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ApplyOptions {
+pub struct ApplyOptions<'t> {
     /// Set owners from the tar headers (needs root or a user namespace that maps them); otherwise
     /// files belong to the caller.
     pub chown: bool,
     /// Create device nodes (char/block); otherwise they are skipped and counted (rootless cannot
     /// mknod).
     pub devices: bool,
+    /// The real times of the layer's regular files that the clamp moved ([`Times`]), given to
+    /// them instead of the headers' own.
+    pub times: Option<&'t Times>,
 }
 
 /// What [`apply_layer`] did.
@@ -147,7 +151,7 @@ pub enum ExtractError {
 pub fn apply_layer(
     tar_stream: impl Read,
     root: &Path,
-    opts: ApplyOptions,
+    opts: ApplyOptions<'_>,
 ) -> Result<ApplyReport, ExtractError> {
     apply_layer_selected(tar_stream, root, opts, &mut Selection::new(&|_| true))
 }
@@ -177,7 +181,7 @@ impl<'k> Selection<'k> {
 pub fn apply_layer_selected(
     tar_stream: impl Read,
     root: &Path,
-    opts: ApplyOptions,
+    opts: ApplyOptions<'_>,
     selection: &mut Selection<'_>,
 ) -> Result<ApplyReport, ExtractError> {
     match fs::symlink_metadata(root) {
@@ -400,7 +404,7 @@ struct Attrs {
 
 struct Extractor<'r, 's> {
     root: &'r Path,
-    opts: ApplyOptions,
+    opts: ApplyOptions<'r>,
     /// Which entries to write (see [`apply_layer_selected`]).
     selection: &'r mut Selection<'s>,
     report: ApplyReport,
@@ -477,8 +481,12 @@ impl Extractor<'_, '_> {
         let bad = |e: io::Error| invalid(name, e.to_string());
         let mode = entry.header().mode().map_err(bad)? & 0o7777;
         let owner = entry_owner(entry.header()).map_err(|r| invalid(name, r))?;
-        let mtime = entry_mtime(entry).map_err(bad)?;
-        let capability = if entry.header().entry_type().is_file() { entry_capability(entry) } else { None };
+        let mut mtime = entry_mtime(entry).map_err(bad)?;
+        let is_file = entry.header().entry_type().is_file();
+        if let Some(real) = self.opts.times.filter(|_| is_file).and_then(|t| t.get(name)) {
+            mtime = real;
+        }
+        let capability = if is_file { entry_capability(entry) } else { None };
         Ok(Attrs { mode, owner, mtime, capability })
     }
 

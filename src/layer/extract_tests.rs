@@ -494,7 +494,7 @@ fn modes_times_and_owners_follow_the_headers() {
         .entry("d/fifo", EntryType::Fifo, "", b"", 0o640, 42)
         .file("x/y/implicit", b"", 0o644, 0)
         .finish();
-    apply_layer(&tar[..], &root, ApplyOptions { chown, devices: false }).expect("apply");
+    apply_layer(&tar[..], &root, ApplyOptions { chown, devices: false, times: None }).expect("apply");
     let m = |p: &str| lst(root.join(p)).unwrap_or_else(|| panic!("{p} missing"));
     let check = |p: &str, mode: u32, mtime: i64| {
         let md = m(p);
@@ -524,6 +524,30 @@ fn modes_times_and_owners_follow_the_headers() {
     assert_eq!((pax.mtime(), pax.mtime_nsec()), (1_500_000_000, 250_000_000));
 }
 
+/// A layer's kept real times ([`Times`]) go to its regular files, not to other entries or to
+/// files they do not name.
+#[test]
+fn kept_times_go_to_the_files_they_name() {
+    let (_tmp, root) = setup();
+    let tar = Layer::new()
+        .dir("./app", 0o755, 315_532_800)
+        .file("app/main.rs", b"fn main() {}", 0o644, 315_532_800)
+        .file("app/other.rs", b"", 0o644, 315_532_800)
+        .symlink("app/link", "main.rs", 315_532_800)
+        .finish();
+    let mut times = Times::new();
+    times.insert("app/main.rs", (1_700_000_000, 123));
+    times.insert("app", (1_700_000_001, 0));
+    times.insert("app/link", (1_700_000_002, 0));
+    let opts = ApplyOptions { times: Some(&times), ..ApplyOptions::default() };
+    apply_layer(&tar[..], &root, opts).expect("apply");
+    let t = |p: &str| lst(root.join(p)).map(|m| (m.mtime(), m.mtime_nsec()));
+    assert_eq!(t("app/main.rs"), Some((1_700_000_000, 123)));
+    assert_eq!(t("app/other.rs"), Some((315_532_800, 0)));
+    assert_eq!(t("app/link"), Some((315_532_800, 0)));
+    assert_eq!(t("app"), Some((315_532_800, 0)));
+}
+
 #[test]
 fn pax_times_parse() {
     assert_eq!(parse_pax_time(b"12"), Some((12, 0)));
@@ -549,7 +573,7 @@ fn devices_are_skipped_and_counted_unless_enabled() {
     assert_eq!(report.entries, 0);
     assert!(lst(root.join("dev/null")).is_none());
     let (_tmp, root) = setup();
-    match apply_layer(&tar[..], &root, ApplyOptions { chown: false, devices: true }) {
+    match apply_layer(&tar[..], &root, ApplyOptions { chown: false, devices: true, times: None }) {
         Ok(report) => {
             assert_eq!((report.entries, report.skipped_devices), (3, 0));
             let null = m_dev(&root.join("dev/null"));
@@ -647,7 +671,7 @@ fn mutated_layers_never_panic_or_escape() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("root");
         fs::create_dir(&root).expect("root");
-        let opts = ApplyOptions { chown: i % 2 == 0 && is_root(), devices: false };
+        let opts = ApplyOptions { chown: i % 2 == 0 && is_root(), devices: false, times: None };
         let _ = apply_layer(&tar[..], &root, opts);
         let names: Vec<_> =
             fs::read_dir(tmp.path()).expect("ls").map(|e| e.expect("e").file_name()).collect();

@@ -345,7 +345,8 @@ fn the_index_agrees_with_extraction() {
     let root = tmp.path().join("root");
     fs::create_dir(&root).expect("root");
     for l in &layers {
-        apply_layer(&l[..], &root, ApplyOptions { chown: owners, devices: false }).expect("extract");
+        apply_layer(&l[..], &root, ApplyOptions { chown: owners, devices: false, times: None })
+            .expect("extract");
     }
     let idx = indexed(&layers);
     let disk = tree_on_disk(&root, owners);

@@ -13,6 +13,7 @@ pub mod index;
 pub mod pgzip;
 pub mod pyc;
 pub mod rootpath;
+pub mod times;
 pub mod walkdiff;
 pub mod writer;
 

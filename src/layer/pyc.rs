@@ -14,7 +14,7 @@
 //! not (its images have the same stale `.pyc` files). A `.pyc` whose source is in another layer is
 //! left as it is: which mtime that layer gave the source is not known here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -64,9 +64,14 @@ pub struct Source {
 }
 
 /// The `.pyc` files among a layer's entries whose source is in the layer too, and has its mtime
-/// clamped: layer path of the `.pyc` → its source.
+/// clamped.
 #[derive(Debug, Default)]
-pub struct Sources(HashMap<String, Source>);
+pub struct Sources {
+    /// Layer path of the `.pyc` → its source.
+    pycs: HashMap<String, Source>,
+    /// The layer paths of those sources (the files, symlinks followed).
+    sources: HashSet<String>,
+}
 
 /// Symlinks followed from a `.py` to the file Python stats, as the kernel's limit of 40 is more
 /// than a layer's sources need.
@@ -89,7 +94,7 @@ impl Sources {
         }
         let entries: HashMap<&str, (&Meta, Option<&Path>)> =
             entries.into_iter().map(|(p, m, f)| (p.trim_start_matches('/'), (m, f))).collect();
-        let mut out = HashMap::new();
+        let mut out = Sources::default();
         for (pyc, (meta, _)) in &entries {
             if meta.kind != Kind::File {
                 continue;
@@ -112,15 +117,24 @@ impl Sources {
             // A source that cannot be read now is left alone, as is its `.pyc`.
             let Some(Ok(md)) = file.map(std::fs::symlink_metadata) else { continue };
             if md.is_file() && md.mtime() > clamp {
-                out.insert(pyc.to_string(), Source { mtime: md.mtime(), size: md.size(), clamped: clamp });
+                out.pycs
+                    .insert(pyc.to_string(), Source { mtime: md.mtime(), size: md.size(), clamped: clamp });
+                out.sources.insert(source);
             }
         }
-        Sources(out)
+        out
     }
 
     /// The source of the `.pyc` at `path` in the layer, if it needs restamping.
     pub fn get(&self, path: &str) -> Option<&Source> {
-        self.0.get(path.trim_start_matches('/'))
+        self.pycs.get(path.trim_start_matches('/'))
+    }
+
+    /// Whether the file at `path` in the layer is the source of a `.pyc` that may be restamped:
+    /// a snapshot must keep its clamped time too ([`super::times`]), or the `.pyc` would be stale
+    /// there.
+    pub fn is_source(&self, path: &str) -> bool {
+        self.sources.contains(path.trim_start_matches('/'))
     }
 }
 

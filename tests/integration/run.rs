@@ -1366,6 +1366,42 @@ RUN echo \"build $N: $(cat /usr/share/nginx/html/index.html)\"
     }
 }
 
+/// A step sees the files a COPY put in its root with their own times, as BuildKit's snapshots
+/// keep them; only the layer's times are clamped. So a build tool that compares times with what a
+/// cache mount kept (make, cargo, Maven) rebuilds after an edit. With the layer's times, every
+/// copied source was older (1980) than the output kept from the last build, and the second build
+/// below kept the first one's result, in every mode.
+#[test]
+fn an_edited_source_is_newer_than_what_a_cache_mount_kept() {
+    // The output is dated 2023, the first source 2023 less a day: the edit (now) is newer.
+    const DOCKERFILE: &str = "FROM busybox
+COPY src.txt /app/
+RUN --mount=type=cache,target=/cache if [ ! -f /cache/out ] || [ /app/src.txt -nt /cache/out ]; then \\
+      cp /app/src.txt /cache/out && touch -d @1700000000 /cache/out && echo rebuilt; \\
+    else echo up to date; fi; echo \"result: $(cat /cache/out)\"
+";
+    for mode in modes_and_snapshotters("times a step sees") {
+        let dir = Dir::new(&mode);
+        dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE), ("ctx/src.txt", "one\n")]);
+        let ctx = dir.path().join("ctx");
+        let mut touch = Command::new("touch");
+        touch.args(["-d", "@1699913600"]).arg(ctx.join("src.txt"));
+        assert!(touch.status().expect("touch").success());
+        for (n, says) in [(1, ["rebuilt", "result: one"]), (2, ["rebuilt", "result: two"])] {
+            if n == 2 {
+                // Written now, as an edit is.
+                dir.write(&mode, &[("ctx/src.txt", "two\n")]);
+            }
+            let out = build(&dir, &mode, &["--progress=plain", ctx.to_str().expect("utf-8")]);
+            ok(&out, &format!("{} build {n}", mode.name()));
+            let log = text(&out.stderr);
+            for line in says {
+                assert!(log.contains(&format!(" {line}\n")), "{} build {n}: {line:?}:\n{log}", mode.name());
+            }
+        }
+    }
+}
+
 /// Python's `.pyc` files stay valid in the image when the clamp moves their sources' mtimes: one
 /// that a RUN step wrote beside its `.py` (as pip, Debian's py3compile and compileall do) and one
 /// copied from the context beside its `.py`, in every mode. The machine's python3 is the judge:

@@ -38,6 +38,7 @@ use super::spec::{self, StepMount, StepSpec};
 use crate::layer::LayerWriter;
 use crate::layer::diff::{DiffOptions, XattrPrefix};
 use crate::layer::extract::{ApplyOptions, apply_layer};
+use crate::layer::times::Times;
 use crate::store::Store;
 
 mod mounts;
@@ -361,8 +362,10 @@ impl Ctx {
 
     /// How layers are applied to this helper's trees: owners only where they can be set,
     /// device nodes only as real root.
-    fn apply_options(&self) -> ApplyOptions {
-        ApplyOptions { chown: !self.squash, devices: !self.rootless && !self.traced }
+    /// How layers are applied to snapshots and trees; `times` are the layer's real ones
+    /// ([`crate::layer::times`]).
+    fn apply_options<'t>(&self, times: Option<&'t Times>) -> ApplyOptions<'t> {
+        ApplyOptions { chown: !self.squash, devices: !self.rootless && !self.traced, times }
     }
 
     fn next_name(&mut self, what: &str) -> String {

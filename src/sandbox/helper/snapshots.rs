@@ -78,10 +78,11 @@ impl Ctx {
 
     /// Applies `layers` to the directory `root`, in order.
     pub(super) fn apply_layers(&self, layers: &[LayerRef], root: &Path) -> Result<(), String> {
-        let opts = self.apply_options();
         for layer in layers {
             let reader = self.open(layer)?;
-            apply_layer(reader, root, opts).map_err(|e| format!("extracting layer {}: {e}", layer.digest))?;
+            let times = Times::load(&self.store, &layer.diff_id);
+            apply_layer(reader, root, self.apply_options(times.as_ref()))
+                .map_err(|e| format!("extracting layer {}: {e}", layer.digest))?;
         }
         Ok(())
     }
@@ -310,7 +311,8 @@ impl Ctx {
         tmp: &Path,
         out: &mut impl Write,
     ) -> Result<(), String> {
-        let opts = self.apply_options();
+        let times = Times::load(&self.store, &layer.diff_id);
+        let opts = self.apply_options(times.as_ref());
         let report = if below.is_empty() {
             let upper = tmp.join("upper");
             fs_err::create_dir_all(&upper).map_err(|e| e.to_string())?;
