@@ -41,6 +41,7 @@ use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::times::Times;
 use crate::store::Store;
 
+mod home;
 mod mounts;
 mod snapshots;
 mod step;

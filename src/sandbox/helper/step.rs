@@ -77,7 +77,7 @@ impl Ctx {
             root: root.path().to_path_buf(),
             // HOME as runc sets it, `/` for a user the image's passwd does not name, where
             // libcontainer leaves it unset.
-            process: self.process_here(&crate::sandbox::chroot::with_home(root.path(), &req.process)),
+            process: self.process_here(&super::home::with_home(root.path(), &req.process)),
             hostname: HOSTNAME.into(),
             netns,
             rootless: self.rootless,
@@ -305,7 +305,7 @@ impl Ctx {
         out: &mut impl Write,
     ) -> Result<Exit, Fail> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-        let process = crate::sandbox::chroot::with_home(root, &req.process);
+        let process = super::home::with_home(root, &req.process);
         let pid = crate::sandbox::chroot::spawn(root, exe, &process, &w).map_err(Fail::Env)?;
         drop(w);
         let mut kill_all = || {

@@ -172,7 +172,7 @@ impl Ctx {
         out: &mut impl Write,
     ) -> Result<(Exit, Owners), Fail> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-        let process = crate::sandbox::chroot::with_home(root, &req.process);
+        let process = super::home::with_home(root, &req.process);
         let group = AtomicI32::new(0);
         // The tracer must be the thread that forks (ptrace attaches to a thread), and output
         // must flow while it serves stops: it gets a thread, the output this one.
