@@ -1268,6 +1268,29 @@ RUN echo "self: $(cat /proc/self/comm)"; echo "script: $(named-4821 0)"; \
     );
 }
 
+/// A dynamic program's command line (`/proc/PID/cmdline`, what `ps aux` and `pgrep -f` read) is
+/// the one the step gave it, in every mode with a /proc: under ptrace, where the kernel runs the
+/// program through its loader, the tracer shows it without the loader's own arguments.
+#[test]
+fn a_programs_command_line_is_as_the_step_gave_it() {
+    let Some(base) = debian_base() else { return };
+    const DOCKERFILE: &str = r#"FROM debian
+RUN echo "self: $(cat /proc/self/cmdline | tr '\0' ' ')"; sleep 5 & sleep 0.3; \
+    echo "other: $(tr '\0' ' ' < /proc/$!/cmdline)"; kill $!
+"#;
+    let debian = format!("debian=oci-layout://{}:bookworm", base.display());
+    // Chroot steps have no /proc; the copy snapshotter changes nothing here, slowly on Debian.
+    let modes = modes_and_snapshotters("command lines")
+        .into_iter()
+        .filter(|m| !matches!(m, Mode::Chroot | Mode::Copy(_)));
+    every_log_says(
+        modes.collect(),
+        DOCKERFILE,
+        &["--build-context", &debian],
+        &["self: cat /proc/self/cmdline ", "other: sleep 5 "],
+    );
+}
+
 /// Root may chmod what a container's own mounts hold (`chmod 1777 /dev/shm`, in Dockerfiles for
 /// browsers), in every mode with a /dev of the machine's or its own: under ptrace, where it is
 /// the machine's, the chmod succeeds and changes nothing, as far as any layer goes.

@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 
 use super::Tracer;
 use super::dac::{MAY_EXEC, MAY_WRITE, Touch};
+use super::exec;
 use super::fake::{ACL_ACCESS_XATTR, CAP_SETFCAP, Caps, Creds, acl_mode, capability_as_set};
 use super::io_errno;
 use super::mem::{self, Scratch};
@@ -199,7 +200,18 @@ impl Tracer {
                     && let Some(who) = paths::status_of(&host)
                     && self.procs.contains_key(&who)
                 {
-                    let (file, name) = self.status_file(who, &host)?;
+                    let real = std::fs::read_to_string(path(&host)).map_err(io_errno)?;
+                    let (file, name) = serve(c"status", self.creds(who).status_text(&real).as_bytes())?;
+                    regs.set_arg(arg.path, scratch.put_cstr(&name)?);
+                    return run(Some(After::Served(file)));
+                }
+                if flags & libc::O_ACCMODE == libc::O_RDONLY
+                    && let Some(who) = paths::cmdline_of(&host)
+                    && self.procs.get(&who).is_some_and(|p| p.exe.is_some())
+                    && let Some(named) =
+                        std::fs::read(path(&host)).ok().and_then(|r| exec::cmdline_as_named(&r))
+                {
+                    let (file, name) = serve(c"cmdline", &named)?;
                     regs.set_arg(arg.path, scratch.put_cstr(&name)?);
                     return run(Some(After::Served(file)));
                 }
@@ -597,20 +609,6 @@ impl Tracer {
             // `stat("")` (glibc's `newfstatat(AT_FDCWD, "", buf, 0)`) is not the working directory.
             (None, _) => Err(Errno::ENOENT),
         }
-    }
-
-    /// `/proc/PID/status` (`host`) of traced process `who` as the step must read it, with the ids
-    /// it emulates ([`Creds::status_text`]): a file of the tracer's, and the name to open it by.
-    fn status_file(&self, who: Pid, host: &[u8]) -> Result<(std::os::fd::OwnedFd, Vec<u8>), Errno> {
-        use std::io::Write;
-        use std::os::fd::AsRawFd;
-        let real = std::fs::read_to_string(path(host)).map_err(io_errno)?;
-        let text = self.creds(who).status_text(&real);
-        let fd = nix::sys::memfd::memfd_create(c"status", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
-        let mut file = std::fs::File::from(fd);
-        file.write_all(text.as_bytes()).map_err(io_errno)?;
-        let name = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
-        Ok((file.into(), name.into_bytes()))
     }
 
     /// Search permission on the way to `target` (see [`super::dac`]).
@@ -1343,4 +1341,16 @@ fn umask(pid: Pid) -> u32 {
                 .find_map(|l| l.strip_prefix("Umask:").and_then(|v| u32::from_str_radix(v.trim(), 8).ok()))
         })
         .unwrap_or(0o022)
+}
+/// `text` as a file of the tracer's that a traced process opens instead of a `/proc` file of
+/// its own (`/proc/PID/status` with the ids it emulates, `/proc/PID/cmdline` without the
+/// loader): a memfd, and the name to open it by.
+fn serve(what: &std::ffi::CStr, text: &[u8]) -> Result<(std::os::fd::OwnedFd, Vec<u8>), Errno> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let fd = nix::sys::memfd::memfd_create(what, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(text).map_err(io_errno)?;
+    let name = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
+    Ok((file.into(), name.into_bytes()))
 }

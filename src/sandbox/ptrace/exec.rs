@@ -153,6 +153,21 @@ pub fn plan(root: &Root, loaders: &mut Loaders, guest: &[u8], argv0: &[u8]) -> R
     Err(Errno::ELOOP)
 }
 
+/// A process's `/proc/PID/cmdline` as the step named its program. The kernel's shows the
+/// loader the exec was rewritten to (`ld.so --argv0 NAME PROGRAM ARGS…`); `ps` and `pgrep -f`
+/// must see `NAME ARGS…`, what the kernel would show had it run the program itself. `None` when
+/// `real` is not of that form (a process that wrote over its arguments, as `setproctitle` does).
+pub fn cmdline_as_named(real: &[u8]) -> Option<Vec<u8>> {
+    let fields: Vec<&[u8]> = real.strip_suffix(b"\0").unwrap_or(real).split(|b| *b == 0).collect();
+    let [_loader, b"--argv0", name, _program, rest @ ..] = fields.as_slice() else { return None };
+    let mut out = Vec::with_capacity(real.len());
+    for field in std::iter::once(name).chain(rest) {
+        out.extend_from_slice(field);
+        out.push(0);
+    }
+    Some(out)
+}
+
 /// A `#!` line's interpreter and its one optional argument (the kernel's split: the first word,
 /// then the rest of the line, trimmed).
 fn shebang(buf: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
@@ -217,6 +232,17 @@ fn pt_interp(f: &mut std::fs::File, head: &[u8]) -> std::io::Result<Option<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cmdline_shows_the_program_not_its_loader() {
+        let real = b"/lib64/ld-linux-x86-64.so.2\0--argv0\0sleep\0/usr/bin/sleep\0x300\0\0x\0";
+        assert_eq!(cmdline_as_named(real).as_deref(), Some(&b"sleep\0x300\0\0x\0"[..]));
+        let bare = b"/lib64/ld-linux-x86-64.so.2\0--argv0\0/bin/true\0/usr/bin/true\0";
+        assert_eq!(cmdline_as_named(bare).as_deref(), Some(&b"/bin/true\0"[..]));
+        // Arguments a process wrote over, or a program run without the loader, are left alone.
+        assert_eq!(cmdline_as_named(b"nginx: worker process\0"), None);
+        assert_eq!(cmdline_as_named(b"/bin/busybox\0sh\0-c\0x\0"), None);
+    }
 
     #[test]
     fn shebang_lines_split_as_the_kernel_splits_them() {

@@ -195,6 +195,12 @@ pub fn status_of(host: &[u8]) -> Option<Pid> {
     proc_file_of(host, b"status")
 }
 
+/// The process (or thread) whose command line `host` is: `/proc/PID/cmdline` or
+/// `/proc/PID/task/TID/cmdline`.
+pub fn cmdline_of(host: &[u8]) -> Option<Pid> {
+    proc_file_of(host, b"cmdline")
+}
+
 /// The process (or thread) whose `/proc` file `name` `host` is (`/proc/PID/NAME`,
 /// `/proc/PID/task/TID/NAME`).
 fn proc_file_of(host: &[u8], name: &[u8]) -> Option<Pid> {
