@@ -1319,7 +1319,8 @@ USER app
 RUN for c in "touch /usr/x" "mkdir /opt/x" "cat /secret/f" "ls /secret" "stat /secret/f" "cd /secret" \
       "rm -f /opt/shared/roots" "touch /opt/app/mine" "chown root /opt/app/mine" "chgrp app /opt/app/mine" \
       "chmod 644 /etc/passwd" "touch /opt/ro" "test -w /usr" "test -w /opt/app" "mv /opt/app/mine /opt/mine" \
-      "rm /etc/group" "/opt/root-only" "ls /root" "echo hi >> /opt/shared/roots" "ln -s x /opt/app/l"; do \
+      "rm /etc/group" "/opt/root-only" "ls /root" "echo hi >> /opt/shared/roots" "ln -s x /opt/app/l" \
+      "mkdir -p /opt/app/deep/er"; do \
       if sh -c "$c" 2>/dev/null; then echo "allowed: $c"; else echo "refused: $c"; fi; done
 RUN stat -c 'root dir: %u:%g' /
 USER 4321
@@ -1348,6 +1349,8 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
         "refused: ls /root",
         "allowed: echo hi >> /opt/shared/roots",
         "allowed: ln -s x /opt/app/l",
+        // mkdir -p meets `/opt` there (EEXIST), where it may not write.
+        "allowed: mkdir -p /opt/app/deep/er",
         "made: /opt/app/mine 1000:1000 644",
         "made: /opt/app/l 1000:1000 777",
         "root dir: 0:0",

@@ -251,10 +251,15 @@ impl Tracer {
     }
 
     /// Making an entry at `host` (`mkdir`, `mknod`, `symlink`, `link`'s new name): write and
-    /// search permission in its directory.
+    /// search permission in its directory. An entry already there is the kernel's `EEXIST`,
+    /// which it gives before checking write permission: `mkdir -p /app/x` as a user who may not
+    /// write to `/` must find `/app` there, not be refused it.
     pub(super) fn may_create(&self, pid: Pid, host: &[u8]) -> Result<(), Errno> {
         let Some(s) = self.checked(pid) else { return Ok(()) };
         self.search(&s, host)?;
+        if self.seen(host, false).is_ok() {
+            return Ok(());
+        }
         self.dir_writable(&s, host)
     }
 
