@@ -1320,7 +1320,8 @@ RUN for c in "touch /usr/x" "mkdir /opt/x" "cat /secret/f" "ls /secret" "stat /s
       "rm -f /opt/shared/roots" "touch /opt/app/mine" "chown root /opt/app/mine" "chgrp app /opt/app/mine" \
       "chmod 644 /etc/passwd" "touch /opt/ro" "test -w /usr" "test -w /opt/app" "mv /opt/app/mine /opt/mine" \
       "rm /etc/group" "/opt/root-only" "ls /root" "echo hi >> /opt/shared/roots" "ln -s x /opt/app/l" \
-      "mkdir -p /opt/app/deep/er"; do \
+      "mkdir -p /opt/app/deep/er" "mknod /opt/app/null c 1 3" "ln /opt/ro /opt/app/hard" \
+      "ln /opt/app/mine /opt/app/mine2"; do \
       if sh -c "$c" 2>/dev/null; then echo "allowed: $c"; else echo "refused: $c"; fi; done
 RUN stat -c 'root dir: %u:%g' /
 USER 4321
@@ -1351,6 +1352,11 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
         "allowed: ln -s x /opt/app/l",
         // mkdir -p meets `/opt` there (EEXIST), where it may not write.
         "allowed: mkdir -p /opt/app/deep/er",
+        // Device nodes need CAP_MKNOD; a hard link to a file it may not write, its owner's
+        // consent (fs.protected_hardlinks).
+        "refused: mknod /opt/app/null c 1 3",
+        "refused: ln /opt/ro /opt/app/hard",
+        "allowed: ln /opt/app/mine /opt/app/mine2",
         "made: /opt/app/mine 1000:1000 644",
         "made: /opt/app/l 1000:1000 777",
         "root dir: 0:0",

@@ -385,6 +385,7 @@ impl Tracer {
                 let kind = mode & libc::S_IFMT;
                 let kind = if kind == 0 { libc::S_IFREG } else { kind };
                 if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
+                    self.may_make_device(pid)?;
                     // Only root may make device nodes: an empty file stands in for it, and the
                     // layer gets the device.
                     regs.set_arg(mode_i, (libc::S_IFREG | (mode & 0o7777) | 0o600) as u64);
@@ -407,12 +408,15 @@ impl Tracer {
                 } else {
                     (at(0, 1, a(4) as i32 & libc::AT_SYMLINK_FOLLOW != 0), at(2, 3, false))
                 };
-                if let Some(old) = self.rewrite(pid, regs, &mut scratch, old)? {
-                    self.permit(pid, &old, false, 0)?;
-                }
+                let old = self.rewrite(pid, regs, &mut scratch, old)?;
                 if let Some(new) = self.rewrite(pid, regs, &mut scratch, new)? {
-                    self.may_create(pid, &new)?;
+                    match &old {
+                        Some(old) => self.may_link(pid, old, &new)?,
+                        None => self.may_create(pid, &new)?,
+                    }
                     self.root.writable(&new)?;
+                } else if let Some(old) = &old {
+                    self.permit(pid, old, false, 0)?;
                 }
                 run(None)
             }

@@ -36,6 +36,7 @@ const CAP_DAC_OVERRIDE: u64 = 1 << 1;
 const CAP_DAC_READ_SEARCH: u64 = 1 << 2;
 const CAP_FOWNER: u64 = 1 << 3;
 const CAP_FSETID: u64 = 1 << 4;
+const CAP_MKNOD: u64 = 1 << 27;
 
 /// Who a check is made for: the ids and capabilities the kernel would use.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +96,17 @@ impl<'a> Subject<'a> {
         }
         // Even root executes only what some execute bit allows.
         (want & MAY_EXEC == 0 || o.mode & 0o111 != 0) && self.has(CAP_DAC_OVERRIDE)
+    }
+
+    /// Whether it may make a hard link to `o` where `fs.protected_hardlinks` is on
+    /// (`may_linkat`): as its owner (or with `CAP_FOWNER`), or to a regular file that is not
+    /// set-user-ID or set-group-ID executable and that it may read and write.
+    pub fn may_hardlink(&self, o: &Owner) -> bool {
+        let safe = o.mode & libc::S_IFMT == libc::S_IFREG
+            && o.mode & libc::S_ISUID == 0
+            && o.mode & (libc::S_ISGID | libc::S_IXGRP) != (libc::S_ISGID | libc::S_IXGRP)
+            && self.may(o, MAY_READ | MAY_WRITE);
+        safe || self.owns(o)
     }
 
     /// Whether it owns `o` or may act as its owner (`CAP_FOWNER`): chmod, setting times.
@@ -263,6 +275,34 @@ impl Tracer {
         self.dir_writable(&s, host)
     }
 
+    /// Making a device node (`mknod` of a character or block device), once [`Tracer::may_create`]
+    /// allowed the entry: `CAP_MKNOD`, as `vfs_mknod` asks, or `EPERM`.
+    pub(super) fn may_make_device(&self, pid: Pid) -> Result<(), Errno> {
+        if self.creds(pid).caps.effective & CAP_MKNOD != 0 { Ok(()) } else { Err(Errno::EPERM) }
+    }
+
+    /// A hard link `new` to `old` (`link`, `linkat`), in the kernel's order: search on both
+    /// ways, `EEXIST` for a `new` already there, `fs.protected_hardlinks`'s rule for `old`
+    /// (`EPERM`), then write permission in `new`'s directory.
+    pub(super) fn may_link(&self, pid: Pid, old: &[u8], new: &[u8]) -> Result<(), Errno> {
+        let Some(s) = self.checked(pid) else { return Ok(()) };
+        if self.root.holds(old) {
+            self.search(&s, old)?;
+        }
+        self.search(&s, new)?;
+        if self.seen(new, false).is_ok() {
+            return Ok(());
+        }
+        if protected_hardlinks()
+            && self.root.holds(old)
+            && let Ok(o) = self.seen(old, false)
+            && !s.may_hardlink(&o)
+        {
+            return Err(Errno::EPERM);
+        }
+        self.dir_writable(&s, new)
+    }
+
     /// Removing the entry at `host` (`unlink`, `rmdir`, a rename's old name or the entry it
     /// replaces): write and search permission in its directory, and the sticky bit's rule.
     pub(super) fn may_remove(&self, pid: Pid, host: &[u8]) -> Result<(), Errno> {
@@ -315,6 +355,15 @@ impl Tracer {
             Touch::Given => Err(Errno::EPERM),
         }
     }
+}
+
+/// Whether the machine's `fs.protected_hardlinks` is on (as on every common distribution): a
+/// container shares the kernel's setting, so a step under ptrace gets the machine's.
+fn protected_hardlinks() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").map_or(true, |v| v.trim() != "0")
+    })
 }
 
 #[cfg(test)]
