@@ -1314,8 +1314,10 @@ fn a_user_is_refused_what_the_images_modes_refuse_in_every_mode() {
     const DOCKERFILE: &str = r#"FROM busybox
 RUN mkdir -p /opt/shared /opt/app /secret && chmod 1777 /opt/shared && \
     touch /opt/shared/roots /opt/ro && chmod 666 /opt/shared/roots && chown app /opt/app && \
-    echo s > /secret/f && chmod 700 /secret && printf '#!/bin/sh\n' > /opt/root-only && chmod 700 /opt/root-only
+    echo s > /secret/f && chmod 700 /secret && printf '#!/bin/sh\n' > /opt/root-only && chmod 700 /opt/root-only && \
+    echo "g9:x:9000:app" >> /etc/group && echo "g5:x:5000:app" >> /etc/group
 USER app
+RUN echo "groups: $(id -G)"; sh -c 'echo x > /usr' 2>&1 | sed 's/^/eisdir: /'
 RUN for c in "touch /usr/x" "mkdir /opt/x" "cat /secret/f" "ls /secret" "stat /secret/f" "cd /secret" \
       "rm -f /opt/shared/roots" "touch /opt/app/mine" "chown root /opt/app/mine" "chgrp app /opt/app/mine" \
       "chmod 644 /etc/passwd" "touch /opt/ro" "test -w /usr" "test -w /opt/app" "mv /opt/app/mine /opt/mine" \
@@ -1361,6 +1363,10 @@ RUN stat -c 'made: %n %u:%g %a' /opt/app/mine /opt/app/l
         "made: /opt/app/l 1000:1000 777",
         "root dir: 0:0",
         "unnamed home: /",
+        // Sorted, as the kernel keeps supplementary groups; a directory opened to write is
+        // EISDIR before any permission check.
+        "groups: 1000 50 5000 9000",
+        "eisdir: sh: can't create /usr: Is a directory",
     ];
     every_log_says(modes_and_snapshotters("the non-root user's permissions"), DOCKERFILE, &[], EXPECTED);
 }

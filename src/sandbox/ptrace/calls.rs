@@ -1070,8 +1070,11 @@ impl Tracer {
                 let n = (regs.arg(0) as usize).min(65536);
                 let mut bytes = vec![0u8; n * 4];
                 mem::read(pid, regs.arg(1), &mut bytes)?;
-                self.creds_mut(pid).groups =
+                let mut groups: Vec<u32> =
                     bytes.chunks(4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+                // Sorted, as the kernel's `set_groups` keeps them.
+                groups.sort_unstable();
+                self.creds_mut(pid).groups = groups;
                 0
             }
             libc::SYS_setuid => ok(Creds::set_one(&mut c.uid, any_uid, a(0)))?,

@@ -236,6 +236,14 @@ impl Tracer {
         match self.seen(host, follow) {
             // O_EXCL on an existing entry is the kernel's EEXIST.
             Ok(_) if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL => Ok(()),
+            // A directory opened to write, or with O_CREAT, is the kernel's EISDIR, before any
+            // permission check.
+            Ok(o)
+                if o.mode & libc::S_IFMT == libc::S_IFDIR
+                    && (flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_CREAT != 0) =>
+            {
+                Ok(())
+            }
             Ok(o) => {
                 let acc = flags & libc::O_ACCMODE;
                 let mut want = 0;

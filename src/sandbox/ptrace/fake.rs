@@ -194,7 +194,9 @@ pub struct Creds {
 
 impl Creds {
     /// A process running as `uid`:`gid` with `groups`.
-    pub fn new(uid: u32, gid: u32, groups: Vec<u32>) -> Creds {
+    pub fn new(uid: u32, gid: u32, mut groups: Vec<u32>) -> Creds {
+        // The kernel keeps them sorted (`groups_sort`), so `getgroups` and `id` list them so.
+        groups.sort_unstable();
         let mut c = Creds {
             uid: [uid; 4],
             gid: [gid; 4],
