@@ -1349,6 +1349,7 @@ fn umask(pid: Pid) -> u32 {
         })
         .unwrap_or(0o022)
 }
+
 /// `text` as a file of the tracer's that a traced process opens instead of a `/proc` file of
 /// its own (`/proc/PID/status` with the ids it emulates, `/proc/PID/cmdline` without the
 /// loader): a memfd, and the name to open it by.
