@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::image::manifest::Image;
 use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::index::{FsIndex, Kind};
+use crate::layer::pyc::{Sources, restamped};
 use crate::layer::{LayerWriter, open_layer};
 use crate::store::Store;
 
@@ -63,12 +64,18 @@ pub fn write_tar(
     // In layer order, as BuildKit's tar exporter walks the tree.
     let mut entries: Vec<_> = index.walk("").filter(|(path, _)| !path.is_empty()).collect();
     entries.sort_by(|a, b| crate::layer::tar_order(a.0, b.0));
+    // The clamp reaches the base image's files here too: their `.pyc` files must follow.
+    let files: Vec<_> = entries.iter().map(|(path, meta)| (*path, *meta, root.join(path))).collect();
+    let pycs = Sources::of(files.iter().map(|(p, m, f)| (*p, *m, Some(f.as_path()))), clamp);
     for (path, meta) in entries {
         let mut h = LayerWriter::header(meta, clamp);
         match &meta.kind {
             Kind::File => {
                 let mut f = fs_err::File::open(root.join(path))?;
-                tar.append_data(&mut h, path, &mut f)?;
+                match pycs.get(path) {
+                    Some(py) => tar.append_data(&mut h, path, restamped(&mut f, py)?)?,
+                    None => tar.append_data(&mut h, path, &mut f)?,
+                }
             }
             Kind::Dir => tar.append_data(&mut h, format!("{path}/"), std::io::empty())?,
             // A flattened tree has no layer order to keep link targets ahead of links (and a

@@ -1509,6 +1509,62 @@ RUN mkdir -p /made/__pycache__ && cp /in/m.py /made/ && cp /in/m.pyc.in /made/__
     }
 }
 
+/// A `type=tar` output clamps the times of the base image's files too, so it gives their `.pyc`
+/// files the clamped time as well: a base whose layers keep real times (made here with
+/// `rewrite-timestamp=false`) has valid `.pyc` files in the tar. The machine's python3 judges.
+#[test]
+fn a_tar_output_keeps_the_bytecode_of_the_base_fresh() {
+    // The output is the same in every mode: the first this machine has will do.
+    let Some(mode) = modes("the tar output's .pyc check").into_iter().next() else { return };
+    let dir = Dir::new(&mode);
+    dir.write(
+        &mode,
+        &[
+            ("base/Dockerfile", "FROM busybox\nCOPY app /app/\n"),
+            ("base/app/m.py", "X = 1\n"),
+            ("base/app/__pycache__/.keep", ""),
+            ("top/Dockerfile", "FROM base\nRUN echo top > /top\n"),
+        ],
+    );
+    let base = dir.path().join("base");
+    let mut touch = Command::new("touch");
+    touch.args(["-d", "@1700000000"]).arg(base.join("app/m.py"));
+    assert!(touch.status().expect("touch").success());
+    let mut compile = Command::new("python3");
+    compile.args(["-c", "import py_compile, sys; print(py_compile.compile(sys.argv[1], doraise=True))"]);
+    compile.arg(base.join("app/m.py"));
+    if !built("the tar output's .pyc check", "python3", &mut compile) {
+        return;
+    }
+    let layout = dir.path().join("layout");
+    let dest = format!("type=oci,tar=false,dest={},rewrite-timestamp=false,name=base", layout.display());
+    let out = build(&dir, &mode, &["-o", &dest, base.to_str().expect("utf-8")]);
+    ok(&out, "the base");
+    let tar = dir.path().join("fs.tar");
+    let context = format!("base=oci-layout://{}:latest", layout.display());
+    let dest = format!("type=tar,dest={}", tar.display());
+    let top = dir.path().join("top");
+    let out = build(&dir, &mode, &["--build-context", &context, "-o", &dest, top.to_str().expect("utf-8")]);
+    ok(&out, "the tar");
+    let fs = dir.path().join("fs");
+    fs_err::create_dir_all(&fs).expect("mkdir");
+    let untar = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&fs).status().expect("tar");
+    assert!(untar.success());
+    assert_eq!(fs_err::metadata(fs.join("app/m.py")).expect("m.py").mtime(), 315_532_800);
+    let import = Command::new("python3")
+        .args(["-v", "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import m"])
+        .arg(fs.join("app"))
+        .output()
+        .expect("python3");
+    let log = text(&import.stderr);
+    assert!(import.status.success(), "{log}");
+    assert!(
+        log.contains("# code object from '") && log.contains("/app/__pycache__/m."),
+        "stale .pyc:\n{log}"
+    );
+    assert!(!log.contains("bytecode is stale"), "{log}");
+}
+
 /// A dynamic program run through a symlink finds the libraries its `$ORIGIN` run path names
 /// (the JRE's `$ORIGIN/../lib`, which `apt-get install default-jre-headless` runs `java` through
 /// `/usr/bin/java` for): under ptrace, its loader must be given the program's real path.
