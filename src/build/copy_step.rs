@@ -431,10 +431,7 @@ fn write_layer(
                 {
                     times.insert(path, real);
                 }
-                match pycs.get(path) {
-                    Some(py) => w.add(path, &e.meta, Some(&mut pyc::restamped(&mut file, py)?))?,
-                    None => w.add(path, &e.meta, Some(&mut file))?,
-                }
+                w.add(path, &e.meta, Some(&mut pycs.content(path, &mut file)?))?;
             }
             copy::Content::Bytes(bytes) => w.add(path, &e.meta, Some(&mut bytes.as_slice()))?,
             copy::Content::None => w.add(path, &e.meta, None)?,

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::image::manifest::Image;
 use crate::layer::extract::{ApplyOptions, apply_layer};
 use crate::layer::index::{FsIndex, Kind};
-use crate::layer::pyc::{Sources, restamped};
+use crate::layer::pyc::Sources;
 use crate::layer::{LayerWriter, open_layer};
 use crate::store::Store;
 
@@ -62,20 +62,20 @@ pub fn write_tar(
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     // In layer order, as BuildKit's tar exporter walks the tree.
-    let mut entries: Vec<_> = index.walk("").filter(|(path, _)| !path.is_empty()).collect();
+    let mut entries: Vec<_> = index
+        .walk("")
+        .filter(|(path, _)| !path.is_empty())
+        .map(|(path, meta)| (path, meta, root.join(path)))
+        .collect();
     entries.sort_by(|a, b| crate::layer::tar_order(a.0, b.0));
     // The clamp reaches the base image's files here too: their `.pyc` files must follow.
-    let files: Vec<_> = entries.iter().map(|(path, meta)| (*path, *meta, root.join(path))).collect();
-    let pycs = Sources::of(files.iter().map(|(p, m, f)| (*p, *m, Some(f.as_path()))), clamp);
-    for (path, meta) in entries {
+    let pycs = Sources::of(entries.iter().map(|(p, m, f)| (*p, *m, Some(f.as_path()))), clamp);
+    for &(path, meta, ref file) in &entries {
         let mut h = LayerWriter::header(meta, clamp);
         match &meta.kind {
             Kind::File => {
-                let mut f = fs_err::File::open(root.join(path))?;
-                match pycs.get(path) {
-                    Some(py) => tar.append_data(&mut h, path, restamped(&mut f, py)?)?,
-                    None => tar.append_data(&mut h, path, &mut f)?,
-                }
+                let mut f = fs_err::File::open(file)?;
+                tar.append_data(&mut h, path, pycs.content(path, &mut f)?)?;
             }
             Kind::Dir => tar.append_data(&mut h, format!("{path}/"), std::io::empty())?,
             // A flattened tree has no layer order to keep link targets ahead of links (and a
@@ -83,7 +83,7 @@ pub fn write_tar(
             Kind::Hardlink(_) => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(meta.size);
-                let mut f = fs_err::File::open(root.join(path))?;
+                let mut f = fs_err::File::open(file)?;
                 tar.append_data(&mut h, path, &mut f)?;
             }
             Kind::Symlink(t) => tar.append_link(&mut h, path, t)?,

@@ -47,7 +47,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::index::{Kind, Meta};
-use super::pyc::{Sources, restamped};
+use super::pyc::Sources;
 use super::writer::LayerWriter;
 
 /// The OCI whiteout prefix.
@@ -223,12 +223,7 @@ pub(super) fn write_entries<'a>(
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(src)
                     .map_err(io_err("open", src))?;
-                match pycs.get(path) {
-                    Some(py) => {
-                        restamped(&mut file, py).and_then(|mut r| writer.add(path, meta, Some(&mut r)))
-                    }
-                    None => writer.add(path, meta, Some(&mut file)),
-                }
+                pycs.content(path, &mut file).and_then(|mut r| writer.add(path, meta, Some(&mut r)))
             }
             None => writer.add(path, meta, None),
         };

@@ -130,6 +130,15 @@ impl Sources {
         self.pycs.get(path.trim_start_matches('/'))
     }
 
+    /// The content of the layer's file at `path`, read from `file`: restamped when it is one of
+    /// these `.pyc` files ([`restamped`]), else as it is.
+    pub fn content<'r>(&self, path: &str, file: &'r mut dyn Read) -> io::Result<Content<'r>> {
+        match self.get(path) {
+            Some(source) => restamped(file, source),
+            None => Ok(io::Cursor::new(Vec::new()).chain(file)),
+        }
+    }
+
     /// Whether the file at `path` in the layer is the source of a `.pyc` that may be restamped:
     /// a snapshot must keep its clamped time too ([`super::times`]), or the `.pyc` would be stale
     /// there.
@@ -155,9 +164,13 @@ fn follow(link: &str, target: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
+/// A file's content as a layer writer reads it ([`Sources::content`]): the header, perhaps
+/// restamped, then the rest.
+pub type Content<'r> = io::Chain<io::Cursor<Vec<u8>>, &'r mut dyn Read>;
+
 /// `pyc`'s bytes, with the header's source mtime set to the clamped one when the header is a
 /// timestamp-based one that matches `source` (anything else passes through unchanged).
-pub fn restamped<'r>(pyc: &'r mut dyn Read, source: &Source) -> io::Result<impl Read + 'r> {
+fn restamped<'r>(pyc: &'r mut dyn Read, source: &Source) -> io::Result<Content<'r>> {
     let mut head = Vec::with_capacity(HEADER);
     Read::take(&mut *pyc, HEADER as u64).read_to_end(&mut head)?;
     if let Ok(header) = <&mut [u8; HEADER]>::try_from(head.as_mut_slice()) {
