@@ -197,21 +197,9 @@ impl Tracer {
                     return run(None);
                 };
                 if flags & libc::O_ACCMODE == libc::O_RDONLY
-                    && let Some(who) = paths::status_of(&host)
-                    && self.procs.contains_key(&who)
+                    && let Some((what, text)) = self.proc_file_as_seen(&host)?
                 {
-                    let real = std::fs::read_to_string(path(&host)).map_err(io_errno)?;
-                    let (file, name) = serve(c"status", self.creds(who).status_text(&real).as_bytes())?;
-                    regs.set_arg(arg.path, scratch.put_cstr(&name)?);
-                    return run(Some(After::Served(file)));
-                }
-                if flags & libc::O_ACCMODE == libc::O_RDONLY
-                    && let Some(who) = paths::cmdline_of(&host)
-                    && self.procs.get(&who).is_some_and(|p| p.exe.is_some())
-                    && let Some(named) =
-                        std::fs::read(path(&host)).ok().and_then(|r| exec::cmdline_as_named(&r))
-                {
-                    let (file, name) = serve(c"cmdline", &named)?;
+                    let (file, name) = serve(what, &text)?;
                     regs.set_arg(arg.path, scratch.put_cstr(&name)?);
                     return run(Some(After::Served(file)));
                 }
@@ -613,6 +601,26 @@ impl Tracer {
             // `stat("")` (glibc's `newfstatat(AT_FDCWD, "", buf, 0)`) is not the working directory.
             (None, _) => Err(Errno::ENOENT),
         }
+    }
+
+    /// What a traced process must read in the `/proc` file at `host` where the kernel's would
+    /// show what the tracer changed: a traced process's status with the ids it emulates
+    /// ([`Creds::status_text`]), or the command line of one run through its loader without the
+    /// loader's arguments ([`exec::cmdline_as_named`]). `None` for any other file.
+    fn proc_file_as_seen(&self, host: &[u8]) -> Result<Option<(&'static std::ffi::CStr, Vec<u8>)>, Errno> {
+        if let Some(who) = paths::status_of(host)
+            && self.procs.contains_key(&who)
+        {
+            let real = std::fs::read_to_string(path(host)).map_err(io_errno)?;
+            return Ok(Some((c"status", self.creds(who).status_text(&real).into_bytes())));
+        }
+        if let Some(who) = paths::cmdline_of(host)
+            && self.procs.get(&who).is_some_and(|p| p.exe.is_some())
+        {
+            let named = std::fs::read(path(host)).ok().and_then(|r| exec::cmdline_as_named(&r));
+            return Ok(named.map(|text| (c"cmdline", text)));
+        }
+        Ok(None)
     }
 
     /// Search permission on the way to `target` (see [`super::dac`]).

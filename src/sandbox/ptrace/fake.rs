@@ -271,14 +271,14 @@ impl Creds {
     /// `ps`, `pgrep -u` and psutil read them), in the kernel's format.
     pub fn status_text(&self, real: &str) -> String {
         let ids = |v: &[u32; 4]| v.map(|i| i.to_string()).join("\t");
+        let mut groups: String = self.groups.iter().map(|g| format!("{g} ")).collect();
+        if groups.is_empty() {
+            // The kernel's trailing space, even with no group.
+            groups.push(' ');
+        }
         let mut out = String::with_capacity(real.len());
         for line in real.lines() {
             let key = line.split_once(':').map_or(line, |(k, _)| k);
-            let mut groups: String = self.groups.iter().map(|g| format!("{g} ")).collect();
-            if groups.is_empty() {
-                // The kernel's trailing space, even with no group.
-                groups.push(' ');
-            }
             let line = match key {
                 "Uid" => format!("Uid:\t{}", ids(&self.uid)),
                 "Gid" => format!("Gid:\t{}", ids(&self.gid)),
