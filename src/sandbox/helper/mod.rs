@@ -361,10 +361,9 @@ impl Ctx {
         }
     }
 
-    /// How layers are applied to this helper's trees: owners only where they can be set,
-    /// device nodes only as real root.
-    /// How layers are applied to snapshots and trees; `times` are the layer's real ones
-    /// ([`crate::layer::times`]).
+    /// How layers are applied to this helper's snapshots and trees: owners only where they can
+    /// be set, device nodes only as real root, and `times`, the layer's real ones
+    /// ([`crate::layer::times`]), where it has them.
     fn apply_options<'t>(&self, times: Option<&'t Times>) -> ApplyOptions<'t> {
         ApplyOptions { chown: !self.squash, devices: !self.rootless && !self.traced, times }
     }
