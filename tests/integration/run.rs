@@ -1404,6 +1404,38 @@ RUN echo \"build $N: $(cat /usr/share/nginx/html/index.html)\"
     }
 }
 
+/// Sets the mtime of `path` to `secs` since 1970, as `touch -d @secs` does.
+fn set_mtime(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    fs_err::File::options().write(true).open(path).and_then(|f| f.set_modified(t)).expect("set mtime");
+}
+
+/// The `.pyc` the machine's python3 compiles `py` into, or `None` after saying why there is none.
+fn compiled(what: &str, py: &Path) -> Option<PathBuf> {
+    let mut compile = Command::new("python3");
+    compile.args(["-c", "import py_compile, sys; print(py_compile.compile(sys.argv[1], doraise=True))"]);
+    compile.arg(py);
+    if !built(what, "python3", &mut compile) {
+        return None;
+    }
+    Some(PathBuf::from(text(&compile.output().expect("python3").stdout).trim()))
+}
+
+/// That the machine's python3 imports module `m` from `dir` through its `.pyc` named `pyc_name`,
+/// not calling it stale.
+fn loads_from_pyc(dir: &Path, pyc_name: &str, what: &str) {
+    let import = Command::new("python3")
+        .args(["-v", "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import m"])
+        .arg(dir)
+        .output()
+        .expect("python3");
+    let log = text(&import.stderr);
+    assert!(import.status.success(), "{what}: {log}");
+    let cached = format!("# code object from '{}'", dir.join("__pycache__").join(pyc_name).display());
+    assert!(log.contains(&cached), "{what}: python3 did not use the .pyc:\n{log}");
+    assert!(!log.contains("bytecode is stale"), "{what}: {log}");
+}
+
 /// A step sees the files a COPY put in its root with their own times, as BuildKit's snapshots
 /// keep them; only the layer's times are clamped. So a build tool that compares times with what a
 /// cache mount kept (make, cargo, Maven) rebuilds after an edit. With the layer's times, every
@@ -1422,9 +1454,7 @@ RUN --mount=type=cache,target=/cache if [ ! -f /cache/out ] || [ /app/src.txt -n
         let dir = Dir::new(&mode);
         dir.write(&mode, &[("ctx/Dockerfile", DOCKERFILE), ("ctx/src.txt", "one\n")]);
         let ctx = dir.path().join("ctx");
-        let mut touch = Command::new("touch");
-        touch.args(["-d", "@1699913600"]).arg(ctx.join("src.txt"));
-        assert!(touch.status().expect("touch").success());
+        set_mtime(&ctx.join("src.txt"), 1_699_913_600);
         for (n, says) in [(1, ["rebuilt", "result: one"]), (2, ["rebuilt", "result: two"])] {
             if n == 2 {
                 // Written now, as an edit is.
@@ -1455,17 +1485,9 @@ RUN mkdir -p /made/__pycache__ && cp /in/m.py /made/ && cp /in/m.pyc.in /made/__
     let tools = tempfile::tempdir().expect("tempdir");
     let t = tools.path();
     fs_err::write(t.join("m.py"), "X = 1\n").expect("m.py");
-    let mut touch = Command::new("touch");
-    touch.args(["-d", "@1700000000"]).arg(t.join("m.py"));
-    assert!(touch.status().expect("touch").success());
-    let mut compile = Command::new("python3");
-    compile.args(["-c", "import py_compile, sys; print(py_compile.compile(sys.argv[1], doraise=True))"]);
-    compile.arg(t.join("m.py"));
-    if !built("the .pyc check", "python3", &mut compile) {
-        return;
-    }
-    let pyc = text(&compile.output().expect("python3").stdout).trim().to_string();
-    let pyc_name = Path::new(&pyc).file_name().and_then(|n| n.to_str()).expect("pyc name").to_string();
+    set_mtime(&t.join("m.py"), 1_700_000_000);
+    let Some(pyc) = compiled("the .pyc check", &t.join("m.py")) else { return };
+    let pyc_name = pyc.file_name().and_then(|n| n.to_str()).expect("pyc name").to_string();
     let pyc_bytes = fs_err::read(&pyc).expect("read pyc");
     for mode in modes_and_snapshotters("the .pyc check") {
         let dir = Dir::new(&mode);
@@ -1483,9 +1505,7 @@ RUN mkdir -p /made/__pycache__ && cp /in/m.py /made/ && cp /in/m.pyc.in /made/__
         let ctx = dir.path().join("ctx");
         fs_err::write(ctx.join("app/__pycache__").join(&pyc_name), &pyc_bytes).expect("write pyc");
         fs_err::write(ctx.join("made/m.pyc.in"), &pyc_bytes).expect("write pyc");
-        let mut touch = Command::new("touch");
-        touch.args(["-d", "@1700000000"]).arg(ctx.join("app/m.py"));
-        assert!(touch.status().expect("touch").success());
+        set_mtime(&ctx.join("app/m.py"), 1_700_000_000);
         let out_dir = dir.path().join("out");
         let dest = format!("type=local,dest={}", out_dir.display());
         let out = build(&dir, &mode, &["-o", &dest, ctx.to_str().expect("utf-8")]);
@@ -1493,18 +1513,7 @@ RUN mkdir -p /made/__pycache__ && cp /in/m.py /made/ && cp /in/m.pyc.in /made/__
         for (what, d) in [("copied", "copied"), ("written by a RUN step", "made")] {
             let py = out_dir.join(d).join("m.py");
             assert_eq!(fs_err::metadata(&py).expect("m.py").mtime(), 315_532_800, "{}: {what}", mode.name());
-            let import = Command::new("python3")
-                .args(["-v", "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import m"])
-                .arg(out_dir.join(d))
-                .output()
-                .expect("python3");
-            let log = text(&import.stderr);
-            assert!(import.status.success(), "{}: {what}: {log}", mode.name());
-            let cached = format!(
-                "# code object from '{}'",
-                out_dir.join(d).join("__pycache__").join(&pyc_name).display()
-            );
-            assert!(log.contains(&cached), "{}: {what}: python3 did not use the .pyc:\n{log}", mode.name());
+            loads_from_pyc(&out_dir.join(d), &pyc_name, &format!("{}: {what}", mode.name()));
         }
     }
 }
@@ -1527,15 +1536,9 @@ fn a_tar_output_keeps_the_bytecode_of_the_base_fresh() {
         ],
     );
     let base = dir.path().join("base");
-    let mut touch = Command::new("touch");
-    touch.args(["-d", "@1700000000"]).arg(base.join("app/m.py"));
-    assert!(touch.status().expect("touch").success());
-    let mut compile = Command::new("python3");
-    compile.args(["-c", "import py_compile, sys; print(py_compile.compile(sys.argv[1], doraise=True))"]);
-    compile.arg(base.join("app/m.py"));
-    if !built("the tar output's .pyc check", "python3", &mut compile) {
-        return;
-    }
+    set_mtime(&base.join("app/m.py"), 1_700_000_000);
+    let Some(pyc) = compiled("the tar output's .pyc check", &base.join("app/m.py")) else { return };
+    let pyc_name = pyc.file_name().and_then(|n| n.to_str()).expect("pyc name");
     let layout = dir.path().join("layout");
     let dest = format!("type=oci,tar=false,dest={},rewrite-timestamp=false,name=base", layout.display());
     let out = build(&dir, &mode, &["-o", &dest, base.to_str().expect("utf-8")]);
@@ -1551,18 +1554,7 @@ fn a_tar_output_keeps_the_bytecode_of_the_base_fresh() {
     let untar = Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&fs).status().expect("tar");
     assert!(untar.success());
     assert_eq!(fs_err::metadata(fs.join("app/m.py")).expect("m.py").mtime(), 315_532_800);
-    let import = Command::new("python3")
-        .args(["-v", "-B", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import m"])
-        .arg(fs.join("app"))
-        .output()
-        .expect("python3");
-    let log = text(&import.stderr);
-    assert!(import.status.success(), "{log}");
-    assert!(
-        log.contains("# code object from '") && log.contains("/app/__pycache__/m."),
-        "stale .pyc:\n{log}"
-    );
-    assert!(!log.contains("bytecode is stale"), "{log}");
+    loads_from_pyc(&fs.join("app"), pyc_name, "the tar");
 }
 
 /// A dynamic program run through a symlink finds the libraries its `$ORIGIN` run path names
